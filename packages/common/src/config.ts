@@ -1,0 +1,51 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+const boolish = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const positiveInt = z.coerce.number().int().positive();
+
+/**
+ * The single source of truth for environment configuration. Every variable camflow reads is here, with its
+ * default. Credentials are read by the AWS SDK from the standard AWS_* variables.
+ */
+export const configSchema = z.object({
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  QUEUE_PREFIX: z.string().regex(/^[a-zA-Z0-9_-]+$/, 'letters, digits, _ or -').default('camflow'),
+  S3_ENDPOINT: z.string().url().optional(),
+  S3_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{2,62}$/, 'an S3 bucket name (3-63 lowercase chars)').default('camflow'),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  S3_FORCE_PATH_STYLE: boolish.default(true),
+  S3_MAX_SOCKETS: positiveInt.default(32),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  TF_BACKEND: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  CAM_CONCURRENCY: positiveInt.default(1),
+  CAM_CHUNK_SIZE: positiveInt.max(10_000).default(256),
+  CAM_INFER_BATCH: positiveInt.max(1024).default(32),
+  CAM_STORE_PARALLELISM: positiveInt.max(256).default(16),
+  MAX_IMAGE_PIXELS: positiveInt.default(268_402_689),
+  MAX_UPLOAD_BYTES: positiveInt.default(2 * 1024 ** 3),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+/**
+ * Parse configuration from an environment. A missing or malformed variable throws a ConfigError whose message
+ * is one line naming the variable.
+ * @example const config = loadConfig(process.env);
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const known: Record<string, string | undefined> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const value = env[key];
+    // An empty variable means "unset", as in shells and compose files.
+    if (value !== undefined && value !== '') known[key] = value;
+  }
+  const result = configSchema.safeParse(known);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const variable = String(issue.path[0] ?? 'environment');
+  const value = known[variable];
+  throw new ConfigError(variable, `${issue.message} (got ${value === undefined ? 'nothing' : JSON.stringify(value)})`);
+}

@@ -1,0 +1,118 @@
+import { createHash } from 'node:crypto';
+import sharp from 'sharp';
+import { ImageInputError, InvalidParameterError } from '../errors.js';
+
+// libvips' own thread pool: our workers already run one pipeline per image concurrently.
+sharp.concurrency(1);
+sharp.cache(false);
+
+/** Formats camflow accepts, by sharp's format name → the extension stored. */
+const ACCEPTED: Record<string, string> = { png: 'png', jpeg: 'jpg', tiff: 'tiff', webp: 'webp' };
+
+/** An RGB image in memory: interleaved bytes, `width × height × 3`. */
+export interface RgbImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+export interface ImageInfo {
+  format: string;
+  ext: string;
+  /** Width and height after EXIF orientation. */
+  width: number;
+  height: number;
+}
+
+export const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+/** The default pixel limit: 16384 × 16383, sharp's own default, refuses decompression bombs before decoding. */
+export const DEFAULT_MAX_PIXELS = 268_402_689;
+
+function classify(error: unknown): ImageInputError {
+  const message = error instanceof Error ? error.message : String(error);
+  if (/pixel limit/i.test(message)) return new ImageInputError('too-many-pixels', `image exceeds the pixel limit: ${message}`, { cause: error });
+  if (/unsupported image format/i.test(message)) return new ImageInputError('unsupported-format', 'not a supported image (PNG, JPEG, TIFF or WebP)', { cause: error });
+  if (/premature end|truncat|unexpected end|corrupt|read error|not enough data|IDAT|crc/i.test(message)) {
+    return new ImageInputError('truncated', `image data is truncated or corrupt: ${message}`, { cause: error });
+  }
+  return new ImageInputError('undecodable', `image cannot be decoded: ${message}`, { cause: error });
+}
+
+/**
+ * Read and validate an image's header: format, oriented size, pixel limit, single page. Throws ImageInputError
+ * with a reason (`empty`, `unsupported-format`, `too-many-pixels`, `multi-page`, `bad-dimensions`, …).
+ * @example const info = await inspectImage(bytes);
+ */
+export async function inspectImage(bytes: Uint8Array, maxPixels = DEFAULT_MAX_PIXELS): Promise<ImageInfo> {
+  if (bytes.byteLength === 0) throw new ImageInputError('empty', 'file is empty (0 bytes)');
+  let meta: sharp.Metadata;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: maxPixels }).metadata();
+  } catch (error) {
+    throw classify(error);
+  }
+  const format = meta.format ?? 'unknown';
+  const ext = ACCEPTED[format];
+  if (!ext) throw new ImageInputError('unsupported-format', `format "${format}" is not accepted (PNG, JPEG, TIFF or WebP)`);
+  if ((meta.pages ?? 1) > 1) throw new ImageInputError('multi-page', `image has ${meta.pages} pages or frames; submit one image per file`);
+  const rotated = (meta.orientation ?? 1) >= 5;
+  const width = rotated ? meta.height : meta.width;
+  const height = rotated ? meta.width : meta.height;
+  if (!width || !height) throw new ImageInputError('bad-dimensions', 'image has no width or height');
+  if (width * height > maxPixels) {
+    throw new ImageInputError('too-many-pixels', `image is ${width}×${height} = ${width * height} pixels, above the limit of ${maxPixels}`);
+  }
+  return { format, ext, width, height };
+}
+
+/**
+ * Decode to RGB: EXIF auto-orient, any colour space (CMYK, 16-bit, grey) converted to 8-bit sRGB, alpha
+ * flattened onto black (the NIH crops' background).
+ */
+export async function decodeRgb(bytes: Uint8Array, maxPixels = DEFAULT_MAX_PIXELS): Promise<RgbImage> {
+  if (bytes.byteLength === 0) throw new ImageInputError('empty', 'file is empty (0 bytes)');
+  try {
+    const { data, info } = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'truncated' })
+      .rotate()
+      .flatten({ background: { r: 0, g: 0, b: 0 } })
+      .toColourspace('srgb')
+      .removeAlpha()
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new ImageInputError('undecodable', `decoded to ${info.channels} channels, expected 3`);
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+  } catch (error) {
+    if (error instanceof ImageInputError) throw error;
+    throw classify(error);
+  }
+}
+
+/**
+ * Resize an RGB image to the model's square input with cubic interpolation, as the seed's
+ * `cv2.resize(..., INTER_CUBIC)` (aspect ratio not kept, as the seed).
+ */
+export async function resizeRgb(image: RgbImage, size: number): Promise<Uint8Array> {
+  if (!Number.isInteger(size) || size < 8 || size > 2048) throw new InvalidParameterError('size', 'an integer in [8, 2048]', size);
+  if (image.width === size && image.height === size) return image.data;
+  const out = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
+    .resize(size, size, { fit: 'fill', kernel: 'cubic' })
+    .raw()
+    .toBuffer();
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/**
+ * Decode, orient, flatten and resize to the model input: returns the `size × size × 3` bytes and the original
+ * (oriented) size.
+ * @example const { input, width, height } = await preprocess(bytes, 128);
+ */
+export async function preprocess(bytes: Uint8Array, size: number, maxPixels = DEFAULT_MAX_PIXELS): Promise<{ input: Uint8Array; original: RgbImage }> {
+  const original = await decodeRgb(bytes, maxPixels);
+  return { input: await resizeRgb(original, size), original };
+}
+
+/** PNG-encode interleaved RGB (or grey when `channels` is 1). */
+export async function encodePng(data: Uint8Array, width: number, height: number, channels: 1 | 3 = 3): Promise<Buffer> {
+  return sharp(data, { raw: { width, height, channels } }).png({ compressionLevel: 6 }).toBuffer();
+}

@@ -1,0 +1,5 @@
+export * from './backend.js';
+export * from './presets.js';
+export * from './serialize.js';
+export * from './engine.js';
+export { registerWasmTrainingKernels } from './wasm-kernels.js';

@@ -1,0 +1,83 @@
+import { z } from 'zod';
+
+/** Ids used in object keys: letters, digits, `_ . -`. */
+export const idSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'an id of letters, digits, _ . -').refine((v) => !v.includes('..'), 'no ".."');
+export const sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex characters');
+
+export const outputSchema = z.enum(['json', 'heatmap', 'overlay']);
+export type Output = z.infer<typeof outputSchema>;
+
+/** What a CAM run computes for each image. */
+export const camOptionsSchema = z.object({
+  /** `predicted`: the CAM of the predicted class; `all`: every class; or a class name. */
+  target: z.string().min(1).default('predicted'),
+  /** Box threshold as a fraction of the CAM's maximum (paper: 0.2). */
+  fraction: z.number().gt(0).lt(1).default(0.2),
+  /** Minimum region area in original pixels for the region list. */
+  minArea: z.number().int().nonnegative().default(16),
+  /** Per-image objects to write besides the packed chunk results. */
+  outputs: z.array(outputSchema).default(['json', 'heatmap', 'overlay']),
+  /** Overlay heat weight (seed: 0.3). */
+  alpha: z.number().min(0).max(1).default(0.3),
+});
+export type CamOptions = z.infer<typeof camOptionsSchema>;
+
+/** One stored image of a batch, as the batch manifest lists it. */
+export const batchItemSchema = z.object({
+  imageId: idSchema,
+  name: z.string(),
+  sha256: sha256Schema,
+  ext: z.string().regex(/^[a-z0-9]{1,8}$/),
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+});
+export type BatchItem = z.infer<typeof batchItemSchema>;
+
+/** A submitted file that was refused at ingest (it gets a failed result with this reason). */
+export const rejectedItemSchema = z.object({
+  imageId: idSchema,
+  name: z.string(),
+  error: z.string(),
+});
+export type RejectedItem = z.infer<typeof rejectedItemSchema>;
+
+export const camJobSchema = z.object({
+  batchId: idSchema,
+  chunk: z.number().int().nonnegative(),
+  modelVersion: idSchema,
+  items: z.array(batchItemSchema).min(1),
+  options: camOptionsSchema,
+});
+export type CamJob = z.infer<typeof camJobSchema>;
+
+export const batchJobSchema = z.object({
+  batchId: idSchema,
+  modelVersion: idSchema,
+  chunks: z.number().int().nonnegative(),
+});
+export type BatchJob = z.infer<typeof batchJobSchema>;
+
+export const presetSchema = z.enum(['seed', 'fast']);
+export type PresetName = z.infer<typeof presetSchema>;
+
+export const trainJobSchema = z.object({
+  dataset: idSchema,
+  /** A dataset version, or `latest`. */
+  datasetVersion: z.string().default('latest'),
+  preset: presetSchema.default('fast'),
+  epochs: z.number().int().positive().max(1000).default(10),
+  batchSize: z.number().int().positive().max(4096).default(32),
+  learningRate: z.number().positive().max(1).default(0.0005),
+  seed: z.number().int().nonnegative().default(42),
+  validationFraction: z.number().gt(0).lt(1).default(0.15),
+  /** `group` splits by the manifest items' group (e.g. patient), never putting one group on both sides. */
+  splitBy: z.enum(['item', 'group']).default('item'),
+  /** Restarts with a fresh initialisation when a run collapses. */
+  maxRestarts: z.number().int().nonnegative().max(10).default(3),
+  /** Skip when the dataset version equals the production model's (nightly retraining). */
+  skipIfUnchanged: z.boolean().default(false),
+  /** Promote when validation accuracy ≥ production's. */
+  promote: z.boolean().default(true),
+});
+export type TrainJob = z.infer<typeof trainJobSchema>;
+export type TrainJobInput = z.input<typeof trainJobSchema>;

@@ -1,0 +1,52 @@
+import { InvalidParameterError } from '../errors.js';
+
+/**
+ * The one module that builds object keys. Keys derive from content hashes and generated ids, never from
+ * user-supplied paths, so a file called `../../etc/passwd` can only ever be metadata.
+ */
+
+const SHA256 = /^[0-9a-f]{64}$/;
+const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const EXT = /^[a-z0-9]{1,8}$/;
+
+function check(field: string, value: string, pattern: RegExp, expected: string): string {
+  if (!pattern.test(value) || value.includes('..')) throw new InvalidParameterError(field, expected, value);
+  return value;
+}
+const sha = (v: string) => check('sha256', v, SHA256, '64 lowercase hex characters');
+const id = (field: string, v: string) => check(field, v, ID, 'an id of letters, digits, _ . - (max 128)');
+
+export const keys = {
+  original: (sha256: string, ext: string) => `originals/${sha(sha256).slice(0, 2)}/${sha256}.${check('ext', ext, EXT, 'a lowercase extension')}`,
+  preprocessed: (size: number, sha256: string) => `images/${size}/${sha(sha256).slice(0, 2)}/${sha256}.png`,
+
+  datasetPrefix: (name: string) => `datasets/${id('dataset', name)}/`,
+  datasetManifest: (name: string, version: string) => `datasets/${id('dataset', name)}/${id('version', version)}/manifest.json`,
+  datasetShard: (name: string, version: string, index: number) =>
+    `datasets/${id('dataset', name)}/${id('version', version)}/shards/${String(index).padStart(5, '0')}.bin`,
+  datasetLatest: (name: string) => `datasets/${id('dataset', name)}/latest.json`,
+
+  batchManifest: (batchId: string) => `batches/${id('batchId', batchId)}/manifest.jsonl`,
+  batchInfo: (batchId: string) => `batches/${id('batchId', batchId)}/batch.json`,
+
+  resultPrefix: (batchId: string) => `results/${id('batchId', batchId)}/`,
+  resultJson: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/${id('imageId', imageId)}.json`,
+  resultHeatmap: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/${id('imageId', imageId)}.heatmap.png`,
+  resultOverlay: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/${id('imageId', imageId)}.overlay.png`,
+  resultChunk: (batchId: string, chunk: number) => `results/${id('batchId', batchId)}/chunks/${String(chunk).padStart(6, '0')}.jsonl`,
+  resultsJsonl: (batchId: string) => `results/${id('batchId', batchId)}/results.jsonl`,
+  resultsSummary: (batchId: string) => `results/${id('batchId', batchId)}/summary.json`,
+
+  modelPrefix: (version: string) => `models/${id('version', version)}/`,
+  modelFile: (version: string, file: 'model.json' | 'weights.bin' | 'model.onnx' | 'manifest.json') => `models/${id('version', version)}/${file}`,
+  modelsRoot: () => 'models/',
+  productionChannel: () => 'models/channels/production.json',
+
+  trainCheckpoint: (jobKey: string) => `checkpoints/${id('jobKey', jobKey)}/checkpoint.json`,
+  trainCheckpointWeights: (jobKey: string) => `checkpoints/${id('jobKey', jobKey)}/weights.bin`,
+};
+
+/** Is `value` usable as an id in keys (dataset names, batch ids, versions)? */
+export function isValidId(value: string): boolean {
+  return ID.test(value) && !value.includes('..');
+}

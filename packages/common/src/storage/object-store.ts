@@ -1,0 +1,195 @@
+import {
+  CreateBucketCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { Agent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { CamflowError, NotFoundError } from '../errors.js';
+
+/** Bodies above this size go through a multipart upload. */
+const MULTIPART_THRESHOLD = 16 * 1024 * 1024;
+
+export interface ObjectStoreOptions {
+  bucket: string;
+  endpoint?: string | undefined;
+  region?: string;
+  forcePathStyle?: boolean;
+  credentials?: { accessKeyId: string; secretAccessKey: string };
+  maxSockets?: number;
+}
+
+/** An S3 request failed for a reason other than "not found" (outage, auth, throttling). Retryable. */
+export class StorageError extends CamflowError {
+  constructor(operation: string, key: string, cause: unknown) {
+    super('STORAGE', `S3 ${operation} ${key} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}
+
+/**
+ * S3-compatible object store bound to one bucket. Works against AWS S3, MinIO and s3rver.
+ * @example const store = new ObjectStore({ bucket: 'camflow', endpoint: 'http://127.0.0.1:9000' });
+ *          await store.putJson('models/channels/production.json', { version });
+ */
+export class ObjectStore {
+  readonly bucket: string;
+  readonly client: S3Client;
+
+  constructor(options: ObjectStoreOptions) {
+    this.bucket = options.bucket;
+    const maxSockets = options.maxSockets ?? 32;
+    const config: S3ClientConfig = {
+      region: options.region ?? 'us-east-1',
+      forcePathStyle: options.forcePathStyle ?? true,
+      // Plain checksums only when required: s3rver and older MinIO do not speak aws-chunked bodies.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      requestHandler: new NodeHttpHandler({
+        httpAgent: new Agent({ keepAlive: true, maxSockets }),
+        httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
+      }),
+      maxAttempts: 3,
+    };
+    if (options.endpoint) config.endpoint = options.endpoint;
+    if (options.credentials) config.credentials = options.credentials;
+    this.client = new S3Client(config);
+  }
+
+  /** Create the bucket when it does not exist yet. */
+  async ensureBucket(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (error) {
+      if (!isNotFound(error)) throw new StorageError('HeadBucket', this.bucket, error);
+      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
+    }
+  }
+
+  async put(key: string, body: Uint8Array | string, contentType = 'application/octet-stream'): Promise<void> {
+    const size = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+    try {
+      if (size > MULTIPART_THRESHOLD) {
+        await new Upload({
+          client: this.client,
+          params: { Bucket: this.bucket, Key: key, Body: body, ContentType: contentType },
+          partSize: 8 * 1024 * 1024,
+          queueSize: 4,
+        }).done();
+      } else {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }));
+      }
+    } catch (error) {
+      throw new StorageError('PUT', key, error);
+    }
+  }
+
+  /** Bytes of an object; NotFoundError when absent. */
+  async get(key: string): Promise<Buffer> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const bytes = await out.Body!.transformToByteArray();
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    } catch (error) {
+      if (isNotFound(error)) throw new NotFoundError('object', key);
+      throw new StorageError('GET', key, error);
+    }
+  }
+
+  /** Bytes of an object, or undefined when absent. */
+  async getIfExists(key: string): Promise<Buffer | undefined> {
+    try {
+      return await this.get(key);
+    } catch (error) {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    return (await this.head(key)) !== undefined;
+  }
+
+  async head(key: string): Promise<{ size: number; etag?: string } | undefined> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return { size: out.ContentLength ?? 0, ...(out.ETag ? { etag: out.ETag } : {}) };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw new StorageError('HEAD', key, error);
+    }
+  }
+
+  async putJson(key: string, value: unknown): Promise<void> {
+    await this.put(key, JSON.stringify(value, null, 2), 'application/json');
+  }
+
+  async getJson<T = unknown>(key: string): Promise<T> {
+    return JSON.parse((await this.get(key)).toString('utf8')) as T;
+  }
+
+  async getJsonIfExists<T = unknown>(key: string): Promise<T | undefined> {
+    const bytes = await this.getIfExists(key);
+    return bytes === undefined ? undefined : (JSON.parse(bytes.toString('utf8')) as T);
+  }
+
+  /** Every key under a prefix, following continuation tokens across pages. */
+  async list(prefix: string): Promise<{ key: string; size: number }[]> {
+    const out: { key: string; size: number }[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const page = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }),
+        );
+        for (const o of page.Contents ?? []) out.push({ key: o.Key!, size: o.Size ?? 0 });
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+    } catch (error) {
+      throw new StorageError('LIST', prefix, error);
+    }
+    return out;
+  }
+
+  /** Delete keys in pages of 1,000 (the S3 limit per request). */
+  async deleteMany(keyList: string[]): Promise<void> {
+    for (let i = 0; i < keyList.length; i += 1000) {
+      const page = keyList.slice(i, i + 1000);
+      try {
+        await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: page.map((Key) => ({ Key })) } }));
+      } catch (error) {
+        throw new StorageError('DELETE', page[0] ?? '', error);
+      }
+    }
+  }
+
+  destroy(): void {
+    this.client.destroy();
+  }
+}
+
+/** Run `task` over `items` with at most `limit` in flight; results keep the input order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, task: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const runners = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await task(items[index]!, index);
+    }
+  });
+  await Promise.all(runners);
+  return results;
+}

@@ -1,0 +1,3 @@
+export * from './prng.js';
+export * from './cells.js';
+export * from './write.js';
