@@ -61,7 +61,10 @@ export function buildModel(preset: PresetName, numClasses: number, seed = 0): tf
     model.add(conv(32, 5, 'valid', k++));
     model.add(conv(2, 5, 'valid', k++, FEATURES_LAYER));
   } else {
-    model.add(conv(16, 3, 'same', k++, undefined, [s, s, 3]));
+    // Centre the input on zero inside the model (both engines then see the same graph): from an all-positive
+    // input the first convolutions mostly learn brightness, and the small net sits on a plateau for epochs.
+    model.add(tf.layers.rescaling({ scale: 2, offset: -1, inputShape: [s, s, 3] }));
+    model.add(conv(16, 3, 'same', k++));
     model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
     model.add(conv(32, 3, 'same', k++));
     model.add(tf.layers.maxPooling2d({ poolSize: 2 }));

@@ -42,7 +42,7 @@ function paint(rgb: Float32Array, width: number, height: number, mark: Mark): vo
       const d = Math.hypot(x + 0.5 - mark.cx, y + 0.5 - mark.cy);
       let cover: number;
       if (mark.kind === 'ring') {
-        const thickness = Math.max(1.2, mark.r * 0.38);
+        const thickness = Math.max(1.5, mark.r * 0.45);
         cover = 1 - smoothstep(thickness / 2 - 0.6, thickness / 2 + 0.6, Math.abs(d - (mark.r - thickness / 2)));
       } else {
         cover = 1 - smoothstep(mark.r - 1.2, mark.r + 0.4, d);
@@ -122,7 +122,7 @@ export function generateCell(rng: Rng, label: CellLabel): SyntheticCell {
     const n = rng.next() < 0.6 ? 1 : rng.next() < 0.7 ? 2 : 3;
     for (let i = 0; i < n; i++) {
       const p = placeInside(0.62);
-      const r = rng.uniform(5, 9) * (size / 128);
+      const r = rng.uniform(6, 10) * (size / 128);
       const dotAngle = rng.uniform(0, 2 * Math.PI);
       const mark: Mark = {
         cx: p.x,
@@ -161,8 +161,8 @@ export function generateCell(rng: Rng, label: CellLabel): SyntheticCell {
         cy: cy + u * sinT + v * cosT,
         r: rng.uniform(2, 4) * (size / 128),
         kind: 'smudge',
-        colour: [rng.uniform(90, 130), rng.uniform(50, 80), rng.uniform(110, 150)],
-        strength: rng.uniform(0.5, 0.8),
+        colour: [rng.uniform(110, 150), rng.uniform(70, 100), rng.uniform(120, 160)],
+        strength: rng.uniform(0.3, 0.55),
         dot: null,
       });
     }
