@@ -10,14 +10,14 @@ async function convGrads(backend: string, xData: Float32Array, wData: Float32Arr
   return tf.tidy(() => {
     const x = tf.tensor4d(xData, xs);
     const w = tf.tensor4d(wData, ws);
-    const f = (a: tf.Tensor4D, b: tf.Tensor4D) => {
-      const y = tf.conv2d(a, b, strides, pad);
+    const f = (a: tf.Tensor, b: tf.Tensor) => {
+      const y = tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, strides, pad);
       // A fixed, non-uniform upstream gradient so every output position matters differently.
       const probe = tf.range(0, y.size).reshape(y.shape).sin();
       return tf.sum(tf.mul(y, probe));
     };
     const [dx, dw] = tf.grads(f)([x, w]);
-    return { dx: dx!.dataSync().slice(), dw: dw!.dataSync().slice() };
+    return { dx: dx!.dataSync().slice() as Float32Array, dw: dw!.dataSync().slice() as Float32Array };
   });
 }
 

@@ -9,3 +9,6 @@ export * from './storage/object-store.js';
 export * from './queues/index.js';
 export * from './model/index.js';
 export * from './synth/index.js';
+export * from './dataset/manifest.js';
+export * from './dataset/store.js';
+export * from './models/registry.js';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import sharp from 'sharp';
+import sharp, { type Metadata } from 'sharp';
 import { ImageInputError, InvalidParameterError } from '../errors.js';
 
 // libvips' own thread pool: our workers already run one pipeline per image concurrently.
@@ -46,7 +46,7 @@ function classify(error: unknown): ImageInputError {
  */
 export async function inspectImage(bytes: Uint8Array, maxPixels = DEFAULT_MAX_PIXELS): Promise<ImageInfo> {
   if (bytes.byteLength === 0) throw new ImageInputError('empty', 'file is empty (0 bytes)');
-  let meta: sharp.Metadata;
+  let meta: Metadata;
   try {
     meta = await sharp(bytes, { limitInputPixels: maxPixels }).metadata();
   } catch (error) {

@@ -12,7 +12,7 @@ import { CamflowError } from '../errors.js';
  */
 
 type Info = tf.TensorInfo;
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
+type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: object; attrs?: tf.NamedAttrMap };
 
 function kernel(name: string) {
   const config = tf.getKernel(name, 'wasm');
@@ -42,7 +42,8 @@ export function registerWasmTrainingKernels(): void {
   tf.registerKernel({
     kernelName: 'Conv2DBackpropFilter',
     backendName: 'wasm',
-    kernelFunc: ({ inputs, backend, attrs }: KernelArgs) => {
+    kernelFunc: ({ inputs, backend: anyBackend, attrs }: KernelArgs) => {
+      const backend = anyBackend as tf.KernelBackend;
       const { x, dy } = inputs as { x: Info; dy: Info };
       const { strides, pad, dataFormat, dimRoundingMode, filterShape } = attrs as unknown as {
         strides: [number, number] | number;
@@ -73,7 +74,7 @@ export function registerWasmTrainingKernels(): void {
       }
       const xt = transpose({ x: xp }, backend, { perm: [3, 1, 2, 0] }); // [Ci, H, W, B]
       const dyt = transpose({ x: dy }, backend, { perm: [1, 2, 0, 3] }); // [OH, OW, B, Co]
-      const r = conv2d({ x: xt, filter: dyt }, backend, { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations: [sh, sw], dimRoundingMode: undefined as unknown as string }); // [Ci, KH, KW, Co]
+      const r = conv2d({ x: xt, filter: dyt }, backend, { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations: [sh, sw], dimRoundingMode: 'floor' }); // [Ci, KH, KW, Co]
       const dw = transpose({ x: r }, backend, { perm: [1, 2, 0, 3] });
       free(backend, ...temps, xt, dyt, r);
       return dw;
@@ -85,7 +86,8 @@ export function registerWasmTrainingKernels(): void {
     kernelName: 'Conv2DBackpropInput',
     backendName: 'wasm',
     kernelFunc: (args: KernelArgs) => {
-      const { inputs, backend, attrs } = args;
+      const { inputs, attrs } = args;
+      const backend = args.backend as tf.KernelBackend;
       const { dy, filter } = inputs as { dy: Info; filter: Info };
       const { inputShape, strides, pad, dataFormat, dimRoundingMode } = attrs as unknown as {
         inputShape: [number, number, number, number];
@@ -109,7 +111,7 @@ export function registerWasmTrainingKernels(): void {
       const dyp = pt || pb || pl || pr ? padV2({ x: dy }, backend, { paddings: [[0, 0], [pt, pb], [pl, pr], [0, 0]], constantValue: 0 }) : dy;
       const rotated = reverse({ x: filter }, backend, { dims: [0, 1] });
       const swapped = transpose({ x: rotated }, backend, { perm: [0, 1, 3, 2] }); // [KH, KW, Co, Ci]
-      const dx = conv2d({ x: dyp, filter: swapped }, backend, { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: undefined as unknown as string });
+      const dx = conv2d({ x: dyp, filter: swapped }, backend, { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations: [1, 1], dimRoundingMode: 'floor' });
       free(backend, rotated, swapped, ...(dyp === dy ? [] : [dyp]));
       return dx;
     },

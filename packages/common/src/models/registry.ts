@@ -1,0 +1,60 @@
+import { z } from 'zod';
+import { keys } from '../storage/keys.js';
+import type { ObjectStore } from '../storage/object-store.js';
+import { parseWith } from '../validate.js';
+import { idSchema, presetSchema } from '../queues/schemas.js';
+import { NotFoundError } from '../errors.js';
+
+/** What a published model version is. Written last: a version without a manifest does not exist. */
+export const modelManifestSchema = z.object({
+  version: idSchema,
+  preset: presetSchema,
+  inputSize: z.number().int().positive(),
+  classNames: z.array(z.string()).min(2),
+  dataset: z.object({ name: z.string(), version: z.string(), trainItems: z.number().int(), validationItems: z.number().int(), splitBy: z.string() }),
+  metrics: z.object({
+    valAccuracy: z.number(),
+    valLoss: z.number(),
+    epochs: z.number().int(),
+    attempts: z.number().int(),
+    history: z.array(z.record(z.string(), z.number())),
+  }),
+  backend: z.string(),
+  createdAt: z.string(),
+  files: z.array(z.string()),
+});
+export type ModelManifest = z.infer<typeof modelManifestSchema>;
+
+export const productionChannelSchema = z.object({ version: idSchema, valAccuracy: z.number(), promotedAt: z.string(), dataset: z.object({ name: z.string(), version: z.string() }) });
+export type ProductionChannel = z.infer<typeof productionChannelSchema>;
+
+export async function getModelManifest(store: ObjectStore, version: string): Promise<ModelManifest> {
+  const raw = await store.getJsonIfExists(keys.modelFile(version, 'manifest.json'));
+  if (!raw) throw new NotFoundError('model version', version);
+  return parseWith(modelManifestSchema, raw, 'model manifest');
+}
+
+export async function getProduction(store: ObjectStore): Promise<ProductionChannel | undefined> {
+  const raw = await store.getJsonIfExists(keys.productionChannel());
+  return raw === undefined ? undefined : parseWith(productionChannelSchema, raw, 'production channel');
+}
+
+/** Published versions (those with a manifest), oldest first. */
+export async function listModels(store: ObjectStore): Promise<ModelManifest[]> {
+  const objects = await store.list(keys.modelsRoot());
+  const versions = objects.filter((o) => o.key.endsWith('/manifest.json') && !o.key.startsWith('models/channels/')).map((o) => o.key.split('/')[1]!);
+  const manifests = await Promise.all(versions.map((v) => getModelManifest(store, v)));
+  return manifests.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+}
+
+/** Point the production channel at a version. */
+export async function promote(store: ObjectStore, manifest: ModelManifest): Promise<ProductionChannel> {
+  const channel: ProductionChannel = {
+    version: manifest.version,
+    valAccuracy: manifest.metrics.valAccuracy,
+    promotedAt: new Date().toISOString(),
+    dataset: { name: manifest.dataset.name, version: manifest.dataset.version },
+  };
+  await store.putJson(keys.productionChannel(), channel);
+  return channel;
+}

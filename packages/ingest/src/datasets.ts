@@ -1,0 +1,117 @@
+import {
+  InvalidParameterError,
+  datasetManifestSchema,
+  datasetVersion,
+  itemsPerShard,
+  keys,
+  mapLimit,
+  parseWith,
+  preprocess,
+  type DatasetItem,
+  type DatasetManifest,
+  type Logger,
+  type ObjectStore,
+} from '@camflow/common';
+import { listFolder } from './sources.js';
+import { rejectionReason, storeOriginal } from './store-image.js';
+
+export interface AddDatasetOptions {
+  store: ObjectStore;
+  name: string;
+  folder: string;
+  /** Side of the preprocessed square images in the shards (seed: 128). */
+  size?: number;
+  /** Expected class folders; others are reported. Default: every sub-folder, sorted. */
+  classes?: string[];
+  /** Regex whose first group names the patient/slide in a file name (NIH: `C123`). */
+  groupPattern?: string;
+  maxPixels?: number;
+  concurrency?: number;
+  log?: Logger;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Default group: the NIH patient prefix `C<n>_` (or the synthetic `S<n>_`). */
+export const DEFAULT_GROUP_PATTERN = '^([A-Za-z]+\\d+)_';
+
+/**
+ * Register a labelled folder (`<folder>/<class>/<image>`) as an immutable, content-versioned dataset snapshot:
+ * originals stored content-addressed, images preprocessed with sharp into packed shards (O(N/1000) objects to
+ * load), and a manifest. Registering the same folder again is a no-op returning the same version.
+ * @example const m = await addDataset({ store, name: 'cells', folder: './cells' });
+ */
+export async function addDataset(options: AddDatasetOptions): Promise<{ manifest: DatasetManifest; created: boolean }> {
+  const { store, name, folder } = options;
+  const size = options.size ?? 128;
+  const group = new RegExp(options.groupPattern ?? DEFAULT_GROUP_PATTERN);
+  keys.datasetPrefix(name); // validates the name early
+  const files = await listFolder(folder);
+  const byClass = new Map<string, typeof files>();
+  const rejected: { name: string; error: string }[] = [];
+  for (const f of files) {
+    const parts = f.name.split('/');
+    if (parts.length < 2) {
+      rejected.push({ name: f.name, error: 'not inside a class folder (<folder>/<class>/<image>)' });
+      continue;
+    }
+    const list = byClass.get(parts[0]!) ?? [];
+    list.push(f);
+    byClass.set(parts[0]!, list);
+  }
+  const classNames = options.classes ?? [...byClass.keys()].sort();
+  if (classNames.length < 2) throw new InvalidParameterError('classes', 'at least two class folders', classNames);
+  for (const [cls, list] of byClass) {
+    if (!classNames.includes(cls)) {
+      for (const f of list) rejected.push({ name: f.name, error: `unknown class "${cls}" (expected one of ${classNames.join(', ')})` });
+    }
+  }
+  const candidates = classNames.flatMap((cls, label) => (byClass.get(cls) ?? []).map((f) => ({ file: f, label })));
+  const known = new Set<string>();
+  let done = 0;
+  const prepared = await mapLimit(candidates, options.concurrency ?? 8, async ({ file, label }) => {
+    try {
+      const bytes = await file.read();
+      const stored = await storeOriginal(store, bytes, options.maxPixels ?? 268_402_689, known);
+      const { input } = await preprocess(bytes, size, options.maxPixels);
+      const base = file.name.split('/').pop()!;
+      return { item: { name: file.name, ...stored, label, group: group.exec(base)?.[1] ?? base }, input };
+    } catch (error) {
+      rejected.push({ name: file.name, error: rejectionReason(error) });
+      return undefined;
+    } finally {
+      options.onProgress?.(++done, candidates.length);
+    }
+  });
+  const accepted = prepared.filter((p): p is NonNullable<typeof p> => p !== undefined);
+  for (const [label, cls] of classNames.entries()) {
+    const n = accepted.filter((p) => p.item.label === label).length;
+    if (n < 2) throw new InvalidParameterError(`class "${cls}"`, 'at least 2 readable images', n);
+  }
+  const version = datasetVersion(size, classNames, accepted.map((p) => p.item));
+  const existing = await store.getJsonIfExists(keys.datasetManifest(name, version));
+  if (existing) {
+    options.log?.info({ dataset: name, version }, 'dataset snapshot already registered');
+    await store.putJson(keys.datasetLatest(name), { version });
+    return { manifest: parseWith(datasetManifestSchema, existing, 'dataset manifest'), created: false };
+  }
+  const perShard = itemsPerShard(size);
+  const per = size * size * 3;
+  const items: DatasetItem[] = [];
+  const shards: DatasetManifest['shards'] = [];
+  for (let s = 0; s * perShard < accepted.length; s++) {
+    const slice = accepted.slice(s * perShard, (s + 1) * perShard);
+    const body = new Uint8Array(slice.length * per);
+    slice.forEach((p, slot) => {
+      body.set(p.input, slot * per);
+      items.push({ ...p.item, shard: s, slot });
+    });
+    await store.put(keys.datasetShard(name, version, s), body);
+    shards.push({ index: s, count: slice.length, bytes: body.byteLength });
+  }
+  const manifest: DatasetManifest = { name, version, createdAt: new Date().toISOString(), classNames, size, items, shards, rejected };
+  // The manifest is the commit point: shards without a manifest are invisible.
+  await store.putJson(keys.datasetManifest(name, version), manifest);
+  await store.putJson(keys.datasetLatest(name), { version });
+  options.log?.info({ dataset: name, version, items: items.length, rejected: rejected.length, shards: shards.length }, 'dataset snapshot registered');
+  return { manifest, created: true };
+}

@@ -1,0 +1,5 @@
+export * from './sources.js';
+export * from './store-image.js';
+export * from './datasets.js';
+export * from './submit.js';
+export * from './status.js';

@@ -1,0 +1,28 @@
+import { ImageInputError, errorMessage, inspectImage, keys, sha256Hex, type ObjectStore } from '@camflow/common';
+
+export interface StoredImage {
+  sha256: string;
+  ext: string;
+  width: number;
+  height: number;
+}
+
+/** Why an item was refused, as one line for its result: `reason: message`. */
+export function rejectionReason(error: unknown): string {
+  if (error instanceof ImageInputError) return `${error.reason}: ${error.message}`;
+  return errorMessage(error);
+}
+
+/**
+ * Validate an image's header and store its bytes content-addressed under `originals/`. `known` holds hashes
+ * already stored in this run, so duplicates cost no second PUT.
+ */
+export async function storeOriginal(store: ObjectStore, bytes: Buffer, maxPixels: number, known?: Set<string>): Promise<StoredImage> {
+  const info = await inspectImage(bytes, maxPixels);
+  const sha256 = sha256Hex(bytes);
+  if (!known?.has(sha256)) {
+    await store.put(keys.original(sha256, info.ext), bytes, `image/${info.format}`);
+    known?.add(sha256);
+  }
+  return { sha256, ext: info.ext, width: info.width, height: info.height };
+}

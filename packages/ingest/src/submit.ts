@@ -1,0 +1,135 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { FlowProducer, type FlowJob } from 'bullmq';
+import {
+  CamflowError,
+  camOptionsSchema,
+  getModelManifest,
+  getProduction,
+  keys,
+  mapLimit,
+  parseWith,
+  queueNames,
+  type BatchItem,
+  type CamJob,
+  type CamOptions,
+  type Logger,
+  type ObjectStore,
+  type RejectedItem,
+} from '@camflow/common';
+import { openSource, type SourceFile } from './sources.js';
+import { rejectionReason, storeOriginal } from './store-image.js';
+
+export interface SubmitOptions {
+  store: ObjectStore;
+  flow: FlowProducer;
+  prefix: string;
+  /** Folder or archive path, or already-opened files (uploads). */
+  source: string | SourceFile[];
+  /** Pinned model version; default: the production channel at submit time. */
+  modelVersion?: string;
+  options?: Partial<CamOptions>;
+  chunkSize?: number;
+  /** Same key, same batch: a resubmission returns the existing batch and enqueues nothing. */
+  idempotencyKey?: string;
+  maxPixels?: number;
+  log?: Logger;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface BatchInfo {
+  batchId: string;
+  createdAt: string;
+  modelVersion: string;
+  items: number;
+  accepted: number;
+  rejected: number;
+  uniqueImages: number;
+  chunks: number;
+  options: CamOptions;
+}
+
+export class NoModelError extends CamflowError {
+  constructor() {
+    super('NO_MODEL', 'no production model: train one first (camflow train) or pass --model <version>');
+  }
+}
+
+/** Deterministic batch id for an idempotency key; random otherwise. */
+export function batchIdFor(idempotencyKey?: string): string {
+  if (idempotencyKey) return `b${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 20)}`;
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
+  return `b${stamp}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Job options of the chunks: retried with backoff; a chunk that exhausts them is reported, not blocking. */
+export const chunkJobOptions = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 1000 },
+  ignoreDependencyOnFailure: true,
+  removeOnComplete: { age: 24 * 3600, count: 10_000 },
+  removeOnFail: { age: 7 * 24 * 3600 },
+} as const;
+
+/**
+ * Submit a batch: validate and store every file content-addressed, write the batch manifest (one line per item,
+ * refused files with their reason), and enqueue a BullMQ flow: one `cam` job per chunk under a `batch` parent
+ * that writes the results when the chunks are done.
+ */
+export async function submitBatch(opts: SubmitOptions): Promise<BatchInfo & { existing: boolean }> {
+  const { store, log } = opts;
+  const options = parseWith(camOptionsSchema, opts.options ?? {}, 'options');
+  const batchId = batchIdFor(opts.idempotencyKey);
+  const previous = await store.getJsonIfExists<BatchInfo>(keys.batchInfo(batchId));
+  if (previous) {
+    log?.info({ batchId }, 'batch already submitted with this idempotency key');
+    return { ...previous, existing: true };
+  }
+  const modelVersion = opts.modelVersion ?? (await getProduction(store))?.version;
+  if (!modelVersion) throw new NoModelError();
+  await getModelManifest(store, modelVersion); // fails early on an unknown version
+  const files = typeof opts.source === 'string' ? await openSource(opts.source) : opts.source;
+  const known = new Set<string>();
+  let done = 0;
+  const lines = await mapLimit(files, 8, async (file, index): Promise<BatchItem | RejectedItem> => {
+    const imageId = `i${String(index).padStart(7, '0')}`;
+    try {
+      const bytes = await file.read();
+      const stored = await storeOriginal(store, bytes, opts.maxPixels ?? 268_402_689, known);
+      return { imageId, name: file.name, ...stored };
+    } catch (error) {
+      return { imageId, name: file.name, error: rejectionReason(error) };
+    } finally {
+      opts.onProgress?.(++done, files.length);
+    }
+  });
+  const accepted = lines.filter((l): l is BatchItem => !('error' in l));
+  await store.put(keys.batchManifest(batchId), lines.map((l) => JSON.stringify(l)).join('\n') + '\n', 'application/x-ndjson');
+  const chunkSize = opts.chunkSize ?? 256;
+  const children: FlowJob[] = [];
+  for (let c = 0; c * chunkSize < accepted.length; c++) {
+    const data: CamJob = { batchId, chunk: c, modelVersion, items: accepted.slice(c * chunkSize, (c + 1) * chunkSize), options };
+    children.push({ name: 'chunk', queueName: queueNames.cam, data, opts: { ...chunkJobOptions, jobId: `${batchId}-c${c}` } });
+  }
+  await opts.flow.add({
+    name: 'finalize',
+    queueName: queueNames.batch,
+    data: { batchId, modelVersion, chunks: children.length },
+    opts: { jobId: batchId, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: 7 * 24 * 3600 } },
+    children,
+  });
+  const info: BatchInfo = {
+    batchId,
+    createdAt: new Date().toISOString(),
+    modelVersion,
+    items: lines.length,
+    accepted: accepted.length,
+    rejected: lines.length - accepted.length,
+    uniqueImages: known.size,
+    chunks: children.length,
+    options,
+  };
+  // Written last: its presence means the flow is enqueued, so a resubmission may return early.
+  await store.putJson(keys.batchInfo(batchId), info);
+  log?.info({ batchId, modelVersion, items: info.items, rejected: info.rejected, chunks: info.chunks }, 'batch submitted');
+  return { ...info, existing: false };
+}
