@@ -12,3 +12,4 @@ export * from './synth/index.js';
 export * from './dataset/manifest.js';
 export * from './dataset/store.js';
 export * from './models/registry.js';
+export * from './dev/index.js';

@@ -113,7 +113,7 @@ export async function submitBatch(opts: SubmitOptions): Promise<BatchInfo & { ex
   await opts.flow.add({
     name: 'finalize',
     queueName: queueNames.batch,
-    data: { batchId, modelVersion, chunks: children.length },
+    data: { batchId, modelVersion, chunks: children.length, chunkSize },
     opts: { jobId: batchId, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: 7 * 24 * 3600 } },
     children,
   });

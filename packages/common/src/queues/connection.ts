@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import type { ConnectionOptions } from 'bullmq';
 import type { Logger } from 'pino';
 import { CamflowError } from '../errors.js';
 
@@ -18,6 +19,11 @@ export function redisOptions(url: string): RedisOptions {
   if (u.pathname.length > 1) options.db = Number(u.pathname.slice(1));
   if (u.protocol === 'rediss:') options.tls = {};
   return options;
+}
+
+/** The same options typed for BullMQ's Queue, Worker and FlowProducer. */
+export function bullConnection(url: string): ConnectionOptions {
+  return redisOptions(url) as ConnectionOptions;
 }
 
 export function createRedis(url: string): Redis {

@@ -54,6 +54,7 @@ export const batchJobSchema = z.object({
   batchId: idSchema,
   modelVersion: idSchema,
   chunks: z.number().int().nonnegative(),
+  chunkSize: z.number().int().positive(),
 });
 export type BatchJob = z.infer<typeof batchJobSchema>;
 

@@ -1,0 +1,5 @@
+export * from './model-cache.js';
+export * from './localize-image.js';
+export * from './chunk.js';
+export * from './finalize.js';
+export * from './worker.js';

@@ -1,0 +1,269 @@
+import { parseArgs } from 'node:util';
+import { CamflowError, ConfigError, errorMessage, getProduction, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema } from '@camflow/common';
+import { addDataset, batchStatus, submitBatch } from '@camflow/ingest';
+import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
+import { createContext, type Context } from './context.js';
+import { closeOnSignals, startWorkers, type WorkerRole } from './workers.js';
+import { followTraining, waitForBatch } from './wait.js';
+import { runDemo } from './demo.js';
+
+const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
+
+  camflow demo [--out DIR] [--train-images N] [--held-out N] [--epochs N]
+  camflow dev                          local redis-server + s3rver + all workers (prints the env to use)
+  camflow worker cam|trainer|all       run workers against REDIS_URL / S3_ENDPOINT
+  camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]
+  camflow submit PATH [--model V] [--target predicted|all|CLASS] [--fraction 0.2]
+                      [--outputs json,heatmap,overlay] [--chunk-size N] [--key IDEMPOTENCY_KEY] [--wait]
+  camflow status BATCH_ID
+  camflow results BATCH_ID             results.jsonl to stdout
+  camflow train --dataset NAME [--version V] [--preset fast|seed] [--epochs N] [--lr X] [--batch-size N]
+                [--split item|group] [--seed N] [--no-promote] [--wait]
+  camflow schedule --dataset NAME --cron "0 2 * * *" [--tz Europe/Paris] [--preset ...]
+  camflow models [list] | models promote VERSION
+
+Every command takes --json for machine-readable output. Configuration: environment (see README).`;
+
+const print = (json: boolean, value: unknown, human: string) => process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human}\n`);
+
+function progressBar(label: string) {
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  return (done: number, total: number) => {
+    const now = Date.now();
+    if (done !== total && now - last < 200) return;
+    last = now;
+    const width = 30;
+    const filled = total ? Math.round((done / total) * width) : width;
+    const line = `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`;
+    if (tty) process.stderr.write(`\r${line}${done === total ? '\n' : ''}`);
+    else if (done === total) process.stderr.write(`${line}\n`);
+  };
+}
+
+async function withContext<T>(fn: (ctx: Context) => Promise<T>): Promise<T> {
+  const ctx = await createContext(process.env, 'cli');
+  try {
+    await ctx.store.ensureBucket();
+    return await fn(ctx);
+  } finally {
+    await ctx.close();
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values: v, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+      wait: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      'train-images': { type: 'string' },
+      'held-out': { type: 'string' },
+      epochs: { type: 'string' },
+      size: { type: 'string' },
+      classes: { type: 'string' },
+      'group-pattern': { type: 'string' },
+      model: { type: 'string' },
+      target: { type: 'string' },
+      fraction: { type: 'string' },
+      outputs: { type: 'string' },
+      'chunk-size': { type: 'string' },
+      key: { type: 'string' },
+      dataset: { type: 'string' },
+      version: { type: 'string' },
+      preset: { type: 'string' },
+      lr: { type: 'string' },
+      'batch-size': { type: 'string' },
+      split: { type: 'string' },
+      seed: { type: 'string' },
+      'no-promote': { type: 'boolean', default: false },
+      cron: { type: 'string' },
+      tz: { type: 'string' },
+    },
+  });
+  const [command, ...rest] = positionals;
+  const num = (name: keyof typeof v, fallback?: number) => {
+    const raw = v[name];
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isFinite(n)) throw new CamflowError('USAGE', `--${String(name)} expects a number, got ${JSON.stringify(raw)}`);
+    return n;
+  };
+  if (v.help || !command) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  switch (command) {
+    case 'demo': {
+      const line = await runDemo({
+        out: v.out ?? 'camflow-demo',
+        trainImages: num('train-images', 2000)!,
+        heldOut: num('held-out', 300)!,
+        epochs: num('epochs', 5)!,
+        seed: num('seed', 7)!,
+      });
+      process.stdout.write(`${JSON.stringify(line)}\n`);
+      return;
+    }
+    case 'dev': {
+      const redis = await startRedis({ appendonly: true });
+      const s3 = await startS3();
+      const env = { REDIS_URL: redis.url, S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey };
+      const ctx = await createContext({ ...process.env, ...env }, 'dev');
+      await ctx.store.ensureBucket();
+      const workers = await startWorkers('all', ctx.config, ctx.store, ctx.log);
+      process.stdout.write(`camflow dev is up. In another shell:\n${Object.entries(env).map(([k, val]) => `export ${k}=${val}`).join('\n')}\n`);
+      closeOnSignals(async () => {
+        await workers.close();
+        await ctx.close();
+        await s3.stop();
+        await redis.stop();
+      }, ctx.log);
+      return;
+    }
+    case 'worker': {
+      const role = (rest[0] ?? 'all') as WorkerRole;
+      if (!['cam', 'trainer', 'all'].includes(role)) throw new CamflowError('USAGE', `worker role must be cam, trainer or all, got ${JSON.stringify(role)}`);
+      const ctx = await createContext(process.env, `worker-${role}`);
+      await ctx.store.ensureBucket();
+      const workers = await startWorkers(role, ctx.config, ctx.store, ctx.log);
+      closeOnSignals(async () => {
+        await workers.close();
+        await ctx.close();
+      }, ctx.log);
+      return;
+    }
+    case 'dataset': {
+      if (rest[0] !== 'add' || !rest[1] || !rest[2]) throw new CamflowError('USAGE', 'usage: camflow dataset add NAME FOLDER');
+      await withContext(async (ctx) => {
+        const { manifest, created } = await addDataset({
+          store: ctx.store,
+          name: rest[1]!,
+          folder: rest[2]!,
+          size: num('size', 128)!,
+          ...(v.classes ? { classes: v.classes.split(',') } : {}),
+          ...(v['group-pattern'] ? { groupPattern: v['group-pattern'] } : {}),
+          maxPixels: ctx.config.MAX_IMAGE_PIXELS,
+          log: ctx.log,
+          onProgress: v.json ? undefined : progressBar('preprocess'),
+        });
+        const counts = Object.fromEntries(manifest.classNames.map((c, i) => [c, manifest.items.filter((it) => it.label === i).length]));
+        print(v.json, { dataset: manifest.name, version: manifest.version, created, items: manifest.items.length, counts, rejected: manifest.rejected }, `dataset ${manifest.name}@${manifest.version} ${created ? 'registered' : 'already registered'}: ${JSON.stringify(counts)}, ${manifest.rejected.length} refused${manifest.rejected.map((r) => `\n  ${r.name}: ${r.error}`).join('')}`);
+      });
+      return;
+    }
+    case 'submit': {
+      if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow submit PATH');
+      await withContext(async (ctx) => {
+        const options = parseWith(camOptionsSchema, {
+          ...(v.target ? { target: v.target } : {}),
+          ...(v.fraction ? { fraction: num('fraction') } : {}),
+          ...(v.outputs ? { outputs: v.outputs.split(',').map((o) => parseWith(outputSchema, o, '--outputs')) } : {}),
+        }, '--options');
+        const info = await submitBatch({
+          store: ctx.store,
+          flow: ctx.flow,
+          prefix: ctx.config.QUEUE_PREFIX,
+          source: rest[0]!,
+          options,
+          chunkSize: num('chunk-size', ctx.config.CAM_CHUNK_SIZE)!,
+          maxPixels: ctx.config.MAX_IMAGE_PIXELS,
+          log: ctx.log,
+          ...(v.model ? { modelVersion: v.model } : {}),
+          ...(v.key ? { idempotencyKey: v.key } : {}),
+          onProgress: v.json ? undefined : progressBar('ingest'),
+        });
+        if (!v.wait) {
+          print(v.json, info, `batch ${info.batchId}${info.existing ? ' (already submitted)' : ''}: ${info.accepted} images, ${info.rejected} refused, ${info.chunks} chunks, model ${info.modelVersion}`);
+          return;
+        }
+        const bar = v.json ? undefined : progressBar('localize');
+        const status = await waitForBatch(ctx, info.batchId, 24 * 3600_000, (s) => bar?.(s.chunks.done, s.chunks.total));
+        print(v.json, status, `batch ${info.batchId} completed: ${JSON.stringify(status.summary)}`);
+      });
+      return;
+    }
+    case 'status': {
+      if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow status BATCH_ID');
+      await withContext(async (ctx) => {
+        const status = await batchStatus(ctx.store, ctx.queues.batch, rest[0]!);
+        print(v.json, status, `${status.batchId}: ${status.state}, chunks ${status.chunks.done}/${status.chunks.total}${status.summary ? `\n${JSON.stringify(status.summary, null, 2)}` : ''}`);
+      });
+      return;
+    }
+    case 'results': {
+      if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow results BATCH_ID');
+      await withContext(async (ctx) => {
+        process.stdout.write(await ctx.store.get(keys.resultsJsonl(rest[0]!)));
+      });
+      return;
+    }
+    case 'train': {
+      if (!v.dataset) throw new CamflowError('USAGE', 'usage: camflow train --dataset NAME');
+      await withContext(async (ctx) => {
+        const job = await enqueueTraining(ctx.queues.train, {
+          dataset: v.dataset!,
+          ...(v.version ? { datasetVersion: v.version } : {}),
+          ...(v.preset ? { preset: v.preset as 'fast' | 'seed' } : {}),
+          ...(v.epochs ? { epochs: num('epochs') } : {}),
+          ...(v.lr ? { learningRate: num('lr') } : {}),
+          ...(v['batch-size'] ? { batchSize: num('batch-size') } : {}),
+          ...(v.split ? { splitBy: v.split as 'item' | 'group' } : {}),
+          ...(v.seed ? { seed: num('seed') } : {}),
+          promote: !v['no-promote'],
+        });
+        if (!v.wait) {
+          print(v.json, { jobId: job.id }, `training job ${job.id} queued`);
+          return;
+        }
+        const outcome = await followTraining(job, ctx.trainEvents(), (p) => {
+          const m = p as { epoch: number; loss: number; valAccuracy: number; attempt: number };
+          if (!v.json) process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${m.loss.toFixed(4)} val accuracy ${m.valAccuracy.toFixed(4)}\n`);
+        });
+        print(v.json, outcome, JSON.stringify(outcome));
+      });
+      return;
+    }
+    case 'schedule': {
+      if (!v.dataset || !v.cron) throw new CamflowError('USAGE', 'usage: camflow schedule --dataset NAME --cron "0 2 * * *" [--tz ZONE]');
+      await withContext(async (ctx) => {
+        const s = await scheduleRetraining(ctx.queues.train, v.cron!, v.tz ?? 'UTC', {
+          dataset: v.dataset!,
+          ...(v.preset ? { preset: v.preset as 'fast' | 'seed' } : {}),
+          ...(v.epochs ? { epochs: num('epochs') } : {}),
+        });
+        print(v.json, s, `nightly retraining scheduled (${v.cron}, ${v.tz ?? 'UTC'}); next run ${s.next ? new Date(s.next).toISOString() : 'unknown'}`);
+      });
+      return;
+    }
+    case 'models': {
+      await withContext(async (ctx) => {
+        if (rest[0] === 'promote') {
+          if (!rest[1]) throw new CamflowError('USAGE', 'usage: camflow models promote VERSION');
+          const channel = await promote(ctx.store, await getModelManifest(ctx.store, rest[1]));
+          print(v.json, channel, `production → ${channel.version}`);
+          return;
+        }
+        const [models, production] = await Promise.all([listModels(ctx.store), getProduction(ctx.store)]);
+        print(
+          v.json,
+          { production: production?.version ?? null, models: models.map((m) => ({ version: m.version, preset: m.preset, valAccuracy: m.metrics.valAccuracy, dataset: m.dataset })) },
+          models.map((m) => `${m.version === production?.version ? '*' : ' '} ${m.version}  ${m.preset}  val ${m.metrics.valAccuracy.toFixed(4)}  ${m.dataset.name}@${m.dataset.version}`).join('\n') || 'no models yet',
+        );
+      });
+      return;
+    }
+    default:
+      throw new CamflowError('USAGE', `unknown command ${JSON.stringify(command)}\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  // One line naming what is wrong; config errors name the variable.
+  const message = error instanceof ConfigError || error instanceof CamflowError ? error.message : `error: ${errorMessage(error)}`;
+  process.stderr.write(`${message}\n`);
+  process.exit(error instanceof ConfigError ? 78 : 1);
+});

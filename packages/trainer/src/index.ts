@@ -1,0 +1,5 @@
+export * from './fit.js';
+export * from './split.js';
+export * from './publish.js';
+export * from './train-job.js';
+export * from './worker.js';

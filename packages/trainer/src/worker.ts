@@ -1,0 +1,58 @@
+import { Queue, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { initBackend, nightlySchedulerId, parseWith, queueNames, bullConnection, trainJobSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
+import { runTraining, type TrainOutcome } from './train-job.js';
+import { announce } from './publish.js';
+
+export interface TrainerDeps {
+  config: Config;
+  store: ObjectStore;
+  publisher: Redis;
+  log: Logger;
+}
+
+/** The `train` worker: concurrency 1 (a training run uses every core the backend can). */
+export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
+  const { config, log } = deps;
+  const backend = await initBackend(config.TF_BACKEND, log);
+  const worker = new Worker(
+    queueNames.train,
+    async (job: Job): Promise<TrainOutcome> => {
+      const outcome = await runTraining(job.data, {
+        store: deps.store,
+        log: log.child({ jobId: job.id }),
+        backend: backend.backend,
+        jobId: job.id ?? job.name,
+        jobTimestamp: job.timestamp,
+        progress: (p) => job.updateProgress(p),
+      });
+      if (!outcome.skipped) await announce(deps.publisher, config.QUEUE_PREFIX, { version: outcome.version, promoted: outcome.promoted });
+      // The manifest is in S3; keep the job's return value small.
+      return outcome.skipped ? outcome : { ...outcome, manifest: undefined as never };
+    },
+    { connection: bullConnection(config.REDIS_URL), prefix: config.QUEUE_PREFIX, concurrency: 1, lockDuration: 120_000, stalledInterval: 60_000, maxStalledCount: 2 },
+  );
+  worker.on('failed', (job, err) => log.error({ jobId: job?.id, err: err.message }, 'training job failed'));
+  worker.on('error', (err) => log.error({ err: err.message }, 'trainer worker error'));
+  return worker;
+}
+
+/** Training job options: bounded retries; the outcome kept a week for `camflow models`. */
+export const trainJobOptions = { attempts: 2, backoff: { type: 'exponential', delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } } as const;
+
+/** Enqueue a training run. */
+export async function enqueueTraining(queue: Queue, input: TrainJobInput): Promise<Job> {
+  const data = parseWith(trainJobSchema, input, 'train job');
+  return queue.add('train', data, trainJobOptions);
+}
+
+/**
+ * Install (or update) the nightly retraining as a BullMQ job scheduler. The job skips when the dataset has not
+ * changed since the production model.
+ */
+export async function scheduleRetraining(queue: Queue, cron: string, tz: string, input: TrainJobInput): Promise<{ id: string; next?: number }> {
+  const data = parseWith(trainJobSchema, { ...input, skipIfUnchanged: true }, 'train job');
+  const job = await queue.upsertJobScheduler(nightlySchedulerId, { pattern: cron, tz }, { name: 'retrain', data, opts: trainJobOptions });
+  const scheduler = await queue.getJobScheduler(nightlySchedulerId);
+  return { id: nightlySchedulerId, ...(scheduler?.next !== undefined ? { next: scheduler.next } : job?.timestamp ? { next: job.timestamp + (job.delay ?? 0) } : {}) };
+}
