@@ -1,4 +1,4 @@
-import { FlowProducer, Queue, QueueEvents } from 'bullmq';
+import { FlowProducer, Queue } from 'bullmq';
 import {
   ObjectStore,
   bullConnection,
@@ -18,7 +18,6 @@ export interface Context {
   store: ObjectStore;
   queues: { cam: Queue; batch: Queue; train: Queue };
   flow: FlowProducer;
-  trainEvents(): QueueEvents;
   close(): Promise<void>;
 }
 
@@ -46,20 +45,14 @@ export async function createContext(env: Record<string, string | undefined> = pr
   await probe.quit();
   const queues = { cam: new Queue(queueNames.cam, opts), batch: new Queue(queueNames.batch, opts), train: new Queue(queueNames.train, opts) };
   const flow = new FlowProducer(opts);
-  const events: QueueEvents[] = [];
   return {
     config,
     log,
     store,
     queues,
     flow,
-    trainEvents() {
-      const e = new QueueEvents(queueNames.train, opts);
-      events.push(e);
-      return e;
-    },
     async close() {
-      await Promise.all([...Object.values(queues).map((q) => q.close()), flow.close(), ...events.map((e) => e.close())]);
+      await Promise.all([...Object.values(queues).map((q) => q.close()), flow.close()]);
       store.destroy();
     },
   };

@@ -5,7 +5,7 @@ import { addDataset, submitBatch } from '@camflow/ingest';
 import { enqueueTraining } from '@camflow/trainer';
 import { createContext } from './context.js';
 import { startWorkers } from './workers.js';
-import { followTraining, readResults, waitForBatch } from './wait.js';
+import { waitForJob, readResults, waitForBatch } from './wait.js';
 import { evaluateLocalization } from './evaluate.js';
 import { writeReport } from './report.js';
 
@@ -54,7 +54,7 @@ export async function runDemo(options: DemoOptions): Promise<Record<string, unkn
     const { manifest: dataset } = await addDataset({ store: ctx.store, name: 'synthetic-cells', folder: trainDir, size: 64, log: ctx.log });
     say(`dataset synthetic-cells@${dataset.version}: ${dataset.items.length} images in ${dataset.shards.length} shard(s)`);
     const job = await enqueueTraining(ctx.queues.train, { dataset: 'synthetic-cells', preset: 'fast', epochs: options.epochs, learningRate: 0.002, batchSize: 32, seed: options.seed });
-    const trained = await followTraining<{ version: string; valAccuracy: number; promoted: boolean }>(job, ctx.trainEvents(), (p) => {
+    const trained = await waitForJob<{ version: string; valAccuracy: number; promoted: boolean }>(ctx.queues.train, job.id!, (p) => {
       const m = p as { epoch: number; loss: number; valAccuracy: number; seconds: number; attempt: number };
       say(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${m.loss.toFixed(4)}, val accuracy ${m.valAccuracy.toFixed(4)}, ${m.seconds.toFixed(1)} s`);
     });

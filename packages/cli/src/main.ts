@@ -4,7 +4,7 @@ import { addDataset, batchStatus, submitBatch } from '@camflow/ingest';
 import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
 import { createContext, type Context } from './context.js';
 import { closeOnSignals, startWorkers, type WorkerRole } from './workers.js';
-import { followTraining, waitForBatch } from './wait.js';
+import { waitForJob, waitForBatch } from './wait.js';
 import { runDemo } from './demo.js';
 
 const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
@@ -219,7 +219,7 @@ async function main(argv: string[]): Promise<void> {
           print(v.json, { jobId: job.id }, `training job ${job.id} queued`);
           return;
         }
-        const outcome = await followTraining(job, ctx.trainEvents(), (p) => {
+        const outcome = await waitForJob(ctx.queues.train, job.id!, (p) => {
           const m = p as { epoch: number; loss: number; valAccuracy: number; attempt: number };
           if (!v.json) process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${m.loss.toFixed(4)} val accuracy ${m.valAccuracy.toFixed(4)}\n`);
         });

@@ -1,4 +1,4 @@
-import type { Job, QueueEvents } from 'bullmq';
+import { Job, type Queue } from 'bullmq';
 import { batchStatus, type BatchStatus } from '@camflow/ingest';
 import { keys, type ObjectStore } from '@camflow/common';
 import type { ImageResult } from '@camflow/cam-worker';
@@ -24,15 +24,24 @@ export async function readResults(store: ObjectStore, batchId: string): Promise<
     .map((l) => JSON.parse(l) as ImageResult);
 }
 
-/** Wait for a training job, reporting its per-epoch progress. */
-export async function followTraining<T>(job: Job, events: QueueEvents, onProgress: (p: unknown) => void): Promise<T> {
-  const listener = ({ jobId, data }: { jobId: string; data: unknown }) => {
-    if (jobId === job.id) onProgress(data);
-  };
-  events.on('progress', listener);
-  try {
-    return (await job.waitUntilFinished(events)) as T;
-  } finally {
-    events.off('progress', listener);
+/**
+ * Wait for a job by polling its state (no event can be missed, whenever the waiter starts), reporting each new
+ * progress value. Rejects with the job's failure reason.
+ */
+export async function waitForJob<T>(queue: Queue, jobId: string, onProgress?: (p: unknown) => void, timeoutMs = 24 * 3600_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastProgress = '';
+  for (;;) {
+    const job = await Job.fromId(queue, jobId);
+    if (!job) throw new Error(`job ${jobId} not found in queue ${queue.name}`);
+    const progress = JSON.stringify(job.progress);
+    if (onProgress && progress !== lastProgress && typeof job.progress === 'object') onProgress(job.progress);
+    lastProgress = progress;
+    if (job.finishedOn) {
+      if (job.failedReason && (await job.isFailed())) throw new Error(job.failedReason);
+      return job.returnvalue as T;
+    }
+    if (Date.now() > deadline) throw new Error(`job ${jobId} not finished after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
   }
 }

@@ -31,8 +31,8 @@ export interface AddDatasetOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Default group: the NIH patient prefix `C<n>_` (or the synthetic `S<n>_`). */
-export const DEFAULT_GROUP_PATTERN = '^([A-Za-z]+\\d+)_';
+/** Default group: the NIH patient prefix `C<n>` of `C<n>P<m>ThinF_...` (or the synthetic `S<n>`). */
+export const DEFAULT_GROUP_PATTERN = '^([A-Za-z]+\\d+)';
 
 /**
  * Register a labelled folder (`<folder>/<class>/<image>`) as an immutable, content-versioned dataset snapshot:

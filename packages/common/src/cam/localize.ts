@@ -23,7 +23,8 @@ export function thresholdMask(map: Float32Array, fraction: number, out: Uint8Arr
   if (!(fraction >= 0 && fraction < 1)) throw new InvalidParameterError('fraction', 'a number in [0, 1)', fraction);
   let max = -Infinity;
   for (let i = 0; i < map.length; i++) if (map[i]! > max) max = map[i]!;
-  const cut = fraction * max;
+  // Compare in float32, the precision of the map itself.
+  const cut = Math.fround(fraction * max);
   for (let i = 0; i < map.length; i++) out[i] = map[i]! > cut ? 1 : 0;
   // A map that is zero everywhere has no region at all.
   if (!(max > 0)) out.fill(0);

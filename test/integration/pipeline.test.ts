@@ -1,0 +1,169 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, writeFile, copyFile, readdir, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  deserializeModel,
+  getProduction,
+  keys,
+  listModels,
+  nightlySchedulerId,
+  preprocess,
+  startRedis,
+  startS3,
+  tf,
+  toInputTensor,
+  writeSyntheticDataset,
+  type LocalRedis,
+  type LocalS3,
+  type ModelFiles,
+} from '@camflow/common';
+import { addDataset, submitBatch } from '@camflow/ingest';
+import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
+import type { ImageResult } from '@camflow/cam-worker';
+import { createContext, type Context } from '../../packages/cli/src/context.ts';
+import { startWorkers } from '../../packages/cli/src/workers.ts';
+import { readResults, waitForBatch, waitForJob } from '../../packages/cli/src/wait.ts';
+
+let redis: LocalRedis;
+let s3: LocalS3;
+let ctx: Context;
+let workers: { close(): Promise<void> };
+let dir: string;
+
+before(async () => {
+  redis = await startRedis();
+  s3 = await startS3();
+  ctx = await createContext(
+    { REDIS_URL: redis.url, S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', LOG_LEVEL: 'warn', TF_BACKEND: 'wasm' },
+    'test',
+  );
+  await ctx.store.ensureBucket();
+  workers = await startWorkers('all', ctx.config, ctx.store, ctx.log);
+  dir = await mkdtemp(join(tmpdir(), 'camflow-e2e-'));
+});
+
+after(async () => {
+  await workers?.close();
+  await ctx?.close();
+  await s3?.stop();
+  await redis?.stop();
+});
+
+let modelVersion = '';
+
+test('a labelled folder becomes an immutable, content-versioned dataset snapshot', async () => {
+  await writeSyntheticDataset(join(dir, 'train'), { count: 160, seed: 5 });
+  const first = await addDataset({ store: ctx.store, name: 'cells', folder: join(dir, 'train'), size: 64 });
+  assert.equal(first.created, true);
+  assert.equal(first.manifest.items.length, 160);
+  assert.deepEqual(first.manifest.classNames, ['Parasitized', 'Uninfected']);
+  // boxes.json sits at the root, outside any class folder: reported, not taken.
+  assert.deepEqual(first.manifest.rejected.map((r) => r.name), ['boxes.json']);
+  assert.ok(await ctx.store.exists(keys.datasetShard('cells', first.manifest.version, 0)));
+  const again = await addDataset({ store: ctx.store, name: 'cells', folder: join(dir, 'train'), size: 64 });
+  assert.equal(again.created, false);
+  assert.equal(again.manifest.version, first.manifest.version);
+});
+
+test('a training job publishes a version (manifest last), promotes the first model and announces it', async () => {
+  const job = await enqueueTraining(ctx.queues.train, { dataset: 'cells', preset: 'fast', epochs: 1, learningRate: 0.002, maxRestarts: 0 });
+  const outcome = (await waitForJob(ctx.queues.train, job.id!, undefined, 300_000)) as { version: string; promoted: boolean; valAccuracy: number };
+  assert.equal(outcome.promoted, true);
+  modelVersion = outcome.version;
+  const production = await getProduction(ctx.store);
+  assert.equal(production?.version, modelVersion);
+  for (const f of ['model.json', 'weights.bin', 'manifest.json'] as const) assert.ok(await ctx.store.exists(keys.modelFile(modelVersion, f)), f);
+  const models = await listModels(ctx.store);
+  assert.equal(models.length, 1);
+  assert.equal(models[0]!.metrics.history.length, 1);
+});
+
+test('retraining on an unchanged dataset is skipped, and the nightly job scheduler is installed', async () => {
+  const job = await enqueueTraining(ctx.queues.train, { dataset: 'cells', preset: 'fast', epochs: 1, skipIfUnchanged: true });
+  const outcome = (await waitForJob(ctx.queues.train, job.id!, undefined, 60_000)) as { skipped: boolean; reason: string };
+  assert.equal(outcome.skipped, true);
+  assert.match(outcome.reason, /unchanged/);
+  await scheduleRetraining(ctx.queues.train, '0 2 * * *', 'Europe/Paris', { dataset: 'cells' });
+  const scheduler = await ctx.queues.train.getJobScheduler(nightlySchedulerId);
+  assert.equal(scheduler?.pattern, '0 2 * * *');
+  assert.equal(scheduler?.tz, 'Europe/Paris');
+  assert.ok((scheduler?.next ?? 0) > Date.now());
+  assert.equal((scheduler?.template?.data as { skipIfUnchanged?: boolean }).skipIfUnchanged, true);
+  await ctx.queues.train.removeJobScheduler(nightlySchedulerId);
+});
+
+test('a collapsed training run is never published or promoted', async () => {
+  // A learning rate of 1 blows the weights up: NaN loss or dead features, every attempt.
+  const job = await enqueueTraining(ctx.queues.train, { dataset: 'cells', preset: 'fast', epochs: 2, learningRate: 1, maxRestarts: 1, seed: 3 });
+  await assert.rejects(waitForJob(ctx.queues.train, job.id!, undefined, 300_000), /collapsed/);
+  assert.equal((await listModels(ctx.store)).length, 1);
+  assert.equal((await getProduction(ctx.store))?.version, modelVersion);
+});
+
+test('a batch with bad files completes: every item once, good images localized, bad ones failed with a reason', async () => {
+  const batchDir = join(dir, 'batch');
+  await writeSyntheticDataset(join(dir, 'src'), { count: 6, seed: 9 });
+  await mkdir(batchDir, { recursive: true });
+  const good: string[] = [];
+  for (const cls of ['Parasitized', 'Uninfected']) {
+    for (const f of await readdir(join(dir, 'src', cls))) {
+      await copyFile(join(dir, 'src', cls, f), join(batchDir, `${cls}-${f}`));
+      good.push(`${cls}-${f}`);
+    }
+  }
+  const png = await readFile(join(batchDir, good[0]!));
+  await writeFile(join(batchDir, 'zz-duplicate.png'), png);
+  await writeFile(join(batchDir, 'zz-truncated.png'), png.subarray(0, Math.floor(png.length / 2)));
+  await writeFile(join(batchDir, 'zz-text.png'), 'this is not an image\n');
+  await writeFile(join(batchDir, 'zz-empty.png'), Buffer.alloc(0));
+  const info = await submitBatch({ store: ctx.store, flow: ctx.flow, prefix: 'camflow', source: batchDir, chunkSize: 3, options: { target: 'all' }, idempotencyKey: 'batch-one' });
+  assert.equal(info.items, good.length + 4);
+  assert.equal(info.rejected, 2); // text and empty are refused at ingest; the truncated one fails at decode
+  assert.equal(info.uniqueImages, good.length + 1); // the duplicate is stored once
+  await waitForBatch(ctx, info.batchId, 120_000);
+  const results = await readResults(ctx.store, info.batchId);
+  const names = results.map((r) => r.name).sort();
+  assert.deepEqual(names, [...good, 'zz-duplicate.png', 'zz-empty.png', 'zz-text.png', 'zz-truncated.png'].sort(), 'every item exactly once');
+  const byName = new Map(results.map((r) => [r.name, r]));
+  const reason = (n: string) => (byName.get(n) as Extract<ImageResult, { status: 'failed' }>).reason;
+  assert.equal(reason('zz-empty.png'), 'empty');
+  assert.equal(reason('zz-text.png'), 'unsupported-format');
+  assert.equal(reason('zz-truncated.png'), 'truncated');
+  const ok = results.filter((r): r is Extract<ImageResult, { status: 'ok' }> => r.status === 'ok');
+  assert.equal(ok.length, good.length + 1);
+  for (const r of ok) {
+    assert.equal(r.modelVersion, modelVersion);
+    assert.equal(r.cams.length, 2);
+    const box = r.cams[0]!.box!;
+    assert.ok(box.x >= 0 && box.y >= 0 && box.x + box.width <= r.width && box.y + box.height <= r.height, 'box inside the original image');
+    assert.ok(Math.abs(Object.values(r.probabilities).reduce((a, b) => a + b, 0) - 1) < 1e-5);
+    for (const key of [r.outputs.json!, r.outputs.heatmap!, r.outputs.overlay!]) assert.ok(await ctx.store.exists(key), key);
+  }
+  const summary = await ctx.store.getJson<{ ok: number; failed: number; failures: Record<string, number> }>(keys.resultsSummary(info.batchId));
+  assert.deepEqual({ ok: summary.ok, failed: summary.failed }, { ok: good.length + 1, failed: 3 });
+
+  // The same idempotency key: the same batch, nothing enqueued again.
+  const before = await ctx.queues.cam.getJobCounts();
+  const again = await submitBatch({ store: ctx.store, flow: ctx.flow, prefix: 'camflow', source: batchDir, chunkSize: 3, idempotencyKey: 'batch-one' });
+  assert.equal(again.existing, true);
+  assert.equal(again.batchId, info.batchId);
+  assert.deepEqual(await ctx.queues.cam.getJobCounts(), before);
+
+  // The stored CAM equals an independent computation of the seed's formula on the published weights.
+  const r = ok.find((x) => x.name === good[0])!;
+  const files: ModelFiles = { modelJson: await ctx.store.getJson(keys.modelFile(modelVersion, 'model.json')), weights: await ctx.store.get(keys.modelFile(modelVersion, 'weights.bin')) };
+  const model = await deserializeModel(files);
+  const { input } = await preprocess(png, 64);
+  const featureModel = tf.model({ inputs: model.inputs, outputs: model.getLayer('features').output as tf.SymbolicTensor });
+  const f = featureModel.predict(toInputTensor([input], 64)) as tf.Tensor4D; // [1, h, w, k]
+  const weightSoftmax = (model.getLayer('classifier').getWeights()[0]!.transpose() as tf.Tensor2D).arraySync(); // [c][k]
+  const fa = f.arraySync()[0]!;
+  for (const cam of r.cams) {
+    const expected = fa.flatMap((row) => row.map((px) => px.reduce((acc, v, k) => acc + weightSoftmax[cam.classIndex]![k]! * v, 0)));
+    const maxAbs = Math.max(...expected.map((v, i) => Math.abs(v - cam.featureCam[i]!)));
+    assert.ok(maxAbs < 1e-3, `CAM of ${cam.class} differs from the seed formula by ${maxAbs}`);
+  }
+  model.dispose();
+});

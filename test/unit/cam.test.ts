@@ -1,0 +1,144 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  argmax2d,
+  blend,
+  camForClass,
+  connectedRegions,
+  heatmapRgb,
+  iou,
+  jet,
+  localize,
+  maxBoxAccV2,
+  minMaxNormalise,
+  pointingHit,
+  scaleBox,
+  softmax,
+  thresholdMask,
+  upsampleBilinear,
+} from '@camflow/common';
+
+const close = (a: ArrayLike<number>, b: ArrayLike<number>, eps = 1e-6) => {
+  assert.equal(a.length, b.length);
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= eps, `index ${i}: ${a[i]} vs ${b[i]}`);
+};
+
+test('camForClass is Σ_k w_k^c f_k at every position, without the bias (hand-computed)', () => {
+  // 2×2 map, 3 channels (channels-last), 2 classes; kernel [channel][class].
+  const features = { data: Float32Array.from([1, 2, 3, 0, 1, 0, 2, 2, 2, 5, 0, 1]), height: 2, width: 2, channels: 3 };
+  const kernel = Float32Array.from([0.5, -1, 1, 0, -2, 3]);
+  // class 0: w = [0.5, 1, -2]
+  close(camForClass(features, kernel, 2, 0), [0.5 + 2 - 6, 1, 1 + 2 - 4, 2.5 - 2]);
+  // class 1: w = [-1, 0, 3]
+  close(camForClass(features, kernel, 2, 1), [-1 + 9, 0, -2 + 6, -5 + 3]);
+});
+
+test('camForClass agrees with the seed formula weight_softmax[c] · features (channels-first) on random weights', () => {
+  const K = 4, C = 3, H = 5, W = 6;
+  let s = 1;
+  const rand = () => ((s = (s * 16807) % 2147483647) / 2147483647) * 2 - 1;
+  // The seed's layout: features[k][y][x] (channels first), weight_softmax[c][k].
+  const featuresCF = Array.from({ length: K }, () => Array.from({ length: H * W }, () => Math.max(0, rand())));
+  const weightSoftmax = Array.from({ length: C }, () => Array.from({ length: K }, rand));
+  const channelsLast = new Float32Array(H * W * K);
+  for (let k = 0; k < K; k++) for (let p = 0; p < H * W; p++) channelsLast[p * K + k] = featuresCF[k]![p]!;
+  const kernel = new Float32Array(K * C);
+  for (let k = 0; k < K; k++) for (let c = 0; c < C; c++) kernel[k * C + c] = weightSoftmax[c]![k]!;
+  for (let c = 0; c < C; c++) {
+    const seed = Array.from({ length: H * W }, (_, p) => weightSoftmax[c]!.reduce((acc, w, k) => acc + w * featuresCF[k]![p]!, 0));
+    close(camForClass({ data: channelsLast, height: H, width: W, channels: K }, kernel, C, c), seed, 1e-5);
+  }
+});
+
+test('camForClass refuses a class index out of range, naming the field', () => {
+  assert.throws(() => camForClass({ data: new Float32Array(4), height: 2, width: 2, channels: 1 }, new Float32Array(2), 2, 2), /classIndex/);
+});
+
+test('bilinear upsampling uses half-pixel centres (OpenCV / PIL convention)', () => {
+  // 1×2 → 1×4: centres map to -0.25, 0.25, 0.75, 1.25 → clamped and interpolated.
+  close(upsampleBilinear(Float32Array.from([0, 1]), 1, 2, 1, 4), [0, 0.25, 0.75, 1]);
+  // Identity when sizes match.
+  close(upsampleBilinear(Float32Array.from([1, 2, 3, 4]), 2, 2, 2, 2), [1, 2, 3, 4]);
+  // 2×2 → 4×4 centre values.
+  const up = upsampleBilinear(Float32Array.from([0, 0, 0, 4]), 2, 2, 4, 4);
+  close([up[5]!, up[10]!, up[15]!], [0.25, 2.25, 4]);
+});
+
+test('min-max normalisation maps to [0, 1]; a constant map becomes zeros', () => {
+  close(minMaxNormalise(Float32Array.from([-2, 0, 2])), [0, 0.5, 1]);
+  close(minMaxNormalise(Float32Array.from([3, 3])), [0, 0]);
+});
+
+test('threshold keeps pixels strictly above fraction × max', () => {
+  assert.deepEqual([...thresholdMask(Float32Array.from([0, 0.2, 0.21, 1]), 0.2)], [0, 0, 1, 1]);
+  assert.deepEqual([...thresholdMask(Float32Array.from([0, 0, 0]), 0.2)], [0, 0, 0]);
+});
+
+test('components are 8-connected: diagonal neighbours join, and the largest comes first', () => {
+  // 5×4 mask: a diagonal chain of 3 and a separate pair.
+  const mask = Uint8Array.from([
+    1, 0, 0, 0, 1,
+    0, 1, 0, 0, 1,
+    0, 0, 1, 0, 0,
+    0, 0, 0, 0, 0,
+  ]);
+  const values = Float32Array.from(mask, (m) => m * 0.5);
+  const regions = connectedRegions(mask, values, 5, 4);
+  assert.equal(regions.length, 2);
+  assert.deepEqual({ ...regions[0] }, { x: 0, y: 0, width: 3, height: 3, area: 3, score: 0.5, peak: 0.5 });
+  assert.deepEqual({ x: regions[1]!.x, y: regions[1]!.y, width: regions[1]!.width, height: regions[1]!.height }, { x: 4, y: 0, width: 1, height: 2 });
+});
+
+test("localize applies the paper's rule: largest component above 20 % of the max, its bounding box", () => {
+  const w = 6, h = 5;
+  const map = new Float32Array(w * h);
+  // A big blob (values 0.5–1) at the left, a small strong dot at the right, background 0.1 (below 0.2).
+  map.fill(0.1);
+  for (const [x, y, v] of [[0, 1, 0.5], [1, 1, 1], [1, 2, 0.6], [2, 2, 0.5], [0, 2, 0.3]] as const) map[y * w + x] = v;
+  map[0 * w + 5] = 0.9;
+  const { box, regions } = localize(map, w, h, { fraction: 0.2, minArea: 1 });
+  assert.deepEqual({ x: box!.x, y: box!.y, width: box!.width, height: box!.height, area: box!.area }, { x: 0, y: 1, width: 3, height: 2, area: 5 });
+  assert.equal(regions.length, 2);
+  assert.ok(Math.abs(box!.score - (0.5 + 1 + 0.6 + 0.5 + 0.3) / 5) < 1e-6);
+  // minArea filters the list, never the paper's box.
+  assert.equal(localize(map, w, h, { fraction: 0.2, minArea: 2 }).regions.length, 1);
+});
+
+test('IoU of pixel boxes (x + width exclusive)', () => {
+  assert.equal(iou({ x: 0, y: 0, width: 2, height: 2 }, { x: 1, y: 1, width: 2, height: 2 }), 1 / 7);
+  assert.equal(iou({ x: 0, y: 0, width: 2, height: 2 }, { x: 2, y: 2, width: 2, height: 2 }), 0);
+  assert.equal(iou({ x: 3, y: 4, width: 5, height: 6 }, { x: 3, y: 4, width: 5, height: 6 }), 1);
+});
+
+test('scaleBox maps model-input boxes to original pixels, rounding outwards', () => {
+  assert.deepEqual(scaleBox({ x: 1, y: 2, width: 3, height: 4 }, 10, 10, 25, 20), { x: 2, y: 4, width: 8, height: 8 });
+});
+
+test('jet runs blue → red; heatmap and overlay blend at alpha', () => {
+  assert.deepEqual(jet(0), [0, 0, 128]);
+  assert.deepEqual(jet(1), [128, 0, 0]);
+  assert.deepEqual(jet(0.5), [128, 255, 128]);
+  const heat = heatmapRgb(Float32Array.from([0, 1]));
+  assert.deepEqual([...heat], [0, 0, 128, 128, 0, 0]);
+  assert.deepEqual([...blend(Uint8Array.from([100, 100, 100]), Uint8Array.from([200, 0, 0]), 0.3)], [130, 70, 70]);
+});
+
+test('softmax and argmax2d', () => {
+  close(softmax([0, Math.log(3)]), [0.25, 0.75]);
+  assert.deepEqual(argmax2d(Float32Array.from([0, 5, 1, 5]), 2), { index: 1, x: 1, y: 0, value: 5 });
+});
+
+test('pointing game and MaxBoxAccV2 on hand-made maps', () => {
+  const w = 10, h = 10;
+  const cam = new Float32Array(w * h);
+  for (let y = 2; y < 6; y++) for (let x = 2; x < 6; x++) cam[y * w + x] = 1; // a 4×4 block
+  const exact = { cam, width: w, height: h, truth: [{ x: 2, y: 2, width: 4, height: 4 }] };
+  const shifted = { cam, width: w, height: h, truth: [{ x: 4, y: 4, width: 4, height: 4 }] }; // IoU 4/28
+  assert.equal(pointingHit(exact), true);
+  assert.equal(pointingHit({ ...exact, truth: [{ x: 7, y: 7, width: 2, height: 2 }] }), false);
+  const score = maxBoxAccV2([exact, shifted]);
+  // exact hits at every δ; shifted (IoU ≈ 0.14) at none.
+  assert.equal(score.perIou['0.3']!.accuracy, 0.5);
+  assert.equal(score.perIou['0.7']!.accuracy, 0.5);
+  assert.equal(score.score, 0.5);
+});

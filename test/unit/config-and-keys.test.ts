@@ -1,0 +1,76 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { ConfigError, InvalidParameterError, createLogger, keys, loadConfig, parseWith, camJobSchema } from '@camflow/common';
+import { safeMemberName } from '@camflow/ingest';
+import { splitIndices } from '@camflow/trainer';
+import { collapseReason } from '@camflow/trainer';
+
+test('config has working defaults and parses numbers and booleans', () => {
+  const c = loadConfig({ CAM_CHUNK_SIZE: '64', S3_FORCE_PATH_STYLE: 'false' });
+  assert.equal(c.CAM_CHUNK_SIZE, 64);
+  assert.equal(c.S3_FORCE_PATH_STYLE, false);
+  assert.equal(c.REDIS_URL, 'redis://127.0.0.1:6379');
+});
+
+test('a malformed variable fails with one line naming it', () => {
+  for (const [variable, value] of [['CAM_CHUNK_SIZE', 'lots'], ['REDIS_URL', 'not a url'], ['S3_BUCKET', 'A'], ['LOG_LEVEL', 'loud']] as const) {
+    assert.throws(
+      () => loadConfig({ [variable]: value }),
+      (e: unknown) => e instanceof ConfigError && e.variable === variable && e.message.startsWith(`config: ${variable}:`) && !e.message.includes('\n'),
+    );
+  }
+});
+
+test('logs redact credentials and tokens', () => {
+  const lines: string[] = [];
+  const sink = new Writable({ write: (chunk, _enc, cb) => (lines.push(String(chunk)), cb()) });
+  const log = createLogger({ level: 'info', destination: sink });
+  log.info({ credentials: { accessKeyId: 'AKIAXXX', secretAccessKey: 'supersecret' }, token: 'bearer-123', s3: { secretAccessKey: 'another' } }, 'hello');
+  const text = lines.join('');
+  assert.ok(text.includes('hello'));
+  for (const secret of ['AKIAXXX', 'supersecret', 'bearer-123', 'another']) assert.ok(!text.includes(secret), `${secret} leaked: ${text}`);
+});
+
+test('object keys derive from hashes and ids and refuse path tricks', () => {
+  const sha = 'ab'.repeat(32);
+  assert.equal(keys.original(sha, 'png'), `originals/ab/${sha}.png`);
+  assert.equal(keys.resultJson('b1', 'i0000001'), 'results/b1/i0000001.json');
+  assert.throws(() => keys.resultJson('../etc', 'x'), InvalidParameterError);
+  assert.throws(() => keys.original('../../passwd', 'png'), /sha256/);
+  assert.throws(() => keys.datasetManifest('a/b', 'v1'), /dataset/);
+});
+
+test('archive member names lose ../ and absolute prefixes (metadata only)', () => {
+  assert.equal(safeMemberName('../../etc/passwd'), 'etc/passwd');
+  assert.equal(safeMemberName('/abs/x.png'), 'abs/x.png');
+  assert.equal(safeMemberName('a\\..\\b.png'), 'a/b.png');
+});
+
+test('job payloads are validated with errors naming the field', () => {
+  assert.throws(
+    () => parseWith(camJobSchema, { batchId: 'b1', chunk: 0, modelVersion: 'm1', items: [], options: {} }, 'cam job'),
+    (e: unknown) => e instanceof InvalidParameterError && e.field === 'cam job.items',
+  );
+});
+
+test('a group split never puts one patient on both sides; an item split is stratified', () => {
+  const items = Array.from({ length: 200 }, (_, i) => ({ label: i % 2, group: `C${i % 17}` }));
+  const g = splitIndices(items, 0.2, 1, 'group');
+  const trainGroups = new Set(g.train.map((i) => items[i]!.group));
+  assert.ok(g.validation.length > 0 && g.train.length > 0);
+  assert.ok(g.validation.every((i) => !trainGroups.has(items[i]!.group)));
+  assert.equal(g.train.length + g.validation.length, 200);
+  const s = splitIndices(items, 0.2, 1, 'item');
+  assert.equal(s.validation.filter((i) => items[i]!.label === 0).length, 20);
+  assert.equal(s.validation.filter((i) => items[i]!.label === 1).length, 20);
+  assert.deepEqual(splitIndices(items, 0.2, 1, 'group'), g, 'seeded: same split every time');
+});
+
+test('collapse detection: dead features, constant predictions and chance accuracy', () => {
+  const base = { epoch: 3, loss: 0.69, valLoss: 0.69, valAccuracy: 0.9, dominantShare: 0.5, featureMean: 0.3, seconds: 1 };
+  assert.equal(collapseReason(base, 0.5), undefined);
+  assert.match(collapseReason({ ...base, featureMean: 0 }, 0.5)!, /dead ReLU/);
+  assert.match(collapseReason({ ...base, dominantShare: 1 }, 0.5)!, /constant predictions/);
+  assert.match(collapseReason({ ...base, valAccuracy: 0.5 }, 0.5)!, /chance/);
+});
