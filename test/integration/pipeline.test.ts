@@ -130,7 +130,7 @@ test('a batch with bad files completes: every item once, good images localized, 
   const reason = (n: string) => (byName.get(n) as Extract<ImageResult, { status: 'failed' }>).reason;
   assert.equal(reason('zz-empty.png'), 'empty');
   assert.equal(reason('zz-text.png'), 'unsupported-format');
-  assert.equal(reason('zz-truncated.png'), 'truncated');
+  assert.equal(reason('zz-truncated.png'), 'truncated', JSON.stringify(byName.get('zz-truncated.png')));
   const ok = results.filter((r): r is Extract<ImageResult, { status: 'ok' }> => r.status === 'ok');
   assert.equal(ok.length, good.length + 1);
   for (const r of ok) {

@@ -29,13 +29,34 @@ export const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').upd
 /** The default pixel limit: 16384 × 16383, sharp's own default, refuses decompression bombs before decoding. */
 export const DEFAULT_MAX_PIXELS = 268_402_689;
 
-function classify(error: unknown): ImageInputError {
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
+const PNG_IEND = Buffer.from('IEND');
+
+/**
+ * Is the file cut short? Decided from the bytes (PNG without its IEND chunk, JPEG without its EOI marker), since
+ * libvips' error text is not reliable when several decodes fail at once ("Unknown error").
+ */
+export function isTruncated(bytes: Uint8Array): boolean {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b.subarray(0, 4).equals(PNG_SIGNATURE)) return b.lastIndexOf(PNG_IEND) < 0 || b.lastIndexOf(PNG_IEND) < b.length - 12;
+  if (b[0] === 0xff && b[1] === 0xd8) {
+    // Trailing padding after EOI is common; look for FFD9 near the end.
+    const tail = b.subarray(Math.max(0, b.length - 64));
+    for (let i = tail.length - 2; i >= 0; i--) if (tail[i] === 0xff && tail[i + 1] === 0xd9) return false;
+    return true;
+  }
+  return false;
+}
+
+function classify(error: unknown, bytes?: Uint8Array): ImageInputError {
   const message = error instanceof Error ? error.message : String(error);
+  if (bytes && isTruncated(bytes)) return new ImageInputError('truncated', `image data is truncated: ${message}`, { cause: error });
   if (/pixel limit/i.test(message)) return new ImageInputError('too-many-pixels', `image exceeds the pixel limit: ${message}`, { cause: error });
   if (/unsupported image format/i.test(message)) return new ImageInputError('unsupported-format', 'not a supported image (PNG, JPEG, TIFF or WebP)', { cause: error });
-  if (/premature end|truncat|unexpected end|corrupt|read error|not enough data|IDAT|crc/i.test(message)) {
-    return new ImageInputError('truncated', `image data is truncated or corrupt: ${message}`, { cause: error });
+  if (/premature end|truncat|unexpected end|not enough data/i.test(message)) {
+    return new ImageInputError('truncated', `image data is truncated: ${message}`, { cause: error });
   }
+  if (/corrupt|read error|IDAT|crc|invalid/i.test(message)) return new ImageInputError('corrupt', `image data is corrupt: ${message}`, { cause: error });
   return new ImageInputError('undecodable', `image cannot be decoded: ${message}`, { cause: error });
 }
 
@@ -50,7 +71,7 @@ export async function inspectImage(bytes: Uint8Array, maxPixels = DEFAULT_MAX_PI
   try {
     meta = await sharp(bytes, { limitInputPixels: maxPixels }).metadata();
   } catch (error) {
-    throw classify(error);
+    throw classify(error, bytes);
   }
   const format = meta.format ?? 'unknown';
   const ext = ACCEPTED[format];
@@ -71,7 +92,8 @@ export async function inspectImage(bytes: Uint8Array, maxPixels = DEFAULT_MAX_PI
  * flattened onto black (the NIH crops' background).
  */
 export async function decodeRgb(bytes: Uint8Array, maxPixels = DEFAULT_MAX_PIXELS): Promise<RgbImage> {
-  if (bytes.byteLength === 0) throw new ImageInputError('empty', 'file is empty (0 bytes)');
+  // Header checks first (format, pages, pixel limit): a bomb is refused before any pixel is decoded.
+  await inspectImage(bytes, maxPixels);
   try {
     const { data, info } = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'truncated' })
       .rotate()
@@ -84,7 +106,7 @@ export async function decodeRgb(bytes: Uint8Array, maxPixels = DEFAULT_MAX_PIXEL
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
   } catch (error) {
     if (error instanceof ImageInputError) throw error;
-    throw classify(error);
+    throw classify(error, bytes);
   }
 }
 
