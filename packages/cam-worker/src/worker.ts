@@ -24,7 +24,7 @@ export interface CamWorkers {
  * Start the `cam` worker (chunks) and the `batch` worker (finalization). Jobs that stall (a killed process) are
  * picked up again by BullMQ's stalled-job check; every write is to a deterministic key, so a retry overwrites.
  */
-export async function startCamWorkers(deps: CamWorkersDepsWithDefaults): Promise<CamWorkers> {
+export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> {
   const { config, store, log } = deps;
   await initBackend(config.TF_BACKEND, log);
   const models = new ModelCache(store, log);
@@ -40,7 +40,7 @@ export async function startCamWorkers(deps: CamWorkersDepsWithDefaults): Promise
         storeParallelism: config.CAM_STORE_PARALLELISM,
         maxPixels: config.MAX_IMAGE_PIXELS,
       }),
-    { connection, prefix: config.QUEUE_PREFIX, concurrency: config.CAM_CONCURRENCY, lockDuration: 60_000, stalledInterval: deps.stalledInterval ?? 30_000, maxStalledCount: 3 },
+    { connection, prefix: config.QUEUE_PREFIX, name: `cam-${process.pid}`, concurrency: config.CAM_CONCURRENCY, lockDuration: config.JOB_LOCK_MS, stalledInterval: config.STALLED_INTERVAL_MS, maxStalledCount: 3 },
   );
   const batch = new Worker(
     queueNames.batch,
@@ -53,7 +53,7 @@ export async function startCamWorkers(deps: CamWorkersDepsWithDefaults): Promise
       }
       return finalizeBatch(job.data, store, chunkFailures, log.child({ jobId: job.id }));
     },
-    { connection, prefix: config.QUEUE_PREFIX, concurrency: 2, stalledInterval: deps.stalledInterval ?? 30_000 },
+    { connection, prefix: config.QUEUE_PREFIX, name: `batch-${process.pid}`, concurrency: 2, lockDuration: config.JOB_LOCK_MS, stalledInterval: config.STALLED_INTERVAL_MS, maxStalledCount: 3 },
   );
   for (const [name, w] of [['cam', cam], ['batch', batch]] as const) {
     w.on('failed', (job, err) => log.warn({ queue: name, jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'job failed'));
@@ -82,5 +82,3 @@ export async function startCamWorkers(deps: CamWorkersDepsWithDefaults): Promise
     },
   };
 }
-
-export type CamWorkersDepsWithDefaults = CamWorkerDeps & { stalledInterval?: number };

@@ -121,7 +121,7 @@ async function main(argv: string[]): Promise<void> {
         await ctx.close();
         await s3.stop();
         await redis.stop();
-      }, ctx.log);
+      }, ctx.log, ctx.config.SHUTDOWN_GRACE_MS);
       return;
     }
     case 'worker': {
@@ -133,7 +133,7 @@ async function main(argv: string[]): Promise<void> {
       closeOnSignals(async () => {
         await workers.close();
         await ctx.close();
-      }, ctx.log);
+      }, ctx.log, ctx.config.SHUTDOWN_GRACE_MS);
       return;
     }
     case 'dataset': {
@@ -170,6 +170,8 @@ async function main(argv: string[]): Promise<void> {
           source: rest[0]!,
           options,
           chunkSize: num('chunk-size', ctx.config.CAM_CHUNK_SIZE)!,
+          attempts: ctx.config.CAM_ATTEMPTS,
+          backoffMs: ctx.config.CAM_BACKOFF_MS,
           maxPixels: ctx.config.MAX_IMAGE_PIXELS,
           log: ctx.log,
           ...(v.model ? { modelVersion: v.model } : {}),

@@ -24,6 +24,14 @@ export const configSchema = z.object({
   CAM_CHUNK_SIZE: positiveInt.max(10_000).default(256),
   CAM_INFER_BATCH: positiveInt.max(1024).default(32),
   CAM_STORE_PARALLELISM: positiveInt.max(256).default(16),
+  CAM_ATTEMPTS: positiveInt.max(100).default(8),
+  CAM_BACKOFF_MS: positiveInt.default(1000),
+  /** How long a worker's lock on a job lasts without renewal; a killed worker's job is recovered after it. */
+  JOB_LOCK_MS: positiveInt.default(60_000),
+  STALLED_INTERVAL_MS: positiveInt.default(30_000),
+  /** Lock of a training job: long, since one CPU training step can take seconds. */
+  TRAIN_LOCK_MS: positiveInt.default(300_000),
+  SHUTDOWN_GRACE_MS: positiveInt.default(30_000),
   MAX_IMAGE_PIXELS: positiveInt.default(268_402_689),
   MAX_UPLOAD_BYTES: positiveInt.default(2 * 1024 ** 3),
 });

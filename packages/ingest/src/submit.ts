@@ -32,6 +32,9 @@ export interface SubmitOptions {
   /** Same key, same batch: a resubmission returns the existing batch and enqueues nothing. */
   idempotencyKey?: string;
   maxPixels?: number;
+  /** Retries of a chunk job and the first backoff delay (doubling). */
+  attempts?: number;
+  backoffMs?: number;
   log?: Logger;
   onProgress?: (done: number, total: number) => void;
 }
@@ -63,7 +66,8 @@ export function batchIdFor(idempotencyKey?: string): string {
 
 /** Job options of the chunks: retried with backoff; a chunk that exhausts them is reported, not blocking. */
 export const chunkJobOptions = {
-  attempts: 5,
+  // 8 attempts from 1 s, doubling: about two minutes of outage absorbed before a chunk is reported failed.
+  attempts: 8,
   backoff: { type: 'exponential', delay: 1000 },
   ignoreDependencyOnFailure: true,
   removeOnComplete: { age: 24 * 3600, count: 10_000 },
@@ -108,13 +112,23 @@ export async function submitBatch(opts: SubmitOptions): Promise<BatchInfo & { ex
   const children: FlowJob[] = [];
   for (let c = 0; c * chunkSize < accepted.length; c++) {
     const data: CamJob = { batchId, chunk: c, modelVersion, items: accepted.slice(c * chunkSize, (c + 1) * chunkSize), options };
-    children.push({ name: 'chunk', queueName: queueNames.cam, data, opts: { ...chunkJobOptions, jobId: `${batchId}-c${c}` } });
+    children.push({
+      name: 'chunk',
+      queueName: queueNames.cam,
+      data,
+      opts: {
+        ...chunkJobOptions,
+        ...(opts.attempts ? { attempts: opts.attempts } : {}),
+        ...(opts.backoffMs ? { backoff: { type: 'exponential', delay: opts.backoffMs } } : {}),
+        jobId: `${batchId}-c${c}`,
+      },
+    });
   }
   await opts.flow.add({
     name: 'finalize',
     queueName: queueNames.batch,
     data: { batchId, modelVersion, chunks: children.length, chunkSize },
-    opts: { jobId: batchId, attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: 7 * 24 * 3600 } },
+    opts: { jobId: batchId, attempts: 8, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: 7 * 24 * 3600 } },
     children,
   });
   const info: BatchInfo = {

@@ -60,8 +60,10 @@ function batchTensor(data: TensorData, indices: ArrayLike<number>, flip: { h: bo
   return x;
 }
 
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** Evaluate: loss, accuracy, prediction spread, and feature liveness. */
-export function evaluate(model: tf.LayersModel, data: TensorData, numClasses: number, batchSize = 64): Omit<EpochMetrics, 'epoch' | 'loss' | 'seconds'> {
+export async function evaluate(model: tf.LayersModel, data: TensorData, numClasses: number, batchSize = 64): Promise<Omit<EpochMetrics, 'epoch' | 'loss' | 'seconds'>> {
   const n = count(data);
   const predicted = new Array<number>(numClasses).fill(0);
   let lossSum = 0;
@@ -85,6 +87,7 @@ export function evaluate(model: tf.LayersModel, data: TensorData, numClasses: nu
       featureSum += tf.sum(f!).dataSync()[0]!;
       featureCount += f!.size;
     });
+    await yieldToEventLoop();
   }
   return {
     valLoss: lossSum / n,
@@ -103,36 +106,51 @@ export function collapseReason(m: EpochMetrics, majorityRate: number): string | 
   return undefined;
 }
 
+/** Where a run stands after an epoch: enough to resume it after a crash. */
+export interface FitCheckpoint {
+  attempt: number;
+  epoch: number;
+  history: EpochMetrics[];
+  weights: tf.Tensor[];
+}
+
+export interface FitHooks {
+  onEpoch?: (m: EpochMetrics, attempt: number) => void | Promise<void>;
+  /** Called after every epoch with the weights; persist it to resume a crashed run. */
+  checkpoint?: (c: FitCheckpoint) => Promise<void>;
+  /** A checkpoint to resume from (same params). */
+  resume?: FitCheckpoint;
+  log?: Logger;
+}
+
 /**
  * Fit the GAP-CNN with Adam and softmax cross-entropy, as the seed. A collapsed run (dead features, constant
  * predictions, chance accuracy after `patience` epochs) restarts with a fresh initialisation, at most
  * `maxRestarts` times; if the last attempt collapses too, the result says so and the caller must not promote it.
+ *
+ * Shuffling and flips draw from a generator seeded per (attempt, epoch), so a run resumed from a checkpoint
+ * sees the same batches as one that never stopped (Adam's moment estimates restart from zero).
  */
-export async function fitWithRestarts(
-  params: FitParams,
-  train: TensorData,
-  validation: TensorData,
-  onEpoch: (m: EpochMetrics, attempt: number) => void | Promise<void>,
-  log?: Logger,
-  initialWeights?: tf.Tensor[],
-  startEpoch = 0,
-): Promise<FitResult> {
+export async function fitWithRestarts(params: FitParams, train: TensorData, validation: TensorData, hooks: FitHooks = {}): Promise<FitResult> {
+  const { log } = hooks;
   const patience = params.patience ?? 2;
   const labelsCount = new Array<number>(params.numClasses).fill(0);
   validation.labels.forEach((l) => labelsCount[l]!++);
   const majorityRate = Math.max(...labelsCount) / Math.max(1, count(validation));
   let lastReason: string | undefined;
-  for (let attempt = 0; attempt <= params.maxRestarts; attempt++) {
+  const resume = hooks.resume;
+  for (let attempt = resume?.attempt ?? 0; attempt <= params.maxRestarts; attempt++) {
     const seed = params.seed + attempt * 7919;
     const model = buildModel(params.preset, params.numClasses, seed);
-    if (initialWeights && attempt === 0) model.setWeights(initialWeights);
+    const resuming = resume !== undefined && attempt === resume.attempt;
+    if (resuming) model.setWeights(resume.weights);
     const optimizer = tf.train.adam(params.learningRate);
-    const rng = createRng(seed);
     const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
-    const history: EpochMetrics[] = [];
+    const history: EpochMetrics[] = resuming ? [...resume.history] : [];
     let collapsed: string | undefined;
-    for (let epoch = attempt === 0 ? startEpoch + 1 : 1; epoch <= params.epochs; epoch++) {
+    for (let epoch = resuming ? resume.epoch + 1 : 1; epoch <= params.epochs; epoch++) {
       const started = performance.now();
+      const rng = createRng(seed * 1009 + epoch);
       const order = rng.shuffle(Array.from({ length: count(train) }, (_, i) => i));
       let lossSum = 0;
       for (let start = 0; start < order.length; start += params.batchSize) {
@@ -146,22 +164,24 @@ export async function fitWithRestarts(
         });
         lossSum += (await loss.data())[0]! * idx.length;
         loss.dispose();
+        // A macrotask turn per step: BullMQ renews the job lock on a timer, which a tight loop would starve.
+        await yieldToEventLoop();
       }
       const metrics: EpochMetrics = {
         epoch,
         loss: lossSum / count(train),
-        ...evaluate(model, validation, params.numClasses),
+        ...(await evaluate(model, validation, params.numClasses)),
         seconds: (performance.now() - started) / 1000,
       };
       history.push(metrics);
-      await onEpoch(metrics, attempt);
+      await hooks.onEpoch?.(metrics, attempt);
       const reason = collapseReason(metrics, majorityRate);
       // Dead features never recover (no gradient flows); other signals get `patience` epochs.
       if (reason && (metrics.featureMean <= 1e-7 || epoch >= patience)) {
         collapsed = reason;
-        if (epoch < params.epochs || attempt < params.maxRestarts) break;
+        break;
       }
-      if (!reason) collapsed = undefined;
+      await hooks.checkpoint?.({ attempt, epoch, history, weights: model.getWeights() });
     }
     optimizer.dispose();
     if (!collapsed) return { model, history, attempts: attempt + 1, collapsed: false };

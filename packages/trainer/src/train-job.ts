@@ -15,6 +15,7 @@ import {
 import { fitWithRestarts, type EpochMetrics } from './fit.js';
 import { gather, splitIndices } from './split.js';
 import { promoteIfBetter, publishModel } from './publish.js';
+import { CheckpointStore, jobKey, paramsHash } from './checkpoint.js';
 
 export interface TrainContext {
   store: ObjectStore;
@@ -28,7 +29,7 @@ export interface TrainContext {
 
 export type TrainOutcome =
   | { skipped: true; reason: string }
-  | { skipped: false; version: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; epochs: number; manifest: ModelManifest };
+  | { skipped: false; version: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; epochs: number; resumedFromEpoch?: number; manifest: ModelManifest };
 
 /** Resize packed square images to another side (bilinear) when a preset's input differs from the snapshot's. */
 function resizePacked(images: Uint8Array, n: number, from: number, to: number): Uint8Array {
@@ -79,18 +80,23 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   const train = gather(images, labels, split.train, size);
   const validation = gather(images, labels, split.validation, size);
   log.info({ version: manifest.version, train: split.train.length, validation: split.validation.length, preset: params.preset, backend: ctx.backend }, 'training started');
-  const result = await fitWithRestarts(
-    { preset: params.preset, numClasses: manifest.classNames.length, epochs: params.epochs, batchSize: params.batchSize, learningRate: params.learningRate, seed: params.seed, maxRestarts: params.maxRestarts },
-    train,
-    validation,
-    async (m, attempt) => {
+  const fitParams = { preset: params.preset, numClasses: manifest.classNames.length, epochs: params.epochs, batchSize: params.batchSize, learningRate: params.learningRate, seed: params.seed, maxRestarts: params.maxRestarts, patience: params.collapsePatience };
+  const checkpoints = new CheckpointStore(ctx.store, jobKey(ctx.jobId), paramsHash({ ...fitParams, dataset: manifest.version, split: params.splitBy, v: params.validationFraction }));
+  const resume = await checkpoints.load();
+  if (resume) log.warn({ attempt: resume.attempt, epoch: resume.epoch }, 'resuming training from its last checkpoint');
+  const result = await fitWithRestarts(fitParams, train, validation, {
+    onEpoch: async (m, attempt) => {
       log.info({ attempt, ...m }, 'epoch');
       await ctx.progress?.({ attempt, ...m });
     },
+    checkpoint: (c) => checkpoints.save(c),
+    ...(resume ? { resume } : {}),
     log,
-  );
+  });
+  resume?.weights.forEach((w) => w.dispose());
   if (result.collapsed) {
     result.model.dispose();
+    await checkpoints.clear();
     // Never published, never promoted; retrying the same job would collapse the same way.
     throw new UnrecoverableError(`training collapsed after ${result.attempts} attempt(s): ${result.collapseReason}`);
   }
@@ -113,7 +119,18 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     createdAt: new Date().toISOString(),
   });
   result.model.dispose();
-  log.info({ version, valAccuracy: last.valAccuracy }, 'model published');
+  await checkpoints.clear();
+  log.info({ version, valAccuracy: last.valAccuracy, resumedFromEpoch: resume?.epoch }, 'model published');
   const gate = params.promote ? await promoteIfBetter(ctx.store, published, log) : { promoted: false, reason: 'promotion not requested' };
-  return { skipped: false, version, valAccuracy: last.valAccuracy, promoted: gate.promoted, promotion: gate.reason, attempts: result.attempts, epochs: result.history.length, manifest: published };
+  return {
+    skipped: false,
+    version,
+    valAccuracy: last.valAccuracy,
+    promoted: gate.promoted,
+    promotion: gate.reason,
+    attempts: result.attempts,
+    epochs: result.history.length,
+    ...(resume ? { resumedFromEpoch: resume.epoch } : {}),
+    manifest: published,
+  };
 }

@@ -30,7 +30,7 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
       // The manifest is in S3; keep the job's return value small.
       return outcome.skipped ? outcome : { ...outcome, manifest: undefined as never };
     },
-    { connection: bullConnection(config.REDIS_URL), prefix: config.QUEUE_PREFIX, concurrency: 1, lockDuration: 120_000, stalledInterval: 60_000, maxStalledCount: 2 },
+    { connection: bullConnection(config.REDIS_URL), prefix: config.QUEUE_PREFIX, name: `trainer-${process.pid}`, concurrency: 1, lockDuration: config.TRAIN_LOCK_MS, stalledInterval: config.STALLED_INTERVAL_MS, maxStalledCount: 3 },
   );
   worker.on('failed', (job, err) => log.error({ jobId: job?.id, err: err.message }, 'training job failed'));
   worker.on('error', (err) => log.error({ err: err.message }, 'trainer worker error'));

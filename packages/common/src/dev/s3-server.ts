@@ -27,7 +27,7 @@ export async function startS3(options: { bucket?: string; dir?: string; port?: n
   const bucket = options.bucket ?? 'camflow';
   let child: ChildProcess | undefined;
   const launch = async () => {
-    child = spawn(process.execPath, ['--import', 'tsx', join(here, 's3-server-main.ts'), String(port), dir, bucket], { stdio: ['ignore', 'ignore', 'inherit'] });
+    child = spawn(process.execPath, [join(here, 's3-server-main.mjs'), String(port), dir, bucket], { stdio: ['ignore', 'ignore', 'inherit'] });
     await waitForPort(port, 30_000);
   };
   await launch();

@@ -75,6 +75,8 @@ export const trainJobSchema = z.object({
   splitBy: z.enum(['item', 'group']).default('item'),
   /** Restarts with a fresh initialisation when a run collapses. */
   maxRestarts: z.number().int().nonnegative().max(10).default(3),
+  /** Epochs at chance or with constant predictions before a run counts as collapsed (dead features: at once). */
+  collapsePatience: z.number().int().positive().default(2),
   /** Skip when the dataset version equals the production model's (nightly retraining). */
   skipIfUnchanged: z.boolean().default(false),
   /** Promote when validation accuracy ≥ production's. */

@@ -1,0 +1,195 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Job } from 'bullmq';
+import { checkRedis, createRedis, keys, listModels, startRedis, writeSyntheticDataset } from '@camflow/common';
+import { addDataset, submitBatch } from '@camflow/ingest';
+import { enqueueTraining } from '@camflow/trainer';
+import type { ImageResult } from '@camflow/cam-worker';
+import { readResults, waitForBatch, waitForJob } from '../../packages/cli/src/wait.ts';
+import { eventually, publishUntrained, sleep, startCluster, syntheticFolder, type Cluster } from '../helpers/cluster.ts';
+import { join } from 'node:path';
+
+async function submit(c: Cluster, folder: string, chunkSize: number, key?: string) {
+  return submitBatch({
+    store: c.ctx.store,
+    flow: c.ctx.flow,
+    prefix: 'camflow',
+    source: folder,
+    chunkSize,
+    attempts: Number(c.env.CAM_ATTEMPTS),
+    backoffMs: Number(c.env.CAM_BACKOFF_MS),
+    ...(key ? { idempotencyKey: key } : {}),
+  });
+}
+
+/** Every submitted name appears exactly once, and all of them localized. */
+function assertExactlyOnce(results: ImageResult[], names: string[], expectOk = true) {
+  assert.deepEqual(results.map((r) => r.name).sort(), [...names].sort(), 'every item exactly once');
+  if (expectOk) assert.deepEqual(results.filter((r) => r.status !== 'ok').map((r) => r.name), [], 'no failed items');
+}
+
+test('a cam-worker killed with SIGKILL mid-chunk: its chunk is recovered by another worker, every item exactly once', async () => {
+  const c = await startCluster();
+  try {
+    await publishUntrained(c.ctx);
+    const names = await syntheticFolder(c.dir, 240, 11);
+    const victim = c.spawnWorker('cam');
+    const info = await submit(c, join(c.dir, 'batch-11'), 40);
+    // Wait until the victim holds a chunk, then kill it without warning.
+    const held = await eventually('the victim to hold a chunk', async () => {
+      const active = await c.ctx.queues.cam.getActive();
+      return active.find((j) => j.processedBy === `cam-${victim.pid}`);
+    });
+    victim.kill('SIGKILL');
+    await victim.exited;
+    c.spawnWorker('cam');
+    await waitForBatch(c.ctx, info.batchId, 120_000);
+    assertExactlyOnce(await readResults(c.ctx.store, info.batchId), names);
+    const recovered = (await Job.fromId(c.ctx.queues.cam, held.id!))!;
+    assert.ok(recovered.finishedOn, 'the killed chunk finished');
+    assert.notEqual(recovered.processedBy, `cam-${victim.pid}`, 'and another worker finished it');
+  } finally {
+    await c.close();
+  }
+});
+
+test('a Redis restart (AOF) while a batch runs: no job lost, workers reconnect by themselves', async () => {
+  const c = await startCluster();
+  try {
+    await publishUntrained(c.ctx);
+    const names = await syntheticFolder(c.dir, 200, 12);
+    const info = await submit(c, join(c.dir, 'batch-12'), 20);
+    c.spawnWorker('cam');
+    await eventually('a first chunk to complete', async () => ((await c.ctx.queues.cam.getCompletedCount()) > 0 ? true : undefined));
+    await c.redis.stop();
+    await sleep(2000);
+    await c.redis.restart();
+    await waitForBatch(c.ctx, info.batchId, 120_000);
+    assertExactlyOnce(await readResults(c.ctx.store, info.batchId), names);
+  } finally {
+    await c.close();
+  }
+});
+
+test('an S3 outage of 10 s mid-batch: chunks retry with backoff and the batch completes once S3 is back', async () => {
+  const c = await startCluster();
+  try {
+    await publishUntrained(c.ctx);
+    const names = await syntheticFolder(c.dir, 200, 13);
+    const info = await submit(c, join(c.dir, 'batch-13'), 20);
+    c.spawnWorker('cam');
+    await eventually('a first chunk to complete', async () => ((await c.ctx.queues.cam.getCompletedCount()) > 0 ? true : undefined));
+    await c.s3.stop();
+    await sleep(10_000);
+    await c.s3.restart();
+    await waitForBatch(c.ctx, info.batchId, 120_000);
+    const results = await readResults(c.ctx.store, info.batchId);
+    assertExactlyOnce(results, names);
+    // Nothing reported done without its objects: every ok result's files exist.
+    for (const r of results) if (r.status === 'ok') for (const key of Object.values(r.outputs)) assert.ok(await c.ctx.store.exists(key!), key);
+    // The outage was real: some chunk needed more than one attempt.
+    const jobs = await c.ctx.queues.cam.getCompleted(0, 100);
+    assert.ok(jobs.some((j) => j.attemptsMade > 1), `attempts: ${jobs.map((j) => j.attemptsMade)}`);
+  } finally {
+    await c.close();
+  }
+});
+
+test('a trainer killed mid-training resumes from its last epoch checkpoint and publishes nothing half-written', async () => {
+  const c = await startCluster({ TRAIN_LOCK_MS: '10000' });
+  try {
+    await writeSyntheticDataset(join(c.dir, 'train'), { count: 200, seed: 14 });
+    await addDataset({ store: c.ctx.store, name: 'cells', folder: join(c.dir, 'train'), size: 64 });
+    const first = c.spawnWorker('trainer');
+    const job = await enqueueTraining(c.ctx.queues.train, { dataset: 'cells', preset: 'fast', epochs: 4, learningRate: 0.002, maxRestarts: 0, collapsePatience: 10 });
+    await eventually('epoch 2 to be checkpointed', async () => {
+      const j = await Job.fromId(c.ctx.queues.train, job.id!);
+      return (j?.progress as { epoch?: number })?.epoch !== undefined && (j!.progress as { epoch: number }).epoch >= 2 ? true : undefined;
+    }, 120_000);
+    await sleep(500); // the checkpoint is written right after the progress update
+    first.kill('SIGKILL');
+    await first.exited;
+    assert.equal((await listModels(c.ctx.store)).length, 0, 'no model version exists after the crash');
+    c.spawnWorker('trainer');
+    const outcome = await waitForJob<{ version: string; resumedFromEpoch?: number; epochs: number }>(c.ctx.queues.train, job.id!, undefined, 180_000);
+    assert.ok((outcome.resumedFromEpoch ?? 0) >= 2, `resumed from ${outcome.resumedFromEpoch}`);
+    assert.equal(outcome.epochs, 4, 'history holds all epochs');
+    const models = await listModels(c.ctx.store);
+    assert.deepEqual(models.map((m) => m.version), [outcome.version], 'exactly one version published');
+    assert.equal(await c.ctx.store.exists(keys.trainCheckpoint('x')), false);
+  } finally {
+    await c.close();
+  }
+});
+
+test('SIGTERM during a chunk: the worker finishes it and exits within the grace period; no job is left locked', async () => {
+  const c = await startCluster();
+  try {
+    await publishUntrained(c.ctx);
+    const names = await syntheticFolder(c.dir, 120, 15);
+    const w = c.spawnWorker('cam');
+    const info = await submit(c, join(c.dir, 'batch-15'), 30);
+    await eventually('the worker to hold a chunk', async () => ((await c.ctx.queues.cam.getActiveCount()) > 0 ? true : undefined));
+    const t0 = Date.now();
+    w.kill('SIGTERM');
+    const exit = await w.exited;
+    const took = Date.now() - t0;
+    assert.equal(exit.code, 0, 'clean exit');
+    assert.ok(took < 20_000, `exited after ${took} ms`);
+    assert.equal(await c.ctx.queues.cam.getActiveCount(), 0, 'no job left active/locked');
+    c.spawnWorker('cam');
+    await waitForBatch(c.ctx, info.batchId, 120_000);
+    assertExactlyOnce(await readResults(c.ctx.store, info.batchId), names);
+  } finally {
+    await c.close();
+  }
+});
+
+test('a poison chunk fails every attempt; its batch still completes and reports those items as failed', async () => {
+  const c = await startCluster({ CAM_ATTEMPTS: '3', CAM_BACKOFF_MS: '200' });
+  try {
+    await publishUntrained(c.ctx);
+    const names = await syntheticFolder(c.dir, 30, 16);
+    const info = await submit(c, join(c.dir, 'batch-16'), 10);
+    // Poison chunk 1: one of its stored originals disappears before any worker runs.
+    const manifest = (await c.ctx.store.get(keys.batchManifest(info.batchId))).toString().trim().split('\n').map((l) => JSON.parse(l));
+    const victim = manifest[12];
+    await c.ctx.store.deleteMany([keys.original(victim.sha256, victim.ext)]);
+    c.spawnWorker('cam');
+    await waitForBatch(c.ctx, info.batchId, 120_000);
+    const results = await readResults(c.ctx.store, info.batchId);
+    assertExactlyOnce(results, names, false);
+    const failed = results.filter((r) => r.status === 'failed') as Extract<ImageResult, { status: 'failed' }>[];
+    assert.equal(failed.length, 10, 'the whole poisoned chunk');
+    assert.ok(failed.every((f) => f.reason === 'chunk-failed' && /chunk 1 failed after its retries: .*not found/.test(f.error)), failed[0]?.error);
+    assert.equal(results.filter((r) => r.status === 'ok').length, 20);
+    const chunk = (await Job.fromId(c.ctx.queues.cam, `${info.batchId}-c1`))!;
+    assert.equal(chunk.attemptsMade, 3);
+  } finally {
+    await c.close();
+  }
+});
+
+test('a Redis whose eviction policy is not noeviction is reported at start-up', async () => {
+  const redis = await startRedis({ evictionPolicy: 'allkeys-lru' });
+  const client = createRedis(redis.url);
+  try {
+    const report = await checkRedis(client);
+    assert.equal(report.evictionPolicy, 'allkeys-lru');
+    assert.match(report.problems[0]!, /noeviction/);
+  } finally {
+    await client.quit();
+    await redis.stop();
+  }
+});
+
+test('a malformed variable stops the CLI with one line naming it', () => {
+  const cli = fileURLToPath(new URL('../../packages/cli/src/main.ts', import.meta.url));
+  const out = spawnSync(process.execPath, ['--import', 'tsx', cli, 'status', 'b1'], { env: { ...process.env, CAM_CHUNK_SIZE: 'lots' }, encoding: 'utf8' });
+  assert.equal(out.status, 78);
+  const lines = out.stderr.split('\n').filter((l) => l.trim() && !/AWS SDK|node >=22|a\.co|upgrade|trace-warnings|^\s*$|versions published|will require|To continue/i.test(l));
+  assert.deepEqual(lines.length, 1, out.stderr);
+  assert.match(lines[0]!, /^config: CAM_CHUNK_SIZE: /);
+});
