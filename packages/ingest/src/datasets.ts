@@ -12,6 +12,7 @@ import {
   type Logger,
   type ObjectStore,
 } from '@camflow/common';
+import { readdir } from 'node:fs/promises';
 import { listFolder } from './sources.js';
 import { rejectionReason, storeOriginal } from './store-image.js';
 
@@ -58,8 +59,11 @@ export async function addDataset(options: AddDatasetOptions): Promise<{ manifest
     list.push(f);
     byClass.set(parts[0]!, list);
   }
+  // Empty class folders hold no files, so they are found from the directory listing itself.
+  const folders = (await readdir(folder, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
+  for (const f of folders) if (!byClass.has(f) && (!options.classes || options.classes.includes(f))) throw new InvalidParameterError(`class "${f}"`, 'a folder with at least 2 images', 'an empty folder');
   const classNames = options.classes ?? [...byClass.keys()].sort();
-  if (classNames.length < 2) throw new InvalidParameterError('classes', 'at least two class folders', classNames);
+  if (classNames.length < 2) throw new InvalidParameterError('classes', 'at least two class folders (<folder>/<class>/<image>)', classNames);
   for (const [cls, list] of byClass) {
     if (!classNames.includes(cls)) {
       for (const f of list) rejected.push({ name: f.name, error: `unknown class "${cls}" (expected one of ${classNames.join(', ')})` });

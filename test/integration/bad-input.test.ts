@@ -1,0 +1,93 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, mkdir, writeFile, readFile, readdir, copyFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import sharp from 'sharp';
+import { InvalidParameterError, ObjectStore, keys, startS3, writeSyntheticDataset, type LocalS3 } from '@camflow/common';
+import { addDataset, openSource } from '@camflow/ingest';
+
+let s3: LocalS3;
+let store: ObjectStore;
+let dir: string;
+
+before(async () => {
+  s3 = await startS3();
+  store = new ObjectStore({ bucket: s3.bucket, endpoint: s3.endpoint, credentials: s3.credentials });
+  await store.ensureBucket();
+  dir = await mkdtemp(join(tmpdir(), 'camflow-bad-'));
+  await writeSyntheticDataset(join(dir, 'cells'), { count: 12, seed: 21 });
+});
+
+after(async () => {
+  store?.destroy();
+  await s3?.stop();
+});
+
+async function labelled(name: string, layout: Record<string, number>): Promise<string> {
+  const root = join(dir, name);
+  const pool = [...(await readdir(join(dir, 'cells', 'Parasitized'))).map((f) => join(dir, 'cells', 'Parasitized', f)), ...(await readdir(join(dir, 'cells', 'Uninfected'))).map((f) => join(dir, 'cells', 'Uninfected', f))];
+  let k = 0;
+  for (const [cls, n] of Object.entries(layout)) {
+    await mkdir(join(root, cls), { recursive: true });
+    for (let i = 0; i < n; i++) await copyFile(pool[k++ % pool.length]!, join(root, cls, `img${i}.png`));
+  }
+  return root;
+}
+
+test('a labelled folder with a third, unknown class: its files are reported, the dataset keeps the named classes', async () => {
+  const root = await labelled('three', { Parasitized: 3, Uninfected: 3, Platelets: 2 });
+  const { manifest } = await addDataset({ store, name: 'three', folder: root, size: 32, classes: ['Parasitized', 'Uninfected'] });
+  assert.equal(manifest.items.length, 6);
+  assert.deepEqual(manifest.rejected.map((r) => r.name).sort(), ['Platelets/img0.png', 'Platelets/img1.png']);
+  assert.match(manifest.rejected[0]!.error, /unknown class "Platelets"/);
+});
+
+test('an empty class folder or a class with a single image is refused with the class named', async () => {
+  const empty = await labelled('empty', { Parasitized: 3 });
+  await mkdir(join(empty, 'Uninfected'), { recursive: true });
+  await assert.rejects(addDataset({ store, name: 'empty', folder: empty, size: 32 }), (e: unknown) => e instanceof InvalidParameterError && /class "Uninfected"/.test(e.message));
+  const single = await labelled('single', { Parasitized: 3, Uninfected: 1 });
+  await assert.rejects(addDataset({ store, name: 'single', folder: single, size: 32 }), (e: unknown) => e instanceof InvalidParameterError && /class "Uninfected"/.test(e.message) && /at least 2/.test(e.message));
+  const one = await labelled('oneclass', { Parasitized: 3 });
+  await assert.rejects(addDataset({ store, name: 'oneclass', folder: one, size: 32 }), /at least two class folders/);
+});
+
+test('archive members with ../ or absolute paths stay metadata: nothing is written outside, names are cleaned', async () => {
+  const png = await readFile(join(dir, 'cells', 'Parasitized', (await readdir(join(dir, 'cells', 'Parasitized')))[0]!));
+  const staging = join(dir, 'evil', 'inner');
+  await mkdir(staging, { recursive: true });
+  await writeFile(join(staging, 'ok.png'), png);
+  await writeFile(join(staging, 'abs.png'), png); // its own inode: tar would store a second name of ok.png as a hard link
+  await writeFile(join(dir, 'evil', 'escape.png'), png);
+  await writeFile(join(staging, 'notes.txt'), 'not an image');
+  // Build tar and zip archives whose members climb out with ../ and start with /, using the system tools.
+  const tarPath = join(dir, 'evil.tar');
+  const tarGz = join(dir, 'evil.tar.gz');
+  assert.equal(spawnSync('tar', ['-cf', tarPath, '-P', '-C', staging, 'ok.png', 'notes.txt', '../escape.png', `${staging}/abs.png`]).status, 0);
+  assert.equal(spawnSync('tar', ['-czf', tarGz, '-P', '-C', staging, 'ok.png', '../escape.png']).status, 0);
+  const zipPath = join(dir, 'evil.zip');
+  const py = `import zipfile,sys\nz=zipfile.ZipFile(sys.argv[1],'w')\nz.writestr('../../escape.png', open(sys.argv[2],'rb').read())\nz.writestr('/abs/x.png', open(sys.argv[2],'rb').read())\nz.writestr('docs/readme.txt', 'hello')\nz.close()`;
+  assert.equal(spawnSync('python3', ['-c', py, zipPath, join(staging, 'ok.png')]).status, 0);
+  const tarFiles = await openSource(tarPath);
+  assert.deepEqual(tarFiles.map((f) => f.name).sort(), ['escape.png', 'notes.txt', 'ok.png', staging.slice(1) + '/abs.png'].sort());
+  assert.deepEqual((await openSource(tarGz)).map((f) => f.name).sort(), ['escape.png', 'ok.png']);
+  const zipFiles = await openSource(zipPath);
+  assert.deepEqual(zipFiles.map((f) => f.name).sort(), ['abs/x.png', 'docs/readme.txt', 'escape.png']);
+  assert.deepEqual(await zipFiles.find((f) => f.name === 'escape.png')!.read(), png);
+  // Nothing was extracted next to the archives.
+  await assert.rejects(stat(join(dir, 'escape.png')));
+  await assert.rejects(stat('/abs/x.png'));
+  assert.equal(keys.original('a'.repeat(64), 'png').includes('..'), false);
+});
+
+test('animated or multi-page images are refused with a reason; a single-page file of the same kind is accepted', async () => {
+  const { inspectImage, ImageInputError } = await import('@camflow/common');
+  const frame = (r: number) => sharp({ create: { width: 16, height: 16, channels: 3, background: { r, g: 0, b: 0 } } }).png().toBuffer();
+  const animated = await sharp([await frame(10), await frame(200)], { join: { animated: true } }).webp().toBuffer();
+  await assert.rejects(inspectImage(animated), (e: unknown) => e instanceof ImageInputError && e.reason === 'multi-page');
+  const tiff = await sharp([await frame(10), await frame(200)], { join: { animated: true } }).tiff().toBuffer();
+  await assert.rejects(inspectImage(tiff), (e: unknown) => e instanceof ImageInputError && e.reason === 'multi-page');
+  assert.equal((await inspectImage(await sharp(await frame(5)).webp().toBuffer())).format, 'webp');
+});
