@@ -77,7 +77,8 @@ async function readTar(path: string, gzip: boolean): Promise<SourceFile[]> {
 interface ZipEntry {
   fileName: Buffer | string;
 }
-interface PromiseZip extends AsyncIterable<ZipEntry> {
+interface PromiseZip {
+  eachEntry(): AsyncIterable<ZipEntry>;
   openReadStreamPromise(entry: ZipEntry): Promise<NodeJS.ReadableStream>;
   close(): void;
 }
@@ -92,7 +93,7 @@ async function readZip(path: string): Promise<SourceFile[]> {
   }
   const files: SourceFile[] = [];
   try {
-    for await (const entry of zip) {
+    for await (const entry of zip.eachEntry()) {
       const name = Buffer.isBuffer(entry.fileName) ? entry.fileName.toString('utf8') : entry.fileName;
       if (name.endsWith('/')) continue;
       const stream = await zip.openReadStreamPromise(entry);
