@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import { CamflowError, ConfigError, errorMessage, getProduction, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema } from '@camflow/common';
-import { addDataset, batchStatus, submitBatch } from '@camflow/ingest';
+import { CamflowError, ConfigError, createRedis, errorMessage, getProduction, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema } from '@camflow/common';
+import { addDataset, batchStatus, buildApi, submitBatch } from '@camflow/ingest';
 import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
 import { createContext, type Context } from './context.js';
 import { closeOnSignals, startWorkers, type WorkerRole } from './workers.js';
@@ -12,6 +12,7 @@ const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
   camflow demo [--out DIR] [--train-images N] [--held-out N] [--epochs N]
   camflow dev                          local redis-server + s3rver + all workers (prints the env to use)
   camflow worker cam|trainer|all       run workers against REDIS_URL / S3_ENDPOINT
+  camflow serve                        HTTP API on API_HOST:API_PORT (bearer API_TOKEN)
   camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]
   camflow submit PATH [--model V] [--target predicted|all|CLASS] [--fraction 0.2]
                       [--outputs json,heatmap,overlay] [--chunk-size N] [--key IDEMPOTENCY_KEY] [--wait]
@@ -121,6 +122,20 @@ async function main(argv: string[]): Promise<void> {
         await ctx.close();
         await s3.stop();
         await redis.stop();
+      }, ctx.log, ctx.config.SHUTDOWN_GRACE_MS);
+      return;
+    }
+    case 'serve': {
+      const ctx = await createContext(process.env, 'api');
+      await ctx.store.ensureBucket();
+      const redis = createRedis(ctx.config.REDIS_URL);
+      const app = await buildApi({ config: ctx.config, store: ctx.store, flow: ctx.flow, queues: ctx.queues, redis, log: ctx.log });
+      const address = await app.listen({ port: ctx.config.API_PORT, host: ctx.config.API_HOST });
+      ctx.log.info({ address }, 'camflow API listening');
+      closeOnSignals(async () => {
+        await app.close();
+        await redis.quit();
+        await ctx.close();
       }, ctx.log, ctx.config.SHUTDOWN_GRACE_MS);
       return;
     }

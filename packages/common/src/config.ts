@@ -33,7 +33,15 @@ export const configSchema = z.object({
   TRAIN_LOCK_MS: positiveInt.default(300_000),
   SHUTDOWN_GRACE_MS: positiveInt.default(30_000),
   MAX_IMAGE_PIXELS: positiveInt.default(268_402_689),
+  /** Largest single uploaded file, and largest upload request, over HTTP. */
+  MAX_UPLOAD_FILE_BYTES: positiveInt.default(64 * 1024 ** 2),
   MAX_UPLOAD_BYTES: positiveInt.default(2 * 1024 ** 3),
+  MAX_UPLOAD_FILES: positiveInt.default(10_000),
+  API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  API_HOST: z.string().default('0.0.0.0'),
+  /** Bearer token the HTTP API requires (health probes excepted). Unset: the API refuses to start unless API_INSECURE=true. */
+  API_TOKEN: z.string().min(16, 'at least 16 characters').optional(),
+  API_INSECURE: boolish.default(false),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -1,0 +1,175 @@
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import multipart from '@fastify/multipart';
+import type { FlowProducer, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import {
+  CamflowError,
+  InvalidParameterError,
+  NotFoundError,
+  camOptionsSchema,
+  getModelManifest,
+  getProduction,
+  keys,
+  listModels,
+  outputSchema,
+  parseWith,
+  promote,
+  trainJobSchema,
+  type Config,
+  type Logger,
+  type ObjectStore,
+} from '@camflow/common';
+import { submitBatch, NoModelError } from '../submit.js';
+import { batchStatus } from '../status.js';
+import type { SourceFile } from '../sources.js';
+
+export interface ApiDeps {
+  config: Config;
+  store: ObjectStore;
+  flow: FlowProducer;
+  queues: { cam: Queue; batch: Queue; train: Queue };
+  redis: Redis;
+  log: Logger;
+}
+
+const batchIdParams = z.object({ id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/) });
+const versionParams = z.object({ version: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/) });
+const submitFields = z.object({
+  target: z.string().optional(),
+  fraction: z.coerce.number().optional(),
+  outputs: z.string().optional(),
+  chunkSize: z.coerce.number().int().positive().max(10_000).optional(),
+  key: z.string().min(1).max(200).optional(),
+  model: z.string().optional(),
+});
+
+function httpStatus(error: unknown): number {
+  if (error instanceof InvalidParameterError || error instanceof NoModelError) return 400;
+  if (error instanceof NotFoundError) return 404;
+  const code = (error as { code?: string; statusCode?: number }).code;
+  if (code === 'FST_REQ_FILE_TOO_LARGE' || code === 'FST_PARTS_LIMIT' || code === 'FST_FILES_LIMIT') return 413;
+  const status = (error as { statusCode?: number }).statusCode;
+  return status && status >= 400 && status < 600 ? status : 500;
+}
+
+/**
+ * The ingest HTTP API (fastify): submit (multipart upload), batch status and results (streamed JSONL), models,
+ * promotion, training; `/healthz`, `/readyz`, `/metrics`. Every route but the probes requires the bearer token.
+ */
+export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const { config, store } = deps;
+  if (!config.API_TOKEN && !config.API_INSECURE) {
+    throw new CamflowError('CONFIG', 'config: API_TOKEN: required for the HTTP API (or set API_INSECURE=true for local use)');
+  }
+  const app = Fastify({ loggerInstance: deps.log.child({ component: 'api' }) as unknown as FastifyBaseLogger, bodyLimit: 1024 * 1024 });
+  await app.register(multipart, { limits: { fileSize: config.MAX_UPLOAD_FILE_BYTES, files: config.MAX_UPLOAD_FILES, fields: 20 } });
+
+  const expected = config.API_TOKEN ? Buffer.from(`Bearer ${config.API_TOKEN}`) : undefined;
+  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    if (!expected || req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics') return;
+    const got = Buffer.from(req.headers.authorization ?? '');
+    if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
+      await reply.code(401).send({ error: 'unauthorized', message: 'missing or wrong bearer token' });
+    }
+  });
+  app.setErrorHandler(async (error, _req, reply) => {
+    const status = httpStatus(error);
+    const message = status === 413 ? `upload too large: ${(error as Error).message} (limits: ${config.MAX_UPLOAD_FILE_BYTES} bytes per file, ${config.MAX_UPLOAD_BYTES} per request)` : (error as Error).message;
+    if (status >= 500) deps.log.error({ err: (error as Error).message }, 'request failed');
+    await reply.code(status).send({ error: status === 413 ? 'payload_too_large' : status === 400 ? 'bad_request' : status === 404 ? 'not_found' : 'error', message, ...(error instanceof InvalidParameterError ? { field: error.field } : {}) });
+  });
+
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/readyz', async (_req, reply) => {
+    try {
+      await deps.redis.ping();
+      await store.head(keys.productionChannel());
+      return { ok: true };
+    } catch (error) {
+      return reply.code(503).send({ ok: false, message: (error as Error).message });
+    }
+  });
+  app.get('/metrics', async (_req, reply) => {
+    const lines = ['# HELP camflow_queue_jobs Jobs per queue and state', '# TYPE camflow_queue_jobs gauge'];
+    for (const [name, q] of Object.entries(deps.queues)) {
+      const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'waiting-children');
+      for (const [state, n] of Object.entries(counts)) lines.push(`camflow_queue_jobs{queue="${name}",state="${state}"} ${n}`);
+    }
+    return reply.type('text/plain; version=0.0.4').send(`${lines.join('\n')}\n`);
+  });
+
+  app.post('/v1/batches', async (req, reply) => {
+    if (!req.isMultipart()) throw new InvalidParameterError('body', 'multipart/form-data with image files', req.headers['content-type']);
+    const files: SourceFile[] = [];
+    const fields: Record<string, string> = {};
+    let total = 0;
+    for await (const part of req.parts()) {
+      if (part.type === 'file') {
+        const bytes = await part.toBuffer();
+        total += bytes.length;
+        if (total > config.MAX_UPLOAD_BYTES) throw Object.assign(new Error(`request exceeds ${config.MAX_UPLOAD_BYTES} bytes`), { statusCode: 413, code: 'FST_REQ_FILE_TOO_LARGE' });
+        files.push({ name: part.filename || part.fieldname, read: async () => bytes });
+      } else fields[part.fieldname] = String(part.value);
+    }
+    if (files.length === 0) throw new InvalidParameterError('files', 'at least one uploaded file', 0);
+    const f = parseWith(submitFields, fields, 'fields');
+    const options = parseWith(
+      camOptionsSchema,
+      { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs ? { outputs: f.outputs.split(',').map((o) => parseWith(outputSchema, o, 'outputs')) } : {}) },
+      'options',
+    );
+    const info = await submitBatch({
+      store,
+      flow: deps.flow,
+      prefix: config.QUEUE_PREFIX,
+      source: files,
+      options,
+      chunkSize: f.chunkSize ?? config.CAM_CHUNK_SIZE,
+      attempts: config.CAM_ATTEMPTS,
+      backoffMs: config.CAM_BACKOFF_MS,
+      maxPixels: config.MAX_IMAGE_PIXELS,
+      log: deps.log,
+      ...(f.key ? { idempotencyKey: f.key } : {}),
+      ...(f.model ? { modelVersion: f.model } : {}),
+    });
+    return reply.code(info.existing ? 200 : 202).send(info);
+  });
+
+  app.get('/v1/batches/:id', async (req) => {
+    const { id } = parseWith(batchIdParams, req.params, 'params');
+    const status = await batchStatus(store, deps.queues.batch, id);
+    if (status.state === 'unknown') throw new NotFoundError('batch', id);
+    return status;
+  });
+
+  app.get('/v1/batches/:id/results', async (req, reply) => {
+    const { id } = parseWith(batchIdParams, req.params, 'params');
+    const body = await store.getIfExists(keys.resultsJsonl(id));
+    if (!body) {
+      const status = await batchStatus(store, deps.queues.batch, id);
+      if (status.state === 'unknown') throw new NotFoundError('batch', id);
+      return reply.code(409).send({ error: 'not_ready', message: `batch ${id} is ${status.state}: ${status.chunks.done}/${status.chunks.total} chunks`, chunks: status.chunks });
+    }
+    return reply.type('application/x-ndjson').send(body);
+  });
+
+  app.get('/v1/models', async () => {
+    const [models, production] = await Promise.all([listModels(store), getProduction(store)]);
+    return { production: production ?? null, models };
+  });
+
+  app.post('/v1/models/:version/promote', async (req) => {
+    const { version } = parseWith(versionParams, req.params, 'params');
+    return promote(store, await getModelManifest(store, version));
+  });
+
+  app.post('/v1/train', async (req, reply) => {
+    const data = parseWith(trainJobSchema, req.body ?? {}, 'body');
+    const job = await deps.queues.train.add('train', data, { attempts: 2, backoff: { type: 'exponential', delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 } });
+    return reply.code(202).send({ jobId: job.id });
+  });
+
+  return app;
+}
