@@ -2,7 +2,7 @@ import {
   ImageInputError,
   encodePng,
   keys,
-  mapLimit,
+  createLimiter,
   parseWith,
   preprocess,
   camJobSchema,
@@ -48,7 +48,8 @@ export interface ChunkContext {
 export interface ChunkOutcome {
   ok: number;
   failed: number;
-  ms: { fetchDecode: number; infer: number; post: number; store: number };
+  /** Wall time, and where the main thread spent it: waiting for decodes, in inference, in CAM post-processing, on the final writes. */
+  ms: { total: number; decodeWait: number; infer: number; post: number; storeTail: number };
 }
 
 /**
@@ -63,76 +64,93 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   const { manifest, engine } = await ctx.models.get(job.modelVersion);
   const t0 = performance.now();
   type Decoded = { item: BatchItem; original: RgbImage; input: Uint8Array } | { item: BatchItem; error: ImageInputError };
-  const decoded = await mapLimit(job.items, ctx.storeParallelism, async (item): Promise<Decoded> => {
-    const bytes = await store.get(keys.original(item.sha256, item.ext));
-    try {
-      const { input, original } = await preprocess(bytes, engine.inputSize, ctx.maxPixels);
-      return { item, original, input };
-    } catch (error) {
-      if (error instanceof ImageInputError) return { item, error };
-      throw error;
-    }
-  });
-  const t1 = performance.now();
-  const good = decoded.filter((d): d is Extract<Decoded, { input: Uint8Array }> => 'input' in d);
-  const predictions: Prediction[] = [];
-  for (let s = 0; s < good.length; s += ctx.inferBatch) {
-    predictions.push(...(await engine.predict(good.slice(s, s + ctx.inferBatch).map((d) => d.input))));
-  }
-  const t2 = performance.now();
-  let postMs = 0;
+  // Decoding (libuv threads) runs ahead of inference (main thread / ONNX Runtime threads): every decode is queued
+  // now behind a limiter, and each inference batch waits only for its own images.
+  const fetchLimit = createLimiter(ctx.storeParallelism);
+  const decodes = job.items.map((item) =>
+    fetchLimit(async (): Promise<Decoded> => {
+      const bytes = await store.get(keys.original(item.sha256, item.ext));
+      try {
+        const { input, original } = await preprocess(bytes, engine.inputSize, ctx.maxPixels);
+        return { item, original, input };
+      } catch (error) {
+        if (error instanceof ImageInputError) return { item, error };
+        throw error;
+      }
+    }),
+  );
+  // A storage error anywhere fails the chunk; do not leave rejected promises unobserved meanwhile.
+  const allDecoded = Promise.all(decodes);
+  allDecoded.catch(() => undefined);
+  const writeLimit = createLimiter(ctx.storeParallelism);
+  const writes: Promise<void>[] = [];
   const wants = new Set(job.options.outputs);
   const results = new Map<string, ImageResult>();
-  for (const d of decoded) {
-    if ('error' in d) {
-      results.set(d.item.imageId, { batchId: job.batchId, imageId: d.item.imageId, name: d.item.name, status: 'failed', reason: d.error.reason, error: d.error.message, modelVersion: job.modelVersion });
+  let decodeWait = 0;
+  let inferMs = 0;
+  let postMs = 0;
+  let okCount = 0;
+  for (let s = 0; s < decodes.length; s += ctx.inferBatch) {
+    const w0 = performance.now();
+    const batch = await Promise.all(decodes.slice(s, s + ctx.inferBatch));
+    const i0 = performance.now();
+    decodeWait += i0 - w0;
+    const good = batch.filter((d): d is Extract<Decoded, { input: Uint8Array }> => 'input' in d);
+    for (const d of batch) {
+      if ('error' in d) results.set(d.item.imageId, { batchId: job.batchId, imageId: d.item.imageId, name: d.item.name, status: 'failed', reason: d.error.reason, error: d.error.message, modelVersion: job.modelVersion });
     }
-  }
-  await mapLimit(good, ctx.storeParallelism, async (d, i) => {
+    const predictions: Prediction[] = await engine.predict(good.map((d) => d.input));
     const p0 = performance.now();
-    const { item, original } = d;
-    const loc = localizeImage(predictions[i]!, engine.classifierWeights, manifest.classNames, original.width, original.height, job.options);
-    const outputs: Partial<Record<'json' | 'heatmap' | 'overlay', string>> = {};
-    const writes: Promise<void>[] = [];
-    if (wants.has('heatmap') || wants.has('overlay')) {
-      const rendered = renderImages(original, loc, job.options.alpha);
-      if (wants.has('heatmap')) {
-        outputs.heatmap = keys.resultHeatmap(job.batchId, item.imageId);
-        writes.push(encodePng(rendered.heatmap, original.width, original.height).then((png) => store.put(outputs.heatmap!, png, 'image/png')));
+    inferMs += p0 - i0;
+    good.forEach((d, i) => {
+      const { item, original } = d;
+      const loc = localizeImage(predictions[i]!, engine.classifierWeights, manifest.classNames, original.width, original.height, job.options);
+      const outputs: Partial<Record<'json' | 'heatmap' | 'overlay', string>> = {};
+      if (wants.has('heatmap') || wants.has('overlay')) {
+        const rendered = renderImages(original, loc, job.options.alpha);
+        if (wants.has('heatmap')) {
+          const key = (outputs.heatmap = keys.resultHeatmap(job.batchId, item.imageId));
+          writes.push(writeLimit(async () => store.put(key, await encodePng(rendered.heatmap, original.width, original.height), 'image/png')));
+        }
+        if (wants.has('overlay')) {
+          const key = (outputs.overlay = keys.resultOverlay(job.batchId, item.imageId));
+          writes.push(writeLimit(async () => store.put(key, await encodePng(rendered.overlay, original.width, original.height), 'image/png')));
+        }
       }
-      if (wants.has('overlay')) {
-        outputs.overlay = keys.resultOverlay(job.batchId, item.imageId);
-        writes.push(encodePng(rendered.overlay, original.width, original.height).then((png) => store.put(outputs.overlay!, png, 'image/png')));
-      }
-    }
-    if (wants.has('json')) outputs.json = keys.resultJson(job.batchId, item.imageId);
-    const result: ImageResult = {
-      batchId: job.batchId,
-      imageId: item.imageId,
-      name: item.name,
-      status: 'ok',
-      sha256: item.sha256,
-      width: original.width,
-      height: original.height,
-      modelVersion: job.modelVersion,
-      predicted: loc.predicted,
-      probabilities: loc.probabilities,
-      cams: loc.cams,
-      featureSize: loc.featureSize,
-      outputs,
-    };
-    if (outputs.json) writes.push(store.putJson(outputs.json, result));
+      if (wants.has('json')) outputs.json = keys.resultJson(job.batchId, item.imageId);
+      const result: ImageResult = {
+        batchId: job.batchId,
+        imageId: item.imageId,
+        name: item.name,
+        status: 'ok',
+        sha256: item.sha256,
+        width: original.width,
+        height: original.height,
+        modelVersion: job.modelVersion,
+        predicted: loc.predicted,
+        probabilities: loc.probabilities,
+        cams: loc.cams,
+        featureSize: loc.featureSize,
+        outputs,
+      };
+      if (outputs.json) writes.push(writeLimit(() => store.putJson(outputs.json!, result)));
+      results.set(item.imageId, result);
+      okCount++;
+    });
     postMs += performance.now() - p0;
-    await Promise.all(writes);
-    results.set(item.imageId, result);
-  });
-  const t3 = performance.now();
+  }
+  await allDecoded;
+  const t2 = performance.now();
+  await Promise.all(writes);
   // Chunk results in submission order: the commit point of the chunk.
   const lines = job.items.map((item) => JSON.stringify(results.get(item.imageId)!)).join('\n') + '\n';
   await store.put(keys.resultChunk(job.batchId, job.chunk), lines, 'application/x-ndjson');
   const t4 = performance.now();
-  const failed = decoded.length - good.length;
-  const outcome = { ok: good.length, failed, ms: { fetchDecode: Math.round(t1 - t0), infer: Math.round(t2 - t1), post: Math.round(postMs), store: Math.round(t4 - t2 - postMs) } };
+  const outcome: ChunkOutcome = {
+    ok: okCount,
+    failed: job.items.length - okCount,
+    ms: { total: Math.round(t4 - t0), decodeWait: Math.round(decodeWait), infer: Math.round(inferMs), post: Math.round(postMs), storeTail: Math.round(t4 - t2) },
+  };
   log.info(outcome, 'chunk localized');
   return outcome;
 }

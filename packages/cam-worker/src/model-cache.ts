@@ -1,4 +1,6 @@
 import {
+  OrtCamEngine,
+  chooseExecutionProviders,
   deserializeModel,
   getModelManifest,
   keys,
@@ -9,6 +11,12 @@ import {
   type ModelManifest,
   type ObjectStore,
 } from '@camflow/common';
+
+export interface EngineOptions {
+  kind: 'onnx' | 'tfjs';
+  threads?: number;
+  providers?: string | undefined;
+}
 
 export interface LoadedModel {
   manifest: ModelManifest;
@@ -25,6 +33,7 @@ export class ModelCache {
   constructor(
     private readonly store: ObjectStore,
     private readonly log: Logger,
+    private readonly engine: EngineOptions = { kind: 'tfjs' },
     private readonly capacity = 3,
   ) {}
 
@@ -56,8 +65,22 @@ export class ModelCache {
       this.store.get(keys.modelFile(version, 'weights.bin')),
     ]);
     const model = await deserializeModel({ modelJson, weights });
-    const engine = new TfjsCamEngine(model);
-    this.log.info({ modelVersion: version, preset: manifest.preset, ms: Math.round(performance.now() - started) }, 'model loaded');
+    let engine: CamEngine = new TfjsCamEngine(model);
+    if (this.engine.kind === 'onnx') {
+      const onnxBytes = await this.store.getIfExists(keys.modelFile(version, 'model.onnx'));
+      if (onnxBytes) {
+        const tfjs = engine as TfjsCamEngine;
+        engine = await OrtCamEngine.create(onnxBytes, tfjs.inputSize, tfjs.numClasses, tfjs.classifierWeights, {
+          threads: this.engine.threads ?? 0,
+          ...(this.engine.providers ? { providers: await chooseExecutionProviders(this.engine.providers) } : {}),
+          log: this.log,
+        });
+        tfjs.dispose();
+      } else {
+        this.log.warn({ modelVersion: version }, 'model has no model.onnx (published before ONNX export): serving it with tfjs');
+      }
+    }
+    this.log.info({ modelVersion: version, preset: manifest.preset, engine: engine.name, ms: Math.round(performance.now() - started) }, 'model loaded');
     return { manifest, engine };
   }
 

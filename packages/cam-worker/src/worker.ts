@@ -27,7 +27,7 @@ export interface CamWorkers {
 export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> {
   const { config, store, log } = deps;
   await initBackend(config.TF_BACKEND, log);
-  const models = new ModelCache(store, log);
+  const models = new ModelCache(store, log, { kind: config.CAM_ENGINE, threads: config.CAM_THREADS, providers: config.CAM_EXECUTION_PROVIDERS });
   const connection = bullConnection(config.REDIS_URL);
   const cam = new Worker(
     queueNames.cam,

@@ -24,6 +24,12 @@ export const configSchema = z.object({
   CAM_CHUNK_SIZE: positiveInt.max(10_000).default(256),
   CAM_INFER_BATCH: positiveInt.max(1024).default(32),
   CAM_STORE_PARALLELISM: positiveInt.max(256).default(16),
+  /** Inference engine of the cam-workers: ONNX Runtime, or TensorFlow.js. */
+  CAM_ENGINE: z.enum(['onnx', 'tfjs']).default('onnx'),
+  /** ONNX Runtime intra-op threads per worker process (0: ONNX Runtime's default, all cores). */
+  CAM_THREADS: z.coerce.number().int().min(0).max(256).default(0),
+  /** Comma-separated ONNX Runtime execution providers, e.g. "cuda,cpu" (default: CUDA/TensorRT when present, then CPU). */
+  CAM_EXECUTION_PROVIDERS: z.string().optional(),
   CAM_ATTEMPTS: positiveInt.max(100).default(8),
   CAM_BACKOFF_MS: positiveInt.default(1000),
   /** How long a worker's lock on a job lasts without renewal; a killed worker's job is recovered after it. */

@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import {
+  exportOnnx,
   getProduction,
   keys,
   modelChannel,
@@ -20,7 +21,9 @@ export async function publishModel(store: ObjectStore, model: tf.LayersModel, ma
   const files = await serializeModel(model);
   await store.put(keys.modelFile(manifest.version, 'weights.bin'), files.weights);
   await store.putJson(keys.modelFile(manifest.version, 'model.json'), files.modelJson);
-  const full: ModelManifest = { ...manifest, files: ['model.json', 'weights.bin'] };
+  // The serving graph for ONNX Runtime: logits and channels-last features.
+  await store.put(keys.modelFile(manifest.version, 'model.onnx'), exportOnnx(model));
+  const full: ModelManifest = { ...manifest, files: ['model.json', 'weights.bin', 'model.onnx'] };
   await store.putJson(keys.modelFile(manifest.version, 'manifest.json'), full);
   return full;
 }

@@ -193,3 +193,22 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, task: (
   await Promise.all(runners);
   return results;
 }
+
+/** A concurrency limiter: `limit(task)` runs `task` when fewer than `concurrency` are running. */
+export function createLimiter(concurrency: number): <R>(task: () => Promise<R>) => Promise<R> {
+  let active = 0;
+  const queue: (() => void)[] = [];
+  const release = () => {
+    active--;
+    queue.shift()?.();
+  };
+  return <R>(task: () => Promise<R>) =>
+    new Promise<R>((resolve, reject) => {
+      const run = () => {
+        active++;
+        task().then(resolve, reject).finally(release);
+      };
+      if (active < concurrency) run();
+      else queue.push(run);
+    });
+}
