@@ -15,7 +15,7 @@ const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
   camflow serve                        HTTP API on API_HOST:API_PORT (bearer API_TOKEN)
   camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]
   camflow submit PATH [--model V] [--target predicted|all|CLASS] [--fraction 0.2]
-                      [--outputs json,heatmap,overlay] [--chunk-size N] [--key IDEMPOTENCY_KEY] [--wait]
+                      [--outputs json,heatmap,overlay|none] [--chunk-size N] [--key IDEMPOTENCY_KEY] [--wait]
   camflow status BATCH_ID
   camflow results BATCH_ID             results.jsonl to stdout
   camflow train --dataset NAME [--version V] [--preset fast|seed] [--epochs N] [--lr X] [--batch-size N]
@@ -176,7 +176,7 @@ async function main(argv: string[]): Promise<void> {
         const options = parseWith(camOptionsSchema, {
           ...(v.target ? { target: v.target } : {}),
           ...(v.fraction ? { fraction: num('fraction') } : {}),
-          ...(v.outputs ? { outputs: v.outputs.split(',').map((o) => parseWith(outputSchema, o, '--outputs')) } : {}),
+          ...(v.outputs ? { outputs: v.outputs === 'none' ? [] : v.outputs.split(',').map((o) => parseWith(outputSchema, o, '--outputs')) } : {}),
         }, '--options');
         const info = await submitBatch({
           store: ctx.store,

@@ -1,0 +1,251 @@
+// `npm run bench`: camflow against the seed's PyTorch code (bench/peer/seed_torch.py), measured in one run on the
+// same machine. Medians over repeats; prints a table and one JSON line {"bench": {...}}. Never part of `npm test`.
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir, cpus } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  OrtCamEngine,
+  TfjsCamEngine,
+  buildModel,
+  camForClass,
+  exportOnnx,
+  initBackend,
+  localize,
+  macsPerImage,
+  minMaxNormalise,
+  preprocess,
+  softmax,
+  tf,
+  upsampleBilinear,
+  writeSyntheticDataset,
+  type CamEngine,
+} from '@camflow/common';
+import { readFile } from 'node:fs/promises';
+import { submitBatch } from '@camflow/ingest';
+import { fitWithRestarts, publishModel } from '@camflow/trainer';
+import { readResults, waitForBatch } from '../packages/cli/src/wait.ts';
+import { startCluster } from '../test/helpers/cluster.ts';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const THREADS = Number(process.env.BENCH_THREADS ?? Math.min(2, cpus().length));
+const REPEATS = Number(process.env.BENCH_REPEATS ?? 10);
+const E2E_IMAGES = Number(process.env.BENCH_E2E_IMAGES ?? 2000);
+const say = (m: string) => process.stderr.write(`[bench] ${m}\n`);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Debian's interpreter holds python3-torch; the python3 first on PATH may be another one. */
+function python(): string | undefined {
+  for (const p of ['/usr/bin/python3', 'python3']) if (spawnSync(p, ['-c', 'import torch, cv2'], { encoding: 'utf8' }).status === 0) return p;
+  return undefined;
+}
+
+function peer(py: string | undefined, args: string[]): Record<string, unknown> | undefined {
+  if (!py) return undefined;
+  const out = spawnSync(py, [join(here, 'peer', 'seed_torch.py'), ...args], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (out.status !== 0) {
+    say(`peer failed: ${out.stderr.slice(-500)}`);
+    return undefined;
+  }
+  return JSON.parse(out.stdout.trim().split('\n').pop()!);
+}
+
+function randomImages(n: number, size: number): Uint8Array[] {
+  let s = 1;
+  const next = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+  return Array.from({ length: n }, () => Uint8Array.from({ length: size * size * 3 }, () => Math.floor(next() * 256)));
+}
+
+/** Inference + the CAM of the predicted class at 128×128, the seed's procedure, per image. */
+async function inferAndCam(engine: CamEngine, images: Uint8Array[]): Promise<void> {
+  const predictions = await engine.predict(images);
+  for (const p of predictions) {
+    const probs = softmax(p.logits);
+    const c = probs[0]! >= probs[1]! ? 0 : 1;
+    const cam = camForClass(p.features, engine.classifierWeights, engine.numClasses, c);
+    localize(minMaxNormalise(upsampleBilinear(cam, p.features.height, p.features.width, 128, 128)), 128, 128);
+  }
+}
+
+async function rate(engine: CamEngine, images: Uint8Array[], repeats: number): Promise<number> {
+  await inferAndCam(engine, images);
+  const rates: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const t0 = performance.now();
+    await inferAndCam(engine, images);
+    rates.push(images.length / ((performance.now() - t0) / 1000));
+  }
+  return median(rates);
+}
+
+/** GFLOP/s of a 1024×1024×1024 float32 matmul in ONNX Runtime (median of 7). */
+async function matmulGflops(threads: number): Promise<number> {
+  const { onnx } = (await import('onnx-proto')).default;
+  const ort = await import('onnxruntime-node');
+  const n = 1024;
+  const b = new Float32Array(n * n).map((_, i) => Math.sin(i));
+  const graph = onnx.GraphProto.create({
+    name: 'mm',
+    node: [onnx.NodeProto.create({ opType: 'MatMul', input: ['a', 'b'], output: ['c'], name: 'mm' })],
+    initializer: [onnx.TensorProto.create({ name: 'b', dims: [n, n], dataType: 1, rawData: new Uint8Array(b.buffer) })],
+    input: [onnx.ValueInfoProto.create({ name: 'a', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: n }, { dimValue: n }] } } } })],
+    output: [onnx.ValueInfoProto.create({ name: 'c', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: n }, { dimValue: n }] } } } })],
+  });
+  const bytes = onnx.ModelProto.encode(onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ domain: '', version: 17 }], graph })).finish();
+  const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: threads, executionProviders: ['cpu'] });
+  const a = new ort.Tensor('float32', new Float32Array(n * n).fill(0.5), [n, n]);
+  const rates: number[] = [];
+  for (let r = 0; r < 8; r++) {
+    const t0 = performance.now();
+    await session.run({ a });
+    if (r > 0) rates.push((2 * n ** 3) / ((performance.now() - t0) / 1000) / 1e9);
+  }
+  await session.release();
+  return median(rates);
+}
+
+async function exportWeights(model: tf.LayersModel, dir: string): Promise<void> {
+  const tensors = model.getWeights();
+  let offset = 0;
+  const meta = tensors.map((t) => {
+    const entry = { shape: t.shape, offset };
+    offset += t.size;
+    return entry;
+  });
+  const flat = new Float32Array(offset);
+  tensors.forEach((t, i) => flat.set(t.dataSync() as Float32Array, meta[i]!.offset));
+  await writeFile(join(dir, 'weights.json'), JSON.stringify({ tensors: meta }));
+  await writeFile(join(dir, 'weights.bin'), new Uint8Array(flat.buffer));
+}
+
+async function main() {
+  const py = python();
+  if (!py) say('python3-torch / python3-opencv not found: run `apt-get install python3-torch python3-opencv` for the peer column');
+  const backend = await initBackend('auto');
+  const work = await mkdtemp(join(tmpdir(), 'camflow-bench-'));
+  const results: Record<string, unknown> = { threads: THREADS, backend: backend.backend, repeats: REPEATS };
+
+  // 1. Inference + CAM, seed preset, 128×128, batch 32.
+  say('1/5 inference + CAM (seed preset, 128×128, batch 32)');
+  const model = buildModel('seed', 2, 3);
+  await exportWeights(model, work);
+  const images = randomImages(32, 128);
+  const tfjs = new TfjsCamEngine(model);
+  const ort = await OrtCamEngine.create(exportOnnx(model), 128, 2, tfjs.classifierWeights, { threads: THREADS, providers: ['cpu'] });
+  const ortRate = await rate(ort, images, REPEATS);
+  const tfjsRate = await rate(tfjs, images, Math.max(3, Math.floor(REPEATS / 3)));
+  const torchInfer = peer(py, ['infer', '--weights', work, '--batch', '32', '--threads', String(THREADS), '--repeats', String(REPEATS)]);
+  const torchRate = torchInfer?.images_per_s as number | undefined;
+  results.inference = { camflow_ort: ortRate, camflow_tfjs: tfjsRate, seed_pytorch: torchRate ?? null, ratio_ort_vs_pytorch: torchRate ? ortRate / torchRate : null };
+
+  // 5. Physical reference.
+  const macs = macsPerImage(model);
+  // The machine's matmul rate, measured with ONNX Runtime's MLAS kernels (Debian's torch.mm uses the reference
+  // BLAS here: "BLAS_INFO=generic", ~4 GFLOP/s, no fair ceiling).
+  const gflops = await matmulGflops(THREADS);
+  const torchMatmul = peer(py, ['matmul', '--threads', String(THREADS)])?.gflops as number | undefined;
+  results.reference = {
+    gflop_per_image: (2 * macs) / 1e9,
+    matmul_gflops: gflops,
+    torch_mm_gflops: torchMatmul ?? null,
+    best_images_per_s: gflops / ((2 * macs) / 1e9),
+    ort_share_of_best: ortRate / (gflops / ((2 * macs) / 1e9)),
+  };
+
+  // 3. Training step, seed preset, 128×128, batch 32.
+  say('3/5 training step (seed preset, batch 32)');
+  const trainImages = new Uint8Array(32 * 128 * 128 * 3);
+  images.forEach((im, i) => trainImages.set(im, i * im.length));
+  const data = { images: trainImages, labels: Int32Array.from({ length: 32 }, (_, i) => i % 2), size: 128 };
+  const steps = Math.max(3, Math.floor(REPEATS / 2));
+  const t0 = performance.now();
+  // epochs = steps over a 32-image set: one step per epoch, plus its (32-image) evaluation.
+  await fitWithRestarts({ preset: 'seed', numClasses: 2, epochs: steps, batchSize: 32, learningRate: 0.0005, seed: 1, maxRestarts: 0, patience: 1000 }, data, { ...data, images: trainImages.slice(0, 128 * 128 * 3 * 2), labels: Int32Array.of(0, 1) }, {});
+  const camflowTrain = (32 * steps) / ((performance.now() - t0) / 1000);
+  const torchTrain = peer(py, ['train', '--weights', work, '--batch', '32', '--threads', String(THREADS), '--repeats', String(steps)])?.images_per_s as number | undefined;
+  results.training = { camflow: camflowTrain, camflow_backend: backend.backend, seed_pytorch: torchTrain ?? null, ratio: torchTrain ? camflowTrain / torchTrain : null };
+
+  // 4. Ingest preprocessing on the same files.
+  say('4/5 preprocessing (sharp vs the seed OpenCV loop)');
+  const synth = join(work, 'cells');
+  await writeSyntheticDataset(synth, { count: Math.min(E2E_IMAGES, 2000), seed: 5 });
+  const files = [...(await readdir(join(synth, 'Parasitized'))).map((f) => join(synth, 'Parasitized', f)), ...(await readdir(join(synth, 'Uninfected'))).map((f) => join(synth, 'Uninfected', f))];
+  await writeFile(join(work, 'files.txt'), files.join('\n'));
+  const p0 = performance.now();
+  const limit = 8;
+  for (let i = 0; i < files.length; i += limit) await Promise.all(files.slice(i, i + limit).map(async (f) => preprocess(await readFile(f), 128)));
+  const sharpRate = files.length / ((performance.now() - p0) / 1000);
+  const cvRate = peer(py, ['preprocess', '--files', join(work, 'files.txt'), '--threads', String(THREADS)])?.images_per_s as number | undefined;
+  results.preprocess = { camflow_sharp: sharpRate, seed_opencv: cvRate ?? null, ratio: cvRate ? sharpRate / cvRate : null };
+
+  // 2. End to end through Redis and S3 with 1 and 2 cam-worker processes.
+  say(`2/5 end-to-end localization of ${files.length} images with 1 and 2 cam-worker processes`);
+  const e2e: Record<string, unknown> = {};
+  const outputsByRun: string[][] = [];
+  for (const workers of [1, 2]) {
+    const c = await startCluster({ LOG_LEVEL: 'warn', CAM_THREADS: String(Math.max(1, Math.floor(THREADS / workers))), JOB_LOCK_MS: '60000', STALLED_INTERVAL_MS: '30000' });
+    try {
+      await publishModel(c.ctx.store, model, {
+        version: 'm-bench',
+        preset: 'seed',
+        inputSize: 128,
+        classNames: ['Parasitized', 'Uninfected'],
+        dataset: { name: 'none', version: 'none', trainItems: 0, validationItems: 0, splitBy: 'item' },
+        metrics: { valAccuracy: 0, valLoss: 0, epochs: 0, attempts: 1, history: [] },
+        backend: 'none',
+        createdAt: new Date().toISOString(),
+      });
+      for (let w = 0; w < workers; w++) c.spawnWorker('cam');
+      // Ingest first (measured apart), then time the localization from enqueue to summary.
+      const info = await submitBatch({ store: c.ctx.store, flow: c.ctx.flow, prefix: 'camflow', source: synth, modelVersion: 'm-bench', chunkSize: 250, options: { outputs: [] } });
+      const s0 = performance.now();
+      // Wait for the workers to load the model: the first chunk includes it, which is part of the cost.
+      await waitForBatch(c.ctx, info.batchId, 30 * 60_000);
+      const seconds = (performance.now() - s0) / 1000;
+      const res = await readResults(c.ctx.store, info.batchId);
+      const jobs = await c.ctx.queues.cam.getCompleted(0, 10_000);
+      let total = 0;
+      let compute = 0;
+      for (const j of jobs) {
+        const ms = (j.returnvalue as { ms: { total: number; infer: number; post: number } }).ms;
+        total += ms.total;
+        compute += ms.infer + ms.post;
+      }
+      e2e[`workers_${workers}`] = { images_per_s: res.length / seconds, seconds, chunks: jobs.length, overhead_share: total ? 1 - compute / total : null };
+      outputsByRun.push(res.map((r) => (r.status === 'ok' ? `${r.name} ${r.predicted.label} ${JSON.stringify(r.cams[0]!.box)}` : `${r.name} failed`)).sort());
+    } finally {
+      await c.close();
+    }
+  }
+  e2e.identical_results = JSON.stringify(outputsByRun[0]) === JSON.stringify(outputsByRun[1]);
+  const two = (e2e.workers_2 as { images_per_s: number }).images_per_s;
+  e2e.share_of_pure_inference = two / ortRate;
+  results.end_to_end = e2e;
+
+  const fmt = (x: unknown) => (typeof x === 'number' ? (x >= 100 ? x.toFixed(0) : x.toFixed(2)) : String(x));
+  const inf = results.inference as Record<string, unknown>;
+  const tr = results.training as Record<string, unknown>;
+  const pp = results.preprocess as Record<string, unknown>;
+  const ref = results.reference as Record<string, unknown>;
+  const rows = [
+    ['inference + CAM, images/s (seed, 128², batch 32)', `ORT ${fmt(inf.camflow_ort)} · tfjs ${fmt(inf.camflow_tfjs)}`, fmt(inf.seed_pytorch), fmt(inf.ratio_ort_vs_pytorch)],
+    ['training step, images/s (seed, batch 32)', `${fmt(tr.camflow)} (${backend.backend})`, fmt(tr.seed_pytorch), fmt(tr.ratio)],
+    ['preprocessing, images/s', `sharp ${fmt(pp.camflow_sharp)}`, `OpenCV ${fmt(pp.seed_opencv)}`, fmt(pp.ratio)],
+    [`end to end, ${files.length} images, 1 worker, images/s`, fmt((e2e.workers_1 as { images_per_s: number }).images_per_s), '', ''],
+    [`end to end, ${files.length} images, 2 workers, images/s`, fmt(two), '', `${fmt(e2e.share_of_pure_inference)} of pure inference`],
+    ['model GFLOP/image · matmul GFLOP/s · best images/s', `${fmt(ref.gflop_per_image)} · ${fmt(ref.matmul_gflops)} · ${fmt(ref.best_images_per_s)}`, '', `ORT at ${fmt(ref.ort_share_of_best)} of best`],
+  ];
+  process.stdout.write(`\n| measure (threads=${THREADS}) | camflow | seed PyTorch | ratio |\n| --- | --- | --- | --- |\n${rows.map((r) => `| ${r.join(' | ')} |`).join('\n')}\n\n`);
+  process.stdout.write(`${JSON.stringify({ bench: results })}\n`);
+  tfjs.dispose();
+  ort.dispose();
+}
+
+main().then(
+  () => process.exit(0),
+  (error) => {
+    process.stderr.write(`bench failed: ${(error as Error).stack}\n`);
+    process.exit(1);
+  },
+);
