@@ -142,3 +142,45 @@ test('pointing game and MaxBoxAccV2 on hand-made maps', () => {
   assert.equal(score.perIou['0.7']!.accuracy, 0.5);
   assert.equal(score.score, 0.5);
 });
+
+test('run-based components agree with a plain 8-connected flood fill on random masks', () => {
+  let s = 7;
+  const rand = () => ((s = (s * 16807) % 2147483647) / 2147483647);
+  for (let trial = 0; trial < 60; trial++) {
+    const w = 5 + Math.floor(rand() * 30);
+    const h = 5 + Math.floor(rand() * 30);
+    const density = 0.2 + rand() * 0.5;
+    const mask = Uint8Array.from({ length: w * h }, () => (rand() < density ? 1 : 0));
+    const values = Float32Array.from({ length: w * h }, () => rand());
+    // Reference: flood fill from each unseen pixel in raster order.
+    const seen = new Uint8Array(w * h);
+    const expected: { x: number; y: number; width: number; height: number; area: number; sum: number; peak: number }[] = [];
+    for (let start = 0; start < w * h; start++) {
+      if (!mask[start] || seen[start]) continue;
+      const stack = [start];
+      seen[start] = 1;
+      let x0 = w, y0 = h, x1 = -1, y1 = -1, area = 0, sum = 0, peak = -Infinity;
+      while (stack.length) {
+        const p = stack.pop()!;
+        const px = p % w, py = Math.floor(p / w);
+        area++; sum += values[p]!; peak = Math.max(peak, values[p]!);
+        x0 = Math.min(x0, px); x1 = Math.max(x1, px); y0 = Math.min(y0, py); y1 = Math.max(y1, py);
+        for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
+          const nx = px + dx, ny = py + dy;
+          if (nx < 0 || ny < 0 || nx >= w || ny >= h) continue;
+          const q = ny * w + nx;
+          if (mask[q] && !seen[q]) { seen[q] = 1; stack.push(q); }
+        }
+      }
+      expected.push({ x: x0, y: y0, width: x1 - x0 + 1, height: y1 - y0 + 1, area, sum, peak });
+    }
+    expected.sort((a, b) => b.area - a.area);
+    const got = connectedRegions(mask, values, w, h);
+    assert.equal(got.length, expected.length, `trial ${trial}: component count`);
+    got.forEach((g, i) => {
+      const e = expected[i]!;
+      assert.deepEqual([g.x, g.y, g.width, g.height, g.area], [e.x, e.y, e.width, e.height, e.area], `trial ${trial} component ${i}`);
+      assert.ok(Math.abs(g.score - e.sum / e.area) < 1e-9 && g.peak === e.peak);
+    });
+  }
+});

@@ -90,18 +90,31 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   let inferMs = 0;
   let postMs = 0;
   let okCount = 0;
-  for (let s = 0; s < decodes.length; s += ctx.inferBatch) {
+  // Inference of batch k+1 (ONNX Runtime's own threads) overlaps the CAM post-processing of batch k (this thread).
+  const infer = async (s: number) => {
     const w0 = performance.now();
     const batch = await Promise.all(decodes.slice(s, s + ctx.inferBatch));
     const i0 = performance.now();
     decodeWait += i0 - w0;
     const good = batch.filter((d): d is Extract<Decoded, { input: Uint8Array }> => 'input' in d);
+    const predictions: Prediction[] = await engine.predict(good.map((d) => d.input));
+    inferMs += performance.now() - i0;
+    return { batch, good, predictions };
+  };
+  let next = decodes.length > 0 ? infer(0) : undefined;
+  next?.catch(() => undefined);
+  for (let s = 0; s < decodes.length; s += ctx.inferBatch) {
+    const { batch, good, predictions } = await next!;
+    if (s + ctx.inferBatch < decodes.length) {
+      next = infer(s + ctx.inferBatch);
+      next.catch(() => undefined); // observed when awaited; never an unhandled rejection meanwhile
+      // Let the next batch reach ONNX Runtime before this thread turns to post-processing.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
     for (const d of batch) {
       if ('error' in d) results.set(d.item.imageId, { batchId: job.batchId, imageId: d.item.imageId, name: d.item.name, status: 'failed', reason: d.error.reason, error: d.error.message, modelVersion: job.modelVersion });
     }
-    const predictions: Prediction[] = await engine.predict(good.map((d) => d.input));
     const p0 = performance.now();
-    inferMs += p0 - i0;
     good.forEach((d, i) => {
       const { item, original } = d;
       const loc = localizeImage(predictions[i]!, engine.classifierWeights, manifest.classNames, original.width, original.height, job.options);

@@ -34,56 +34,100 @@ export function thresholdMask(map: Float32Array, fraction: number, out: Uint8Arr
 /**
  * 8-connected components of a binary mask, with each component's bounding box and the mean and peak of `values`
  * over its pixels. Components are returned largest first (ties: first found in raster order).
+ *
+ * Run-based labelling: each row's runs of set pixels are unioned with the runs of the row above that touch them
+ * (8-connectivity: overlapping once widened by one pixel). Work is one pass over the pixels plus one per run,
+ * with no per-pixel allocation.
  * @example const regions = connectedRegions(mask, values, 128, 128);
  */
 export function connectedRegions(mask: Uint8Array, values: Float32Array, width: number, height: number): Region[] {
   if (mask.length !== width * height) throw new InvalidParameterError('mask', `length ${width}×${height}`, mask.length);
   if (values.length !== mask.length) throw new InvalidParameterError('values', `length ${mask.length}`, values.length);
-  const seen = new Uint8Array(mask.length);
-  const stack = new Int32Array(mask.length);
-  const regions: Region[] = [];
-  for (let start = 0; start < mask.length; start++) {
-    if (mask[start] === 0 || seen[start] === 1) continue;
-    let top = 0;
-    stack[top++] = start;
-    seen[start] = 1;
-    let x0 = width;
-    let y0 = height;
-    let x1 = -1;
-    let y1 = -1;
-    let area = 0;
-    let sum = 0;
-    let peak = -Infinity;
-    while (top > 0) {
-      const p = stack[--top]!;
-      const px = p % width;
-      const py = (p - px) / width;
-      area++;
-      const v = values[p]!;
-      sum += v;
-      if (v > peak) peak = v;
-      if (px < x0) x0 = px;
-      if (px > x1) x1 = px;
-      if (py < y0) y0 = py;
-      if (py > y1) y1 = py;
-      for (let dy = -1; dy <= 1; dy++) {
-        const ny = py + dy;
-        if (ny < 0 || ny >= height) continue;
-        for (let dx = -1; dx <= 1; dx++) {
-          const nx = px + dx;
-          if (nx < 0 || nx >= width || (dx === 0 && dy === 0)) continue;
-          const q = ny * width + nx;
-          if (mask[q] === 1 && seen[q] === 0) {
-            seen[q] = 1;
-            stack[top++] = q;
-          }
-        }
-      }
+  let capacity = 64;
+  let runY = new Int32Array(capacity);
+  let runX0 = new Int32Array(capacity);
+  let runX1 = new Int32Array(capacity);
+  let parent = new Int32Array(capacity);
+  let n = 0;
+  const find = (r: number): number => {
+    while (parent[r] !== r) {
+      parent[r] = parent[parent[r]!]!;
+      r = parent[r]!;
     }
-    regions.push({ x: x0, y: y0, width: x1 - x0 + 1, height: y1 - y0 + 1, area, score: sum / area, peak });
+    return r;
+  };
+  let prevStart = 0;
+  let prevEnd = 0;
+  for (let y = 0; y < height; y++) {
+    const rowStart = n;
+    const base = y * width;
+    let p = prevStart;
+    let x = 0;
+    while (x < width) {
+      if (mask[base + x] === 0) {
+        x++;
+        continue;
+      }
+      const x0 = x;
+      while (x < width && mask[base + x] !== 0) x++;
+      const x1 = x - 1;
+      if (n === capacity) {
+        capacity *= 2;
+        const grow = (a: Int32Array) => {
+          const b = new Int32Array(capacity);
+          b.set(a);
+          return b;
+        };
+        runY = grow(runY);
+        runX0 = grow(runX0);
+        runX1 = grow(runX1);
+        parent = grow(parent);
+      }
+      runY[n] = y;
+      runX0[n] = x0;
+      runX1[n] = x1;
+      parent[n] = n;
+      // Runs of the previous row that end before x0 - 1 touch neither this run nor any later one.
+      while (p < prevEnd && runX1[p]! < x0 - 1) p++;
+      for (let q = p; q < prevEnd && runX0[q]! <= x1 + 1; q++) {
+        const a = find(q);
+        const b = find(n);
+        if (a !== b) parent[Math.max(a, b)] = Math.min(a, b);
+      }
+      n++;
+    }
+    prevStart = rowStart;
+    prevEnd = n;
   }
+  // Gather per root, numbering components in raster order of their first run.
+  const index = new Int32Array(n).fill(-1);
+  const regions: (Region & { x1: number; y1: number; sum: number })[] = [];
+  for (let r = 0; r < n; r++) {
+    const root = find(r);
+    let c = index[root]!;
+    if (c < 0) {
+      c = index[root] = regions.length;
+      regions.push({ x: width, y: height, x1: -1, y1: -1, width: 0, height: 0, area: 0, score: 0, peak: -Infinity, sum: 0 });
+    }
+    const reg = regions[c]!;
+    const y = runY[r]!;
+    const x0 = runX0[r]!;
+    const x1 = runX1[r]!;
+    if (x0 < reg.x) reg.x = x0;
+    if (x1 > reg.x1) reg.x1 = x1;
+    if (y < reg.y) reg.y = y;
+    if (y > reg.y1) reg.y1 = y;
+    reg.area += x1 - x0 + 1;
+    const o = y * width;
+    for (let x = x0; x <= x1; x++) {
+      const v = values[o + x]!;
+      reg.sum += v;
+      if (v > reg.peak) reg.peak = v;
+    }
+  }
+  const out: Region[] = regions.map((r) => ({ x: r.x, y: r.y, width: r.x1 - r.x + 1, height: r.y1 - r.y + 1, area: r.area, score: r.sum / r.area, peak: r.peak }));
   // Stable sort keeps raster order among equal areas.
-  return regions.sort((a, b) => b.area - a.area);
+  return out.sort((a, b) => b.area - a.area);
 }
 
 export interface LocalizeOptions {

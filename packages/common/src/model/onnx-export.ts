@@ -11,6 +11,7 @@ export const ONNX_LOGITS = 'logits';
 export const ONNX_FEATURES = 'features';
 
 const FLOAT = 1;
+const UINT8 = 2;
 const ATTR_INT = 2;
 const ATTR_INTS = 7;
 const ATTR_STRING = 3;
@@ -26,7 +27,7 @@ function attribute(a: Attr) {
 /**
  * Export a camflow GAP-CNN (a tfjs sequential model) to ONNX with two outputs: `logits` and the last conv
  * layer's ReLU output `features` in channels-last layout (the layout the CAM maths reads). The input is
- * `input`: float32 `[N, S, S, 3]` scaled to [0, 1], as the tfjs engine takes it. Weights are converted from
+ * `input`: uint8 `[N, S, S, 3]` RGB bytes; the graph scales them to [0, 1] as the tfjs engine does. Weights are converted from
  * TensorFlow's `[kh, kw, in, out]` to ONNX's `[out, in, kh, kw]`.
  * @example const bytes = exportOnnx(model); // → models/<version>/model.onnx
  */
@@ -44,7 +45,10 @@ export function exportOnnx(model: tf.LayersModel): Uint8Array {
     return output;
   };
   const size = model.inputs[0]!.shape[1]!;
-  let x = node('Transpose', [ONNX_INPUT], [{ name: 'perm', ints: [0, 3, 1, 2] }]);
+  // Bytes in, scaled in the graph: no per-pixel conversion loop in JavaScript on the hot path.
+  let x = node('Cast', [ONNX_INPUT], [{ name: 'to', i: FLOAT }]);
+  x = node('Mul', [x, constant(fresh('inv255'), [], Float32Array.of(1 / 255))]);
+  x = node('Transpose', [x], [{ name: 'perm', ints: [0, 3, 1, 2] }]);
   let features: string | undefined;
   let logits: string | undefined;
   for (const layer of model.layers) {
@@ -116,7 +120,7 @@ export function exportOnnx(model: tf.LayersModel): Uint8Array {
     name: model.name,
     node: nodes,
     initializer: initializers,
-    input: [onnx.ValueInfoProto.create({ name: ONNX_INPUT, type: tensorType(['N', size, size, 3]) })],
+    input: [onnx.ValueInfoProto.create({ name: ONNX_INPUT, type: { tensorType: { elemType: UINT8, shape: { dim: ['N', size, size, 3].map(dim) } } } })],
     output: [
       onnx.ValueInfoProto.create({ name: ONNX_LOGITS, type: tensorType(['N', numClasses]) }),
       onnx.ValueInfoProto.create({ name: ONNX_FEATURES, type: tensorType(['N', ...featureShape]) }),

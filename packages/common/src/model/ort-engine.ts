@@ -68,12 +68,12 @@ export class OrtCamEngine implements CamEngine {
     if (inputs.length === 0) return [];
     const s = this.inputSize;
     const per = s * s * 3;
-    const data = new Float32Array(inputs.length * per);
+    const data = new Uint8Array(inputs.length * per);
     inputs.forEach((img, i) => {
-      const o = i * per;
-      for (let j = 0; j < per; j++) data[o + j] = img[j]! / 255;
+      if (img.length !== per) throw new CamflowError('ORT', `input ${i} has ${img.length} bytes, expected ${per}`);
+      data.set(img, i * per);
     });
-    const out = await this.session.run({ [ONNX_INPUT]: new this.ort.Tensor('float32', data, [inputs.length, s, s, 3]) });
+    const out = await this.session.run({ [ONNX_INPUT]: new this.ort.Tensor('uint8', data, [inputs.length, s, s, 3]) });
     const logits = out[ONNX_LOGITS]!.data as Float32Array;
     const feats = out[ONNX_FEATURES]!;
     const [, h, w, k] = feats.dims as number[];
