@@ -73,4 +73,6 @@ test('collapse detection: dead features, constant predictions and chance accurac
   assert.match(collapseReason({ ...base, featureMean: 0 }, 0.5)!, /dead ReLU/);
   assert.match(collapseReason({ ...base, dominantShare: 1 }, 0.5)!, /constant predictions/);
   assert.match(collapseReason({ ...base, valAccuracy: 0.5 }, 0.5)!, /chance/);
+  // Learning (training loss well below ln 2) but not yet generalising to new patients: not a collapse.
+  assert.equal(collapseReason({ ...base, loss: 0.6, valAccuracy: 0.41 }, 0.57), undefined);
 });

@@ -97,12 +97,19 @@ export async function evaluate(model: tf.LayersModel, data: TensorData, numClass
   };
 }
 
-/** Why a run has collapsed, or undefined when it is learning. The majority-class rate is "chance". */
-export function collapseReason(m: EpochMetrics, majorityRate: number): string | undefined {
+/**
+ * Why a run has collapsed, or undefined when it is learning. The majority-class rate is "chance"; `chanceLoss`
+ * is the cross-entropy of a uniform guess, ln(classes). Accuracy at chance alone is not collapse (a model that
+ * learns can still generalise badly to new patients early on): it counts only while the training loss is stuck
+ * at the uniform guess too.
+ */
+export function collapseReason(m: EpochMetrics, majorityRate: number, chanceLoss = Math.log(2)): string | undefined {
   if (!(m.featureMean > 1e-7)) return `last conv features are all zero (dead ReLU head) at epoch ${m.epoch}`;
   if (!Number.isFinite(m.loss) || !Number.isFinite(m.valLoss)) return `loss is not finite at epoch ${m.epoch}`;
   if (m.dominantShare >= 0.999) return `constant predictions at epoch ${m.epoch}`;
-  if (m.valAccuracy <= majorityRate + 0.01) return `validation accuracy ${m.valAccuracy.toFixed(3)} is at chance (${majorityRate.toFixed(3)}) at epoch ${m.epoch}`;
+  if (m.valAccuracy <= majorityRate + 0.01 && m.loss >= 0.97 * chanceLoss) {
+    return `training loss ${m.loss.toFixed(3)} stuck at chance (${chanceLoss.toFixed(3)}) and validation accuracy ${m.valAccuracy.toFixed(3)} at the majority rate at epoch ${m.epoch}`;
+  }
   return undefined;
 }
 
@@ -175,7 +182,7 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
       };
       history.push(metrics);
       await hooks.onEpoch?.(metrics, attempt);
-      const reason = collapseReason(metrics, majorityRate);
+      const reason = collapseReason(metrics, majorityRate, Math.log(params.numClasses));
       // Dead features never recover (no gradient flows); other signals get `patience` epochs.
       if (reason && (metrics.featureMean <= 1e-7 || epoch >= patience)) {
         collapsed = reason;
