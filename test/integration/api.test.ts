@@ -94,3 +94,8 @@ test('an oversize upload is refused with 413 and the limit named; bad fields wit
   assert.equal(train.status, 400);
   assert.equal((await json(train)).field, 'body.epochs');
 });
+
+test('without API_TOKEN the API refuses to start, naming the variable', async () => {
+  const config = { ...c.ctx.config, API_TOKEN: undefined, API_INSECURE: false };
+  await assert.rejects(buildApi({ config, store: c.ctx.store, flow: c.ctx.flow, queues: c.ctx.queues, redis: apiRedis, log: c.ctx.log }), /^Error: config: API_TOKEN: required|config: API_TOKEN: required/);
+});
