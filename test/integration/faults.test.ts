@@ -77,8 +77,9 @@ test('an S3 outage of 10 s mid-batch: chunks retry with backoff and the batch co
   const c = await startCluster();
   try {
     await publishUntrained(c.ctx);
-    const names = await syntheticFolder(c.dir, 200, 13);
-    const info = await submit(c, join(c.dir, 'batch-13'), 20);
+    // Enough small chunks that most are still queued when the outage starts (the first one completes).
+    const names = await syntheticFolder(c.dir, 600, 13);
+    const info = await submit(c, join(c.dir, 'batch-13'), 10);
     c.spawnWorker('cam');
     await eventually('a first chunk to complete', async () => ((await c.ctx.queues.cam.getCompletedCount()) > 0 ? true : undefined));
     await c.s3.stop();
@@ -90,7 +91,7 @@ test('an S3 outage of 10 s mid-batch: chunks retry with backoff and the batch co
     // Nothing reported done without its objects: every ok result's files exist.
     for (const r of results) if (r.status === 'ok') for (const key of Object.values(r.outputs)) assert.ok(await c.ctx.store.exists(key!), key);
     // The outage was real: some chunk needed more than one attempt.
-    const jobs = await c.ctx.queues.cam.getCompleted(0, 100);
+    const jobs = await c.ctx.queues.cam.getCompleted(0, 1000);
     assert.ok(jobs.some((j) => j.attemptsMade > 1), `attempts: ${jobs.map((j) => j.attemptsMade)}`);
   } finally {
     await c.close();
