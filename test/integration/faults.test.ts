@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Job } from 'bullmq';
 import { checkRedis, createRedis, keys, listModels, startRedis, writeSyntheticDataset } from '@camflow/common';
 import { addDataset, submitBatch } from '@camflow/ingest';
-import { enqueueTraining } from '@camflow/trainer';
+import { enqueueTraining, jobKey } from '@camflow/trainer';
 import type { ImageResult } from '@camflow/cam-worker';
 import { readResults, waitForBatch, waitForJob } from '../../packages/cli/src/wait.ts';
 import { eventually, publishUntrained, sleep, startCluster, syntheticFolder, type Cluster } from '../helpers/cluster.ts';
@@ -119,7 +119,7 @@ test('a trainer killed mid-training resumes from its last epoch checkpoint and p
     assert.equal(outcome.epochs, 4, 'history holds all epochs');
     const models = await listModels(c.ctx.store);
     assert.deepEqual(models.map((m) => m.version), [outcome.version], 'exactly one version published');
-    assert.equal(await c.ctx.store.exists(keys.trainCheckpoint('x')), false);
+    assert.equal(await c.ctx.store.exists(keys.trainCheckpoint(jobKey(job.id!))), false, 'the checkpoint is cleared once published');
   } finally {
     await c.close();
   }
