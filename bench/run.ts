@@ -24,9 +24,8 @@ import {
 } from '@camflow/common';
 import { readFile } from 'node:fs/promises';
 import { submitBatch } from '@camflow/ingest';
-import { publishModel } from '@camflow/trainer';
 import { readResults, waitForBatch } from '../packages/cli/src/wait.ts';
-import { startCluster } from '../test/helpers/cluster.ts';
+import { publishAsIs, startCluster } from '../test/helpers/cluster.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const THREADS = Number(process.env.BENCH_THREADS ?? Math.min(2, cpus().length));
@@ -197,16 +196,7 @@ async function main() {
   for (const workers of [1, 2]) {
     const c = await startCluster({ LOG_LEVEL: 'warn', CAM_THREADS: String(Math.max(1, Math.floor(THREADS / workers))), JOB_LOCK_MS: '60000', STALLED_INTERVAL_MS: '30000' });
     try {
-      await publishModel(c.ctx.store, model, {
-        version: 'm-bench',
-        preset: 'seed',
-        inputSize: 128,
-        classNames: ['Parasitized', 'Uninfected'],
-        dataset: { name: 'none', version: 'none', trainItems: 0, validationItems: 0, splitBy: 'item' },
-        metrics: { valAccuracy: 0, valLoss: 0, epochs: 0, attempts: 1, history: [] },
-        backend: 'none',
-        createdAt: new Date().toISOString(),
-      });
+      await publishAsIs(c.ctx.store, model, 'seed', 'm-bench');
       for (let w = 0; w < workers; w++) c.spawnWorker('cam');
       // Ingest first (measured apart), then time the localization from enqueue to summary.
       const info = await submitBatch({ store: c.ctx.store, flow: c.ctx.flow, prefix: 'camflow', source: synth, modelVersion: 'm-bench', chunkSize: 250, options: { outputs: [] } });

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import {
   buildModel,
   keys,
+  presets,
   promote,
   startRedis,
   startS3,
@@ -14,6 +15,9 @@ import {
   type LocalRedis,
   type LocalS3,
   type ModelManifest,
+  type ObjectStore,
+  type PresetName,
+  type tf,
 } from '@camflow/common';
 import { publishModel } from '@camflow/trainer';
 import { createContext, type Context } from '../../packages/cli/src/context.ts';
@@ -96,19 +100,24 @@ export async function startCluster(envOverrides: Record<string, string> = {}): P
   };
 }
 
-/** Publish an untrained `fast` model and make it production: real weights, real files, instantly. */
-export async function publishUntrained(ctx: Context, version = 'm-untrained', seed = 1): Promise<ModelManifest> {
-  const model = buildModel('fast', 2, seed);
-  const manifest = await publishModel(ctx.store, model, {
+/** Publish a model as it is (no training) under `version`: real weights, real files, instantly. */
+export async function publishAsIs(store: ObjectStore, model: tf.LayersModel, preset: PresetName, version: string): Promise<ModelManifest> {
+  return publishModel(store, model, {
     version,
-    preset: 'fast',
-    inputSize: 64,
+    preset,
+    inputSize: presets[preset].inputSize,
     classNames: ['Parasitized', 'Uninfected'],
     dataset: { name: 'none', version: 'none', trainItems: 0, validationItems: 0, splitBy: 'item' },
     metrics: { valAccuracy: 0.5, valLoss: 0.69, epochs: 0, attempts: 1, history: [] },
     backend: 'none',
     createdAt: new Date().toISOString(),
   });
+}
+
+/** Publish an untrained `fast` model and make it production. */
+export async function publishUntrained(ctx: Context, version = 'm-untrained', seed = 1): Promise<ModelManifest> {
+  const model = buildModel('fast', 2, seed);
+  const manifest = await publishAsIs(ctx.store, model, 'fast', version);
   model.dispose();
   await promote(ctx.store, manifest);
   return manifest;

@@ -49,7 +49,7 @@ export async function runDemo(options: DemoOptions): Promise<Record<string, unkn
     const trainDir = join(out, 'data', 'train');
     const heldDir = join(out, 'data', 'held-out');
     await writeSyntheticDataset(trainDir, { count: options.trainImages, seed: options.seed });
-    const held = await writeSyntheticDataset(heldDir, { count: options.heldOut, seed: options.seed + 1_000_003 });
+    await writeSyntheticDataset(heldDir, { count: options.heldOut, seed: options.seed + 1_000_003 });
     say('registering the dataset snapshot');
     const { manifest: dataset } = await addDataset({ store: ctx.store, name: 'synthetic-cells', folder: trainDir, size: 64, log: ctx.log });
     say(`dataset synthetic-cells@${dataset.version}: ${dataset.items.length} images in ${dataset.shards.length} shard(s)`);
@@ -92,7 +92,6 @@ export async function runDemo(options: DemoOptions): Promise<Record<string, unkn
       'end-to-end CAM throughput (submit → summary)': `${line.demo.cam_images_per_s} images/s`,
       'refused at ingest': batch.rejected,
     });
-    void held;
     return line;
   } finally {
     await workers.close();

@@ -2,6 +2,9 @@ import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { initBackend, nightlySchedulerId, parseWith, queueNames, bullConnection, trainJobSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
 import { runTraining, type TrainOutcome } from './train-job.js';
+
+/** A training job's return value: the outcome without the (stored) manifest. */
+export type TrainResult = Extract<TrainOutcome, { skipped: true }> | Omit<Extract<TrainOutcome, { skipped: false }>, 'manifest'>;
 import { announce } from './publish.js';
 
 export interface TrainerDeps {
@@ -17,7 +20,7 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
   const backend = await initBackend(config.TF_BACKEND, log);
   const worker = new Worker(
     queueNames.train,
-    async (job: Job): Promise<TrainOutcome> => {
+    async (job: Job): Promise<TrainResult> => {
       const outcome = await runTraining(job.data, {
         store: deps.store,
         log: log.child({ jobId: job.id }),
@@ -27,8 +30,10 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
         progress: (p) => job.updateProgress(p),
       });
       if (!outcome.skipped) await announce(deps.publisher, config.QUEUE_PREFIX, { version: outcome.version, promoted: outcome.promoted });
+      if (outcome.skipped) return outcome;
       // The manifest is in S3; keep the job's return value small.
-      return outcome.skipped ? outcome : { ...outcome, manifest: undefined as never };
+      const { manifest: _manifest, ...summary } = outcome;
+      return summary;
     },
     { connection: bullConnection(config.REDIS_URL), prefix: config.QUEUE_PREFIX, name: `trainer-${process.pid}`, concurrency: 1, lockDuration: config.TRAIN_LOCK_MS, stalledInterval: config.STALLED_INTERVAL_MS, maxStalledCount: 3 },
   );
