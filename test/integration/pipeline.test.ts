@@ -4,6 +4,8 @@ import { mkdtemp, readFile, writeFile, copyFile, readdir, mkdir } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  InvalidParameterError,
+  buildModel,
   deserializeModel,
   getProduction,
   keys,
@@ -25,6 +27,7 @@ import type { ImageResult } from '@camflow/cam-worker';
 import { createContext, type Context } from '../../packages/cli/src/context.ts';
 import { startWorkers } from '../../packages/cli/src/workers.ts';
 import { readResults, waitForBatch, waitForJob } from '../../packages/cli/src/wait.ts';
+import { publishAsIs } from '../helpers/cluster.ts';
 
 let redis: LocalRedis;
 let s3: LocalS3;
@@ -74,10 +77,15 @@ test('a training job publishes a version (manifest last), promotes the first mod
   modelVersion = outcome.version;
   const production = await getProduction(ctx.store);
   assert.equal(production?.version, modelVersion);
-  for (const f of ['model.json', 'weights.bin', 'manifest.json'] as const) assert.ok(await ctx.store.exists(keys.modelFile(modelVersion, f)), f);
+  for (const f of ['model.json', 'weights.bin', 'model.onnx', 'model.int8.onnx', 'manifest.json'] as const) assert.ok(await ctx.store.exists(keys.modelFile(modelVersion, f)), f);
   const models = await listModels(ctx.store);
   assert.equal(models.length, 1);
   assert.equal(models[0]!.metrics.history.length, 1);
+  // The int8 graph was calibrated on the training images and compared with fp32 on the validation images.
+  const int8 = models[0]!.int8!;
+  assert.equal(int8.calibrationImages, models[0]!.dataset.trainItems);
+  assert.equal(int8.evaluatedImages, models[0]!.dataset.validationItems);
+  assert.ok(int8.classAgreement >= 0.9, `int8 agrees with fp32 on ${int8.classAgreement} of the validation images`);
 });
 
 test('retraining on an unchanged dataset is skipped, and the nightly job scheduler is installed', async () => {
@@ -166,4 +174,36 @@ test('a batch with bad files completes: every item once, good images localized, 
     assert.ok(maxAbs < 1e-3, `CAM of ${cam.class} differs from the seed formula by ${maxAbs}`);
   }
   model.dispose();
+});
+
+test('a batch can run the int8 graph: results say so, and match the fp32 results up to quantization', async () => {
+  const batchDir = join(dir, 'batch');
+  const fp32 = await submitBatch({ store: ctx.store, flow: ctx.flow, prefix: 'camflow', source: batchDir, chunkSize: 4, options: { outputs: [] } });
+  const int8 = await submitBatch({ store: ctx.store, flow: ctx.flow, prefix: 'camflow', source: batchDir, chunkSize: 4, options: { outputs: [], precision: 'int8' } });
+  await Promise.all([waitForBatch(ctx, fp32.batchId, 120_000), waitForBatch(ctx, int8.batchId, 120_000)]);
+  const ok = async (id: string) => new Map((await readResults(ctx.store, id)).filter((r): r is Extract<ImageResult, { status: 'ok' }> => r.status === 'ok').map((r) => [r.name, r]));
+  const [a, b] = [await ok(fp32.batchId), await ok(int8.batchId)];
+  assert.equal(b.size, a.size);
+  let differs = false;
+  for (const [name, ra] of a) {
+    const rb = b.get(name)!;
+    assert.equal(ra.precision, 'fp32');
+    assert.equal(rb.precision, 'int8');
+    const [ca, cb] = [ra.cams[0]!.featureCam, rb.cams[0]!.featureCam];
+    const range = Math.max(...ca) - Math.min(...ca);
+    const diff = Math.max(...ca.map((v, i) => Math.abs(v - cb[i]!)));
+    if (diff > 0) differs = true;
+    assert.ok(diff <= 0.1 * range, `${name}: int8 CAM differs from fp32 by ${diff} (range ${range})`);
+  }
+  assert.ok(differs, 'the int8 graph ran (its CAMs are not bit-identical to fp32)');
+});
+
+test('asking for int8 on a model published without an int8 graph is refused at submission, naming the field', async () => {
+  const model = buildModel('fast', 2, 1);
+  await publishAsIs(ctx.store, model, 'fast', 'm-no-int8');
+  model.dispose();
+  await assert.rejects(
+    submitBatch({ store: ctx.store, flow: ctx.flow, prefix: 'camflow', source: join(dir, 'batch'), modelVersion: 'm-no-int8', options: { precision: 'int8' } }),
+    (e: Error) => e instanceof InvalidParameterError && e.field === 'options.precision' && /no int8 graph/.test(e.message),
+  );
 });

@@ -11,6 +11,7 @@ import {
   type Logger,
   type ObjectStore,
   type RgbImage,
+  type Precision,
   type Prediction,
 } from '@camflow/common';
 import type { ModelCache } from './model-cache.js';
@@ -27,6 +28,8 @@ export type ImageResult =
       width: number;
       height: number;
       modelVersion: string;
+      /** The serving graph that computed this result. */
+      precision: Precision;
       predicted: { index: number; label: string; probability: number };
       probabilities: Record<string, number>;
       cams: ClassLocalization[];
@@ -61,7 +64,7 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   const job: CamJob = parseWith(camJobSchema, payload, 'cam job');
   const { store } = ctx;
   const log = ctx.log.child({ batchId: job.batchId, chunk: job.chunk, modelVersion: job.modelVersion });
-  const { manifest, engine } = await ctx.models.get(job.modelVersion);
+  const { manifest, engine, precision } = await ctx.models.get(job.modelVersion, job.options.precision);
   const t0 = performance.now();
   type Decoded = { item: BatchItem; original: RgbImage; input: Uint8Array } | { item: BatchItem; error: ImageInputError };
   // Decoding (libuv threads) runs ahead of inference (main thread / ONNX Runtime threads): every decode is queued
@@ -140,6 +143,7 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
         width: original.width,
         height: original.height,
         modelVersion: job.modelVersion,
+        precision,
         predicted: loc.predicted,
         probabilities: loc.probabilities,
         cams: loc.cams,

@@ -10,6 +10,7 @@ import {
   type ModelFiles,
   type ModelManifest,
   type ObjectStore,
+  type Precision,
 } from '@camflow/common';
 
 export interface EngineOptions {
@@ -21,6 +22,8 @@ export interface EngineOptions {
 export interface LoadedModel {
   manifest: ModelManifest;
   engine: CamEngine;
+  /** The graph that runs: `int8` only when asked for, published, and served by ONNX Runtime. */
+  precision: Precision;
 }
 
 /**
@@ -37,17 +40,18 @@ export class ModelCache {
     private readonly capacity = 3,
   ) {}
 
-  get(version: string): Promise<LoadedModel> {
-    let entry = this.loaded.get(version);
+  get(version: string, precision: Precision = 'fp32'): Promise<LoadedModel> {
+    const key = `${version}:${precision}`;
+    let entry = this.loaded.get(key);
     if (entry) {
       // Refresh recency.
-      this.loaded.delete(version);
-      this.loaded.set(version, entry);
+      this.loaded.delete(key);
+      this.loaded.set(key, entry);
       return entry;
     }
-    entry = this.load(version);
-    entry.catch(() => this.loaded.delete(version));
-    this.loaded.set(version, entry);
+    entry = this.load(version, precision);
+    entry.catch(() => this.loaded.delete(key));
+    this.loaded.set(key, entry);
     while (this.loaded.size > this.capacity) {
       const oldest = this.loaded.keys().next().value as string;
       const evicted = this.loaded.get(oldest)!;
@@ -57,7 +61,7 @@ export class ModelCache {
     return entry;
   }
 
-  private async load(version: string): Promise<LoadedModel> {
+  private async load(version: string, wanted: Precision): Promise<LoadedModel> {
     const started = performance.now();
     const manifest = await getModelManifest(this.store, version);
     const [modelJson, weights] = await Promise.all([
@@ -66,8 +70,14 @@ export class ModelCache {
     ]);
     const model = await deserializeModel({ modelJson, weights });
     let engine: CamEngine = new TfjsCamEngine(model);
+    let precision: Precision = 'fp32';
+    if (wanted === 'int8' && this.engine.kind !== 'onnx') this.log.warn({ modelVersion: version }, 'int8 asked for, but this worker serves with tfjs (CAM_ENGINE=tfjs): running fp32');
     if (this.engine.kind === 'onnx') {
-      const onnxBytes = await this.store.getIfExists(keys.modelFile(version, 'model.onnx'));
+      // The int8 graph when asked for and published (submit checks it is); otherwise the float graph.
+      const int8Bytes = wanted === 'int8' ? await this.store.getIfExists(keys.modelFile(version, 'model.int8.onnx')) : undefined;
+      if (wanted === 'int8' && !int8Bytes) this.log.warn({ modelVersion: version }, 'int8 asked for, but the model has no model.int8.onnx: running fp32');
+      const onnxBytes = int8Bytes ?? (await this.store.getIfExists(keys.modelFile(version, 'model.onnx')));
+      if (int8Bytes) precision = 'int8';
       if (onnxBytes) {
         const tfjs = engine as TfjsCamEngine;
         engine = await OrtCamEngine.create(onnxBytes, tfjs.inputSize, tfjs.numClasses, tfjs.classifierWeights, {
@@ -80,8 +90,8 @@ export class ModelCache {
         this.log.warn({ modelVersion: version }, 'model has no model.onnx (published before ONNX export): serving it with tfjs');
       }
     }
-    this.log.info({ modelVersion: version, preset: manifest.preset, engine: engine.name, ms: Math.round(performance.now() - started) }, 'model loaded');
-    return { manifest, engine };
+    this.log.info({ modelVersion: version, preset: manifest.preset, engine: engine.name, precision, ms: Math.round(performance.now() - started) }, 'model loaded');
+    return { manifest, engine, precision };
   }
 
   dispose(): void {

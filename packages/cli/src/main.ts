@@ -15,7 +15,8 @@ const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
   camflow serve                        HTTP API on API_HOST:API_PORT (bearer API_TOKEN)
   camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]
   camflow submit PATH [--model V] [--target predicted|all|CLASS] [--fraction 0.2]
-                      [--outputs json,heatmap,overlay|none] [--chunk-size N] [--key IDEMPOTENCY_KEY] [--wait]
+                      [--outputs json,heatmap,overlay|none] [--precision fp32|int8] [--chunk-size N]
+                      [--key IDEMPOTENCY_KEY] [--wait]
   camflow status BATCH_ID
   camflow results BATCH_ID             results.jsonl to stdout
   camflow train --dataset NAME [--version V] [--preset fast|seed] [--epochs N] [--lr X] [--batch-size N]
@@ -71,6 +72,7 @@ async function main(argv: string[]): Promise<void> {
       target: { type: 'string' },
       fraction: { type: 'string' },
       outputs: { type: 'string' },
+      precision: { type: 'string' },
       'chunk-size': { type: 'string' },
       key: { type: 'string' },
       dataset: { type: 'string' },
@@ -177,6 +179,7 @@ async function main(argv: string[]): Promise<void> {
           ...(v.target ? { target: v.target } : {}),
           ...(v.fraction ? { fraction: num('fraction') } : {}),
           ...(v.outputs ? { outputs: v.outputs === 'none' ? [] : v.outputs.split(',').map((o) => parseWith(outputSchema, o, '--outputs')) } : {}),
+          ...(v.precision ? { precision: v.precision } : {}),
         }, '--options');
         const info = await submitBatch({
           store: ctx.store,
@@ -267,8 +270,8 @@ async function main(argv: string[]): Promise<void> {
         const [models, production] = await Promise.all([listModels(ctx.store), getProduction(ctx.store)]);
         print(
           v.json,
-          { production: production?.version ?? null, models: models.map((m) => ({ version: m.version, preset: m.preset, valAccuracy: m.metrics.valAccuracy, dataset: m.dataset })) },
-          models.map((m) => `${m.version === production?.version ? '*' : ' '} ${m.version}  ${m.preset}  val ${m.metrics.valAccuracy.toFixed(4)}  ${m.dataset.name}@${m.dataset.version}`).join('\n') || 'no models yet',
+          { production: production?.version ?? null, models: models.map((m) => ({ version: m.version, preset: m.preset, valAccuracy: m.metrics.valAccuracy, dataset: m.dataset, int8: m.int8 ? { classAgreement: m.int8.classAgreement, boxIou: m.int8.boxIou } : null })) },
+          models.map((m) => `${m.version === production?.version ? '*' : ' '} ${m.version}  ${m.preset}  val ${m.metrics.valAccuracy.toFixed(4)}  ${m.dataset.name}@${m.dataset.version}${m.int8 ? `  int8: agree ${m.int8.classAgreement.toFixed(3)} box IoU median ${m.int8.boxIou.median.toFixed(2)}` : ''}`).join('\n') || 'no models yet',
         );
       });
       return;

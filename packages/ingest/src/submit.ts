@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { FlowProducer, type FlowJob } from 'bullmq';
 import {
   CamflowError,
+  InvalidParameterError,
   camOptionsSchema,
   getModelManifest,
   getProduction,
@@ -90,7 +91,10 @@ export async function submitBatch(opts: SubmitOptions): Promise<BatchInfo & { ex
   }
   const modelVersion = opts.modelVersion ?? (await getProduction(store))?.version;
   if (!modelVersion) throw new NoModelError();
-  await getModelManifest(store, modelVersion); // fails early on an unknown version
+  const model = await getModelManifest(store, modelVersion); // fails early on an unknown version
+  if (options.precision === 'int8' && !model.files.includes('model.int8.onnx')) {
+    throw new InvalidParameterError('options.precision', `fp32 (model ${modelVersion} has no int8 graph: it was published without training images or before int8 export)`, 'int8');
+  }
   const files = typeof opts.source === 'string' ? await openSource(opts.source) : opts.source;
   const known = new Set<string>();
   let done = 0;

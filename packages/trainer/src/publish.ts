@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import {
+  buildInt8Graph,
   exportOnnx,
   getProduction,
   keys,
@@ -10,20 +11,38 @@ import {
   type Logger,
   type ModelManifest,
   type ObjectStore,
+  type PackedImages,
   type ProductionChannel,
 } from '@camflow/common';
+
+export interface PublishOptions {
+  /**
+   * Also publish the int8 serving graph `model.int8.onnx`: activations calibrated on `calibration` (training
+   * images), compared with the float graph on `evaluation` (validation images); the comparison goes in the manifest.
+   */
+  int8?: { calibration: PackedImages; evaluation: PackedImages; log?: Logger };
+}
 
 /**
  * Publish a model version: weights and topology first, the manifest last (the commit point: a crash before it
  * leaves no visible version).
  */
-export async function publishModel(store: ObjectStore, model: tf.LayersModel, manifest: Omit<ModelManifest, 'files'>): Promise<ModelManifest> {
+export async function publishModel(store: ObjectStore, model: tf.LayersModel, manifest: Omit<ModelManifest, 'files' | 'int8'>, options: PublishOptions = {}): Promise<ModelManifest> {
   const files = await serializeModel(model);
   await store.put(keys.modelFile(manifest.version, 'weights.bin'), files.weights);
   await store.putJson(keys.modelFile(manifest.version, 'model.json'), files.modelJson);
   // The serving graph for ONNX Runtime: logits and channels-last features.
   await store.put(keys.modelFile(manifest.version, 'model.onnx'), exportOnnx(model));
   const full: ModelManifest = { ...manifest, files: ['model.json', 'weights.bin', 'model.onnx'] };
+  if (options.int8) {
+    const started = performance.now();
+    const { bytes, report } = await buildInt8Graph(model, options.int8.calibration, options.int8.evaluation);
+    await store.put(keys.modelFile(manifest.version, 'model.int8.onnx'), bytes);
+    full.files.push('model.int8.onnx');
+    full.int8 = report;
+    const { activationMax: _, ...summary } = report;
+    options.int8.log?.info({ version: manifest.version, ...summary, ms: Math.round(performance.now() - started) }, 'int8 serving graph built');
+  }
   await store.putJson(keys.modelFile(manifest.version, 'manifest.json'), full);
   return full;
 }

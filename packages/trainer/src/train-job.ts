@@ -117,7 +117,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     },
     backend: ctx.backend,
     createdAt: new Date().toISOString(),
-  });
+  }, { int8: { calibration: train, evaluation: validation, log } });
   result.model.dispose();
   await checkpoints.clear();
   log.info({ version, valAccuracy: last.valAccuracy, resumedFromEpoch: resume?.epoch }, 'model published');

@@ -5,3 +5,4 @@ export * from './engine.js';
 export { registerWasmTrainingKernels } from './wasm-kernels.js';
 export * from './onnx-export.js';
 export * from './ort-engine.js';
+export * from './quantize.js';

@@ -4,6 +4,7 @@ import type { ObjectStore } from '../storage/object-store.js';
 import { parseWith } from '../validate.js';
 import { idSchema, presetSchema } from '../queues/schemas.js';
 import { NotFoundError } from '../errors.js';
+import { int8ReportSchema } from '../model/quantize.js';
 
 /** What a published model version is. Written last: a version without a manifest does not exist. */
 export const modelManifestSchema = z.object({
@@ -22,6 +23,8 @@ export const modelManifestSchema = z.object({
   backend: z.string(),
   createdAt: z.string(),
   files: z.array(z.string()),
+  /** The int8 serving graph `model.int8.onnx` and how it compares with the float graph (absent: no int8 graph). */
+  int8: int8ReportSchema.optional(),
 });
 export type ModelManifest = z.infer<typeof modelManifestSchema>;
 

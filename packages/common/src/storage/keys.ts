@@ -38,7 +38,7 @@ export const keys = {
   resultsSummary: (batchId: string) => `results/${id('batchId', batchId)}/summary.json`,
 
   modelPrefix: (version: string) => `models/${id('version', version)}/`,
-  modelFile: (version: string, file: 'model.json' | 'weights.bin' | 'model.onnx' | 'manifest.json') => `models/${id('version', version)}/${file}`,
+  modelFile: (version: string, file: 'model.json' | 'weights.bin' | 'model.onnx' | 'model.int8.onnx' | 'manifest.json') => `models/${id('version', version)}/${file}`,
   modelsRoot: () => 'models/',
   productionChannel: () => 'models/channels/production.json',
 

@@ -40,6 +40,7 @@ const submitFields = z.object({
   target: z.string().optional(),
   fraction: z.coerce.number().optional(),
   outputs: z.string().optional(),
+  precision: z.string().optional(),
   chunkSize: z.coerce.number().int().positive().max(10_000).optional(),
   key: z.string().min(1).max(200).optional(),
   model: z.string().optional(),
@@ -117,7 +118,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const f = parseWith(submitFields, fields, 'fields');
     const options = parseWith(
       camOptionsSchema,
-      { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs ? { outputs: f.outputs.split(',').map((o) => parseWith(outputSchema, o, 'outputs')) } : {}) },
+      { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs ? { outputs: f.outputs.split(',').map((o) => parseWith(outputSchema, o, 'outputs')) } : {}), ...(f.precision ? { precision: f.precision } : {}) },
       'options',
     );
     const info = await submitBatch({
