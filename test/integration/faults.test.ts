@@ -77,12 +77,14 @@ test('an S3 outage of 10 s mid-batch: chunks retry with backoff and the batch co
   const c = await startCluster();
   try {
     await publishUntrained(c.ctx);
-    // Enough small chunks that most are still queued when the outage starts (the first one completes).
+    // Many tiny chunks, so that most are still queued when the outage starts (the first one completes).
     const names = await syntheticFolder(c.dir, 600, 13);
-    const info = await submit(c, join(c.dir, 'batch-13'), 10);
+    const info = await submit(c, join(c.dir, 'batch-13'), 2);
     c.spawnWorker('cam');
     await eventually('a first chunk to complete', async () => ((await c.ctx.queues.cam.getCompletedCount()) > 0 ? true : undefined));
     await c.s3.stop();
+    const left = await c.ctx.queues.cam.getJobCounts('waiting', 'active', 'delayed', 'prioritized');
+    assert.ok(Object.values(left).some((n) => n > 0), `the outage must meet unfinished chunks: ${JSON.stringify(left)}`);
     await sleep(10_000);
     await c.s3.restart();
     await waitForBatch(c.ctx, info.batchId, 120_000);
@@ -92,6 +94,7 @@ test('an S3 outage of 10 s mid-batch: chunks retry with backoff and the batch co
     for (const r of results) if (r.status === 'ok') for (const key of Object.values(r.outputs)) assert.ok(await c.ctx.store.exists(key!), key);
     // The outage was real: some chunk needed more than one attempt.
     const jobs = await c.ctx.queues.cam.getCompleted(0, 1000);
+    assert.equal(jobs.length, 300);
     assert.ok(jobs.some((j) => j.attemptsMade > 1), `attempts: ${jobs.map((j) => j.attemptsMade)}`);
   } finally {
     await c.close();

@@ -40,9 +40,14 @@ test('PNG, JPEG, TIFF and WebP decode to RGB at their size; preprocessing resize
     const bytes = await solid(30, 20, 3, [200, 100, 50]).toFormat(fmt).toBuffer();
     const info = await inspectImage(bytes);
     assert.deepEqual([info.width, info.height], [30, 20]);
-    const { input, original } = await preprocess(bytes, 16);
+    const { input, original, width, height } = await preprocess(bytes, 16);
     assert.equal(input.length, 16 * 16 * 3);
-    assert.deepEqual([original.width, original.height], [30, 20]);
+    assert.deepEqual([original!.width, original!.height, width, height], [30, 20, 30, 20]);
+    // Without the original: one pipeline, the same input bytes, the same size.
+    const lean = await preprocess(bytes, 16, undefined, { keepOriginal: false });
+    assert.equal(lean.original, undefined);
+    assert.deepEqual([lean.width, lean.height], [30, 20]);
+    assert.deepEqual(Buffer.from(lean.input), Buffer.from(input), `${fmt}: same input bytes`);
     assert.ok(Math.abs(input[0]! - 200) < 8 && Math.abs(input[1]! - 100) < 8, `${fmt}: ${input.slice(0, 3)}`);
   }
 });
@@ -97,4 +102,20 @@ test('a decompression bomb is refused from its header, before any pixel is decod
 
 test('sha256 of the bytes names the original', () => {
   assert.equal(sha256Hex(Buffer.from('abc')), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+});
+
+test('the one-pipeline preprocessing gives the same input bytes as decode-then-resize (JPEG shrink, EXIF rotation, alpha)', async () => {
+  const noise = (w: number, h: number, channels: 3 | 4) => sharp(Buffer.from(Array.from({ length: w * h * channels }, (_, i) => (i * 7919 + ((i * i) % 251)) % 256)), { raw: { width: w, height: h, channels } });
+  const cases = {
+    'large JPEG (a shrink of more than 2×)': await noise(400, 300, 3).jpeg({ quality: 90 }).toBuffer(),
+    'JPEG with EXIF orientation 6': await noise(90, 60, 3).jpeg().withMetadata({ orientation: 6 }).toBuffer(),
+    'PNG with alpha': await noise(50, 70, 4).png().toBuffer(),
+    'PNG already at the input size': await noise(64, 64, 3).png().toBuffer(),
+  };
+  for (const [name, bytes] of Object.entries(cases)) {
+    const full = await preprocess(bytes, 64);
+    const lean = await preprocess(bytes, 64, undefined, { keepOriginal: false });
+    assert.deepEqual([lean.width, lean.height], [full.width, full.height], name);
+    assert.ok(Buffer.from(lean.input).equals(Buffer.from(full.input)), `${name}: input bytes differ`);
+  }
 });

@@ -10,7 +10,7 @@ import {
   type CamJob,
   type Logger,
   type ObjectStore,
-  type RgbImage,
+  type Preprocessed,
   type Precision,
   type Prediction,
 } from '@camflow/common';
@@ -66,7 +66,10 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   const log = ctx.log.child({ batchId: job.batchId, chunk: job.chunk, modelVersion: job.modelVersion });
   const { manifest, engine, precision } = await ctx.models.get(job.modelVersion, job.options.precision);
   const t0 = performance.now();
-  type Decoded = { item: BatchItem; original: RgbImage; input: Uint8Array } | { item: BatchItem; error: ImageInputError };
+  type Decoded = ({ item: BatchItem } & Preprocessed) | { item: BatchItem; error: ImageInputError };
+  const wants = new Set(job.options.outputs);
+  // The original's pixels are only needed to draw heatmaps and overlays; otherwise decode + resize is one pipeline.
+  const keepOriginal = wants.has('heatmap') || wants.has('overlay');
   // Decoding (libuv threads) runs ahead of inference (main thread / ONNX Runtime threads): every decode is queued
   // now behind a limiter, and each inference batch waits only for its own images.
   const fetchLimit = createLimiter(ctx.storeParallelism);
@@ -74,8 +77,7 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
     fetchLimit(async (): Promise<Decoded> => {
       const bytes = await store.get(keys.original(item.sha256, item.ext));
       try {
-        const { input, original } = await preprocess(bytes, engine.inputSize, ctx.maxPixels);
-        return { item, original, input };
+        return { item, ...(await preprocess(bytes, engine.inputSize, ctx.maxPixels, { keepOriginal })) };
       } catch (error) {
         if (error instanceof ImageInputError) return { item, error };
         throw error;
@@ -87,7 +89,6 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   allDecoded.catch(() => undefined);
   const writeLimit = createLimiter(ctx.storeParallelism);
   const writes: Promise<void>[] = [];
-  const wants = new Set(job.options.outputs);
   const results = new Map<string, ImageResult>();
   let decodeWait = 0;
   let inferMs = 0;
@@ -119,10 +120,10 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
     }
     const p0 = performance.now();
     good.forEach((d, i) => {
-      const { item, original } = d;
-      const loc = localizeImage(predictions[i]!, engine.classifierWeights, manifest.classNames, original.width, original.height, job.options);
+      const { item, original, width, height } = d;
+      const loc = localizeImage(predictions[i]!, engine.classifierWeights, manifest.classNames, width, height, job.options);
       const outputs: Partial<Record<'json' | 'heatmap' | 'overlay', string>> = {};
-      if (wants.has('heatmap') || wants.has('overlay')) {
+      if (original) {
         const rendered = renderImages(original, loc, job.options.alpha);
         if (wants.has('heatmap')) {
           const key = (outputs.heatmap = keys.resultHeatmap(job.batchId, item.imageId));
@@ -140,8 +141,8 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
         name: item.name,
         status: 'ok',
         sha256: item.sha256,
-        width: original.width,
-        height: original.height,
+        width,
+        height,
         modelVersion: job.modelVersion,
         precision,
         predicted: loc.predicted,

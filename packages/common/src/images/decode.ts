@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import sharp, { type Metadata } from 'sharp';
+import sharp, { type Metadata, type ResizeOptions, type Sharp } from 'sharp';
 import { ImageInputError, InvalidParameterError } from '../errors.js';
 
 // libvips' own thread pool: our workers already run one pipeline per image concurrently.
@@ -22,6 +22,8 @@ export interface ImageInfo {
   /** Width and height after EXIF orientation. */
   width: number;
   height: number;
+  /** EXIF orientation (1: stored upright). */
+  orientation: number;
 }
 
 export const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
@@ -84,8 +86,20 @@ export async function inspectImage(bytes: Uint8Array, maxPixels = DEFAULT_MAX_PI
   if (width * height > maxPixels) {
     throw new ImageInputError('too-many-pixels', `image is ${width}×${height} = ${width * height} pixels, above the limit of ${maxPixels}`);
   }
-  return { format, ext, width, height };
+  return { format, ext, width, height, orientation: meta.orientation ?? 1 };
 }
+
+/** The decoding pipeline: EXIF auto-orient, alpha flattened onto black, 8-bit sRGB, three channels. */
+function rgbPipeline(bytes: Uint8Array, maxPixels: number): Sharp {
+  return sharp(bytes, { limitInputPixels: maxPixels, failOn: 'truncated' })
+    .rotate()
+    .flatten({ background: { r: 0, g: 0, b: 0 } })
+    .toColourspace('srgb')
+    .removeAlpha();
+}
+
+/** The model-input resize: cubic, aspect ratio not kept (as the seed), never libjpeg's approximate shrink-on-load. */
+const inputResize = (size: number): ResizeOptions => ({ width: size, height: size, fit: 'fill', kernel: 'cubic', fastShrinkOnLoad: false });
 
 /**
  * Decode to RGB: EXIF auto-orient, any colour space (CMYK, 16-bit, grey) converted to 8-bit sRGB, alpha
@@ -95,13 +109,7 @@ export async function decodeRgb(bytes: Uint8Array, maxPixels = DEFAULT_MAX_PIXEL
   // Header checks first (format, pages, pixel limit): a bomb is refused before any pixel is decoded.
   await inspectImage(bytes, maxPixels);
   try {
-    const { data, info } = await sharp(bytes, { limitInputPixels: maxPixels, failOn: 'truncated' })
-      .rotate()
-      .flatten({ background: { r: 0, g: 0, b: 0 } })
-      .toColourspace('srgb')
-      .removeAlpha()
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true });
+    const { data, info } = await rgbPipeline(bytes, maxPixels).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new ImageInputError('undecodable', `decoded to ${info.channels} channels, expected 3`);
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
   } catch (error) {
@@ -118,20 +126,47 @@ export async function resizeRgb(image: RgbImage, size: number): Promise<Uint8Arr
   if (!Number.isInteger(size) || size < 8 || size > 2048) throw new InvalidParameterError('size', 'an integer in [8, 2048]', size);
   if (image.width === size && image.height === size) return image.data;
   const out = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } })
-    .resize(size, size, { fit: 'fill', kernel: 'cubic' })
+    .resize(inputResize(size))
     .raw()
     .toBuffer();
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
+export interface Preprocessed {
+  /** The model input, `size × size × 3` bytes. */
+  input: Uint8Array;
+  /** The original (oriented) size. */
+  width: number;
+  height: number;
+  /** The decoded original, unless `keepOriginal` was false. */
+  original?: RgbImage;
+}
+
 /**
- * Decode, orient, flatten and resize to the model input: returns the `size × size × 3` bytes and the original
- * (oriented) size.
- * @example const { input, width, height } = await preprocess(bytes, 128);
+ * Decode, orient, flatten and resize to the model input. With `keepOriginal: false` (no heatmap or overlay to draw)
+ * the decode and the resize are one libvips pipeline and the original's pixels are not returned; the input bytes
+ * are the same either way (JPEG/WebP reduced 2× or more still take two steps: their shrink-on-load differs).
+ * @example const { input, width, height } = await preprocess(bytes, 128, undefined, { keepOriginal: false });
  */
-export async function preprocess(bytes: Uint8Array, size: number, maxPixels = DEFAULT_MAX_PIXELS): Promise<{ input: Uint8Array; original: RgbImage }> {
-  const original = await decodeRgb(bytes, maxPixels);
-  return { input: await resizeRgb(original, size), original };
+export async function preprocess(bytes: Uint8Array, size: number, maxPixels = DEFAULT_MAX_PIXELS, options: { keepOriginal?: boolean } = {}): Promise<Preprocessed> {
+  if (!Number.isInteger(size) || size < 8 || size > 2048) throw new InvalidParameterError('size', 'an integer in [8, 2048]', size);
+  const info = options.keepOriginal ?? true ? undefined : await inspectImage(bytes, maxPixels);
+  // Two steps where one pipeline would resample differently: JPEG and WebP shrink on load when a side is reduced 2×
+  // or more, and libvips resizes a rotated image before rotating it.
+  const twoSteps = info && (info.orientation !== 1 || ((info.format === 'jpeg' || info.format === 'webp') && Math.max(info.width, info.height) >= 2 * size));
+  if (!info || twoSteps) {
+    const original = await decodeRgb(bytes, maxPixels);
+    return { input: await resizeRgb(original, size), width: original.width, height: original.height, ...(info ? {} : { original }) };
+  }
+  try {
+    const pipeline = rgbPipeline(bytes, maxPixels);
+    const out = await (info.width === size && info.height === size ? pipeline : pipeline.resize(inputResize(size))).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (out.info.channels !== 3) throw new ImageInputError('undecodable', `decoded to ${out.info.channels} channels, expected 3`);
+    return { input: new Uint8Array(out.data.buffer, out.data.byteOffset, out.data.byteLength), width: info.width, height: info.height };
+  } catch (error) {
+    if (error instanceof ImageInputError) throw error;
+    throw classify(error, bytes);
+  }
 }
 
 /** PNG-encode interleaved RGB (or grey when `channels` is 1). */
