@@ -7,6 +7,7 @@ import {
   InvalidParameterError,
   buildModel,
   deserializeModel,
+  encodePng,
   getProduction,
   keys,
   listModels,
@@ -19,11 +20,13 @@ import {
   writeSyntheticDataset,
   type LocalRedis,
   type LocalS3,
+  type BatchItem,
+  type CamJob,
   type ModelFiles,
 } from '@camflow/common';
 import { addDataset, submitBatch } from '@camflow/ingest';
 import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
-import type { ImageResult } from '@camflow/cam-worker';
+import { ModelCache, processChunk, type ImageResult } from '@camflow/cam-worker';
 import { createContext, type Context } from '../../packages/cli/src/context.ts';
 import { startWorkers } from '../../packages/cli/src/workers.ts';
 import { readResults, waitForBatch, waitForJob } from '../../packages/cli/src/wait.ts';
@@ -55,6 +58,8 @@ after(async () => {
 });
 
 let modelVersion = '';
+/** The batch that drew heatmaps and overlays (its cam-workers decoded the originals). */
+let drawnBatch = '';
 
 test('a labelled folder becomes an immutable, content-versioned dataset snapshot', async () => {
   await writeSyntheticDataset(join(dir, 'train'), { count: 160, seed: 5 });
@@ -127,6 +132,7 @@ test('a batch with bad files completes: every item once, good images localized, 
   await writeFile(join(batchDir, 'zz-text.png'), 'this is not an image\n');
   await writeFile(join(batchDir, 'zz-empty.png'), Buffer.alloc(0));
   const info = await submitBatch({ store: ctx.store, flow: ctx.flow, prefix: 'camflow', source: batchDir, chunkSize: 3, options: { target: 'all' }, idempotencyKey: 'batch-one' });
+  drawnBatch = info.batchId;
   assert.equal(info.items, good.length + 4);
   assert.equal(info.rejected, 2); // text and empty are refused at ingest; the truncated one fails at decode
   assert.equal(info.uniqueImages, good.length + 1); // the duplicate is stored once
@@ -196,6 +202,43 @@ test('a batch can run the int8 graph: results say so, and match the fp32 results
     assert.ok(diff <= 0.1 * range, `${name}: int8 CAM differs from fp32 by ${diff} (range ${range})`);
   }
   assert.ok(differs, 'the int8 graph ran (its CAMs are not bit-identical to fp32)');
+});
+
+test('an archive run gets its model inputs made at ingest; its results equal those computed from the originals', async () => {
+  const batchDir = join(dir, 'batch');
+  const info = await submitBatch({ store: ctx.store, flow: ctx.flow, prefix: 'camflow', source: batchDir, chunkSize: 4, options: { outputs: ['json'], target: 'all' } });
+  await waitForBatch(ctx, info.batchId, 120_000);
+  const items = (await ctx.store.get(keys.batchManifest(info.batchId))).toString("utf8").trim().split('\n').map((l) => JSON.parse(l) as { name: string; sha256?: string });
+  const stored = await Promise.all(items.filter((i) => i.sha256).map(async (i) => [i.name, await ctx.store.exists(keys.preprocessed(64, i.sha256!))] as const));
+  // Every decodable image has its model input; the truncated one has none (its cam-worker reports why).
+  assert.deepEqual(stored.filter(([, has]) => !has).map(([name]) => name), ['zz-truncated.png']);
+  const byName = async (id: string) => new Map((await readResults(ctx.store, id)).map((r) => [r.name, r]));
+  const [archive, drawn] = [await byName(info.batchId), await byName(drawnBatch)];
+  assert.deepEqual([...archive.keys()].sort(), [...drawn.keys()].sort());
+  for (const [name, a] of archive) {
+    const d = drawn.get(name)!;
+    assert.equal(a.status, d.status, name);
+    if (a.status !== 'ok' || d.status !== 'ok') {
+      assert.equal((a as { reason?: string }).reason, (d as { reason?: string }).reason, name);
+      continue;
+    }
+    assert.deepEqual([a.width, a.height, a.predicted.index], [d.width, d.height, d.predicted.index], name);
+    for (const [c, cam] of a.cams.entries()) {
+      assert.deepEqual(cam.box, d.cams[c]!.box, `${name}: class ${c} box`);
+      assert.ok(Math.max(...cam.featureCam.map((v, i) => Math.abs(v - d.cams[c]!.featureCam[i]!))) <= 1e-5, `${name}: class ${c} CAM`);
+    }
+  }
+  // A chunk really reads the stored input: replace one with a black square and run its chunk again.
+  const victim = items.find((i) => i.name === 'zz-duplicate.png')! as BatchItem;
+  await ctx.store.put(keys.preprocessed(64, victim.sha256), await encodePng(new Uint8Array(64 * 64 * 3), 64, 64), 'image/png');
+  const models = new ModelCache(ctx.store, ctx.log, { kind: 'onnx', threads: 1 });
+  const job: CamJob = { batchId: 'b-rerun', chunk: 0, modelVersion, items: [victim], options: { ...info.options } };
+  await processChunk(job, { store: ctx.store, models, log: ctx.log, inferBatch: 8, storeParallelism: 4, maxPixels: 1e8 });
+  models.dispose();
+  const rerun = JSON.parse((await ctx.store.get(keys.resultChunk('b-rerun', 0))).toString('utf8')) as ImageResult;
+  const before = archive.get('zz-duplicate.png') as Extract<ImageResult, { status: 'ok' }>;
+  assert.equal(rerun.status, 'ok');
+  assert.notDeepEqual((rerun as typeof before).cams[0]!.featureCam, before.cams[0]!.featureCam, 'the black input was used');
 });
 
 test('asking for int8 on a model published without an int8 graph is refused at submission, naming the field', async () => {

@@ -3,6 +3,7 @@ import {
   encodePng,
   keys,
   createLimiter,
+  decodeRgbPng,
   parseWith,
   preprocess,
   camJobSchema,
@@ -55,6 +56,15 @@ export interface ChunkOutcome {
   ms: { total: number; decodeWait: number; infer: number; post: number; storeTail: number };
 }
 
+/** A stored model input, or undefined when it is not one camflow wrote (the original is then decoded instead). */
+function cachedInput(bytes: Uint8Array): ReturnType<typeof decodeRgbPng> {
+  try {
+    return decodeRgbPng(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Localize every image of a chunk. An image that cannot be decoded fails its own item with the reason; a
  * storage or model error fails the chunk so that BullMQ retries it. The chunk's JSONL is written last: it is what
@@ -75,6 +85,10 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   const fetchLimit = createLimiter(ctx.storeParallelism);
   const decodes = job.items.map((item) =>
     fetchLimit(async (): Promise<Decoded> => {
+      // The model input ingest stored (archive runs), decoded in-process; else the original, decoded and resized.
+      const cached = keepOriginal ? undefined : await store.getIfExists(keys.preprocessed(engine.inputSize, item.sha256));
+      const input = cached && cachedInput(cached);
+      if (input && input.width === engine.inputSize && input.height === engine.inputSize) return { item, input: input.data, width: item.width, height: item.height };
       const bytes = await store.get(keys.original(item.sha256, item.ext));
       try {
         return { item, ...(await preprocess(bytes, engine.inputSize, ctx.maxPixels, { keepOriginal })) };

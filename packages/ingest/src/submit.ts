@@ -95,6 +95,8 @@ export async function submitBatch(opts: SubmitOptions): Promise<BatchInfo & { ex
   if (options.precision === 'int8' && !model.files.includes('model.int8.onnx')) {
     throw new InvalidParameterError('options.precision', `fp32 (model ${modelVersion} has no int8 graph: it was published without training images or before int8 export)`, 'int8');
   }
+  // Archive runs (no heatmap or overlay to draw) get their model inputs made here, once, instead of in every chunk.
+  const inputSize = options.outputs.includes('heatmap') || options.outputs.includes('overlay') ? undefined : model.inputSize;
   const files = typeof opts.source === 'string' ? await openSource(opts.source) : opts.source;
   const known = new Set<string>();
   let done = 0;
@@ -102,7 +104,7 @@ export async function submitBatch(opts: SubmitOptions): Promise<BatchInfo & { ex
     const imageId = `i${String(index).padStart(7, '0')}`;
     try {
       const bytes = await file.read();
-      const stored = await storeOriginal(store, bytes, opts.maxPixels ?? 268_402_689, known);
+      const stored = await storeOriginal(store, bytes, opts.maxPixels ?? 268_402_689, known, inputSize);
       return { imageId, name: file.name, ...stored };
     } catch (error) {
       return { imageId, name: file.name, error: rejectionReason(error) };
