@@ -1,6 +1,6 @@
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { bullConnection, initBackend, modelChannel, queueNames, type Config, type Logger, type ObjectStore } from '@camflow/common';
+import { bullConnection, getProduction, initBackend, modelChannel, queueNames, type Config, type Logger, type ObjectStore } from '@camflow/common';
 import { ModelCache } from './model-cache.js';
 import { processChunk } from './chunk.js';
 import { finalizeBatch } from './finalize.js';
@@ -59,6 +59,10 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
     w.on('failed', (job, err) => log.warn({ queue: name, jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'job failed'));
     w.on('error', (err) => log.error({ queue: name, err: err.message }, 'worker error'));
   }
+  // The production model is what most batches pin: load it now, not on the first chunk.
+  getProduction(store)
+    .then((production) => production && models.get(production.version))
+    .catch((err: Error) => log.warn({ err: err.message }, 'could not preload the production model'));
   if (deps.subscriber) {
     await deps.subscriber.subscribe(modelChannel(config.QUEUE_PREFIX));
     deps.subscriber.on('message', (_channel, message) => {

@@ -82,6 +82,9 @@ export async function runDemo(options: DemoOptions): Promise<Record<string, unkn
         loc_iou50_best: Number((scores.maxBoxAccV2PerIou['0.5']?.accuracy ?? 0).toFixed(4)),
         loc_iou50_best_threshold: scores.maxBoxAccV2PerIou['0.5']?.threshold ?? null,
         cam_images_per_s: Number((camImages / camSeconds).toFixed(1)),
+        // The published int8 graph against fp32 on the validation cells (see the model manifest).
+        int8_class_agreement: model.int8 ? Number(model.int8.classAgreement.toFixed(4)) : null,
+        int8_box_iou_median: model.int8 ? Number(model.int8.boxIou.median.toFixed(4)) : null,
         model_version: trained.version,
         seconds: Math.round((performance.now() - started) / 1000),
         report: '',
