@@ -7,6 +7,8 @@ import {
   InvalidParameterError,
   buildModel,
   deserializeModel,
+  packInputs,
+  unpackInputs,
   encodePng,
   getProduction,
   keys,
@@ -204,14 +206,21 @@ test('a batch can run the int8 graph: results say so, and match the fp32 results
   assert.ok(differs, 'the int8 graph ran (its CAMs are not bit-identical to fp32)');
 });
 
-test('an archive run gets its model inputs made at ingest; its results equal those computed from the originals', async () => {
+test('an archive run gets its model inputs made at ingest, packed per chunk; its results equal those computed from the originals', async () => {
   const batchDir = join(dir, 'batch');
   const info = await submitBatch({ store: ctx.store, flow: ctx.flow, prefix: 'camflow', source: batchDir, chunkSize: 4, options: { outputs: ['json'], target: 'all' } });
   await waitForBatch(ctx, info.batchId, 120_000);
-  const items = (await ctx.store.get(keys.batchManifest(info.batchId))).toString("utf8").trim().split('\n').map((l) => JSON.parse(l) as { name: string; sha256?: string });
-  const stored = await Promise.all(items.filter((i) => i.sha256).map(async (i) => [i.name, await ctx.store.exists(keys.preprocessed(64, i.sha256!))] as const));
-  // Every decodable image has its model input; the truncated one has none (its cam-worker reports why).
-  assert.deepEqual(stored.filter(([, has]) => !has).map(([name]) => name), ['zz-truncated.png']);
+  const items = (await ctx.store.get(keys.batchManifest(info.batchId))).toString('utf8').trim().split('\n').map((l) => JSON.parse(l) as BatchItem | { name: string; error: string });
+  const accepted = items.filter((i): i is BatchItem => 'sha256' in i);
+  // One pack per chunk, holding the chunk's items in order; the truncated image has no input (its cam-worker
+  // decodes the original and reports why).
+  assert.equal(info.chunks, Math.ceil(accepted.length / 4));
+  const packs = await Promise.all(Array.from({ length: info.chunks }, async (_, c) => unpackInputs(await ctx.store.get(keys.batchInputs(info.batchId, c)))));
+  for (const [c, pack] of packs.entries()) {
+    assert.equal(pack.size, 64);
+    const chunkItems = accepted.slice(c * 4, (c + 1) * 4).filter((i) => i.name !== 'zz-truncated.png');
+    assert.deepEqual([...pack.inputs.keys()], chunkItems.map((i) => i.sha256), `chunk ${c}`);
+  }
   const byName = async (id: string) => new Map((await readResults(ctx.store, id)).map((r) => [r.name, r]));
   const [archive, drawn] = [await byName(info.batchId), await byName(drawnBatch)];
   assert.deepEqual([...archive.keys()].sort(), [...drawn.keys()].sort());
@@ -228,9 +237,9 @@ test('an archive run gets its model inputs made at ingest; its results equal tho
       assert.ok(Math.max(...cam.featureCam.map((v, i) => Math.abs(v - d.cams[c]!.featureCam[i]!))) <= 1e-5, `${name}: class ${c} CAM`);
     }
   }
-  // A chunk really reads the stored input: replace one with a black square and run its chunk again.
-  const victim = items.find((i) => i.name === 'zz-duplicate.png')! as BatchItem;
-  await ctx.store.put(keys.preprocessed(64, victim.sha256), await encodePng(new Uint8Array(64 * 64 * 3), 64, 64), 'image/png');
+  // A chunk really reads its pack: give one image a black input and run a chunk of it.
+  const victim = accepted.find((i) => i.name === 'zz-duplicate.png')!;
+  await ctx.store.put(keys.batchInputs('b-rerun', 0), packInputs(64, [{ sha256: victim.sha256, png: await encodePng(new Uint8Array(64 * 64 * 3), 64, 64) }]));
   const models = new ModelCache(ctx.store, ctx.log, { kind: 'onnx', threads: 1 });
   const job: CamJob = { batchId: 'b-rerun', chunk: 0, modelVersion, items: [victim], options: { ...info.options } };
   await processChunk(job, { store: ctx.store, models, log: ctx.log, inferBatch: 8, storeParallelism: 4, maxPixels: 1e8 });

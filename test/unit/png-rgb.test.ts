@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
-import { ImageInputError, decodeRgbPng, encodePng } from '@camflow/common';
+import { ImageInputError, decodeRgbPng, encodePng, packInputs, unpackInputs } from '@camflow/common';
 
 /** Texture that makes libpng pick every row filter (flat runs, gradients, noise). */
 function texture(w: number, h: number): Uint8Array {
@@ -44,4 +44,19 @@ test('other PNG flavours are left to sharp; damaged data is refused with a reaso
   const garbled = Buffer.from(png);
   garbled.fill(0xff, idat + 4, idat + 20);
   assert.equal(reason(() => decodeRgbPng(garbled)), 'corrupt');
+});
+
+test('an input pack returns each payload under its sha256, and a damaged pack is refused', () => {
+  const entries = [
+    { sha256: 'a'.repeat(64), png: Uint8Array.of(1, 2, 3) },
+    { sha256: 'b'.repeat(64), png: Uint8Array.of(4, 5) },
+  ];
+  const pack = packInputs(128, entries);
+  const { size, inputs } = unpackInputs(pack);
+  assert.equal(size, 128);
+  assert.deepEqual([...inputs.entries()].map(([k, v]) => [k, Array.from(v)]), [['a'.repeat(64), [1, 2, 3]], ['b'.repeat(64), [4, 5]]]);
+  assert.throws(() => unpackInputs(pack.subarray(0, pack.length - 1)), /runs past the end/);
+  assert.throws(() => unpackInputs(Buffer.from([200, 0, 0, 0, 1])), /runs past the end/);
+  const notJson = Buffer.concat([Buffer.from([3, 0, 0, 0]), Buffer.from('{{{')]);
+  assert.throws(() => unpackInputs(notJson), /not JSON/);
 });

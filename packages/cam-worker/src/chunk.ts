@@ -4,6 +4,7 @@ import {
   keys,
   createLimiter,
   decodeRgbPng,
+  unpackInputs,
   parseWith,
   preprocess,
   camJobSchema,
@@ -56,6 +57,19 @@ export interface ChunkOutcome {
   ms: { total: number; decodeWait: number; infer: number; post: number; storeTail: number };
 }
 
+/** The chunk's input pack by sha256, or undefined when there is none or it is unusable (originals are decoded). */
+async function readInputPack(store: ObjectStore, job: CamJob, size: number, log: Logger): Promise<Map<string, Uint8Array> | undefined> {
+  const bytes = await store.getIfExists(keys.batchInputs(job.batchId, job.chunk));
+  if (!bytes) return undefined;
+  try {
+    const pack = unpackInputs(bytes);
+    return pack.size === size ? pack.inputs : undefined;
+  } catch (error) {
+    log.warn({ err: (error as Error).message }, 'input pack unreadable: decoding the originals');
+    return undefined;
+  }
+}
+
 /** A stored model input, or undefined when it is not one camflow wrote (the original is then decoded instead). */
 function cachedInput(bytes: Uint8Array): ReturnType<typeof decodeRgbPng> {
   try {
@@ -83,11 +97,13 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   // Decoding (libuv threads) runs ahead of inference (main thread / ONNX Runtime threads): every decode is queued
   // now behind a limiter, and each inference batch waits only for its own images.
   const fetchLimit = createLimiter(ctx.storeParallelism);
+  // Archive runs: the chunk's model inputs, made at ingest, in one object (absent for older batches).
+  const pack = keepOriginal ? undefined : await readInputPack(store, job, engine.inputSize, log);
   const decodes = job.items.map((item) =>
     fetchLimit(async (): Promise<Decoded> => {
-      // The model input ingest stored (archive runs), decoded in-process; else the original, decoded and resized.
-      const cached = keepOriginal ? undefined : await store.getIfExists(keys.preprocessed(engine.inputSize, item.sha256));
-      const input = cached && cachedInput(cached);
+      // The packed input decoded in-process; else the original, decoded and resized.
+      const packedPng = pack?.get(item.sha256);
+      const input = packedPng && cachedInput(packedPng);
       if (input && input.width === engine.inputSize && input.height === engine.inputSize) return { item, input: input.data, width: item.width, height: item.height };
       const bytes = await store.get(keys.original(item.sha256, item.ext));
       try {

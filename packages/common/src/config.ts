@@ -20,7 +20,7 @@ export const configSchema = z.object({
   S3_MAX_SOCKETS: positiveInt.default(32),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TF_BACKEND: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
-  CAM_CONCURRENCY: positiveInt.default(1),
+  CAM_CONCURRENCY: positiveInt.default(2),
   CAM_CHUNK_SIZE: positiveInt.max(10_000).default(256),
   CAM_INFER_BATCH: positiveInt.max(1024).default(32),
   CAM_STORE_PARALLELISM: positiveInt.max(256).default(16),

@@ -3,6 +3,7 @@ import { FlowProducer, type FlowJob } from 'bullmq';
 import {
   CamflowError,
   InvalidParameterError,
+  packInputs,
   camOptionsSchema,
   getModelManifest,
   getProduction,
@@ -95,26 +96,54 @@ export async function submitBatch(opts: SubmitOptions): Promise<BatchInfo & { ex
   if (options.precision === 'int8' && !model.files.includes('model.int8.onnx')) {
     throw new InvalidParameterError('options.precision', `fp32 (model ${modelVersion} has no int8 graph: it was published without training images or before int8 export)`, 'int8');
   }
-  // Archive runs (no heatmap or overlay to draw) get their model inputs made here, once, instead of in every chunk.
+  // Archive runs (no heatmap or overlay to draw) get their model inputs made here, once, and packed per chunk:
+  // a cam-worker then makes one GET per chunk instead of one per image, and decodes nothing with libvips.
   const inputSize = options.outputs.includes('heatmap') || options.outputs.includes('overlay') ? undefined : model.inputSize;
   const files = typeof opts.source === 'string' ? await openSource(opts.source) : opts.source;
+  const chunkSize = opts.chunkSize ?? 256;
   const known = new Set<string>();
   let done = 0;
-  const lines = await mapLimit(files, 8, async (file, index): Promise<BatchItem | RejectedItem> => {
-    const imageId = `i${String(index).padStart(7, '0')}`;
-    try {
-      const bytes = await file.read();
-      const stored = await storeOriginal(store, bytes, opts.maxPixels ?? 268_402_689, known, inputSize);
-      return { imageId, name: file.name, ...stored };
-    } catch (error) {
-      return { imageId, name: file.name, error: rejectionReason(error) };
-    } finally {
-      opts.onProgress?.(++done, files.length);
+  const lines: (BatchItem | RejectedItem)[] = [];
+  const accepted: BatchItem[] = [];
+  // Inputs of accepted items not yet packed; a pack is written as soon as its chunk is complete, so memory holds
+  // at most a window and a chunk of them whatever the batch size.
+  let unpacked: { sha256: string; png?: Buffer }[] = [];
+  let packed = 0;
+  const writePack = async (entries: { sha256: string; png?: Buffer }[]) => {
+    const present = entries.filter((e): e is { sha256: string; png: Buffer } => e.png !== undefined);
+    await store.put(keys.batchInputs(batchId, packed++), packInputs(inputSize!, present), 'application/octet-stream');
+  };
+  const window = Math.max(chunkSize, 64);
+  for (let w = 0; w < files.length; w += window) {
+    const part = await mapLimit(files.slice(w, w + window), 8, async (file, i): Promise<(BatchItem & { inputPng?: Buffer }) | RejectedItem> => {
+      const imageId = `i${String(w + i).padStart(7, '0')}`;
+      try {
+        const bytes = await file.read();
+        const stored = await storeOriginal(store, bytes, opts.maxPixels ?? 268_402_689, known, inputSize);
+        return { imageId, name: file.name, ...stored };
+      } catch (error) {
+        return { imageId, name: file.name, error: rejectionReason(error) };
+      } finally {
+        opts.onProgress?.(++done, files.length);
+      }
+    });
+    for (const line of part) {
+      if ('error' in line) {
+        lines.push(line);
+        continue;
+      }
+      const { inputPng, ...item } = line;
+      lines.push(item);
+      accepted.push(item);
+      if (inputSize) unpacked.push({ sha256: item.sha256, ...(inputPng ? { png: inputPng } : {}) });
     }
-  });
-  const accepted = lines.filter((l): l is BatchItem => !('error' in l));
+    while (inputSize && unpacked.length >= chunkSize) {
+      await writePack(unpacked.slice(0, chunkSize));
+      unpacked = unpacked.slice(chunkSize);
+    }
+  }
+  if (inputSize && unpacked.length > 0) await writePack(unpacked);
   await store.put(keys.batchManifest(batchId), lines.map((l) => JSON.stringify(l)).join('\n') + '\n', 'application/x-ndjson');
-  const chunkSize = opts.chunkSize ?? 256;
   const children: FlowJob[] = [];
   for (let c = 0; c * chunkSize < accepted.length; c++) {
     const data: CamJob = { batchId, chunk: c, modelVersion, items: accepted.slice(c * chunkSize, (c + 1) * chunkSize), options };

@@ -11,7 +11,7 @@ export interface LocalS3 {
   dir: string;
   bucket: string;
   credentials: { accessKeyId: string; secretAccessKey: string };
-  stop(): Promise<void>;
+  stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   restart(): Promise<void>;
 }
 
@@ -38,12 +38,13 @@ export async function startS3(options: { bucket?: string; dir?: string; port?: n
     bucket,
     // s3rver's fixed development credentials.
     credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    async stop() {
+    /** SIGTERM drains open keep-alive connections first (busy clients keep it serving); SIGKILL is an outage. */
+    async stop(signal: 'SIGTERM' | 'SIGKILL' = 'SIGTERM') {
       if (!child || child.exitCode !== null) return;
       const c = child;
       await new Promise<void>((resolve) => {
         c.once('exit', () => resolve());
-        c.kill('SIGTERM');
+        c.kill(signal);
       });
     },
     async restart() {

@@ -1,2 +1,3 @@
 export * from './decode.js';
 export * from './png-rgb.js';
+export * from './input-pack.js';

@@ -18,7 +18,6 @@ const id = (field: string, v: string) => check(field, v, ID, 'an id of letters, 
 
 export const keys = {
   original: (sha256: string, ext: string) => `originals/${sha(sha256).slice(0, 2)}/${sha256}.${check('ext', ext, EXT, 'a lowercase extension')}`,
-  preprocessed: (size: number, sha256: string) => `images/${size}/${sha(sha256).slice(0, 2)}/${sha256}.png`,
 
   datasetPrefix: (name: string) => `datasets/${id('dataset', name)}/`,
   datasetManifest: (name: string, version: string) => `datasets/${id('dataset', name)}/${id('version', version)}/manifest.json`,
@@ -28,6 +27,8 @@ export const keys = {
 
   batchManifest: (batchId: string) => `batches/${id('batchId', batchId)}/manifest.jsonl`,
   batchInfo: (batchId: string) => `batches/${id('batchId', batchId)}/batch.json`,
+  /** A chunk's model inputs, packed (archive runs): one GET per chunk instead of one per image. */
+  batchInputs: (batchId: string, chunk: number) => `batches/${id('batchId', batchId)}/inputs/${String(chunk).padStart(6, '0')}.pack`,
 
   resultPrefix: (batchId: string) => `results/${id('batchId', batchId)}/`,
   resultJson: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/${id('imageId', imageId)}.json`,
