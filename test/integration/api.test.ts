@@ -89,6 +89,15 @@ test('an oversize upload is refused with 413 and the limit named; bad fields wit
   const bad = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { chunkSize: 'lots' }) });
   assert.equal(bad.status, 400);
   assert.equal((await json(bad)).field, 'fields.chunkSize');
+  const unknown = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { precision: 'fp8' }) });
+  assert.equal(unknown.status, 400);
+  assert.equal((await json(unknown)).field, 'options.precision');
+  // This model was published without training images, so it has no int8 graph.
+  const noInt8 = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { precision: 'int8' }) });
+  assert.equal(noInt8.status, 400);
+  const refused = await json(noInt8);
+  assert.equal(refused.field, 'options.precision');
+  assert.match(refused.message, /no int8 graph/);
   assert.equal((await fetch(`${base}/v1/batches/nope`, { headers: auth })).status, 404);
   const train = await fetch(`${base}/v1/train`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ dataset: 'cells', epochs: -1 }) });
   assert.equal(train.status, 400);
