@@ -91,3 +91,11 @@ test('animated or multi-page images are refused with a reason; a single-page fil
   await assert.rejects(inspectImage(tiff), (e: unknown) => e instanceof ImageInputError && e.reason === 'multi-page');
   assert.equal((await inspectImage(await sharp(await frame(5)).webp().toBuffer())).format, 'webp');
 });
+
+test('a stored JSON object that does not parse is reported as corrupt, naming the key; a missing one is undefined', async () => {
+  await store.put('results/b-x/summary.json', '{"ok": 3, "fail', 'application/json');
+  await assert.rejects(store.getJsonIfExists('results/b-x/summary.json'), (e: Error & { code?: string }) => e.code === 'CORRUPT_OBJECT' && /results\/b-x\/summary\.json/.test(e.message));
+  assert.equal(await store.getJsonIfExists('results/b-x/absent.json'), undefined);
+  await store.put('results/b-x/summary.json', '{"ok": 3}', 'application/json');
+  assert.deepEqual(await store.getJson('results/b-x/summary.json'), { ok: 3 });
+});

@@ -137,12 +137,26 @@ export class ObjectStore {
   }
 
   async getJson<T = unknown>(key: string): Promise<T> {
-    return JSON.parse((await this.get(key)).toString('utf8')) as T;
+    const value = await this.getJsonIfExists<T>(key);
+    if (value === undefined) return JSON.parse((await this.get(key)).toString('utf8')) as T; // get() throws NotFound
+    return value;
   }
 
+  /**
+   * Parse a JSON object. s3rver writes objects in place, so a read racing a write can see a partial body (S3 and
+   * MinIO PUTs are atomic): an unparseable body is read again a few times before it is reported as corrupt.
+   */
   async getJsonIfExists<T = unknown>(key: string): Promise<T | undefined> {
-    const bytes = await this.getIfExists(key);
-    return bytes === undefined ? undefined : (JSON.parse(bytes.toString('utf8')) as T);
+    for (let attempt = 0; ; attempt++) {
+      const bytes = await this.getIfExists(key);
+      if (bytes === undefined) return undefined;
+      try {
+        return JSON.parse(bytes.toString('utf8')) as T;
+      } catch (error) {
+        if (attempt >= 4) throw new CamflowError('CORRUPT_OBJECT', `object ${key} is not valid JSON (${bytes.length} bytes): ${(error as Error).message}`);
+        await new Promise((resolve) => setTimeout(resolve, 50 * (attempt + 1)));
+      }
+    }
   }
 
   /** Every key under a prefix, following continuation tokens across pages. */
