@@ -113,9 +113,9 @@ export async function submitBatch(opts: SubmitOptions): Promise<BatchInfo & { ex
     const present = entries.filter((e): e is { sha256: string; png: Buffer } => e.png !== undefined);
     await store.put(keys.batchInputs(batchId, packed++), packInputs(inputSize!, present), 'application/octet-stream');
   };
-  const window = Math.max(chunkSize, 64);
-  for (let w = 0; w < files.length; w += window) {
-    const part = await mapLimit(files.slice(w, w + window), 8, async (file, i): Promise<(BatchItem & { inputPng?: Buffer }) | RejectedItem> => {
+  const windowSize = Math.max(chunkSize, 64);
+  for (let w = 0; w < files.length; w += windowSize) {
+    const part = await mapLimit(files.slice(w, w + windowSize), 8, async (file, i): Promise<(BatchItem & { inputPng?: Buffer }) | RejectedItem> => {
       const imageId = `i${String(w + i).padStart(7, '0')}`;
       try {
         const bytes = await file.read();
