@@ -134,7 +134,11 @@ async function main() {
   const files = [...(await readdir(join(synth, 'Parasitized'))).map((f) => join(synth, 'Parasitized', f)), ...(await readdir(join(synth, 'Uninfected'))).map((f) => join(synth, 'Uninfected', f))];
   await writeFile(join(work, 'files.txt'), files.join('\n'));
   const cellInputs = await Promise.all(files.slice(0, 512).map(async (f) => (await preprocess(await readFile(f), 128, undefined, { keepOriginal: false })).input));
-  const packed = (xs: Uint8Array[]) => ({ images: Uint8Array.from(xs.flatMap((x) => Array.from(x))), size: 128 });
+  const packed = (xs: Uint8Array[]) => {
+    const images = new Uint8Array(xs.length * 128 * 128 * 3);
+    xs.forEach((x, i) => images.set(x, i * x.length));
+    return { images, size: 128 };
+  };
 
   // 1. Inference + CAM, seed preset, 128×128, batch 32.
   say('1/5 inference + CAM (seed preset, 128×128, batch 32)');

@@ -138,7 +138,7 @@ export class ObjectStore {
 
   async getJson<T = unknown>(key: string): Promise<T> {
     const value = await this.getJsonIfExists<T>(key);
-    if (value === undefined) return JSON.parse((await this.get(key)).toString('utf8')) as T; // get() throws NotFound
+    if (value === undefined) throw new NotFoundError('object', key);
     return value;
   }
 
