@@ -240,10 +240,10 @@ async function main() {
       const options = { outputs: [], precision: run.precision };
       // Steady state: a small warm-up batch loads the model in every worker before the timed batch.
       const warm = files.slice(0, 64 * run.workers).map((f, i) => ({ name: `warm-${i}.png`, read: () => readFile(f) }));
-      await waitForBatch(c.ctx, (await submitBatch({ store: c.ctx.store, flow: c.ctx.flow, prefix: 'camflow', source: warm, modelVersion: 'm-bench', chunkSize: 32, options })).batchId, 10 * 60_000);
+      await waitForBatch(c.ctx, (await submitBatch({ store: c.ctx.store, flow: c.ctx.flow, redis: c.ctx.redis, prefix: 'camflow', source: warm, modelVersion: 'm-bench', chunkSize: 32, options })).batchId, 10 * 60_000);
       // Ingest (hash, store the original and the model input, enqueue) is measured apart; the workers are idle meanwhile.
       const i0 = performance.now();
-      const info = await submitBatch({ store: c.ctx.store, flow: c.ctx.flow, prefix: 'camflow', source: synth, modelVersion: 'm-bench', chunkSize: 128, options });
+      const info = await submitBatch({ store: c.ctx.store, flow: c.ctx.flow, redis: c.ctx.redis, prefix: 'camflow', source: synth, modelVersion: 'm-bench', chunkSize: 128, options });
       const s0 = performance.now();
       await waitForBatch(c.ctx, info.batchId, 30 * 60_000);
       const seconds = (performance.now() - s0) / 1000;

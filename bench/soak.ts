@@ -27,7 +27,7 @@ async function main() {
     const mem0 = await usedMemory(c.env.REDIS_URL!);
     say('ingesting');
     const i0 = performance.now();
-    const info = await submitBatch({ store: c.ctx.store, flow: c.ctx.flow, prefix: 'camflow', source: join(c.dir, 'batch-77'), chunkSize: 250, options: { outputs: [] }, attempts: 8, backoffMs: 1000 });
+    const info = await submitBatch({ store: c.ctx.store, flow: c.ctx.flow, redis: c.ctx.redis, prefix: 'camflow', source: join(c.dir, 'batch-77'), chunkSize: 250, options: { outputs: [] }, attempts: 8, backoffMs: 1000 });
     const ingestSeconds = (performance.now() - i0) / 1000;
     const mem1 = await usedMemory(c.env.REDIS_URL!);
     say(`ingested in ${ingestSeconds.toFixed(1)} s; ${info.chunks} chunks queued; Redis +${((mem1 - mem0) / 1024).toFixed(0)} KiB`);

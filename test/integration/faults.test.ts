@@ -15,6 +15,7 @@ async function submit(c: Cluster, folder: string, chunkSize: number, key?: strin
   return submitBatch({
     store: c.ctx.store,
     flow: c.ctx.flow,
+    redis: c.ctx.redis,
     prefix: 'camflow',
     source: folder,
     chunkSize,

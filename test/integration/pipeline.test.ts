@@ -26,7 +26,7 @@ import {
   type CamJob,
   type ModelFiles,
 } from '@camflow/common';
-import { addDataset, submitBatch } from '@camflow/ingest';
+import { KeyConflictError, addDataset, submitBatch } from '@camflow/ingest';
 import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
 import { ModelCache, processChunk, type ImageResult } from '@camflow/cam-worker';
 import { createContext, type Context } from '../../packages/cli/src/context.ts';
@@ -133,7 +133,7 @@ test('a batch with bad files completes: every item once, good images localized, 
   await writeFile(join(batchDir, 'zz-truncated.png'), png.subarray(0, Math.floor(png.length / 2)));
   await writeFile(join(batchDir, 'zz-text.png'), 'this is not an image\n');
   await writeFile(join(batchDir, 'zz-empty.png'), Buffer.alloc(0));
-  const info = await submitBatch({ store: ctx.store, flow: ctx.flow, prefix: 'camflow', source: batchDir, chunkSize: 3, options: { target: 'all' }, idempotencyKey: 'batch-one' });
+  const info = await submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: 'camflow', source: batchDir, chunkSize: 3, options: { target: 'all' }, idempotencyKey: 'batch-one' });
   drawnBatch = info.batchId;
   assert.equal(info.items, good.length + 4);
   assert.equal(info.rejected, 2); // text and empty are refused at ingest; the truncated one fails at decode
@@ -162,10 +162,15 @@ test('a batch with bad files completes: every item once, good images localized, 
 
   // The same idempotency key: the same batch, nothing enqueued again.
   const before = await ctx.queues.cam.getJobCounts();
-  const again = await submitBatch({ store: ctx.store, flow: ctx.flow, prefix: 'camflow', source: batchDir, chunkSize: 3, idempotencyKey: 'batch-one' });
+  const again = await submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: 'camflow', source: batchDir, chunkSize: 3, options: { target: 'all' }, idempotencyKey: 'batch-one' });
   assert.equal(again.existing, true);
   assert.equal(again.batchId, info.batchId);
   assert.deepEqual(await ctx.queues.cam.getJobCounts(), before);
+  // The same key with other options is another request: refused, naming the key and the batch that owns it.
+  await assert.rejects(
+    submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: 'camflow', source: batchDir, chunkSize: 3, idempotencyKey: 'batch-one' }),
+    (e: Error) => e instanceof KeyConflictError && e.batchId === info.batchId && /batch-one/.test(e.message),
+  );
 
   // The stored CAM equals an independent computation of the seed's formula on the published weights.
   const r = ok.find((x) => x.name === good[0])!;
@@ -186,8 +191,8 @@ test('a batch with bad files completes: every item once, good images localized, 
 
 test('a batch can run the int8 graph: results say so, and match the fp32 results up to quantization', async () => {
   const batchDir = join(dir, 'batch');
-  const fp32 = await submitBatch({ store: ctx.store, flow: ctx.flow, prefix: 'camflow', source: batchDir, chunkSize: 4, options: { outputs: [] } });
-  const int8 = await submitBatch({ store: ctx.store, flow: ctx.flow, prefix: 'camflow', source: batchDir, chunkSize: 4, options: { outputs: [], precision: 'int8' } });
+  const fp32 = await submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: 'camflow', source: batchDir, chunkSize: 4, options: { outputs: [] } });
+  const int8 = await submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: 'camflow', source: batchDir, chunkSize: 4, options: { outputs: [], precision: 'int8' } });
   await Promise.all([waitForBatch(ctx, fp32.batchId, 120_000), waitForBatch(ctx, int8.batchId, 120_000)]);
   const ok = async (id: string) => new Map((await readResults(ctx.store, id)).filter((r): r is Extract<ImageResult, { status: 'ok' }> => r.status === 'ok').map((r) => [r.name, r]));
   const [a, b] = [await ok(fp32.batchId), await ok(int8.batchId)];
@@ -208,7 +213,7 @@ test('a batch can run the int8 graph: results say so, and match the fp32 results
 
 test('an archive run gets its model inputs made at ingest, packed per chunk; its results equal those computed from the originals', async () => {
   const batchDir = join(dir, 'batch');
-  const info = await submitBatch({ store: ctx.store, flow: ctx.flow, prefix: 'camflow', source: batchDir, chunkSize: 4, options: { outputs: ['json'], target: 'all' } });
+  const info = await submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: 'camflow', source: batchDir, chunkSize: 4, options: { outputs: ['json'], target: 'all' } });
   await waitForBatch(ctx, info.batchId, 120_000);
   const items = (await ctx.store.get(keys.batchManifest(info.batchId))).toString('utf8').trim().split('\n').map((l) => JSON.parse(l) as BatchItem | { name: string; error: string });
   const accepted = items.filter((i): i is BatchItem => 'sha256' in i);
@@ -242,7 +247,7 @@ test('an archive run gets its model inputs made at ingest, packed per chunk; its
   await ctx.store.put(keys.batchInputs('b-rerun', 0), packInputs(64, [{ sha256: victim.sha256, png: await encodePng(new Uint8Array(64 * 64 * 3), 64, 64) }]));
   const models = new ModelCache(ctx.store, ctx.log, { kind: 'onnx', threads: 1 });
   const job: CamJob = { batchId: 'b-rerun', chunk: 0, modelVersion, items: [victim], options: { ...info.options } };
-  await processChunk(job, { store: ctx.store, models, log: ctx.log, inferBatch: 8, storeParallelism: 4, maxPixels: 1e8 });
+  await processChunk(job, { store: ctx.store, models, log: ctx.log, inferBatch: 8, storeParallelism: 4, maxPixels: 1e8, batchPixels: 1e7 });
   models.dispose();
   const rerun = JSON.parse((await ctx.store.get(keys.resultChunk('b-rerun', 0))).toString('utf8')) as ImageResult;
   const before = archive.get('zz-duplicate.png') as Extract<ImageResult, { status: 'ok' }>;
@@ -255,7 +260,7 @@ test('asking for int8 on a model published without an int8 graph is refused at s
   await publishAsIs(ctx.store, model, 'fast', 'm-no-int8');
   model.dispose();
   await assert.rejects(
-    submitBatch({ store: ctx.store, flow: ctx.flow, prefix: 'camflow', source: join(dir, 'batch'), modelVersion: 'm-no-int8', options: { precision: 'int8' } }),
+    submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: 'camflow', source: join(dir, 'batch'), modelVersion: 'm-no-int8', options: { precision: 'int8' } }),
     (e: Error) => e instanceof InvalidParameterError && e.field === 'options.precision' && /no int8 graph/.test(e.message),
   );
 });

@@ -1,5 +1,8 @@
+import { UnrecoverableError } from 'bullmq';
 import {
   ImageInputError,
+  InvalidParameterError,
+  NotFoundError,
   encodePng,
   keys,
   createLimiter,
@@ -8,38 +11,45 @@ import {
   parseWith,
   preprocess,
   camJobSchema,
+  checkTarget,
   type BatchItem,
   type CamJob,
+  type ImageResult,
   type Logger,
   type ObjectStore,
   type Preprocessed,
-  type Precision,
   type Prediction,
 } from '@camflow/common';
 import type { ModelCache } from './model-cache.js';
-import { localizeImage, renderImages, type ClassLocalization } from './localize-image.js';
+import { localizeImage, renderImages } from './localize-image.js';
 
-/** One line of a batch's results. */
-export type ImageResult =
-  | {
-      batchId: string;
-      imageId: string;
-      name: string;
-      status: 'ok';
-      sha256: string;
-      width: number;
-      height: number;
-      modelVersion: string;
-      /** The serving graph that computed this result. */
-      precision: Precision;
-      predicted: { index: number; label: string; probability: number };
-      probabilities: Record<string, number>;
-      cams: ClassLocalization[];
-      /** Resolution of each class's `featureCam`. */
-      featureSize: { width: number; height: number };
-      outputs: Partial<Record<'json' | 'heatmap' | 'overlay', string>>;
+export type { ImageResult };
+
+/**
+ * Split a chunk's items, in order, into inference batches of at most `maxItems` items and `maxPixels` decoded
+ * pixels (an image larger than the budget is a batch of its own). With at most three batches decoded at once,
+ * a worker's memory is bounded by the pixel budget, not by the chunk or the images in it.
+ * @example planBatches([{ width: 100, height: 100 }, …], 32, 16_777_216)
+ */
+export function planBatches<T extends { width: number; height: number }>(items: readonly T[], maxItems: number, maxPixels: number): T[][] {
+  if (!Number.isInteger(maxItems) || maxItems < 1) throw new InvalidParameterError('maxItems', 'a positive integer', maxItems);
+  if (!(maxPixels > 0)) throw new InvalidParameterError('maxPixels', 'a positive number', maxPixels);
+  const batches: T[][] = [];
+  let current: T[] = [];
+  let pixels = 0;
+  for (const item of items) {
+    const p = item.width * item.height;
+    if (current.length > 0 && (current.length >= maxItems || pixels + p > maxPixels)) {
+      batches.push(current);
+      current = [];
+      pixels = 0;
     }
-  | { batchId: string; imageId: string; name: string; status: 'failed'; reason: string; error: string; modelVersion?: string };
+    current.push(item);
+    pixels += p;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
 
 export interface ChunkContext {
   store: ObjectStore;
@@ -48,6 +58,8 @@ export interface ChunkContext {
   inferBatch: number;
   storeParallelism: number;
   maxPixels: number;
+  /** Decoded pixels per inference batch (the memory bound, with at most three batches in flight). */
+  batchPixels: number;
 }
 
 export interface ChunkOutcome {
@@ -85,21 +97,34 @@ function cachedInput(bytes: Uint8Array): ReturnType<typeof decodeRgbPng> {
  * marks the chunk done, so a crash midway leaves nothing that looks finished, and a retry overwrites the same keys.
  */
 export async function processChunk(payload: unknown, ctx: ChunkContext): Promise<ChunkOutcome> {
-  const job: CamJob = parseWith(camJobSchema, payload, 'cam job');
+  let job: CamJob;
+  try {
+    job = parseWith(camJobSchema, payload, 'cam job');
+  } catch (error) {
+    // A payload that can never succeed is not retried.
+    throw new UnrecoverableError((error as Error).message);
+  }
   const { store } = ctx;
   const log = ctx.log.child({ batchId: job.batchId, chunk: job.chunk, modelVersion: job.modelVersion });
-  const { manifest, engine, precision } = await ctx.models.get(job.modelVersion, job.options.precision);
+  const loaded = await ctx.models.get(job.modelVersion, job.options.precision).catch((error: unknown) => {
+    if (error instanceof NotFoundError) throw new UnrecoverableError(`model ${job.modelVersion}: ${error.message}`);
+    throw error;
+  });
+  const { manifest, engine, precision } = loaded;
+  try {
+    checkTarget(job.options.target, manifest.classNames);
+  } catch (error) {
+    throw new UnrecoverableError((error as Error).message);
+  }
   const t0 = performance.now();
   type Decoded = ({ item: BatchItem } & Preprocessed) | { item: BatchItem; error: ImageInputError };
   const wants = new Set(job.options.outputs);
   // The original's pixels are only needed to draw heatmaps and overlays; otherwise decode + resize is one pipeline.
   const keepOriginal = wants.has('heatmap') || wants.has('overlay');
-  // Decoding (libuv threads) runs ahead of inference (main thread / ONNX Runtime threads): every decode is queued
-  // now behind a limiter, and each inference batch waits only for its own images.
   const fetchLimit = createLimiter(ctx.storeParallelism);
   // Archive runs: the chunk's model inputs, made at ingest, in one object (absent for older batches).
   const pack = keepOriginal ? undefined : await readInputPack(store, job, engine.inputSize, log);
-  const decodes = job.items.map((item) =>
+  const decode = (item: BatchItem) =>
     fetchLimit(async (): Promise<Decoded> => {
       // The packed input decoded in-process; else the original, decoded and resized.
       const packedPng = pack?.get(item.sha256);
@@ -112,82 +137,100 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
         if (error instanceof ImageInputError) return { item, error };
         throw error;
       }
-    }),
-  );
-  // A storage error anywhere fails the chunk; do not leave rejected promises unobserved meanwhile.
-  const allDecoded = Promise.all(decodes);
-  allDecoded.catch(() => undefined);
+    });
+  // Inference batches planned by count and decoded pixels. Batch k+1 decodes while batch k infers, and batch k+1
+  // infers (ONNX Runtime's threads) while batch k is post-processed (this thread): at most three batches of
+  // decoded images in memory.
+  const plan = planBatches(job.items, ctx.inferBatch, ctx.batchPixels);
+  const startDecode = (b: number) => {
+    const all = Promise.all(plan[b]!.map(decode));
+    all.catch(() => undefined); // observed when awaited; never an unhandled rejection meanwhile
+    return all;
+  };
   const writeLimit = createLimiter(ctx.storeParallelism);
   const writes: Promise<void>[] = [];
+  // Every write is observed at once: a write that fails after the chunk has already failed is not an unhandled
+  // rejection (which would kill the worker); the chunk's own await below reports it.
+  const write = (task: () => Promise<void>) => {
+    const p = writeLimit(task);
+    p.catch(() => undefined);
+    writes.push(p);
+  };
   const results = new Map<string, ImageResult>();
   let decodeWait = 0;
   let inferMs = 0;
   let postMs = 0;
   let okCount = 0;
-  // Inference of batch k+1 (ONNX Runtime's own threads) overlaps the CAM post-processing of batch k (this thread).
-  const infer = async (s: number) => {
+  let decoding = plan.length > 0 ? startDecode(0) : undefined;
+  const infer = async (b: number) => {
     const w0 = performance.now();
-    const batch = await Promise.all(decodes.slice(s, s + ctx.inferBatch));
+    const batch = await decoding!;
+    decoding = b + 1 < plan.length ? startDecode(b + 1) : undefined;
     const i0 = performance.now();
     decodeWait += i0 - w0;
     const good = batch.filter((d): d is Extract<Decoded, { input: Uint8Array }> => 'input' in d);
-    const predictions: Prediction[] = await engine.predict(good.map((d) => d.input));
+    const predictions: Prediction[] = good.length > 0 ? await engine.predict(good.map((d) => d.input)) : [];
     inferMs += performance.now() - i0;
     return { batch, good, predictions };
   };
-  let next = decodes.length > 0 ? infer(0) : undefined;
-  next?.catch(() => undefined);
-  for (let s = 0; s < decodes.length; s += ctx.inferBatch) {
-    const { batch, good, predictions } = await next!;
-    if (s + ctx.inferBatch < decodes.length) {
-      next = infer(s + ctx.inferBatch);
-      next.catch(() => undefined); // observed when awaited; never an unhandled rejection meanwhile
-      // Let the next batch reach ONNX Runtime before this thread turns to post-processing.
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-    for (const d of batch) {
-      if ('error' in d) results.set(d.item.imageId, { batchId: job.batchId, imageId: d.item.imageId, name: d.item.name, status: 'failed', reason: d.error.reason, error: d.error.message, modelVersion: job.modelVersion });
-    }
-    const p0 = performance.now();
-    good.forEach((d, i) => {
-      const { item, original, width, height } = d;
-      const loc = localizeImage(predictions[i]!, engine.classifierWeights, manifest.classNames, width, height, job.options);
-      const outputs: Partial<Record<'json' | 'heatmap' | 'overlay', string>> = {};
-      if (original) {
-        const rendered = renderImages(original, loc, job.options.alpha);
-        if (wants.has('heatmap')) {
-          const key = (outputs.heatmap = keys.resultHeatmap(job.batchId, item.imageId));
-          writes.push(writeLimit(async () => store.put(key, await encodePng(rendered.heatmap, original.width, original.height), 'image/png')));
-        }
-        if (wants.has('overlay')) {
-          const key = (outputs.overlay = keys.resultOverlay(job.batchId, item.imageId));
-          writes.push(writeLimit(async () => store.put(key, await encodePng(rendered.overlay, original.width, original.height), 'image/png')));
-        }
+  try {
+    let next = plan.length > 0 ? infer(0) : undefined;
+    next?.catch(() => undefined);
+    for (let b = 0; b < plan.length; b++) {
+      const { batch, good, predictions } = await next!;
+      if (b + 1 < plan.length) {
+        next = infer(b + 1);
+        next.catch(() => undefined);
+        // Let the next batch reach ONNX Runtime before this thread turns to post-processing.
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
-      if (wants.has('json')) outputs.json = keys.resultJson(job.batchId, item.imageId);
-      const result: ImageResult = {
-        batchId: job.batchId,
-        imageId: item.imageId,
-        name: item.name,
-        status: 'ok',
-        sha256: item.sha256,
-        width,
-        height,
-        modelVersion: job.modelVersion,
-        precision,
-        predicted: loc.predicted,
-        probabilities: loc.probabilities,
-        cams: loc.cams,
-        featureSize: loc.featureSize,
-        outputs,
-      };
-      if (outputs.json) writes.push(writeLimit(() => store.putJson(outputs.json!, result)));
-      results.set(item.imageId, result);
-      okCount++;
-    });
-    postMs += performance.now() - p0;
+      for (const d of batch) {
+        if ('error' in d) results.set(d.item.imageId, { batchId: job.batchId, imageId: d.item.imageId, name: d.item.name, status: 'failed', reason: d.error.reason, error: d.error.message, modelVersion: job.modelVersion });
+      }
+      const p0 = performance.now();
+      good.forEach((d, i) => {
+        const { item, original, width, height } = d;
+        const loc = localizeImage(predictions[i]!, engine.classifierWeights, manifest.classNames, width, height, job.options);
+        const outputs: Partial<Record<'json' | 'heatmap' | 'overlay', string>> = {};
+        if (original) {
+          const rendered = renderImages(original, loc, job.options.alpha);
+          if (wants.has('heatmap')) {
+            const key = (outputs.heatmap = keys.resultHeatmap(job.batchId, item.imageId));
+            write(async () => store.put(key, await encodePng(rendered.heatmap, original.width, original.height), 'image/png'));
+          }
+          if (wants.has('overlay')) {
+            const key = (outputs.overlay = keys.resultOverlay(job.batchId, item.imageId));
+            write(async () => store.put(key, await encodePng(rendered.overlay, original.width, original.height), 'image/png'));
+          }
+        }
+        if (wants.has('json')) outputs.json = keys.resultJson(job.batchId, item.imageId);
+        const result: ImageResult = {
+          batchId: job.batchId,
+          imageId: item.imageId,
+          name: item.name,
+          status: 'ok',
+          sha256: item.sha256,
+          width,
+          height,
+          modelVersion: job.modelVersion,
+          precision,
+          predicted: loc.predicted,
+          probabilities: loc.probabilities,
+          cams: loc.cams,
+          featureSize: loc.featureSize,
+          outputs,
+        };
+        if (outputs.json) write(() => store.putJson(outputs.json!, result));
+        results.set(item.imageId, result);
+        okCount++;
+      });
+      postMs += performance.now() - p0;
+    }
+  } catch (error) {
+    // Let the writes already started settle before the attempt ends, so a retry does not race them.
+    await Promise.allSettled(writes);
+    throw error;
   }
-  await allDecoded;
   const t2 = performance.now();
   await Promise.all(writes);
   // Chunk results in submission order: the commit point of the chunk.
@@ -199,6 +242,6 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
     failed: job.items.length - okCount,
     ms: { total: Math.round(t4 - t0), decodeWait: Math.round(decodeWait), infer: Math.round(inferMs), post: Math.round(postMs), storeTail: Math.round(t4 - t2) },
   };
-  log.info(outcome, 'chunk localized');
+  log.info({ ...outcome, maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024) }, 'chunk localized');
   return outcome;
 }

@@ -1,63 +1,56 @@
-import { batchJobSchema, keys, parseWith, type BatchItem, type Logger, type ObjectStore, type RejectedItem } from '@camflow/common';
-import type { ImageResult } from './chunk.js';
+import {
+  batchInfoSchema,
+  batchJobSchema,
+  chunkFailureSchema,
+  imageResultSchema,
+  isRefused,
+  keys,
+  manifestLineSchema,
+  parseJsonLines,
+  parseWith,
+  toJsonLines,
+  type BatchSummary,
+  type ImageResult,
+  type Logger,
+  type ObjectStore,
+} from '@camflow/common';
 
-export interface BatchSummary {
-  batchId: string;
-  modelVersion: string;
-  items: number;
-  ok: number;
-  failed: number;
-  byClass: Record<string, number>;
-  failures: Record<string, number>;
-  chunks: { total: number; failed: number };
-  completedAt: string;
-}
-
-const parseLines = <T>(text: string): T[] =>
-  text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as T);
+export type { BatchSummary };
 
 /**
- * Write `results.jsonl` (one line per submitted item, in submission order, exactly once) and `summary.json`.
- * Items refused at ingest and items of chunks that exhausted their retries are reported as failed with their
- * reason; they never block or hide the rest of the batch.
+ * Write `results.jsonl` (one line per submitted entry, in submission order, exactly once) and `summary.json`.
+ * Entries refused at submission and items of chunks that exhausted their retries are reported as failed with their
+ * reason; they never block or hide the rest of the batch. Idempotent: it reads only S3 (batch info, manifest,
+ * committed chunks, chunk failure records), so running it again, or after `repair`, writes the same lines.
+ *
+ * `chunkErrors` are the failure reasons BullMQ reported for chunk jobs, by chunk (used when no record is in S3).
  */
-export async function finalizeBatch(
-  payload: unknown,
-  store: ObjectStore,
-  chunkFailures: Record<number, string>,
-  log: Logger,
-): Promise<BatchSummary> {
-  const { batchId, modelVersion, chunks, chunkSize } = parseWith(batchJobSchema, payload, 'batch job');
-  const manifest = parseLines<BatchItem | RejectedItem>((await store.get(keys.batchManifest(batchId))).toString('utf8'));
+export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkErrors: Map<number, string>, log: Logger): Promise<BatchSummary> {
+  const { batchId, modelVersion } = parseWith(batchJobSchema, payload, 'batch job');
+  const info = parseWith(batchInfoSchema, await store.getJson(keys.batchInfo(batchId)), 'batch info');
+  const manifestKey = keys.batchManifest(batchId);
+  const manifest = parseJsonLines((await store.get(manifestKey)).toString('utf8'), manifestLineSchema, manifestKey);
   const results = new Map<string, ImageResult>();
-  const chunkOf = new Map<string, number>();
-  const failedChunks = new Set<number>();
-  for (let c = 0; c < chunks; c++) {
-    const body = await store.getIfExists(keys.resultChunk(batchId, c));
-    if (!body) {
-      failedChunks.add(c);
+  const failedChunks = new Map<number, string>();
+  for (let c = 0; c < info.chunks; c++) {
+    const key = keys.resultChunk(batchId, c);
+    const body = await store.getIfExists(key);
+    if (body) {
+      for (const r of parseJsonLines(body.toString('utf8'), imageResultSchema, key)) results.set(r.imageId, r);
       continue;
     }
-    for (const r of parseLines<ImageResult>(body.toString('utf8'))) results.set(r.imageId, r);
+    const record = await store.getJsonIfExists(keys.resultChunkFailure(batchId, c));
+    const why = record ? parseWith(chunkFailureSchema, record, 'chunk failure').error : chunkErrors.get(c);
+    failedChunks.set(c, why ?? 'the chunk did not complete');
   }
-  // Chunk membership of accepted items follows submission order (see submitBatch).
-  let accepted = 0;
-  for (const line of manifest) if (!('error' in line)) chunkOf.set(line.imageId, Math.floor(accepted++ / chunkSize));
   const lines: ImageResult[] = manifest.map((line) => {
-    if ('error' in line) {
-      const [reason] = line.error.split(':');
-      return { batchId, imageId: line.imageId, name: line.name, status: 'failed', reason: reason ?? 'rejected', error: line.error };
-    }
+    if (isRefused(line)) return { batchId, imageId: line.imageId, name: line.name, status: 'failed', reason: line.reason, error: line.error };
     const r = results.get(line.imageId);
     if (r) return r;
-    const chunk = chunkOf.get(line.imageId)!;
-    const why = chunkFailures[chunk] ?? 'chunk did not complete';
-    return { batchId, imageId: line.imageId, name: line.name, status: 'failed', reason: 'chunk-failed', error: `chunk ${chunk} failed after its retries: ${why}`, modelVersion };
+    const why = failedChunks.get(line.chunk) ?? 'the chunk committed no result for this item';
+    return { batchId, imageId: line.imageId, name: line.name, status: 'failed', reason: 'chunk-failed', error: `chunk ${line.chunk} failed after its retries: ${why}`, modelVersion };
   });
-  await store.put(keys.resultsJsonl(batchId), lines.map((l) => JSON.stringify(l)).join('\n') + (lines.length ? '\n' : ''), 'application/x-ndjson');
+  await store.put(keys.resultsJsonl(batchId), toJsonLines(lines), 'application/x-ndjson');
   const byClass: Record<string, number> = {};
   const failures: Record<string, number> = {};
   for (const l of lines) {
@@ -73,9 +66,10 @@ export async function finalizeBatch(
     failed: lines.length - ok,
     byClass,
     failures,
-    chunks: { total: chunks, failed: failedChunks.size },
+    chunks: { total: info.chunks, failed: failedChunks.size },
     completedAt: new Date().toISOString(),
   };
+  // summary.json last: it is what marks the batch completed.
   await store.putJson(keys.resultsSummary(batchId), summary);
   log.info({ batchId, items: summary.items, ok, failed: summary.failed }, 'batch completed');
   return summary;

@@ -1,5 +1,5 @@
 import {
-  InvalidParameterError,
+  checkTarget,
   blend,
   camForClass,
   drawBoxes,
@@ -44,9 +44,8 @@ export function targetClasses(target: string, predicted: number, classNames: str
   if (target === 'predicted') return [predicted];
   // The predicted class first: the heatmap and overlay show the first target.
   if (target === 'all') return [predicted, ...classNames.map((_, i) => i).filter((i) => i !== predicted)];
-  const index = classNames.indexOf(target);
-  if (index < 0) throw new InvalidParameterError('options.target', `"predicted", "all" or one of ${classNames.join(', ')}`, target);
-  return [index];
+  checkTarget(target, classNames);
+  return [classNames.indexOf(target)];
 }
 
 /**

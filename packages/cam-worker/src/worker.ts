@@ -1,6 +1,19 @@
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { bullConnection, getProduction, initBackend, modelChannel, queueNames, type Config, type Logger, type ObjectStore } from '@camflow/common';
+import {
+  bullConnection,
+  camJobSchema,
+  chunkJobId,
+  getProduction,
+  initBackend,
+  keys,
+  modelChannel,
+  queueNames,
+  type ChunkFailure,
+  type Config,
+  type Logger,
+  type ObjectStore,
+} from '@camflow/common';
 import { ModelCache } from './model-cache.js';
 import { processChunk } from './chunk.js';
 import { finalizeBatch } from './finalize.js';
@@ -11,11 +24,13 @@ export interface CamWorkerDeps {
   /** A dedicated connection for the model announcements (subscriber mode). */
   subscriber?: Redis;
   log: Logger;
+  /** Which queues this process serves: chunks (`cam`), finalization (`batch`), or both (default). */
+  queues?: { chunks: boolean; finalize: boolean };
 }
 
 export interface CamWorkers {
-  cam: Worker;
-  batch: Worker;
+  cam?: Worker;
+  batch?: Worker;
   models: ModelCache;
   close(): Promise<void>;
 }
@@ -29,35 +44,56 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
   await initBackend(config.TF_BACKEND, log);
   const models = new ModelCache(store, log, { kind: config.CAM_ENGINE, threads: config.CAM_THREADS, providers: config.CAM_EXECUTION_PROVIDERS });
   const connection = bullConnection(config.REDIS_URL);
-  const cam = new Worker(
-    queueNames.cam,
-    async (job: Job) =>
-      processChunk(job.data, {
-        store,
-        models,
-        log: log.child({ jobId: job.id, attempt: job.attemptsMade + 1 }),
-        inferBatch: config.CAM_INFER_BATCH,
-        storeParallelism: config.CAM_STORE_PARALLELISM,
-        maxPixels: config.MAX_IMAGE_PIXELS,
-      }),
-    { connection, prefix: config.QUEUE_PREFIX, name: `cam-${process.pid}`, concurrency: config.CAM_CONCURRENCY, lockDuration: config.JOB_LOCK_MS, stalledInterval: config.STALLED_INTERVAL_MS, maxStalledCount: 3 },
-  );
-  const batch = new Worker(
-    queueNames.batch,
-    async (job: Job) => {
-      const ignored = await job.getIgnoredChildrenFailures();
-      const chunkFailures: Record<number, string> = {};
-      for (const [key, reason] of Object.entries(ignored)) {
-        const m = /-c(\d+)$/.exec(key);
-        if (m) chunkFailures[Number(m[1])] = String(reason);
-      }
-      return finalizeBatch(job.data, store, chunkFailures, log.child({ jobId: job.id }));
-    },
-    { connection, prefix: config.QUEUE_PREFIX, name: `batch-${process.pid}`, concurrency: 2, lockDuration: config.JOB_LOCK_MS, stalledInterval: config.STALLED_INTERVAL_MS, maxStalledCount: 3 },
-  );
+  const serve = deps.queues ?? { chunks: true, finalize: true };
+  // A killed worker's job is 'stalled' and handed to another worker. Stalls and attempts are one budget: a job may
+  // stall as often as it may fail (CAM_ATTEMPTS), so a chunk whose workers keep dying gets every configured try.
+  const limits = { lockDuration: config.JOB_LOCK_MS, stalledInterval: config.STALLED_INTERVAL_MS, maxStalledCount: config.CAM_ATTEMPTS };
+  const cam = serve.chunks
+    ? new Worker(
+        queueNames.cam,
+        async (job: Job) =>
+          processChunk(job.data, {
+            store,
+            models,
+            log: log.child({ jobId: job.id, attempt: job.attemptsMade + 1 }),
+            inferBatch: config.CAM_INFER_BATCH,
+            storeParallelism: config.CAM_STORE_PARALLELISM,
+            maxPixels: config.MAX_IMAGE_PIXELS,
+            batchPixels: config.CAM_BATCH_PIXELS,
+          }),
+        { connection, prefix: config.QUEUE_PREFIX, name: `cam-${process.pid}`, concurrency: config.CAM_CONCURRENCY, ...limits },
+      )
+    : undefined;
+  const batch = serve.finalize
+    ? new Worker(
+        queueNames.batch,
+        async (job: Job) => {
+          // BullMQ's failure reasons of this batch's chunk jobs, looked up by the ids the batch was enqueued with.
+          const ignored = await job.getIgnoredChildrenFailures();
+          const byKey = new Map(Object.entries(ignored));
+          const info = await store.getJsonIfExists<{ chunks?: number }>(keys.batchInfo(String(job.data?.batchId ?? '')));
+          const chunkErrors = new Map<number, string>();
+          for (let c = 0; c < (info?.chunks ?? 0); c++) {
+            const reason = byKey.get(`${config.QUEUE_PREFIX}:${queueNames.cam}:${chunkJobId(String(job.data.batchId), c)}`);
+            if (reason !== undefined) chunkErrors.set(c, String(reason));
+          }
+          return finalizeBatch(job.data, store, chunkErrors, log.child({ jobId: job.id }));
+        },
+        { connection, prefix: config.QUEUE_PREFIX, name: `batch-${process.pid}`, concurrency: 2, ...limits },
+      )
+    : undefined;
+  // A chunk that exhausted its attempts: its reason goes to S3 (the truth), so finalization and `repair` can report
+  // it whatever happens to Redis. Best effort: the finalizer falls back to BullMQ's reason.
+  cam?.on('failed', (job, err) => {
+    if (!job || job.attemptsMade < (job.opts.attempts ?? 1)) return;
+    const parsed = camJobSchema.safeParse(job.data);
+    if (!parsed.success) return;
+    const record: ChunkFailure = { batchId: parsed.data.batchId, chunk: parsed.data.chunk, attempts: job.attemptsMade, error: err.message, failedAt: new Date().toISOString() };
+    store.putJson(keys.resultChunkFailure(record.batchId, record.chunk), record).catch((e: Error) => log.warn({ err: e, batchId: record.batchId, chunk: record.chunk }, 'could not record a chunk failure in S3'));
+  });
   for (const [name, w] of [['cam', cam], ['batch', batch]] as const) {
-    w.on('failed', (job, err) => log.warn({ queue: name, jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'job failed'));
-    w.on('error', (err) => log.error({ queue: name, err: err.message }, 'worker error'));
+    w?.on('failed', (job, err) => log.warn({ queue: name, jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'job failed'));
+    w?.on('error', (err) => log.error({ queue: name, err }, 'worker error'));
   }
   // The production model is what most batches pin: load it now, not on the first chunk.
   getProduction(store)
@@ -80,7 +116,7 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
     batch,
     models,
     async close() {
-      await Promise.all([cam.close(), batch.close()]);
+      await Promise.all([cam?.close(), batch?.close()]);
       if (deps.subscriber) await deps.subscriber.quit().catch(() => undefined);
       models.dispose();
     },

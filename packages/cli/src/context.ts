@@ -1,11 +1,14 @@
 import { FlowProducer, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import {
   ObjectStore,
-  bullConnection,
-  checkRedis,
+  StorageError,
+  UnreachableError,
   createLogger,
   createRedis,
   loadConfig,
+  probeRedis,
+  producerConnection,
   queueNames,
   type Config,
   type Logger,
@@ -18,6 +21,8 @@ export interface Context {
   store: ObjectStore;
   queues: { cam: Queue; batch: Queue; train: Queue };
   flow: FlowProducer;
+  /** A producer client (no offline queue) for idempotency claims and probes. */
+  redis: Redis;
   close(): Promise<void>;
 }
 
@@ -34,25 +39,42 @@ export function storeFromConfig(config: Config, env: Record<string, string | und
   });
 }
 
+/** Create the bucket if needed; an unreachable store fails in seconds with one line naming it. */
+export async function ensureStore(store: ObjectStore, config: Config): Promise<void> {
+  try {
+    await store.ensureBucket();
+  } catch (error) {
+    const cause = error instanceof StorageError ? ((error.cause as NodeJS.ErrnoException)?.code ?? (error.cause as Error)?.name ?? error.message) : (error as Error).message;
+    throw new UnreachableError(`S3 at ${config.S3_ENDPOINT ?? `AWS S3 (${config.S3_REGION})`}, bucket ${config.S3_BUCKET},`, String(cause));
+  }
+}
+
+/**
+ * Build a command's context. Redis is probed first and must answer within 5 s (one line naming it otherwise);
+ * queues and flows are producers without an offline queue, so nothing hangs while Redis is down.
+ */
 export async function createContext(env: Record<string, string | undefined> = process.env, name = 'camflow'): Promise<Context> {
   const config = loadConfig(env);
   const log = createLogger({ level: config.LOG_LEVEL, name });
   const store = storeFromConfig(config, env);
-  const connection = bullConnection(config.REDIS_URL);
-  const opts = { connection, prefix: config.QUEUE_PREFIX };
-  const probe = createRedis(config.REDIS_URL);
-  await checkRedis(probe, log);
-  await probe.quit();
+  await probeRedis(config.REDIS_URL, 5000, log);
+  const opts = { connection: producerConnection(config.REDIS_URL), prefix: config.QUEUE_PREFIX };
   const queues = { cam: new Queue(queueNames.cam, opts), batch: new Queue(queueNames.batch, opts), train: new Queue(queueNames.train, opts) };
   const flow = new FlowProducer(opts);
+  const quiet = (err: Error) => log.debug({ err: err.message }, 'redis connection error');
+  for (const q of Object.values(queues)) q.on('error', quiet);
+  flow.on('error', quiet);
+  const redis = createRedis(config.REDIS_URL, { offlineQueue: false });
+  redis.on('error', quiet);
   return {
     config,
     log,
     store,
     queues,
     flow,
+    redis,
     async close() {
-      await Promise.all([...Object.values(queues).map((q) => q.close()), flow.close()]);
+      await Promise.all([...Object.values(queues).map((q) => q.close()), flow.close(), redis.quit().catch(() => undefined)]);
       store.destroy();
     },
   };

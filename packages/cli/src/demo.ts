@@ -60,7 +60,7 @@ export async function runDemo(options: DemoOptions): Promise<Record<string, unkn
     });
     say(`model ${trained.version} published (val accuracy ${trained.valAccuracy.toFixed(4)}, promoted: ${trained.promoted})`);
     const submitStarted = performance.now();
-    const batch = await submitBatch({ store: ctx.store, flow: ctx.flow, prefix: ctx.config.QUEUE_PREFIX, source: heldDir, options: { target: 'all' }, chunkSize: ctx.config.CAM_CHUNK_SIZE, log: ctx.log });
+    const batch = await submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX, source: heldDir, options: { target: 'all' }, chunkSize: ctx.config.CAM_CHUNK_SIZE, log: ctx.log });
     say(`batch ${batch.batchId}: ${batch.accepted} images in ${batch.chunks} chunks (${batch.rejected} refused: the sidecar boxes.json is not an image)`);
     await waitForBatch(ctx, batch.batchId);
     const camSeconds = (performance.now() - submitStarted) / 1000;

@@ -1,9 +1,9 @@
 import { parseArgs } from 'node:util';
-import { CamflowError, ConfigError, createRedis, errorMessage, getProduction, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema } from '@camflow/common';
-import { addDataset, batchStatus, buildApi, submitBatch } from '@camflow/ingest';
+import { CamflowError, ConfigError, InvalidParameterError, NotFoundError, createRedis, errorMessage, getProduction, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema } from '@camflow/common';
+import { addDataset, batchStatus, buildApi, repairBatch, submitBatch } from '@camflow/ingest';
 import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
-import { createContext, type Context } from './context.js';
-import { closeOnSignals, startWorkers, type WorkerRole } from './workers.js';
+import { createContext, ensureStore, type Context } from './context.js';
+import { closeOnSignals, startWorkers, workerRoles, type WorkerRole } from './workers.js';
 import { waitForJob, waitForBatch } from './wait.js';
 import { runDemo } from './demo.js';
 
@@ -11,13 +11,14 @@ const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
 
   camflow demo [--out DIR] [--train-images N] [--held-out N] [--epochs N]
   camflow dev                          local redis-server + s3rver + all workers (prints the env to use)
-  camflow worker cam|trainer|all       run workers against REDIS_URL / S3_ENDPOINT
+  camflow worker cam|chunks|finalizer|trainer|all   run workers against REDIS_URL / S3_ENDPOINT
   camflow serve                        HTTP API on API_HOST:API_PORT (bearer API_TOKEN)
   camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]
   camflow submit PATH [--model V] [--target predicted|all|CLASS] [--fraction 0.2]
                       [--outputs json,heatmap,overlay|none] [--precision fp32|int8] [--chunk-size N]
                       [--key IDEMPOTENCY_KEY] [--wait]
   camflow status BATCH_ID
+  camflow batches repair BATCH_ID      re-create lost jobs from S3 and re-run a failed finalization
   camflow results BATCH_ID             results.jsonl to stdout
   camflow train --dataset NAME [--version V] [--preset fast|seed] [--epochs N] [--lr X] [--batch-size N]
                 [--split item|group] [--seed N] [--no-promote] [--wait]
@@ -31,10 +32,14 @@ const print = (json: boolean, value: unknown, human: string) => process.stdout.w
 function progressBar(label: string) {
   const tty = process.stderr.isTTY;
   let last = 0;
-  return (done: number, total: number) => {
+  return (done: number, total: number | undefined) => {
     const now = Date.now();
     if (done !== total && now - last < 200) return;
     last = now;
+    if (total === undefined) {
+      if (tty) process.stderr.write(`\r${label} ${done} entries`);
+      return;
+    }
     const width = 30;
     const filled = total ? Math.round((done / total) * width) : width;
     const line = `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`;
@@ -46,7 +51,7 @@ function progressBar(label: string) {
 async function withContext<T>(fn: (ctx: Context) => Promise<T>): Promise<T> {
   const ctx = await createContext(process.env, 'cli');
   try {
-    await ctx.store.ensureBucket();
+    await ensureStore(ctx.store, ctx.config);
     return await fn(ctx);
   } finally {
     await ctx.close();
@@ -116,7 +121,7 @@ async function main(argv: string[]): Promise<void> {
       const s3 = await startS3();
       const env = { REDIS_URL: redis.url, S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey };
       const ctx = await createContext({ ...process.env, ...env }, 'dev');
-      await ctx.store.ensureBucket();
+      await ensureStore(ctx.store, ctx.config);
       const workers = await startWorkers('all', ctx.config, ctx.store, ctx.log);
       process.stdout.write(`camflow dev is up. In another shell:\n${Object.entries(env).map(([k, val]) => `export ${k}=${val}`).join('\n')}\n`);
       closeOnSignals(async () => {
@@ -129,8 +134,9 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'serve': {
       const ctx = await createContext(process.env, 'api');
-      await ctx.store.ensureBucket();
-      const redis = createRedis(ctx.config.REDIS_URL);
+      await ensureStore(ctx.store, ctx.config);
+      const redis = createRedis(ctx.config.REDIS_URL, { offlineQueue: false });
+      redis.on('error', () => undefined); // reported by /readyz and as 503s
       const app = await buildApi({ config: ctx.config, store: ctx.store, flow: ctx.flow, queues: ctx.queues, redis, log: ctx.log });
       const address = await app.listen({ port: ctx.config.API_PORT, host: ctx.config.API_HOST });
       ctx.log.info({ address }, 'camflow API listening');
@@ -143,9 +149,9 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'worker': {
       const role = (rest[0] ?? 'all') as WorkerRole;
-      if (!['cam', 'trainer', 'all'].includes(role)) throw new CamflowError('USAGE', `worker role must be cam, trainer or all, got ${JSON.stringify(role)}`);
+      if (!workerRoles.includes(role)) throw new CamflowError('USAGE', `worker role must be one of ${workerRoles.join(', ')}, got ${JSON.stringify(role)}`);
       const ctx = await createContext(process.env, `worker-${role}`);
-      await ctx.store.ensureBucket();
+      await ensureStore(ctx.store, ctx.config);
       const workers = await startWorkers(role, ctx.config, ctx.store, ctx.log);
       closeOnSignals(async () => {
         await workers.close();
@@ -184,10 +190,12 @@ async function main(argv: string[]): Promise<void> {
         const info = await submitBatch({
           store: ctx.store,
           flow: ctx.flow,
+          redis: ctx.redis,
           prefix: ctx.config.QUEUE_PREFIX,
           source: rest[0]!,
           options,
           chunkSize: num('chunk-size', ctx.config.CAM_CHUNK_SIZE)!,
+          limits: { maxFileBytes: ctx.config.MAX_FILE_BYTES, maxArchiveBytes: ctx.config.MAX_ARCHIVE_BYTES },
           attempts: ctx.config.CAM_ATTEMPTS,
           backoffMs: ctx.config.CAM_BACKOFF_MS,
           maxPixels: ctx.config.MAX_IMAGE_PIXELS,
@@ -210,7 +218,16 @@ async function main(argv: string[]): Promise<void> {
       if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow status BATCH_ID');
       await withContext(async (ctx) => {
         const status = await batchStatus(ctx.store, ctx.queues.batch, rest[0]!);
-        print(v.json, status, `${status.batchId}: ${status.state}, chunks ${status.chunks.done}/${status.chunks.total}${status.summary ? `\n${JSON.stringify(status.summary, null, 2)}` : ''}`);
+        if (status.state === 'unknown') throw new NotFoundError('batch', rest[0]!);
+        print(v.json, status, `${status.batchId}: ${status.state}, chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.summary ? `\n${JSON.stringify(status.summary, null, 2)}` : ''}`);
+      });
+      return;
+    }
+    case 'batches': {
+      if (rest[0] !== 'repair' || !rest[1]) throw new CamflowError('USAGE', 'usage: camflow batches repair BATCH_ID');
+      await withContext(async (ctx) => {
+        const report = await repairBatch({ store: ctx.store, flow: ctx.flow, queues: ctx.queues, batchId: rest[1]!, log: ctx.log });
+        print(v.json, report, report.action === 'none' ? `${report.batchId}: nothing to repair (${report.state})` : `${report.batchId}: jobs re-created for chunks [${report.recreated.join(', ')}]; finalization queued (${report.committed} chunks already committed, ${report.failed.length} failed)`);
       });
       return;
     }
@@ -282,8 +299,10 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  // One line naming what is wrong; config errors name the variable.
-  const message = error instanceof ConfigError || error instanceof CamflowError ? error.message : `error: ${errorMessage(error)}`;
+  // One line naming what is wrong; config errors name the variable. Exit codes: 78 configuration, 2 usage or
+  // bad input, 1 anything else.
+  const message = error instanceof CamflowError ? error.message : `error: ${errorMessage(error)}`;
   process.stderr.write(`${message}\n`);
-  process.exit(error instanceof ConfigError ? 78 : 1);
+  const code = error instanceof ConfigError || (error as CamflowError).code === 'CONFIG' ? 78 : error instanceof InvalidParameterError || (error as CamflowError).code === 'USAGE' || (error as CamflowError).code === 'KEY_CONFLICT' ? 2 : 1;
+  process.exit(code);
 });

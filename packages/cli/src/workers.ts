@@ -3,7 +3,9 @@ import { startTrainer } from '@camflow/trainer';
 import { startCamWorkers } from '@camflow/cam-worker';
 import type { Worker } from 'bullmq';
 
-export type WorkerRole = 'cam' | 'trainer' | 'all';
+/** `cam`: chunks and finalization; `chunks` / `finalizer`: one of the two; `trainer`; `all`: everything. */
+export type WorkerRole = 'cam' | 'chunks' | 'finalizer' | 'trainer' | 'all';
+export const workerRoles: readonly WorkerRole[] = ['cam', 'chunks', 'finalizer', 'trainer', 'all'];
 
 /** Start the workers of a role in this process; `close` drains them (SIGTERM/SIGINT call it). */
 export async function startWorkers(role: WorkerRole, config: Config, store: ObjectStore, log: Logger): Promise<{ close(): Promise<void> }> {
@@ -16,17 +18,31 @@ export async function startWorkers(role: WorkerRole, config: Config, store: Obje
       await publisher.quit().catch(() => undefined);
     });
   }
-  if (role === 'cam' || role === 'all') {
-    const cam = await startCamWorkers({ config, store, subscriber: createRedis(config.REDIS_URL), log: log.child({ role: 'cam-worker' }) });
+  if (role !== 'trainer') {
+    const queues = { chunks: role !== 'finalizer', finalize: role !== 'chunks' };
+    const cam = await startCamWorkers({ config, store, queues, subscriber: createRedis(config.REDIS_URL), log: log.child({ role: role === 'finalizer' ? 'finalizer' : 'cam-worker' }) });
     closers.push(() => cam.close());
   }
   log.info({ role }, 'workers started');
   return { close: async () => void (await Promise.all(closers.map((c) => c()))) };
 }
 
-/** Close on SIGTERM/SIGINT within `graceMs`, then exit. A second signal exits at once. */
+/**
+ * Close on SIGTERM/SIGINT within `graceMs`, then exit. A second signal exits at once.
+ *
+ * A long-running process also never dies of a stray rejection: an unhandled rejection is logged with its stack and
+ * the process goes on (every job's own errors are handled by its processor); an uncaught exception is logged and
+ * the process shuts down through the same path as SIGTERM, so its jobs are handed back, not left locked.
+ */
 export function closeOnSignals(close: () => Promise<void>, log: Logger, graceMs = 30_000): void {
   let closing = false;
+  process.on('unhandledRejection', (reason) => {
+    log.error({ err: reason instanceof Error ? reason : new Error(String(reason)) }, 'unhandled rejection (a bug: please report it); the process goes on');
+  });
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception: shutting down gracefully');
+    handler('uncaughtException');
+  });
   const handler = (signal: string) => {
     if (closing) process.exit(1);
     closing = true;
@@ -39,7 +55,7 @@ export function closeOnSignals(close: () => Promise<void>, log: Logger, graceMs 
     close().then(
       () => process.exit(0),
       (err: Error) => {
-        log.error({ err: err.message }, 'error while shutting down');
+        log.error({ err }, 'error while shutting down');
         process.exit(1);
       },
     );

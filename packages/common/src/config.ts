@@ -38,7 +38,20 @@ export const configSchema = z.object({
   /** Lock of a training job: long, since one CPU training step can take seconds. */
   TRAIN_LOCK_MS: positiveInt.default(300_000),
   SHUTDOWN_GRACE_MS: positiveInt.default(30_000),
-  MAX_IMAGE_PIXELS: positiveInt.default(268_402_689),
+  /**
+   * Largest cell image, in pixels (default 4096 × 4096). Checked from the header at submission and again by the
+   * worker, before any pixel is decoded: a pixel bomb is refused, never decoded.
+   */
+  MAX_IMAGE_PIXELS: positiveInt.default(16_777_216),
+  /**
+   * Decoded pixels per inference batch of a cam-worker. With three batches in flight per chunk, a worker's image
+   * memory is about 3 × CAM_CONCURRENCY × CAM_BATCH_PIXELS × 12 bytes (decoded, heatmap, overlay): 1.2 GB by default.
+   */
+  CAM_BATCH_PIXELS: positiveInt.default(16_777_216),
+  /** Largest file or archive member (uncompressed) in a submission; larger ones are refused with a reason. */
+  MAX_FILE_BYTES: positiveInt.default(64 * 1024 ** 2),
+  /** Largest total of an archive's uncompressed members; members past it are refused with a reason. */
+  MAX_ARCHIVE_BYTES: positiveInt.default(16 * 1024 ** 3),
   /** Largest single uploaded file, and largest upload request, over HTTP. */
   MAX_UPLOAD_FILE_BYTES: positiveInt.default(64 * 1024 ** 2),
   MAX_UPLOAD_BYTES: positiveInt.default(2 * 1024 ** 3),
@@ -51,6 +64,9 @@ export const configSchema = z.object({
 });
 
 export type Config = z.infer<typeof configSchema>;
+
+/** Variables whose values are never printed (a Redis URL can carry a password). */
+const SECRET_VARIABLES = new Set(['API_TOKEN', 'REDIS_URL', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN']);
 
 /**
  * Parse configuration from an environment. A missing or malformed variable throws a ConfigError whose message
@@ -69,5 +85,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const issue = result.error.issues[0]!;
   const variable = String(issue.path[0] ?? 'environment');
   const value = known[variable];
-  throw new ConfigError(variable, `${issue.message} (got ${value === undefined ? 'nothing' : JSON.stringify(value)})`);
+  // Secrets are never echoed, not even a wrong one: it may be a real credential pasted into the wrong variable.
+  const got = value === undefined ? 'nothing' : SECRET_VARIABLES.has(variable) ? `a value of ${value.length} characters, not shown` : JSON.stringify(value);
+  throw new ConfigError(variable, `${issue.message} (got ${got})`);
 }

@@ -2,41 +2,44 @@ import { pino, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger };
 
-/** Paths pino replaces with "[redacted]" wherever they appear in a log record. */
-export const redactPaths = [
-  'password',
-  'token',
-  'secretAccessKey',
-  'accessKeyId',
-  'sessionToken',
-  'authorization',
-  '*.password',
-  '*.token',
-  '*.secretAccessKey',
-  '*.accessKeyId',
-  '*.sessionToken',
-  '*.authorization',
-  'credentials',
-  '*.credentials',
-  'headers.authorization',
-  'req.headers.authorization',
-  'redisUrl',
-  '*.redisUrl',
+/** Keys whose values are secrets wherever they appear in a log record, at any depth (case-insensitive). */
+const SECRET_KEYS = 'authorization|proxy-authorization|cookie|set-cookie|x-api-key|password|passwd|token|api_token|apiToken|secret|secretAccessKey|secret_access_key|accessKeyId|sessionToken|credentials|redisUrl|redis_url';
+const SECRET_RULES: [RegExp, string][] = [
+  // "key": "value" (escaped quotes inside the value included)
+  [new RegExp(`"(${SECRET_KEYS})"\\s*:\\s*"(?:[^"\\\\]|\\\\.)*"`, 'gi'), '"$1":"[redacted]"'],
+  // "key": ["value", …] (repeated headers) and "key": { flat object } (credentials)
+  [new RegExp(`"(${SECRET_KEYS})"\\s*:\\s*(\\[[^\\]]*\\]|\\{[^{}]*\\})`, 'gi'), '"$1":"[redacted]"'],
+  // Credentials inside any string: bearer / basic tokens, passwords in URLs.
+  [/\b(Bearer|Basic)(\s|\\t)+[A-Za-z0-9._~+/=-]+/gi, '$1 [redacted]'],
+  [/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s"]*:)[^@/\s"]+@/gi, '$1[redacted]@'],
 ];
 
 /**
- * Create the root logger: structured JSON with secret redaction. Services derive child loggers carrying their
- * context (`batchId`, `jobId`, `modelVersion`).
+ * Replace every secret in a serialised log line: values of secret-named keys at any depth (request headers
+ * included, whoever logged them: fastify, its plugins, the AWS SDK) and credentials inside strings. Applied to the
+ * final JSON, after serializers, so nothing a serializer adds escapes it.
+ * @example redactLine('{"headers":{"authorization":"Bearer abc"}}') // '{"headers":{"authorization":"[redacted]"}}'
+ */
+export function redactLine(line: string): string {
+  let out = line;
+  for (const [pattern, replacement] of SECRET_RULES) out = out.replace(pattern, replacement);
+  return out;
+}
+
+/**
+ * Create the root logger: structured JSON, every line passed through `redactLine` (fastify's and its plugins'
+ * logs included: they are children of this logger). Services derive child loggers carrying their context
+ * (`batchId`, `jobId`, `modelVersion`). `destination` defaults to stderr, so `--json` output on stdout stays JSON.
  * @example const log = createLogger({ level: 'info', name: 'cam-worker' }).child({ batchId });
  */
 export function createLogger(options: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {}): Logger {
   const config: LoggerOptions = {
     level: options.level ?? process.env.LOG_LEVEL ?? 'info',
-    redact: { paths: redactPaths, censor: '[redacted]' },
     base: { service: options.name ?? 'camflow', pid: process.pid },
+    hooks: { streamWrite: redactLine },
   };
   if (options.name) config.name = options.name;
-  return options.destination ? pino(config, options.destination as pino.DestinationStream) : pino(config);
+  return pino(config, (options.destination ?? pino.destination(2)) as pino.DestinationStream);
 }
 
 /** Strip the password from a redis:// URL so it can be logged. */

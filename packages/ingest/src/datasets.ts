@@ -46,9 +46,14 @@ export async function addDataset(options: AddDatasetOptions): Promise<{ manifest
   const size = options.size ?? 128;
   const group = new RegExp(options.groupPattern ?? DEFAULT_GROUP_PATTERN);
   keys.datasetPrefix(name); // validates the name early
-  const files = await listFolder(folder);
-  const byClass = new Map<string, typeof files>();
+  const entries = await listFolder(folder);
   const rejected: { name: string; error: string }[] = [];
+  const files: Extract<(typeof entries)[number], { read(): Promise<Buffer> }>[] = [];
+  for (const e of entries) {
+    if ('refused' in e) rejected.push({ name: e.name, error: `${e.refused.reason}: ${e.refused.error}` });
+    else files.push(e);
+  }
+  const byClass = new Map<string, typeof files>();
   for (const f of files) {
     const parts = f.name.split('/');
     if (parts.length < 2) {

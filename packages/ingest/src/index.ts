@@ -4,3 +4,6 @@ export * from './datasets.js';
 export * from './submit.js';
 export * from './status.js';
 export * from './http/server.js';
+export * from './repair.js';
+export * from './enqueue.js';
+export * from './key-claims.js';

@@ -1,16 +1,26 @@
 import { createReadStream } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { extname, join, relative, sep } from 'node:path';
+import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { extname, sep } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import yauzl from 'yauzl';
-import { CamflowError, InvalidParameterError } from '@camflow/common';
+import { CamflowError, InvalidParameterError, type Refusal } from '@camflow/common';
 
-/** A file to ingest: a display name (relative path inside the source; metadata only) and its bytes. */
-export interface SourceFile {
-  name: string;
-  read(): Promise<Buffer>;
+/**
+ * An entry of a submission: a display name (its relative path inside the source; metadata only) and either its
+ * bytes, to read on demand, or the reason it is refused. Every entry the user submitted becomes one of these, so
+ * every entry gets exactly one result line.
+ */
+export type SourceFile = { name: string; read(): Promise<Buffer> } | { name: string; refused: Refusal };
+
+export interface SourceLimits {
+  /** Largest file or archive member, in bytes (uncompressed). */
+  maxFileBytes: number;
+  /** Largest total of an archive's uncompressed members, in bytes; members past it are refused. */
+  maxArchiveBytes: number;
 }
+
+export const defaultSourceLimits: SourceLimits = { maxFileBytes: 64 * 1024 ** 2, maxArchiveBytes: 16 * 1024 ** 3 };
 
 const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.tif', '.tiff', '.webp']);
 
@@ -19,6 +29,9 @@ export class SourceError extends CamflowError {
     super('SOURCE', message);
   }
 }
+
+const refuse = (name: string, reason: string, error: string): SourceFile => ({ name, refused: { reason, error } });
+const tooLarge = (name: string, bytes: number | string, limit: number) => refuse(name, 'file-too-large', `${bytes} bytes, above the limit of ${limit} bytes per file (MAX_FILE_BYTES)`);
 
 /** Normalise an archive member name: forward slashes, no leading `/`, no `..` segments (kept as metadata). */
 export function safeMemberName(name: string): string {
@@ -29,104 +42,275 @@ export function safeMemberName(name: string): string {
     .join('/');
 }
 
-/** All files under a folder, recursively, sorted by relative path (so the batch order is reproducible). */
-export async function listFolder(root: string): Promise<SourceFile[]> {
+/** A path segment as text: UTF-8 when it is, else with U+FFFD for the undecodable bytes (the name is metadata). */
+const segmentName = (raw: Buffer) => raw.toString('utf8');
+
+/**
+ * Every entry under a folder, recursively, sorted by relative path (so the batch order is reproducible). Names are
+ * read as bytes, so a file whose name is not UTF-8 is still read. Dot-files are entries like any other. A symbolic
+ * link is followed only when it resolves inside the folder: a link to a file there is read, a link to a folder
+ * there is reported (its files are submitted under their own path), a link outside the folder or a dangling one is
+ * refused. Fifos, sockets and devices are refused, never opened.
+ */
+export async function listFolder(root: string, limits: SourceLimits = defaultSourceLimits): Promise<SourceFile[]> {
+  const rootReal = await realpath(root);
+  const inside = (p: string) => p === rootReal || p.startsWith(rootReal.endsWith(sep) ? rootReal : rootReal + sep);
   const out: SourceFile[] = [];
-  const walk = async (dir: string) => {
-    const entries = await readdir(dir, { withFileTypes: true });
+  const walk = async (dir: Buffer, rel: string) => {
+    const entries = await readdir(dir, { withFileTypes: true, encoding: 'buffer' });
     for (const e of entries) {
-      const full = join(dir, e.name);
-      if (e.isDirectory()) await walk(full);
-      else if (e.isFile() && !e.name.startsWith('.')) out.push({ name: relative(root, full).split(sep).join('/'), read: () => readFile(full) });
+      const rawName = e.name as unknown as Buffer;
+      const full = Buffer.concat([dir, Buffer.from(sep), rawName]);
+      const name = rel ? `${rel}/${segmentName(rawName)}` : segmentName(rawName);
+      if (e.isDirectory()) {
+        await walk(full, name);
+      } else if (e.isFile()) {
+        const size = (await stat(full)).size;
+        out.push(size > limits.maxFileBytes ? tooLarge(name, size, limits.maxFileBytes) : { name, read: () => readFile(full) });
+      } else if (e.isSymbolicLink()) {
+        let target: string;
+        try {
+          target = await realpath(full);
+        } catch {
+          out.push(refuse(name, 'broken-link', 'symbolic link whose target does not exist'));
+          continue;
+        }
+        if (!inside(target)) {
+          out.push(refuse(name, 'outside-source', 'symbolic link to a path outside the submitted folder: not followed'));
+          continue;
+        }
+        const info = await stat(target);
+        if (info.isDirectory()) out.push(refuse(name, 'link-to-folder', 'symbolic link to a folder inside the submission: its files are submitted under their own path'));
+        else if (!info.isFile()) out.push(refuse(name, 'not-a-file', 'symbolic link to something that is not a regular file'));
+        else if (info.size > limits.maxFileBytes) out.push(tooLarge(name, info.size, limits.maxFileBytes));
+        else out.push({ name, read: () => readFile(target) });
+      } else {
+        const info = await lstat(full);
+        const kind = info.isFIFO() ? 'a fifo' : info.isSocket() ? 'a socket' : info.isCharacterDevice() || info.isBlockDevice() ? 'a device' : 'not a regular file';
+        out.push(refuse(name, 'not-a-file', `${kind}: only regular files are read`));
+      }
     }
   };
-  await walk(root);
+  await walk(Buffer.from(root), '');
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-async function readTar(path: string, gzip: boolean): Promise<SourceFile[]> {
-  const files: SourceFile[] = [];
-  await new Promise<void>((resolve, reject) => {
-    const parser = new Parser({ strict: false });
-    parser.on('entry', (entry: ReadEntry) => {
-      if (entry.type !== 'File' && entry.type !== 'OldFile') {
+/**
+ * Read a stream into memory up to `limit` bytes. Past the limit the rest is drained (never kept) and undefined is
+ * returned, so a member that inflates to gigabytes costs time, not memory.
+ */
+async function readBounded(stream: AsyncIterable<Buffer | string>, limit: number): Promise<{ bytes?: Buffer; size: number }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of stream) {
+    size += c.length;
+    if (size <= limit) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
+    else chunks.length = 0;
+  }
+  return size <= limit ? { bytes: Buffer.concat(chunks), size } : { size };
+}
+
+/** Tar members, streamed in order: each member is read as the parser reaches it; the file stream pauses while members wait. */
+async function* tarEntries(path: string, gzip: boolean, limits: SourceLimits): AsyncGenerator<SourceFile> {
+  const parser = new Parser({ strict: false });
+  const ready: Promise<SourceFile>[] = [];
+  let ended = false;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    wake?.();
+    wake = undefined;
+  };
+  let total = 0;
+  // Hard links point at earlier members: their bytes are kept by name (bounded by the member and archive limits).
+  const seen = new Map<string, Promise<Buffer | undefined>>();
+  parser.on('entry', (entry: ReadEntry) => {
+    const name = safeMemberName(entry.path);
+    const type = entry.type;
+    let result: Promise<SourceFile>;
+    if (type === 'File' || type === 'OldFile' || type === 'ContiguousFile') {
+      const declared = entry.size ?? 0;
+      if (declared > limits.maxFileBytes) {
         entry.resume();
-        return;
+        result = Promise.resolve(tooLarge(name, declared, limits.maxFileBytes));
+      } else if (total + declared > limits.maxArchiveBytes) {
+        entry.resume();
+        result = Promise.resolve(refuse(name, 'archive-too-large', `the archive's members add up to more than ${limits.maxArchiveBytes} bytes (MAX_ARCHIVE_BYTES)`));
+      } else {
+        total += declared;
+        const read = readBounded(entry as unknown as AsyncIterable<Buffer>, limits.maxFileBytes);
+        seen.set(name, read.then((r) => r.bytes));
+        if (seen.size > 64) seen.delete(seen.keys().next().value!);
+        result = read.then(({ bytes, size }) => (bytes ? { name, read: async () => bytes } : tooLarge(name, size, limits.maxFileBytes)));
       }
-      const chunks: Buffer[] = [];
-      entry.on('data', (c: Buffer) => chunks.push(c));
-      entry.on('end', () => {
-        const bytes = Buffer.concat(chunks);
-        files.push({ name: safeMemberName(entry.path), read: async () => bytes });
-      });
-    });
-    parser.on('end', () => resolve());
-    parser.on('error', reject);
-    const input = createReadStream(path);
-    input.on('error', reject);
-    if (gzip) {
-      const gunzip = createGunzip();
-      gunzip.on('error', (e) => reject(new SourceError(`${path}: not a valid gzip archive: ${e.message}`)));
-      input.pipe(gunzip).pipe(parser as unknown as NodeJS.WritableStream);
-    } else input.pipe(parser as unknown as NodeJS.WritableStream);
+    } else if (type === 'Link') {
+      entry.resume();
+      const targetName = safeMemberName(entry.linkpath ?? '');
+      const target = seen.get(targetName);
+      result = (target ?? Promise.resolve(undefined)).then((bytes) =>
+        bytes ? { name, read: async () => bytes } : refuse(name, 'broken-link', `hard link to "${targetName}", which is not one of the 64 readable members before it`),
+      );
+    } else if (type === 'SymbolicLink') {
+      entry.resume();
+      result = Promise.resolve(refuse(name, 'symlink-member', 'symbolic link member: links inside archives are not followed'));
+    } else if (type === 'Directory' || type === 'GNUDumpDir' || /Header|Extended|NextFileHas/.test(type)) {
+      entry.resume();
+      return;
+    } else {
+      entry.resume();
+      result = Promise.resolve(refuse(name, 'not-a-file', `archive member of type ${type}: only regular files are read`));
+    }
+    result.catch(() => undefined);
+    ready.push(result);
+    notify();
   });
-  return files;
+  parser.on('end', () => {
+    ended = true;
+    notify();
+  });
+  const fail = (error: Error) => {
+    failure = error;
+    notify();
+  };
+  parser.on('error', fail);
+  // Pull the file through (gunzip and) the parser only while few members wait: memory stays at a few members,
+  // whatever the archive's size.
+  let space: (() => void) | undefined;
+  const pump = (async () => {
+    const raw = createReadStream(path);
+    const source: AsyncIterable<Buffer> = gzip ? raw.pipe(createGunzip()) : raw;
+    try {
+      for await (const chunk of source) {
+        parser.write(chunk);
+        while (ready.length > 8 && !failure) await new Promise<void>((resolve) => (space = resolve));
+      }
+      parser.end();
+    } catch (error) {
+      const e = error as NodeJS.ErrnoException;
+      fail(gzip && e.code?.startsWith('Z_') ? new SourceError(`not a valid gzip archive: ${e.message}`) : e);
+    } finally {
+      raw.destroy();
+    }
+  })();
+  try {
+    for (;;) {
+      if (ready.length > 0) {
+        const next = await ready.shift()!;
+        space?.();
+        space = undefined;
+        yield next;
+        continue;
+      }
+      if (failure) throw failure;
+      if (ended) return;
+      await new Promise<void>((resolve) => (wake = resolve));
+    }
+  } finally {
+    failure ??= new SourceError('closed');
+    space?.();
+    await pump;
+  }
 }
 
 // yauzl 3's promise API (its @types lag behind).
 interface ZipEntry {
   fileName: Buffer | string;
+  uncompressedSize: number;
+  externalFileAttributes: number;
 }
 interface PromiseZip {
   eachEntry(): AsyncIterable<ZipEntry>;
-  openReadStreamPromise(entry: ZipEntry): Promise<NodeJS.ReadableStream>;
+  openReadStreamPromise(entry: ZipEntry): Promise<AsyncIterable<Buffer>>;
   close(): void;
 }
 
-async function readZip(path: string): Promise<SourceFile[]> {
+/** Zip members, streamed one at a time; declared and actual sizes are both held to the limits. */
+async function* zipEntries(path: string, limits: SourceLimits): AsyncGenerator<SourceFile> {
   // decodeStrings: false, so a member named "../x" or "/etc/x" is our metadata to clean, not a fatal error.
   let zip: PromiseZip;
   try {
     zip = (await (yauzl as unknown as { openPromise(p: string, o: object): Promise<PromiseZip> }).openPromise(path, { decodeStrings: false })) as PromiseZip;
   } catch (error) {
-    throw new SourceError(`${path}: not a valid zip archive: ${(error as Error).message}`);
+    throw new SourceError(`not a valid zip archive: ${(error as Error).message}`);
   }
-  const files: SourceFile[] = [];
+  let total = 0;
   try {
     for await (const entry of zip.eachEntry()) {
-      const name = Buffer.isBuffer(entry.fileName) ? entry.fileName.toString('utf8') : entry.fileName;
-      if (name.endsWith('/')) continue;
-      const stream = await zip.openReadStreamPromise(entry);
-      const chunks: Buffer[] = [];
-      for await (const c of stream) chunks.push(c as Buffer);
-      const bytes = Buffer.concat(chunks);
-      files.push({ name: safeMemberName(name), read: async () => bytes });
+      const raw = Buffer.isBuffer(entry.fileName) ? entry.fileName.toString('utf8') : entry.fileName;
+      if (raw.endsWith('/')) continue;
+      const name = safeMemberName(raw);
+      const mode = (entry.externalFileAttributes >>> 16) & 0o170000;
+      if (mode === 0o120000) {
+        yield refuse(name, 'symlink-member', 'symbolic link member: links inside archives are not followed');
+        continue;
+      }
+      if (mode !== 0 && mode !== 0o100000) {
+        yield refuse(name, 'not-a-file', 'archive member that is not a regular file');
+        continue;
+      }
+      if (entry.uncompressedSize > limits.maxFileBytes) {
+        yield tooLarge(name, entry.uncompressedSize, limits.maxFileBytes);
+        continue;
+      }
+      if (total + entry.uncompressedSize > limits.maxArchiveBytes) {
+        yield refuse(name, 'archive-too-large', `the archive's members add up to more than ${limits.maxArchiveBytes} bytes (MAX_ARCHIVE_BYTES)`);
+        continue;
+      }
+      let result: SourceFile;
+      try {
+        const { bytes, size } = await readBounded(await zip.openReadStreamPromise(entry), limits.maxFileBytes);
+        total += size;
+        result = bytes ? { name, read: async () => bytes } : tooLarge(name, size, limits.maxFileBytes);
+      } catch (error) {
+        result = refuse(name, 'corrupt-member', `archive member cannot be read: ${(error as Error).message}`);
+      }
+      yield result;
     }
   } finally {
     zip.close();
   }
-  return files;
+}
+
+async function* fromArray(files: SourceFile[]): AsyncGenerator<SourceFile> {
+  yield* files;
+}
+
+/** A submission source: its entries, streamed in order. */
+export interface OpenedSource {
+  kind: 'folder' | 'tar' | 'zip' | 'upload';
+  entries: AsyncIterable<SourceFile>;
 }
 
 /**
- * Open a submission source: a folder, a `.tar`, `.tar.gz`/`.tgz` or `.zip` archive. Archive members are read
- * into memory and never written to disk, so `../` or absolute member paths cannot escape anywhere.
+ * Open a submission source: a folder, or a `.tar`, `.tar.gz`/`.tgz` or `.zip` archive. Archive members are
+ * streamed one at a time, held to per-member and total size limits, and never written to disk, so `../` or
+ * absolute member paths cannot escape anywhere.
+ * @example for await (const entry of (await openSource('./cells.zip')).entries) …
  */
-export async function openSource(path: string): Promise<SourceFile[]> {
+export async function openSource(path: string, limits: SourceLimits = defaultSourceLimits): Promise<OpenedSource> {
   let info;
   try {
     info = await stat(path);
   } catch {
     throw new InvalidParameterError('source', 'an existing folder or .tar/.tar.gz/.zip archive', path);
   }
-  let files: SourceFile[];
-  if (info.isDirectory()) files = await listFolder(path);
-  else if (/\.(tar\.gz|tgz)$/i.test(path)) files = await readTar(path, true);
-  else if (/\.tar$/i.test(path)) files = await readTar(path, false);
-  else if (/\.zip$/i.test(path)) files = await readZip(path);
-  else throw new InvalidParameterError('source', 'a folder or a .tar, .tar.gz, .tgz or .zip archive', path);
-  return files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (info.isDirectory()) return { kind: 'folder', entries: fromArray(await listFolder(path, limits)) };
+  if (/\.(tar\.gz|tgz)$/i.test(path)) return { kind: 'tar', entries: tarEntries(path, true, limits) };
+  if (/\.tar$/i.test(path)) return { kind: 'tar', entries: tarEntries(path, false, limits) };
+  if (/\.zip$/i.test(path)) return { kind: 'zip', entries: zipEntries(path, limits) };
+  throw new InvalidParameterError('source', 'a folder or a .tar, .tar.gz, .tgz or .zip archive', path);
+}
+
+/** Uploaded files as a source. */
+export const uploadSource = (files: SourceFile[]): OpenedSource => ({ kind: 'upload', entries: fromArray(files) });
+
+/** All entries of a source in memory (small sources and tests). */
+export async function collectEntries(source: OpenedSource): Promise<SourceFile[]> {
+  const out: SourceFile[] = [];
+  for await (const e of source.entries) out.push(e);
+  return out;
 }
 
 /** Does the name look like an image file? Others are reported, not silently dropped. */
 export const looksLikeImage = (name: string) => IMAGE_EXT.has(extname(name).toLowerCase());
+

@@ -1,29 +1,38 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { FlowProducer, type FlowJob } from 'bullmq';
+import type { FlowProducer } from 'bullmq';
+import type { Redis } from 'ioredis';
 import {
   CamflowError,
+  ImageInputError,
   InvalidParameterError,
-  packInputs,
+  StorageError,
+  batchInfoSchema,
   camOptionsSchema,
+  checkTarget,
   getModelManifest,
   getProduction,
   keys,
-  mapLimit,
+  packInputs,
   parseWith,
-  queueNames,
-  type BatchItem,
-  type CamJob,
+  toJsonLines,
+  type AcceptedLine,
+  type BatchInfo,
   type CamOptions,
   type Logger,
+  type ManifestLine,
   type ObjectStore,
-  type RejectedItem,
+  type Refusal,
 } from '@camflow/common';
-import { openSource, type SourceFile } from './sources.js';
-import { rejectionReason, storeOriginal } from './store-image.js';
+import { defaultSourceLimits, openSource, uploadSource, type OpenedSource, type SourceFile, type SourceLimits } from './sources.js';
+import { storeOriginal } from './store-image.js';
+import { claimKey, readClaim, type KeyClaims } from './key-claims.js';
+import { enqueueBatch } from './enqueue.js';
 
 export interface SubmitOptions {
   store: ObjectStore;
   flow: FlowProducer;
+  /** A Redis client (producer: no offline queue) for idempotency-key claims. */
+  redis: Redis;
   prefix: string;
   /** Folder or archive path, or already-opened files (uploads). */
   source: string | SourceFile[];
@@ -31,27 +40,22 @@ export interface SubmitOptions {
   modelVersion?: string;
   options?: Partial<CamOptions>;
   chunkSize?: number;
-  /** Same key, same batch: a resubmission returns the existing batch and enqueues nothing. */
+  /**
+   * Same key and same content (entries, options): the existing batch, nothing enqueued. Same key and other
+   * content: a ConflictError naming the key. Claiming a key is atomic, so concurrent submissions cannot mix.
+   */
   idempotencyKey?: string;
   maxPixels?: number;
-  /** Retries of a chunk job and the first backoff delay (doubling). */
+  limits?: Partial<SourceLimits>;
+  /** Retries of a chunk job (stalls count against the same number) and the first backoff delay (doubling). */
   attempts?: number;
   backoffMs?: number;
   log?: Logger;
-  onProgress?: (done: number, total: number) => void;
+  /** Entries done, and the total when it is known in advance (folders and uploads). */
+  onProgress?: (done: number, total: number | undefined) => void;
 }
 
-export interface BatchInfo {
-  batchId: string;
-  createdAt: string;
-  modelVersion: string;
-  items: number;
-  accepted: number;
-  rejected: number;
-  uniqueImages: number;
-  chunks: number;
-  options: CamOptions;
-}
+export type SubmitResult = BatchInfo & { existing: boolean };
 
 export class NoModelError extends CamflowError {
   constructor() {
@@ -59,126 +63,225 @@ export class NoModelError extends CamflowError {
   }
 }
 
-/** Deterministic batch id for an idempotency key; random otherwise. */
-export function batchIdFor(idempotencyKey?: string): string {
-  if (idempotencyKey) return `b${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 20)}`;
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
-  return `b${stamp}-${randomBytes(4).toString('hex')}`;
+/** The idempotency key is already taken by a batch with other content (HTTP 409). */
+export class KeyConflictError extends CamflowError {
+  readonly batchId: string;
+  constructor(key: string, batchId: string) {
+    super('KEY_CONFLICT', `idempotency key ${JSON.stringify(key.length > 80 ? `${key.slice(0, 77)}...` : key)} belongs to batch ${batchId}, submitted with other files or options: use a new key`);
+    this.batchId = batchId;
+  }
 }
 
-/** Job options of the chunks: retried with backoff; a chunk that exhausts them is reported, not blocking. */
-export const chunkJobOptions = {
-  // 8 attempts from 1 s, doubling: about two minutes of outage absorbed before a chunk is reported failed.
-  attempts: 8,
-  backoff: { type: 'exponential', delay: 1000 },
-  ignoreDependencyOnFailure: true,
-  removeOnComplete: { age: 24 * 3600, count: 10_000 },
-  removeOnFail: { age: 7 * 24 * 3600 },
-} as const;
+/** A fresh batch id: time-sortable and unique. */
+export function newBatchId(): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
+  return `b${stamp}-${randomBytes(6).toString('hex')}`;
+}
+
+export const keyDigest = (key: string) => createHash('sha256').update(key).digest('hex');
+
+/** Digest of a submission: its entries (name and content, or refusal) in order, and what is asked of them. */
+class Fingerprint {
+  private readonly hash = createHash('sha256');
+  constructor(options: CamOptions, chunkSize: number, modelVersion: string | undefined) {
+    this.hash.update(JSON.stringify({ options, chunkSize, modelVersion: modelVersion ?? null }));
+  }
+  add(name: string, content: string) {
+    this.hash.update(`\n${name}\0${content}`);
+  }
+  digest() {
+    return this.hash.digest('hex');
+  }
+}
+
+/** Why an entry is refused, as a structured reason. Storage errors are not refusals: they fail the submission. */
+function refusalFor(error: unknown): Refusal {
+  if (error instanceof ImageInputError) return { reason: error.reason, error: error.message };
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code && /^E[A-Z]+$/.test(code)) return { reason: 'unreadable', error: `file cannot be read (${code})` };
+  throw error;
+}
+
+const sourceName = (source: string | SourceFile[]) => (typeof source === 'string' ? source : 'upload');
+
+async function open(source: string | SourceFile[], limits: SourceLimits): Promise<OpenedSource> {
+  return typeof source === 'string' ? openSource(source, limits) : uploadSource(source);
+}
+
+/** Pull entries from a source with `parallel` in flight; `onEntry` gets each with its index (submission order). */
+async function forEachEntry(source: OpenedSource, parallel: number, onEntry: (entry: SourceFile, index: number) => Promise<void>): Promise<number> {
+  const it = source.entries[Symbol.asyncIterator]();
+  let next = 0;
+  let done = false;
+  const runners = Array.from({ length: parallel }, async () => {
+    while (!done) {
+      const index = next++; // async generators resolve next() calls in call order
+      const r = await it.next();
+      if (r.done) {
+        done = true;
+        next--;
+        return;
+      }
+      await onEntry(r.value, index);
+    }
+  });
+  try {
+    await Promise.all(runners);
+  } finally {
+    await it.return?.(undefined);
+  }
+  return next;
+}
 
 /**
- * Submit a batch: validate and store every file content-addressed, write the batch manifest (one line per item,
- * refused files with their reason), and enqueue a BullMQ flow: one `cam` job per chunk under a `batch` parent
- * that writes the results when the chunks are done.
+ * Submit a batch: validate and store every entry content-addressed, write the batch manifest (one line per
+ * entry, with its chunk, or with the reason it is refused), and enqueue a BullMQ flow: one `cam` job per chunk
+ * under a `batch` parent that writes the results when the chunks are done.
+ *
+ * Memory is bounded: entries stream from the source with 8 in flight, and accepted model inputs are packed and
+ * written as soon as their chunk is complete.
  */
-export async function submitBatch(opts: SubmitOptions): Promise<BatchInfo & { existing: boolean }> {
+export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
   const { store, log } = opts;
   const options = parseWith(camOptionsSchema, opts.options ?? {}, 'options');
-  const batchId = batchIdFor(opts.idempotencyKey);
-  const previous = await store.getJsonIfExists<BatchInfo>(keys.batchInfo(batchId));
-  if (previous) {
-    log?.info({ batchId }, 'batch already submitted with this idempotency key');
-    return { ...previous, existing: true };
-  }
+  const chunkSize = opts.chunkSize ?? 256;
+  if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > 10_000) throw new InvalidParameterError('chunkSize', 'an integer in [1, 10000]', chunkSize);
+  const limits = { ...defaultSourceLimits, ...opts.limits };
+  const maxPixels = opts.maxPixels ?? 16_777_216;
+  const attempts = opts.attempts ?? 8;
+  const backoffMs = opts.backoffMs ?? 1000;
+  const claims: KeyClaims = { store, redis: opts.redis, prefix: opts.prefix };
+  // Fail here, not after ingesting everything, when Redis is down.
+  await claims.redis.ping();
   const modelVersion = opts.modelVersion ?? (await getProduction(store))?.version;
   if (!modelVersion) throw new NoModelError();
   const model = await getModelManifest(store, modelVersion); // fails early on an unknown version
+  // Everything a worker would refuse is refused here: a class the model does not have, a graph it lacks.
+  checkTarget(options.target, model.classNames, 'options.target');
   if (options.precision === 'int8' && !model.files.includes('model.int8.onnx')) {
     throw new InvalidParameterError('options.precision', `fp32 (model ${modelVersion} has no int8 graph: it was published without training images or before int8 export)`, 'int8');
   }
+  const digest = opts.idempotencyKey !== undefined ? keyDigest(opts.idempotencyKey) : undefined;
+  const fingerprint = new Fingerprint(options, chunkSize, opts.modelVersion);
+
+  if (digest) {
+    const claim = await readClaim(claims, digest);
+    if (claim) {
+      // Resubmission: hash what is submitted now (no storage writes) and compare.
+      const fp = new Fingerprint(options, chunkSize, opts.modelVersion);
+      const names: string[] = [];
+      const contents: string[] = [];
+      await forEachEntry(await open(opts.source, limits), 4, async (entry, i) => {
+        names[i] = entry.name;
+        contents[i] = 'refused' in entry ? `refused:${entry.refused.reason}` : createHash('sha256').update(await entry.read()).digest('hex');
+      });
+      names.forEach((n, i) => fp.add(n, contents[i]!));
+      return existingOrConflict(store, claim, fp.digest(), opts.idempotencyKey!, log);
+    }
+  }
+
+  const batchId = newBatchId();
   // Archive runs (no heatmap or overlay to draw) get their model inputs made here, once, and packed per chunk:
   // a cam-worker then makes one GET per chunk instead of one per image, and decodes nothing with libvips.
   const inputSize = options.outputs.includes('heatmap') || options.outputs.includes('overlay') ? undefined : model.inputSize;
-  const files = typeof opts.source === 'string' ? await openSource(opts.source) : opts.source;
-  const chunkSize = opts.chunkSize ?? 256;
   const known = new Set<string>();
-  let done = 0;
-  const lines: (BatchItem | RejectedItem)[] = [];
-  const accepted: BatchItem[] = [];
-  // Inputs of accepted items not yet packed; a pack is written as soon as its chunk is complete, so memory holds
-  // at most a window and a chunk of them whatever the batch size.
-  let unpacked: { sha256: string; png?: Buffer }[] = [];
+  const lines: ManifestLine[] = [];
+  // Entries finish out of order (8 in flight); lines are committed in submission order.
+  const finished = new Map<number, { name: string; content: string; line: ManifestLine; inputPng?: Buffer }>();
+  let accepted = 0;
   let packed = 0;
-  const writePack = async (entries: { sha256: string; png?: Buffer }[]) => {
-    const present = entries.filter((e): e is { sha256: string; png: Buffer } => e.png !== undefined);
-    await store.put(keys.batchInputs(batchId, packed++), packInputs(inputSize!, present), 'application/octet-stream');
+  let unpacked: { sha256: string; png?: Buffer }[] = [];
+  let done = 0;
+  let writing = Promise.resolve();
+  const commit = async () => {
+    for (let e = finished.get(lines.length); e; e = finished.get(lines.length)) {
+      finished.delete(lines.length);
+      fingerprint.add(e.name, e.content);
+      lines.push(e.line);
+      if (!('reason' in e.line) && inputSize) unpacked.push({ sha256: e.line.sha256, ...(e.inputPng ? { png: e.inputPng } : {}) });
+      if (inputSize && unpacked.length === chunkSize) {
+        const entries = unpacked;
+        unpacked = [];
+        const chunk = packed++;
+        writing = writing.then(() => store.put(keys.batchInputs(batchId, chunk), packInputs(inputSize, entries.filter((x): x is { sha256: string; png: Buffer } => x.png !== undefined)), 'application/octet-stream'));
+        await writing;
+      }
+    }
   };
-  const windowSize = Math.max(chunkSize, 64);
-  for (let w = 0; w < files.length; w += windowSize) {
-    const part = await mapLimit(files.slice(w, w + windowSize), 8, async (file, i): Promise<(BatchItem & { inputPng?: Buffer }) | RejectedItem> => {
-      const imageId = `i${String(w + i).padStart(7, '0')}`;
+  const total = Array.isArray(opts.source) ? opts.source.length : undefined;
+  const source = await open(opts.source, limits);
+  let pendingAccepts = Promise.resolve();
+  await forEachEntry(source, 8, async (entry, index) => {
+    const imageId = `i${String(index).padStart(7, '0')}`;
+    let result: { name: string; content: string; line: ManifestLine; inputPng?: Buffer };
+    if ('refused' in entry) {
+      result = { name: entry.name, content: `refused:${entry.refused.reason}`, line: { imageId, name: entry.name, ...entry.refused } };
+    } else {
+      let bytes: Buffer | undefined;
       try {
-        const bytes = await file.read();
-        const stored = await storeOriginal(store, bytes, opts.maxPixels ?? 268_402_689, known, inputSize);
-        return { imageId, name: file.name, ...stored };
+        bytes = await entry.read();
+        const { inputPng, ...stored } = await storeOriginal(store, bytes, maxPixels, known, inputSize);
+        result = { name: entry.name, content: stored.sha256, line: { imageId, name: entry.name, ...stored, chunk: -1 }, ...(inputPng ? { inputPng } : {}) };
       } catch (error) {
-        return { imageId, name: file.name, error: rejectionReason(error) };
-      } finally {
-        opts.onProgress?.(++done, files.length);
+        if (error instanceof StorageError) throw error;
+        result = { name: entry.name, content: bytes ? createHash('sha256').update(bytes).digest('hex') : 'unreadable', line: { imageId, name: entry.name, ...refusalFor(error) } };
       }
-    });
-    for (const line of part) {
-      if ('error' in line) {
-        lines.push(line);
-        continue;
-      }
-      const { inputPng, ...item } = line;
-      lines.push(item);
-      accepted.push(item);
-      if (inputSize) unpacked.push({ sha256: item.sha256, ...(inputPng ? { png: inputPng } : {}) });
     }
-    while (inputSize && unpacked.length >= chunkSize) {
-      await writePack(unpacked.slice(0, chunkSize));
-      unpacked = unpacked.slice(chunkSize);
-    }
-  }
-  if (inputSize && unpacked.length > 0) await writePack(unpacked);
-  await store.put(keys.batchManifest(batchId), lines.map((l) => JSON.stringify(l)).join('\n') + '\n', 'application/x-ndjson');
-  const children: FlowJob[] = [];
-  for (let c = 0; c * chunkSize < accepted.length; c++) {
-    const data: CamJob = { batchId, chunk: c, modelVersion, items: accepted.slice(c * chunkSize, (c + 1) * chunkSize), options };
-    children.push({
-      name: 'chunk',
-      queueName: queueNames.cam,
-      data,
-      opts: {
-        ...chunkJobOptions,
-        ...(opts.attempts ? { attempts: opts.attempts } : {}),
-        ...(opts.backoffMs ? { backoff: { type: 'exponential', delay: opts.backoffMs } } : {}),
-        jobId: `${batchId}-c${c}`,
-      },
-    });
-  }
-  await opts.flow.add({
-    name: 'finalize',
-    queueName: queueNames.batch,
-    data: { batchId, modelVersion, chunks: children.length, chunkSize },
-    opts: { jobId: batchId, attempts: 8, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: { age: 7 * 24 * 3600 } },
-    children,
+    finished.set(index, result);
+    opts.onProgress?.(++done, total);
+    // Commit in order, one at a time.
+    pendingAccepts = pendingAccepts.then(commit);
+    await pendingAccepts;
   });
-  const info: BatchInfo = {
+  await pendingAccepts;
+  if (lines.length === 0) throw new InvalidParameterError('source', 'a folder, archive or upload holding at least one file', sourceName(opts.source));
+  // Chunks follow submission order over the accepted entries; the manifest line carries its chunk.
+  for (const line of lines) if (!('reason' in line)) (line as AcceptedLine).chunk = Math.floor(accepted++ / chunkSize);
+  await writing;
+  if (inputSize && unpacked.length > 0) await store.put(keys.batchInputs(batchId, packed++), packInputs(inputSize, unpacked.filter((x): x is { sha256: string; png: Buffer } => x.png !== undefined)), 'application/octet-stream');
+  await store.put(keys.batchManifest(batchId), toJsonLines(lines), 'application/x-ndjson');
+  const info: BatchInfo = parseWith(batchInfoSchema, {
     batchId,
     createdAt: new Date().toISOString(),
     modelVersion,
     items: lines.length,
-    accepted: accepted.length,
-    rejected: lines.length - accepted.length,
+    accepted,
+    rejected: lines.length - accepted,
     uniqueImages: known.size,
-    chunks: children.length,
+    chunks: Math.ceil(accepted / chunkSize),
+    chunkSize,
     options,
-  };
-  // Written last: its presence means the flow is enqueued, so a resubmission may return early.
+    attempts,
+    backoffMs,
+    fingerprint: fingerprint.digest(),
+    ...(digest ? { keyDigest: digest } : {}),
+  }, 'batch info');
+  if (digest) {
+    const winner = await claimKey(claims, digest, { batchId, fingerprint: info.fingerprint });
+    if (winner.batchId !== batchId) {
+      // Another submission with the same key got there first: ours is dropped, nothing of it is enqueued.
+      await store.deleteMany([keys.batchManifest(batchId), ...Array.from({ length: packed }, (_, c) => keys.batchInputs(batchId, c))]).catch(() => undefined);
+      return existingOrConflict(store, winner, info.fingerprint, opts.idempotencyKey!, log);
+    }
+  }
+  // batch.json before the jobs: a batch whose jobs were lost (a crash here, a Redis without persistence) is still
+  // known, and `repair` re-creates its jobs from the manifest.
   await store.putJson(keys.batchInfo(batchId), info);
+  await enqueueBatch(opts.flow, info, lines.filter((l): l is AcceptedLine => !('reason' in l)));
   log?.info({ batchId, modelVersion, items: info.items, rejected: info.rejected, chunks: info.chunks }, 'batch submitted');
   return { ...info, existing: false };
+}
+
+/** Same content: the claimed batch (waiting briefly for its batch.json when it is being written). Else a conflict. */
+async function existingOrConflict(store: ObjectStore, claim: { batchId: string; fingerprint: string }, fingerprint: string, key: string, log?: Logger): Promise<SubmitResult> {
+  if (claim.fingerprint !== fingerprint) throw new KeyConflictError(key, claim.batchId);
+  for (let i = 0; i < 300; i++) {
+    const info = await store.getJsonIfExists(keys.batchInfo(claim.batchId));
+    if (info) {
+      log?.info({ batchId: claim.batchId }, 'batch already submitted with this idempotency key');
+      return { ...parseWith(batchInfoSchema, info, 'batch info'), existing: true };
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new CamflowError('KEY_IN_PROGRESS', `idempotency key is claimed by batch ${claim.batchId}, whose submission has not completed: run \`camflow batches repair ${claim.batchId}\` if it was interrupted`);
 }

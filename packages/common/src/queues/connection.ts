@@ -26,8 +26,64 @@ export function bullConnection(url: string): ConnectionOptions {
   return redisOptions(url) as ConnectionOptions;
 }
 
-export function createRedis(url: string): Redis {
-  return new Redis(redisOptions(url));
+/**
+ * Options for producers (queues, flows, the API's client): no offline queue, so a command issued while Redis is
+ * down fails at once (the API answers 503) instead of waiting for a reconnect that may never come.
+ */
+export function producerConnection(url: string): ConnectionOptions {
+  return { ...redisOptions(url), enableOfflineQueue: false } as ConnectionOptions;
+}
+
+export function createRedis(url: string, options: { offlineQueue?: boolean } = {}): Redis {
+  return new Redis({ ...redisOptions(url), ...(options.offlineQueue === false ? { enableOfflineQueue: false } : {}) });
+}
+
+/** A service camflow needs cannot be reached. The message names it (never its credentials). */
+export class UnreachableError extends CamflowError {
+  constructor(what: string, detail: string) {
+    super('UNREACHABLE', `${what} is unreachable: ${detail}`);
+  }
+}
+
+/** Is this error Redis being down (a producer without offline queue, or a closed connection)? */
+export function isRedisDown(error: unknown): boolean {
+  const message = (error as Error)?.message ?? '';
+  return /enableOfflineQueue|Connection is closed|ECONNREFUSED|Stream isn't writeable|ETIMEDOUT|EHOSTUNREACH/i.test(message) && !(error instanceof CamflowError);
+}
+
+/**
+ * Connect once and check the server, giving up after `timeoutMs`: commands fail fast with one line naming the
+ * unreachable Redis instead of retrying forever.
+ */
+export async function probeRedis(url: string, timeoutMs = 5000, log?: Logger): Promise<Awaited<ReturnType<typeof checkRedis>>> {
+  const where = safeRedisAddress(url);
+  const client = new Redis({ ...redisOptions(url), lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: timeoutMs, retryStrategy: () => null });
+  client.on('error', () => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new UnreachableError(`Redis at ${where}`, `no answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    await Promise.race([client.connect(), timeout]);
+    return await Promise.race([checkRedis(client, log), timeout]);
+  } catch (error) {
+    if (error instanceof CamflowError) throw error;
+    const e = error as NodeJS.ErrnoException;
+    throw new UnreachableError(`Redis at ${where}`, e.code ?? e.message);
+  } finally {
+    clearTimeout(timer);
+    client.disconnect();
+  }
+}
+
+/** host:port of a Redis URL, without credentials. */
+export function safeRedisAddress(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.hostname}:${u.port || 6379}`;
+  } catch {
+    return '[unparseable REDIS_URL]';
+  }
 }
 
 export class RedisConfigError extends CamflowError {
@@ -40,7 +96,7 @@ export class RedisConfigError extends CamflowError {
  * Start-up check: BullMQ needs Redis ≥ 6.2, and any eviction policy but `noeviction` can silently drop jobs.
  * Returns the findings; a too-old server throws, a wrong policy is logged as an error (and returned).
  */
-export async function checkRedis(redis: Redis, log?: Logger): Promise<{ version: string; evictionPolicy: string; problems: string[] }> {
+export async function checkRedis(redis: Redis, log?: Logger): Promise<{ version: string; evictionPolicy: string; appendonly: string; problems: string[] }> {
   const info = await redis.info('server');
   const version = /redis_version:(\S+)/.exec(info)?.[1] ?? '0.0.0';
   const [major = 0, minor = 0] = version.split('.').map(Number);
@@ -54,10 +110,20 @@ export async function checkRedis(redis: Redis, log?: Logger): Promise<{ version:
   } catch {
     // Managed Redis services may forbid CONFIG; nothing to check then.
   }
+  let appendonly = 'unknown';
+  try {
+    const reply = (await redis.config('GET', 'appendonly')) as string[];
+    appendonly = reply[1] ?? 'unknown';
+  } catch {
+    // as above
+  }
   const problems: string[] = [];
   if (evictionPolicy !== 'noeviction' && evictionPolicy !== 'unknown') {
     problems.push(`Redis maxmemory-policy is "${evictionPolicy}": jobs can be evicted and lost; set it to "noeviction"`);
   }
-  for (const p of problems) log?.error({ evictionPolicy }, p);
-  return { version, evictionPolicy, problems };
+  if (appendonly === 'no') {
+    problems.push('Redis persistence (AOF) is off: a Redis restart loses queued and running jobs; set "appendonly yes" (a batch whose jobs were lost is re-created from S3 by `camflow batches repair <id>`)');
+  }
+  for (const p of problems) log?.warn({ evictionPolicy, appendonly }, p);
+  return { version, evictionPolicy, appendonly, problems };
 }

@@ -1,3 +1,4 @@
 export * from './names.js';
 export * from './schemas.js';
 export * from './connection.js';
+export * from './contracts.js';

@@ -13,7 +13,7 @@ export type Precision = z.infer<typeof precisionSchema>;
 
 export const camOptionsSchema = z.object({
   /** `predicted`: the CAM of the predicted class; `all`: every class; or a class name. */
-  target: z.string().min(1).default('predicted'),
+  target: z.string().min(1).max(128).default('predicted'),
   /** Box threshold as a fraction of the CAM's maximum (paper: 0.2). */
   fraction: z.number().gt(0).lt(1).default(0.2),
   /** Minimum region area in original pixels for the region list. */
@@ -41,14 +41,6 @@ export const batchItemSchema = z.object({
 });
 export type BatchItem = z.infer<typeof batchItemSchema>;
 
-/** A submitted file that was refused at ingest (it gets a failed result with this reason). */
-export const rejectedItemSchema = z.object({
-  imageId: idSchema,
-  name: z.string(),
-  error: z.string(),
-});
-export type RejectedItem = z.infer<typeof rejectedItemSchema>;
-
 export const camJobSchema = z.object({
   batchId: idSchema,
   chunk: z.number().int().nonnegative(),
@@ -61,8 +53,6 @@ export type CamJob = z.infer<typeof camJobSchema>;
 export const batchJobSchema = z.object({
   batchId: idSchema,
   modelVersion: idSchema,
-  chunks: z.number().int().nonnegative(),
-  chunkSize: z.number().int().positive(),
 });
 export type BatchJob = z.infer<typeof batchJobSchema>;
 

@@ -26,6 +26,8 @@ export const keys = {
   datasetLatest: (name: string) => `datasets/${id('dataset', name)}/latest.json`,
 
   batchManifest: (batchId: string) => `batches/${id('batchId', batchId)}/manifest.jsonl`,
+  /** An idempotency key's claim (by the key's digest): which batch owns the key. */
+  batchKeyClaim: (keyDigest: string) => `batches/keys/${check('keyDigest', keyDigest, SHA256, '64 lowercase hex characters')}.json`,
   batchInfo: (batchId: string) => `batches/${id('batchId', batchId)}/batch.json`,
   /** A chunk's model inputs, packed (archive runs): one GET per chunk instead of one per image. */
   batchInputs: (batchId: string, chunk: number) => `batches/${id('batchId', batchId)}/inputs/${String(chunk).padStart(6, '0')}.pack`,
@@ -35,6 +37,8 @@ export const keys = {
   resultHeatmap: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/${id('imageId', imageId)}.heatmap.png`,
   resultOverlay: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/${id('imageId', imageId)}.overlay.png`,
   resultChunk: (batchId: string, chunk: number) => `results/${id('batchId', batchId)}/chunks/${String(chunk).padStart(6, '0')}.jsonl`,
+  /** A chunk whose job exhausted its attempts: the reason, kept where a lost Redis cannot take it. */
+  resultChunkFailure: (batchId: string, chunk: number) => `results/${id('batchId', batchId)}/chunks/${String(chunk).padStart(6, '0')}.failed.json`,
   resultsJsonl: (batchId: string) => `results/${id('batchId', batchId)}/results.jsonl`,
   resultsSummary: (batchId: string) => `results/${id('batchId', batchId)}/summary.json`,
 

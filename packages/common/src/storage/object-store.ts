@@ -58,6 +58,9 @@ export class ObjectStore {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: new NodeHttpHandler({
+        // An unreachable endpoint fails in seconds, not at the OS's TCP timeout.
+        connectionTimeout: 5000,
+        requestTimeout: 120_000,
         httpAgent: new Agent({ keepAlive: true, maxSockets }),
         httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets }),
       }),

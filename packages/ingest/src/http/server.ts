@@ -1,12 +1,14 @@
-import { timingSafeEqual } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
 import type { FlowProducer, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import {
-  CamflowError,
+  ConfigError,
+  ContractError,
   InvalidParameterError,
+  isRedisDown,
   NotFoundError,
   camOptionsSchema,
   getModelManifest,
@@ -21,8 +23,9 @@ import {
   type Logger,
   type ObjectStore,
 } from '@camflow/common';
-import { submitBatch, NoModelError } from '../submit.js';
+import { submitBatch, KeyConflictError, NoModelError } from '../submit.js';
 import { batchStatus } from '../status.js';
+import { repairBatch } from '../repair.js';
 import type { SourceFile } from '../sources.js';
 
 export interface ApiDeps {
@@ -36,24 +39,34 @@ export interface ApiDeps {
 
 const batchIdParams = z.object({ id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/) });
 const versionParams = z.object({ version: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/) });
-const submitFields = z.object({
-  target: z.string().optional(),
-  fraction: z.coerce.number().optional(),
-  outputs: z.string().optional(),
-  precision: z.string().optional(),
-  chunkSize: z.coerce.number().int().positive().max(10_000).optional(),
-  key: z.string().min(1).max(200).optional(),
-  model: z.string().optional(),
-});
+const submitFields = z
+  .object({
+    target: z.string().max(128).optional(),
+    fraction: z.coerce.number().optional(),
+    outputs: z.string().max(64).optional(),
+    precision: z.string().max(16).optional(),
+    chunkSize: z.coerce.number().int().positive().max(10_000).optional(),
+    key: z.string().min(1).max(200).optional(),
+    model: z.string().max(128).optional(),
+  })
+  .strict();
+
+/** The fields a multipart submission may carry (longer values are refused, not truncated). */
+const MAX_FIELD_BYTES = 4096;
 
 function httpStatus(error: unknown): number {
   if (error instanceof InvalidParameterError || error instanceof NoModelError) return 400;
   if (error instanceof NotFoundError) return 404;
+  if (error instanceof KeyConflictError) return 409;
+  if (isRedisDown(error)) return 503;
   const code = (error as { code?: string; statusCode?: number }).code;
-  if (code === 'FST_REQ_FILE_TOO_LARGE' || code === 'FST_PARTS_LIMIT' || code === 'FST_FILES_LIMIT') return 413;
+  if (code === 'FST_REQ_FILE_TOO_LARGE' || code === 'FST_PARTS_LIMIT' || code === 'FST_FILES_LIMIT' || code === 'FST_FIELDS_LIMIT') return 413;
+  if (code === 'FST_PROTO_VIOLATION' || code === 'FST_INVALID_MULTIPART_CONTENT_TYPE' || code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return 400;
   const status = (error as { statusCode?: number }).statusCode;
   return status && status >= 400 && status < 600 ? status : 500;
 }
+
+const errorName = (status: number) => ({ 400: 'bad_request', 404: 'not_found', 409: 'conflict', 413: 'payload_too_large', 503: 'unavailable' })[status] ?? 'error';
 
 /**
  * The ingest HTTP API (fastify): submit (multipart upload), batch status and results (streamed JSONL), models,
@@ -62,10 +75,10 @@ function httpStatus(error: unknown): number {
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const { config, store } = deps;
   if (!config.API_TOKEN && !config.API_INSECURE) {
-    throw new CamflowError('CONFIG', 'config: API_TOKEN: required for the HTTP API (or set API_INSECURE=true for local use)');
+    throw new ConfigError('API_TOKEN', 'required for the HTTP API (or set API_INSECURE=true for local use)');
   }
-  const app = Fastify({ loggerInstance: deps.log.child({ component: 'api' }) as unknown as FastifyBaseLogger, bodyLimit: 1024 * 1024 });
-  await app.register(multipart, { limits: { fileSize: config.MAX_UPLOAD_FILE_BYTES, files: config.MAX_UPLOAD_FILES, fields: 20 } });
+  const app = Fastify({ loggerInstance: deps.log.child({ component: 'api' }) as unknown as FastifyBaseLogger, bodyLimit: 1024 * 1024, genReqId: () => randomUUID() });
+  await app.register(multipart, { limits: { fileSize: config.MAX_UPLOAD_FILE_BYTES, files: config.MAX_UPLOAD_FILES, fields: 20, fieldSize: MAX_FIELD_BYTES } });
 
   const expected = config.API_TOKEN ? Buffer.from(`Bearer ${config.API_TOKEN}`) : undefined;
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
@@ -75,22 +88,24 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       await reply.code(401).send({ error: 'unauthorized', message: 'missing or wrong bearer token' });
     }
   });
-  app.setErrorHandler(async (error, _req, reply) => {
+  app.setErrorHandler(async (error, req, reply) => {
     const status = httpStatus(error);
-    const message = status === 413 ? `upload too large: ${(error as Error).message} (limits: ${config.MAX_UPLOAD_FILE_BYTES} bytes per file, ${config.MAX_UPLOAD_BYTES} per request)` : (error as Error).message;
-    if (status >= 500) deps.log.error({ err: (error as Error).message }, 'request failed');
-    await reply.code(status).send({ error: status === 413 ? 'payload_too_large' : status === 400 ? 'bad_request' : status === 404 ? 'not_found' : 'error', message, ...(error instanceof InvalidParameterError ? { field: error.field } : {}) });
+    // Server-side failures say what failed in the log, never in the response: no internal address or path leaves.
+    let message: string;
+    if (status === 413) message = `upload too large: ${(error as Error).message} (limits: ${config.MAX_UPLOAD_FILE_BYTES} bytes per file, ${config.MAX_UPLOAD_BYTES} per request, ${MAX_FIELD_BYTES} bytes per field)`;
+    else if (status === 503) message = 'a backing service (Redis) is unavailable; retry later';
+    else if (status >= 500) message = `internal error; see the server log for request ${req.id}`;
+    else message = (error as Error).message;
+    if (status >= 500) deps.log.error({ err: error, reqId: req.id }, 'request failed');
+    await reply.code(status).send({ error: errorName(status), message, ...(error instanceof InvalidParameterError ? { field: error.field } : {}), ...(error instanceof KeyConflictError ? { batchId: error.batchId } : {}) });
   });
 
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_req, reply) => {
-    try {
-      await deps.redis.ping();
-      await store.head(keys.productionChannel());
-      return { ok: true };
-    } catch (error) {
-      return reply.code(503).send({ ok: false, message: (error as Error).message });
-    }
+    const check = async (probe: () => Promise<unknown>) => probe().then(() => 'ok' as const, () => 'unreachable' as const);
+    const [redis, storage] = await Promise.all([check(() => deps.redis.ping()), check(() => store.head(keys.productionChannel()))]);
+    const ok = redis === 'ok' && storage === 'ok';
+    return reply.code(ok ? 200 : 503).send({ ok, redis, storage });
   });
   app.get('/metrics', async (_req, reply) => {
     const lines = ['# HELP camflow_queue_jobs Jobs per queue and state', '# TYPE camflow_queue_jobs gauge'];
@@ -106,13 +121,22 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const files: SourceFile[] = [];
     const fields: Record<string, string> = {};
     let total = 0;
-    for await (const part of req.parts()) {
-      if (part.type === 'file') {
-        const bytes = await part.toBuffer();
-        total += bytes.length;
-        if (total > config.MAX_UPLOAD_BYTES) throw Object.assign(new Error(`request exceeds ${config.MAX_UPLOAD_BYTES} bytes`), { statusCode: 413, code: 'FST_REQ_FILE_TOO_LARGE' });
-        files.push({ name: part.filename || part.fieldname, read: async () => bytes });
-      } else fields[part.fieldname] = String(part.value);
+    try {
+      for await (const part of req.parts()) {
+        if (part.type === 'file') {
+          const bytes = await part.toBuffer();
+          total += bytes.length;
+          if (total > config.MAX_UPLOAD_BYTES) throw Object.assign(new Error(`request exceeds ${config.MAX_UPLOAD_BYTES} bytes`), { statusCode: 413, code: 'FST_REQ_FILE_TOO_LARGE' });
+          files.push({ name: part.filename || part.fieldname, read: async () => bytes });
+        } else {
+          if ((part as { valueTruncated?: boolean }).valueTruncated) throw new InvalidParameterError(part.fieldname, `a value of at most ${MAX_FIELD_BYTES} bytes`, 'a longer value');
+          fields[part.fieldname] = String(part.value);
+        }
+      }
+    } catch (error) {
+      if (httpStatus(error) !== 500) throw error;
+      // busboy's parse errors (a cut body, a broken boundary or part header) are the client's.
+      throw new InvalidParameterError('body', 'well-formed multipart/form-data', (error as Error).message);
     }
     if (files.length === 0) throw new InvalidParameterError('files', 'at least one uploaded file', 0);
     const f = parseWith(submitFields, fields, 'fields');
@@ -124,10 +148,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const info = await submitBatch({
       store,
       flow: deps.flow,
+      redis: deps.redis,
       prefix: config.QUEUE_PREFIX,
       source: files,
       options,
       chunkSize: f.chunkSize ?? config.CAM_CHUNK_SIZE,
+      limits: { maxFileBytes: config.MAX_FILE_BYTES, maxArchiveBytes: config.MAX_ARCHIVE_BYTES },
       attempts: config.CAM_ATTEMPTS,
       backoffMs: config.CAM_BACKOFF_MS,
       maxPixels: config.MAX_IMAGE_PIXELS,
@@ -143,6 +169,11 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const status = await batchStatus(store, deps.queues.batch, id);
     if (status.state === 'unknown') throw new NotFoundError('batch', id);
     return status;
+  });
+
+  app.post('/v1/batches/:id/repair', async (req) => {
+    const { id } = parseWith(batchIdParams, req.params, 'params');
+    return repairBatch({ store, flow: deps.flow, queues: deps.queues, batchId: id, log: deps.log });
   });
 
   app.get('/v1/batches/:id/results', async (req, reply) => {

@@ -1,0 +1,167 @@
+import { z } from 'zod';
+import { CamflowError, InvalidParameterError } from '../errors.js';
+import { batchItemSchema, camOptionsSchema, idSchema, precisionSchema, sha256Schema } from './schemas.js';
+
+/**
+ * Every shape that one package stores or queues and another reads back: job ids, batch manifest lines, refusal
+ * reasons, result lines, chunk failures, batch info and summaries. Written and read through these schemas only.
+ */
+
+/** The BullMQ job id of a batch's chunk, and its inverse (the one place that knows the format). */
+export const chunkJobId = (batchId: string, chunk: number): string => `${idSchema.parse(batchId)}-c${chunk}`;
+
+/** The BullMQ job id of a batch's finalization job. */
+export const finalizeJobId = (batchId: string): string => idSchema.parse(batchId);
+
+/**
+ * Why an item has no result: a stable machine-readable `reason` (e.g. `truncated`, `unsupported-format`,
+ * `outside-source`, `chunk-failed`) and a human `error` sentence.
+ */
+export const refusalSchema = z.object({ reason: z.string().regex(/^[a-z0-9-]{1,64}$/), error: z.string().max(2000) });
+export type Refusal = z.infer<typeof refusalSchema>;
+
+/** An accepted item of a batch manifest: the stored image and the chunk that processes it. */
+export const acceptedLineSchema = batchItemSchema.extend({ chunk: z.number().int().nonnegative() });
+export type AcceptedLine = z.infer<typeof acceptedLineSchema>;
+
+/** An entry refused at submission (unreadable, not an image, a link outside the source, too large, …). */
+export const refusedLineSchema = z.object({ imageId: idSchema, name: z.string(), reason: refusalSchema.shape.reason, error: refusalSchema.shape.error });
+export type RefusedLine = z.infer<typeof refusedLineSchema>;
+
+/** One line of `batches/<id>/manifest.jsonl`: every submitted entry, exactly once. */
+export const manifestLineSchema = z.union([acceptedLineSchema, refusedLineSchema]);
+export type ManifestLine = z.infer<typeof manifestLineSchema>;
+export const isRefused = (line: ManifestLine): line is RefusedLine => 'reason' in line;
+
+const regionSchema = z.object({ x: z.number(), y: z.number(), width: z.number(), height: z.number(), area: z.number(), score: z.number(), peak: z.number() });
+
+/** The localization of one class on one image, in original-image pixels. */
+export const classLocalizationSchema = z.object({
+  class: z.string(),
+  classIndex: z.number().int().nonnegative(),
+  box: regionSchema.nullable(),
+  regions: z.array(regionSchema),
+  peak: z.object({ x: z.number(), y: z.number() }),
+  featureCam: z.array(z.number()),
+});
+
+export const okResultSchema = z.object({
+  batchId: idSchema,
+  imageId: idSchema,
+  name: z.string(),
+  status: z.literal('ok'),
+  sha256: sha256Schema,
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+  modelVersion: idSchema,
+  precision: precisionSchema,
+  predicted: z.object({ index: z.number().int().nonnegative(), label: z.string(), probability: z.number() }),
+  probabilities: z.record(z.string(), z.number()),
+  cams: z.array(classLocalizationSchema),
+  featureSize: z.object({ width: z.number().int().positive(), height: z.number().int().positive() }),
+  outputs: z.object({ json: z.string().optional(), heatmap: z.string().optional(), overlay: z.string().optional() }),
+});
+
+export const failedResultSchema = z.object({
+  batchId: idSchema,
+  imageId: idSchema,
+  name: z.string(),
+  status: z.literal('failed'),
+  reason: refusalSchema.shape.reason,
+  error: z.string(),
+  modelVersion: idSchema.optional(),
+});
+
+/** One line of a batch's results (`results.jsonl`, chunk JSONL, per-image JSON). */
+export const imageResultSchema = z.discriminatedUnion('status', [okResultSchema, failedResultSchema]);
+export type ImageResult = z.infer<typeof imageResultSchema>;
+export type OkResult = z.infer<typeof okResultSchema>;
+export type FailedResult = z.infer<typeof failedResultSchema>;
+
+/** A chunk whose job exhausted its attempts, recorded in S3 so the reason survives a lost Redis. */
+export const chunkFailureSchema = z.object({ batchId: idSchema, chunk: z.number().int().nonnegative(), attempts: z.number().int().nonnegative(), error: z.string(), failedAt: z.string() });
+export type ChunkFailure = z.infer<typeof chunkFailureSchema>;
+
+/** `batches/<id>/batch.json`: written once the batch's manifest is complete, before its jobs are enqueued. */
+export const batchInfoSchema = z.object({
+  batchId: idSchema,
+  createdAt: z.string(),
+  modelVersion: idSchema,
+  items: z.number().int().nonnegative(),
+  accepted: z.number().int().nonnegative(),
+  rejected: z.number().int().nonnegative(),
+  uniqueImages: z.number().int().nonnegative(),
+  chunks: z.number().int().nonnegative(),
+  chunkSize: z.number().int().positive(),
+  options: camOptionsSchema,
+  /** Retries of each chunk job (stalls count against the same number). */
+  attempts: z.number().int().positive(),
+  backoffMs: z.number().int().positive(),
+  /** Digest of what was submitted (entries, options): same key and same digest is the same batch. */
+  fingerprint: z.string(),
+  /** The idempotency key's digest, when the batch was submitted with one. */
+  keyDigest: z.string().optional(),
+});
+export type BatchInfo = z.infer<typeof batchInfoSchema>;
+
+/** `results/<id>/summary.json`. */
+export const batchSummarySchema = z.object({
+  batchId: idSchema,
+  modelVersion: idSchema,
+  items: z.number().int().nonnegative(),
+  ok: z.number().int().nonnegative(),
+  failed: z.number().int().nonnegative(),
+  byClass: z.record(z.string(), z.number()),
+  failures: z.record(z.string(), z.number()),
+  chunks: z.object({ total: z.number().int().nonnegative(), failed: z.number().int().nonnegative() }),
+  completedAt: z.string(),
+});
+export type BatchSummary = z.infer<typeof batchSummarySchema>;
+
+/** An idempotency key's claim: which batch owns it, and what was submitted under it. */
+export const keyClaimSchema = z.object({ batchId: idSchema, fingerprint: z.string() });
+export type KeyClaim = z.infer<typeof keyClaimSchema>;
+
+/** A stored line that does not match its contract. */
+export class ContractError extends CamflowError {
+  constructor(what: string, line: number, problem: string) {
+    super('CONTRACT', `${what}, line ${line}: ${problem}`);
+  }
+}
+
+/**
+ * Parse JSON lines with a schema; a line that is not valid JSON or breaks the contract throws a ContractError
+ * naming the object and the line.
+ * @example const lines = parseJsonLines(text, manifestLineSchema, keys.batchManifest(batchId));
+ */
+export function parseJsonLines<T>(text: string, schema: z.ZodType<T>, what: string): T[] {
+  const out: T[] = [];
+  text.split('\n').forEach((raw, i) => {
+    if (raw.trim() === '') return;
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch (error) {
+      throw new ContractError(what, i + 1, `not JSON (${(error as Error).message})`);
+    }
+    const parsed = schema.safeParse(value);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new ContractError(what, i + 1, `${issue.path.join('.') || 'line'}: ${issue.message}`);
+    }
+    out.push(parsed.data);
+  });
+  return out;
+}
+
+/** Serialise lines as JSONL (one trailing newline; empty text for no lines). */
+export const toJsonLines = (lines: readonly unknown[]): string => lines.map((l) => JSON.stringify(l)).join('\n') + (lines.length ? '\n' : '');
+
+/**
+ * The CAM target must be `predicted`, `all` or one of the model's classes: checked at submit with the same rule
+ * the worker applies, so nothing is accepted that a worker would refuse.
+ */
+export function checkTarget(target: string, classNames: readonly string[], field = 'options.target'): void {
+  if (target === 'predicted' || target === 'all' || classNames.includes(target)) return;
+  throw new InvalidParameterError(field, `"predicted", "all" or one of the model's classes (${classNames.join(', ')})`, target);
+}
