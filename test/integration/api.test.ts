@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { createRedis } from '@camflow/common';
 import { buildApi } from '@camflow/ingest';
 import { startCamWorkers, type CamWorkers } from '@camflow/cam-worker';
-import { publishUntrained, startCluster, syntheticFolder, eventually, type Cluster } from '../helpers/cluster.ts';
+import { publishUntrained, startCluster, syntheticFolder, eventually, sleep, type Cluster } from '../helpers/cluster.ts';
 
 const TOKEN = 'test-token-0123456789abcdef';
 let c: Cluster;
@@ -24,7 +24,8 @@ before(async () => {
   await publishUntrained(c.ctx);
   names = await syntheticFolder(c.dir, 6, 31);
   const config = { ...c.ctx.config, API_TOKEN: TOKEN, MAX_UPLOAD_FILE_BYTES: 200_000 };
-  app = await buildApi({ config, store: c.ctx.store, flow: c.ctx.flow, queues: c.ctx.queues, redis: (apiRedis = createRedis(c.env.REDIS_URL!)), log: c.ctx.log });
+  app = await buildApi({ config, store: c.ctx.store, flow: c.ctx.flow, queues: c.ctx.queues, redis: (apiRedis = createRedis(c.env.REDIS_URL!, { offlineQueue: false })), log: c.ctx.log });
+  apiRedis.on('error', () => undefined);
   base = await app.listen({ port: 0, host: '127.0.0.1' });
   workers = await startCamWorkers({ config: c.ctx.config, store: c.ctx.store, log: c.ctx.log });
 });
@@ -70,10 +71,14 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   const lines = (await results.text()).trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(lines.length, 7);
   assert.equal(lines.find((l) => l.name === 'notes.png').reason, 'unsupported-format');
-  // The same idempotency key returns the same batch, 200 not 202.
-  const again = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form(files.slice(0, 1), { key: 'upload-1' }) });
+  // The same idempotency key with the same files and fields returns the same batch, 200 not 202.
+  const again = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form(files, { target: 'all', chunkSize: '4', key: 'upload-1' }) });
   assert.equal(again.status, 200);
   assert.equal((await json(again)).batchId, info.batchId);
+  // The same key with other files is another request: 409, naming the key's batch.
+  const other = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form(files.slice(0, 1), { key: 'upload-1' }) });
+  assert.equal(other.status, 409);
+  assert.equal((await json(other)).batchId, info.batchId);
   const metrics = await (await fetch(`${base}/metrics`)).text();
   assert.match(metrics, /camflow_queue_jobs\{queue="cam",state="completed"\} 2/);
 });
@@ -107,4 +112,76 @@ test('an oversize upload is refused with 413 and the limit named; bad fields wit
 test('without API_TOKEN the API refuses to start, naming the variable', async () => {
   const config = { ...c.ctx.config, API_TOKEN: undefined, API_INSECURE: false };
   await assert.rejects(buildApi({ config, store: c.ctx.store, flow: c.ctx.flow, queues: c.ctx.queues, redis: apiRedis, log: c.ctx.log }), /^Error: config: API_TOKEN: required|config: API_TOKEN: required/);
+});
+
+test('concurrent submissions with one key never mix: other files get 409, the same files get the one batch (200)', async () => {
+  const all = await Promise.all(names.map(async (n) => ({ name: n, bytes: await readFile(join(c.dir, 'batch-31', n)) })));
+  // Four different uploads under one key, at once: one wins, the others are refused with the winner named.
+  const different = await Promise.all([0, 1, 2, 3].map(async (k) => fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form(all.slice(k, k + 2), { key: 'race-diff', chunkSize: '1' }) })));
+  const statuses = different.map((r) => r.status).sort();
+  assert.deepEqual(statuses, [202, 409, 409, 409]);
+  const bodies = await Promise.all(different.map(json));
+  const winner = bodies.find((b) => b.existing === false);
+  assert.ok(bodies.filter((b) => b.error === 'conflict').every((b) => b.batchId === winner.batchId && /race-diff/.test(b.message)));
+  await eventually('the winner to complete', async () => ((await json(fetch(`${base}/v1/batches/${winner.batchId}`, { headers: auth }))).state === 'completed' ? true : undefined), 60_000, 200);
+  const lines = (await (await fetch(`${base}/v1/batches/${winner.batchId}/results`, { headers: auth })).text()).trim().split('\n').map((l) => JSON.parse(l));
+  const k = different.findIndex((r) => r.status === 202);
+  assert.deepEqual(lines.map((l) => l.name), all.slice(k, k + 2).map((f) => f.name), 'only the winner\'s files, each once');
+  assert.ok(lines.every((l) => l.status === 'ok'), 'no chunk failed for another request\'s images');
+
+  // Four identical uploads under one key: one batch, enqueued once.
+  const before = (await c.ctx.queues.batch.getJobCounts()) as Record<string, number>;
+  const same = await Promise.all([0, 1, 2, 3].map(async () => fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form(all.slice(0, 3), { key: 'race-same' }) })));
+  assert.deepEqual(same.map((r) => r.status).sort(), [200, 200, 200, 202]);
+  const ids = new Set((await Promise.all(same.map(json))).map((b) => b.batchId));
+  assert.equal(ids.size, 1);
+  const [id] = [...ids];
+  await eventually('the shared batch to complete', async () => ((await json(fetch(`${base}/v1/batches/${id}`, { headers: auth }))).state === 'completed' ? true : undefined), 60_000, 200);
+  const after = (await c.ctx.queues.batch.getJobCounts()) as Record<string, number>;
+  assert.equal((after.completed ?? 0) - (before.completed ?? 0), 1, 'one finalization, not four');
+});
+
+test('options are checked at the edge against the model: unknown class, huge or unknown fields, malformed multipart', async () => {
+  const small = { name: 'a.png', bytes: await readFile(join(c.dir, 'batch-31', names[0]!)) };
+  const target = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { target: 'NoSuchClass' }) });
+  assert.equal(target.status, 400);
+  const t = await json(target);
+  assert.equal(t.field, 'options.target');
+  assert.match(t.message, /Parasitized, Uninfected/);
+  const huge = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { target: 'x'.repeat(2 * 1024 * 1024) }) });
+  assert.ok(huge.status === 400 || huge.status === 413, String(huge.status));
+  assert.ok(!JSON.stringify(await json(huge)).includes('xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'), 'the value is not echoed whole');
+  const unknown = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { tagret: 'all' }) });
+  assert.equal(unknown.status, 400);
+  const broken = await fetch(`${base}/v1/batches`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'multipart/form-data; boundary=XYZ' },
+    body: '--XYZ\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\nabc',
+  });
+  assert.equal(broken.status, 400, await broken.clone().text());
+  assert.equal((await json(broken)).error, 'bad_request');
+});
+
+test('while Redis is down the API answers 503 at once and its probes name no internal address', async () => {
+  await c.redis.stop();
+  try {
+    const t0 = Date.now();
+    const ready = await fetch(`${base}/readyz`);
+    assert.equal(ready.status, 503);
+    const body = await ready.text();
+    assert.deepEqual(JSON.parse(body), { ok: false, redis: 'unreachable', storage: 'ok' });
+    assert.ok(!/127\.0\.0\.1|localhost|:\d{4,5}/.test(body), body);
+    const small = { name: 'a.png', bytes: await readFile(join(c.dir, 'batch-31', names[0]!)) };
+    const submit = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small]) });
+    assert.equal(submit.status, 503);
+    const status = await fetch(`${base}/v1/batches/bnope`, { headers: auth });
+    assert.ok(status.status === 503 || status.status === 404, String(status.status));
+    const text = JSON.stringify(await json(submit));
+    assert.ok(!/127\.0\.0\.1|ECONNREFUSED|\/tmp\//.test(text), text);
+    assert.ok(Date.now() - t0 < 10_000, `answered in ${Date.now() - t0} ms`);
+  } finally {
+    await c.redis.restart();
+    // Let the in-process workers reconnect: a BullMQ worker closed while it reconnects waits out its retry.
+    await sleep(3000);
+  }
 });

@@ -74,7 +74,8 @@ export async function createContext(env: Record<string, string | undefined> = pr
     flow,
     redis,
     async close() {
-      await Promise.all([...Object.values(queues).map((q) => q.close()), flow.close(), redis.quit().catch(() => undefined)]);
+      // A connection that is down cannot QUIT: closing then just drops it.
+      await Promise.all([...Object.values(queues).map((q) => q.close().catch(() => undefined)), flow.close().catch(() => undefined), redis.quit().catch(() => redis.disconnect())]);
       store.destroy();
     },
   };

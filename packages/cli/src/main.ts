@@ -54,6 +54,7 @@ async function withContext<T>(fn: (ctx: Context) => Promise<T>): Promise<T> {
     await ensureStore(ctx.store, ctx.config);
     return await fn(ctx);
   } finally {
+    ctx.log.debug({ maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024) }, 'command finished');
     await ctx.close();
   }
 }

@@ -1,14 +1,21 @@
 import { Job, type Queue } from 'bullmq';
 import { batchStatus, type BatchStatus } from '@camflow/ingest';
-import { keys, type ObjectStore } from '@camflow/common';
-import type { ImageResult } from '@camflow/cam-worker';
+import { imageResultSchema, isRedisDown, keys, parseJsonLines, type ImageResult, type ObjectStore } from '@camflow/common';
 import type { Context } from './context.js';
 
 /** Poll a batch until its summary exists. */
 export async function waitForBatch(ctx: Context, batchId: string, timeoutMs = 30 * 60_000, onTick?: (s: BatchStatus) => void): Promise<BatchStatus> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const status = await batchStatus(ctx.store, ctx.queues.batch, batchId);
+    let status: BatchStatus;
+    try {
+      status = await batchStatus(ctx.store, ctx.queues.batch, batchId);
+    } catch (error) {
+      // A Redis restart while waiting is not the batch's failure: keep polling until the deadline.
+      if (!isRedisDown(error) || Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, 500));
+      continue;
+    }
     onTick?.(status);
     if (status.state === 'completed') return status;
     if (Date.now() > deadline) throw new Error(`batch ${batchId} not complete after ${timeoutMs} ms (${status.chunks.done}/${status.chunks.total} chunks)`);
@@ -17,11 +24,8 @@ export async function waitForBatch(ctx: Context, batchId: string, timeoutMs = 30
 }
 
 export async function readResults(store: ObjectStore, batchId: string): Promise<ImageResult[]> {
-  const text = (await store.get(keys.resultsJsonl(batchId))).toString('utf8');
-  return text
-    .split('\n')
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as ImageResult);
+  const key = keys.resultsJsonl(batchId);
+  return parseJsonLines((await store.get(key)).toString('utf8'), imageResultSchema, key);
 }
 
 /**

@@ -102,7 +102,19 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_req, reply) => {
-    const check = async (probe: () => Promise<unknown>) => probe().then(() => 'ok' as const, () => 'unreachable' as const);
+    // Each probe answers within 2 s, whatever the client's own retry settings.
+    const check = async (probe: () => Promise<unknown>) => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), 2000)));
+      try {
+        await Promise.race([probe(), timeout]);
+        return 'ok' as const;
+      } catch {
+        return 'unreachable' as const;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
     const [redis, storage] = await Promise.all([check(() => deps.redis.ping()), check(() => store.head(keys.productionChannel()))]);
     const ok = redis === 'ok' && storage === 'ok';
     return reply.code(ok ? 200 : 503).send({ ok, redis, storage });

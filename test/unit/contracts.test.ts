@@ -1,0 +1,49 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ContractError, chunkJobId, imageResultSchema, manifestLineSchema, parseJsonLines, redactLine, toJsonLines } from '@camflow/common';
+import { planBatches } from '@camflow/cam-worker';
+
+test('manifest lines are read back through their schema; a broken line names the object and the line', () => {
+  const text = toJsonLines([
+    { imageId: 'i0000000', name: 'a.png', sha256: 'a'.repeat(64), ext: 'png', width: 10, height: 12, chunk: 0 },
+    { imageId: 'i0000001', name: '.hidden', reason: 'unsupported-format', error: 'not an image' },
+  ]);
+  const lines = parseJsonLines(text, manifestLineSchema, 'batches/b1/manifest.jsonl');
+  assert.equal(lines.length, 2);
+  assert.equal('chunk' in lines[0]! && lines[0].chunk, 0);
+  assert.throws(() => parseJsonLines(`${text}{"imageId":"i2","name":"x"}\n`, manifestLineSchema, 'batches/b1/manifest.jsonl'), (e: unknown) => e instanceof ContractError && /manifest\.jsonl, line 3/.test(e.message));
+  assert.throws(() => parseJsonLines('{"imageId":', manifestLineSchema, 'm'), (e: unknown) => e instanceof ContractError && /line 1: not JSON/.test(e.message));
+  // A failed result needs a machine-readable reason, not a flattened string.
+  assert.equal(imageResultSchema.safeParse({ batchId: 'b1', imageId: 'i1', name: 'x', status: 'failed', error: 'truncated: x' }).success, false);
+});
+
+test('chunk job ids are built in one place and refuse ids that are not ids', () => {
+  assert.equal(chunkJobId('b20261127-ab', 3), 'b20261127-ab-c3');
+  assert.throws(() => chunkJobId('../x', 1));
+});
+
+test('inference batches respect both the item count and the decoded-pixel budget; a huge image is a batch of its own', () => {
+  const cell = { width: 100, height: 100 };
+  const big = { width: 4000, height: 4000 };
+  assert.deepEqual(planBatches(Array(70).fill(cell), 32, 1e9).map((b) => b.length), [32, 32, 6]);
+  assert.deepEqual(planBatches([cell, cell, big, cell, big, big], 32, 16_100_000).map((b) => b.length), [4, 1, 1]);
+  assert.deepEqual(planBatches([cell, cell, big, cell, big, big], 32, 16_000_000).map((b) => b.length), [2, 1, 1, 1, 1]);
+  assert.deepEqual(planBatches([big, big], 32, 1000).map((b) => b.length), [1, 1]);
+  assert.deepEqual(planBatches([], 32, 1000), []);
+  const items = Array.from({ length: 50 }, (_, i) => ({ width: 10 + i, height: 10 + i, i }));
+  assert.deepEqual(planBatches(items, 7, 20_000).flat().map((x) => x.i), items.map((x) => x.i), 'order and membership kept');
+});
+
+test('log lines lose every secret: headers at any depth, bearer tokens in text, URL passwords, credential objects', () => {
+  const line = JSON.stringify({
+    req: { headers: { authorization: 'Bearer tok-123456789', cookie: 'session=abc', 'x-api-key': 'k-999' } },
+    deep: { a: { b: { Authorization: ['Basic dXNlcjpwYXNz'] } } },
+    msg: 'sending Bearer tok-123456789 to redis://user:hunter2@10.0.0.1:6379',
+    credentials: { accessKeyId: 'AKIA1', secretAccessKey: 'shh' },
+    token: 'tok-2',
+  });
+  const out = redactLine(line);
+  for (const secret of ['tok-123456789', 'session=abc', 'k-999', 'dXNlcjpwYXNz', 'hunter2', 'AKIA1', 'shh', 'tok-2']) assert.ok(!out.includes(secret), `${secret} leaked: ${out}`);
+  assert.doesNotThrow(() => JSON.parse(out), 'still JSON');
+  assert.match(out, /redis:\/\/user:\[redacted\]@10\.0\.0\.1/);
+});
