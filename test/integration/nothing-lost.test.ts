@@ -1,0 +1,254 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Job } from 'bullmq';
+import { checkRedis, chunkJobId, createRedis, keys, startRedis, type ImageResult } from '@camflow/common';
+import { batchStatus, submitBatch } from '@camflow/ingest';
+import { readResults, waitForBatch } from '../../packages/cli/src/wait.ts';
+import { eventually, publishUntrained, sleep, startCluster, syntheticFolder, type Cluster } from '../helpers/cluster.ts';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const cli = join(root, 'packages/cli/src/main.ts');
+
+function submit(c: Cluster, folder: string, chunkSize: number, extra: Partial<Parameters<typeof submitBatch>[0]> = {}) {
+  return submitBatch({ store: c.ctx.store, flow: c.ctx.flow, redis: c.ctx.redis, prefix: 'camflow', source: folder, chunkSize, attempts: Number(c.env.CAM_ATTEMPTS), backoffMs: Number(c.env.CAM_BACKOFF_MS), ...extra });
+}
+
+/** Run the real CLI against the cluster; resolves with its exit code and output. */
+function camflow(c: Cluster, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { env: { ...process.env, ...c.env, ...env }, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function assertExactlyOnce(results: ImageResult[], names: string[]) {
+  assert.deepEqual(results.map((r) => r.name).sort(), [...names].sort(), 'every item exactly once');
+  assert.deepEqual(results.filter((r) => r.status !== 'ok').map((r) => `${r.name}: ${r.status === 'failed' ? r.error : ''}`), [], 'no failed items');
+}
+
+test('a chunk whose workers are killed 5 times still completes: stalls and attempts are one budget (CAM_ATTEMPTS=8)', async () => {
+  // Slow chunks (one image per inference, one write at a time), so a kill always meets the chunk mid-work.
+  const c = await startCluster({ CAM_INFER_BATCH: '1', CAM_STORE_PARALLELISM: '1' });
+  try {
+    await publishUntrained(c.ctx);
+    const names = await syntheticFolder(c.dir, 150, 41);
+    const info = await submit(c, join(c.dir, 'batch-41'), 150);
+    const id = chunkJobId(info.batchId, 0);
+    for (let kill = 1; kill <= 5; kill++) {
+      const w = c.spawnWorker('cam');
+      await eventually(`worker ${kill} to hold the chunk`, async () => ((await Job.fromId(c.ctx.queues.cam, id))?.processedBy === `cam-${w.pid}` && (await c.ctx.queues.cam.getActiveCount()) > 0 ? true : undefined), 60_000, 50);
+      w.kill('SIGKILL');
+      await w.exited;
+    }
+    c.spawnWorker('cam');
+    await waitForBatch(c.ctx, info.batchId, 180_000);
+    assertExactlyOnce(await readResults(c.ctx.store, info.batchId), names);
+    const job = (await Job.fromId(c.ctx.queues.cam, id))!;
+    assert.ok(job.finishedOn && !job.failedReason, `finished without failing: ${job.failedReason}`);
+  } finally {
+    await c.close();
+  }
+});
+
+test('a finalization that fails for good says so in status, with the reason; `camflow batches repair` runs it again', async () => {
+  const c = await startCluster({ CAM_ATTEMPTS: '2', CAM_BACKOFF_MS: '200' });
+  try {
+    await publishUntrained(c.ctx);
+    const names = await syntheticFolder(c.dir, 20, 42);
+    const info = await submit(c, join(c.dir, 'batch-42'), 5);
+    // Break the batch's manifest (only finalization reads it): every attempt fails on the broken line.
+    const manifest = await c.ctx.store.get(keys.batchManifest(info.batchId));
+    await c.ctx.store.put(keys.batchManifest(info.batchId), `${manifest.toString('utf8')}{"imageId": broken\n`);
+    c.spawnWorker('cam');
+    const failed = await eventually('the batch to be reported failed', async () => {
+      const s = await batchStatus(c.ctx.store, c.ctx.queues.batch, info.batchId);
+      return s.state === 'failed' ? s : undefined;
+    }, 90_000, 200);
+    assert.match(failed.reason!, /finalization failed after 2 attempts: .*manifest\.jsonl, line 21: not JSON/);
+    assert.match(failed.reason!, /camflow batches repair/);
+    const cliStatus = await camflow(c, ['status', info.batchId]);
+    assert.match(cliStatus.stdout, /failed/);
+    await c.ctx.store.put(keys.batchManifest(info.batchId), manifest);
+    const repaired = await camflow(c, ['batches', 'repair', info.batchId, '--json']);
+    assert.equal(repaired.code, 0, repaired.stderr);
+    const report = JSON.parse(repaired.stdout);
+    assert.equal(report.action, 'requeued');
+    assert.equal(report.committed, 4);
+    await waitForBatch(c.ctx, info.batchId, 60_000);
+    assertExactlyOnce(await readResults(c.ctx.store, info.batchId), names);
+    // Repairing a completed batch does nothing.
+    assert.equal(JSON.parse((await camflow(c, ['batches', 'repair', info.batchId, '--json'])).stdout).action, 'none');
+  } finally {
+    await c.close();
+  }
+});
+
+test('a Redis that lost everything (restart without persistence): status says stalled, the same key enqueues nothing, repair re-creates the jobs from S3', async () => {
+  const c = await startCluster();
+  try {
+    await publishUntrained(c.ctx);
+    const names = await syntheticFolder(c.dir, 40, 43);
+    const folder = join(c.dir, 'batch-43');
+    const info = await submit(c, folder, 8, { idempotencyKey: 'nightly-43' });
+    const w = c.spawnWorker('cam');
+    await eventually('a first chunk to be committed', async () => ((await c.ctx.store.exists(keys.resultChunk(info.batchId, 0))) ? true : undefined), 60_000);
+    w.kill('SIGKILL');
+    await w.exited;
+    // What a restart of a Redis without AOF leaves: nothing.
+    const admin = createRedis(c.env.REDIS_URL!);
+    await admin.flushall();
+    await admin.quit();
+    const stalled = await batchStatus(c.ctx.store, c.ctx.queues.batch, info.batchId);
+    assert.equal(stalled.state, 'stalled');
+    assert.match(stalled.reason!, /repair/);
+    // The same key and files: the batch it already is (the claim is restored from S3), nothing enqueued.
+    const again = await submit(c, folder, 8, { idempotencyKey: 'nightly-43' });
+    assert.deepEqual([again.existing, again.batchId], [true, info.batchId]);
+    assert.equal(await c.ctx.queues.cam.count(), 0);
+    const report = await camflow(c, ['batches', 'repair', info.batchId, '--json']);
+    assert.equal(report.code, 0, report.stderr);
+    const r = JSON.parse(report.stdout);
+    assert.ok(r.committed >= 1 && r.recreated.length === 5 - r.committed, report.stdout);
+    c.spawnWorker('cam');
+    await waitForBatch(c.ctx, info.batchId, 90_000);
+    assertExactlyOnce(await readResults(c.ctx.store, info.batchId), names);
+  } finally {
+    await c.close();
+  }
+});
+
+test('start-up warns when Redis persistence is off', async () => {
+  const redis = await startRedis({ appendonly: false });
+  const client = createRedis(redis.url);
+  try {
+    const report = await checkRedis(client);
+    assert.equal(report.appendonly, 'no');
+    assert.ok(report.problems.some((p) => /AOF\) is off/.test(p) && /batches repair/.test(p)), report.problems.join('\n'));
+  } finally {
+    await client.quit();
+    await redis.stop();
+  }
+});
+
+test('an S3 outage while workers draw heatmaps: no worker dies, the batch completes exactly once', async () => {
+  const c = await startCluster({ CAM_BACKOFF_MS: '500' });
+  try {
+    await publishUntrained(c.ctx);
+    const names = await syntheticFolder(c.dir, 300, 44);
+    const info = await submit(c, join(c.dir, 'batch-44'), 5); // heatmaps and overlays: three PUTs per image
+    const workers = [c.spawnWorker('cam'), c.spawnWorker('cam')];
+    await eventually('a first chunk to complete', async () => ((await c.ctx.queues.cam.getCompletedCount()) > 0 ? true : undefined), 60_000, 50);
+    await c.s3.stop('SIGKILL');
+    await sleep(8000);
+    await c.s3.restart();
+    await waitForBatch(c.ctx, info.batchId, 180_000);
+    assertExactlyOnce(await readResults(c.ctx.store, info.batchId), names);
+    for (const w of workers) assert.equal(w.child.exitCode, null, `worker ${w.pid} is still running`);
+    for (const f of ['worker-cam-0.log', 'worker-cam-1.log']) assert.doesNotMatch(await readFile(join(c.dir, f), 'utf8'), /unhandled rejection|uncaught exception/i);
+  } finally {
+    await c.close();
+  }
+});
+
+test('every CLI command fails fast, in one line naming what is unreachable; config errors exit 78 and echo no secret', async () => {
+  const c = await startCluster();
+  try {
+    const t0 = Date.now();
+    const redisDown = await camflow(c, ['models'], { REDIS_URL: 'redis://:s3cret-pass@127.0.0.1:1' });
+    assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
+    assert.equal(redisDown.code, 1);
+    const lines = redisDown.stderr.split('\n').filter((l) => l.trim() && !/AWS SDK|node >=22|a\.co|upgrade|trace-warnings|versions published|will require|To continue|npm warn/i.test(l));
+    assert.equal(lines.length, 1, redisDown.stderr);
+    assert.match(lines[0]!, /^Redis at redis:\/\/127\.0\.0\.1:1 is unreachable/);
+    assert.ok(!redisDown.stderr.includes('s3cret-pass'));
+    const t1 = Date.now();
+    const s3Down = await camflow(c, ['models'], { S3_ENDPOINT: 'http://127.0.0.1:1' });
+    assert.ok(Date.now() - t1 < 10_000, `took ${Date.now() - t1} ms`);
+    assert.equal(s3Down.code, 1);
+    assert.match(s3Down.stderr, /S3 at http:\/\/127\.0\.0\.1:1, bucket \w+, is unreachable/);
+    const short = await camflow(c, ['serve'], { API_TOKEN: 'short-secret' });
+    assert.equal(short.code, 78);
+    assert.match(short.stderr, /config: API_TOKEN: .*12 characters, not shown/);
+    assert.ok(!short.stderr.includes('short-secret'));
+    const missing = await camflow(c, ['serve'], { API_TOKEN: '' });
+    assert.equal(missing.code, 78);
+    assert.match(missing.stderr, /config: API_TOKEN: required/);
+    // --json: stdout is JSON only, logs go to stderr.
+    await publishUntrained(c.ctx);
+    const models = await camflow(c, ['models', '--json'], { LOG_LEVEL: 'debug' });
+    assert.equal(models.code, 0, models.stderr);
+    for (const line of models.stdout.trim().split('\n')) assert.doesNotThrow(() => JSON.parse(line), line);
+    assert.equal(models.stdout.trim().split('\n').length, 1);
+    assert.match(models.stderr, /command finished/);
+  } finally {
+    await c.close();
+  }
+});
+
+test('a cam job that can never succeed is not retried: an unknown class fails at once, naming it', async () => {
+  const c = await startCluster();
+  try {
+    const manifest = await publishUntrained(c.ctx);
+    const names = await syntheticFolder(c.dir, 4, 45);
+    const info = await submit(c, join(c.dir, 'batch-45'), 4);
+    // A job written by something other than submitBatch (an older client, a hand-made job): a target the model lacks.
+    const job = await c.ctx.queues.cam.add('chunk', { batchId: 'b-poison', chunk: 0, modelVersion: manifest.version, items: [{ imageId: 'i1', name: 'x', sha256: 'a'.repeat(64), ext: 'png', width: 1, height: 1 }], options: { target: 'NoSuchClass' } }, { attempts: 5, backoff: { type: 'fixed', delay: 100 } });
+    const bad = await c.ctx.queues.cam.add('chunk', { batchId: 'b-poison2', chunk: 0, modelVersion: manifest.version, items: [{ imageId: 'i1', name: 'x', sha256: 'zz', ext: 'png', width: 1, height: 1 }], options: {} }, { attempts: 5, backoff: { type: 'fixed', delay: 100 } });
+    c.spawnWorker('cam');
+    await waitForBatch(c.ctx, info.batchId, 60_000);
+    assertExactlyOnce(await readResults(c.ctx.store, info.batchId), names);
+    for (const j of [job, bad]) {
+      const done = await eventually('the poison job to fail', async () => {
+        const x = await Job.fromId(c.ctx.queues.cam, j.id!);
+        return x?.finishedOn ? x : undefined;
+      }, 30_000);
+      assert.equal(done.attemptsMade, 1, `${done.failedReason}: no retry`);
+    }
+    assert.match((await Job.fromId(c.ctx.queues.cam, bad.id!))!.failedReason, /cam job/);
+    // The CLI refuses the same target before anything is stored: exit 2, field named.
+    const cliRefusal = await camflow(c, ['submit', join(c.dir, 'batch-45'), '--target', 'foo']);
+    assert.equal(cliRefusal.code, 2);
+    assert.match(cliRefusal.stderr, /options\.target/);
+    assert.match((await Job.fromId(c.ctx.queues.cam, job.id!))!.failedReason, /NoSuchClass/);
+  } finally {
+    await c.close();
+  }
+});
+
+test('secrets never reach a log, at trace level: the bearer token of an upload and the S3 keys', async () => {
+  const c = await startCluster();
+  const token = 'tok-SECRET-0123456789abcdef';
+  try {
+    await publishUntrained(c.ctx);
+    await syntheticFolder(c.dir, 2, 46);
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const child = spawn(process.execPath, ['--import', 'tsx', cli, 'serve'], { env: { ...process.env, ...c.env, API_TOKEN: token, LOG_LEVEL: 'trace', API_PORT: String(port), API_HOST: '127.0.0.1' }, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    try {
+      await eventually('the API to listen', async () => (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)) || undefined, 30_000, 200);
+      const fd = new FormData();
+      fd.append('files', new Blob([await readFile(join(c.dir, 'batch-46', (spawnSync('ls', [join(c.dir, 'batch-46')], { encoding: 'utf8' }).stdout.split('\n')[0])!))]), 'a.png');
+      const res = await fetch(`http://127.0.0.1:${port}/v1/batches`, { method: 'POST', headers: { authorization: `Bearer ${token}`, cookie: 'session=cookie-secret' }, body: fd });
+      assert.equal(res.status, 202, await res.clone().text());
+      await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: `Bearer ${token}` } });
+      await sleep(500);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+    assert.ok(out.split('\n').filter((l) => /"level":10/.test(l)).length > 5, 'trace lines were written');
+    for (const secret of [token, 'cookie-secret', c.env.AWS_SECRET_ACCESS_KEY!]) assert.ok(!out.includes(secret), `${secret} leaked`);
+  } finally {
+    await c.close();
+  }
+});

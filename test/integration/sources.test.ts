@@ -1,0 +1,179 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { copyFile, mkdir, readFile, symlink, writeFile, link } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createDeflate } from 'node:zlib';
+import { once } from 'node:events';
+import { isRefused, keys, manifestLineSchema, parseJsonLines, InvalidParameterError } from '@camflow/common';
+import { collectEntries, openSource, submitBatch } from '@camflow/ingest';
+import { readResults, waitForBatch } from '../../packages/cli/src/wait.ts';
+import { publishUntrained, startCluster, syntheticFolder, type Cluster } from '../helpers/cluster.ts';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const cli = join(root, 'packages/cli/src/main.ts');
+let c: Cluster;
+let cells: string[];
+
+before(async () => {
+  c = await startCluster();
+  await publishUntrained(c.ctx);
+  cells = (await syntheticFolder(c.dir, 4, 51)).map((n) => join(c.dir, 'batch-51', n));
+});
+
+after(async () => {
+  await c?.close();
+});
+
+function camflow(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { env: { ...process.env, ...c.env, ...env }, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const reasons = (entries: Awaited<ReturnType<typeof collectEntries>>) => Object.fromEntries(entries.map((e) => [e.name, 'refused' in e ? e.refused.reason : 'read']));
+
+test('every entry of a folder gets exactly one line: dot-files, links inside and outside, fifos, non-UTF-8 names', async () => {
+  const dir = join(c.dir, 'odd');
+  await mkdir(join(dir, 'sub'), { recursive: true });
+  await copyFile(cells[0]!, join(dir, 'img.png'));
+  await copyFile(cells[1]!, join(dir, '.hidden.png'));
+  await symlink(join(dir, 'img.png'), join(dir, 'link-inside.png'));
+  await symlink(cells[2]!, join(dir, 'link-outside.png'));
+  await symlink(join(dir, 'sub'), join(dir, 'link-to-sub'));
+  await symlink(join(dir, 'gone.png'), join(dir, 'dangling.png'));
+  await copyFile(cells[3]!, join(dir, 'sub', 'deep.png'));
+  assert.equal(spawnSync('mkfifo', [join(dir, 'pipe.png')]).status, 0);
+  await writeFile(Buffer.concat([Buffer.from(join(dir, 'caf')), Buffer.from([0xe9]), Buffer.from('.png')]), await readFile(cells[0]!));
+  const entries = await collectEntries(await openSource(dir));
+  assert.deepEqual(reasons(entries), {
+    '.hidden.png': 'read',
+    'caf\uFFFD.png': 'read',
+    'dangling.png': 'broken-link',
+    'img.png': 'read',
+    'link-inside.png': 'read',
+    'link-outside.png': 'outside-source',
+    'link-to-sub': 'link-to-folder',
+    'pipe.png': 'not-a-file',
+    'sub/deep.png': 'read',
+  });
+  // Through a real submission: one manifest line per entry, refused ones with their reason.
+  const info = await submitBatch({ store: c.ctx.store, flow: c.ctx.flow, redis: c.ctx.redis, prefix: 'camflow', source: dir, chunkSize: 4 });
+  const lines = parseJsonLines((await c.ctx.store.get(keys.batchManifest(info.batchId))).toString('utf8'), manifestLineSchema, 'manifest');
+  assert.equal(lines.length, 9);
+  assert.deepEqual(lines.filter(isRefused).map((l) => l.reason).sort(), ['broken-link', 'link-to-folder', 'not-a-file', 'outside-source']);
+  assert.ok(lines.filter(isRefused).every((l) => !l.error.includes(c.dir)), 'no server path in a reason');
+});
+
+test('an empty folder is refused, naming the source', async () => {
+  const empty = join(c.dir, 'empty');
+  await mkdir(empty, { recursive: true });
+  await assert.rejects(submitBatch({ store: c.ctx.store, flow: c.ctx.flow, redis: c.ctx.redis, prefix: 'camflow', source: empty }), (e: unknown) => e instanceof InvalidParameterError && e.field === 'source' && /at least one file/.test(e.message));
+  const out = await camflow(['submit', empty]);
+  assert.equal(out.code, 2);
+  assert.match(out.stderr, /source/);
+});
+
+test('tar members that are hard links are read from their target; symlinks, fifos and devices get a line with a reason', async () => {
+  const staging = join(c.dir, 'tarred');
+  await mkdir(staging, { recursive: true });
+  await copyFile(cells[0]!, join(staging, 'a.png'));
+  await link(join(staging, 'a.png'), join(staging, 'hard.png'));
+  await symlink('a.png', join(staging, 'soft.png'));
+  assert.equal(spawnSync('mkfifo', [join(staging, 'fifo')]).status, 0);
+  const tarPath = join(c.dir, 'odd.tar');
+  assert.equal(spawnSync('tar', ['-cf', tarPath, '-C', staging, 'a.png', 'hard.png', 'soft.png', 'fifo']).status, 0);
+  const entries = await collectEntries(await openSource(tarPath));
+  assert.deepEqual(reasons(entries), { 'a.png': 'read', 'hard.png': 'read', 'soft.png': 'symlink-member', fifo: 'not-a-file' });
+  const hard = entries.find((e) => e.name === 'hard.png')!;
+  assert.ok('read' in hard);
+  assert.deepEqual(await hard.read(), await readFile(cells[0]!));
+});
+
+/** A valid RGB PNG of `width × height` black pixels, streamed to disk (its pixels are never all in memory). */
+async function pixelBomb(path: string, width: number, height: number): Promise<void> {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf: Buffer) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff]! ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type: string, data: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, sum]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  const deflate = createDeflate({ level: 9 });
+  const parts: Buffer[] = [];
+  deflate.on('data', (d: Buffer) => parts.push(d));
+  const row = Buffer.alloc(1 + width * 3);
+  for (let y = 0; y < height; y++) if (!deflate.write(row)) await once(deflate, 'drain');
+  deflate.end();
+  await once(deflate, 'end');
+  const out = createWriteStream(path);
+  out.write(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+  out.write(chunk('IHDR', ihdr));
+  out.write(chunk('IDAT', Buffer.concat(parts)));
+  out.write(chunk('IEND', Buffer.alloc(0)));
+  out.end();
+  await once(out, 'finish');
+}
+
+test('small files that would eat memory are refused without being expanded: a 16,000² PNG and a 1 GiB zip member; peak RSS measured', async () => {
+  const dir = join(c.dir, 'bombs');
+  await mkdir(dir, { recursive: true });
+  await pixelBomb(join(dir, 'bomb.png'), 16_000, 16_000);
+  await copyFile(cells[0]!, join(dir, 'cell.png'));
+  const png = (await readFile(join(dir, 'bomb.png'))).length;
+  assert.ok(png < 2_000_000, `the bomb is small on disk: ${png} bytes`);
+  // A zip whose one member inflates to 1 GiB, plus a real cell.
+  const zipPath = join(c.dir, 'bomb.zip');
+  const py = `import zipfile,sys\nz=zipfile.ZipFile(sys.argv[1],'w',zipfile.ZIP_DEFLATED)\nw=z.open('zeros.png','w',force_zip64=True)\nb=bytes(1<<20)\nfor _ in range(1024): w.write(b)\nw.close()\nz.write(sys.argv[2],'cell.png')\nz.close()`;
+  assert.equal(spawnSync('python3', ['-c', py, zipPath, cells[0]!]).status, 0);
+  for (const [source, bomb, reason] of [[dir, 'bomb.png', 'too-many-pixels'], [zipPath, 'zeros.png', 'file-too-large']] as const) {
+    const out = await camflow(['submit', source, '--json', '--key', `bomb-${reason}`], { LOG_LEVEL: 'debug' });
+    assert.equal(out.code, 0, out.stderr);
+    const info = JSON.parse(out.stdout);
+    assert.deepEqual([info.accepted, info.rejected], [1, 1]);
+    const manifest = parseJsonLines((await c.ctx.store.get(keys.batchManifest(info.batchId))).toString('utf8'), manifestLineSchema, 'manifest');
+    const refused = manifest.filter(isRefused);
+    assert.deepEqual(refused.map((l) => [l.name, l.reason]), [[bomb, reason]]);
+    const rss = Number(/"maxRssMB":(\d+)/.exec(out.stderr)?.[1]);
+    assert.ok(rss > 0 && rss < 600, `submit peak RSS ${rss} MB`);
+    console.log(`# ${bomb}: refused (${reason}); submit peak RSS ${rss} MB`);
+  }
+  // A worker with the same limit refuses the bomb from the header even if a submission let it through.
+  const info = await submitBatch({ store: c.ctx.store, flow: c.ctx.flow, redis: c.ctx.redis, prefix: 'camflow', source: dir, maxPixels: 300_000_000, options: { outputs: ['json', 'overlay'] } });
+  assert.equal(info.accepted, 2);
+  const w = c.spawnWorker('cam', { LOG_LEVEL: 'info' });
+  await waitForBatch(c.ctx, info.batchId, 120_000);
+  const results = await readResults(c.ctx.store, info.batchId);
+  const bomb = results.find((r) => r.name === 'bomb.png')!;
+  assert.equal(bomb.status, 'failed');
+  assert.equal(bomb.status === 'failed' && bomb.reason, 'too-many-pixels');
+  assert.equal(results.find((r) => r.name === 'cell.png')!.status, 'ok');
+  const log = await readFile(join(c.dir, 'worker-cam-0.log'), 'utf8');
+  const rss = Math.max(...[...log.matchAll(/"maxRssMB":(\d+)/g)].map((m) => Number(m[1])));
+  assert.ok(rss > 0 && rss < 900, `worker peak RSS ${rss} MB`);
+  console.log(`# worker peak RSS with the bomb in its chunk: ${rss} MB`);
+  w.kill('SIGTERM');
+  await w.exited;
+});
