@@ -246,7 +246,10 @@ test('secrets never reach a log, at trace level: the bearer token of an upload a
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
     }
-    assert.ok(out.split('\n').filter((l) => /"level":10/.test(l)).length > 5, 'trace lines were written');
+    // The multipart plugin logs every request header at trace level: the leak that was found. It is still logged, redacted.
+    const busboy = out.split('\n').find((l) => /"level":10/.test(l) && /busboyOptions/.test(l));
+    assert.ok(busboy, `the trace line of the multipart plugin was written: ${out.slice(0, 3000)}`);
+    assert.match(busboy, /"authorization":"\[redacted\]"/);
     for (const secret of [token, 'cookie-secret', c.env.AWS_SECRET_ACCESS_KEY!]) assert.ok(!out.includes(secret), `${secret} leaked`);
   } finally {
     await c.close();
