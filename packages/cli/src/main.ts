@@ -192,6 +192,7 @@ async function main(argv: string[]): Promise<void> {
           store: ctx.store,
           flow: ctx.flow,
           redis: ctx.redis,
+          queues: ctx.queues,
           prefix: ctx.config.QUEUE_PREFIX,
           source: rest[0]!,
           options,

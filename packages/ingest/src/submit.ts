@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { FlowProducer } from 'bullmq';
+import type { FlowProducer, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   CamflowError,
@@ -27,6 +27,8 @@ import { defaultSourceLimits, openSource, uploadSource, type OpenedSource, type 
 import { storeOriginal } from './store-image.js';
 import { claimKey, readClaim, type KeyClaims } from './key-claims.js';
 import { enqueueBatch } from './enqueue.js';
+import { batchStatus } from './status.js';
+import { repairBatch } from './repair.js';
 
 export interface SubmitOptions {
   store: ObjectStore;
@@ -51,6 +53,8 @@ export interface SubmitOptions {
   attempts?: number;
   backoffMs?: number;
   log?: Logger;
+  /** With the queues, resubmitting the key of a batch whose jobs were lost re-creates them. */
+  queues?: { cam: Queue; batch: Queue };
   /** Entries done, and the total when it is known in advance (folders and uploads). */
   onProgress?: (done: number, total: number | undefined) => void;
 }
@@ -176,7 +180,7 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
         contents[i] = 'refused' in entry ? `refused:${entry.refused.reason}` : createHash('sha256').update(await entry.read()).digest('hex');
       });
       names.forEach((n, i) => fp.add(n, contents[i]!));
-      return existingOrConflict(store, claim, fp.digest(), opts.idempotencyKey!, log);
+      return existingOrConflict(opts, claim, fp.digest());
     }
   }
 
@@ -256,32 +260,34 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
     fingerprint: fingerprint.digest(),
     ...(digest ? { keyDigest: digest } : {}),
   }, 'batch info');
+  // batch.json before the claim and the jobs: a claimed key always leads to a complete batch, and a batch whose jobs
+  // were lost (a crash before enqueuing, a Redis without persistence) is still known: `repair` re-creates its jobs.
+  await store.putJson(keys.batchInfo(batchId), info);
   if (digest) {
     const winner = await claimKey(claims, digest, { batchId, fingerprint: info.fingerprint });
     if (winner.batchId !== batchId) {
       // Another submission with the same key got there first: ours is dropped, nothing of it is enqueued.
-      await store.deleteMany([keys.batchManifest(batchId), ...Array.from({ length: packed }, (_, c) => keys.batchInputs(batchId, c))]).catch(() => undefined);
-      return existingOrConflict(store, winner, info.fingerprint, opts.idempotencyKey!, log);
+      await store.deleteMany([keys.batchInfo(batchId), keys.batchManifest(batchId), ...Array.from({ length: packed }, (_, c) => keys.batchInputs(batchId, c))]).catch(() => undefined);
+      return existingOrConflict(opts, winner, info.fingerprint);
     }
   }
-  // batch.json before the jobs: a batch whose jobs were lost (a crash here, a Redis without persistence) is still
-  // known, and `repair` re-creates its jobs from the manifest.
-  await store.putJson(keys.batchInfo(batchId), info);
   await enqueueBatch(opts.flow, info, lines.filter((l): l is AcceptedLine => !('reason' in l)));
   log?.info({ batchId, modelVersion, items: info.items, rejected: info.rejected, chunks: info.chunks }, 'batch submitted');
   return { ...info, existing: false };
 }
 
-/** Same content: the claimed batch (waiting briefly for its batch.json when it is being written). Else a conflict. */
-async function existingOrConflict(store: ObjectStore, claim: { batchId: string; fingerprint: string }, fingerprint: string, key: string, log?: Logger): Promise<SubmitResult> {
-  if (claim.fingerprint !== fingerprint) throw new KeyConflictError(key, claim.batchId);
-  for (let i = 0; i < 300; i++) {
-    const info = await store.getJsonIfExists(keys.batchInfo(claim.batchId));
-    if (info) {
-      log?.info({ batchId: claim.batchId }, 'batch already submitted with this idempotency key');
-      return { ...parseWith(batchInfoSchema, info, 'batch info'), existing: true };
-    }
-    await new Promise((r) => setTimeout(r, 100));
+/**
+ * Same content: the claimed batch. When its jobs are gone (a crash between claim and enqueue, a Redis restart
+ * without persistence) and it is not being enqueued right now, the resubmission re-creates them: re-running a
+ * submission with its key is how a user recovers. Other content: a conflict.
+ */
+async function existingOrConflict(opts: SubmitOptions, claim: { batchId: string; fingerprint: string }, fingerprint: string): Promise<SubmitResult> {
+  const { store, log } = opts;
+  if (claim.fingerprint !== fingerprint) throw new KeyConflictError(opts.idempotencyKey!, claim.batchId);
+  const info = parseWith(batchInfoSchema, await store.getJson(keys.batchInfo(claim.batchId)), 'batch info');
+  log?.info({ batchId: claim.batchId }, 'batch already submitted with this idempotency key');
+  if (opts.queues && Date.now() - Date.parse(info.createdAt) > 5000 && (await batchStatus(store, opts.queues.batch, info.batchId)).state === 'stalled') {
+    await repairBatch({ store, flow: opts.flow, queues: opts.queues, batchId: info.batchId, ...(log ? { log } : {}) });
   }
-  throw new CamflowError('KEY_IN_PROGRESS', `idempotency key is claimed by batch ${claim.batchId}, whose submission has not completed: run \`camflow batches repair ${claim.batchId}\` if it was interrupted`);
+  return { ...info, existing: true };
 }

@@ -161,6 +161,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       store,
       flow: deps.flow,
       redis: deps.redis,
+      queues: deps.queues,
       prefix: config.QUEUE_PREFIX,
       source: files,
       options,
