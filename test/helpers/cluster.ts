@@ -139,6 +139,18 @@ export async function syntheticFolder(dir: string, count: number, seed: number):
   return names.sort();
 }
 
+/** Run the real CLI against a cluster; resolves with its exit code and output. */
+export function runCli(c: Pick<Cluster, 'env'>, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { env: { ...process.env, ...c.env, ...env }, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d) => (stdout += d));
+    child.stderr!.on('data', (d) => (stderr += d));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Poll until `check` returns a value (not undefined), or fail after `timeoutMs`. */

@@ -8,7 +8,7 @@ import { Job } from 'bullmq';
 import { checkRedis, chunkJobId, createRedis, keys, startRedis, type ImageResult } from '@camflow/common';
 import { batchStatus, submitBatch } from '@camflow/ingest';
 import { readResults, waitForBatch } from '../../packages/cli/src/wait.ts';
-import { eventually, publishUntrained, sleep, startCluster, syntheticFolder, type Cluster } from '../helpers/cluster.ts';
+import { eventually, publishUntrained, runCli, sleep, startCluster, syntheticFolder, type Cluster } from '../helpers/cluster.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const cli = join(root, 'packages/cli/src/main.ts');
@@ -17,17 +17,7 @@ function submit(c: Cluster, folder: string, chunkSize: number, extra: Partial<Pa
   return submitBatch({ store: c.ctx.store, flow: c.ctx.flow, redis: c.ctx.redis, prefix: 'camflow', source: folder, chunkSize, attempts: Number(c.env.CAM_ATTEMPTS), backoffMs: Number(c.env.CAM_BACKOFF_MS), ...extra });
 }
 
-/** Run the real CLI against the cluster; resolves with its exit code and output. */
-function camflow(c: Cluster, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { env: { ...process.env, ...c.env, ...env }, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const camflow = runCli;
 
 function assertExactlyOnce(results: ImageResult[], names: string[]) {
   assert.deepEqual(results.map((r) => r.name).sort(), [...names].sort(), 'every item exactly once');

@@ -1,19 +1,16 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { copyFile, mkdir, readFile, symlink, writeFile, link } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createDeflate } from 'node:zlib';
 import { once } from 'node:events';
 import { isRefused, keys, manifestLineSchema, parseJsonLines, InvalidParameterError } from '@camflow/common';
 import { collectEntries, openSource, submitBatch } from '@camflow/ingest';
 import { readResults, waitForBatch } from '../../packages/cli/src/wait.ts';
-import { publishUntrained, startCluster, syntheticFolder, type Cluster } from '../helpers/cluster.ts';
+import { publishUntrained, runCli, startCluster, syntheticFolder, type Cluster } from '../helpers/cluster.ts';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const cli = join(root, 'packages/cli/src/main.ts');
 let c: Cluster;
 let cells: string[];
 
@@ -27,16 +24,7 @@ after(async () => {
   await c?.close();
 });
 
-function camflow(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { env: { ...process.env, ...c.env, ...env }, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const camflow = (args: string[], env: Record<string, string> = {}) => runCli(c, args, env);
 
 const reasons = (entries: Awaited<ReturnType<typeof collectEntries>>) => Object.fromEntries(entries.map((e) => [e.name, 'refused' in e ? e.refused.reason : 'read']));
 

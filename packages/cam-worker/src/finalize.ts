@@ -23,9 +23,9 @@ export type { BatchSummary };
  * reason; they never block or hide the rest of the batch. Idempotent: it reads only S3 (batch info, manifest,
  * committed chunks, chunk failure records), so running it again, or after `repair`, writes the same lines.
  *
- * `chunkErrors` are the failure reasons BullMQ reported for chunk jobs, by chunk (used when no record is in S3).
+ * `chunkError(c)` is the failure reason BullMQ reported for chunk `c`'s job, if any (used when no record is in S3).
  */
-export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkErrors: Map<number, string>, log: Logger): Promise<BatchSummary> {
+export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkError: (chunk: number) => string | undefined, log: Logger): Promise<BatchSummary> {
   const { batchId, modelVersion } = parseWith(batchJobSchema, payload, 'batch job');
   const info = parseWith(batchInfoSchema, await store.getJson(keys.batchInfo(batchId)), 'batch info');
   const manifestKey = keys.batchManifest(batchId);
@@ -40,7 +40,7 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
       continue;
     }
     const record = await store.getJsonIfExists(keys.resultChunkFailure(batchId, c));
-    const why = record ? parseWith(chunkFailureSchema, record, 'chunk failure').error : chunkErrors.get(c);
+    const why = record ? parseWith(chunkFailureSchema, record, 'chunk failure').error : chunkError(c);
     failedChunks.set(c, why ?? 'the chunk did not complete');
   }
   const lines: ImageResult[] = manifest.map((line) => {

@@ -1,8 +1,10 @@
-import { Worker, type Job } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
+  batchJobSchema,
   bullConnection,
   camJobSchema,
+  parseWith,
   chunkJobId,
   getProduction,
   initBackend,
@@ -68,16 +70,16 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
     ? new Worker(
         queueNames.batch,
         async (job: Job) => {
-          // BullMQ's failure reasons of this batch's chunk jobs, looked up by the ids the batch was enqueued with.
-          const ignored = await job.getIgnoredChildrenFailures();
-          const byKey = new Map(Object.entries(ignored));
-          const info = await store.getJsonIfExists<{ chunks?: number }>(keys.batchInfo(String(job.data?.batchId ?? '')));
-          const chunkErrors = new Map<number, string>();
-          for (let c = 0; c < (info?.chunks ?? 0); c++) {
-            const reason = byKey.get(`${config.QUEUE_PREFIX}:${queueNames.cam}:${chunkJobId(String(job.data.batchId), c)}`);
-            if (reason !== undefined) chunkErrors.set(c, String(reason));
+          let batchId: string;
+          try {
+            batchId = parseWith(batchJobSchema, job.data, 'batch job').batchId;
+          } catch (error) {
+            throw new UnrecoverableError((error as Error).message);
           }
-          return finalizeBatch(job.data, store, chunkErrors, log.child({ jobId: job.id }));
+          // BullMQ's failure reasons of this batch's chunk jobs, looked up by the ids the batch was enqueued with.
+          const ignored = new Map(Object.entries(await job.getIgnoredChildrenFailures()));
+          const chunkError = (chunk: number) => ignored.get(`${config.QUEUE_PREFIX}:${queueNames.cam}:${chunkJobId(batchId, chunk)}`);
+          return finalizeBatch(job.data, store, chunkError, log.child({ jobId: job.id }));
         },
         { connection, prefix: config.QUEUE_PREFIX, name: `batch-${process.pid}`, concurrency: 2, ...limits },
       )

@@ -6,7 +6,6 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import {
   ConfigError,
-  ContractError,
   InvalidParameterError,
   isRedisDown,
   NotFoundError,
