@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Job } from 'bullmq';
@@ -193,6 +194,21 @@ test('every CLI command fails fast, in one line naming what is unreachable; conf
     assert.ok(Date.now() - t1 < 10_000, `took ${Date.now() - t1} ms`);
     assert.equal(s3Down.code, 1);
     assert.match(s3Down.stderr, /S3 at http:\/\/127\.0\.0\.1:1, bucket \w+, is unreachable/);
+    // Endpoints that accept the connection and never answer: still one line within 10 s.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    const port = (silent.address() as { port: number }).port;
+    try {
+      for (const env of [{ REDIS_URL: `redis://127.0.0.1:${port}` }, { S3_ENDPOINT: `http://127.0.0.1:${port}` }] as Record<string, string>[]) {
+        const t = Date.now();
+        const out = await camflow(c, ['models'], env);
+        assert.ok(Date.now() - t < 10_000, `${JSON.stringify(env)}: took ${Date.now() - t} ms`);
+        assert.equal(out.code, 1);
+        assert.match(out.stderr, /is unreachable: no answer within/);
+      }
+    } finally {
+      silent.close();
+    }
     const short = await camflow(c, ['serve'], { API_TOKEN: 'short-secret' });
     assert.equal(short.code, 78);
     assert.match(short.stderr, /config: API_TOKEN: .*12 characters, not shown/);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ContractError, chunkJobId, imageResultSchema, manifestLineSchema, parseJsonLines, redactLine, toJsonLines } from '@camflow/common';
+import { ContractError, chunkJobId, publicReason, imageResultSchema, manifestLineSchema, parseJsonLines, redactLine, toJsonLines } from '@camflow/common';
 import { planBatches } from '@camflow/cam-worker';
 
 test('manifest lines are read back through their schema; a broken line names the object and the line', () => {
@@ -46,4 +46,11 @@ test('log lines lose every secret: headers at any depth, bearer tokens in text, 
   for (const secret of ['tok-123456789', 'session=abc', 'k-999', 'dXNlcjpwYXNz', 'hunter2', 'AKIA1', 'shh', 'tok-2']) assert.ok(!out.includes(secret), `${secret} leaked: ${out}`);
   assert.doesNotThrow(() => JSON.parse(out), 'still JSON');
   assert.match(out, /redis:\/\/user:\[redacted\]@10\.0\.0\.1/);
+});
+
+test('reasons that reach results and responses carry no internal address', () => {
+  const e = Object.assign(new Error('connect ECONNREFUSED 10.1.2.3:9000 while calling http://minio.internal:9000/camflow/x'), { code: 'ECONNREFUSED' });
+  const text = publicReason(e);
+  assert.ok(!/10\.1\.2\.3|minio\.internal|9000/.test(text), text);
+  assert.match(text, /ECONNREFUSED/);
 });

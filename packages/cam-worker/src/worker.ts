@@ -10,6 +10,7 @@ import {
   initBackend,
   keys,
   modelChannel,
+  publicReason,
   queueNames,
   type ChunkFailure,
   type Config,
@@ -78,7 +79,10 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
           }
           // BullMQ's failure reasons of this batch's chunk jobs, looked up by the ids the batch was enqueued with.
           const ignored = new Map(Object.entries(await job.getIgnoredChildrenFailures()));
-          const chunkError = (chunk: number) => ignored.get(`${config.QUEUE_PREFIX}:${queueNames.cam}:${chunkJobId(batchId, chunk)}`);
+          const chunkError = (chunk: number) => {
+            const reason = ignored.get(`${config.QUEUE_PREFIX}:${queueNames.cam}:${chunkJobId(batchId, chunk)}`);
+            return reason === undefined ? undefined : publicReason(new Error(String(reason)));
+          };
           return finalizeBatch(job.data, store, chunkError, log.child({ jobId: job.id }));
         },
         { connection, prefix: config.QUEUE_PREFIX, name: `batch-${process.pid}`, concurrency: 2, ...limits },
@@ -90,7 +94,7 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
     if (!job || job.attemptsMade < (job.opts.attempts ?? 1)) return;
     const parsed = camJobSchema.safeParse(job.data);
     if (!parsed.success) return;
-    const record: ChunkFailure = { batchId: parsed.data.batchId, chunk: parsed.data.chunk, attempts: job.attemptsMade, error: err.message, failedAt: new Date().toISOString() };
+    const record: ChunkFailure = { batchId: parsed.data.batchId, chunk: parsed.data.chunk, attempts: job.attemptsMade, error: publicReason(err), failedAt: new Date().toISOString() };
     store.putJson(keys.resultChunkFailure(record.batchId, record.chunk), record).catch((e: Error) => log.warn({ err: e, batchId: record.batchId, chunk: record.chunk }, 'could not record a chunk failure in S3'));
   });
   for (const [name, w] of [['cam', cam], ['batch', batch]] as const) {

@@ -41,11 +41,16 @@ export function storeFromConfig(config: Config, env: Record<string, string | und
 
 /** Create the bucket if needed; an unreachable store fails in seconds with one line naming it. */
 export async function ensureStore(store: ObjectStore, config: Config): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await store.ensureBucket();
+    // However the endpoint fails to answer (refused, silent, blackholed), the command ends within seconds.
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer within 6000 ms')), 6000)));
+    await Promise.race([store.ensureBucket(), timeout]);
   } catch (error) {
     const cause = error instanceof StorageError ? ((error.cause as NodeJS.ErrnoException)?.code ?? (error.cause as Error)?.name ?? error.message) : (error as Error).message;
     throw new UnreachableError(`S3 at ${config.S3_ENDPOINT ?? `AWS S3 (${config.S3_REGION})`}, bucket ${config.S3_BUCKET},`, String(cause));
+  } finally {
+    clearTimeout(timer);
   }
 }
 

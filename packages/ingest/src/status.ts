@@ -1,5 +1,5 @@
 import { Job, type Queue } from 'bullmq';
-import { batchInfoSchema, batchSummarySchema, finalizeJobId, keys, parseWith, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common';
+import { batchInfoSchema, batchSummarySchema, finalizeJobId, keys, parseWith, publicReason, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common';
 
 /**
  * - `running`: its jobs are queued or running.
@@ -36,7 +36,7 @@ export async function batchStatus(store: ObjectStore, batchQueue: Queue, batchId
   const counts = await job.getDependenciesCount({ unprocessed: true });
   const done = info.chunks - Math.min(info.chunks, counts.unprocessed ?? info.chunks);
   if (await job.isFailed()) {
-    return { batchId, state: 'failed', info, chunks: { total: info.chunks, done }, reason: `finalization failed after ${job.attemptsMade} attempts: ${job.failedReason}; ${repair}` };
+    return { batchId, state: 'failed', info, chunks: { total: info.chunks, done }, reason: `finalization failed after ${job.attemptsMade} attempts: ${publicReason(new Error(job.failedReason))}; ${repair}` };
   }
   return { batchId, state: 'running', info, chunks: { total: info.chunks, done } };
 }

@@ -30,8 +30,22 @@ export interface ObjectStoreOptions {
 /** An S3 request failed for a reason other than "not found" (outage, auth, throttling). Retryable. */
 export class StorageError extends CamflowError {
   constructor(operation: string, key: string, cause: unknown) {
-    super('STORAGE', `S3 ${operation} ${key} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    super('STORAGE', `S3 ${operation} ${key} failed: ${publicReason(cause)}`, { cause });
   }
+}
+
+/**
+ * An error's reason without the storage's internal address: what a result line, a response or a status may carry
+ * (the full error, with its address, goes to the log as `cause`).
+ */
+export function publicReason(error: unknown): string {
+  const e = error as { code?: string; name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
+  const message = (e?.message ?? String(error))
+    .replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"')]+/gi, '<endpoint>')
+    .replace(/\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b/g, '<address>')
+    .replace(/\[[0-9a-f:]+\](?::\d+)?/gi, '<address>');
+  const code = e?.code && !message.includes(e.code) ? ` (${e.code})` : '';
+  return `${message}${code}`;
 }
 
 function isNotFound(error: unknown): boolean {

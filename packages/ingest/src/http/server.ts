@@ -1,4 +1,9 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
 import type { FlowProducer, Queue } from 'bullmq';
@@ -7,6 +12,7 @@ import { z } from 'zod';
 import {
   ConfigError,
   InvalidParameterError,
+  StorageError,
   isRedisDown,
   NotFoundError,
   camOptionsSchema,
@@ -57,7 +63,7 @@ function httpStatus(error: unknown): number {
   if (error instanceof InvalidParameterError || error instanceof NoModelError) return 400;
   if (error instanceof NotFoundError) return 404;
   if (error instanceof KeyConflictError) return 409;
-  if (isRedisDown(error)) return 503;
+  if (isRedisDown(error) || error instanceof StorageError) return 503;
   const code = (error as { code?: string; statusCode?: number }).code;
   if (code === 'FST_REQ_FILE_TOO_LARGE' || code === 'FST_PARTS_LIMIT' || code === 'FST_FILES_LIMIT' || code === 'FST_FIELDS_LIMIT') return 413;
   if (code === 'FST_PROTO_VIOLATION' || code === 'FST_INVALID_MULTIPART_CONTENT_TYPE' || code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return 400;
@@ -66,6 +72,34 @@ function httpStatus(error: unknown): number {
 }
 
 const errorName = (status: number) => ({ 400: 'bad_request', 404: 'not_found', 409: 'conflict', 413: 'payload_too_large', 503: 'unavailable' })[status] ?? 'error';
+
+/** Read a multipart submission: files spooled into `spool` (bounded by the upload limits), fields by name. */
+async function receiveUpload(req: FastifyRequest, spool: string, config: Config): Promise<{ files: SourceFile[]; fields: Record<string, string> }> {
+  const files: SourceFile[] = [];
+  const fields: Record<string, string> = {};
+  let total = 0;
+  const tooLarge = (message: string) => Object.assign(new Error(message), { statusCode: 413, code: 'FST_REQ_FILE_TOO_LARGE' });
+  try {
+    for await (const part of req.parts()) {
+      if (part.type === 'file') {
+        const path = join(spool, String(files.length));
+        await pipeline(part.file, createWriteStream(path));
+        if (part.file.truncated) throw tooLarge(`file ${JSON.stringify(part.filename)} exceeds ${config.MAX_UPLOAD_FILE_BYTES} bytes`);
+        total += (await stat(path)).size;
+        if (total > config.MAX_UPLOAD_BYTES) throw tooLarge(`request exceeds ${config.MAX_UPLOAD_BYTES} bytes`);
+        files.push({ name: part.filename || part.fieldname, read: () => readFile(path) });
+      } else {
+        if ((part as { valueTruncated?: boolean }).valueTruncated) throw new InvalidParameterError(part.fieldname, `a value of at most ${MAX_FIELD_BYTES} bytes`, 'a longer value');
+        fields[part.fieldname] = String(part.value);
+      }
+    }
+  } catch (error) {
+    if (httpStatus(error) !== 500) throw error;
+    // busboy's parse errors (a cut body, a broken boundary or part header) are the client's.
+    throw new InvalidParameterError('body', 'well-formed multipart/form-data', (error as Error).message);
+  }
+  return { files, fields };
+}
 
 /**
  * The ingest HTTP API (fastify): submit (multipart upload), batch status and results (streamed JSONL), models,
@@ -92,7 +126,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     // Server-side failures say what failed in the log, never in the response: no internal address or path leaves.
     let message: string;
     if (status === 413) message = `upload too large: ${(error as Error).message} (limits: ${config.MAX_UPLOAD_FILE_BYTES} bytes per file, ${config.MAX_UPLOAD_BYTES} per request, ${MAX_FIELD_BYTES} bytes per field)`;
-    else if (status === 503) message = 'a backing service (Redis) is unavailable; retry later';
+    else if (status === 503) message = `${error instanceof StorageError ? 'the object store' : 'Redis'} is unavailable; retry later`;
     else if (status >= 500) message = `internal error; see the server log for request ${req.id}`;
     else message = (error as Error).message;
     if (status >= 500) deps.log.error({ err: error, reqId: req.id }, 'request failed');
@@ -129,51 +163,39 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.post('/v1/batches', async (req, reply) => {
     if (!req.isMultipart()) throw new InvalidParameterError('body', 'multipart/form-data with image files', req.headers['content-type']);
-    const files: SourceFile[] = [];
-    const fields: Record<string, string> = {};
-    let total = 0;
+    // Uploaded files are spooled to a private temporary folder, not held in memory: a request's memory is a few
+    // files in flight whatever its size. The folder is removed when the request ends, however it ends.
+    const spool = await mkdtemp(join(tmpdir(), 'camflow-upload-'));
     try {
-      for await (const part of req.parts()) {
-        if (part.type === 'file') {
-          const bytes = await part.toBuffer();
-          total += bytes.length;
-          if (total > config.MAX_UPLOAD_BYTES) throw Object.assign(new Error(`request exceeds ${config.MAX_UPLOAD_BYTES} bytes`), { statusCode: 413, code: 'FST_REQ_FILE_TOO_LARGE' });
-          files.push({ name: part.filename || part.fieldname, read: async () => bytes });
-        } else {
-          if ((part as { valueTruncated?: boolean }).valueTruncated) throw new InvalidParameterError(part.fieldname, `a value of at most ${MAX_FIELD_BYTES} bytes`, 'a longer value');
-          fields[part.fieldname] = String(part.value);
-        }
-      }
-    } catch (error) {
-      if (httpStatus(error) !== 500) throw error;
-      // busboy's parse errors (a cut body, a broken boundary or part header) are the client's.
-      throw new InvalidParameterError('body', 'well-formed multipart/form-data', (error as Error).message);
+      const { files, fields } = await receiveUpload(req, spool, config);
+      if (files.length === 0) throw new InvalidParameterError('files', 'at least one uploaded file', 0);
+      const f = parseWith(submitFields, fields, 'fields');
+      const options = parseWith(
+        camOptionsSchema,
+        { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs ? { outputs: f.outputs.split(',').map((o) => parseWith(outputSchema, o, 'outputs')) } : {}), ...(f.precision ? { precision: f.precision } : {}) },
+        'options',
+      );
+      const info = await submitBatch({
+        store,
+        flow: deps.flow,
+        redis: deps.redis,
+        queues: deps.queues,
+        prefix: config.QUEUE_PREFIX,
+        source: files,
+        options,
+        chunkSize: f.chunkSize ?? config.CAM_CHUNK_SIZE,
+        limits: { maxFileBytes: config.MAX_FILE_BYTES, maxArchiveBytes: config.MAX_ARCHIVE_BYTES },
+        attempts: config.CAM_ATTEMPTS,
+        backoffMs: config.CAM_BACKOFF_MS,
+        maxPixels: config.MAX_IMAGE_PIXELS,
+        log: deps.log,
+        ...(f.key ? { idempotencyKey: f.key } : {}),
+        ...(f.model ? { modelVersion: f.model } : {}),
+      });
+      return reply.code(info.existing ? 200 : 202).send(info);
+    } finally {
+      await rm(spool, { recursive: true, force: true });
     }
-    if (files.length === 0) throw new InvalidParameterError('files', 'at least one uploaded file', 0);
-    const f = parseWith(submitFields, fields, 'fields');
-    const options = parseWith(
-      camOptionsSchema,
-      { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs ? { outputs: f.outputs.split(',').map((o) => parseWith(outputSchema, o, 'outputs')) } : {}), ...(f.precision ? { precision: f.precision } : {}) },
-      'options',
-    );
-    const info = await submitBatch({
-      store,
-      flow: deps.flow,
-      redis: deps.redis,
-      queues: deps.queues,
-      prefix: config.QUEUE_PREFIX,
-      source: files,
-      options,
-      chunkSize: f.chunkSize ?? config.CAM_CHUNK_SIZE,
-      limits: { maxFileBytes: config.MAX_FILE_BYTES, maxArchiveBytes: config.MAX_ARCHIVE_BYTES },
-      attempts: config.CAM_ATTEMPTS,
-      backoffMs: config.CAM_BACKOFF_MS,
-      maxPixels: config.MAX_IMAGE_PIXELS,
-      log: deps.log,
-      ...(f.key ? { idempotencyKey: f.key } : {}),
-      ...(f.model ? { modelVersion: f.model } : {}),
-    });
-    return reply.code(info.existing ? 200 : 202).send(info);
   });
 
   app.get('/v1/batches/:id', async (req) => {
