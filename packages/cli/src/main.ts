@@ -21,7 +21,8 @@ const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
   camflow batches repair BATCH_ID      re-create lost jobs from S3 and re-run a failed finalization
   camflow results BATCH_ID             results.jsonl to stdout
   camflow train --dataset NAME [--version V] [--preset fast|seed] [--epochs N] [--lr X] [--batch-size N]
-                [--split item|group] [--seed N] [--no-promote] [--wait]
+                [--split item|group] [--val-fraction 0.15] [--patience 5] [--seed N] [--no-promote] [--wait]
+                defaults: 30 epochs with early stopping, lr 0.002, augmentation, class weights, best epoch published
   camflow schedule --dataset NAME --cron "0 2 * * *" [--tz Europe/Paris] [--preset ...]
   camflow models [list] | models promote VERSION
 
@@ -89,6 +90,8 @@ async function main(argv: string[]): Promise<void> {
       split: { type: 'string' },
       seed: { type: 'string' },
       'no-promote': { type: 'boolean', default: false },
+      'val-fraction': { type: 'string' },
+      patience: { type: 'string' },
       cron: { type: 'string' },
       tz: { type: 'string' },
     },
@@ -252,6 +255,8 @@ async function main(argv: string[]): Promise<void> {
           ...(v['batch-size'] ? { batchSize: num('batch-size') } : {}),
           ...(v.split ? { splitBy: v.split as 'item' | 'group' } : {}),
           ...(v.seed ? { seed: num('seed') } : {}),
+          ...(v['val-fraction'] ? { validationFraction: num('val-fraction') } : {}),
+          ...(v.patience ? { earlyStopPatience: num('patience') } : {}),
           promote: !v['no-promote'],
         });
         if (!v.wait) {

@@ -139,8 +139,11 @@ async function* tarEntries(path: string, gzip: boolean, limits: SourceLimits): A
       } else {
         total += declared;
         const read = readBounded(entry as unknown as AsyncIterable<Buffer>, limits.maxFileBytes);
-        seen.set(name, read.then((r) => r.bytes));
-        if (seen.size > 64) seen.delete(seen.keys().next().value!);
+        // Kept for hard links: the last 32 members of at most 8 MiB (256 MiB at worst; cells are ~50 KB).
+        if (declared <= 8 * 1024 ** 2) {
+          seen.set(name, read.then((r) => r.bytes));
+          if (seen.size > 32) seen.delete(seen.keys().next().value!);
+        }
         result = read.then(({ bytes, size }) => (bytes ? { name, read: async () => bytes } : tooLarge(name, size, limits.maxFileBytes)));
       }
     } else if (type === 'Link') {
@@ -148,7 +151,7 @@ async function* tarEntries(path: string, gzip: boolean, limits: SourceLimits): A
       const targetName = safeMemberName(entry.linkpath ?? '');
       const target = seen.get(targetName);
       result = (target ?? Promise.resolve(undefined)).then((bytes) =>
-        bytes ? { name, read: async () => bytes } : refuse(name, 'broken-link', `hard link to "${targetName}", which is not one of the 64 readable members before it`),
+        bytes ? { name, read: async () => bytes } : refuse(name, 'broken-link', `hard link to "${targetName}", which is not one of the 32 members before it (of at most 8 MiB)`),
       );
     } else if (type === 'SymbolicLink') {
       entry.resume();

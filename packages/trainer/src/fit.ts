@@ -29,11 +29,20 @@ export interface FitParams {
   maxRestarts: number;
   /** Epochs without learning after which a run counts as collapsed. */
   patience?: number;
+  /** Epochs without a lower validation loss before stopping (default: never stop early). */
+  earlyStopPatience?: number;
+  /** Flips, 90° rotations, brightness and stain jitter per training image (seeded). */
+  augment?: boolean;
+  /** Balance the classes' losses when the training labels are unbalanced. */
+  classWeights?: boolean;
 }
 
 export interface FitResult {
+  /** The model at its best epoch (lowest validation loss). */
   model: tf.LayersModel;
+  /** Every epoch that ran; `bestEpoch` is the one whose weights `model` holds. */
   history: EpochMetrics[];
+  bestEpoch: number;
   attempts: number;
   collapsed: boolean;
   collapseReason?: string;
@@ -41,23 +50,65 @@ export interface FitResult {
 
 const count = (d: TensorData) => d.labels.length;
 
-/** Float batch tensor in [0, 1] from packed bytes, with optional flips (cells have no orientation). */
-function batchTensor(data: TensorData, indices: ArrayLike<number>, flip: { h: boolean; v: boolean } | null): tf.Tensor4D {
+/** One training image's augmentation: a dihedral transform (cells have no orientation) and colour gains. */
+export interface Augmentation {
+  /** 0–7: rotation by `k × 90°` (k = t & 3), mirrored when t ≥ 4. */
+  transform: number;
+  /** Multiplicative gain per channel (brightness × stain), ~[0.8, 1.2]. */
+  gains: [number, number, number];
+}
+
+/** Draw one image's augmentation from a seeded generator. */
+export function drawAugmentation(rng: { next(): number }): Augmentation {
+  const brightness = 0.85 + 0.3 * rng.next();
+  const stain = () => 0.93 + 0.14 * rng.next();
+  return { transform: Math.floor(rng.next() * 8), gains: [brightness * stain(), brightness * stain(), brightness * stain()] };
+}
+
+/**
+ * Copy one packed `size × size × 3` image into `out` (as floats in [0, 1]) under a dihedral transform and colour
+ * gains. Gains are multiplicative, so the black background stays black, as the serving inputs have it.
+ */
+export function augmentInto(src: Uint8Array, srcOffset: number, size: number, aug: Augmentation | null, out: Float32Array, outOffset: number): void {
+  const t = aug?.transform ?? 0;
+  const [gr, gg, gb] = aug?.gains ?? [1, 1, 1];
+  const mirror = t >= 4;
+  const k = t & 3;
+  const last = size - 1;
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      // Source pixel of output (x, y): inverse rotation by k × 90°, then the mirror.
+      let sx = x;
+      let sy = y;
+      if (k === 1) [sx, sy] = [y, last - x];
+      else if (k === 2) [sx, sy] = [last - x, last - y];
+      else if (k === 3) [sx, sy] = [last - y, x];
+      if (mirror) sx = last - sx;
+      const s = srcOffset + (sy * size + sx) * 3;
+      const o = outOffset + (y * size + x) * 3;
+      out[o] = Math.min(1, (src[s]! / 255) * gr);
+      out[o + 1] = Math.min(1, (src[s + 1]! / 255) * gg);
+      out[o + 2] = Math.min(1, (src[s + 2]! / 255) * gb);
+    }
+  }
+}
+
+/** Float batch tensor in [0, 1] from packed bytes, each image with its augmentation (or none). */
+function batchTensor(data: TensorData, indices: ArrayLike<number>, augmentations: (Augmentation | null)[] | null): tf.Tensor4D {
   const per = data.size * data.size * 3;
   const buf = new Float32Array(indices.length * per);
-  for (let i = 0; i < indices.length; i++) {
-    const src = indices[i]! * per;
-    const dst = i * per;
-    for (let j = 0; j < per; j++) buf[dst + j] = data.images[src + j]! / 255;
-  }
-  let x = tf.tensor4d(buf, [indices.length, data.size, data.size, 3]);
-  if (flip && (flip.h || flip.v)) {
-    const axes = [...(flip.v ? [1] : []), ...(flip.h ? [2] : [])];
-    const flipped = tf.reverse(x, axes);
-    x.dispose();
-    x = flipped as tf.Tensor4D;
-  }
-  return x;
+  for (let i = 0; i < indices.length; i++) augmentInto(data.images, indices[i]! * per, data.size, augmentations?.[i] ?? null, buf, i * per);
+  return tf.tensor4d(buf, [indices.length, data.size, data.size, 3]);
+}
+
+/** Per-class loss weights n / (classes × n_class), or undefined when the classes are balanced (within 10 %). */
+export function classWeightsFor(labels: ArrayLike<number>, numClasses: number): number[] | undefined {
+  const counts = new Array<number>(numClasses).fill(0);
+  for (let i = 0; i < labels.length; i++) counts[labels[i]!]!++;
+  const min = Math.min(...counts);
+  const max = Math.max(...counts);
+  if (min === 0 || max / min <= 1.1) return undefined;
+  return counts.map((c) => labels.length / (numClasses * c));
 }
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -141,6 +192,8 @@ export interface FitHooks {
 export async function fitWithRestarts(params: FitParams, train: TensorData, validation: TensorData, hooks: FitHooks = {}): Promise<FitResult> {
   const { log } = hooks;
   const patience = params.patience ?? 2;
+  const weights = params.classWeights ? classWeightsFor(train.labels, params.numClasses) : undefined;
+  if (weights) log?.info({ classWeights: weights }, 'unbalanced classes: weighting the loss');
   const labelsCount = new Array<number>(params.numClasses).fill(0);
   validation.labels.forEach((l) => labelsCount[l]!++);
   const majorityRate = Math.max(...labelsCount) / Math.max(1, count(validation));
@@ -155,6 +208,16 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
     const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
     const history: EpochMetrics[] = resuming ? [...resume.history] : [];
     let collapsed: string | undefined;
+    // The best epoch by validation loss, and a copy of its weights: it is what gets published.
+    let best: { epoch: number; valLoss: number; weights: tf.Tensor[] } | undefined;
+    const keepBest = (epoch: number, valLoss: number) => {
+      best?.weights.forEach((w) => w.dispose());
+      best = { epoch, valLoss, weights: model.getWeights().map((w) => w.clone()) };
+    };
+    if (resuming && resume.history.length > 0) {
+      // The best weights before the crash are not checkpointed: the resumed weights stand in for them.
+      keepBest(resume.epoch, Math.min(...resume.history.map((h) => h.valLoss)));
+    }
     for (let epoch = resuming ? resume.epoch + 1 : 1; epoch <= params.epochs; epoch++) {
       const started = performance.now();
       const rng = createRng(seed * 1009 + epoch);
@@ -162,11 +225,12 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
       let lossSum = 0;
       for (let start = 0; start < order.length; start += params.batchSize) {
         const idx = order.slice(start, start + params.batchSize);
-        const flip = { h: rng.next() < 0.5, v: rng.next() < 0.5 };
+        const augmentations = params.augment ? idx.map(() => drawAugmentation(rng)) : null;
         const loss = tf.tidy(() => {
-          const x = batchTensor(train, idx, flip);
+          const x = batchTensor(train, idx, augmentations);
           const y = tf.oneHot(tf.tensor1d(idx.map((i) => train.labels[i]!), 'int32'), params.numClasses);
-          const cost = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, true, vars);
+          const w = weights ? tf.tensor1d(idx.map((i) => weights[train.labels[i]!]!)) : undefined;
+          const cost = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor, w) as tf.Scalar, true, vars);
           return cost!;
         });
         lossSum += (await loss.data())[0]! * idx.length;
@@ -188,13 +252,26 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
         collapsed = reason;
         break;
       }
+      if (!best || metrics.valLoss < best.valLoss) keepBest(epoch, metrics.valLoss);
       await hooks.checkpoint?.({ attempt, epoch, history, weights: model.getWeights() });
+      if (params.earlyStopPatience && best && epoch - best.epoch >= params.earlyStopPatience) {
+        log?.info({ epoch, bestEpoch: best.epoch }, `early stop: no lower validation loss for ${params.earlyStopPatience} epochs`);
+        break;
+      }
     }
     optimizer.dispose();
-    if (!collapsed) return { model, history, attempts: attempt + 1, collapsed: false };
+    if (!collapsed) {
+      // Publish the best epoch, not the last.
+      if (best) {
+        model.setWeights(best.weights);
+        best.weights.forEach((w) => w.dispose());
+      }
+      return { model, history, bestEpoch: best?.epoch ?? history.length, attempts: attempt + 1, collapsed: false };
+    }
+    best?.weights.forEach((w) => w.dispose());
     lastReason = collapsed;
     log?.warn({ attempt, reason: collapsed }, 'training run collapsed; restarting with a new initialisation');
-    if (attempt === params.maxRestarts) return { model, history, attempts: attempt + 1, collapsed: true, collapseReason: lastReason };
+    if (attempt === params.maxRestarts) return { model, history, bestEpoch: history.length, attempts: attempt + 1, collapsed: true, collapseReason: lastReason };
     model.dispose();
   }
   throw new Error('unreachable');

@@ -3,11 +3,14 @@ import { UnrecoverableError } from 'bullmq';
 import {
   getDatasetManifest,
   getProduction,
+  keys,
   loadDatasetImages,
+  mapLimit,
   parseWith,
+  preprocess,
   presets,
-  tf,
   trainJobSchema,
+  type DatasetManifest,
   type Logger,
   type ModelManifest,
   type ObjectStore,
@@ -31,19 +34,19 @@ export type TrainOutcome =
   | { skipped: true; reason: string }
   | { skipped: false; version: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; epochs: number; resumedFromEpoch?: number; manifest: ModelManifest };
 
-/** Resize packed square images to another side (bilinear) when a preset's input differs from the snapshot's. */
-function resizePacked(images: Uint8Array, n: number, from: number, to: number): Uint8Array {
-  if (from === to) return images;
-  const out = new Uint8Array(n * to * to * 3);
-  const step = 256;
-  for (let s = 0; s < n; s += step) {
-    const m = Math.min(step, n - s);
-    const resized = tf.tidy(() =>
-      tf.image.resizeBilinear(tf.tensor4d(images.subarray(s * from * from * 3, (s + m) * from * from * 3), [m, from, from, 3], 'int32').toFloat(), [to, to]).round().clipByValue(0, 255),
-    );
-    out.set(resized.dataSync(), s * to * to * 3);
-    resized.dispose();
-  }
+/**
+ * The training inputs of a preset, made exactly as serving makes them. The snapshot's shards hold the images at
+ * the snapshot's size; a preset with another input size gets each image decoded from its stored original and
+ * resized by the same `preprocess` the cam-workers run, so training and serving see the same pixels.
+ */
+export async function trainingInputs(store: ObjectStore, manifest: DatasetManifest, size: number): Promise<Uint8Array> {
+  if (manifest.size === size) return loadDatasetImages(store, manifest);
+  const per = size * size * 3;
+  const out = new Uint8Array(manifest.items.length * per);
+  await mapLimit(manifest.items, 8, async (item, i) => {
+    const { input } = await preprocess(await store.get(keys.original(item.sha256, item.ext)), size, undefined, { keepOriginal: false });
+    out.set(input, i * per);
+  });
   return out;
 }
 
@@ -71,7 +74,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   }
   const size = presets[params.preset].inputSize;
   const n = manifest.items.length;
-  const images = resizePacked(await loadDatasetImages(ctx.store, manifest), n, manifest.size, size);
+  const images = await trainingInputs(ctx.store, manifest, size);
   const labels = manifest.items.map((i) => i.label);
   const split = splitIndices(manifest.items, params.validationFraction, params.seed, params.splitBy);
   if (split.train.length === 0 || split.validation.length === 0) {
@@ -80,7 +83,19 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   const train = gather(images, labels, split.train, size);
   const validation = gather(images, labels, split.validation, size);
   log.info({ version: manifest.version, train: split.train.length, validation: split.validation.length, preset: params.preset, backend: ctx.backend }, 'training started');
-  const fitParams = { preset: params.preset, numClasses: manifest.classNames.length, epochs: params.epochs, batchSize: params.batchSize, learningRate: params.learningRate, seed: params.seed, maxRestarts: params.maxRestarts, patience: params.collapsePatience };
+  const fitParams = {
+    preset: params.preset,
+    numClasses: manifest.classNames.length,
+    epochs: params.epochs,
+    batchSize: params.batchSize,
+    learningRate: params.learningRate,
+    seed: params.seed,
+    maxRestarts: params.maxRestarts,
+    patience: params.collapsePatience,
+    earlyStopPatience: params.earlyStopPatience,
+    augment: params.augment,
+    classWeights: params.classWeights,
+  };
   const checkpoints = new CheckpointStore(ctx.store, jobKey(ctx.jobId), paramsHash({ ...fitParams, dataset: manifest.version, split: params.splitBy, v: params.validationFraction }));
   const resume = await checkpoints.load();
   if (resume) log.warn({ attempt: resume.attempt, epoch: resume.epoch }, 'resuming training from its last checkpoint');
@@ -100,7 +115,8 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     // Never published, never promoted; retrying the same job would collapse the same way.
     throw new UnrecoverableError(`training collapsed after ${result.attempts} attempt(s): ${result.collapseReason}`);
   }
-  const last = result.history[result.history.length - 1]!;
+  // The published weights are the best epoch's, and so are the metrics that gate promotion.
+  const last = result.history.find((h) => h.epoch === result.bestEpoch) ?? result.history[result.history.length - 1]!;
   const version = versionFor(ctx.jobId, ctx.jobTimestamp);
   const published = await publishModel(ctx.store, result.model, {
     version,
@@ -112,6 +128,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
       valAccuracy: last.valAccuracy,
       valLoss: last.valLoss,
       epochs: result.history.length,
+      bestEpoch: last.epoch,
       attempts: result.attempts,
       history: result.history.map((h) => ({ ...h })),
     },

@@ -17,6 +17,8 @@ export const modelManifestSchema = z.object({
     valAccuracy: z.number(),
     valLoss: z.number(),
     epochs: z.number().int(),
+    /** The epoch whose weights were published (lowest validation loss); absent in versions before it was recorded. */
+    bestEpoch: z.number().int().optional(),
     attempts: z.number().int(),
     history: z.array(z.record(z.string(), z.number())),
   }),

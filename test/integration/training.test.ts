@@ -1,0 +1,103 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ObjectStore, initBackend, keys, preprocess, startS3, tf, trainJobSchema, writeSyntheticDataset, type LocalS3 } from '@camflow/common';
+import { addDataset } from '@camflow/ingest';
+import { augmentInto, classWeightsFor, drawAugmentation, evaluate, fitWithRestarts, gather, splitIndices, trainingInputs } from '@camflow/trainer';
+
+let s3: LocalS3;
+let store: ObjectStore;
+let dir: string;
+
+before(async () => {
+  await initBackend('wasm');
+  s3 = await startS3();
+  store = new ObjectStore({ bucket: s3.bucket, endpoint: s3.endpoint, credentials: s3.credentials });
+  await store.ensureBucket();
+  dir = await mkdtemp(join(tmpdir(), 'camflow-training-'));
+});
+
+after(async () => {
+  store?.destroy();
+  await s3?.stop();
+});
+
+test('one set of training defaults: lr 0.002, up to 30 epochs with early stopping, augmentation and class weights', () => {
+  const d = trainJobSchema.parse({ dataset: 'cells' });
+  assert.deepEqual(
+    { lr: d.learningRate, epochs: d.epochs, patience: d.earlyStopPatience, augment: d.augment, classWeights: d.classWeights, validationFraction: d.validationFraction },
+    { lr: 0.002, epochs: 30, patience: 5, augment: true, classWeights: true, validationFraction: 0.15 },
+  );
+});
+
+test('training sees the pixels serving sees: a preset smaller than the snapshot is made from the originals by the workers\' preprocess', async () => {
+  await writeSyntheticDataset(join(dir, 'cells'), { count: 24, seed: 61 });
+  const { manifest } = await addDataset({ store, name: 'px', folder: join(dir, 'cells'), size: 128 });
+  const inputs = await trainingInputs(store, manifest, 64);
+  const per = 64 * 64 * 3;
+  for (const [i, item] of manifest.items.entries()) {
+    const original = await store.get(keys.original(item.sha256, item.ext));
+    // Both serving paths: the one that draws overlays (decode, then resize) and the archive path (one pipeline).
+    for (const keepOriginal of [true, false]) {
+      const { input } = await preprocess(original, 64, undefined, { keepOriginal });
+      assert.deepEqual(inputs.subarray(i * per, (i + 1) * per), input, `${item.name} (keepOriginal ${keepOriginal})`);
+    }
+  }
+  // The snapshot's own size comes from its shards, which were made by the same function.
+  const same = await trainingInputs(store, manifest, 128);
+  const first = manifest.items[0]!;
+  assert.deepEqual(same.subarray(0, 128 * 128 * 3), (await preprocess(await store.get(keys.original(first.sha256, first.ext)), 128)).input);
+});
+
+test('augmentation: the eight dihedral transforms of the image, multiplicative colour gains, black stays black', () => {
+  const size = 3;
+  const src = new Uint8Array(size * size * 3);
+  for (let i = 0; i < size * size; i++) src.set([i * 20, 255 - i * 20, i * 7], i * 3);
+  src.set([0, 0, 0], 8 * 3); // a black corner pixel (the crops' background)
+  const seen = new Set<string>();
+  for (let t = 0; t < 8; t++) {
+    const out = new Float32Array(size * size * 3);
+    augmentInto(src, 0, size, { transform: t, gains: [1, 1, 1] }, out, 0);
+    seen.add(Array.from(out).join(','));
+  }
+  assert.equal(seen.size, 8, 'eight distinct transforms');
+  // Rotation by 90°: output (x, y) reads source (y, size-1-x); output (0, 0) is source (0, 2) = pixel 6.
+  const rot = new Float32Array(size * size * 3);
+  augmentInto(src, 0, size, { transform: 1, gains: [1, 1, 1] }, rot, 0);
+  assert.deepEqual(Array.from(rot.subarray(0, 3)).map((v) => Math.round(v * 255)), [120, 135, 42]);
+  const lit = new Float32Array(size * size * 3);
+  augmentInto(src, 0, size, { transform: 0, gains: [1.2, 0.8, 1.1] }, lit, 0);
+  assert.deepEqual(Array.from(lit.subarray(24, 27)), [0, 0, 0], 'black background stays black');
+  assert.ok(Math.abs(lit[3 * 3 + 1]! - Math.min(1, ((255 - 60) / 255) * 0.8)) < 1e-6);
+  const rng = { s: 1, next() { this.s = (this.s * 16807) % 2147483647; return this.s / 2147483647; } };
+  for (let i = 0; i < 200; i++) {
+    const a = drawAugmentation(rng);
+    assert.ok(a.transform >= 0 && a.transform < 8 && a.gains.every((g) => g > 0.75 && g < 1.35), JSON.stringify(a));
+  }
+});
+
+test('class weights balance unbalanced classes and are off for balanced ones', () => {
+  assert.equal(classWeightsFor([0, 1, 0, 1], 2), undefined);
+  assert.deepEqual(classWeightsFor([0, 0, 0, 1], 2), [4 / 6, 2]);
+});
+
+test('the published weights are the best epoch\'s (lowest validation loss), and training stops when it stops improving', async () => {
+  await writeSyntheticDataset(join(dir, 'fit'), { count: 120, seed: 62 });
+  const { manifest } = await addDataset({ store, name: 'fit', folder: join(dir, 'fit'), size: 64 });
+  const images = await trainingInputs(store, manifest, 64);
+  const labels = manifest.items.map((i) => i.label);
+  const split = splitIndices(manifest.items, 0.25, 1, 'item');
+  const train = gather(images, labels, split.train, 64);
+  const validation = gather(images, labels, split.validation, 64);
+  const result = await fitWithRestarts({ preset: 'fast', numClasses: 2, epochs: 8, batchSize: 16, learningRate: 0.004, seed: 5, maxRestarts: 0, patience: 20, earlyStopPatience: 2, augment: true, classWeights: true }, train, validation);
+  const losses = result.history.map((h) => h.valLoss);
+  const best = result.history[losses.indexOf(Math.min(...losses))]!;
+  assert.equal(result.bestEpoch, best.epoch);
+  const now = await evaluate(result.model, validation, 2);
+  assert.ok(Math.abs(now.valLoss - best.valLoss) < 1e-4, `model holds epoch ${best.epoch} (val loss ${best.valLoss}), evaluates to ${now.valLoss}`);
+  if (result.history.length < 8) assert.equal(result.history.length - result.bestEpoch, 2, 'stopped 2 epochs after the best');
+  result.model.dispose();
+  assert.ok(tf.memory().numTensors < 200, `no leaked tensors: ${tf.memory().numTensors}`);
+});
