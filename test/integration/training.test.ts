@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ObjectStore, initBackend, keys, preprocess, startS3, tf, trainJobSchema, writeSyntheticDataset, type LocalS3 } from '@camflow/common';
+import { ObjectStore, createLogger, initBackend, keys, preprocess, startS3, tf, trainJobSchema, writeSyntheticDataset, type LocalS3 } from '@camflow/common';
 import { addDataset } from '@camflow/ingest';
-import { augmentInto, classWeightsFor, drawAugmentation, evaluate, fitWithRestarts, gather, splitIndices, trainingInputs } from '@camflow/trainer';
+import { augmentInto, classWeightsFor, drawAugmentation, evaluate, fitWithRestarts, gather, runTraining, splitIndices, trainingInputs } from '@camflow/trainer';
 
 let s3: LocalS3;
 let store: ObjectStore;
@@ -100,4 +100,25 @@ test('the published weights are the best epoch\'s (lowest validation loss), and 
   if (result.history.length < 8) assert.equal(result.history.length - result.bestEpoch, 2, 'stopped 2 epochs after the best');
   result.model.dispose();
   assert.ok(tf.memory().numTensors < 200, `no leaked tensors: ${tf.memory().numTensors}`);
+});
+
+test('the promotion gate runs production and candidate on the same validation images', async () => {
+  const log = createLogger({ level: 'silent' });
+  const ctx = (jobId: string) => ({ store, log, backend: 'wasm', jobId, jobTimestamp: Date.now() });
+  const base = { dataset: 'fit', preset: 'fast' as const, batchSize: 16, maxRestarts: 0, collapsePatience: 20 };
+  const first = await runTraining({ ...base, epochs: 2, seed: 1 }, ctx('gate-1'));
+  assert.ok(!first.skipped && first.promoted && first.comparison === undefined, 'the first model is promoted without a comparison');
+  // Same dataset, seed and fraction: the same validation images, so production scores what it recorded.
+  const second = await runTraining({ ...base, epochs: 1, seed: 1, learningRate: 0.0001 }, ctx('gate-2'));
+  assert.ok(!second.skipped && second.comparison);
+  assert.equal(second.comparison.production, first.version);
+  assert.equal(second.comparison.images, second.manifest.dataset.validationItems);
+  assert.equal(second.comparison.productionAccuracy, first.valAccuracy);
+  assert.equal(second.promoted, second.comparison.candidateAccuracy >= second.comparison.productionAccuracy);
+  assert.match(second.promotion, /on the same \d+ validation images/);
+  // Another split: production is measured again, on the candidate's images.
+  const third = await runTraining({ ...base, epochs: 1, seed: 1, validationFraction: 0.4 }, ctx('gate-3'));
+  assert.ok(!third.skipped && third.comparison);
+  assert.equal(third.comparison.images, third.manifest.dataset.validationItems);
+  assert.equal(third.promoted, third.comparison.candidateAccuracy >= third.comparison.productionAccuracy);
 });

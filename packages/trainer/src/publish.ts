@@ -47,9 +47,31 @@ export async function publishModel(store: ObjectStore, model: tf.LayersModel, ma
   return full;
 }
 
-/** Promotion gate: at least as good as production on validation accuracy. */
-export async function promoteIfBetter(store: ObjectStore, manifest: ModelManifest, log?: Logger): Promise<{ promoted: boolean; production?: ProductionChannel; reason: string }> {
+/** Candidate and production accuracy measured on the same validation images. */
+export interface SameImagesComparison {
+  production: string;
+  images: number;
+  candidateAccuracy: number;
+  productionAccuracy: number;
+}
+
+/**
+ * Promotion gate: at least as good as production. With `comparison` (both models run on the candidate's validation
+ * images) the decision is made on the same cells; without one (no production yet, or other classes) it falls back to
+ * each model's own validation accuracy.
+ */
+export async function promoteIfBetter(store: ObjectStore, manifest: ModelManifest, log?: Logger, comparison?: SameImagesComparison): Promise<{ promoted: boolean; production?: ProductionChannel; reason: string }> {
   const current = await getProduction(store);
+  if (current && comparison && comparison.production === current.version) {
+    const same = `on the same ${comparison.images} validation images: ${comparison.candidateAccuracy.toFixed(4)} vs production ${current.version} ${comparison.productionAccuracy.toFixed(4)}`;
+    if (comparison.candidateAccuracy < comparison.productionAccuracy) {
+      log?.info({ version: manifest.version, ...comparison }, `not promoted: ${same}`);
+      return { promoted: false, production: current, reason: `worse ${same}` };
+    }
+    const production = await promote(store, manifest);
+    log?.info({ version: manifest.version, ...comparison }, 'promoted to production');
+    return { promoted: true, production, reason: `at least as good ${same}` };
+  }
   if (current && current.valAccuracy > manifest.metrics.valAccuracy) {
     const reason = `validation accuracy ${manifest.metrics.valAccuracy.toFixed(4)} < production ${current.version} at ${current.valAccuracy.toFixed(4)}`;
     log?.info({ version: manifest.version, production: current.version }, `not promoted: ${reason}`);

@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { UnrecoverableError } from 'bullmq';
 import {
+  deserializeModel,
   getDatasetManifest,
+  getModelManifest,
   getProduction,
   keys,
   loadDatasetImages,
@@ -11,13 +13,14 @@ import {
   presets,
   trainJobSchema,
   type DatasetManifest,
+  type ModelFiles,
   type Logger,
   type ModelManifest,
   type ObjectStore,
 } from '@camflow/common';
-import { fitWithRestarts, type EpochMetrics } from './fit.js';
+import { evaluate, fitWithRestarts, type EpochMetrics, type TensorData } from './fit.js';
 import { gather, splitIndices } from './split.js';
-import { promoteIfBetter, publishModel } from './publish.js';
+import { promoteIfBetter, publishModel, type SameImagesComparison } from './publish.js';
 import { CheckpointStore, jobKey, paramsHash } from './checkpoint.js';
 
 export interface TrainContext {
@@ -32,7 +35,7 @@ export interface TrainContext {
 
 export type TrainOutcome =
   | { skipped: true; reason: string }
-  | { skipped: false; version: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; epochs: number; resumedFromEpoch?: number; manifest: ModelManifest };
+  | { skipped: false; version: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; epochs: number; resumedFromEpoch?: number; comparison?: SameImagesComparison; manifest: ModelManifest };
 
 /**
  * The training inputs of a preset, made exactly as serving makes them. The snapshot's shards hold the images at
@@ -138,7 +141,8 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   result.model.dispose();
   await checkpoints.clear();
   log.info({ version, valAccuracy: last.valAccuracy, resumedFromEpoch: resume?.epoch }, 'model published');
-  const gate = params.promote ? await promoteIfBetter(ctx.store, published, log) : { promoted: false, reason: 'promotion not requested' };
+  const comparison = params.promote ? await compareWithProduction(ctx.store, manifest, split.validation, published, validation, log) : undefined;
+  const gate = params.promote ? await promoteIfBetter(ctx.store, published, log, comparison) : { promoted: false, reason: 'promotion not requested' };
   return {
     skipped: false,
     version,
@@ -148,6 +152,32 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     attempts: result.attempts,
     epochs: result.history.length,
     ...(resume ? { resumedFromEpoch: resume.epoch } : {}),
+    ...(comparison ? { comparison } : {}),
     manifest: published,
   };
+}
+
+/**
+ * Run the production model and the candidate on the candidate's validation images (each at its own input size,
+ * made by the serving preprocess), so the promotion gate compares them on the same cells. Undefined when there is
+ * no production model or it has other classes.
+ */
+async function compareWithProduction(store: ObjectStore, dataset: DatasetManifest, validationIndices: number[], candidate: ModelManifest, candidateData: TensorData, log: Logger): Promise<SameImagesComparison | undefined> {
+  const channel = await getProduction(store);
+  if (!channel) return undefined;
+  const production = await getModelManifest(store, channel.version);
+  if (production.classNames.join('\u0000') !== dataset.classNames.join('\u0000')) {
+    log.warn({ production: production.version }, 'production model has other classes: promotion compares each model\'s own validation accuracy');
+    return undefined;
+  }
+  const labels = dataset.items.map((i) => i.label);
+  const productionData = production.inputSize === candidate.inputSize ? candidateData : gather(await trainingInputs(store, dataset, production.inputSize), labels, validationIndices, production.inputSize);
+  const [json, weights] = await Promise.all([store.getJson<ModelFiles['modelJson']>(keys.modelFile(production.version, 'model.json')), store.get(keys.modelFile(production.version, 'weights.bin'))]);
+  const model = await deserializeModel({ modelJson: json, weights });
+  try {
+    const productionAccuracy = (await evaluate(model, productionData, production.classNames.length)).valAccuracy;
+    return { production: production.version, images: validationIndices.length, candidateAccuracy: candidate.metrics.valAccuracy, productionAccuracy };
+  } finally {
+    model.dispose();
+  }
 }
