@@ -93,6 +93,12 @@ test('a training job publishes a version (manifest last), promotes the first mod
   assert.equal(int8.calibrationImages, models[0]!.dataset.trainItems);
   assert.equal(int8.evaluatedImages, models[0]!.dataset.validationItems);
   assert.ok(int8.classAgreement >= 0.9, `int8 agrees with fp32 on ${int8.classAgreement} of the validation images`);
+  // The screening operating point, chosen on the validation images for the default recall.
+  const screening = models[0]!.screening!;
+  assert.equal(screening.positiveClass, 'Parasitized');
+  assert.equal(screening.targetRecall, 0.98);
+  assert.equal(screening.validation.images, models[0]!.dataset.validationItems);
+  assert.ok(screening.validation.recall >= 0.98, `recall at the operating point: ${screening.validation.recall}`);
 });
 
 test('retraining on an unchanged dataset is skipped, and the nightly job scheduler is installed', async () => {
@@ -157,8 +163,11 @@ test('a batch with bad files completes: every item once, good images localized, 
     assert.ok(Math.abs(Object.values(r.probabilities).reduce((a, b) => a + b, 0) - 1) < 1e-5);
     for (const key of [r.outputs.json!, r.outputs.heatmap!, r.outputs.overlay!]) assert.ok(await ctx.store.exists(key), key);
   }
-  const summary = await ctx.store.getJson<{ ok: number; failed: number; failures: Record<string, number> }>(keys.resultsSummary(info.batchId));
+  const summary = await ctx.store.getJson<{ ok: number; failed: number; failures: Record<string, number>; screen: { positive: number; negative: number } }>(keys.resultsSummary(info.batchId));
   assert.deepEqual({ ok: summary.ok, failed: summary.failed }, { ok: good.length + 1, failed: 3 });
+  // Every localized image carries the screening call at the model's operating point; the summary counts them.
+  for (const r of ok) assert.ok(r.screen && r.screen.positive === r.screen.probability >= r.screen.threshold && r.screen.probability === r.probabilities.Parasitized, JSON.stringify(r.screen));
+  assert.equal(summary.screen.positive + summary.screen.negative, ok.length);
 
   // The same idempotency key: the same batch, nothing enqueued again.
   const before = await ctx.queues.cam.getJobCounts();

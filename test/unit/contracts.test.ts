@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ContractError, chunkJobId, publicReason, imageResultSchema, manifestLineSchema, parseJsonLines, redactLine, toJsonLines } from '@camflow/common';
+import { ContractError, chunkJobId, operatingPoint, publicReason, imageResultSchema, manifestLineSchema, parseJsonLines, redactLine, toJsonLines } from '@camflow/common';
 import { planBatches } from '@camflow/cam-worker';
 
 test('manifest lines are read back through their schema; a broken line names the object and the line', () => {
@@ -53,4 +53,15 @@ test('reasons that reach results and responses carry no internal address', () =>
   const text = publicReason(e);
   assert.ok(!/10\.1\.2\.3|minio\.internal|9000/.test(text), text);
   assert.match(text, /ECONNREFUSED/);
+});
+
+test('the screening threshold is the highest that reaches the target recall on the validation images', () => {
+  const probs = [0.95, 0.9, 0.8, 0.6, 0.3, 0.7, 0.4, 0.2, 0.1, 0.05];
+  const pos = [true, true, true, true, true, false, false, false, false, false];
+  // 5 positives: recall 0.98 needs all 5, so the threshold is the lowest positive (0.3); 2 negatives reach it.
+  assert.deepEqual(operatingPoint(probs, pos, 0.98), { threshold: 0.3, recall: 1, specificity: 0.6 });
+  // recall 0.8 needs 4 of 5: threshold 0.6, one negative (0.7) above it.
+  assert.deepEqual(operatingPoint(probs, pos, 0.8), { threshold: 0.6, recall: 0.8, specificity: 0.8 });
+  assert.equal(operatingPoint([0.4, 0.1], [false, false], 0.98).threshold, 0.5);
+  assert.throws(() => operatingPoint([0.1], [true], 0), /targetRecall/);
 });

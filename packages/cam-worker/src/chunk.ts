@@ -19,6 +19,7 @@ import {
   type ObjectStore,
   type Preprocessed,
   type Prediction,
+  type Screening,
 } from '@camflow/common';
 import type { ModelCache } from './model-cache.js';
 import { localizeImage, renderImages } from './localize-image.js';
@@ -67,6 +68,12 @@ export interface ChunkOutcome {
   failed: number;
   /** Wall time, and where the main thread spent it: waiting for decodes, in inference, in CAM post-processing, on the final writes. */
   ms: { total: number; decodeWait: number; infer: number; post: number; storeTail: number };
+}
+
+/** The screening call of one image at the model's operating point. */
+function screenCall(s: Screening, probabilities: Record<string, number>) {
+  const probability = probabilities[s.positiveClass] ?? 0;
+  return { positiveClass: s.positiveClass, probability, threshold: s.threshold, positive: probability >= s.threshold };
 }
 
 /** The chunk's input pack by sha256, or undefined when there is none or it is unusable (originals are decoded). */
@@ -219,6 +226,7 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
           cams: loc.cams,
           featureSize: loc.featureSize,
           outputs,
+          ...(manifest.screening ? { screen: screenCall(manifest.screening, loc.probabilities) } : {}),
         };
         if (outputs.json) write(() => store.putJson(outputs.json!, result));
         results.set(item.imageId, result);

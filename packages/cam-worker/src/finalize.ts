@@ -58,6 +58,7 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
     else failures[l.reason] = (failures[l.reason] ?? 0) + 1;
   }
   const ok = lines.filter((l) => l.status === 'ok').length;
+  const screened = lines.flatMap((l) => (l.status === 'ok' && l.screen ? [l.screen] : []));
   const summary: BatchSummary = {
     batchId,
     modelVersion,
@@ -67,6 +68,7 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
     byClass,
     failures,
     chunks: { total: info.chunks, failed: failedChunks.size },
+    ...(screened.length > 0 ? { screen: { positiveClass: screened[0]!.positiveClass, positive: screened.filter((s) => s.positive).length, negative: screened.filter((s) => !s.positive).length } } : {}),
     completedAt: new Date().toISOString(),
   };
   // summary.json last: it is what marks the batch completed.

@@ -13,3 +13,4 @@ export * from './dataset/manifest.js';
 export * from './dataset/store.js';
 export * from './models/registry.js';
 export * from './dev/index.js';
+export * from './screening/operating-point.js';

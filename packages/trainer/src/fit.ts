@@ -113,6 +113,21 @@ export function classWeightsFor(labels: ArrayLike<number>, numClasses: number): 
 
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** Softmax probabilities of every image, `n × classes`, row by row. */
+export async function predictProbabilities(model: tf.LayersModel, data: TensorData, batchSize = 64): Promise<Float32Array[]> {
+  const out: Float32Array[] = [];
+  for (let start = 0; start < count(data); start += batchSize) {
+    const idx = Array.from({ length: Math.min(batchSize, count(data) - start) }, (_, i) => start + i);
+    const probs = tf.tidy(() => tf.softmax(model.predict(batchTensor(data, idx, null)) as tf.Tensor2D));
+    const values = probs.dataSync() as Float32Array;
+    const k = probs.shape[1]!;
+    probs.dispose();
+    for (let i = 0; i < idx.length; i++) out.push(values.slice(i * k, (i + 1) * k));
+    await yieldToEventLoop();
+  }
+  return out;
+}
+
 /** Evaluate: loss, accuracy, prediction spread, and feature liveness. */
 export async function evaluate(model: tf.LayersModel, data: TensorData, numClasses: number, batchSize = 64): Promise<Omit<EpochMetrics, 'epoch' | 'loss' | 'seconds'>> {
   const n = count(data);

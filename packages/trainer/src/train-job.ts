@@ -8,17 +8,19 @@ import {
   keys,
   loadDatasetImages,
   mapLimit,
+  operatingPoint,
   parseWith,
   preprocess,
   presets,
   trainJobSchema,
   type DatasetManifest,
   type ModelFiles,
+  type Screening,
   type Logger,
   type ModelManifest,
   type ObjectStore,
 } from '@camflow/common';
-import { evaluate, fitWithRestarts, type EpochMetrics, type TensorData } from './fit.js';
+import { evaluate, fitWithRestarts, predictProbabilities, type EpochMetrics, type TensorData } from './fit.js';
 import { gather, splitIndices } from './split.js';
 import { promoteIfBetter, publishModel, type SameImagesComparison } from './publish.js';
 import { CheckpointStore, jobKey, paramsHash } from './checkpoint.js';
@@ -120,6 +122,14 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   }
   // The published weights are the best epoch's, and so are the metrics that gate promotion.
   const last = result.history.find((h) => h.epoch === result.bestEpoch) ?? result.history[result.history.length - 1]!;
+  // The screening operating point, chosen on the validation images with the published (best-epoch) weights.
+  const positiveClass = params.positiveClass ?? (manifest.classNames.includes('Parasitized') ? 'Parasitized' : manifest.classNames[0]!);
+  const positiveIndex = manifest.classNames.indexOf(positiveClass);
+  if (positiveIndex < 0) throw new UnrecoverableError(`positiveClass "${positiveClass}" is not one of the dataset's classes (${manifest.classNames.join(', ')})`);
+  const probabilities = (await predictProbabilities(result.model, validation)).map((p) => p[positiveIndex]!);
+  const point = operatingPoint(probabilities, Array.from(validation.labels, (l) => l === positiveIndex), params.screenRecall);
+  const screening: Screening = { positiveClass, threshold: point.threshold, targetRecall: params.screenRecall, validation: { images: probabilities.length, recall: point.recall, specificity: point.specificity } };
+  log.info(screening, 'screening operating point');
   const version = versionFor(ctx.jobId, ctx.jobTimestamp);
   const published = await publishModel(ctx.store, result.model, {
     version,
@@ -137,6 +147,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     },
     backend: ctx.backend,
     createdAt: new Date().toISOString(),
+    screening,
   }, { int8: { calibration: train, evaluation: validation, log } });
   result.model.dispose();
   await checkpoints.clear();

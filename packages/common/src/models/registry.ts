@@ -5,6 +5,7 @@ import { parseWith } from '../validate.js';
 import { idSchema, presetSchema } from '../queues/schemas.js';
 import { NotFoundError } from '../errors.js';
 import { int8ReportSchema } from '../model/quantize.js';
+import { screeningSchema } from '../screening/operating-point.js';
 
 /** What a published model version is. Written last: a version without a manifest does not exist. */
 export const modelManifestSchema = z.object({
@@ -27,6 +28,8 @@ export const modelManifestSchema = z.object({
   files: z.array(z.string()),
   /** The int8 serving graph `model.int8.onnx` and how it compares with the float graph (absent: no int8 graph). */
   int8: int8ReportSchema.optional(),
+  /** The screening operating point chosen on the validation images (absent in versions published before it). */
+  screening: screeningSchema.optional(),
 });
 export type ModelManifest = z.infer<typeof modelManifestSchema>;
 

@@ -60,6 +60,8 @@ export const okResultSchema = z.object({
   cams: z.array(classLocalizationSchema),
   featureSize: z.object({ width: z.number().int().positive(), height: z.number().int().positive() }),
   outputs: z.object({ json: z.string().optional(), heatmap: z.string().optional(), overlay: z.string().optional() }),
+  /** The screening call at the model's operating point (absent for models published without one). */
+  screen: z.object({ positiveClass: z.string(), probability: z.number(), threshold: z.number(), positive: z.boolean() }).optional(),
 });
 
 export const failedResultSchema = z.object({
@@ -114,6 +116,8 @@ export const batchSummarySchema = z.object({
   byClass: z.record(z.string(), z.number()),
   failures: z.record(z.string(), z.number()),
   chunks: z.object({ total: z.number().int().nonnegative(), failed: z.number().int().nonnegative() }),
+  /** Screen-positive and screen-negative images at the model's operating point (models that have one). */
+  screen: z.object({ positiveClass: z.string(), positive: z.number().int().nonnegative(), negative: z.number().int().nonnegative() }).optional(),
   completedAt: z.string(),
 });
 export type BatchSummary = z.infer<typeof batchSummarySchema>;

@@ -78,6 +78,10 @@ export const trainJobSchema = z.object({
   augment: z.boolean().default(true),
   /** Weight each class's loss by n / (classes × n_class) when the training classes are unbalanced. */
   classWeights: z.boolean().default(true),
+  /** The screening operating point: the threshold on P(positive class) reaching this recall on validation. */
+  screenRecall: z.number().gt(0).lte(1).default(0.98),
+  /** The class a screen looks for (default: `Parasitized` when the dataset has it, else the first class). */
+  positiveClass: z.string().min(1).max(128).optional(),
   seed: z.number().int().nonnegative().default(42),
   validationFraction: z.number().gt(0).lt(1).default(0.15),
   /** `group` splits by the manifest items' group (e.g. patient), never putting one group on both sides. */
