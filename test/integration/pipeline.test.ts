@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import {
   InvalidParameterError,
   buildModel,
+  cellForeground,
   deserializeModel,
   packInputs,
   unpackInputs,
@@ -157,6 +158,10 @@ test('a batch with bad files completes: every item once, good images localized, 
   assert.equal(ok.length, good.length + 1);
   for (const r of ok) {
     assert.equal(r.modelVersion, modelVersion);
+    // Every CAM peak is on the cell, never on the crop's black background.
+    const { input } = await preprocess(await ctx.store.get(keys.original(r.sha256, 'png')), 64);
+    const cell = cellForeground(input, 64, r.width, r.height)!;
+    for (const cam of r.cams) assert.equal(cell[cam.peak.y * r.width + cam.peak.x], 1, `${r.name}: ${cam.class} peak ${JSON.stringify(cam.peak)} on the cell`);
     assert.equal(r.cams.length, 2);
     const box = r.cams[0]!.box!;
     assert.ok(box.x >= 0 && box.y >= 0 && box.x + box.width <= r.width && box.y + box.height <= r.height, 'box inside the original image');

@@ -65,3 +65,28 @@ test('the screening threshold is the highest that reaches the target recall on t
   assert.equal(operatingPoint([0.4, 0.1], [false, false], 0.98).threshold, 0.5);
   assert.throws(() => operatingPoint([0.1], [true], 0), /targetRecall/);
 });
+
+test('a CAM that peaks on the black background along the crop edge is restricted to the cell: peak and box on the cell', async () => {
+  const { cellForeground, camOptionsSchema } = await import('@camflow/common');
+  const { localizeImage } = await import('@camflow/cam-worker');
+  // A 32×32 crop on black: a cell of radius 9 against the right edge (centre x = 26), the rest black.
+  const size = 32;
+  const input = new Uint8Array(size * size * 3);
+  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) if ((x - 26) ** 2 + (y - 16) ** 2 <= 81) input.set([200, 120, 160], (y * size + x) * 3);
+  // One feature channel at 4×4: strongest on the top-left background corner, weaker over the cell.
+  const feat = new Float32Array(16);
+  feat[0] = 10; // (0, 0): background
+  feat[2 * 4 + 3] = 6; // row 2, col 3: the cell
+  const prediction = { logits: new Float32Array([2, 0]), features: { data: feat, height: 4, width: 4, channels: 1 } };
+  const weights = new Float32Array([1, -1]); // [channels][classes]
+  const options = camOptionsSchema.parse({});
+  const whole = localizeImage(prediction, weights, ['Parasitized', 'Uninfected'], 128, 128, options);
+  assert.ok(whole.cams[0]!.peak.x < 32 && whole.cams[0]!.peak.y < 32, `the paper's map peaks on the background: ${JSON.stringify(whole.cams[0]!.peak)}`);
+  const mask = cellForeground(input, size, 128, 128)!;
+  const cell = localizeImage(prediction, weights, ['Parasitized', 'Uninfected'], 128, 128, options, mask);
+  const { peak, box } = cell.cams[0]!;
+  assert.equal(mask[peak.y * 128 + peak.x], 1, `peak on the cell: ${JSON.stringify(peak)}`);
+  assert.ok(box && box.x >= 64, `box on the cell (right half): ${JSON.stringify(box)}`);
+  // Not a crop on black (no background): no mask.
+  assert.equal(cellForeground(new Uint8Array(size * size * 3).fill(120), size, 64, 64), undefined);
+});

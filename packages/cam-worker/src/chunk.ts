@@ -12,6 +12,7 @@ import {
   preprocess,
   camJobSchema,
   checkTarget,
+  cellForeground,
   type BatchItem,
   type CamJob,
   type ImageResult,
@@ -197,7 +198,8 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
       const p0 = performance.now();
       good.forEach((d, i) => {
         const { item, original, width, height } = d;
-        const loc = localizeImage(predictions[i]!, engine.classifierWeights, manifest.classNames, width, height, job.options);
+        const foreground = job.options.restrictToCell ? cellForeground(d.input, engine.inputSize, width, height) : undefined;
+        const loc = localizeImage(predictions[i]!, engine.classifierWeights, manifest.classNames, width, height, job.options, foreground);
         const outputs: Partial<Record<'json' | 'heatmap' | 'overlay', string>> = {};
         if (original) {
           const rendered = renderImages(original, loc, job.options.alpha);

@@ -1,5 +1,6 @@
 import {
   checkTarget,
+  restrictToMask,
   blend,
   camForClass,
   drawBoxes,
@@ -50,9 +51,10 @@ export function targetClasses(target: string, predicted: number, classNames: str
 
 /**
  * Pure CAM post-processing of one prediction: softmax, CAM of each target class, bilinear upsampling to the
- * original size, min-max normalisation, and the paper's box rule.
+ * original size, min-max normalisation, restriction to the cell when a `foreground` mask is given (see
+ * `cellForeground`), and the paper's box rule.
  */
-export function localizeImage(prediction: Prediction, classifierWeights: Float32Array, classNames: string[], width: number, height: number, options: CamOptions): ImageLocalization {
+export function localizeImage(prediction: Prediction, classifierWeights: Float32Array, classNames: string[], width: number, height: number, options: CamOptions, foreground?: Uint8Array): ImageLocalization {
   const probs = softmax(prediction.logits);
   let predicted = 0;
   for (let i = 1; i < probs.length; i++) if (probs[i]! > probs[predicted]!) predicted = i;
@@ -61,6 +63,7 @@ export function localizeImage(prediction: Prediction, classifierWeights: Float32
   const cams = targetClasses(options.target, predicted, classNames).map((c) => {
     const cam = camForClass(f, classifierWeights, classNames.length, c);
     const map = minMaxNormalise(upsampleBilinear(cam, f.height, f.width, height, width));
+    if (foreground) restrictToMask(map, foreground);
     first ??= map;
     const { box, regions } = localize(map, width, height, { fraction: options.fraction, minArea: options.minArea });
     let best = 0;

@@ -16,7 +16,7 @@ const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
   camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]
   camflow submit PATH [--model V] [--target predicted|all|CLASS] [--fraction 0.2]
                       [--outputs json,heatmap,overlay|none] [--precision fp32|int8] [--chunk-size N]
-                      [--key IDEMPOTENCY_KEY] [--wait]
+                      [--no-cell-mask] [--key IDEMPOTENCY_KEY] [--wait]
   camflow status BATCH_ID
   camflow batches repair BATCH_ID      re-create lost jobs from S3 and re-run a failed finalization
   camflow results BATCH_ID             results.jsonl to stdout
@@ -91,6 +91,7 @@ async function main(argv: string[]): Promise<void> {
       seed: { type: 'string' },
       'no-promote': { type: 'boolean', default: false },
       'val-fraction': { type: 'string' },
+      'no-cell-mask': { type: 'boolean', default: false },
       patience: { type: 'string' },
       cron: { type: 'string' },
       tz: { type: 'string' },
@@ -190,6 +191,7 @@ async function main(argv: string[]): Promise<void> {
           ...(v.fraction ? { fraction: num('fraction') } : {}),
           ...(v.outputs ? { outputs: v.outputs === 'none' ? [] : v.outputs.split(',').map((o) => parseWith(outputSchema, o, '--outputs')) } : {}),
           ...(v.precision ? { precision: v.precision } : {}),
+          ...(v['no-cell-mask'] ? { restrictToCell: false } : {}),
         }, '--options');
         const info = await submitBatch({
           store: ctx.store,

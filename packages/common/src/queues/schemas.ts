@@ -20,6 +20,11 @@ export const camOptionsSchema = z.object({
   minArea: z.number().int().nonnegative().default(16),
   /** Per-image objects to write besides the packed chunk results. */
   outputs: z.array(outputSchema).default(['json', 'heatmap', 'overlay']),
+  /**
+   * Restrict each CAM to the cell (the crop's non-black pixels) before the peak and the boxes: the paper's CAM can
+   * peak on the black background along a crop's edge. `false`: the paper's map as it is.
+   */
+  restrictToCell: z.boolean().default(true),
   /** Overlay heat weight (seed: 0.3). */
   alpha: z.number().min(0).max(1).default(0.3),
   /**

@@ -50,6 +50,7 @@ const submitFields = z
     fraction: z.coerce.number().optional(),
     outputs: z.string().max(64).optional(),
     precision: z.string().max(16).optional(),
+    restrictToCell: z.enum(['true', 'false']).optional(),
     chunkSize: z.coerce.number().int().positive().max(10_000).optional(),
     key: z.string().min(1).max(200).optional(),
     model: z.string().max(128).optional(),
@@ -172,7 +173,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       const f = parseWith(submitFields, fields, 'fields');
       const options = parseWith(
         camOptionsSchema,
-        { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs ? { outputs: f.outputs.split(',').map((o) => parseWith(outputSchema, o, 'outputs')) } : {}), ...(f.precision ? { precision: f.precision } : {}) },
+        { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs ? { outputs: f.outputs.split(',').map((o) => parseWith(outputSchema, o, 'outputs')) } : {}), ...(f.precision ? { precision: f.precision } : {}), ...(f.restrictToCell ? { restrictToCell: f.restrictToCell === 'true' } : {}) },
         'options',
       );
       const info = await submitBatch({
