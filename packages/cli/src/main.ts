@@ -6,6 +6,7 @@ import { createContext, ensureStore, type Context } from './context.js';
 import { closeOnSignals, startWorkers, workerRoles, type WorkerRole } from './workers.js';
 import { waitForJob, waitForBatch } from './wait.js';
 import { runDemo } from './demo.js';
+import { runEval } from './eval-command.js';
 
 const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
 
@@ -18,6 +19,8 @@ const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
                       [--outputs json,heatmap,overlay|none] [--precision fp32|int8] [--chunk-size N]
                       [--no-cell-mask] [--key IDEMPOTENCY_KEY] [--wait]
   camflow status BATCH_ID
+  camflow eval FOLDER|DATASET[@V] [--model V] [--group-pattern RE] [--boxes F] [--out DIR]
+                                       score a model on labelled images through the queues; HTML report + one JSON line
   camflow batches repair BATCH_ID      re-create lost jobs from S3 and re-run a failed finalization
   camflow results BATCH_ID             results.jsonl to stdout
   camflow train --dataset NAME [--version V] [--preset fast|seed] [--epochs N] [--lr X] [--batch-size N]
@@ -91,6 +94,7 @@ async function main(argv: string[]): Promise<void> {
       seed: { type: 'string' },
       'no-promote': { type: 'boolean', default: false },
       'val-fraction': { type: 'string' },
+      boxes: { type: 'string' },
       'no-cell-mask': { type: 'boolean', default: false },
       patience: { type: 'string' },
       cron: { type: 'string' },
@@ -227,6 +231,22 @@ async function main(argv: string[]): Promise<void> {
         const status = await batchStatus(ctx.store, ctx.queues.batch, rest[0]!);
         if (status.state === 'unknown') throw new NotFoundError('batch', rest[0]!);
         print(v.json, status, `${status.batchId}: ${status.state}, chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.summary ? `\n${JSON.stringify(status.summary, null, 2)}` : ''}`);
+      });
+      return;
+    }
+    case 'eval': {
+      if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow eval <labelled folder | dataset[@version]> [--model V] [--group-pattern RE] [--boxes boxes.json] [--out DIR]');
+      await withContext(async (ctx) => {
+        const bar = v.json ? undefined : progressBar('evaluate');
+        const { line } = await runEval(ctx, {
+          source: rest[0]!,
+          out: v.out ?? 'camflow-eval',
+          ...(v.model ? { model: v.model } : {}),
+          ...(v['group-pattern'] ? { groupPattern: v['group-pattern'] } : {}),
+          ...(v.boxes ? { boxes: v.boxes } : {}),
+          ...(bar ? { onProgress: bar } : {}),
+        });
+        process.stdout.write(`${JSON.stringify(line)}\n`);
       });
       return;
     }

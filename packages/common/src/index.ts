@@ -14,3 +14,5 @@ export * from './dataset/store.js';
 export * from './models/registry.js';
 export * from './dev/index.js';
 export * from './screening/operating-point.js';
+export * from './eval/classification.js';
+export * from './eval/results.js';

@@ -66,3 +66,49 @@ export function maxBoxAccV2(
   });
   return { score: total / deltas.length, perIou };
 }
+
+/** Images localized per CAM threshold τ and IoU δ: `hits[t][d]`. */
+function localizationHits(samples: LocalizationSample[], deltas: number[], taus: number[]): number[][] {
+  const hits = taus.map(() => new Array<number>(deltas.length).fill(0));
+  for (const s of samples) {
+    const mask = new Uint8Array(s.cam.length);
+    taus.forEach((tau, t) => {
+      thresholdMask(s.cam, tau, mask);
+      let best = 0;
+      for (const r of connectedRegions(mask, s.cam, s.width, s.height)) best = Math.max(best, bestIou(r, s.truth));
+      deltas.forEach((d, di) => {
+        if (best >= d) hits[t]![di]!++;
+      });
+    });
+  }
+  return hits;
+}
+
+/**
+ * MaxBoxAccV2 with the CAM threshold chosen on a separate split (wsolevaluation's rule): the threshold that is best
+ * on `choose` is scored on `score`, per IoU δ; the result is the mean over δ. Use it twice with the halves swapped
+ * for a two-fold estimate.
+ */
+export function maxBoxAccV2HeldOut(
+  choose: LocalizationSample[],
+  score: LocalizationSample[],
+  options: { iouThresholds?: number[]; camThresholds?: number[] } = {},
+): { score: number; perIou: Record<string, { accuracy: number; threshold: number }> } {
+  const deltas = options.iouThresholds ?? [0.3, 0.5, 0.7];
+  const taus = options.camThresholds ?? Array.from({ length: 100 }, (_, i) => i / 100);
+  if (choose.length === 0 || score.length === 0) return { score: 0, perIou: {} };
+  const chosen = localizationHits(choose, deltas, taus);
+  const scored = localizationHits(score, deltas, taus);
+  const perIou: Record<string, { accuracy: number; threshold: number }> = {};
+  let total = 0;
+  deltas.forEach((d, di) => {
+    let bestT = 0;
+    taus.forEach((_, t) => {
+      if (chosen[t]![di]! > chosen[bestT]![di]!) bestT = t;
+    });
+    const accuracy = scored[bestT]![di]! / score.length;
+    perIou[d.toFixed(1)] = { accuracy, threshold: taus[bestT]! };
+    total += accuracy;
+  });
+  return { score: total / deltas.length, perIou };
+}

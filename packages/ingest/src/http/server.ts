@@ -16,6 +16,9 @@ import {
   isRedisDown,
   NotFoundError,
   camOptionsSchema,
+  evaluateBatchResults,
+  imageResultSchema,
+  parseJsonLines,
   getModelManifest,
   getProduction,
   keys,
@@ -204,6 +207,25 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const status = await batchStatus(store, deps.queues.batch, id);
     if (status.state === 'unknown') throw new NotFoundError('batch', id);
     return status;
+  });
+
+  app.get('/v1/batches/:id/eval', async (req, reply) => {
+    const { id } = parseWith(batchIdParams, req.params, 'params');
+    const query = parseWith(z.object({ groupPattern: z.string().max(200).optional() }).strict(), req.query ?? {}, 'query');
+    const status = await batchStatus(store, deps.queues.batch, id);
+    if (status.state === 'unknown') throw new NotFoundError('batch', id);
+    if (status.state !== 'completed') return reply.code(409).send({ error: 'not_ready', message: `batch ${id} is ${status.state}` });
+    const model = await getModelManifest(store, status.info!.modelVersion);
+    let group: RegExp | undefined;
+    try {
+      group = query.groupPattern ? new RegExp(query.groupPattern) : undefined;
+    } catch {
+      throw new InvalidParameterError('query.groupPattern', 'a regular expression', query.groupPattern);
+    }
+    const key = keys.resultsJsonl(id);
+    const results = parseJsonLines((await store.get(key)).toString('utf8'), imageResultSchema, key);
+    const positiveClass = model.screening?.positiveClass ?? (model.classNames.includes('Parasitized') ? 'Parasitized' : model.classNames[0]!);
+    return evaluateBatchResults(results, model.classNames, positiveClass, { ...(model.screening ? { screeningThreshold: model.screening.threshold } : {}), ...(group ? { groupPattern: group } : {}) });
   });
 
   app.post('/v1/batches/:id/repair', async (req) => {

@@ -1,0 +1,165 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import {
+  InvalidParameterError,
+  evaluateBatchResults,
+  getDatasetManifest,
+  getModelManifest,
+  getProduction,
+  keys,
+  type Box,
+  type EvaluationReport,
+  type ModelManifest,
+  type OkResult,
+} from '@camflow/common';
+import { listFolder, submitBatch, NoModelError, type SourceFile } from '@camflow/ingest';
+import type { Context } from './context.js';
+import { readResults, waitForBatch } from './wait.js';
+
+export interface EvalOptions {
+  /** A labelled folder (`<folder>/<class>/<image>`) or a dataset (`name` or `name@version`). */
+  source: string;
+  model?: string;
+  /** A regex whose first group is the patient / slide in a file name (default: `^([A-Za-z]\d+)[_P]`: NIH `C<n>`, synthetic `S<n>`). */
+  groupPattern?: string;
+  /** Truth boxes: a JSON map name → boxes, or the synthetic generator's `{ boxes: {…} }` (default: `<folder>/boxes.json`). */
+  boxes?: string;
+  out: string;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export const DEFAULT_GROUP_PATTERN = '^([A-Za-z]\\d+)[_P]';
+
+/** The labelled images of a folder or a dataset snapshot, each named `<class>/<file>`. */
+async function labelledSource(ctx: Context, source: string): Promise<{ files: SourceFile[]; folder?: string }> {
+  const isFolder = await stat(source).then((s) => s.isDirectory(), () => false);
+  if (isFolder) {
+    const files = (await listFolder(source)).filter((f) => f.name.includes('/'));
+    return { files, folder: source };
+  }
+  const [name, version] = source.split('@');
+  const manifest = await getDatasetManifest(ctx.store, name!, version ?? 'latest');
+  const files: SourceFile[] = manifest.items.map((item) => ({
+    name: `${manifest.classNames[item.label]}/${basename(item.name)}`,
+    read: () => ctx.store.get(keys.original(item.sha256, item.ext)),
+  }));
+  return { files };
+}
+
+async function readBoxes(path: string): Promise<Record<string, Box[]>> {
+  const raw = JSON.parse(await readFile(path, 'utf8')) as { boxes?: Record<string, Box[]> } | Record<string, Box[]>;
+  return ('boxes' in raw && raw.boxes && !Array.isArray(raw.boxes) ? raw.boxes : raw) as Record<string, Box[]>;
+}
+
+/**
+ * `camflow eval`: localize a labelled set through the real queues with a model version, and score it:
+ * classification (accuracy, recall, specificity, ROC AUC, ECE, confusion matrix, the screening operating point,
+ * per patient), localization where truth boxes exist, an HTML report with the worst errors, and one JSON line.
+ */
+export async function runEval(ctx: Context, options: EvalOptions): Promise<{ line: Record<string, unknown>; report: EvaluationReport; html: string }> {
+  const version = options.model ?? (await getProduction(ctx.store))?.version;
+  if (!version) throw new NoModelError();
+  const model = await getModelManifest(ctx.store, version);
+  const positiveClass = model.screening?.positiveClass ?? (model.classNames.includes('Parasitized') ? 'Parasitized' : model.classNames[0]!);
+  const { files, folder } = await labelledSource(ctx, options.source);
+  if (files.length === 0) throw new InvalidParameterError('source', 'a labelled folder (<folder>/<class>/<image>) or a dataset', options.source);
+  let group: RegExp;
+  try {
+    group = new RegExp(options.groupPattern ?? DEFAULT_GROUP_PATTERN);
+  } catch {
+    throw new InvalidParameterError('--group-pattern', 'a regular expression', options.groupPattern);
+  }
+  const boxesPath = options.boxes ?? (folder && existsSync(join(folder, 'boxes.json')) ? join(folder, 'boxes.json') : undefined);
+  const boxes = boxesPath ? await readBoxes(boxesPath) : undefined;
+  const t0 = Date.now();
+  const batch = await submitBatch({
+    store: ctx.store,
+    flow: ctx.flow,
+    redis: ctx.redis,
+    queues: ctx.queues,
+    prefix: ctx.config.QUEUE_PREFIX,
+    source: files,
+    modelVersion: version,
+    options: { target: 'all', outputs: ['overlay'] },
+    chunkSize: ctx.config.CAM_CHUNK_SIZE,
+    attempts: ctx.config.CAM_ATTEMPTS,
+    backoffMs: ctx.config.CAM_BACKOFF_MS,
+    maxPixels: ctx.config.MAX_IMAGE_PIXELS,
+    log: ctx.log,
+  });
+  await waitForBatch(ctx, batch.batchId, 24 * 3600_000, (s) => options.onProgress?.(s.chunks.done, s.chunks.total));
+  const results = await readResults(ctx.store, batch.batchId);
+  const report = evaluateBatchResults(results, model.classNames, positiveClass, { ...(model.screening ? { screeningThreshold: model.screening.threshold } : {}), groupPattern: group, ...(boxes ? { boxes } : {}) });
+  const html = await writeEvalReport(options.out, ctx, model, results.filter((r): r is OkResult => r.status === 'ok'), report, positiveClass);
+  const c = report.classification;
+  const round = (v: number) => Math.round(v * 10_000) / 10_000;
+  const line = {
+    eval: {
+      model: version,
+      batchId: batch.batchId,
+      images: c.images,
+      skipped: report.skipped.length,
+      positiveClass,
+      accuracy: round(c.accuracy),
+      recall: round(c.recall),
+      specificity: round(c.specificity),
+      roc_auc: round(c.rocAuc),
+      ece: round(c.ece),
+      ...(c.screening ? { screen_threshold: round(c.screening.threshold), screen_recall: round(c.screening.recall), screen_specificity: round(c.screening.specificity) } : {}),
+      ...(c.groups ? { groups: Object.keys(c.groups).length } : {}),
+      ...(report.localization ? { pointing: round(report.localization.pointing), loc_iou50: round(report.localization.locIou50), max_box_acc_v2: round(report.localization.maxBoxAccV2), localized_images: report.localization.images } : {}),
+      seconds: Math.round((Date.now() - t0) / 1000),
+      report: html,
+    },
+  };
+  return { line, report, html };
+}
+
+const esc = (s: string) => s.replace(/[&<>"]/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[ch]!);
+const pct = (v: number | null | undefined) => (v === null || v === undefined ? '—' : `${(v * 100).toFixed(1)} %`);
+
+/** The HTML report: scores, confusion matrix, per-patient table, and the most confident errors with their overlays. */
+async function writeEvalReport(dir: string, ctx: Context, model: ModelManifest, ok: OkResult[], report: EvaluationReport, positiveClass: string, worst = 24): Promise<string> {
+  await mkdir(join(dir, 'overlays'), { recursive: true });
+  const c = report.classification;
+  const errors = ok.filter((r) => r.name.split('/')[0] !== r.predicted.label).sort((a, b) => b.predicted.probability - a.predicted.probability).slice(0, worst);
+  const tiles: string[] = [];
+  for (const r of errors) {
+    if (!r.outputs.overlay) continue;
+    const file = `overlays/${r.imageId}.png`;
+    await writeFile(join(dir, file), await ctx.store.get(r.outputs.overlay));
+    tiles.push(`<figure><img src="${file}" width="140"><figcaption>${esc(r.name)}<br>truth ${esc(r.name.split('/')[0]!)} → <b>${esc(r.predicted.label)}</b> ${pct(r.predicted.probability)}</figcaption></figure>`);
+  }
+  const classes = model.classNames;
+  const matrix = `<table class="m"><tr><th>truth \\ predicted</th>${classes.map((p) => `<th>${esc(p)}</th>`).join('')}</tr>${classes
+    .map((t) => `<tr><th>${esc(t)}</th>${classes.map((p) => `<td>${c.confusion[t]?.[p] ?? 0}</td>`).join('')}</tr>`)
+    .join('')}</table>`;
+  const groups = c.groups
+    ? `<h2>Per patient / slide</h2><table class="m"><tr><th>group</th><th>images</th><th>${esc(positiveClass)}</th><th>accuracy</th><th>recall</th><th>specificity</th></tr>${Object.entries(c.groups)
+        .map(([g, s]) => `<tr><td>${esc(g)}</td><td>${s.images}</td><td>${s.positives}</td><td>${pct(s.accuracy)}</td><td>${pct(s.recall)}</td><td>${pct(s.specificity)}</td></tr>`)
+        .join('')}</table>`
+    : '';
+  const loc = report.localization;
+  const html = `<!doctype html><meta charset="utf-8"><title>camflow eval — ${esc(model.version)}</title>
+<style>body{font:14px system-ui,sans-serif;margin:24px;background:#fafafa}figure{display:inline-block;margin:6px;text-align:center;width:150px}figcaption{font-size:11px;word-break:break-all}table.m td,table.m th{border:1px solid #ccc;padding:2px 8px}</style>
+<h1>camflow evaluation</h1>
+<p>Model <b>${esc(model.version)}</b> (${esc(model.preset)}, ${model.inputSize}², trained on ${esc(model.dataset.name)}@${esc(model.dataset.version)}). ${c.images} labelled images scored, ${report.skipped.length} skipped.</p>
+<h2>Classification (positive class: ${esc(positiveClass)})</h2>
+<table class="m"><tr><th></th><th>argmax</th>${c.screening ? `<th>screening (P ≥ ${c.screening.threshold.toFixed(3)})</th>` : ''}</tr>
+<tr><td>accuracy</td><td>${pct(c.accuracy)}</td>${c.screening ? `<td>${pct(c.screening.accuracy)}</td>` : ''}</tr>
+<tr><td>recall</td><td>${pct(c.recall)}</td>${c.screening ? `<td>${pct(c.screening.recall)}</td>` : ''}</tr>
+<tr><td>specificity</td><td>${pct(c.specificity)}</td>${c.screening ? `<td>${pct(c.screening.specificity)}</td>` : ''}</tr>
+<tr><td>precision</td><td>${pct(c.precision)}</td>${c.screening ? `<td>${pct(c.screening.precision)}</td>` : ''}</tr>
+<tr><td>ROC AUC</td><td colspan="2">${c.rocAuc.toFixed(4)}</td></tr>
+<tr><td>ECE (10 bins)</td><td colspan="2">${c.ece.toFixed(4)}</td></tr></table>
+<h3>Confusion matrix (argmax)</h3>${matrix}
+${groups}
+${loc ? `<h2>Localization (${loc.images} ${esc(positiveClass)} images with truth boxes)</h2><table class="m"><tr><td>pointing (served CAM peak in a truth box)</td><td>${pct(loc.pointing)}</td></tr><tr><td>served box IoU ≥ 0.5</td><td>${pct(loc.locIou50)}</td></tr><tr><td>MaxBoxAccV2, threshold chosen on the other half</td><td>${loc.maxBoxAccV2.toFixed(4)}</td></tr><tr><td>MaxBoxAccV2, in-sample threshold (optimistic)</td><td>${loc.maxBoxAccV2InSample.toFixed(4)}</td></tr></table>` : ''}
+<h2>Most confident errors</h2>${tiles.join('\n') || '<p>none</p>'}
+${report.skipped.length ? `<h2>Skipped</h2><ul>${report.skipped.slice(0, 200).map((s) => `<li>${esc(s.name)}: ${esc(s.why)}</li>`).join('')}</ul>` : ''}
+`;
+  const path = join(dir, 'index.html');
+  await writeFile(path, html);
+  return path;
+}

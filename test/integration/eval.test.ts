@@ -1,0 +1,58 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createRedis, writeSyntheticDataset } from '@camflow/common';
+import { buildApi } from '@camflow/ingest';
+import { readResults } from '../../packages/cli/src/wait.ts';
+import { publishUntrained, runCli, startCluster } from '../helpers/cluster.ts';
+
+test('`camflow eval` scores a labelled folder through the queues: one JSON line, an HTML report, and the HTTP view of the same batch', async () => {
+  const c = await startCluster();
+  try {
+    await publishUntrained(c.ctx);
+    await writeSyntheticDataset(join(c.dir, 'labelled'), { count: 40, seed: 71 });
+    c.spawnWorker('cam');
+    const out = join(c.dir, 'eval-report');
+    const run = await runCli(c, ['eval', join(c.dir, 'labelled'), '--out', out, '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const lines = run.stdout.trim().split('\n');
+    assert.equal(lines.length, 1, 'one JSON line');
+    const line = JSON.parse(lines[0]!).eval;
+    assert.equal(line.images, 40);
+    assert.equal(line.skipped, 0, 'boxes.json at the root is not an image of the set');
+    // The line's numbers are the batch's results, scored: recompute accuracy from the stored lines.
+    const results = await readResults(c.ctx.store, line.batchId);
+    const ok = results.filter((r) => r.status === 'ok');
+    const correct = ok.filter((r) => r.status === 'ok' && r.name.split('/')[0] === r.predicted.label).length;
+    assert.equal(line.accuracy, Math.round((correct / ok.length) * 10_000) / 10_000);
+    for (const k of ['recall', 'specificity', 'roc_auc', 'ece', 'pointing', 'max_box_acc_v2']) assert.ok(line[k] >= 0 && line[k] <= 1, `${k}: ${line[k]}`);
+    assert.ok(line.localized_images > 0, 'the synthetic truth boxes were used');
+    assert.ok(line.groups >= 2, 'per-patient rows from the S<n>_ prefix');
+    const html = await readFile(join(out, 'index.html'), 'utf8');
+    assert.match(html, /Confusion matrix/);
+    assert.match(html, /Per patient \/ slide/);
+    assert.match(html, /MaxBoxAccV2, threshold chosen on the other half/);
+
+    // The same scores over HTTP, for a completed batch whose names carry their class.
+    const token = 'eval-token-0123456789abcdef';
+    const apiRedis = createRedis(c.env.REDIS_URL!, { offlineQueue: false });
+    const app = await buildApi({ config: { ...c.ctx.config, API_TOKEN: token }, store: c.ctx.store, flow: c.ctx.flow, queues: c.ctx.queues, redis: apiRedis, log: c.ctx.log });
+    try {
+      const base = await app.listen({ port: 0, host: '127.0.0.1' });
+      const res = await fetch(`${base}/v1/batches/${line.batchId}/eval?groupPattern=${encodeURIComponent('^(S\\d+)_')}`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(res.status, 200, await res.clone().text());
+      const body = (await res.json()) as { classification: { accuracy: number; images: number; groups: Record<string, unknown> } };
+      assert.equal(body.classification.images, 40);
+      assert.equal(Math.round(body.classification.accuracy * 10_000) / 10_000, line.accuracy);
+      assert.ok(Object.keys(body.classification.groups).length >= 2);
+      const bad = await fetch(`${base}/v1/batches/${line.batchId}/eval?groupPattern=${encodeURIComponent('(')}`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(bad.status, 400);
+    } finally {
+      await app.close();
+      await apiRedis.quit();
+    }
+  } finally {
+    await c.close();
+  }
+});

@@ -1,0 +1,43 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { classificationReport, expectedCalibrationError, maxBoxAccV2HeldOut, rocAuc, type LocalizationSample } from '@camflow/common';
+
+test('ROC AUC by ranks: perfect, inverted, ties counted half', () => {
+  assert.equal(rocAuc([0.9, 0.8, 0.2, 0.1], [true, true, false, false]), 1);
+  assert.equal(rocAuc([0.1, 0.2, 0.8, 0.9], [true, true, false, false]), 0);
+  assert.equal(rocAuc([0.5, 0.5], [true, false]), 0.5);
+  // 2 positives (0.9, 0.4), 2 negatives (0.6, 0.1): pairs won 3 of 4.
+  assert.equal(rocAuc([0.9, 0.4, 0.6, 0.1], [true, true, false, false]), 0.75);
+});
+
+test('expected calibration error: perfectly calibrated bins give 0, overconfidence shows', () => {
+  assert.equal(expectedCalibrationError([0.75, 0.75, 0.75, 0.75], [true, true, true, false]), 0);
+  // All at 0.95 confidence, half right: |0.5 − 0.95| = 0.45.
+  assert.ok(Math.abs(expectedCalibrationError([0.95, 0.95], [true, false]) - 0.45) < 1e-12);
+});
+
+test('classification report: confusion, recall, specificity, the screening threshold and per-patient rows', () => {
+  const row = (truth: string, predicted: string, probability: number, group: string) => ({ truth, predicted, probability, confidence: predicted === 'P' ? probability : 1 - probability, group });
+  const rows = [row('P', 'P', 0.9, 'C1'), row('P', 'U', 0.3, 'C1'), row('U', 'U', 0.2, 'C2'), row('U', 'P', 0.6, 'C2'), row('U', 'U', 0.1, 'C2')];
+  const r = classificationReport(rows, ['P', 'U'], 'P', 0.25);
+  assert.deepEqual(r.confusion, { P: { P: 1, U: 1 }, U: { P: 1, U: 2 } });
+  assert.deepEqual([r.accuracy, r.recall, r.specificity], [0.6, 0.5, 2 / 3]);
+  // At P ≥ 0.25 both positives are caught; one more negative (0.6) is called positive as before.
+  assert.deepEqual([r.screening!.recall, r.screening!.specificity, r.screening!.threshold], [1, 2 / 3, 0.25]);
+  assert.deepEqual(r.groups, {
+    C1: { images: 2, positives: 2, accuracy: 0.5, recall: 0.5, specificity: null },
+    C2: { images: 3, positives: 0, accuracy: 2 / 3, recall: null, specificity: 2 / 3 },
+  });
+});
+
+test('MaxBoxAccV2 with a held-out threshold scores the threshold chosen on the other images', () => {
+  // 4×1 maps; the truth box covers x ∈ [2, 4): an image is localized (IoU ≥ 0.9) when exactly x = 2, 3 are above τ.
+  const sample = (values: number[]): LocalizationSample => ({ cam: Float32Array.from(values), width: 4, height: 1, truth: [{ x: 2, y: 0, width: 2, height: 1 }] });
+  const a = sample([0, 0, 1, 0.6]); // localized at τ = 0.1, 0.3, 0.5
+  const c = sample([0.4, 0.4, 1, 0.9]); // localized at τ = 0.5, 0.7
+  const options = { iouThresholds: [0.9], camThresholds: [0.1, 0.3, 0.5, 0.7] };
+  const aToC = maxBoxAccV2HeldOut([a], [c], options);
+  assert.deepEqual([aToC.perIou['0.9']!.threshold, aToC.score], [0.1, 0], 'chosen on A (0.1), C is not localized there');
+  const cToA = maxBoxAccV2HeldOut([c], [a], options);
+  assert.deepEqual([cToA.perIou['0.9']!.threshold, cToA.score], [0.5, 1], 'chosen on C (0.5), A is localized there');
+});
