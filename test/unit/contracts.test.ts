@@ -55,13 +55,14 @@ test('reasons that reach results and responses carry no internal address', () =>
   assert.match(text, /ECONNREFUSED/);
 });
 
-test('the screening threshold is the highest that reaches the target recall on the validation images', () => {
+test('the screening threshold reaches the target recall on the validation images, midway to the next lower score', () => {
   const probs = [0.95, 0.9, 0.8, 0.6, 0.3, 0.7, 0.4, 0.2, 0.1, 0.05];
   const pos = [true, true, true, true, true, false, false, false, false, false];
-  // 5 positives: recall 0.98 needs all 5, so the threshold is the lowest positive (0.3); 2 negatives reach it.
-  assert.deepEqual(operatingPoint(probs, pos, 0.98), { threshold: 0.3, recall: 1, specificity: 0.6 });
-  // recall 0.8 needs 4 of 5: threshold 0.6, one negative (0.7) above it.
-  assert.deepEqual(operatingPoint(probs, pos, 0.8), { threshold: 0.6, recall: 0.8, specificity: 0.8 });
+  // 5 positives: recall 0.98 needs all 5, so the threshold lies between the lowest positive (0.3) and the next
+  // lower score (0.2): 0.25; two negatives (0.7, 0.4) are above it.
+  assert.deepEqual(operatingPoint(probs, pos, 0.98), { threshold: 0.25, recall: 1, specificity: 0.6 });
+  // recall 0.8 needs 4 of 5: between 0.6 and 0.4, one negative (0.7) above it.
+  assert.deepEqual(operatingPoint(probs, pos, 0.8), { threshold: 0.5, recall: 0.8, specificity: 0.8 });
   assert.equal(operatingPoint([0.4, 0.1], [false, false], 0.98).threshold, 0.5);
   assert.throws(() => operatingPoint([0.1], [true], 0), /targetRecall/);
 });

@@ -91,7 +91,8 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
   // A chunk that exhausted its attempts: its reason goes to S3 (the truth), so finalization and `repair` can report
   // it whatever happens to Redis. Best effort: the finalizer falls back to BullMQ's reason.
   cam?.on('failed', (job, err) => {
-    if (!job || job.attemptsMade < (job.opts.attempts ?? 1)) return;
+    // Final: attempts used up, or failed for good (unrecoverable, stalled too often), which sets finishedOn.
+    if (!job || (job.attemptsMade < (job.opts.attempts ?? 1) && !job.finishedOn)) return;
     const parsed = camJobSchema.safeParse(job.data);
     if (!parsed.success) return;
     const record: ChunkFailure = { batchId: parsed.data.batchId, chunk: parsed.data.chunk, attempts: job.attemptsMade, error: publicReason(err), failedAt: new Date().toISOString() };

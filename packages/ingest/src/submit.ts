@@ -126,7 +126,12 @@ async function forEachEntry(source: OpenedSource, parallel: number, onEntry: (en
         next--;
         return;
       }
-      await onEntry(r.value, index);
+      try {
+        await onEntry(r.value, index);
+      } catch (error) {
+        done = true; // the other runners stop pulling: the submission has failed
+        throw error;
+      }
     }
   });
   try {
