@@ -31,6 +31,8 @@ export interface FitParams {
   patience?: number;
   /** Epochs without a lower validation loss before stopping (default: never stop early). */
   earlyStopPatience?: number;
+  /** Halve the learning rate after this many epochs without a lower validation loss (0 or absent: constant). */
+  lrPlateauPatience?: number;
   /** Flips, 90° rotations, brightness and stain jitter per training image (seeded). */
   augment?: boolean;
   /** Balance the classes' losses when the training labels are unbalanced. */
@@ -225,6 +227,8 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
     let collapsed: string | undefined;
     // The best epoch by validation loss, and a copy of its weights: it is what gets published.
     let best: { epoch: number; valLoss: number; weights: tf.Tensor[] } | undefined;
+    let sinceDrop = 0;
+    let lastImprovement = resuming ? resume.epoch : 0;
     const keepBest = (epoch: number, valLoss: number) => {
       best?.weights.forEach((w) => w.dispose());
       best = { epoch, valLoss, weights: model.getWeights().map((w) => w.clone()) };
@@ -267,10 +271,23 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
         collapsed = reason;
         break;
       }
+      // The best weights follow any lower loss; the patience counters only a real improvement (≥ 0.001), so a loss
+      // creeping down by 1e-4 per epoch neither halts the rate schedule nor postpones the stop forever.
+      const improved = !best || metrics.valLoss < best.valLoss - 1e-3;
+      if (improved) lastImprovement = epoch;
       if (!best || metrics.valLoss < best.valLoss) keepBest(epoch, metrics.valLoss);
+      if (improved) {
+        sinceDrop = 0;
+      } else if (params.lrPlateauPatience && ++sinceDrop >= params.lrPlateauPatience) {
+        // Reduce on plateau: Adam's rate is a plain field, read at every step.
+        const opt = optimizer as unknown as { learningRate: number };
+        opt.learningRate /= 2;
+        sinceDrop = 0;
+        log?.info({ epoch, learningRate: opt.learningRate }, 'validation loss on a plateau: learning rate halved');
+      }
       await hooks.checkpoint?.({ attempt, epoch, history, weights: model.getWeights() });
-      if (params.earlyStopPatience && best && epoch - best.epoch >= params.earlyStopPatience) {
-        log?.info({ epoch, bestEpoch: best.epoch }, `early stop: no lower validation loss for ${params.earlyStopPatience} epochs`);
+      if (params.earlyStopPatience && best && epoch - lastImprovement >= params.earlyStopPatience) {
+        log?.info({ epoch, bestEpoch: best.epoch }, `early stop: validation loss not 0.001 lower for ${params.earlyStopPatience} epochs`);
         break;
       }
     }

@@ -98,6 +98,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     maxRestarts: params.maxRestarts,
     patience: params.collapsePatience,
     earlyStopPatience: params.earlyStopPatience,
+    lrPlateauPatience: params.lrPlateauPatience,
     augment: params.augment,
     classWeights: params.classWeights,
   };

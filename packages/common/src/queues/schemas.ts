@@ -76,6 +76,8 @@ export const trainJobSchema = z.object({
   learningRate: z.number().positive().max(1).default(0.002),
   /** Epochs without a lower validation loss before training stops; the best epoch's weights are published. */
   earlyStopPatience: z.number().int().positive().max(1000).default(5),
+  /** Halve the learning rate after this many epochs without a lower validation loss (0: constant rate). */
+  lrPlateauPatience: z.number().int().nonnegative().max(1000).default(2),
   /**
    * Seeded augmentation of each training batch: flips, 90° rotations, and per-image multiplicative brightness and
    * per-channel stain jitter (multiplicative, so the crops' black background stays black, as in serving).
