@@ -25,7 +25,8 @@ const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
   camflow results BATCH_ID             results.jsonl to stdout
   camflow train --dataset NAME [--version V] [--preset fast|seed] [--epochs N] [--lr X] [--batch-size N]
                 [--split item|group] [--val-fraction 0.15] [--patience 5] [--seed N] [--no-promote] [--wait]
-                defaults: 30 epochs with early stopping, lr 0.002, augmentation, class weights, best epoch published
+                defaults: ≤ 30 epochs with early stopping, lr 0.002 halved on plateaus, augmentation, class weights,
+                best epoch published, screening threshold for recall 0.98
   camflow schedule --dataset NAME --cron "0 2 * * *" [--tz Europe/Paris] [--preset ...]
   camflow models [list] | models promote VERSION
 
