@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { createRedis } from '@camflow/common';
+import { connectProducer, type createRedis } from '@camflow/common';
 import { buildApi } from '@camflow/ingest';
 import { startCamWorkers, type CamWorkers } from '@camflow/cam-worker';
 import { publishUntrained, startCluster, syntheticFolder, eventually, sleep, type Cluster } from '../helpers/cluster.ts';
@@ -24,7 +24,7 @@ before(async () => {
   await publishUntrained(c.ctx);
   names = await syntheticFolder(c.dir, 6, 31);
   const config = { ...c.ctx.config, API_TOKEN: TOKEN, MAX_UPLOAD_FILE_BYTES: 200_000 };
-  app = await buildApi({ config, store: c.ctx.store, flow: c.ctx.flow, queues: c.ctx.queues, redis: (apiRedis = createRedis(c.env.REDIS_URL!, { offlineQueue: false })), log: c.ctx.log });
+  app = await buildApi({ config, store: c.ctx.store, flow: c.ctx.flow, queues: c.ctx.queues, redis: (apiRedis = await connectProducer(c.env.REDIS_URL!)), log: c.ctx.log });
   apiRedis.on('error', () => undefined);
   base = await app.listen({ port: 0, host: '127.0.0.1' });
   workers = await startCamWorkers({ config: c.ctx.config, store: c.ctx.store, log: c.ctx.log });

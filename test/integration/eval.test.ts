@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createRedis, writeSyntheticDataset } from '@camflow/common';
+import { connectProducer, writeSyntheticDataset } from '@camflow/common';
 import { buildApi } from '@camflow/ingest';
 import { readResults } from '../../packages/cli/src/wait.ts';
 import { publishUntrained, runCli, startCluster } from '../helpers/cluster.ts';
@@ -36,7 +36,7 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
 
     // The same scores over HTTP, for a completed batch whose names carry their class.
     const token = 'eval-token-0123456789abcdef';
-    const apiRedis = createRedis(c.env.REDIS_URL!, { offlineQueue: false });
+    const apiRedis = await connectProducer(c.env.REDIS_URL!);
     const app = await buildApi({ config: { ...c.ctx.config, API_TOKEN: token }, store: c.ctx.store, flow: c.ctx.flow, queues: c.ctx.queues, redis: apiRedis, log: c.ctx.log });
     try {
       const base = await app.listen({ port: 0, host: '127.0.0.1' });

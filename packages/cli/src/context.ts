@@ -5,7 +5,7 @@ import {
   StorageError,
   UnreachableError,
   createLogger,
-  createRedis,
+  connectProducer,
   loadConfig,
   probeRedis,
   producerConnection,
@@ -69,8 +69,7 @@ export async function createContext(env: Record<string, string | undefined> = pr
   const quiet = (err: Error) => log.debug({ err: err.message }, 'redis connection error');
   for (const q of Object.values(queues)) q.on('error', quiet);
   flow.on('error', quiet);
-  const redis = createRedis(config.REDIS_URL, { offlineQueue: false });
-  redis.on('error', quiet);
+  const redis = await connectProducer(config.REDIS_URL);
   return {
     config,
     log,

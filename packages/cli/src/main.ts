@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { CamflowError, ConfigError, InvalidParameterError, NotFoundError, createRedis, errorMessage, getProduction, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema } from '@camflow/common';
+import { CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema } from '@camflow/common';
 import { addDataset, batchStatus, buildApi, repairBatch, submitBatch } from '@camflow/ingest';
 import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
 import { createContext, ensureStore, type Context } from './context.js';
@@ -145,8 +145,7 @@ async function main(argv: string[]): Promise<void> {
     case 'serve': {
       const ctx = await createContext(process.env, 'api');
       await ensureStore(ctx.store, ctx.config);
-      const redis = createRedis(ctx.config.REDIS_URL, { offlineQueue: false });
-      redis.on('error', () => undefined); // reported by /readyz and as 503s
+      const redis = await connectProducer(ctx.config.REDIS_URL); // outages are reported by /readyz and as 503s
       const app = await buildApi({ config: ctx.config, store: ctx.store, flow: ctx.flow, queues: ctx.queues, redis, log: ctx.log });
       const address = await app.listen({ port: ctx.config.API_PORT, host: ctx.config.API_HOST });
       ctx.log.info({ address }, 'camflow API listening');

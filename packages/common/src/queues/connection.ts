@@ -38,6 +38,17 @@ export function createRedis(url: string, options: { offlineQueue?: boolean } = {
   return new Redis({ ...redisOptions(url), ...(options.offlineQueue === false ? { enableOfflineQueue: false } : {}) });
 }
 
+/**
+ * A connected producer client (no offline queue): resolves once the connection is ready, so its first command
+ * cannot fail with "Stream isn't writeable"; later outages fail commands at once (and it reconnects by itself).
+ */
+export async function connectProducer(url: string): Promise<Redis> {
+  const client = new Redis({ ...redisOptions(url), enableOfflineQueue: false, lazyConnect: true });
+  client.on('error', () => undefined); // outages surface as failed commands, where they are handled
+  await client.connect();
+  return client;
+}
+
 /** A service camflow needs cannot be reached. The message names it (never its credentials). */
 export class UnreachableError extends CamflowError {
   constructor(what: string, detail: string) {
