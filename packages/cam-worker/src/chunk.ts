@@ -24,6 +24,7 @@ import {
 } from '@camflow/common';
 import type { ModelCache } from './model-cache.js';
 import { localizeImage, renderImages } from './localize-image.js';
+import { orFailForGood } from './unrecoverable.js';
 
 export type { ImageResult };
 
@@ -105,13 +106,7 @@ function cachedInput(bytes: Uint8Array): ReturnType<typeof decodeRgbPng> {
  * marks the chunk done, so a crash midway leaves nothing that looks finished, and a retry overwrites the same keys.
  */
 export async function processChunk(payload: unknown, ctx: ChunkContext): Promise<ChunkOutcome> {
-  let job: CamJob;
-  try {
-    job = parseWith(camJobSchema, payload, 'cam job');
-  } catch (error) {
-    // A payload that can never succeed is not retried.
-    throw new UnrecoverableError((error as Error).message);
-  }
+  const job: CamJob = orFailForGood(() => parseWith(camJobSchema, payload, 'cam job'));
   const { store } = ctx;
   const log = ctx.log.child({ batchId: job.batchId, chunk: job.chunk, modelVersion: job.modelVersion });
   const loaded = await ctx.models.get(job.modelVersion, job.options.precision).catch((error: unknown) => {
@@ -119,11 +114,7 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
     throw error;
   });
   const { manifest, engine, precision } = loaded;
-  try {
-    checkTarget(job.options.target, manifest.classNames);
-  } catch (error) {
-    throw new UnrecoverableError((error as Error).message);
-  }
+  orFailForGood(() => checkTarget(job.options.target, manifest.classNames));
   const t0 = performance.now();
   type Decoded = ({ item: BatchItem } & Preprocessed) | { item: BatchItem; error: ImageInputError };
   const wants = new Set(job.options.outputs);

@@ -1,4 +1,4 @@
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   batchJobSchema,
@@ -19,6 +19,7 @@ import {
 } from '@camflow/common';
 import { ModelCache } from './model-cache.js';
 import { processChunk } from './chunk.js';
+import { orFailForGood } from './unrecoverable.js';
 import { finalizeBatch } from './finalize.js';
 
 export interface CamWorkerDeps {
@@ -71,12 +72,7 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
     ? new Worker(
         queueNames.batch,
         async (job: Job) => {
-          let batchId: string;
-          try {
-            batchId = parseWith(batchJobSchema, job.data, 'batch job').batchId;
-          } catch (error) {
-            throw new UnrecoverableError((error as Error).message);
-          }
+          const { batchId } = orFailForGood(() => parseWith(batchJobSchema, job.data, 'batch job'));
           // BullMQ's failure reasons of this batch's chunk jobs, looked up by the ids the batch was enqueued with.
           const ignored = new Map(Object.entries(await job.getIgnoredChildrenFailures()));
           const chunkError = (chunk: number) => {

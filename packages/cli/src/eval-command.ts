@@ -3,7 +3,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import {
   InvalidParameterError,
-  evaluateBatchResults,
+  evaluateForModel,
   getDatasetManifest,
   getModelManifest,
   getProduction,
@@ -16,6 +16,7 @@ import {
 import { listFolder, submitBatch, NoModelError, type SourceFile } from '@camflow/ingest';
 import type { Context } from './context.js';
 import { readResults, waitForBatch } from './wait.js';
+import { esc } from './report.js';
 
 export interface EvalOptions {
   /** A labelled folder (`<folder>/<class>/<image>`) or a dataset (`name` or `name@version`). */
@@ -61,7 +62,6 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   const version = options.model ?? (await getProduction(ctx.store))?.version;
   if (!version) throw new NoModelError();
   const model = await getModelManifest(ctx.store, version);
-  const positiveClass = model.screening?.positiveClass ?? (model.classNames.includes('Parasitized') ? 'Parasitized' : model.classNames[0]!);
   const { files, folder } = await labelledSource(ctx, options.source);
   if (files.length === 0) throw new InvalidParameterError('source', 'a labelled folder (<folder>/<class>/<image>) or a dataset', options.source);
   let group: RegExp;
@@ -90,7 +90,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   });
   await waitForBatch(ctx, batch.batchId, 24 * 3600_000, (s) => options.onProgress?.(s.chunks.done, s.chunks.total));
   const results = await readResults(ctx.store, batch.batchId);
-  const report = evaluateBatchResults(results, model.classNames, positiveClass, { ...(model.screening ? { screeningThreshold: model.screening.threshold } : {}), groupPattern: group, ...(boxes ? { boxes } : {}) });
+  const { positiveClass, ...report } = evaluateForModel(results, model, { groupPattern: group, ...(boxes ? { boxes } : {}) });
   const html = await writeEvalReport(options.out, ctx, model, results.filter((r): r is OkResult => r.status === 'ok'), report, positiveClass);
   const c = report.classification;
   const round = (v: number) => Math.round(v * 10_000) / 10_000;
@@ -116,7 +116,6 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   return { line, report, html };
 }
 
-const esc = (s: string) => s.replace(/[&<>"]/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[ch]!);
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '—' : `${(v * 100).toFixed(1)} %`);
 
 /** The HTML report: scores, confusion matrix, per-patient table, and the most confident errors with their overlays. */

@@ -4,7 +4,8 @@ import type { Box, ModelManifest, ObjectStore } from '@camflow/common';
 import type { ImageResult } from '@camflow/cam-worker';
 import type { LocalizationReport } from './evaluate.js';
 
-const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+/** HTML-escape text for the reports. */
+export const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
 function curve(points: number[], width: number, height: number, colour: string, max: number): string {
   if (points.length === 0) return '';

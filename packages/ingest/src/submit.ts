@@ -10,6 +10,8 @@ import {
   camOptionsSchema,
   checkTarget,
   getModelManifest,
+  isRefused,
+  sha256Hex,
   getProduction,
   keys,
   packInputs,
@@ -82,7 +84,7 @@ export function newBatchId(): string {
   return `b${stamp}-${randomBytes(6).toString('hex')}`;
 }
 
-export const keyDigest = (key: string) => createHash('sha256').update(key).digest('hex');
+export const keyDigest = (key: string) => sha256Hex(Buffer.from(key));
 
 /** Digest of a submission: its entries (name and content, or refusal) in order, and what is asked of them. */
 class Fingerprint {
@@ -182,7 +184,7 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
       const contents: string[] = [];
       await forEachEntry(await open(opts.source, limits), 4, async (entry, i) => {
         names[i] = entry.name;
-        contents[i] = 'refused' in entry ? `refused:${entry.refused.reason}` : createHash('sha256').update(await entry.read()).digest('hex');
+        contents[i] = 'refused' in entry ? `refused:${entry.refused.reason}` : await entry.read().then(sha256Hex, () => 'unreadable');
       });
       names.forEach((n, i) => fp.add(n, contents[i]!));
       return existingOrConflict(opts, claim, fp.digest());
@@ -199,22 +201,27 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
   const finished = new Map<number, { name: string; content: string; line: ManifestLine; inputPng?: Buffer }>();
   let accepted = 0;
   let packed = 0;
-  let unpacked: { sha256: string; png?: Buffer }[] = [];
+  let unpacked: { sha256: string; png: Buffer }[] = [];
   let done = 0;
-  let writing = Promise.resolve();
+  /** Write the model inputs gathered so far as the next chunk's pack (archive runs). */
+  const writePack = async () => {
+    const entries = unpacked;
+    unpacked = [];
+    await store.put(keys.batchInputs(batchId, packed++), packInputs(inputSize!, entries), 'application/octet-stream');
+  };
+  // Runs one at a time (chained below): lines, chunks and packs follow submission order.
   const commit = async () => {
     for (let e = finished.get(lines.length); e; e = finished.get(lines.length)) {
       finished.delete(lines.length);
       fingerprint.add(e.name, e.content);
       lines.push(e.line);
-      if (!('reason' in e.line) && inputSize) unpacked.push({ sha256: e.line.sha256, ...(e.inputPng ? { png: e.inputPng } : {}) });
-      if (inputSize && unpacked.length === chunkSize) {
-        const entries = unpacked;
-        unpacked = [];
-        const chunk = packed++;
-        writing = writing.then(() => store.put(keys.batchInputs(batchId, chunk), packInputs(inputSize, entries.filter((x): x is { sha256: string; png: Buffer } => x.png !== undefined)), 'application/octet-stream'));
-        await writing;
-      }
+      if (isRefused(e.line)) continue;
+      // Chunks follow submission order over the accepted entries; the manifest line carries its chunk.
+      e.line.chunk = Math.floor(accepted++ / chunkSize);
+      if (!inputSize) continue;
+      // An input that did not decode at ingest is absent from the pack: the worker decodes the original itself.
+      if (e.inputPng) unpacked.push({ sha256: e.line.sha256, png: e.inputPng });
+      if (accepted % chunkSize === 0) await writePack();
     }
   };
   const total = Array.isArray(opts.source) ? opts.source.length : undefined;
@@ -233,7 +240,7 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
         result = { name: entry.name, content: stored.sha256, line: { imageId, name: entry.name, ...stored, chunk: -1 }, ...(inputPng ? { inputPng } : {}) };
       } catch (error) {
         if (error instanceof StorageError) throw error;
-        result = { name: entry.name, content: bytes ? createHash('sha256').update(bytes).digest('hex') : 'unreadable', line: { imageId, name: entry.name, ...refusalFor(error) } };
+        result = { name: entry.name, content: bytes ? sha256Hex(bytes) : 'unreadable', line: { imageId, name: entry.name, ...refusalFor(error) } };
       }
     }
     finished.set(index, result);
@@ -244,10 +251,7 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
   });
   await pendingAccepts;
   if (lines.length === 0) throw new InvalidParameterError('source', 'a folder, archive or upload holding at least one file', sourceName(opts.source));
-  // Chunks follow submission order over the accepted entries; the manifest line carries its chunk.
-  for (const line of lines) if (!('reason' in line)) (line as AcceptedLine).chunk = Math.floor(accepted++ / chunkSize);
-  await writing;
-  if (inputSize && unpacked.length > 0) await store.put(keys.batchInputs(batchId, packed++), packInputs(inputSize, unpacked.filter((x): x is { sha256: string; png: Buffer } => x.png !== undefined)), 'application/octet-stream');
+  if (inputSize && accepted % chunkSize !== 0) await writePack();
   await store.put(keys.batchManifest(batchId), toJsonLines(lines), 'application/x-ndjson');
   const info: BatchInfo = parseWith(batchInfoSchema, {
     batchId,
@@ -276,7 +280,7 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
       return existingOrConflict(opts, winner, info.fingerprint);
     }
   }
-  await enqueueBatch(opts.flow, info, lines.filter((l): l is AcceptedLine => !('reason' in l)));
+  await enqueueBatch(opts.flow, info, lines.filter((l): l is AcceptedLine => !isRefused(l)));
   log?.info({ batchId, modelVersion, items: info.items, rejected: info.rejected, chunks: info.chunks }, 'batch submitted');
   return { ...info, existing: false };
 }

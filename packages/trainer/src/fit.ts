@@ -72,8 +72,14 @@ export function drawAugmentation(rng: { next(): number }): Augmentation {
  * gains. Gains are multiplicative, so the black background stays black, as the serving inputs have it.
  */
 export function augmentInto(src: Uint8Array, srcOffset: number, size: number, aug: Augmentation | null, out: Float32Array, outOffset: number): void {
-  const t = aug?.transform ?? 0;
-  const [gr, gg, gb] = aug?.gains ?? [1, 1, 1];
+  if (!aug) {
+    // Evaluation and prediction (every epoch, every image): a plain copy.
+    const n = size * size * 3;
+    for (let j = 0; j < n; j++) out[outOffset + j] = src[srcOffset + j]! / 255;
+    return;
+  }
+  const t = aug.transform;
+  const [gr, gg, gb] = aug.gains;
   const mirror = t >= 4;
   const k = t & 3;
   const last = size - 1;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { UnrecoverableError } from 'bullmq';
 import {
+  defaultPositiveClass,
   deserializeModel,
   getDatasetManifest,
   getModelManifest,
@@ -124,7 +125,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   // The published weights are the best epoch's, and so are the metrics that gate promotion.
   const last = result.history.find((h) => h.epoch === result.bestEpoch) ?? result.history[result.history.length - 1]!;
   // The screening operating point, chosen on the validation images with the published (best-epoch) weights.
-  const positiveClass = params.positiveClass ?? (manifest.classNames.includes('Parasitized') ? 'Parasitized' : manifest.classNames[0]!);
+  const positiveClass = params.positiveClass ?? defaultPositiveClass(manifest.classNames);
   const positiveIndex = manifest.classNames.indexOf(positiveClass);
   if (positiveIndex < 0) throw new UnrecoverableError(`positiveClass "${positiveClass}" is not one of the dataset's classes (${manifest.classNames.join(', ')})`);
   const probabilities = (await predictProbabilities(result.model, validation)).map((p) => p[positiveIndex]!);

@@ -2,6 +2,7 @@ import { iou, type Box } from '../cam/localize.js';
 import { minMaxNormalise, upsampleBilinear } from '../cam/cam.js';
 import { maxBoxAccV2, maxBoxAccV2HeldOut, type LocalizationSample } from '../cam/metrics.js';
 import type { ImageResult, OkResult } from '../queues/contracts.js';
+import { defaultPositiveClass, type Screening } from '../screening/operating-point.js';
 import { classificationReport, type ClassificationReport, type LabelledPrediction } from './classification.js';
 
 export interface LocalizationScores {
@@ -86,4 +87,11 @@ export function evaluateBatchResults(
       maxBoxAccV2InSample: maxBoxAccV2(samples.map((s) => s.sample)).score,
     },
   };
+}
+
+/** `evaluateBatchResults` with a model's classes, its screening class and threshold. */
+export function evaluateForModel(results: ImageResult[], model: { classNames: string[]; screening?: Screening | undefined }, options: { groupPattern?: RegExp; boxes?: Record<string, Box[]> } = {}): EvaluationReport & { positiveClass: string } {
+  const positiveClass = model.screening?.positiveClass ?? defaultPositiveClass(model.classNames);
+  const report = evaluateBatchResults(results, model.classNames, positiveClass, { ...options, ...(model.screening ? { screeningThreshold: model.screening.threshold } : {}) });
+  return { ...report, positiveClass };
 }

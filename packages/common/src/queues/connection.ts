@@ -34,8 +34,8 @@ export function producerConnection(url: string): ConnectionOptions {
   return { ...redisOptions(url), enableOfflineQueue: false } as ConnectionOptions;
 }
 
-export function createRedis(url: string, options: { offlineQueue?: boolean } = {}): Redis {
-  return new Redis({ ...redisOptions(url), ...(options.offlineQueue === false ? { enableOfflineQueue: false } : {}) });
+export function createRedis(url: string): Redis {
+  return new Redis(redisOptions(url));
 }
 
 /**

@@ -12,6 +12,9 @@ export const screeningSchema = z.object({
 });
 export type Screening = z.infer<typeof screeningSchema>;
 
+/** The class a screen looks for by default: `Parasitized` when the classes have it, else the first class. */
+export const defaultPositiveClass = (classNames: readonly string[]): string => (classNames.includes('Parasitized') ? 'Parasitized' : classNames[0]!);
+
 /**
  * A threshold on P(positive) whose recall on these images is at least `targetRecall` (missing an infected cell is the
  * costly error in screening): midway between the score that reaches the recall and the next lower score, with the

@@ -16,7 +16,7 @@ import {
   isRedisDown,
   NotFoundError,
   camOptionsSchema,
-  evaluateBatchResults,
+  evaluateForModel,
   imageResultSchema,
   parseJsonLines,
   getModelManifest,
@@ -224,8 +224,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     }
     const key = keys.resultsJsonl(id);
     const results = parseJsonLines((await store.get(key)).toString('utf8'), imageResultSchema, key);
-    const positiveClass = model.screening?.positiveClass ?? (model.classNames.includes('Parasitized') ? 'Parasitized' : model.classNames[0]!);
-    return evaluateBatchResults(results, model.classNames, positiveClass, { ...(model.screening ? { screeningThreshold: model.screening.threshold } : {}), ...(group ? { groupPattern: group } : {}) });
+    const { positiveClass: _, ...report } = evaluateForModel(results, model, group ? { groupPattern: group } : {});
+    return report;
   });
 
   app.post('/v1/batches/:id/repair', async (req) => {
