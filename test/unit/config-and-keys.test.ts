@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { ConfigError, InvalidParameterError, createLogger, keys, loadConfig, parseWith, camJobSchema } from '@camflow/common';
+import { ConfigError, InvalidParameterError, createLogger, keys, loadConfig, parseWith, camJobSchema, trainJobSchema } from '@camflow/common';
 import { safeMemberName } from '@camflow/ingest';
-import { splitIndices } from '@camflow/trainer';
+import { resolveSplitBy, splitIndices } from '@camflow/trainer';
 import { collapseReason } from '@camflow/trainer';
 
 test('config has working defaults and parses numbers and booleans', () => {
@@ -65,6 +65,16 @@ test('a group split never puts one patient on both sides; an item split is strat
   assert.equal(s.validation.filter((i) => items[i]!.label === 0).length, 20);
   assert.equal(s.validation.filter((i) => items[i]!.label === 1).length, 20);
   assert.deepEqual(splitIndices(items, 0.2, 1, 'group'), g, 'seeded: same split every time');
+});
+
+test('the default split is by patient whenever patients hold several images', () => {
+  const patients = Array.from({ length: 10 }, (_, i) => ({ group: `C${i % 3}` }));
+  const own = Array.from({ length: 10 }, (_, i) => ({ group: `img${i}` }));
+  assert.equal(resolveSplitBy(patients, 'auto'), 'group');
+  assert.equal(resolveSplitBy(own, 'auto'), 'item', 'one image per group: nothing to keep together');
+  assert.equal(resolveSplitBy(patients.map(() => ({ group: 'C1' })), 'auto'), 'item', 'one group cannot be split');
+  assert.equal(resolveSplitBy(patients, 'item'), 'item', 'an explicit choice stands');
+  assert.equal(trainJobSchema.parse({ dataset: 'cells' }).splitBy, 'auto');
 });
 
 test('collapse detection: dead features, constant predictions and chance accuracy', () => {

@@ -4,6 +4,7 @@ import { basename, join } from 'node:path';
 import {
   InvalidParameterError,
   evaluateForModel,
+  stainPointingForBatch,
   getDatasetManifest,
   getModelManifest,
   getProduction,
@@ -26,6 +27,11 @@ export interface EvalOptions {
   groupPattern?: string;
   /** Truth boxes: a JSON map name → boxes, or the synthetic generator's `{ boxes: {…} }` (default: `<folder>/boxes.json`). */
   boxes?: string;
+  /**
+   * What the CAM's localization is scored against: `boxes` (the truth boxes), `stain` (the parasite stain found in
+   * each positive image's pixels), `none`, or `auto` (default): boxes where given, else the stain.
+   */
+  truth?: 'auto' | 'boxes' | 'stain' | 'none';
   out: string;
   onProgress?: (done: number, total: number) => void;
 }
@@ -70,7 +76,10 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   } catch {
     throw new InvalidParameterError('--group-pattern', 'a regular expression', options.groupPattern);
   }
-  const boxesPath = options.boxes ?? (folder && existsSync(join(folder, 'boxes.json')) ? join(folder, 'boxes.json') : undefined);
+  const truth = options.truth ?? 'auto';
+  if (!['auto', 'boxes', 'stain', 'none'].includes(truth)) throw new InvalidParameterError('--truth', 'one of auto, boxes, stain, none', truth);
+  const boxesPath = truth === 'stain' || truth === 'none' ? undefined : (options.boxes ?? (folder && existsSync(join(folder, 'boxes.json')) ? join(folder, 'boxes.json') : undefined));
+  if (truth === 'boxes' && !boxesPath) throw new InvalidParameterError('--boxes', 'a boxes.json (or one in the folder) with --truth boxes', options.boxes);
   const boxes = boxesPath ? await readBoxes(boxesPath) : undefined;
   const t0 = Date.now();
   const batch = await submitBatch({
@@ -90,8 +99,11 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   });
   await waitForBatch(ctx, batch.batchId, 24 * 3600_000, (s) => options.onProgress?.(s.chunks.done, s.chunks.total));
   const results = await readResults(ctx.store, batch.batchId);
-  const { positiveClass, ...report } = evaluateForModel(results, model, { groupPattern: group, ...(boxes ? { boxes } : {}) });
-  const html = await writeEvalReport(options.out, ctx, model, results.filter((r): r is OkResult => r.status === 'ok'), report, positiveClass);
+  const { positiveClass, ...scores } = evaluateForModel(results, model, { groupPattern: group, ...(boxes ? { boxes } : {}) });
+  const ok = results.filter((r): r is OkResult => r.status === 'ok');
+  const stain = !boxes && (truth === 'auto' || truth === 'stain') ? await stainPointingForBatch(ctx.store, batch.batchId, ok, positiveClass) : undefined;
+  const report: EvaluationReport = { ...scores, ...(stain ? { stainPointing: stain } : {}) };
+  const html = await writeEvalReport(options.out, ctx, model, ok, report, positiveClass);
   const c = report.classification;
   const round = (v: number) => Math.round(v * 10_000) / 10_000;
   const line = {
@@ -109,6 +121,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
       ...(c.screening ? { screen_threshold: round(c.screening.threshold), screen_recall: round(c.screening.recall), screen_specificity: round(c.screening.specificity) } : {}),
       ...(c.groups ? { groups: Object.keys(c.groups).length } : {}),
       ...(report.localization ? { pointing: round(report.localization.pointing), loc_iou50: round(report.localization.locIou50), max_box_acc_v2: round(report.localization.maxBoxAccV2), localized_images: report.localization.images } : {}),
+      ...(report.stainPointing ? { pointing_stain: round(report.stainPointing.pointing), pointing_chance: round(report.stainPointing.chance), stain_images: report.stainPointing.images, no_stain_images: report.stainPointing.noStain } : {}),
       seconds: Math.round((Date.now() - t0) / 1000),
       report: html,
     },
@@ -155,6 +168,7 @@ async function writeEvalReport(dir: string, ctx: Context, model: ModelManifest, 
 <h3>Confusion matrix (argmax)</h3>${matrix}
 ${groups}
 ${loc ? `<h2>Localization (${loc.images} ${esc(positiveClass)} images with truth boxes)</h2><table class="m"><tr><td>pointing (served CAM peak in a truth box)</td><td>${pct(loc.pointing)}</td></tr><tr><td>served box IoU ≥ 0.5</td><td>${pct(loc.locIou50)}</td></tr><tr><td>MaxBoxAccV2, threshold chosen on the other half</td><td>${loc.maxBoxAccV2.toFixed(4)}</td></tr><tr><td>MaxBoxAccV2, in-sample threshold (optimistic)</td><td>${loc.maxBoxAccV2InSample.toFixed(4)}</td></tr></table>` : ''}
+${report.stainPointing ? `<h2>Localization against the parasite stain (${report.stainPointing.images} ${esc(positiveClass)} images)</h2><p>Truth: the dark purple chromatin found in each cell's pixels (${report.stainPointing.noStain} ${esc(positiveClass)} images showed none and are left out). A hit: the served CAM peak within 15/224 of the image's longer side of a stain pixel (the pointing game's tolerance).</p><table class="m"><tr><td>pointing (CAM peak on the stain)</td><td>${pct(report.stainPointing.pointing)}</td></tr><tr><td>chance (a random point in the cell)</td><td>${pct(report.stainPointing.chance)}</td></tr></table>` : ''}
 <h2>Most confident errors</h2>${tiles.join('\n') || '<p>none</p>'}
 ${report.skipped.length ? `<h2>Skipped</h2><ul>${report.skipped.slice(0, 200).map((s) => `<li>${esc(s.name)}: ${esc(s.why)}</li>`).join('')}</ul>` : ''}
 `;

@@ -6,7 +6,7 @@ import { createContext, ensureStore, type Context } from './context.js';
 import { closeOnSignals, startWorkers, workerRoles, type WorkerRole } from './workers.js';
 import { waitForJob, waitForBatch } from './wait.js';
 import { runDemo } from './demo.js';
-import { runEval } from './eval-command.js';
+import { runEval, type EvalOptions } from './eval-command.js';
 
 const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
 
@@ -19,12 +19,12 @@ const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
                       [--outputs json,heatmap,overlay|none] [--precision fp32|int8] [--chunk-size N]
                       [--no-cell-mask] [--key IDEMPOTENCY_KEY] [--wait]
   camflow status BATCH_ID
-  camflow eval FOLDER|DATASET[@V] [--model V] [--group-pattern RE] [--boxes F] [--out DIR]
+  camflow eval FOLDER|DATASET[@V] [--model V] [--group-pattern RE] [--boxes F] [--truth auto|boxes|stain|none] [--out DIR]
                                        score a model on labelled images through the queues; HTML report + one JSON line
   camflow batches repair BATCH_ID      re-create lost jobs from S3 and re-run a failed finalization
   camflow results BATCH_ID             results.jsonl to stdout
   camflow train --dataset NAME [--version V] [--preset fast|seed] [--epochs N] [--lr X] [--batch-size N]
-                [--split item|group] [--val-fraction 0.15] [--patience 5] [--seed N] [--no-promote] [--wait]
+                [--split auto|item|group] [--val-fraction 0.15] [--patience 5] [--seed N] [--no-promote] [--wait]
                 defaults: ≤ 30 epochs with early stopping, lr 0.002 halved on plateaus, augmentation, class weights,
                 best epoch published, screening threshold for recall 0.98
   camflow schedule --dataset NAME --cron "0 2 * * *" [--tz Europe/Paris] [--preset ...]
@@ -79,6 +79,7 @@ async function main(argv: string[]): Promise<void> {
       size: { type: 'string' },
       classes: { type: 'string' },
       'group-pattern': { type: 'string' },
+      truth: { type: 'string' },
       model: { type: 'string' },
       target: { type: 'string' },
       fraction: { type: 'string' },
@@ -235,7 +236,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'eval': {
-      if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow eval <labelled folder | dataset[@version]> [--model V] [--group-pattern RE] [--boxes boxes.json] [--out DIR]');
+      if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow eval <labelled folder | dataset[@version]> [--model V] [--group-pattern RE] [--boxes boxes.json] [--truth auto|boxes|stain|none] [--out DIR]');
       await withContext(async (ctx) => {
         const bar = v.json ? undefined : progressBar('evaluate');
         const { line } = await runEval(ctx, {
@@ -244,6 +245,7 @@ async function main(argv: string[]): Promise<void> {
           ...(v.model ? { model: v.model } : {}),
           ...(v['group-pattern'] ? { groupPattern: v['group-pattern'] } : {}),
           ...(v.boxes ? { boxes: v.boxes } : {}),
+          ...(v.truth ? { truth: v.truth as EvalOptions['truth'] } : {}),
           ...(bar ? { onProgress: bar } : {}),
         });
         process.stdout.write(`${JSON.stringify(line)}\n`);
@@ -275,7 +277,7 @@ async function main(argv: string[]): Promise<void> {
           ...(v.epochs ? { epochs: num('epochs') } : {}),
           ...(v.lr ? { learningRate: num('lr') } : {}),
           ...(v['batch-size'] ? { batchSize: num('batch-size') } : {}),
-          ...(v.split ? { splitBy: v.split as 'item' | 'group' } : {}),
+          ...(v.split ? { splitBy: v.split as 'auto' | 'item' | 'group' } : {}),
           ...(v.seed ? { seed: num('seed') } : {}),
           ...(v['val-fraction'] ? { validationFraction: num('val-fraction') } : {}),
           ...(v.patience ? { earlyStopPatience: num('patience') } : {}),

@@ -16,3 +16,5 @@ export * from './dev/index.js';
 export * from './screening/operating-point.js';
 export * from './eval/classification.js';
 export * from './eval/results.js';
+export * from './eval/stain.js';
+export * from './eval/stain-pointing.js';

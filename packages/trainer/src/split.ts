@@ -36,6 +36,16 @@ export function splitIndices(items: { label: number; group: string }[], fraction
   return { train: train.sort((a, b) => a - b), validation: validation.sort((a, b) => a - b) };
 }
 
+/**
+ * The split a `splitBy` of `auto` means for these items: `group` when there are at least two groups and some group
+ * holds more than one image (patients, slides), else `item`.
+ */
+export function resolveSplitBy(items: { group: string }[], splitBy: 'auto' | 'item' | 'group'): 'item' | 'group' {
+  if (splitBy !== 'auto') return splitBy;
+  const groups = new Set(items.map((i) => i.group)).size;
+  return groups >= 2 && groups < items.length ? 'group' : 'item';
+}
+
 /** Gather packed images by index. */
 export function gather(images: Uint8Array, labels: ArrayLike<number>, indices: number[], size: number): { images: Uint8Array; labels: Int32Array; size: number } {
   const per = size * size * 3;

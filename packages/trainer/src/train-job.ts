@@ -22,7 +22,7 @@ import {
   type ObjectStore,
 } from '@camflow/common';
 import { evaluate, fitWithRestarts, predictProbabilities, type EpochMetrics, type TensorData } from './fit.js';
-import { gather, splitIndices } from './split.js';
+import { gather, resolveSplitBy, splitIndices } from './split.js';
 import { promoteIfBetter, publishModel, type SameImagesComparison } from './publish.js';
 import { CheckpointStore, jobKey, paramsHash } from './checkpoint.js';
 
@@ -82,13 +82,14 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   const n = manifest.items.length;
   const images = await trainingInputs(ctx.store, manifest, size);
   const labels = manifest.items.map((i) => i.label);
-  const split = splitIndices(manifest.items, params.validationFraction, params.seed, params.splitBy);
+  const splitBy = resolveSplitBy(manifest.items, params.splitBy);
+  const split = splitIndices(manifest.items, params.validationFraction, params.seed, splitBy);
   if (split.train.length === 0 || split.validation.length === 0) {
-    throw new UnrecoverableError(`dataset ${manifest.name} is too small to split (${n} items, ${params.splitBy} split)`);
+    throw new UnrecoverableError(`dataset ${manifest.name} is too small to split (${n} items, ${splitBy} split)`);
   }
   const train = gather(images, labels, split.train, size);
   const validation = gather(images, labels, split.validation, size);
-  log.info({ version: manifest.version, train: split.train.length, validation: split.validation.length, preset: params.preset, backend: ctx.backend }, 'training started');
+  log.info({ version: manifest.version, train: split.train.length, validation: split.validation.length, splitBy, preset: params.preset, backend: ctx.backend }, 'training started');
   const fitParams = {
     preset: params.preset,
     numClasses: manifest.classNames.length,
@@ -103,7 +104,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     augment: params.augment,
     classWeights: params.classWeights,
   };
-  const checkpoints = new CheckpointStore(ctx.store, jobKey(ctx.jobId), paramsHash({ ...fitParams, dataset: manifest.version, split: params.splitBy, v: params.validationFraction }));
+  const checkpoints = new CheckpointStore(ctx.store, jobKey(ctx.jobId), paramsHash({ ...fitParams, dataset: manifest.version, split: splitBy, v: params.validationFraction }));
   const resume = await checkpoints.load();
   if (resume) log.warn({ attempt: resume.attempt, epoch: resume.epoch }, 'resuming training from its last checkpoint');
   const result = await fitWithRestarts(fitParams, train, validation, {
@@ -138,7 +139,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     preset: params.preset,
     inputSize: size,
     classNames: manifest.classNames,
-    dataset: { name: manifest.name, version: manifest.version, trainItems: split.train.length, validationItems: split.validation.length, splitBy: params.splitBy },
+    dataset: { name: manifest.name, version: manifest.version, trainItems: split.train.length, validationItems: split.validation.length, splitBy },
     metrics: {
       valAccuracy: last.valAccuracy,
       valLoss: last.valLoss,

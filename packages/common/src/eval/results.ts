@@ -3,6 +3,7 @@ import { minMaxNormalise, upsampleBilinear } from '../cam/cam.js';
 import { maxBoxAccV2, maxBoxAccV2HeldOut, type LocalizationSample } from '../cam/metrics.js';
 import type { ImageResult, OkResult } from '../queues/contracts.js';
 import { defaultPositiveClass, type Screening } from '../screening/operating-point.js';
+import type { StainPointing } from './stain-pointing.js';
 import { classificationReport, type ClassificationReport, type LabelledPrediction } from './classification.js';
 
 export interface LocalizationScores {
@@ -22,6 +23,8 @@ export interface LocalizationScores {
 export interface EvaluationReport {
   classification: ClassificationReport;
   localization?: LocalizationScores;
+  /** Pointing against the parasite stain in the pixels (labelled data without truth boxes). */
+  stainPointing?: StainPointing;
   /** Results that could not be scored: failed items, or names outside a class folder of the model. */
   skipped: { name: string; why: string }[];
 }

@@ -91,8 +91,12 @@ export const trainJobSchema = z.object({
   positiveClass: z.string().min(1).max(128).optional(),
   seed: z.number().int().nonnegative().default(42),
   validationFraction: z.number().gt(0).lt(1).default(0.15),
-  /** `group` splits by the manifest items' group (e.g. patient), never putting one group on both sides. */
-  splitBy: z.enum(['item', 'group']).default('item'),
+  /**
+   * `group` splits by the manifest items' group (e.g. patient), never putting one group on both sides; `item` by
+   * image; `auto` (default): by group whenever groups hold several images (a patient's cells on both sides would
+   * measure memory of the patient, not the parasite), else by item.
+   */
+  splitBy: z.enum(['auto', 'item', 'group']).default('auto'),
   /** Restarts with a fresh initialisation when a run collapses. */
   maxRestarts: z.number().int().nonnegative().max(10).default(3),
   /** Epochs at chance or with constant predictions before a run counts as collapsed (dead features: at once). */

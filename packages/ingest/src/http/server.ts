@@ -17,6 +17,8 @@ import {
   NotFoundError,
   camOptionsSchema,
   evaluateForModel,
+  stainPointingForBatch,
+  type OkResult,
   imageResultSchema,
   parseJsonLines,
   getModelManifest,
@@ -211,7 +213,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.get('/v1/batches/:id/eval', async (req, reply) => {
     const { id } = parseWith(batchIdParams, req.params, 'params');
-    const query = parseWith(z.object({ groupPattern: z.string().max(200).optional() }).strict(), req.query ?? {}, 'query');
+    // Truth boxes are not uploaded here: localization is scored against the parasite stain in the originals' pixels
+    // (`truth=stain`, the default) or not at all (`truth=none`).
+    const query = parseWith(z.object({ groupPattern: z.string().max(200).optional(), truth: z.enum(['auto', 'stain', 'none']).default('auto') }).strict(), req.query ?? {}, 'query');
     const status = await batchStatus(store, deps.queues.batch, id);
     if (status.state === 'unknown') throw new NotFoundError('batch', id);
     if (status.state !== 'completed') return reply.code(409).send({ error: 'not_ready', message: `batch ${id} is ${status.state}` });
@@ -224,8 +228,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     }
     const key = keys.resultsJsonl(id);
     const results = parseJsonLines((await store.get(key)).toString('utf8'), imageResultSchema, key);
-    const { positiveClass: _, ...report } = evaluateForModel(results, model, group ? { groupPattern: group } : {});
-    return report;
+    const { positiveClass, ...report } = evaluateForModel(results, model, group ? { groupPattern: group } : {});
+    if (query.truth === 'none') return report;
+    const ok = results.filter((r): r is OkResult => r.status === 'ok');
+    return { ...report, stainPointing: await stainPointingForBatch(store, id, ok, positiveClass) };
   });
 
   app.post('/v1/batches/:id/repair', async (req) => {
