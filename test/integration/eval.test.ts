@@ -42,10 +42,19 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
       const base = await app.listen({ port: 0, host: '127.0.0.1' });
       const res = await fetch(`${base}/v1/batches/${line.batchId}/eval?groupPattern=${encodeURIComponent('^(S\\d+)_')}`, { headers: { authorization: `Bearer ${token}` } });
       assert.equal(res.status, 200, await res.clone().text());
-      const body = (await res.json()) as { classification: { accuracy: number; images: number; groups: Record<string, unknown> } };
+      const body = (await res.json()) as { classification: { accuracy: number; images: number; groups: Record<string, unknown> }; stainPointing?: { truth: string; images: number; noStain: number; pointing: number; chance: number } };
       assert.equal(body.classification.images, 40);
       assert.equal(Math.round(body.classification.accuracy * 10_000) / 10_000, line.accuracy);
       assert.ok(Object.keys(body.classification.groups).length >= 2);
+      // No truth boxes over HTTP: the CAM peaks are scored against the stain in the stored originals.
+      const parasitized = ok.filter((r) => r.name.startsWith('Parasitized/')).length;
+      const sp = body.stainPointing!;
+      assert.equal(sp.truth, 'stain');
+      assert.equal(sp.images + sp.noStain, parasitized, 'every parasitized image scored or counted as showing no stain');
+      assert.ok(sp.images >= parasitized * 0.7, `stain found in ${sp.images} of ${parasitized} synthetic parasitized cells`);
+      assert.ok(sp.chance > 0 && sp.chance < 0.5 && sp.pointing >= 0 && sp.pointing <= 1, JSON.stringify(sp));
+      const none = await fetch(`${base}/v1/batches/${line.batchId}/eval?truth=none`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(((await none.json()) as { stainPointing?: unknown }).stainPointing, undefined);
       const bad = await fetch(`${base}/v1/batches/${line.batchId}/eval?groupPattern=${encodeURIComponent('(')}`, { headers: { authorization: `Bearer ${token}` } });
       assert.equal(bad.status, 400);
     } finally {
