@@ -18,3 +18,4 @@ export * from './eval/classification.js';
 export * from './eval/results.js';
 export * from './eval/stain.js';
 export * from './eval/stain-pointing.js';
+export * from './fields/index.js';

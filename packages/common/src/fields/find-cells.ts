@@ -1,0 +1,400 @@
+import { InvalidParameterError } from '../errors.js';
+import type { Box } from '../cam/localize.js';
+import { loadOpenCv, type OpenCv } from './opencv.js';
+
+/**
+ * Red cells in a thin-smear field photograph: the field of view (the eyepiece's round window, when the photo has
+ * one), cells against the plasma background, touching cells split, fragments and clumps dropped by size.
+ *
+ * Method (OpenCV, at a working scale where a cell is ~32 px across):
+ * 1. field of view: the largest bright region (a phone on the eyepiece leaves the outside black);
+ * 2. cells: Otsu's threshold on the green channel inside the field of view (haemoglobin and the stain absorb green;
+ *    plasma does not), specks opened away, holes up to a pale centre's size filled;
+ * 3. touching cells: one marker per local maximum of the distance transform, then watershed;
+ * 4. size: regions whose equivalent diameter lies outside `diameter × [0.55, 1.6]` are fragments, platelets or clumps.
+ */
+export interface FindCellsOptions {
+  /** Typical red-cell diameter in field pixels (default: estimated from the field). */
+  diameter?: number;
+  /** Accepted equivalent diameters, as multiples of `diameter`. */
+  sizeRange?: [number, number];
+}
+
+export interface FoundCell {
+  /** Bounding box in field pixels. */
+  box: Box;
+  /** Outline in field pixels (closed; the last point joins the first). */
+  polygon: [number, number][];
+  /** Pixels of the cell, in field pixels. */
+  area: number;
+  centroid: { x: number; y: number };
+  /** Touches the image's edge or the field of view's edge (part of the cell may be missing). */
+  clipped: boolean;
+}
+
+export interface FoundCells {
+  cells: FoundCell[];
+  /** The diameter used (given, or estimated). */
+  diameter: number;
+  /** Working scale: working pixels per field pixel. */
+  scale: number;
+  /** The field of view as a circle in field pixels, when the photo has a dark surround. */
+  fov?: { cx: number; cy: number; r: number };
+  /** The cells' label map at the working scale (0: none; `i + 1`: `cells[i]`), for cropping masks. */
+  labels: { data: Int32Array; width: number; height: number };
+}
+
+const WORK_DIAMETER = 32;
+
+/** Otsu's threshold of a 256-bin histogram (the level that best separates two classes). */
+export function otsuThreshold(hist: ArrayLike<number>): number {
+  let total = 0;
+  let sum = 0;
+  for (let v = 0; v < 256; v++) {
+    total += hist[v]!;
+    sum += v * hist[v]!;
+  }
+  let best = 0;
+  let bestVar = -1;
+  let w0 = 0;
+  let sum0 = 0;
+  for (let t = 0; t < 256; t++) {
+    w0 += hist[t]!;
+    if (w0 === 0) continue;
+    const w1 = total - w0;
+    if (w1 === 0) break;
+    sum0 += t * hist[t]!;
+    const m0 = sum0 / w0;
+    const m1 = (sum - sum0) / w1;
+    const between = w0 * w1 * (m0 - m1) * (m0 - m1);
+    if (between > bestVar) {
+      bestVar = between;
+      best = t;
+    }
+  }
+  return best;
+}
+
+/** RGB bytes resized by `scale` (area averaging), JS-owned. */
+function resized(cv: OpenCv, rgb: Uint8Array, width: number, height: number, scale: number): { px: Uint8Array; w: number; h: number } {
+  if (scale >= 1) return { px: rgb, w: width, h: height };
+  const full = new cv.Mat(height, width, cv.CV_8UC3);
+  full.data.set(rgb);
+  const out = new cv.Mat();
+  const w = Math.max(1, Math.round(width * scale));
+  const h = Math.max(1, Math.round(height * scale));
+  cv.resize(full, out, new cv.Size(w, h), 0, 0, cv.INTER_AREA);
+  const px = out.data.slice();
+  full.delete();
+  out.delete();
+  return { px, w, h };
+}
+
+/** A CV_8UC1 Mat holding a copy of `bytes`. */
+function mat8(cv: OpenCv, bytes: Uint8Array, w: number, h: number) {
+  const m = new cv.Mat(h, w, cv.CV_8UC1);
+  m.data.set(bytes);
+  return m;
+}
+
+/**
+ * Foreground (cells, holes filled) and field of view at the image's scale, as JS-owned bytes (255 / 0). Views into
+ * OpenCV's heap (`mat.data`) go stale when the heap grows, so every result is copied out before the next call.
+ */
+function foreground(cv: OpenCv, px: Uint8Array, w: number, h: number, closeSize: number, maxHoleArea: number): { fg: Uint8Array; fov: Uint8Array; hasSurround: boolean } {
+  const n = w * h;
+  // Field of view: bright pixels, the largest connected region, holes filled.
+  const bright = new Uint8Array(n);
+  for (let i = 0; i < n; i++) bright[i] = Math.max(px[i * 3]!, px[i * 3 + 1]!, px[i * 3 + 2]!) > 60 ? 255 : 0;
+  const brightMat = mat8(cv, bright, w, h);
+  const fovMat = fillLargest(cv, brightMat);
+  const fov = fovMat.data.slice();
+  brightMat.delete();
+  fovMat.delete();
+  let fovCount = 0;
+  for (let i = 0; i < n; i++) if (fov[i]) fovCount++;
+  const hasSurround = fovCount < 0.97 * n;
+  // Cells: darker green than the plasma, by Otsu's threshold inside the field of view.
+  const hist = new Float64Array(256);
+  for (let i = 0; i < n; i++) if (fov[i]) hist[px[i * 3 + 1]!]!++;
+  const t = otsuThreshold(hist);
+  const cells = new Uint8Array(n);
+  for (let i = 0; i < n; i++) cells[i] = fov[i] && px[i * 3 + 1]! <= t ? 255 : 0;
+  const fgMat = mat8(cv, cells, w, h);
+  const k3 = cv.getStructuringElement(cv.MORPH_ELLIPSE, new cv.Size(3, 3));
+  cv.morphologyEx(fgMat, fgMat, cv.MORPH_OPEN, k3);
+  // A pale centre can reach the plasma through a pale spot of the rim: close such gaps (a sixth of a cell) first.
+  const gap = Math.max(3, Math.round(closeSize) | 1);
+  const kc = cv.getStructuringElement(cv.MORPH_ELLIPSE, new cv.Size(gap, gap));
+  cv.morphologyEx(fgMat, fgMat, cv.MORPH_CLOSE, kc);
+  const filled = fillHoles(cv, fgMat, maxHoleArea);
+  const fg = filled.data.slice();
+  for (const m of [fgMat, k3, kc, filled]) m.delete();
+  return { fg, fov, hasSurround };
+}
+
+/** The largest 8-connected region of a binary Mat, holes filled (new Mat). */
+function fillLargest(cv: OpenCv, bin: InstanceType<OpenCv['Mat']>) {
+  const contours = new cv.MatVector();
+  const hierarchy = new cv.Mat();
+  cv.findContours(bin, contours, hierarchy, cv.RETR_EXTERNAL, cv.CHAIN_APPROX_SIMPLE);
+  let best = -1;
+  let bestArea = 0;
+  for (let i = 0; i < contours.size(); i++) {
+    const c = contours.get(i);
+    const a = cv.contourArea(c);
+    c.delete();
+    if (a > bestArea) {
+      bestArea = a;
+      best = i;
+    }
+  }
+  const out = cv.Mat.zeros(bin.rows, bin.cols, cv.CV_8UC1);
+  if (best >= 0) cv.drawContours(out, contours, best, new cv.Scalar(255), -1);
+  contours.delete();
+  hierarchy.delete();
+  return out;
+}
+
+/**
+ * Holes of the foreground up to `maxHoleArea` pixels filled: the cells' pale centres become cell, while plasma
+ * enclosed by a ring of touching cells (larger than a cell's centre) stays background.
+ */
+function fillHoles(cv: OpenCv, bin: InstanceType<OpenCv['Mat']>, maxHoleArea: number) {
+  const contours = new cv.MatVector();
+  const hierarchy = new cv.Mat();
+  cv.findContours(bin, contours, hierarchy, cv.RETR_CCOMP, cv.CHAIN_APPROX_SIMPLE);
+  // RETR_CCOMP: two levels; a contour with a parent (hierarchy[i][3] ≥ 0) is a hole.
+  const tree = hierarchy.data32S.slice();
+  const out = bin.clone();
+  for (let i = 0; i < contours.size(); i++) {
+    if (tree[i * 4 + 3]! < 0) continue;
+    const c = contours.get(i);
+    const area = cv.contourArea(c);
+    c.delete();
+    if (area <= maxHoleArea) cv.drawContours(out, contours, i, new cv.Scalar(255), -1);
+  }
+  contours.delete();
+  hierarchy.delete();
+  return out;
+}
+
+/** Euclidean distance of each foreground pixel to the background (JS-owned). */
+function distance(cv: OpenCv, fg: Uint8Array, w: number, h: number): Float32Array {
+  const m = mat8(cv, fg, w, h);
+  const dist = new cv.Mat();
+  cv.distanceTransform(m, dist, cv.DIST_L2, 5);
+  const d = dist.data32F.slice();
+  m.delete();
+  dist.delete();
+  return d;
+}
+
+/** A typical cell's diameter from the distance transform: twice the median height of its regional maxima. */
+function estimateDiameter(cv: OpenCv, fg: Uint8Array, w: number, h: number): number | undefined {
+  const d = distance(cv, fg, w, h);
+  const peaks: number[] = [];
+  for (let y = 2; y < h - 2; y++) {
+    for (let x = 2; x < w - 2; x++) {
+      const v = d[y * w + x]!;
+      if (v < 2) continue;
+      let max = true;
+      for (let dy = -2; dy <= 2 && max; dy++) for (let dx = -2; dx <= 2 && max; dx++) if (d[(y + dy) * w + x + dx]! > v) max = false;
+      if (max) peaks.push(v);
+    }
+  }
+  if (peaks.length < 3) return undefined;
+  peaks.sort((a, b) => a - b);
+  // Maxima of a disc of radius r sit at r; ridges between touching cells sit lower: the upper half is the cells.
+  return 2 * peaks[Math.floor(peaks.length * 0.75)]!;
+}
+
+/**
+ * Find the red cells of a field (`rgb`: `width × height × 3` bytes).
+ * @example const { cells } = await findCells(rgb, 5312, 2988, { diameter: 120 });
+ */
+export async function findCells(rgb: Uint8Array, width: number, height: number, options: FindCellsOptions = {}): Promise<FoundCells> {
+  if (rgb.length !== width * height * 3) throw new InvalidParameterError('rgb', `${width}×${height}×3 bytes`, rgb.length);
+  if (options.diameter !== undefined && !(options.diameter >= 8 && options.diameter <= 2000)) throw new InvalidParameterError('cellDiameter', 'a cell diameter in pixels, 8–2000', options.diameter);
+  const [lo, hi] = options.sizeRange ?? [0.55, 1.6];
+  if (!(lo > 0 && hi > lo)) throw new InvalidParameterError('sizeRange', '0 < min < max', options.sizeRange);
+  const cv = await loadOpenCv();
+  let diameter = options.diameter;
+  if (diameter === undefined) {
+    // A first look at ≤ 1,200 px to estimate the cells' size.
+    const s0 = Math.min(1, 1200 / Math.max(width, height));
+    const coarse = resized(cv, rgb, width, height, s0);
+    const { fg } = foreground(cv, coarse.px, coarse.w, coarse.h, 3, Infinity);
+    const d = estimateDiameter(cv, fg, coarse.w, coarse.h);
+    diameter = d === undefined ? 100 : d / s0;
+  }
+  const scale = Math.min(1, WORK_DIAMETER / diameter);
+  const { px, w, h } = resized(cv, rgb, width, height, scale);
+  // A pale centre is at most ~40 % of a cell; plasma enclosed by a ring of cells is mostly larger.
+  const { fg, fov, hasSurround } = foreground(cv, px, w, h, (diameter * scale) / 6, 0.4 * (Math.PI / 4) * (diameter * scale) ** 2);
+  const wd = diameter * scale;
+  // Markers: regional maxima of the distance transform, at least ~a third of a cell apart.
+  const d = distance(cv, fg, w, h);
+  const reach = Math.max(2, Math.round(wd * 0.3));
+  const kernel = cv.getStructuringElement(cv.MORPH_ELLIPSE, new cv.Size(2 * reach + 1, 2 * reach + 1));
+  const distMat = new cv.Mat(h, w, cv.CV_32F);
+  distMat.data32F.set(d);
+  const dilatedMat = new cv.Mat();
+  cv.dilate(distMat, dilatedMat, kernel);
+  const dd = dilatedMat.data32F.slice();
+  for (const mat of [distMat, dilatedMat, kernel]) mat.delete();
+  // Candidates: pixels at the maximum of their neighbourhood; the highest first, none within half a cell of another.
+  const candidates: number[] = [];
+  for (let i = 0; i < w * h; i++) if (d[i]! > 0.3 * wd && d[i]! >= dd[i]! - 1e-3) candidates.push(i);
+  candidates.sort((a, b) => d[b]! - d[a]! || a - b);
+  const accepted: number[] = [];
+  const minGap2 = (0.5 * wd) ** 2;
+  for (const i of candidates) {
+    const x = i % w;
+    const y = (i - x) / w;
+    if (accepted.every((j) => ((j % w) - x) ** 2 + (Math.floor(j / w) - y) ** 2 >= minGap2)) accepted.push(i);
+  }
+  // Labels: 1 = background, 2… = one seed per cell, 0 = to decide (the rest of the foreground).
+  const seeds = new Int32Array(w * h);
+  for (let i = 0; i < w * h; i++) seeds[i] = fg[i] ? 0 : 1;
+  accepted.forEach((i, k) => (seeds[i] = k + 2));
+  const m = floodFromSeeds(seeds, d, w, h);
+  // Regions: area, bounds, centroid; then the size filter.
+  const regions = new Map<number, { area: number; x0: number; y0: number; x1: number; y1: number; sx: number; sy: number; edge: boolean }>();
+  const fovEdge = (x: number, y: number) => x <= 0 || y <= 0 || x >= w - 1 || y >= h - 1 || (hasSurround && (!fov[(y - 1) * w + x] || !fov[(y + 1) * w + x] || !fov[y * w + x - 1] || !fov[y * w + x + 1]));
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const l = m[y * w + x]!;
+      if (l < 2 || !fg[y * w + x]) continue;
+      let r = regions.get(l);
+      if (!r) regions.set(l, (r = { area: 0, x0: x, y0: y, x1: x, y1: y, sx: 0, sy: 0, edge: false }));
+      r.area++;
+      r.sx += x;
+      r.sy += y;
+      if (x < r.x0) r.x0 = x;
+      if (x > r.x1) r.x1 = x;
+      if (y < r.y0) r.y0 = y;
+      if (y > r.y1) r.y1 = y;
+      if (!r.edge && fovEdge(x, y)) r.edge = true;
+    }
+  }
+  const minArea = (Math.PI / 4) * (lo * wd) ** 2;
+  const maxArea = (Math.PI / 4) * (hi * wd) ** 2;
+  // A cell cut by the image's or the window's edge keeps what is visible of it: half the smallest area will do.
+  const kept = [...regions.entries()].filter(([, r]) => r.area >= (r.edge ? minArea / 2 : minArea) && r.area <= maxArea).sort((a, b) => a[1].y0 - b[1].y0 || a[1].x0 - b[1].x0);
+  const relabel = new Map<number, number>(kept.map(([l], i) => [l, i + 1]));
+  const labels = new Int32Array(w * h);
+  for (let i = 0; i < w * h; i++) labels[i] = fg[i] ? (relabel.get(m[i]!) ?? 0) : 0;
+  const inv = 1 / scale;
+  const cells: FoundCell[] = kept.map(([, r], i) => ({
+    box: { x: Math.floor(r.x0 * inv), y: Math.floor(r.y0 * inv), width: Math.min(width, Math.ceil((r.x1 + 1) * inv)) - Math.floor(r.x0 * inv), height: Math.min(height, Math.ceil((r.y1 + 1) * inv)) - Math.floor(r.y0 * inv) },
+    polygon: outline(cv, labels, w, i + 1, r).map(([x, y]) => [Math.round(x * inv * 10) / 10, Math.round(y * inv * 10) / 10] as [number, number]),
+    area: Math.round(r.area * inv * inv),
+    centroid: { x: Math.round(((r.sx / r.area + 0.5) * inv) * 10) / 10, y: Math.round(((r.sy / r.area + 0.5) * inv) * 10) / 10 },
+    clipped: r.edge,
+  }));
+  let fovCircle: FoundCells['fov'];
+  if (hasSurround) {
+    let a = 0;
+    let sx = 0;
+    let sy = 0;
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if (fov[y * w + x]) (a++, (sx += x), (sy += y));
+    fovCircle = { cx: Math.round(((sx / a + 0.5) * inv)), cy: Math.round(((sy / a + 0.5) * inv)), r: Math.round(Math.sqrt(a / Math.PI) * inv) };
+  }
+  return { cells, diameter, scale, ...(fovCircle ? { fov: fovCircle } : {}), labels: { data: labels, width: w, height: h } };
+}
+
+/**
+ * Watershed on the distance transform: every undecided foreground pixel takes the label of the seed that reaches it
+ * first when the seeds grow downhill from the cells' centres (highest distance first; 4-connected; ties by order).
+ * Touching cells meet at the neck between them. Returns the labels (1 background, ≥ 2 cells).
+ */
+export function floodFromSeeds(seeds: Int32Array, dist: Float32Array, w: number, h: number): Int32Array {
+  const labels = seeds.slice();
+  // A bucket queue over the distance, in tenths of a pixel (higher first).
+  let top = 0;
+  for (let i = 0; i < dist.length; i++) if (dist[i]! > top) top = dist[i]!;
+  const levels = Math.ceil(top * 10) + 1;
+  const buckets: number[][] = Array.from({ length: levels }, () => []);
+  const level = (i: number) => Math.min(levels - 1, Math.round(dist[i]! * 10));
+  const queued = new Uint8Array(w * h);
+  const push = (i: number) => {
+    queued[i] = 1;
+    buckets[level(i)]!.push(i);
+  };
+  for (let i = 0; i < labels.length; i++) if (labels[i]! >= 2) push(i);
+  for (let l = levels - 1; l >= 0; l--) {
+    const bucket = buckets[l]!;
+    // Pixels pushed at a level above the current one are taken now (never re-visit a higher bucket).
+    for (let k = 0; k < bucket.length; k++) {
+      const i = bucket[k]!;
+      const x = i % w;
+      const y = (i - x) / w;
+      const label = labels[i]!;
+      for (const j of [x > 0 ? i - 1 : -1, x < w - 1 ? i + 1 : -1, y > 0 ? i - w : -1, y < h - 1 ? i + w : -1]) {
+        if (j < 0 || queued[j] || labels[j] !== 0) continue;
+        labels[j] = label;
+        queued[j] = 1;
+        buckets[Math.min(l, level(j))]!.push(j);
+      }
+    }
+    bucket.length = 0;
+  }
+  return labels;
+}
+
+/** A region's outer boundary (OpenCV's contour of its mask), simplified to ~0.7 working pixels, at the working scale. */
+function outline(cv: OpenCv, labels: Int32Array, w: number, label: number, r: { x0: number; y0: number; x1: number; y1: number }): [number, number][] {
+  const rw = r.x1 - r.x0 + 3;
+  const rh = r.y1 - r.y0 + 3;
+  const bytes = new Uint8Array(rw * rh);
+  for (let y = r.y0; y <= r.y1; y++) for (let x = r.x0; x <= r.x1; x++) if (labels[y * w + x] === label) bytes[(y - r.y0 + 1) * rw + (x - r.x0 + 1)] = 255;
+  const mask = mat8(cv, bytes, rw, rh);
+  const contours = new cv.MatVector();
+  const hierarchy = new cv.Mat();
+  cv.findContours(mask, contours, hierarchy, cv.RETR_EXTERNAL, cv.CHAIN_APPROX_NONE);
+  let best: [number, number][] = [];
+  let bestArea = -1;
+  for (let i = 0; i < contours.size(); i++) {
+    const c = contours.get(i);
+    const area = cv.contourArea(c);
+    if (area > bestArea) {
+      const approx = new cv.Mat();
+      cv.approxPolyDP(c, approx, 0.7, true);
+      const p = approx.data32S.slice();
+      best = [];
+      for (let j = 0; j < p.length; j += 2) best.push([p[j]! + r.x0 - 1 + 0.5, p[j + 1]! + r.y0 - 1 + 0.5]);
+      bestArea = area;
+      approx.delete();
+    }
+    c.delete();
+  }
+  for (const m of [mask, hierarchy]) m.delete();
+  contours.delete();
+  return best;
+}
+
+/**
+ * One cell cut from the field the way the training crops were made: its bounding box, pixels outside the cell's
+ * mask black. Returns `box.width × box.height × 3` bytes.
+ */
+export function cropCell(rgb: Uint8Array, width: number, found: Pick<FoundCells, 'labels' | 'scale'>, index: number, box: Box): Uint8Array {
+  const out = new Uint8Array(box.width * box.height * 3);
+  const { data, width: lw, height: lh } = found.labels;
+  const label = index + 1;
+  for (let y = 0; y < box.height; y++) {
+    const fy = box.y + y;
+    const ly = Math.min(lh - 1, Math.floor((fy + 0.5) * found.scale));
+    for (let x = 0; x < box.width; x++) {
+      const fx = box.x + x;
+      const lx = Math.min(lw - 1, Math.floor((fx + 0.5) * found.scale));
+      if (data[ly * lw + lx] !== label) continue;
+      const s = (fy * width + fx) * 3;
+      const o = (y * box.width + x) * 3;
+      out[o] = rgb[s]!;
+      out[o + 1] = rgb[s + 1]!;
+      out[o + 2] = rgb[s + 2]!;
+    }
+  }
+  return out;
+}

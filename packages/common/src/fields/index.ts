@@ -1,0 +1,3 @@
+export * from './opencv.js';
+export * from './find-cells.js';
+export * from './metrics.js';

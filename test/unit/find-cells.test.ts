@@ -1,0 +1,86 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cropCell, findCells, floodFromSeeds, generateField, otsuThreshold, scoreDetections, wilsonInterval } from '@camflow/common';
+
+test("Otsu's threshold separates two populations", () => {
+  const hist = new Array<number>(256).fill(0);
+  for (let v = 40; v < 60; v++) hist[v] = 10;
+  for (let v = 180; v < 200; v++) hist[v] = 30;
+  const t = otsuThreshold(hist);
+  assert.ok(t >= 59 && t < 180, String(t));
+});
+
+test('flooding from seeds splits two touching cells at their neck', () => {
+  // Two discs (r 10) whose centres are 16 apart, as one foreground region.
+  const w = 50;
+  const h = 30;
+  const fg = new Uint8Array(w * h);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if (Math.hypot(x - 15, y - 15) < 10 || Math.hypot(x - 31, y - 15) < 10) fg[y * w + x] = 1;
+  // Distance to the background (brute force; small).
+  const d = new Float32Array(w * h);
+  for (let i = 0; i < w * h; i++) {
+    if (!fg[i]) continue;
+    let best = Infinity;
+    for (let j = 0; j < w * h; j++) if (!fg[j]) best = Math.min(best, Math.hypot((i % w) - (j % w), Math.floor(i / w) - Math.floor(j / w)));
+    d[i] = best;
+  }
+  const seeds = new Int32Array(w * h);
+  for (let i = 0; i < w * h; i++) seeds[i] = fg[i] ? 0 : 1;
+  seeds[15 * w + 15] = 2;
+  seeds[15 * w + 31] = 3;
+  const labels = floodFromSeeds(seeds, d, w, h);
+  assert.equal(labels[15 * w + 10], 2);
+  assert.equal(labels[15 * w + 36], 3);
+  // The split runs through the neck, at x = 23 (±1).
+  for (let x = 0; x < w; x++) {
+    if (!fg[15 * w + x]) continue;
+    if (x <= 21) assert.equal(labels[15 * w + x], 2, `x ${x}`);
+    if (x >= 25) assert.equal(labels[15 * w + x], 3, `x ${x}`);
+  }
+  assert.ok([...labels].every((l, i) => (fg[i] ? l >= 2 : l === 1)), 'every foreground pixel belongs to a cell');
+});
+
+test('cell finding on synthetic fields: touching and cut cells, with and without a round field of view', async () => {
+  let matched = 0;
+  let truth = 0;
+  let found = 0;
+  for (const [seed, fov] of [[1, true], [2, false], [3, true]] as const) {
+    const f = generateField(seed, { fov });
+    const r = await findCells(f.rgb, f.width, f.height);
+    const s = scoreDetections(r.cells.map((c) => c.box), f.cells.map((c) => ({ box: c.box, ignore: c.visible < 0.5 })));
+    // Diameter estimated from the field itself (the synthetic cells are 104–132 px boxes, discs ~0.88 of that).
+    assert.ok(r.diameter > 85 && r.diameter < 130, `diameter ${r.diameter}`);
+    if (fov) assert.ok(r.fov && Math.abs(r.fov.r - f.fov!.r) < 0.05 * f.fov!.r, `field of view ${JSON.stringify(r.fov)} vs ${JSON.stringify(f.fov)}`);
+    else assert.equal(r.fov, undefined);
+    assert.ok(s.recall >= (fov ? 0.85 : 0.95) && s.precision >= 0.95, `field ${seed}: ${JSON.stringify(s)}`);
+    assert.ok(r.cells.some((c) => c.clipped), 'cells cut by an edge are kept and flagged');
+    matched += s.matched;
+    truth += s.truth;
+    found += s.found;
+  }
+  assert.ok(matched / truth >= 0.9 && matched / found >= 0.95, `pooled recall ${matched / truth}, precision ${matched / found}`);
+});
+
+test('a cell is cropped onto black, the way the training crops were made', async () => {
+  const f = generateField(2, { fov: false, cells: 20 });
+  const r = await findCells(f.rgb, f.width, f.height);
+  const i = r.cells.findIndex((c) => !c.clipped);
+  const cell = r.cells[i]!;
+  const crop = cropCell(f.rgb, f.width, r, i, cell.box);
+  assert.equal(crop.length, cell.box.width * cell.box.height * 3);
+  const px = (x: number, y: number) => [crop[(y * cell.box.width + x) * 3]!, crop[(y * cell.box.width + x) * 3 + 1]!, crop[(y * cell.box.width + x) * 3 + 2]!];
+  assert.deepEqual(px(0, 0), [0, 0, 0], 'corners are outside the cell: black');
+  const c = px(Math.floor(cell.box.width / 2), Math.floor(cell.box.height / 2));
+  const o = ((cell.box.y + Math.floor(cell.box.height / 2)) * f.width + cell.box.x + Math.floor(cell.box.width / 2)) * 3;
+  assert.deepEqual(c, [f.rgb[o], f.rgb[o + 1], f.rgb[o + 2]], "the centre keeps the field's pixel");
+});
+
+test('the Wilson interval for a parasitemia', () => {
+  const [lo, hi] = wilsonInterval(0, 200);
+  assert.equal(lo, 0);
+  assert.ok(hi > 0.015 && hi < 0.025, String(hi));
+  const [a, b] = wilsonInterval(10, 100);
+  // Known value: 10/100 → [0.0552, 0.1744].
+  assert.ok(Math.abs(a - 0.0552) < 1e-3 && Math.abs(b - 0.1744) < 1e-3, `${a} ${b}`);
+  assert.deepEqual(wilsonInterval(0, 0), [0, 1]);
+});
