@@ -23,6 +23,7 @@ import {
   upsampleBilinear,
   writeSyntheticDataset,
   type CamEngine,
+  isCellResult,
 } from '@camflow/common';
 import { readFile } from 'node:fs/promises';
 import { submitBatch } from '@camflow/ingest';
@@ -259,7 +260,7 @@ async function main() {
         // Where the workers' chunk time went: waiting on S3 GETs and decodes, inference, CAM post-processing, final writes.
         chunk_time_share: Object.fromEntries(Object.entries(sum).filter(([k]) => k !== 'total').map(([k, v]) => [k, sum.total ? v / sum.total : null])),
       };
-      if (run.precision === 'fp32') outputsByRun.push(res.map((r) => (r.status === 'ok' ? `${r.name} ${r.predicted.label} ${JSON.stringify(r.cams[0]!.box)}` : `${r.name} failed`)).sort());
+      if (run.precision === 'fp32') outputsByRun.push(res.map((r) => (isCellResult(r) ? `${r.name} ${r.predicted.label} ${JSON.stringify(r.cams[0]!.box)}` : `${r.name} failed`)).sort());
     } finally {
       await c.close();
     }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { connectProducer, writeSyntheticDataset } from '@camflow/common';
+import { connectProducer, isCellResult, writeSyntheticDataset } from '@camflow/common';
 import { buildApi } from '@camflow/ingest';
 import { readResults } from '../../packages/cli/src/wait.ts';
 import { publishUntrained, runCli, startCluster } from '../helpers/cluster.ts';
@@ -24,7 +24,7 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
     // The line's numbers are the batch's results, scored: recompute accuracy from the stored lines.
     const results = await readResults(c.ctx.store, line.batchId);
     const ok = results.filter((r) => r.status === 'ok');
-    const correct = ok.filter((r) => r.status === 'ok' && r.name.split('/')[0] === r.predicted.label).length;
+    const correct = ok.filter((r) => isCellResult(r) && r.name.split('/')[0] === r.predicted.label).length;
     assert.equal(line.accuracy, Math.round((correct / ok.length) * 10_000) / 10_000);
     for (const k of ['recall', 'specificity', 'roc_auc', 'ece', 'pointing', 'max_box_acc_v2']) assert.ok(line[k] >= 0 && line[k] <= 1, `${k}: ${line[k]}`);
     assert.ok(line.localized_images > 0, 'the synthetic truth boxes were used');

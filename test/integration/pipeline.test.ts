@@ -26,6 +26,8 @@ import {
   type BatchItem,
   type CamJob,
   type ModelFiles,
+  isCellResult,
+  type OkResult,
 } from '@camflow/common';
 import { KeyConflictError, addDataset, submitBatch } from '@camflow/ingest';
 import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
@@ -154,7 +156,7 @@ test('a batch with bad files completes: every item once, good images localized, 
   assert.equal(reason('zz-empty.png'), 'empty');
   assert.equal(reason('zz-text.png'), 'unsupported-format');
   assert.equal(reason('zz-truncated.png'), 'truncated', JSON.stringify(byName.get('zz-truncated.png')));
-  const ok = results.filter((r): r is Extract<ImageResult, { status: 'ok' }> => r.status === 'ok');
+  const ok = results.filter(isCellResult);
   assert.equal(ok.length, good.length + 1);
   for (const r of ok) {
     assert.equal(r.modelVersion, modelVersion);
@@ -208,7 +210,7 @@ test('a batch can run the int8 graph: results say so, and match the fp32 results
   const fp32 = await submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: 'camflow', source: batchDir, chunkSize: 4, options: { outputs: [] } });
   const int8 = await submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: 'camflow', source: batchDir, chunkSize: 4, options: { outputs: [], precision: 'int8' } });
   await Promise.all([waitForBatch(ctx, fp32.batchId, 120_000), waitForBatch(ctx, int8.batchId, 120_000)]);
-  const ok = async (id: string) => new Map((await readResults(ctx.store, id)).filter((r): r is Extract<ImageResult, { status: 'ok' }> => r.status === 'ok').map((r) => [r.name, r]));
+  const ok = async (id: string) => new Map((await readResults(ctx.store, id)).filter(isCellResult).map((r) => [r.name, r]));
   const [a, b] = [await ok(fp32.batchId), await ok(int8.batchId)];
   assert.equal(b.size, a.size);
   let differs = false;
@@ -246,7 +248,7 @@ test('an archive run gets its model inputs made at ingest, packed per chunk; its
   for (const [name, a] of archive) {
     const d = drawn.get(name)!;
     assert.equal(a.status, d.status, name);
-    if (a.status !== 'ok' || d.status !== 'ok') {
+    if (!isCellResult(a) || !isCellResult(d)) {
       assert.equal((a as { reason?: string }).reason, (d as { reason?: string }).reason, name);
       continue;
     }
@@ -264,7 +266,7 @@ test('an archive run gets its model inputs made at ingest, packed per chunk; its
   await processChunk(job, { store: ctx.store, models, log: ctx.log, inferBatch: 8, storeParallelism: 4, maxPixels: 1e8, batchPixels: 1e7 });
   models.dispose();
   const rerun = JSON.parse((await ctx.store.get(keys.resultChunk('b-rerun', 0))).toString('utf8')) as ImageResult;
-  const before = archive.get('zz-duplicate.png') as Extract<ImageResult, { status: 'ok' }>;
+  const before = archive.get('zz-duplicate.png') as OkResult;
   assert.equal(rerun.status, 'ok');
   assert.notDeepEqual((rerun as typeof before).cams[0]!.featureCam, before.cams[0]!.featureCam, 'the black input was used');
 });

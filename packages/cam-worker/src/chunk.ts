@@ -25,6 +25,7 @@ import {
 import type { ModelCache } from './model-cache.js';
 import { localizeImage, renderImages } from './localize-image.js';
 import { orFailForGood } from './unrecoverable.js';
+import { processField } from './field.js';
 
 export type { ImageResult };
 
@@ -140,7 +141,10 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   // Inference batches planned by count and decoded pixels. Batch k+1 decodes while batch k infers, and batch k+1
   // infers (ONNX Runtime's threads) while batch k is post-processed (this thread): at most three batches of
   // decoded images in memory.
-  const plan = planBatches(job.items, ctx.inferBatch, ctx.batchPixels);
+  // Cells go through the batched pipeline below; each smear field is its own unit of work after them.
+  const cellItems = job.items.filter((item) => item.kind !== 'field');
+  const fieldItems = job.items.filter((item) => item.kind === 'field');
+  const plan = planBatches(cellItems, ctx.inferBatch, ctx.batchPixels);
   const startDecode = (b: number) => {
     const all = Promise.all(plan[b]!.map(decode));
     all.catch(() => undefined); // observed when awaited; never an unhandled rejection meanwhile
@@ -209,6 +213,7 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
           imageId: item.imageId,
           name: item.name,
           status: 'ok',
+          kind: 'cell',
           sha256: item.sha256,
           width,
           height,
@@ -226,6 +231,14 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
         okCount++;
       });
       postMs += performance.now() - p0;
+    }
+    // Fields one at a time: a field's decoded pixels and cell finding are the largest thing a worker holds.
+    for (const item of fieldItems) {
+      const f0 = performance.now();
+      results.set(item.imageId, await processField(item, { store, engine, manifest, precision, job, maxPixels: ctx.maxPixels, inferBatch: ctx.inferBatch, write, log }));
+      const r = results.get(item.imageId)!;
+      if (r.status === 'ok') okCount++;
+      inferMs += performance.now() - f0;
     }
   } catch (error) {
     // Let the writes already started settle before the attempt ends, so a retry does not race them.

@@ -13,6 +13,7 @@ import {
   type ImageResult,
   type Logger,
   type ObjectStore,
+  isCellResult,
 } from '@camflow/common';
 
 export type { BatchSummary };
@@ -54,11 +55,13 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
   const byClass: Record<string, number> = {};
   const failures: Record<string, number> = {};
   for (const l of lines) {
-    if (l.status === 'ok') byClass[l.predicted.label] = (byClass[l.predicted.label] ?? 0) + 1;
-    else failures[l.reason] = (failures[l.reason] ?? 0) + 1;
+    if (l.status === 'failed') failures[l.reason] = (failures[l.reason] ?? 0) + 1;
+    else if (l.kind === 'cell') byClass[l.predicted.label] = (byClass[l.predicted.label] ?? 0) + 1;
+    // A field counts once, under `field`; its cells' classes are in its own summary.
+    else byClass.field = (byClass.field ?? 0) + 1;
   }
   const ok = lines.filter((l) => l.status === 'ok').length;
-  const screened = lines.flatMap((l) => (l.status === 'ok' && l.screen ? [l.screen] : []));
+  const screened = lines.flatMap((l) => (isCellResult(l) && l.screen ? [l.screen] : []));
   const summary: BatchSummary = {
     batchId,
     modelVersion,

@@ -13,6 +13,7 @@ import {
   type EvaluationReport,
   type ModelManifest,
   type OkResult,
+  isCellResult,
 } from '@camflow/common';
 import { listFolder, submitBatch, NoModelError, type SourceFile } from '@camflow/ingest';
 import type { Context } from './context.js';
@@ -100,7 +101,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   await waitForBatch(ctx, batch.batchId, 24 * 3600_000, (s) => options.onProgress?.(s.chunks.done, s.chunks.total));
   const results = await readResults(ctx.store, batch.batchId);
   const { positiveClass, ...scores } = evaluateForModel(results, model, { groupPattern: group, ...(boxes ? { boxes } : {}) });
-  const ok = results.filter((r): r is OkResult => r.status === 'ok');
+  const ok = results.filter(isCellResult);
   const stain = !boxes && (truth === 'auto' || truth === 'stain') ? await stainPointingForBatch(ctx.store, batch.batchId, ok, positiveClass) : undefined;
   const report: EvaluationReport = { ...scores, ...(stain ? { stainPointing: stain } : {}) };
   const html = await writeEvalReport(options.out, ctx, model, ok, report, positiveClass);

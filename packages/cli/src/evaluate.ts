@@ -1,4 +1,4 @@
-import { iou, maxBoxAccV2, minMaxNormalise, upsampleBilinear, type Box, type LocalizationSample } from '@camflow/common';
+import { isCellResult, iou, maxBoxAccV2, minMaxNormalise, upsampleBilinear, type Box, type LocalizationSample } from '@camflow/common';
 import type { ImageResult } from '@camflow/cam-worker';
 
 export interface LocalizationReport {
@@ -17,7 +17,7 @@ export interface LocalizationReport {
  * rebuilt from the stored feature-resolution map exactly as the worker does (bilinear, min-max).
  */
 export function evaluateLocalization(results: ImageResult[], truth: Record<string, Box[]>, positiveClass = 'Parasitized'): LocalizationReport {
-  const ok = results.filter((r): r is Extract<ImageResult, { status: 'ok' }> => r.status === 'ok');
+  const ok = results.filter(isCellResult);
   const correct = ok.filter((r) => r.name.split('/')[0] === r.predicted.label).length;
   const samples: LocalizationSample[] = [];
   let pointing = 0;

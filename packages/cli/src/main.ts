@@ -17,7 +17,8 @@ const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
   camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]
   camflow submit PATH [--model V] [--target predicted|all|CLASS] [--fraction 0.2]
                       [--outputs json,heatmap,overlay|none] [--precision fp32|int8] [--chunk-size N]
-                      [--no-cell-mask] [--key IDEMPOTENCY_KEY] [--wait]
+                      [--no-cell-mask] [--kind auto|cells|fields] [--cell-diameter PX]
+                      [--key IDEMPOTENCY_KEY] [--wait]
   camflow status BATCH_ID
   camflow eval FOLDER|DATASET[@V] [--model V] [--group-pattern RE] [--boxes F] [--truth auto|boxes|stain|none] [--out DIR]
                                        score a model on labelled images through the queues; HTML report + one JSON line
@@ -85,6 +86,8 @@ async function main(argv: string[]): Promise<void> {
       fraction: { type: 'string' },
       outputs: { type: 'string' },
       precision: { type: 'string' },
+      kind: { type: 'string' },
+      'cell-diameter': { type: 'string' },
       'chunk-size': { type: 'string' },
       key: { type: 'string' },
       dataset: { type: 'string' },
@@ -197,6 +200,8 @@ async function main(argv: string[]): Promise<void> {
           ...(v.outputs ? { outputs: v.outputs === 'none' ? [] : v.outputs.split(',').map((o) => parseWith(outputSchema, o, '--outputs')) } : {}),
           ...(v.precision ? { precision: v.precision } : {}),
           ...(v['no-cell-mask'] ? { restrictToCell: false } : {}),
+          ...(v.kind ? { kind: v.kind } : {}),
+          ...(v['cell-diameter'] ? { cellDiameter: num('cell-diameter') } : {}),
         }, '--options');
         const info = await submitBatch({
           store: ctx.store,

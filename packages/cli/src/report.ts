@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Box, ModelManifest, ObjectStore } from '@camflow/common';
+import { isCellResult, type Box, type ModelManifest, type ObjectStore } from '@camflow/common';
 import type { ImageResult } from '@camflow/cam-worker';
 import type { LocalizationReport } from './evaluate.js';
 
@@ -29,7 +29,7 @@ export async function writeReport(
   galleryLimit = 48,
 ): Promise<string> {
   await mkdir(join(dir, 'overlays'), { recursive: true });
-  const ok = results.filter((r): r is Extract<ImageResult, { status: 'ok' }> => r.status === 'ok');
+  const ok = results.filter(isCellResult);
   // Parasitized examples first: they are where localization shows.
   const chosen = [...ok.filter((r) => (truth[r.name]?.length ?? 0) > 0).slice(0, galleryLimit * 0.75), ...ok.filter((r) => !(truth[r.name]?.length ?? 0)).slice(0, galleryLimit / 4)];
   const tiles: string[] = [];

@@ -80,7 +80,7 @@ export async function addDataset(options: AddDatasetOptions): Promise<{ manifest
   const prepared = await mapLimit(candidates, options.concurrency ?? 8, async ({ file, label }) => {
     try {
       const bytes = await file.read();
-      const stored = await storeOriginal(store, bytes, options.maxPixels ?? 268_402_689, known);
+      const { kind: _kind, ...stored } = await storeOriginal(store, bytes, options.maxPixels ?? 268_402_689, known);
       const { input } = await preprocess(bytes, size, options.maxPixels, { keepOriginal: false });
       const base = file.name.split('/').pop()!;
       return { item: { name: file.name, ...stored, label, group: group.exec(base)?.[1] ?? base }, input };

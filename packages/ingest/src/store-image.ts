@@ -21,15 +21,17 @@ export function rejectionReason(error: unknown): string {
  * a cache: an image that does not decode gets none, and the cam-worker then decodes the original itself and fails
  * that item with the reason.
  */
-export async function storeOriginal(store: ObjectStore, bytes: Buffer, maxPixels: number, known?: Set<string>, inputSize?: number): Promise<StoredImage & { inputPng?: Buffer }> {
+export async function storeOriginal(store: ObjectStore, bytes: Buffer, maxPixels: number, known?: Set<string>, inputSize?: number, kindOf?: (width: number, height: number) => 'cell' | 'field'): Promise<StoredImage & { kind: 'cell' | 'field'; inputPng?: Buffer }> {
   const info = await inspectImage(bytes, maxPixels);
   const sha256 = sha256Hex(bytes);
   if (!known?.has(sha256)) {
     await store.put(keys.original(sha256, info.ext), bytes, `image/${info.format}`);
     known?.add(sha256);
   }
-  const stored = { sha256, ext: info.ext, width: info.width, height: info.height };
-  if (!inputSize) return stored;
+  const kind = kindOf?.(info.width, info.height) ?? 'cell';
+  const stored = { sha256, ext: info.ext, width: info.width, height: info.height, kind };
+  // A field's model inputs are its cells, found by the worker: nothing to pack for it here.
+  if (!inputSize || kind === 'field') return stored;
   const input = await preprocess(bytes, inputSize, maxPixels, { keepOriginal: false }).then(
     (p) => p.input,
     (error: unknown) => {

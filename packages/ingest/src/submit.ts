@@ -9,6 +9,7 @@ import {
   batchInfoSchema,
   camOptionsSchema,
   checkTarget,
+  itemKind,
   getModelManifest,
   isRefused,
   sha256Hex,
@@ -236,7 +237,7 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
       let bytes: Buffer | undefined;
       try {
         bytes = await entry.read();
-        const { inputPng, ...stored } = await storeOriginal(store, bytes, maxPixels, known, inputSize);
+        const { inputPng, ...stored } = await storeOriginal(store, bytes, maxPixels, known, inputSize, (w, h) => itemKind(options.kind, w, h, model.cellSide));
         result = { name: entry.name, content: stored.sha256, line: { imageId, name: entry.name, ...stored, chunk: -1 }, ...(inputPng ? { inputPng } : {}) };
       } catch (error) {
         if (error instanceof StorageError) throw error;

@@ -57,6 +57,13 @@ export async function trainingInputs(store: ObjectStore, manifest: DatasetManife
 }
 
 /** Version id of a training job's model: time of the job, plus a hash of its id. */
+/** Median longer side of the dataset's originals (what a field is told apart from a cell by). */
+export function medianCellSide(items: { width: number; height: number }[]): number | undefined {
+  if (items.length === 0) return undefined;
+  const sides = items.map((i) => Math.max(i.width, i.height)).sort((a, b) => a - b);
+  return sides[Math.floor(sides.length / 2)];
+}
+
 export function versionFor(jobId: string, timestamp: number): string {
   const stamp = new Date(timestamp).toISOString().replace(/[-:]/g, '').replace('T', '-').replace(/\..*$/, '');
   return `m${stamp}-${createHash('sha256').update(jobId).digest('hex').slice(0, 6)}`;
@@ -151,6 +158,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     backend: ctx.backend,
     createdAt: new Date().toISOString(),
     screening,
+    cellSide: medianCellSide(manifest.items),
   }, { int8: { calibration: train, evaluation: validation, log } });
   result.model.dispose();
   await checkpoints.clear();

@@ -50,6 +50,10 @@ export function evaluateBatchResults(
       skipped.push({ name: r.name, why: `${r.reason}: ${r.error}` });
       continue;
     }
+    if (r.kind === 'field') {
+      skipped.push({ name: r.name, why: 'a smear field (scored per field, not as one cell)' });
+      continue;
+    }
     if (!truth || !classNames.includes(truth)) {
       skipped.push({ name: r.name, why: `not inside a folder named after one of the model's classes (${classNames.join(', ')})` });
       continue;

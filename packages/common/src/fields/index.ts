@@ -1,3 +1,4 @@
 export * from './opencv.js';
 export * from './find-cells.js';
 export * from './metrics.js';
+export * from './summary.js';

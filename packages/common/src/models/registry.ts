@@ -30,6 +30,8 @@ export const modelManifestSchema = z.object({
   int8: int8ReportSchema.optional(),
   /** The screening operating point chosen on the validation images (absent in versions published before it). */
   screening: screeningSchema.optional(),
+  /** Median longer side of the training cells' originals, in pixels (what `kind: auto` compares images with). */
+  cellSide: z.number().positive().optional(),
 });
 export type ModelManifest = z.infer<typeof modelManifestSchema>;
 

@@ -45,11 +45,16 @@ export const classLocalizationSchema = z.object({
   featureCam: z.array(z.number()),
 });
 
+/** The screening call of one cell at the model's operating point. */
+const screenSchema = z.object({ positiveClass: z.string(), probability: z.number(), threshold: z.number(), positive: z.boolean() });
+
 export const okResultSchema = z.object({
   batchId: idSchema,
   imageId: idSchema,
   name: z.string(),
   status: z.literal('ok'),
+  /** Processed as one cell crop (lines written before kinds existed read as cells). */
+  kind: z.literal('cell').default('cell'),
   sha256: sha256Schema,
   width: z.number().int().positive(),
   height: z.number().int().positive(),
@@ -61,7 +66,7 @@ export const okResultSchema = z.object({
   featureSize: z.object({ width: z.number().int().positive(), height: z.number().int().positive() }),
   outputs: z.object({ json: z.string().optional(), heatmap: z.string().optional(), overlay: z.string().optional() }),
   /** The screening call at the model's operating point (absent for models published without one). */
-  screen: z.object({ positiveClass: z.string(), probability: z.number(), threshold: z.number(), positive: z.boolean() }).optional(),
+  screen: screenSchema.optional(),
 });
 
 export const failedResultSchema = z.object({
@@ -74,10 +79,71 @@ export const failedResultSchema = z.object({
   modelVersion: idSchema.optional(),
 });
 
-/** One line of a batch's results (`results.jsonl`, chunk JSONL, per-image JSON). */
-export const imageResultSchema = z.discriminatedUnion('status', [okResultSchema, failedResultSchema]);
+const boxSchema = z.object({ x: z.number(), y: z.number(), width: z.number(), height: z.number() });
+
+/** One red cell found in a field, classified and localized; every coordinate in field pixels. */
+export const fieldCellSchema = z.object({
+  cell: z.number().int().nonnegative(),
+  box: boxSchema,
+  /** Outline, closed (the last point joins the first). */
+  polygon: z.array(z.tuple([z.number(), z.number()])),
+  /** Cut by the image's or the field of view's edge: listed, but not counted in the parasitemia. */
+  clipped: z.boolean(),
+  predicted: z.object({ index: z.number().int().nonnegative(), label: z.string(), probability: z.number() }),
+  probabilities: z.record(z.string(), z.number()),
+  screen: screenSchema.optional(),
+  /** The positive class's CAM: its peak and its box (20 %-of-max rule), restricted to the cell. */
+  peak: z.object({ x: z.number(), y: z.number() }),
+  parasiteBox: boxSchema.nullable(),
+});
+export type FieldCell = z.infer<typeof fieldCellSchema>;
+
+/** A field's answer: cells found and counted, how many infected, the parasitemia with its 95 % Wilson interval. */
+export const fieldSummarySchema = z.object({
+  positiveClass: z.string(),
+  cells: z.number().int().nonnegative(),
+  /** Cells not cut by an edge: the parasitemia's denominator. */
+  counted: z.number().int().nonnegative(),
+  /** Counted cells predicted (argmax) as the positive class. */
+  infected: z.number().int().nonnegative(),
+  parasitemia: z.number().min(0).max(1),
+  interval: z.tuple([z.number(), z.number()]),
+  /** Counted cells positive at the model's screening operating point (models that have one). */
+  screenPositive: z.number().int().nonnegative().optional(),
+  /** The cell diameter used for finding (given, or estimated from the field), field pixels. */
+  cellDiameter: z.number(),
+  fov: z.object({ cx: z.number(), cy: z.number(), r: z.number() }).optional(),
+});
+export type FieldSummary = z.infer<typeof fieldSummarySchema>;
+
+/** A smear field's result line; the cells themselves are in `outputs.field` (`field.json`) and `outputs.geojson`. */
+export const fieldResultSchema = z.object({
+  batchId: idSchema,
+  imageId: idSchema,
+  name: z.string(),
+  status: z.literal('ok'),
+  kind: z.literal('field'),
+  sha256: sha256Schema,
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+  modelVersion: idSchema,
+  precision: precisionSchema,
+  field: fieldSummarySchema,
+  outputs: z.object({ field: z.string(), geojson: z.string(), overlay: z.string().optional() }),
+});
+export type FieldResult = z.infer<typeof fieldResultSchema>;
+
+/** `field.json`: the summary and every cell. */
+export const fieldDocumentSchema = z.object({ batchId: idSchema, imageId: idSchema, name: z.string(), width: z.number().int(), height: z.number().int(), modelVersion: idSchema, summary: fieldSummarySchema, cells: z.array(fieldCellSchema) });
+export type FieldDocument = z.infer<typeof fieldDocumentSchema>;
+
+/** One line of a batch's results (`results.jsonl`, chunk JSONL, per-image JSON): a cell, a field, or a failure. */
+export const imageResultSchema = z.union([okResultSchema, fieldResultSchema, failedResultSchema]);
 export type ImageResult = z.infer<typeof imageResultSchema>;
+/** A cell crop's result. */
 export type OkResult = z.infer<typeof okResultSchema>;
+/** A result of a cell crop (not a failure, not a field). */
+export const isCellResult = (r: ImageResult): r is OkResult => r.status === 'ok' && r.kind === 'cell';
 export type FailedResult = z.infer<typeof failedResultSchema>;
 
 /** A chunk whose job exhausted its attempts, recorded in S3 so the reason survives a lost Redis. */

@@ -32,6 +32,14 @@ export const camOptionsSchema = z.object({
    * convolutions, ~2.4× faster on CPU; its agreement with fp32 is in the model manifest). Results record which ran.
    */
   precision: precisionSchema.default('fp32'),
+  /**
+   * How each image is read: `cells` (a cell crop, classified whole), `fields` (a smear field: its red cells are
+   * found, cropped onto black and each classified and localized), or `auto` (default): a field when both sides
+   * exceed 4× the typical cell side (the model's training cells' median side, 130 px when unrecorded).
+   */
+  kind: z.enum(['auto', 'cells', 'fields']).default('auto'),
+  /** Red-cell diameter in field pixels for cell finding (default: estimated from each field). */
+  cellDiameter: z.number().min(8).max(2000).optional(),
 });
 export type CamOptions = z.infer<typeof camOptionsSchema>;
 
@@ -43,6 +51,8 @@ export const batchItemSchema = z.object({
   ext: z.string().regex(/^[a-z0-9]{1,8}$/),
   width: z.number().int().positive(),
   height: z.number().int().positive(),
+  /** How the image is processed (decided at submission): a cell crop, or a smear field whose cells are found. */
+  kind: z.enum(['cell', 'field']).default('cell'),
 });
 export type BatchItem = z.infer<typeof batchItemSchema>;
 
@@ -60,6 +70,20 @@ export const batchJobSchema = z.object({
   modelVersion: idSchema,
 });
 export type BatchJob = z.infer<typeof batchJobSchema>;
+
+/** Side of a typical cell crop when a model does not record its training cells' (the NIH crops' median). */
+export const DEFAULT_CELL_SIDE = 130;
+
+/**
+ * The kind an image of `width × height` is processed as under a batch's `kind` option: `auto` reads an image as a
+ * field when both sides exceed 4× the typical cell side.
+ * @example itemKind('auto', 5312, 2988) // 'field'
+ */
+export function itemKind(kind: CamOptions['kind'], width: number, height: number, cellSide = DEFAULT_CELL_SIDE): 'cell' | 'field' {
+  if (kind === 'cells') return 'cell';
+  if (kind === 'fields') return 'field';
+  return Math.min(width, height) > 4 * cellSide ? 'field' : 'cell';
+}
 
 export const presetSchema = z.enum(['seed', 'fast']);
 export type PresetName = z.infer<typeof presetSchema>;

@@ -36,6 +36,9 @@ export const keys = {
   resultJson: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/${id('imageId', imageId)}.json`,
   resultHeatmap: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/${id('imageId', imageId)}.heatmap.png`,
   resultOverlay: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/${id('imageId', imageId)}.overlay.png`,
+  /** A smear field's answer (`field.json`: summary and every cell) and its cells as QuPath-ready GeoJSON. */
+  resultField: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/fields/${id('imageId', imageId)}/field.json`,
+  resultGeojson: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/fields/${id('imageId', imageId)}/cells.geojson`,
   resultChunk: (batchId: string, chunk: number) => `results/${id('batchId', batchId)}/chunks/${String(chunk).padStart(6, '0')}.jsonl`,
   /** A chunk whose job exhausted its attempts: the reason, kept where a lost Redis cannot take it. */
   resultChunkFailure: (batchId: string, chunk: number) => `results/${id('batchId', batchId)}/chunks/${String(chunk).padStart(6, '0')}.failed.json`,

@@ -32,6 +32,7 @@ import {
   type Config,
   type Logger,
   type ObjectStore,
+  isCellResult,
 } from '@camflow/common';
 import { submitBatch, KeyConflictError, NoModelError } from '../submit.js';
 import { batchStatus } from '../status.js';
@@ -56,6 +57,8 @@ const submitFields = z
     outputs: z.string().max(64).optional(),
     precision: z.string().max(16).optional(),
     restrictToCell: z.enum(['true', 'false']).optional(),
+    kind: z.string().max(16).optional(),
+    cellDiameter: z.coerce.number().optional(),
     chunkSize: z.coerce.number().int().positive().max(10_000).optional(),
     key: z.string().min(1).max(200).optional(),
     model: z.string().max(128).optional(),
@@ -178,7 +181,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       const f = parseWith(submitFields, fields, 'fields');
       const options = parseWith(
         camOptionsSchema,
-        { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs ? { outputs: f.outputs.split(',').map((o) => parseWith(outputSchema, o, 'outputs')) } : {}), ...(f.precision ? { precision: f.precision } : {}), ...(f.restrictToCell ? { restrictToCell: f.restrictToCell === 'true' } : {}) },
+        { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs ? { outputs: f.outputs.split(',').map((o) => parseWith(outputSchema, o, 'outputs')) } : {}), ...(f.precision ? { precision: f.precision } : {}), ...(f.restrictToCell ? { restrictToCell: f.restrictToCell === 'true' } : {}), ...(f.kind ? { kind: f.kind } : {}), ...(f.cellDiameter !== undefined ? { cellDiameter: f.cellDiameter } : {}) },
         'options',
       );
       const info = await submitBatch({
@@ -230,7 +233,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const results = parseJsonLines((await store.get(key)).toString('utf8'), imageResultSchema, key);
     const { positiveClass, ...report } = evaluateForModel(results, model, group ? { groupPattern: group } : {});
     if (query.truth === 'none') return report;
-    const ok = results.filter((r): r is OkResult => r.status === 'ok');
+    const ok = results.filter(isCellResult);
     return { ...report, stainPointing: await stainPointingForBatch(store, id, ok, positiveClass) };
   });
 
