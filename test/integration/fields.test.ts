@@ -69,6 +69,15 @@ test('a smear field submitted with the defaults is read as a field: cells found,
       assert.equal(f.properties.classification.color.length, 3);
     }
     assert.ok(line.outputs.overlay && (await c.ctx.store.exists(line.outputs.overlay)), 'the field overlay is written');
+    // Deep Zoom pyramids of the field and of its stitched heatmap, same size, tiles beside each descriptor.
+    for (const key of [line.outputs.fieldDzi!, line.outputs.heatmapDzi!]) {
+      const dzi = (await c.ctx.store.get(key)).toString('utf8');
+      assert.match(dzi, new RegExp(`Height="${field.height}"`));
+      assert.match(dzi, new RegExp(`Width="${field.width}"`));
+      const tiles = (await c.ctx.store.list(key.replace(/\.dzi$/, '_files/'))).length;
+      // Levels 0…11 for 1400×1000 at 256-px tiles: 6×4 tiles at full size, 3×2, 2×1, then 1 each.
+      assert.ok(tiles >= 6 * 4 + 3 * 2 + 2 + 9, `${tiles} tiles under ${key}`);
+    }
   } finally {
     await c.close();
   }

@@ -1,8 +1,12 @@
+import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import {
   ImageInputError,
   cellForeground,
+  createLimiter,
   cropCell,
+  deepZoom,
+  paintCellHeat,
   decodeRgb,
   defaultPositiveClass,
   fieldGeoJson,
@@ -59,6 +63,11 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
   const positiveClass = manifest.screening?.positiveClass ?? defaultPositiveClass(manifest.classNames);
   const size = engine.inputSize;
   const cells: FieldCell[] = [];
+  // The Deep Zoom heatmap: each cell's CAM painted on its own pixels, transparent elsewhere.
+  const wantsPyramids = job.options.outputs.includes('heatmap');
+  const heat = wantsPyramids ? new Uint8Array(image.width * image.height * 4) : undefined;
+  const labels = found.labels;
+  const labelAt = (x: number, y: number) => labels.data[Math.min(labels.height - 1, Math.floor((y + 0.5) * found.scale)) * labels.width + Math.min(labels.width - 1, Math.floor((x + 0.5) * found.scale))]!;
   for (let start = 0; start < found.cells.length; start += ctx.inferBatch) {
     const batch = found.cells.slice(start, start + ctx.inferBatch);
     const inputs = await Promise.all(batch.map((c, k) => resizeRgb({ data: cropCell(image.data, image.width, found, start + k, c.box), width: c.box.width, height: c.box.height }, size)));
@@ -68,6 +77,7 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
       const foreground = job.options.restrictToCell ? cellForeground(input, size, c.box.width, c.box.height) : undefined;
       const loc = localizeImage(predictions[k]!, engine.classifierWeights, manifest.classNames, c.box.width, c.box.height, { ...job.options, target: positiveClass }, foreground);
       const cam = loc.cams[0]!;
+      if (heat) paintCellHeat(heat, image.width, c.box, loc.map, (x, y) => labelAt(x, y) === start + k + 1);
       const probability = loc.probabilities[positiveClass] ?? 0;
       cells.push({
         cell: start + k,
@@ -88,11 +98,27 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
   const document: FieldDocument = { batchId: job.batchId, imageId: item.imageId, name: item.name, width: image.width, height: image.height, modelVersion: job.modelVersion, summary, cells };
   ctx.write(() => store.putJson(fieldKey, document));
   ctx.write(() => store.put(geojsonKey, JSON.stringify(fieldGeoJson(cells, positiveClass)), 'application/geo+json'));
-  const outputs: { field: string; geojson: string; overlay?: string } = { field: fieldKey, geojson: geojsonKey };
+  const outputs: { field: string; geojson: string; overlay?: string; fieldDzi?: string; heatmapDzi?: string } = { field: fieldKey, geojson: geojsonKey };
   if (job.options.outputs.includes('overlay')) {
     const key = (outputs.overlay = keys.resultOverlay(job.batchId, item.imageId));
     const png = await fieldOverlay(image, cells, positiveClass);
     ctx.write(() => store.put(key, png, 'image/png'));
+  }
+  if (heat) {
+    for (const [layer, pixels, channels] of [['field', image.data, 3], ['heatmap', heat, 4]] as const) {
+      const key = keys.resultDeepZoom(job.batchId, item.imageId, layer);
+      const base = key.slice(0, key.lastIndexOf('/') + 1);
+      const dz = await deepZoom(pixels, image.width, image.height, channels, layer);
+      try {
+        // Uploaded before the chunk commits (tiles first, the .dzi last): a viewer never sees a pyramid half-written.
+        const limit = createLimiter(8);
+        await Promise.all(dz.files.filter((x) => !x.path.endsWith('.dzi')).map((f) => limit(async () => store.put(base + f.path, await readFile(f.file), f.path.endsWith('.png') ? 'image/png' : 'image/jpeg'))));
+        await store.put(key, await readFile(dz.files.find((x) => x.path.endsWith('.dzi'))!.file), 'application/xml');
+      } finally {
+        await dz.dispose();
+      }
+      outputs[layer === 'field' ? 'fieldDzi' : 'heatmapDzi'] = key;
+    }
   }
   ctx.log.info({ imageId: item.imageId, cells: summary.cells, counted: summary.counted, infected: summary.infected, ms: Math.round(performance.now() - t0) }, 'field localized');
   return { batchId: job.batchId, imageId: item.imageId, name: item.name, status: 'ok', kind: 'field', sha256: item.sha256, width: image.width, height: image.height, modelVersion: job.modelVersion, precision: ctx.precision, field: summary, outputs };

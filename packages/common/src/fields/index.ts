@@ -2,3 +2,4 @@ export * from './opencv.js';
 export * from './find-cells.js';
 export * from './metrics.js';
 export * from './summary.js';
+export * from './heatmap.js';

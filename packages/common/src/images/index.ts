@@ -1,3 +1,4 @@
 export * from './decode.js';
 export * from './png-rgb.js';
 export * from './input-pack.js';
+export * from './deep-zoom.js';

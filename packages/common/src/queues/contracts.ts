@@ -129,7 +129,8 @@ export const fieldResultSchema = z.object({
   modelVersion: idSchema,
   precision: precisionSchema,
   field: fieldSummarySchema,
-  outputs: z.object({ field: z.string(), geojson: z.string(), overlay: z.string().optional() }),
+  /** `fieldDzi` / `heatmapDzi`: Deep Zoom descriptors; their tiles sit beside them in `<name>_files/`. */
+  outputs: z.object({ field: z.string(), geojson: z.string(), overlay: z.string().optional(), fieldDzi: z.string().optional(), heatmapDzi: z.string().optional() }),
 });
 export type FieldResult = z.infer<typeof fieldResultSchema>;
 

@@ -39,6 +39,8 @@ export const keys = {
   /** A smear field's answer (`field.json`: summary and every cell) and its cells as QuPath-ready GeoJSON. */
   resultField: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/fields/${id('imageId', imageId)}/field.json`,
   resultGeojson: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/fields/${id('imageId', imageId)}/cells.geojson`,
+  /** A field's Deep Zoom pyramids: `layer` is `field` (the photo) or `heatmap` (its cells' stitched CAMs, RGBA). */
+  resultDeepZoom: (batchId: string, imageId: string, layer: 'field' | 'heatmap') => `results/${id('batchId', batchId)}/fields/${id('imageId', imageId)}/${check('layer', layer, /^(field|heatmap)$/, 'field or heatmap')}.dzi`,
   resultChunk: (batchId: string, chunk: number) => `results/${id('batchId', batchId)}/chunks/${String(chunk).padStart(6, '0')}.jsonl`,
   /** A chunk whose job exhausted its attempts: the reason, kept where a lost Redis cannot take it. */
   resultChunkFailure: (batchId: string, chunk: number) => `results/${id('batchId', batchId)}/chunks/${String(chunk).padStart(6, '0')}.failed.json`,
