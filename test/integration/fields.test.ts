@@ -1,29 +1,45 @@
-import { test } from 'node:test';
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createRng, encodePng, fieldDocumentSchema, generateCell, generateField, iou, isCellResult, scoreDetections, type FieldResult } from '@camflow/common';
 import { readResults } from '../../packages/cli/src/wait.ts';
-import { publishUntrained, runCli, startCluster } from '../helpers/cluster.ts';
+import { buildApi } from '@camflow/ingest';
+import { connectProducer } from '@camflow/common';
+import { publishUntrained, runCli, startCluster, type Cluster } from '../helpers/cluster.ts';
+import { launchChromium } from '../helpers/browser.ts';
+
+// Browser-side callbacks (page.evaluate) run in Chromium; they are typed loosely here (no DOM lib in the tests).
+declare const document: any, window: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+let c: Cluster;
+let batchId: string;
+let field: ReturnType<typeof generateField>;
+
+before(async () => {
+  c = await startCluster();
+  await publishUntrained(c.ctx);
+  const folder = join(c.dir, 'smears');
+  await mkdir(folder, { recursive: true });
+  // A field (no eyepiece window, 40 cells attempted) next to two cell crops: `kind: auto` tells them apart.
+  field = generateField(4, { width: 1400, height: 1000, cells: 40, fov: false });
+  await writeFile(join(folder, 'field.png'), await encodePng(field.rgb, field.width, field.height));
+  const rng = createRng(9);
+  for (const name of ['cell-a.png', 'cell-b.png']) {
+    const cell = generateCell(rng, 'Parasitized');
+    await writeFile(join(folder, name), await encodePng(cell.rgb, cell.width, cell.height));
+  }
+  c.spawnWorker('cam');
+  const run = await runCli(c, ['submit', folder, '--wait', '--json']);
+  assert.equal(run.code, 0, run.stderr);
+  batchId = JSON.parse(run.stdout.trim().split('\n').pop()!).batchId as string;
+});
+
+after(async () => {
+  await c?.close();
+});
 
 test('a smear field submitted with the defaults is read as a field: cells found, each classified and localized, parasitemia, field.json and QuPath GeoJSON', async () => {
-  const c = await startCluster();
-  try {
-    await publishUntrained(c.ctx);
-    const folder = join(c.dir, 'smears');
-    await mkdir(folder, { recursive: true });
-    // A field (no eyepiece window, 40 cells attempted) next to two cell crops: `kind: auto` tells them apart.
-    const field = generateField(4, { width: 1400, height: 1000, cells: 40, fov: false });
-    await writeFile(join(folder, 'field.png'), await encodePng(field.rgb, field.width, field.height));
-    const rng = createRng(9);
-    for (const name of ['cell-a.png', 'cell-b.png']) {
-      const cell = generateCell(rng, 'Parasitized');
-      await writeFile(join(folder, name), await encodePng(cell.rgb, cell.width, cell.height));
-    }
-    c.spawnWorker('cam');
-    const run = await runCli(c, ['submit', folder, '--wait', '--json']);
-    assert.equal(run.code, 0, run.stderr);
-    const batchId = JSON.parse(run.stdout.trim().split('\n').pop()!).batchId as string;
     const results = await readResults(c.ctx.store, batchId);
     assert.equal(results.length, 3, 'one line per submitted file');
     const cells = results.filter(isCellResult);
@@ -68,7 +84,7 @@ test('a smear field submitted with the defaults is read as a field: cells found,
       assert.deepEqual(ring[0], ring[ring.length - 1], 'closed ring');
       assert.equal(f.properties.classification.color.length, 3);
     }
-    assert.ok(line.outputs.overlay && (await c.ctx.store.exists(line.outputs.overlay)), 'the field overlay is written');
+  assert.ok(line.outputs.overlay && (await c.ctx.store.exists(line.outputs.overlay)), 'the field overlay is written');
     // Deep Zoom pyramids of the field and of its stitched heatmap, same size, tiles beside each descriptor.
     for (const key of [line.outputs.fieldDzi!, line.outputs.heatmapDzi!]) {
       const dzi = (await c.ctx.store.get(key)).toString('utf8');
@@ -78,7 +94,76 @@ test('a smear field submitted with the defaults is read as a field: cells found,
       // Levels 0…11 for 1400×1000 at 256-px tiles: 6×4 tiles at full size, 3×2, 2×1, then 1 each.
       assert.ok(tiles >= 6 * 4 + 3 * 2 + 2 + 9, `${tiles} tiles under ${key}`);
     }
+});
+
+test('the viewer, in a real browser: sign in with the token, the batch list and page, and the field over Deep Zoom with its cells, parasite boxes and heatmap', async () => {
+  const token = 'viewer-token-0123456789abcdef';
+  const apiRedis = await connectProducer(c.env.REDIS_URL!);
+  const app = await buildApi({ config: { ...c.ctx.config, API_TOKEN: token }, store: c.ctx.store, flow: c.ctx.flow, queues: c.ctx.queues, redis: apiRedis, log: c.ctx.log });
+  const browser = await launchChromium();
+  try {
+    const base = await app.listen({ port: 0, host: '127.0.0.1' });
+    // Without the token: no data, over HTTP or in the viewer.
+    assert.equal((await fetch(`${base}/v1/batches/${batchId}/files/results.jsonl`)).status, 401);
+    const page = await browser.newPage();
+    const problems: string[] = [];
+    page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
+    page.on('pageerror', (e) => problems.push(`page error: ${(e as Error).message}`));
+    page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()}`));
+    page.on('response', (r) => r.status() >= 400 && problems.push(`HTTP ${r.status()}: ${r.url()}`));
+    await page.goto(`${base}/viewer`);
+    assert.match(page.url(), /\/login\?next=/, 'the viewer asks for the token first');
+    await page.type('input[name=token]', 'wrong');
+    await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+    assert.match(await page.content(), /not the API token/);
+    problems.length = 0; // the 401 of the wrong token is expected
+    await page.type('input[name=token]', token);
+    await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
+    const cookies = await browser.cookies();
+    assert.ok(cookies.some((k) => k.name === 'camflow_token' && k.httpOnly), 'the session is an HttpOnly cookie');
+    // Batch list → batch page.
+    assert.ok(await page.$(`a[href="/viewer/batches/${batchId}"]`), 'the batch is listed');
+    await Promise.all([page.waitForNavigation(), page.click(`a[href="/viewer/batches/${batchId}"]`)]);
+    assert.equal(await page.$$eval('figure.cell', (f) => f.length), 2, 'two cell overlays in the gallery');
+    await page.waitForFunction(() => [...document.querySelectorAll('figure.cell img')].every((i) => (i as any).complete && (i as any).naturalWidth > 0));
+    // Filters: a probability above every cell's hides them all.
+    await page.$eval('#minp', (el) => {
+      (el as any).value = '1';
+      el.dispatchEvent(new Event('input'));
+    });
+    assert.equal(await page.$$eval('figure.cell', (f) => f.filter((x) => (x as any).style.display !== 'none').length), 0);
+    // Field page: OpenSeadragon, one outline per cell, one box per parasite, the heatmap layer toggles.
+    const results = await readResults(c.ctx.store, batchId);
+    const line = results.find((r) => r.name === 'field.png') as FieldResult;
+    const doc = fieldDocumentSchema.parse(JSON.parse((await c.ctx.store.get(line.outputs.field)).toString('utf8')));
+    await Promise.all([page.waitForNavigation(), page.click(`#fields a`)]);
+    await page.waitForFunction(() => (window as unknown as { camflow?: { ready: boolean } }).camflow?.ready === true, { timeout: 30_000 });
+    assert.equal(await page.$$eval('#cells polygon.cell', (p) => p.length), doc.cells.length);
+    assert.equal(await page.$$eval('#cells rect.parasite', (p) => p.length), doc.cells.filter((x) => x.parasiteBox && x.predicted.label === doc.summary.positiveClass).length);
+    assert.match(await page.$eval('#parasitemia', (e) => e.textContent ?? ''), /parasitemia \d+\.\d %/);
+    const opacity = () => page.evaluate(() => (window as unknown as { camflow: { heat: { getOpacity(): number } } }).camflow.heat.getOpacity());
+    assert.equal(await opacity(), 0.5);
+    await page.click('#heat');
+    assert.equal(await opacity(), 0, 'the heatmap toggles off');
+    await page.click('#heat');
+    assert.equal(await opacity(), 0.5);
+    // Tiles of both pyramids were drawn (requests for the field's and the heatmap's tiles succeeded).
+    await page.waitForNetworkIdle({ idleTime: 500, timeout: 20_000 });
+    // A click on a cell names it.
+    const target = doc.cells.find((x) => !x.clipped)!;
+    const point = await page.evaluate((x: number, y: number) => {
+      // The field is the world's first image (the heatmap the second): its own image → element coordinates.
+      const p = window.camflow.viewer.world.getItemAt(0).imageToViewerElementCoordinates(new window.OpenSeadragon.Point(x, y));
+      const r = document.getElementById('osd')!.getBoundingClientRect();
+      return { x: r.left + p.x, y: r.top + p.y };
+    }, target.box.x + target.box.width / 2, target.box.y + target.box.height / 2);
+    await page.mouse.click(point.x, point.y);
+    await page.waitForFunction(() => /^cell \d+:/.test(document.getElementById('info')!.textContent ?? ''), { timeout: 5000 });
+    if (process.env.CAMFLOW_SCREENSHOT) await page.screenshot({ path: process.env.CAMFLOW_SCREENSHOT });
+    assert.deepEqual(problems, [], 'no console errors, no failed requests');
   } finally {
-    await c.close();
+    await browser.close();
+    await app.close();
+    await apiRedis.quit();
   }
 });

@@ -18,7 +18,7 @@ import {
 import { listFolder, submitBatch, NoModelError, type SourceFile } from '@camflow/ingest';
 import type { Context } from './context.js';
 import { readResults, waitForBatch } from './wait.js';
-import { esc } from './report.js';
+import { esc } from '@camflow/common';
 
 export interface EvalOptions {
   /** A labelled folder (`<folder>/<class>/<image>`) or a dataset (`name` or `name@version`). */

@@ -1,5 +1,6 @@
+import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema } from '@camflow/common';
+import { CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema } from '@camflow/common';
 import { addDataset, batchStatus, buildApi, repairBatch, submitBatch } from '@camflow/ingest';
 import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
 import { createContext, ensureStore, type Context } from './context.js';
@@ -19,6 +20,7 @@ const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
                       [--outputs json,heatmap,overlay|none] [--precision fp32|int8] [--chunk-size N]
                       [--no-cell-mask] [--kind auto|cells|fields] [--cell-diameter PX]
                       [--key IDEMPOTENCY_KEY] [--wait]
+  camflow open [BATCH_ID]              the results viewer's URL (opened in a browser when one is at hand)
   camflow status BATCH_ID
   camflow eval FOLDER|DATASET[@V] [--model V] [--group-pattern RE] [--boxes F] [--truth auto|boxes|stain|none] [--out DIR]
                                        score a model on labelled images through the queues; HTML report + one JSON line
@@ -229,6 +231,15 @@ async function main(argv: string[]): Promise<void> {
         const status = await waitForBatch(ctx, info.batchId, 24 * 3600_000, (s) => bar?.(s.chunks.done, s.chunks.total));
         print(v.json, status, `batch ${info.batchId} completed: ${JSON.stringify(status.summary)}`);
       });
+      return;
+    }
+    case 'open': {
+      // The viewer page of a batch (or the batch list), served by `camflow serve` / `camflow dev`.
+      const config = loadConfig(process.env);
+      const host = config.API_HOST === '0.0.0.0' || config.API_HOST === '::' ? '127.0.0.1' : config.API_HOST;
+      const url = `http://${host}:${config.API_PORT}/viewer${rest[0] ? `/batches/${encodeURIComponent(rest[0])}` : ''}`;
+      print(v.json, { url }, url);
+      if (!v.json && process.env.DISPLAY) spawn('xdg-open', [url], { stdio: 'ignore', detached: true }).on('error', () => undefined).unref();
       return;
     }
     case 'status': {

@@ -1,11 +1,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isCellResult, type Box, type ModelManifest, type ObjectStore } from '@camflow/common';
+import { esc, isCellResult, type Box, type ModelManifest, type ObjectStore } from '@camflow/common';
 import type { ImageResult } from '@camflow/cam-worker';
 import type { LocalizationReport } from './evaluate.js';
 
-/** HTML-escape text for the reports. */
-export const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
 function curve(points: number[], width: number, height: number, colour: string, max: number): string {
   if (points.length === 0) return '';

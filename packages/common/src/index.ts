@@ -19,3 +19,4 @@ export * from './eval/results.js';
 export * from './eval/stain.js';
 export * from './eval/stain-pointing.js';
 export * from './fields/index.js';
+export * from './html.js';

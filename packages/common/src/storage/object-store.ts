@@ -194,6 +194,24 @@ export class ObjectStore {
     return out;
   }
 
+  /** The "folders" directly under a prefix (S3 common prefixes with delimiter `/`), at most `max` of them. */
+  async listPrefixes(prefix: string, max = 1000): Promise<string[]> {
+    const out: string[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const page = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ...(token ? { ContinuationToken: token } : {}) }),
+        );
+        for (const p of page.CommonPrefixes ?? []) if (p.Prefix && out.length < max) out.push(p.Prefix);
+        token = page.IsTruncated && out.length < max ? page.NextContinuationToken : undefined;
+      } while (token);
+    } catch (error) {
+      throw new StorageError('LIST', prefix, error);
+    }
+    return out;
+  }
+
   /** Delete keys in pages of 1,000 (the S3 limit per request). */
   async deleteMany(keyList: string[]): Promise<void> {
     for (let i = 0; i < keyList.length; i += 1000) {

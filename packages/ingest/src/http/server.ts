@@ -17,6 +17,7 @@ import {
   NotFoundError,
   camOptionsSchema,
   evaluateForModel,
+  esc,
   stainPointingForBatch,
   type OkResult,
   imageResultSchema,
@@ -37,6 +38,7 @@ import {
 import { submitBatch, KeyConflictError, NoModelError } from '../submit.js';
 import { batchStatus } from '../status.js';
 import { repairBatch } from '../repair.js';
+import { registerViewer } from './viewer.js';
 import type { SourceFile } from '../sources.js';
 
 export interface ApiDeps {
@@ -64,6 +66,23 @@ const submitFields = z
     model: z.string().max(128).optional(),
   })
   .strict();
+
+const SESSION_COOKIE = 'camflow_token';
+
+/** The viewer's token from a `Cookie` header, if any. */
+function sessionToken(header: string | undefined): string | undefined {
+  for (const part of (header ?? '').split(';')) {
+    const [name, ...value] = part.trim().split('=');
+    if (name === SESSION_COOKIE) {
+      try {
+        return decodeURIComponent(value.join('='));
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}
 
 /** The fields a multipart submission may carry (longer values are refused, not truncated). */
 const MAX_FIELD_BYTES = 4096;
@@ -123,13 +142,36 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(multipart, { limits: { fileSize: config.MAX_UPLOAD_FILE_BYTES, files: config.MAX_UPLOAD_FILES, fields: 20, fieldSize: MAX_FIELD_BYTES } });
 
   const expected = config.API_TOKEN ? Buffer.from(`Bearer ${config.API_TOKEN}`) : undefined;
+  const matches = (bearer: string) => {
+    const got = Buffer.from(bearer);
+    return expected !== undefined && got.length === expected.length && timingSafeEqual(got, expected);
+  };
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-    if (!expected || req.url === '/healthz' || req.url === '/readyz' || req.url === '/metrics') return;
-    const got = Buffer.from(req.headers.authorization ?? '');
-    if (got.length !== expected.length || !timingSafeEqual(got, expected)) {
-      await reply.code(401).send({ error: 'unauthorized', message: 'missing or wrong bearer token' });
-    }
+    const path = req.url.split('?')[0]!;
+    if (!expected || path === '/healthz' || path === '/readyz' || path === '/metrics' || path === '/login') return;
+    // The bearer header (API clients), or the viewer's HttpOnly cookie holding the same token (browsers).
+    const cookie = sessionToken(req.headers.cookie);
+    if (matches(req.headers.authorization ?? '') || (cookie !== undefined && matches(`Bearer ${cookie}`))) return;
+    if (path === '/viewer' || path.startsWith('/viewer/')) return reply.code(303).header('location', `/login?next=${encodeURIComponent(req.url)}`).send();
+    await reply.code(401).send({ error: 'unauthorized', message: 'missing or wrong bearer token' });
   });
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 8192 }, (_req, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))));
+  const loginForm = (next: string, wrong: boolean) =>
+    `<!doctype html><meta charset="utf-8"><title>camflow — sign in</title><link rel="icon" href="data:,"><style>body{font:15px system-ui,sans-serif;margin:15vh auto;max-width:360px}input{font:inherit;width:100%;margin:6px 0;padding:6px}</style><h1>camflow</h1>${wrong ? '<p style="color:#b00">That token is not the API token.</p>' : ''}<form method="post" action="/login"><label>API token <input type="password" name="token" autofocus required></label><input type="hidden" name="next" value="${esc(next)}"><button type="submit">Sign in</button></form>`;
+  const safeNext = (next: unknown) => (typeof next === 'string' && /^\/viewer(\/|$|\?)/.test(next) ? next : '/viewer');
+  app.get('/login', async (req, reply) => reply.type('text/html; charset=utf-8').send(loginForm(safeNext((req.query as Record<string, unknown>)?.next), false)));
+  app.post('/login', async (req, reply) => {
+    const body = (req.body ?? {}) as Record<string, unknown>;
+    const next = safeNext(body.next);
+    if (!expected) return reply.code(303).header('location', next).send();
+    if (typeof body.token !== 'string' || !matches(`Bearer ${body.token}`)) return reply.code(401).type('text/html; charset=utf-8').send(loginForm(next, true));
+    return reply
+      .code(303)
+      .header('set-cookie', `${SESSION_COOKIE}=${encodeURIComponent(body.token)}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200`)
+      .header('location', next)
+      .send();
+  });
+  registerViewer(app, store);
   app.setErrorHandler(async (error, req, reply) => {
     const status = httpStatus(error);
     // Server-side failures say what failed in the log, never in the response: no internal address or path leaves.
