@@ -1,6 +1,6 @@
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { getModelManifest, startRedis, startS3, writeSyntheticDataset, type Box } from '@camflow/common';
+import { encodePng, fieldDocumentSchema, generateField, getModelManifest, scoreField, startRedis, startS3, writeSyntheticDataset, type Box, type FieldResult, type FieldScores } from '@camflow/common';
 import { addDataset, submitBatch } from '@camflow/ingest';
 import { enqueueTraining } from '@camflow/trainer';
 import { createContext } from './context.js';
@@ -69,6 +69,22 @@ export async function runDemo(options: DemoOptions): Promise<Record<string, unkn
     const scores = evaluateLocalization(results, truth);
     const model = await getModelManifest(ctx.store, trained.version);
     const camImages = results.filter((r) => r.status === 'ok').length;
+    // Smear fields: two synthetic fields (one inside an eyepiece's round window), submitted with the defaults.
+    const fieldDir = join(out, 'data', 'fields');
+    await mkdir(fieldDir, { recursive: true });
+    const fields = [generateField(options.seed + 11, { fov: true }), generateField(options.seed + 12, { fov: false })];
+    for (const [i, f] of fields.entries()) await writeFile(join(fieldDir, `field-${i}.png`), await encodePng(f.rgb, f.width, f.height));
+    say(`submitting ${fields.length} synthetic smear fields (${fields.map((f) => f.cells.length).join(' and ')} cells)`);
+    const fieldBatch = await submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX, source: fieldDir, chunkSize: ctx.config.CAM_CHUNK_SIZE, log: ctx.log });
+    await waitForBatch(ctx, fieldBatch.batchId);
+    const fieldScores: FieldScores[] = [];
+    for (const r of await readResults(ctx.store, fieldBatch.batchId)) {
+      if (r.status !== 'ok' || r.kind !== 'field') throw new Error(`field ${r.name} was not processed as a field: ${JSON.stringify(r).slice(0, 200)}`);
+      const doc = fieldDocumentSchema.parse(await ctx.store.getJson((r as FieldResult).outputs.field));
+      const truth = fields[Number(/field-(\d+)/.exec(r.name)![1])]!;
+      fieldScores.push(scoreField(doc.cells, doc.summary.parasitemia, truth.cells));
+    }
+    const sum = (f: (s: FieldScores) => number) => fieldScores.reduce((a, s) => a + f(s), 0);
     const line = {
       demo: {
         train_images: dataset.items.length,
@@ -82,6 +98,12 @@ export async function runDemo(options: DemoOptions): Promise<Record<string, unkn
         loc_iou50_best: Number((scores.maxBoxAccV2PerIou['0.5']?.accuracy ?? 0).toFixed(4)),
         loc_iou50_best_threshold: scores.maxBoxAccV2PerIou['0.5']?.threshold ?? null,
         cam_images_per_s: Number((camImages / camSeconds).toFixed(1)),
+        // Synthetic smear fields (pooled over the fields): cells found at IoU ≥ 0.5, parasitemia error in
+        // percentage points (mean over fields), CAM peak in a parasite box of the found infected cells.
+        field_cell_recall: Number((sum((s) => s.detection.matched) / sum((s) => s.detection.truth)).toFixed(4)),
+        field_cell_precision: Number((sum((s) => s.detection.matched) / sum((s) => s.detection.found)).toFixed(4)),
+        field_parasitemia_abs_error: Number(((100 * sum((s) => Math.abs(s.parasitemia - s.truthParasitemia))) / fieldScores.length).toFixed(2)),
+        field_pointing: Number((sum((s) => s.pointingHits) / Math.max(1, sum((s) => s.pointingCells))).toFixed(4)),
         // The published int8 graph against fp32 on the validation cells (see the model manifest).
         int8_class_agreement: model.int8 ? Number(model.int8.classAgreement.toFixed(4)) : null,
         int8_box_iou_median: model.int8 ? Number(model.int8.boxIou.median.toFixed(4)) : null,

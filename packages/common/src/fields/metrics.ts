@@ -50,3 +50,49 @@ export function wilsonInterval(k: number, n: number, z = 1.959964): [number, num
   const half = (z * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n))) / (1 + z2 / n);
   return [Math.max(0, centre - half), Math.min(1, centre + half)];
 }
+
+/** A field's answer scored against synthetic truth: cell finding, parasitemia, and pointing on parasites. */
+export interface FieldScores {
+  detection: DetectionScores;
+  /** Truth parasitemia over the cells at least half visible. */
+  truthParasitemia: number;
+  parasitemia: number;
+  /** Truth parasitized cells found (IoU ≥ 0.5) whose positive-class CAM peak lies in one of their parasite boxes, and how many were found. */
+  pointingHits: number;
+  pointingCells: number;
+}
+
+export function scoreField(
+  found: { box: Box; peak: { x: number; y: number } }[],
+  parasitemia: number,
+  truth: { box: Box; visible: number; label: string; parasites: Box[] }[],
+  positiveClass = 'Parasitized',
+): FieldScores {
+  const detection = scoreDetections(found.map((f) => f.box), truth.map((t) => ({ box: t.box, ignore: t.visible < 0.5 })));
+  const counted = truth.filter((t) => t.visible >= 0.5);
+  let hits = 0;
+  let cells = 0;
+  for (const t of counted) {
+    if (t.label !== positiveClass || t.parasites.length === 0) continue;
+    let best: (typeof found)[number] | undefined;
+    let bestIou = 0.5;
+    for (const f of found) {
+      const v = iou(f.box, t.box);
+      if (v >= bestIou) {
+        bestIou = v;
+        best = f;
+      }
+    }
+    if (!best) continue;
+    cells++;
+    const p = best.peak;
+    if (t.parasites.some((b) => p.x >= b.x && p.x < b.x + b.width && p.y >= b.y && p.y < b.y + b.height)) hits++;
+  }
+  return {
+    detection,
+    truthParasitemia: counted.length === 0 ? 0 : counted.filter((t) => t.label === positiveClass).length / counted.length,
+    parasitemia,
+    pointingHits: hits,
+    pointingCells: cells,
+  };
+}
