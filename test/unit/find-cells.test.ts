@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cropCell, findCells, floodFromSeeds, generateField, otsuThreshold, scoreDetections, wilsonInterval } from '@camflow/common';
+import { cropCell, findCells, itemKind, floodFromSeeds, generateField, otsuThreshold, scoreDetections, wilsonInterval } from '@camflow/common';
 
 test("Otsu's threshold separates two populations", () => {
   const hist = new Array<number>(256).fill(0);
@@ -73,6 +73,23 @@ test('a cell is cropped onto black, the way the training crops were made', async
   const c = px(Math.floor(cell.box.width / 2), Math.floor(cell.box.height / 2));
   const o = ((cell.box.y + Math.floor(cell.box.height / 2)) * f.width + cell.box.x + Math.floor(cell.box.width / 2)) * 3;
   assert.deepEqual(c, [f.rgb[o], f.rgb[o + 1], f.rgb[o + 2]], "the centre keeps the field's pixel");
+  // The rim the field blends into the plasma is left out: along the middle row, the first and last few pixels of
+  // the cell's label are black in the crop.
+  const y = Math.floor(cell.box.height / 2);
+  const inLabel = (x: number) => r.labels.data[Math.floor((cell.box.y + y + 0.5) * r.scale) * r.labels.width + Math.floor((cell.box.x + x + 0.5) * r.scale)] === i + 1;
+  const first = [...Array(cell.box.width).keys()].find(inLabel)!;
+  const firstKept = [...Array(cell.box.width).keys()].find((x) => px(x, y).some((v) => v > 0))!;
+  assert.ok(firstKept - first >= 2, `rim of ${firstKept - first} px left out`);
+});
+
+test('a field is told from a cell by its size; an explicit kind wins', () => {
+  assert.equal(itemKind('auto', 142, 130), 'cell');
+  assert.equal(itemKind('auto', 5312, 2988), 'field');
+  assert.equal(itemKind('auto', 600, 500, 130), 'cell', 'both sides must exceed 4 × 130');
+  assert.equal(itemKind('auto', 600, 540, 130), 'field');
+  assert.equal(itemKind('auto', 600, 540, 200), 'cell', "the model's own cell size moves the line");
+  assert.equal(itemKind('cells', 5312, 2988), 'cell');
+  assert.equal(itemKind('fields', 100, 100), 'field');
 });
 
 test('the Wilson interval for a parasitemia', () => {
