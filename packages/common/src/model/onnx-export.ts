@@ -220,8 +220,16 @@ export function exportOnnx(model: tf.LayersModel, options: ExportOptions = {}): 
 }
 
 /**
- * Symmetric per-output-channel int8 quantization of an `[out, …]` float kernel: `scale_c = max|W_c| / 127`,
- * `q = round(W / scale_c)` in [-127, 127].
+ * Largest weight level: 7 bits (ONNX Runtime's `reduce_range`). On x86 CPUs without VNNI, ORT's u8×s8 convolution
+ * adds pairs of products in int16 (`vpmaddubsw`), which saturates for 255 × 127 × 2; with |q| ≤ 63 a pair stays below
+ * 2¹⁵. Found on an AMD EPYC without VNNI, where 8-bit weights gave features 16 % of their range away from the
+ * quantized network's arithmetic (`test/unit/int8.test.ts`), while a VNNI machine agreed.
+ */
+export const WEIGHT_LEVELS = 63;
+
+/**
+ * Symmetric per-output-channel quantization of an `[out, …]` float kernel to int8 storage:
+ * `scale_c = max|W_c| / 63`, `q = round(W / scale_c)` in [-63, 63] (see `WEIGHT_LEVELS`).
  */
 export function quantizeWeights(w: Float32Array, outChannels: number): { values: Int8Array; scales: Float32Array } {
   const per = w.length / outChannels;
@@ -230,9 +238,9 @@ export function quantizeWeights(w: Float32Array, outChannels: number): { values:
   for (let c = 0; c < outChannels; c++) {
     let max = 0;
     for (let i = c * per; i < (c + 1) * per; i++) max = Math.max(max, Math.abs(w[i]!));
-    const scale = max > 0 ? max / 127 : 1;
+    const scale = max > 0 ? max / WEIGHT_LEVELS : 1;
     scales[c] = scale;
-    for (let i = c * per; i < (c + 1) * per; i++) values[i] = Math.max(-127, Math.min(127, Math.round(w[i]! / scale)));
+    for (let i = c * per; i < (c + 1) * per; i++) values[i] = Math.max(-WEIGHT_LEVELS, Math.min(WEIGHT_LEVELS, Math.round(w[i]! / scale)));
   }
   return { values, scales };
 }
