@@ -54,7 +54,7 @@ export function wilsonInterval(k: number, n: number, z = 1.959964): [number, num
 /** A field's answer scored against synthetic truth: cell finding, parasitemia, and pointing on parasites. */
 export interface FieldScores {
   detection: DetectionScores;
-  /** Truth parasitemia over the cells at least half visible. */
+  /** Truth parasitemia over the cells wholly visible (camflow does not count cells cut by an edge). */
   truthParasitemia: number;
   parasitemia: number;
   /** Truth parasitized cells found (IoU ≥ 0.5) whose positive-class CAM peak lies in one of their parasite boxes, and how many were found. */
@@ -70,6 +70,7 @@ export function scoreField(
 ): FieldScores {
   const detection = scoreDetections(found.map((f) => f.box), truth.map((t) => ({ box: t.box, ignore: t.visible < 0.5 })));
   const counted = truth.filter((t) => t.visible >= 0.5);
+  const whole = truth.filter((t) => t.visible >= 0.999);
   let hits = 0;
   let cells = 0;
   for (const t of counted) {
@@ -90,7 +91,7 @@ export function scoreField(
   }
   return {
     detection,
-    truthParasitemia: counted.length === 0 ? 0 : counted.filter((t) => t.label === positiveClass).length / counted.length,
+    truthParasitemia: whole.length === 0 ? 0 : whole.filter((t) => t.label === positiveClass).length / whole.length,
     parasitemia,
     pointingHits: hits,
     pointingCells: cells,

@@ -18,7 +18,7 @@ export interface SyntheticField {
   width: number;
   height: number;
   cells: FieldCellTruth[];
-  /** Parasitized share of the cells with at least half of them visible (the counted cells). */
+  /** Parasitized share of the cells wholly visible (camflow's rule: cells cut by an edge are not counted). */
   parasitemia: number;
   fov?: { cx: number; cy: number; r: number };
 }
@@ -115,7 +115,7 @@ export function generateField(seed: number, options: SyntheticFieldOptions = {})
   }
   const out = new Uint8Array(rgb.length);
   for (let i = 0; i < rgb.length; i++) out[i] = Math.max(0, Math.min(255, Math.round(rgb[i]!)));
-  const counted = cells.filter((c) => c.visible >= 0.5);
+  const counted = cells.filter((c) => c.visible >= 0.999);
   const parasitemia = counted.length === 0 ? 0 : counted.filter((c) => c.label === 'Parasitized').length / counted.length;
   return { rgb: out, width, height, cells, parasitemia, ...(fov ? { fov } : {}) };
 }
