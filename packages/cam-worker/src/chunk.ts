@@ -64,6 +64,8 @@ export interface ChunkContext {
   maxPixels: number;
   /** Decoded pixels per inference batch (the memory bound, with at most three batches in flight). */
   batchPixels: number;
+  /** Smear fields: the largest accepted, the largest decoded whole, and the region side beyond that. */
+  fields?: { maxSlidePixels: number; maxFieldPixels: number; tile: number };
 }
 
 export interface ChunkOutcome {
@@ -235,7 +237,8 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
     // Fields one at a time: a field's decoded pixels and cell finding are the largest thing a worker holds.
     for (const item of fieldItems) {
       const f0 = performance.now();
-      results.set(item.imageId, await processField(item, { store, engine, manifest, precision, job, maxPixels: ctx.maxPixels, inferBatch: ctx.inferBatch, write, log }));
+      const limits = ctx.fields ?? { maxSlidePixels: ctx.maxPixels, maxFieldPixels: ctx.maxPixels, tile: 4096 };
+      results.set(item.imageId, await processField(item, { store, engine, manifest, precision, job, ...limits, inferBatch: ctx.inferBatch, write, log }));
       const r = results.get(item.imageId)!;
       if (r.status === 'ok') okCount++;
       inferMs += performance.now() - f0;

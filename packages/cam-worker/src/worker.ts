@@ -64,6 +64,7 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
             storeParallelism: config.CAM_STORE_PARALLELISM,
             maxPixels: config.MAX_IMAGE_PIXELS,
             batchPixels: config.CAM_BATCH_PIXELS,
+            fields: { maxSlidePixels: config.MAX_SLIDE_PIXELS, maxFieldPixels: config.MAX_FIELD_PIXELS, tile: config.FIELD_TILE },
           }),
         { connection, prefix: config.QUEUE_PREFIX, name: `cam-${process.pid}`, concurrency: config.CAM_CONCURRENCY, ...limits },
       )

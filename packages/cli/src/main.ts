@@ -218,6 +218,7 @@ async function main(argv: string[]): Promise<void> {
           attempts: ctx.config.CAM_ATTEMPTS,
           backoffMs: ctx.config.CAM_BACKOFF_MS,
           maxPixels: ctx.config.MAX_IMAGE_PIXELS,
+          maxSlidePixels: ctx.config.MAX_SLIDE_PIXELS,
           log: ctx.log,
           ...(v.model ? { modelVersion: v.model } : {}),
           ...(v.key ? { idempotencyKey: v.key } : {}),

@@ -44,6 +44,15 @@ export const configSchema = z.object({
    */
   MAX_IMAGE_PIXELS: positiveInt.default(16_777_216),
   /**
+   * Largest smear field or whole-slide scan, in pixels (default 2 × 10⁹, e.g. 44,000²). Fields above
+   * `MAX_FIELD_PIXELS` are read region by region (tiled TIFFs: only the tiles under each region are decoded).
+   */
+  MAX_SLIDE_PIXELS: positiveInt.default(2_000_000_000),
+  /** Fields up to this many pixels are decoded whole (and get Deep Zoom pyramids); larger ones go region by region. */
+  MAX_FIELD_PIXELS: positiveInt.default(16_777_216),
+  /** Side of a region's core when a field is read region by region (regions overlap by 1.6 cell diameters). */
+  FIELD_TILE: positiveInt.default(4096),
+  /**
    * Decoded pixels per inference batch of a cam-worker. With three batches in flight per chunk, a worker's image
    * memory is about 3 × CAM_CONCURRENCY × CAM_BATCH_PIXELS × 12 bytes (decoded, heatmap, overlay): 1.2 GB by default.
    */

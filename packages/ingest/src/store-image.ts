@@ -21,14 +21,26 @@ export function rejectionReason(error: unknown): string {
  * a cache: an image that does not decode gets none, and the cam-worker then decodes the original itself and fails
  * that item with the reason.
  */
-export async function storeOriginal(store: ObjectStore, bytes: Buffer, maxPixels: number, known?: Set<string>, inputSize?: number, kindOf?: (width: number, height: number) => 'cell' | 'field'): Promise<StoredImage & { kind: 'cell' | 'field'; inputPng?: Buffer }> {
-  const info = await inspectImage(bytes, maxPixels);
+export async function storeOriginal(
+  store: ObjectStore,
+  bytes: Buffer,
+  maxPixels: number,
+  known?: Set<string>,
+  inputSize?: number,
+  kindOf?: (width: number, height: number) => 'cell' | 'field',
+  maxSlidePixels = maxPixels,
+): Promise<StoredImage & { kind: 'cell' | 'field'; inputPng?: Buffer }> {
+  // A field may be a whole-slide scan (up to `maxSlidePixels`, read region by region); a cell stays within `maxPixels`.
+  const info = await inspectImage(bytes, Math.max(maxPixels, kindOf ? maxSlidePixels : maxPixels));
+  const kind = kindOf?.(info.width, info.height) ?? 'cell';
+  if (kind === 'cell' && info.width * info.height > maxPixels) {
+    throw new ImageInputError('too-many-pixels', `image is ${info.width}×${info.height} = ${info.width * info.height} pixels, above the limit of ${maxPixels} for a cell (a field may have up to ${maxSlidePixels}: --kind fields)`);
+  }
   const sha256 = sha256Hex(bytes);
   if (!known?.has(sha256)) {
     await store.put(keys.original(sha256, info.ext), bytes, `image/${info.format}`);
     known?.add(sha256);
   }
-  const kind = kindOf?.(info.width, info.height) ?? 'cell';
   const stored = { sha256, ext: info.ext, width: info.width, height: info.height, kind };
   // A field's model inputs are its cells, found by the worker: nothing to pack for it here.
   if (!inputSize || kind === 'field') return stored;

@@ -45,6 +45,8 @@ export interface SubmitOptions {
   modelVersion?: string;
   options?: Partial<CamOptions>;
   chunkSize?: number;
+  /** Largest field or whole-slide scan (`MAX_SLIDE_PIXELS`); cells stay within `maxPixels`. */
+  maxSlidePixels?: number;
   /**
    * Same key and same content (entries, options): the existing batch, nothing enqueued. Same key and other
    * content: a ConflictError naming the key. Claiming a key is atomic, so concurrent submissions cannot mix.
@@ -153,6 +155,9 @@ async function forEachEntry(source: OpenedSource, parallel: number, onEntry: (en
  * Memory is bounded: entries stream from the source with 8 in flight, and accepted model inputs are packed and
  * written as soon as their chunk is complete.
  */
+/** `MAX_SLIDE_PIXELS`' default, for callers without a config. */
+export const DEFAULT_SLIDE_PIXELS = 2_000_000_000;
+
 export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
   const { store, log } = opts;
   const options = parseWith(camOptionsSchema, opts.options ?? {}, 'options');
@@ -237,7 +242,7 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
       let bytes: Buffer | undefined;
       try {
         bytes = await entry.read();
-        const { inputPng, ...stored } = await storeOriginal(store, bytes, maxPixels, known, inputSize, (w, h) => itemKind(options.kind, w, h, model.cellSide));
+        const { inputPng, ...stored } = await storeOriginal(store, bytes, maxPixels, known, inputSize, (w, h) => itemKind(options.kind, w, h, model.cellSide), opts.maxSlidePixels ?? DEFAULT_SLIDE_PIXELS);
         result = { name: entry.name, content: stored.sha256, line: { imageId, name: entry.name, ...stored, chunk: -1 }, ...(inputPng ? { inputPng } : {}) };
       } catch (error) {
         if (error instanceof StorageError) throw error;

@@ -98,6 +98,21 @@ function rgbPipeline(bytes: Uint8Array, maxPixels: number): Sharp {
     .removeAlpha();
 }
 
+/**
+ * Decode one region of an image (oriented coordinates), with the same pipeline as `decodeRgb`. For tiled TIFFs
+ * libvips reads only the tiles under the region, so a whole-slide scan larger than memory is read piece by piece.
+ */
+export async function decodeRegion(bytes: Uint8Array, region: { left: number; top: number; width: number; height: number }, maxPixels: number): Promise<RgbImage> {
+  try {
+    const { data, info } = await rgbPipeline(bytes, maxPixels).extract(region).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new ImageInputError('undecodable', `decoded to ${info.channels} channels, expected 3`);
+    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+  } catch (error) {
+    if (error instanceof ImageInputError) throw error;
+    throw classify(error, bytes);
+  }
+}
+
 /** The model-input resize: cubic, aspect ratio not kept (as the seed), never libjpeg's approximate shrink-on-load. */
 const inputResize = (size: number): ResizeOptions => ({ width: size, height: size, fit: 'fill', kernel: 'cubic', fastShrinkOnLoad: false });
 

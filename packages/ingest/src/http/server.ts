@@ -239,6 +239,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         attempts: config.CAM_ATTEMPTS,
         backoffMs: config.CAM_BACKOFF_MS,
         maxPixels: config.MAX_IMAGE_PIXELS,
+        maxSlidePixels: config.MAX_SLIDE_PIXELS,
         log: deps.log,
         ...(f.key ? { idempotencyKey: f.key } : {}),
         ...(f.model ? { modelVersion: f.model } : {}),

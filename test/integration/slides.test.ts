@@ -1,0 +1,69 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { encodePng, fieldDocumentSchema, generateField, iou, scoreDetections, type Box, type FieldResult } from '@camflow/common';
+import { planRegions } from '@camflow/cam-worker';
+import { readResults } from '../../packages/cli/src/wait.ts';
+import { publishUntrained, runCli, startCluster } from '../helpers/cluster.ts';
+
+test('regions tile a slide: cores cover every pixel once, each region reads a margin around its core', () => {
+  const regions = planRegions(2500, 1100, 1024, 180);
+  assert.equal(regions.length, 3 * 2);
+  let covered = 0;
+  for (const r of regions) {
+    covered += (r.core.x1 - r.core.x0) * (r.core.y1 - r.core.y0);
+    assert.ok(r.left <= Math.max(0, r.core.x0 - 180) && r.left + r.width >= Math.min(2500, r.core.x1 + 180));
+    assert.ok(r.top >= 0 && r.top + r.height <= 1100);
+  }
+  assert.equal(covered, 2500 * 1100);
+});
+
+test('a field larger than MAX_FIELD_PIXELS (a tiled TIFF) is read region by region, and a cell on a region border is found once', async () => {
+  // The worker decodes at most ~1.4 Mpx at a time (1,024² cores + margins) of a 4,200×3,000 slide.
+  const c = await startCluster({ MAX_FIELD_PIXELS: '4000000', FIELD_TILE: '1024' });
+  try {
+    await publishUntrained(c.ctx);
+    // 3 × 3 copies of one synthetic field, as a tiled, JPEG-compressed TIFF (what slide scanners write).
+    const field = generateField(21, { width: 1400, height: 1000, cells: 40, fov: false });
+    const png = await encodePng(field.rgb, field.width, field.height);
+    const folder = join(c.dir, 'slides');
+    await mkdir(folder, { recursive: true });
+    const tiff = await sharp(Array.from({ length: 9 }, () => png), { join: { across: 3 } }).tiff({ tile: true, tileWidth: 256, tileHeight: 256, compression: 'jpeg', quality: 92 }).toBuffer();
+    await writeFile(join(folder, 'slide.tiff'), tiff);
+    c.spawnWorker('cam');
+    const run = await runCli(c, ['submit', folder, '--wait', '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const batchId = JSON.parse(run.stdout.trim().split('\n').pop()!).batchId as string;
+    const [line] = await readResults(c.ctx.store, batchId);
+    assert.equal(line!.status, 'ok', JSON.stringify(line));
+    const result = line as FieldResult;
+    assert.equal(result.kind, 'field');
+    assert.deepEqual([result.width, result.height], [4200, 3000]);
+    assert.equal(result.outputs.fieldDzi, undefined, 'no full-resolution pyramid for a slide read region by region');
+    const doc = fieldDocumentSchema.parse(JSON.parse((await c.ctx.store.get(result.outputs.field)).toString('utf8')));
+    // Truth: the field's wholly visible cells in each of the 9 copies.
+    const truth: { box: Box; ignore: boolean }[] = [];
+    for (let k = 0; k < 9; k++) {
+      const dx = (k % 3) * 1400;
+      const dy = Math.floor(k / 3) * 1000;
+      for (const t of field.cells) truth.push({ box: { ...t.box, x: t.box.x + dx, y: t.box.y + dy }, ignore: t.visible < 0.999 });
+    }
+    const score = scoreDetections(doc.cells.map((x) => x.box), truth);
+    assert.ok(score.recall >= 0.9, `recall over the slide: ${JSON.stringify(score)}`);
+    // Region borders (every 1,024 px) cut through many cells: each is still reported once.
+    const crossing = doc.cells.filter((x) => [1024, 2048, 3072].some((b) => x.box.x < b && x.box.x + x.box.width > b) || [1024, 2048].some((b) => x.box.y < b && x.box.y + x.box.height > b));
+    assert.ok(crossing.length >= 10, `${crossing.length} cells straddle a region border`);
+    for (let i = 0; i < doc.cells.length; i++) {
+      for (let j = i + 1; j < doc.cells.length; j++) assert.ok(iou(doc.cells[i]!.box, doc.cells[j]!.box) < 0.5, `cells ${i} and ${j} are the same cell found twice: ${JSON.stringify([doc.cells[i]!.box, doc.cells[i]!.clipped, doc.cells[j]!.box, doc.cells[j]!.clipped])}`);
+    }
+    // Every polygon and peak is in slide coordinates, inside its box.
+    for (const x of doc.cells) {
+      assert.ok(x.polygon.every(([px, py]) => px >= x.box.x - 1 && px <= x.box.x + x.box.width + 1 && py >= x.box.y - 1 && py <= x.box.y + x.box.height + 1));
+      assert.ok(x.peak.x >= x.box.x && x.peak.x <= x.box.x + x.box.width && x.peak.y >= x.box.y && x.peak.y <= x.box.y + x.box.height);
+    }
+  } finally {
+    await c.close();
+  }
+});
