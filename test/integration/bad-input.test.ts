@@ -92,6 +92,10 @@ test('animated or multi-page images are refused with a reason; a single-page fil
   const tiff = await sharp([await frame(10), await frame(200)], { join: { animated: true } }).tiff().toBuffer();
   await assert.rejects(inspectImage(tiff), (e: unknown) => e instanceof ImageInputError && e.reason === 'multi-page');
   assert.equal((await inspectImage(await sharp(await frame(5)).webp().toBuffer())).format, 'webp');
+  // A pyramidal TIFF (a slide scanner's layout: each page a smaller copy of the first) is one image: its first page.
+  const pyramid = await sharp({ create: { width: 1024, height: 768, channels: 3, background: { r: 200, g: 150, b: 160 } } }).tiff({ tile: true, pyramid: true, tileWidth: 128, tileHeight: 128 }).toBuffer();
+  assert.ok(((await sharp(pyramid).metadata()).pages ?? 1) > 1, 'the pyramid has several pages');
+  assert.deepEqual(await inspectImage(pyramid).then((i) => [i.format, i.width, i.height]), ['tiff', 1024, 768]);
 });
 
 test('a stored JSON object that does not parse is reported as corrupt, naming the key; a missing one is undefined', async () => {

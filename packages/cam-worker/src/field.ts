@@ -115,8 +115,8 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
     if (error instanceof ImageInputError) return failed(error);
     throw error;
   }
-  // Oriented size (EXIF orientations 5–8 swap the sides).
-  const [width, height] = info.orientation >= 5 ? [info.height, info.width] : [info.width, info.height];
+  const { width, height } = info; // oriented
+
   const whole = width * height <= ctx.maxFieldPixels;
   const positiveClass = manifest.screening?.positiveClass ?? defaultPositiveClass(manifest.classNames);
   const size = engine.inputSize;

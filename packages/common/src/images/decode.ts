@@ -63,6 +63,20 @@ function classify(error: unknown, bytes?: Uint8Array): ImageInputError {
 }
 
 /**
+ * A pyramidal TIFF (what slide scanners and libvips write): every page a smaller copy of the first. Only the first,
+ * full-resolution page is read; a TIFF of unrelated pages stays refused.
+ */
+async function isPyramid(bytes: Uint8Array, meta: Metadata, maxPixels: number): Promise<boolean> {
+  let previous = meta.width ?? 0;
+  for (let page = 1; page < Math.min(meta.pages ?? 1, 12); page++) {
+    const m = await sharp(bytes, { page, limitInputPixels: maxPixels }).metadata().catch(() => undefined);
+    if (!m?.width || m.width > 0.75 * previous) return false;
+    previous = m.width;
+  }
+  return true;
+}
+
+/**
  * Read and validate an image's header: format, oriented size, pixel limit, single page. Throws ImageInputError
  * with a reason (`empty`, `unsupported-format`, `too-many-pixels`, `multi-page`, `bad-dimensions`, …).
  * @example const info = await inspectImage(bytes);
@@ -78,7 +92,9 @@ export async function inspectImage(bytes: Uint8Array, maxPixels = DEFAULT_MAX_PI
   const format = meta.format ?? 'unknown';
   const ext = ACCEPTED[format];
   if (!ext) throw new ImageInputError('unsupported-format', `format "${format}" is not accepted (PNG, JPEG, TIFF or WebP)`);
-  if ((meta.pages ?? 1) > 1) throw new ImageInputError('multi-page', `image has ${meta.pages} pages or frames; submit one image per file`);
+  if ((meta.pages ?? 1) > 1 && !(format === 'tiff' && (await isPyramid(bytes, meta, maxPixels)))) {
+    throw new ImageInputError('multi-page', `image has ${meta.pages} pages or frames; submit one image per file`);
+  }
   const rotated = (meta.orientation ?? 1) >= 5;
   const width = rotated ? meta.height : meta.width;
   const height = rotated ? meta.width : meta.height;
