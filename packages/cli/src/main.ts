@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema } from '@camflow/common';
 import { addDataset, batchStatus, buildApi, repairBatch, submitBatch } from '@camflow/ingest';
@@ -139,8 +140,23 @@ async function main(argv: string[]): Promise<void> {
       const ctx = await createContext({ ...process.env, ...env }, 'dev');
       await ensureStore(ctx.store, ctx.config);
       const workers = await startWorkers('all', ctx.config, ctx.store, ctx.log);
-      process.stdout.write(`camflow dev is up. In another shell:\n${Object.entries(env).map(([k, val]) => `export ${k}=${val}`).join('\n')}\n`);
+      // The API and the viewer too, on loopback, behind a token (given, or made for this run).
+      const token = ctx.config.API_TOKEN ?? randomBytes(16).toString('hex');
+      const apiRedis = await connectProducer(env.REDIS_URL);
+      const app = await buildApi({ config: { ...ctx.config, API_TOKEN: token }, store: ctx.store, flow: ctx.flow, queues: ctx.queues, redis: apiRedis, log: ctx.log });
+      const host = process.env.API_HOST ?? '127.0.0.1';
+      const address = await app.listen({ port: ctx.config.API_PORT, host }).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EADDRINUSE') throw error;
+        return app.listen({ port: 0, host });
+      });
+      process.stdout.write(
+        `camflow dev is up.\nviewer and API: ${address}/viewer  (token: ${ctx.config.API_TOKEN ? 'your API_TOKEN' : token})\nIn another shell:\n${Object.entries(env)
+          .map(([k, val]) => `export ${k}=${val}`)
+          .join('\n')}\nexport API_PORT=${new URL(address).port}\n`,
+      );
       closeOnSignals(async () => {
+        await app.close();
+        await apiRedis.quit().catch(() => undefined);
         await workers.close();
         await ctx.close();
         await s3.stop();
