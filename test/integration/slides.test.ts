@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { encodePng, fieldDocumentSchema, generateField, iou, scoreDetections, type Box, type FieldResult } from '@camflow/common';
+import { encodePng, isTiledTiff, fieldDocumentSchema, generateField, iou, scoreDetections, type Box, type FieldResult } from '@camflow/common';
 import { planRegions } from '@camflow/cam-worker';
 import { readResults } from '../../packages/cli/src/wait.ts';
 import { publishUntrained, runCli, startCluster } from '../helpers/cluster.ts';
@@ -32,11 +32,18 @@ test('a field larger than MAX_FIELD_PIXELS (a tiled TIFF) is read region by regi
     await mkdir(folder, { recursive: true });
     const tiff = await sharp(Array.from({ length: 9 }, () => png), { join: { across: 3 } }).tiff({ tile: true, tileWidth: 256, tileHeight: 256, compression: 'jpeg', quality: 92 }).toBuffer();
     await writeFile(join(folder, 'slide.tiff'), tiff);
+    assert.ok(isTiledTiff(tiff) && !isTiledTiff(await sharp(png).tiff().toBuffer()), 'the TIFF header says tiled or not');
+    // The same slide as a PNG cannot be read region by region (libvips would decode it whole): refused at submission.
+    await writeFile(join(folder, 'slide.png'), await sharp(tiff).png({ compressionLevel: 1 }).toBuffer());
     c.spawnWorker('cam');
     const run = await runCli(c, ['submit', folder, '--wait', '--json']);
     assert.equal(run.code, 0, run.stderr);
     const batchId = JSON.parse(run.stdout.trim().split('\n').pop()!).batchId as string;
-    const [line] = await readResults(c.ctx.store, batchId);
+    const lines = await readResults(c.ctx.store, batchId);
+    const refused = lines.find((l) => l.name === 'slide.png')!;
+    assert.equal(refused.status, 'failed');
+    assert.ok(refused.status === 'failed' && refused.reason === 'too-many-pixels' && /tiled TIFF/.test(refused.error), JSON.stringify(refused));
+    const line = lines.find((l) => l.name === 'slide.tiff');
     assert.equal(line!.status, 'ok', JSON.stringify(line));
     const result = line as FieldResult;
     assert.equal(result.kind, 'field');

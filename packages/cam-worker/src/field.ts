@@ -10,6 +10,7 @@ import {
   decodeRegion,
   decodeRgb,
   inspectImage,
+  tooLargeToReadWhole,
   defaultPositiveClass,
   fieldGeoJson,
   findCells,
@@ -111,6 +112,7 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
   let info;
   try {
     info = await inspectImage(bytes, ctx.maxSlidePixels);
+    tooLargeToReadWhole(info, ctx.maxFieldPixels);
   } catch (error) {
     if (error instanceof ImageInputError) return failed(error);
     throw error;

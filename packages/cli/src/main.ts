@@ -235,6 +235,7 @@ async function main(argv: string[]): Promise<void> {
           backoffMs: ctx.config.CAM_BACKOFF_MS,
           maxPixels: ctx.config.MAX_IMAGE_PIXELS,
           maxSlidePixels: ctx.config.MAX_SLIDE_PIXELS,
+          maxFieldPixels: ctx.config.MAX_FIELD_PIXELS,
           log: ctx.log,
           ...(v.model ? { modelVersion: v.model } : {}),
           ...(v.key ? { idempotencyKey: v.key } : {}),

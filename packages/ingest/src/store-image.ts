@@ -1,4 +1,4 @@
-import { ImageInputError, encodePng, errorMessage, inspectImage, keys, preprocess, sha256Hex, type ObjectStore } from '@camflow/common';
+import { ImageInputError, tooLargeToReadWhole, encodePng, errorMessage, inspectImage, keys, preprocess, sha256Hex, type ObjectStore } from '@camflow/common';
 
 export interface StoredImage {
   sha256: string;
@@ -29,6 +29,7 @@ export async function storeOriginal(
   inputSize?: number,
   kindOf?: (width: number, height: number) => 'cell' | 'field',
   maxSlidePixels = maxPixels,
+  maxFieldPixels = maxPixels,
 ): Promise<StoredImage & { kind: 'cell' | 'field'; inputPng?: Buffer }> {
   // A field may be a whole-slide scan (up to `maxSlidePixels`, read region by region); a cell stays within `maxPixels`.
   const info = await inspectImage(bytes, Math.max(maxPixels, kindOf ? maxSlidePixels : maxPixels));
@@ -36,6 +37,7 @@ export async function storeOriginal(
   if (kind === 'cell' && info.width * info.height > maxPixels) {
     throw new ImageInputError('too-many-pixels', `image is ${info.width}×${info.height} = ${info.width * info.height} pixels, above the limit of ${maxPixels} for a cell (a field may have up to ${maxSlidePixels}: --kind fields)`);
   }
+  tooLargeToReadWhole(info, maxFieldPixels);
   const sha256 = sha256Hex(bytes);
   if (!known?.has(sha256)) {
     await store.put(keys.original(sha256, info.ext), bytes, `image/${info.format}`);

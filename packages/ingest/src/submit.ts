@@ -47,6 +47,8 @@ export interface SubmitOptions {
   chunkSize?: number;
   /** Largest field or whole-slide scan (`MAX_SLIDE_PIXELS`); cells stay within `maxPixels`. */
   maxSlidePixels?: number;
+  /** Fields above this (`MAX_FIELD_PIXELS`; default `maxPixels`) must be tiled TIFFs: they are read region by region. */
+  maxFieldPixels?: number;
   /**
    * Same key and same content (entries, options): the existing batch, nothing enqueued. Same key and other
    * content: a ConflictError naming the key. Claiming a key is atomic, so concurrent submissions cannot mix.
@@ -242,7 +244,7 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
       let bytes: Buffer | undefined;
       try {
         bytes = await entry.read();
-        const { inputPng, ...stored } = await storeOriginal(store, bytes, maxPixels, known, inputSize, (w, h) => itemKind(options.kind, w, h, model.cellSide), opts.maxSlidePixels ?? DEFAULT_SLIDE_PIXELS);
+        const { inputPng, ...stored } = await storeOriginal(store, bytes, maxPixels, known, inputSize, (w, h) => itemKind(options.kind, w, h, model.cellSide), opts.maxSlidePixels ?? DEFAULT_SLIDE_PIXELS, opts.maxFieldPixels ?? maxPixels);
         result = { name: entry.name, content: stored.sha256, line: { imageId, name: entry.name, ...stored, chunk: -1 }, ...(inputPng ? { inputPng } : {}) };
       } catch (error) {
         if (error instanceof StorageError) throw error;

@@ -24,6 +24,44 @@ export interface ImageInfo {
   height: number;
   /** EXIF orientation (1: stored upright). */
   orientation: number;
+  /** A TIFF stored in tiles: a region can be decoded without the rest (what whole-slide scans need). */
+  tiled: boolean;
+}
+
+/**
+ * A field above `maxFieldPixels` is read region by region, which only a tiled TIFF allows without decoding it all;
+ * anything else that large is refused (a small PNG can hold a 16,000² image of zeros). The worker checks the same.
+ */
+export function tooLargeToReadWhole(info: { width: number; height: number; format: string; tiled: boolean }, maxFieldPixels: number): void {
+  if (info.width * info.height > maxFieldPixels && !info.tiled) {
+    throw new ImageInputError(
+      'too-many-pixels',
+      `image is ${info.width}×${info.height} = ${info.width * info.height} pixels, above MAX_FIELD_PIXELS (${maxFieldPixels}); a field this large must be a tiled TIFF (whole-slide scans are), which is read region by region — this is a ${info.tiled ? 'tiled' : 'non-tiled'} ${info.format}`,
+    );
+  }
+}
+
+/** Whether a TIFF's first image directory has tiles (tags 322/323, TileWidth/TileLength), from the header bytes. */
+export function isTiledTiff(bytes: Uint8Array): boolean {
+  if (bytes.length < 8) return false;
+  const little = bytes[0] === 0x49 && bytes[1] === 0x49;
+  if (!little && !(bytes[0] === 0x4d && bytes[1] === 0x4d)) return false;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const magic = view.getUint16(2, little);
+  // Classic TIFF (42): 2-byte entry count, 12-byte entries; BigTIFF (43): 8-byte count and offsets, 20-byte entries.
+  const big = magic === 43;
+  if (magic !== 42 && !big) return false;
+  const ifd = big ? Number(view.getBigUint64(8, little)) : view.getUint32(4, little);
+  if (ifd + (big ? 8 : 2) > bytes.length) return false;
+  const count = big ? Number(view.getBigUint64(ifd, little)) : view.getUint16(ifd, little);
+  const first = ifd + (big ? 8 : 2);
+  for (let i = 0; i < count; i++) {
+    const at = first + i * (big ? 20 : 12);
+    if (at + 2 > bytes.length) return false;
+    const tag = view.getUint16(at, little);
+    if (tag === 322 || tag === 323) return true;
+  }
+  return false;
 }
 
 export const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
@@ -102,7 +140,7 @@ export async function inspectImage(bytes: Uint8Array, maxPixels = DEFAULT_MAX_PI
   if (width * height > maxPixels) {
     throw new ImageInputError('too-many-pixels', `image is ${width}×${height} = ${width * height} pixels, above the limit of ${maxPixels}`);
   }
-  return { format, ext, width, height, orientation: meta.orientation ?? 1 };
+  return { format, ext, width, height, orientation: meta.orientation ?? 1, tiled: format === 'tiff' && isTiledTiff(bytes) };
 }
 
 /** The decoding pipeline: EXIF auto-orient, alpha flattened onto black, 8-bit sRGB, three channels. */

@@ -240,6 +240,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         backoffMs: config.CAM_BACKOFF_MS,
         maxPixels: config.MAX_IMAGE_PIXELS,
         maxSlidePixels: config.MAX_SLIDE_PIXELS,
+        maxFieldPixels: config.MAX_FIELD_PIXELS,
         log: deps.log,
         ...(f.key ? { idempotencyKey: f.key } : {}),
         ...(f.model ? { modelVersion: f.model } : {}),
