@@ -48,7 +48,12 @@ test('a field larger than MAX_FIELD_PIXELS (a tiled TIFF) is read region by regi
     const result = line as FieldResult;
     assert.equal(result.kind, 'field');
     assert.deepEqual([result.width, result.height], [4200, 3000]);
-    assert.equal(result.outputs.fieldDzi, undefined, 'no full-resolution pyramid for a slide read region by region');
+    // Its pyramids: the slide at full resolution (streamed by libvips), the stitched heatmap scaled to MAX_FIELD_PIXELS.
+    const size = async (key: string) => (await c.ctx.store.get(key)).toString('utf8').match(/Height="(\d+)"\s+Width="(\d+)"/)!.slice(1).map(Number);
+    assert.deepEqual(await size(result.outputs.fieldDzi!), [3000, 4200]);
+    const [hh, hw] = await size(result.outputs.heatmapDzi!);
+    assert.ok(hw! * hh! <= 4_000_000 && Math.abs(hw! / hh! - 1.4) < 0.01, `heatmap ${hw}×${hh}`);
+    assert.ok(result.outputs.overlay && (await c.ctx.store.exists(result.outputs.overlay)));
     const doc = fieldDocumentSchema.parse(JSON.parse((await c.ctx.store.get(result.outputs.field)).toString('utf8')));
     // Truth: the field's wholly visible cells in each of the 9 copies.
     const truth: { box: Box; ignore: boolean }[] = [];

@@ -1,11 +1,13 @@
 import { readFile } from 'node:fs/promises';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import {
   ImageInputError,
   cellForeground,
   createLimiter,
   cropCell,
   deepZoom,
+  deepZoomOf,
+  rgbPipeline,
   paintCellHeat,
   decodeRegion,
   decodeRgb,
@@ -123,7 +125,12 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
   const positiveClass = manifest.screening?.positiveClass ?? defaultPositiveClass(manifest.classNames);
   const size = engine.inputSize;
   const cells: FieldCell[] = [];
-  const wantsPyramids = whole && job.options.outputs.includes('heatmap');
+  const wantsPyramids = job.options.outputs.includes('heatmap');
+  // The stitched heatmap: at field resolution for a field decoded whole; for a slide, scaled down to MAX_FIELD_PIXELS
+  // (the viewer stretches it over the slide).
+  const heatScale = whole ? 1 : Math.min(1, Math.sqrt(ctx.maxFieldPixels / (width * height)));
+  const heatWidth = Math.max(1, Math.round(width * heatScale));
+  const heatHeight = Math.max(1, Math.round(height * heatScale));
   let heat: Uint8Array | undefined;
   let fieldImage: RgbImage | undefined;
   let diameter = job.options.cellDiameter;
@@ -144,7 +151,7 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
             yield { rgb: await decodeRegion(bytes, r, ctx.maxSlidePixels), left: r.left, top: r.top, core: r.core };
           }
         })();
-    if (wantsPyramids) heat = new Uint8Array(width * height * 4);
+    if (wantsPyramids) heat = new Uint8Array(heatWidth * heatHeight * 4);
     for await (const region of regions) {
       regionCount++;
       const { rgb, left, top, core } = region;
@@ -170,7 +177,7 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
           const foreground = job.options.restrictToCell ? cellForeground(input, size, c.box.width, c.box.height) : undefined;
           const loc = localizeImage(predictions[k]!, engine.classifierWeights, manifest.classNames, c.box.width, c.box.height, { ...job.options, target: positiveClass }, foreground);
           const cam = loc.cams[0]!;
-          if (heat) paintCellHeat(heat, width, box, loc.map, (x, y) => labelAt(x - left, y - top) === index + 1);
+          if (heat) paintCellHeat(heat, heatWidth, box, loc.map, (x, y) => labelAt(x - left, y - top) === index + 1, heatScale);
           const probability = loc.probabilities[positiveClass] ?? 0;
           cells.push({
             cell: cells.length,
@@ -197,16 +204,17 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
   ctx.write(() => store.putJson(fieldKey, document));
   ctx.write(() => store.put(geojsonKey, JSON.stringify(fieldGeoJson(cells, positiveClass)), 'application/geo+json'));
   const outputs: { field: string; geojson: string; overlay?: string; fieldDzi?: string; heatmapDzi?: string } = { field: fieldKey, geojson: geojsonKey };
-  if (fieldImage && job.options.outputs.includes('overlay')) {
+  // A slide read region by region is re-read as a libvips pipeline: shrunk for the overlay, streamed for its pyramid.
+  const fieldPipeline = () => (fieldImage ? sharp(fieldImage.data, { raw: { width, height, channels: 3 } }) : rgbPipeline(bytes, ctx.maxSlidePixels));
+  if (job.options.outputs.includes('overlay')) {
     const key = (outputs.overlay = keys.resultOverlay(job.batchId, item.imageId));
-    const png = await fieldOverlay(fieldImage, cells, positiveClass);
+    const png = await fieldOverlay(fieldPipeline(), width, height, cells, positiveClass);
     ctx.write(() => store.put(key, png, 'image/png'));
   }
-  if (fieldImage && heat) {
-    for (const [layer, pixels, channels] of [['field', fieldImage.data, 3], ['heatmap', heat, 4]] as const) {
+  if (heat) {
+    const upload = async (layer: 'field' | 'heatmap', dz: Awaited<ReturnType<typeof deepZoomOf>>) => {
       const key = keys.resultDeepZoom(job.batchId, item.imageId, layer);
       const base = key.slice(0, key.lastIndexOf('/') + 1);
-      const dz = await deepZoom(pixels, width, height, channels, layer);
       try {
         // Uploaded before the chunk commits (tiles first, the .dzi last): a viewer never sees a pyramid half-written.
         const limit = createLimiter(8);
@@ -216,17 +224,19 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
         await dz.dispose();
       }
       outputs[layer === 'field' ? 'fieldDzi' : 'heatmapDzi'] = key;
-    }
+    };
+    await upload('field', await deepZoomOf(fieldPipeline(), 3, 'field'));
+    await upload('heatmap', await deepZoom(heat, heatWidth, heatHeight, 4, 'heatmap'));
   }
   ctx.log.info({ imageId: item.imageId, cells: summary.cells, counted: summary.counted, infected: summary.infected, regions: regionCount, ms: Math.round(performance.now() - t0) }, 'field localized');
   return { batchId: job.batchId, imageId: item.imageId, name: item.name, status: 'ok', kind: 'field', sha256: item.sha256, width, height, modelVersion: job.modelVersion, precision: ctx.precision, field: summary, outputs };
 }
 
 /** The field, shrunk to at most 2048 px, with each cell's outline (red: positive class; green: other; dashed: cut by an edge) and parasite boxes (yellow). */
-async function fieldOverlay(image: { data: Uint8Array; width: number; height: number }, cells: FieldCell[], positiveClass: string): Promise<Buffer> {
-  const s = Math.min(1, OVERLAY_SIDE / Math.max(image.width, image.height));
-  const w = Math.max(1, Math.round(image.width * s));
-  const h = Math.max(1, Math.round(image.height * s));
+async function fieldOverlay(image: Sharp, width: number, height: number, cells: FieldCell[], positiveClass: string): Promise<Buffer> {
+  const s = Math.min(1, OVERLAY_SIDE / Math.max(width, height));
+  const w = Math.max(1, Math.round(width * s));
+  const h = Math.max(1, Math.round(height * s));
   const stroke = Math.max(1.5, 3 * s);
   const shapes = cells.map((c) => {
     const colour = c.predicted.label === positiveClass ? '#e02828' : '#3caa4b';
@@ -235,6 +245,6 @@ async function fieldOverlay(image: { data: Uint8Array; width: number; height: nu
     return `<polygon points="${points}" fill="none" stroke="${colour}" stroke-width="${stroke}"${c.clipped ? ' stroke-dasharray="6 4"' : ''}/>${box}`;
   });
   const svg = `<svg width="${w}" height="${h}" xmlns="http://www.w3.org/2000/svg">${shapes.join('')}</svg>`;
-  const base = await sharp(image.data, { raw: { width: image.width, height: image.height, channels: 3 } }).resize(w, h).png().toBuffer();
+  const base = await image.resize(w, h, { fit: 'fill' }).png().toBuffer();
   return sharp(base).composite([{ input: Buffer.from(svg) }]).png().toBuffer();
 }

@@ -3,19 +3,28 @@ import { InvalidParameterError } from '../errors.js';
 import type { Box } from '../cam/localize.js';
 
 /**
- * Paint one cell's normalised CAM (`box.width × box.height`, values in [0, 1]) into a field-sized RGBA heatmap, jet
- * colours, opaque on the cell's own pixels (`inCell(x, y)` in field pixels) and untouched elsewhere, so that the
- * stitched map shows each cell's CAM and the plasma stays transparent.
+ * Paint one cell's normalised CAM (`box.width × box.height` field pixels, values in [0, 1]) into an RGBA heatmap of
+ * the field at `scale` (heat pixels per field pixel; 1 for a field decoded whole, less for a whole-slide scan), jet
+ * colours, opaque where the cell's own pixels are (`inCell(x, y)` in field pixels) and untouched elsewhere, so that
+ * the stitched map shows each cell's CAM and the plasma stays transparent.
  */
-export function paintCellHeat(rgba: Uint8Array, fieldWidth: number, box: Box, map: Float32Array, inCell: (x: number, y: number) => boolean): void {
+export function paintCellHeat(rgba: Uint8Array, heatWidth: number, box: Box, map: Float32Array, inCell: (x: number, y: number) => boolean, scale = 1): void {
   if (map.length !== box.width * box.height) throw new InvalidParameterError('map', `${box.width}×${box.height} values`, map.length);
-  for (let y = 0; y < box.height; y++) {
-    for (let x = 0; x < box.width; x++) {
-      const fx = box.x + x;
-      const fy = box.y + y;
-      if (!inCell(fx, fy)) continue;
+  const heatHeight = rgba.length / 4 / heatWidth;
+  const hx0 = Math.max(0, Math.floor(box.x * scale));
+  const hy0 = Math.max(0, Math.floor(box.y * scale));
+  const hx1 = Math.min(heatWidth, Math.ceil((box.x + box.width) * scale));
+  const hy1 = Math.min(heatHeight, Math.ceil((box.y + box.height) * scale));
+  for (let hy = hy0; hy < hy1; hy++) {
+    const fy = Math.floor((hy + 0.5) / scale);
+    const y = fy - box.y;
+    if (y < 0 || y >= box.height) continue;
+    for (let hx = hx0; hx < hx1; hx++) {
+      const fx = Math.floor((hx + 0.5) / scale);
+      const x = fx - box.x;
+      if (x < 0 || x >= box.width || !inCell(fx, fy)) continue;
       const [r, g, b] = jet(map[y * box.width + x]!);
-      const o = (fy * fieldWidth + fx) * 4;
+      const o = (hy * heatWidth + hx) * 4;
       rgba[o] = r;
       rgba[o + 1] = g;
       rgba[o + 2] = b;

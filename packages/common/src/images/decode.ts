@@ -144,7 +144,7 @@ export async function inspectImage(bytes: Uint8Array, maxPixels = DEFAULT_MAX_PI
 }
 
 /** The decoding pipeline: EXIF auto-orient, alpha flattened onto black, 8-bit sRGB, three channels. */
-function rgbPipeline(bytes: Uint8Array, maxPixels: number): Sharp {
+export function rgbPipeline(bytes: Uint8Array, maxPixels: number): Sharp {
   return sharp(bytes, { limitInputPixels: maxPixels, failOn: 'truncated' })
     .rotate()
     .flatten({ background: { r: 0, g: 0, b: 0 } })

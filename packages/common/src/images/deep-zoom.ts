@@ -1,7 +1,7 @@
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 
 /** One file of a Deep Zoom pyramid: `<name>.dzi` or `<name>_files/<level>/<col>_<row>.<ext>`. */
 export interface DeepZoomFile {
@@ -16,9 +16,16 @@ export interface DeepZoomFile {
  * @example const dz = await deepZoom(rgb, 5312, 2988, 3, 'field'); for (const f of dz.files) …; await dz.dispose();
  */
 export async function deepZoom(pixels: Uint8Array, width: number, height: number, channels: 3 | 4, name: string): Promise<{ files: DeepZoomFile[]; dispose(): Promise<void> }> {
+  return deepZoomOf(sharp(pixels, { raw: { width, height, channels } }), channels, name);
+}
+
+/**
+ * The same from a libvips pipeline (e.g. an encoded whole-slide scan: `dzsave` streams it, so a slide larger than
+ * memory is tiled without being decoded whole).
+ */
+export async function deepZoomOf(image: Sharp, channels: 3 | 4, name: string): Promise<{ files: DeepZoomFile[]; dispose(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'camflow-dz-'));
   try {
-    const image = sharp(pixels, { raw: { width, height, channels } });
     await (channels === 4 ? image.png({ compressionLevel: 6 }) : image.jpeg({ quality: 85 }))
       .tile({ size: 256, overlap: 1, layout: 'dz', container: 'fs' })
       .toFile(join(dir, `${name}.dz`));

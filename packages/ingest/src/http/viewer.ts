@@ -202,7 +202,8 @@ viewer.addOnceHandler('open', () => {
   document.getElementById('outlines').addEventListener('change', (e) => { svg.style.display = e.target.checked ? '' : 'none'; });
   const ready = () => { window.camflow.ready = true; };
   if (!data.heatmap) return ready();
-  viewer.addTiledImage({ tileSource: data.heatmap, opacity: 0.5, success: (ev) => {
+  // Stretched over the field's extent: a whole-slide scan's heatmap is stored at a lower resolution.
+  viewer.addTiledImage({ tileSource: data.heatmap, opacity: 0.5, x: 0, y: 0, width: viewer.world.getItemAt(0).getBounds().width, success: (ev) => {
     const heat = ev.item;
     window.camflow.heat = heat;
     const apply = () => heat.setOpacity(document.getElementById('heat').checked ? Number(document.getElementById('opacity').value) : 0);
