@@ -101,9 +101,9 @@ export function planRegions(width: number, height: number, tile: number, margin:
 
 /**
  * One smear field: find its red cells, crop each onto black at the model's input size (the training crops' way),
- * classify and localize them in inference batches, and write `field.json`, `cells.geojson`, and (fields decoded
- * whole) an overlay and Deep Zoom pyramids. A field above `maxFieldPixels` (a whole-slide scan) is read region by
- * region, so memory is bounded by one region, not by the slide. Returns the field's result line: the parasitemia
+ * classify and localize them in inference batches, and write `field.json`, `cells.geojson`, an overlay and Deep Zoom
+ * pyramids. A field above `maxFieldPixels` (a whole-slide scan, a tiled TIFF) is read region by region, so memory is
+ * bounded by one region, not by the slide. Returns the field's result line: the parasitemia
  * with its interval, or the reason it failed (undecodable, too large).
  */
 export async function processField(item: BatchItem, ctx: FieldContext): Promise<ImageResult> {
@@ -120,7 +120,6 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
     throw error;
   }
   const { width, height } = info; // oriented
-
   const whole = width * height <= ctx.maxFieldPixels;
   const positiveClass = manifest.screening?.positiveClass ?? defaultPositiveClass(manifest.classNames);
   const size = engine.inputSize;
