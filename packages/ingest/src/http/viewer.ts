@@ -45,6 +45,9 @@ function page(title: string, body: string, head = ''): string {
   return `<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${esc(title)} — camflow</title><link rel="icon" href="data:,"><style>${STYLE}</style>${head}<header><a href="/viewer">camflow</a> · ${esc(title)}</header><main>${body}</main></html>`;
 }
 
+/** Cells shown in a batch page's gallery. */
+export const GALLERY_LIMIT = 1000;
+
 const pct = (v: number) => `${(v * 100).toFixed(1)} %`;
 
 /** The newest batches (at most `max`), from their `batch.json`. */
@@ -110,7 +113,10 @@ export function registerViewer(app: FastifyInstance, store: ObjectStore): void {
     const fields = results.filter((r): r is FieldResult => r.status === 'ok' && r.kind === 'field');
     const failed = results.filter((r) => r.status === 'failed');
     const classes = [...new Set(cells.map((r) => r.predicted.label))].sort();
-    const gallery = cells
+    // A page stays light for archive-sized batches: the gallery shows the first GALLERY_LIMIT cells (the results
+    // themselves are all in results.jsonl).
+    const shownCells = cells.slice(0, GALLERY_LIMIT);
+    const gallery = shownCells
       .map((r) => {
         const img = r.outputs.overlay ? `<img src="${fileUrl(id, r.outputs.overlay)}" alt="" loading="lazy">` : '<div style="width:140px;height:140px;background:#ccc"></div>';
         return `<figure class="cell" data-class="${esc(r.predicted.label)}" data-p="${r.predicted.probability.toFixed(4)}">${img}<figcaption>${esc(r.name)}<br><b>${esc(r.predicted.label)}</b> ${pct(r.predicted.probability)}</figcaption></figure>`;
@@ -123,7 +129,7 @@ export function registerViewer(app: FastifyInstance, store: ObjectStore): void {
 <p>${cells.length} cells, ${fields.length} fields, <span class="${failed.length ? 'bad' : ''}">${failed.length} failed</span>.</p>
 ${fields.length ? `<h2>Fields</h2><table id="fields"><tr><th>field</th><th>cells found</th><th>counted</th><th>infected</th><th>parasitemia</th></tr>${fieldRows}</table>` : ''}
 ${cells.length ? `<h2>Cells</h2><div class="panel"><label>class <select id="cls"><option value="">all</option>${classes.map((c) => `<option>${esc(c)}</option>`).join('')}</select></label>
-<label>probability ≥ <input id="minp" type="range" min="0" max="1" step="0.01" value="0"> <span id="minpv">0.00</span></label> <span id="shown"></span></div><div id="gallery">${gallery}</div>` : ''}
+<label>probability ≥ <input id="minp" type="range" min="0" max="1" step="0.01" value="0"> <span id="minpv">0.00</span></label> <span id="shown"></span></div>${cells.length > shownCells.length ? `<p id="truncated">The gallery shows the first ${shownCells.length} of ${cells.length} cells; every result is in <a href="/v1/batches/${esc(id)}/results">results.jsonl</a>.</p>` : ''}<div id="gallery">${gallery}</div>` : ''}
 ${failed.length ? `<h2>Failed</h2><ul id="failed">${failed.map((r) => `<li>${esc(r.name)}: ${r.status === 'failed' ? `${esc(r.reason)} — ${esc(r.error)}` : ''}</li>`).join('')}</ul>` : ''}
 <script>
 const cls = document.getElementById('cls'), minp = document.getElementById('minp');
