@@ -36,7 +36,10 @@ export async function batchStatus(store: ObjectStore, batchQueue: Queue, batchId
   const counts = await job.getDependenciesCount({ unprocessed: true });
   const done = info.chunks - Math.min(info.chunks, counts.unprocessed ?? info.chunks);
   if (await job.isFailed()) {
-    return { batchId, state: 'failed', info, chunks: { total: info.chunks, done }, reason: `finalization failed after ${job.attemptsMade} attempts: ${publicReason(new Error(job.failedReason))}; ${repair}` };
+    // Read the job again now that its state is final: the copy read above may predate its last attempt (it was
+    // between attempts then), and would report one attempt too few and an earlier reason (seen in a CI run).
+    const final = (await Job.fromId(batchQueue, finalizeJobId(batchId))) ?? job;
+    return { batchId, state: 'failed', info, chunks: { total: info.chunks, done }, reason: `finalization failed after ${final.attemptsMade} attempts: ${publicReason(new Error(final.failedReason))}; ${repair}` };
   }
   return { batchId, state: 'running', info, chunks: { total: info.chunks, done } };
 }
