@@ -235,12 +235,12 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
       postMs += performance.now() - p0;
     }
     // Fields one at a time: a field's decoded pixels and cell finding are the largest thing a worker holds.
+    const limits = ctx.fields ?? { maxSlidePixels: ctx.maxPixels, maxFieldPixels: ctx.maxPixels, tile: 4096 };
     for (const item of fieldItems) {
       const f0 = performance.now();
-      const limits = ctx.fields ?? { maxSlidePixels: ctx.maxPixels, maxFieldPixels: ctx.maxPixels, tile: 4096 };
-      results.set(item.imageId, await processField(item, { store, engine, manifest, precision, job, ...limits, inferBatch: ctx.inferBatch, write, log }));
-      const r = results.get(item.imageId)!;
-      if (r.status === 'ok') okCount++;
+      const result = await processField(item, { store, engine, manifest, precision, job, ...limits, inferBatch: ctx.inferBatch, write, log });
+      results.set(item.imageId, result);
+      if (result.status === 'ok') okCount++;
       inferMs += performance.now() - f0;
     }
   } catch (error) {

@@ -66,7 +66,11 @@ class BoxIndex {
     return out;
   }
   add(b: Box): void {
-    for (const k of this.keys(b)) this.grid.set(k, [...(this.grid.get(k) ?? []), b]);
+    for (const k of this.keys(b)) {
+      const list = this.grid.get(k);
+      if (list) list.push(b);
+      else this.grid.set(k, [b]);
+    }
   }
   overlaps(b: Box, minIou = 0.3): boolean {
     return this.keys(b).some((k) => (this.grid.get(k) ?? []).some((o) => iou(o, b) >= minIou));

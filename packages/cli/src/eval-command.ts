@@ -3,6 +3,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import {
   InvalidParameterError,
+  esc,
   evaluateForModel,
   stainPointingForBatch,
   getDatasetManifest,
@@ -18,7 +19,6 @@ import {
 import { listFolder, submitBatch, NoModelError, type SourceFile } from '@camflow/ingest';
 import type { Context } from './context.js';
 import { readResults, waitForBatch } from './wait.js';
-import { esc } from '@camflow/common';
 
 export interface EvalOptions {
   /** A labelled folder (`<folder>/<class>/<image>`) or a dataset (`name` or `name@version`). */

@@ -10,6 +10,9 @@ const positiveInt = z.coerce.number().int().positive();
  * The single source of truth for environment configuration. Every variable camflow reads is here, with its
  * default. Credentials are read by the AWS SDK from the standard AWS_* variables.
  */
+/** `MAX_SLIDE_PIXELS`' default, also for callers that submit without a config. */
+export const DEFAULT_MAX_SLIDE_PIXELS = 2_000_000_000;
+
 export const configSchema = z.object({
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   QUEUE_PREFIX: z.string().regex(/^[a-zA-Z0-9_-]+$/, 'letters, digits, _ or -').default('camflow'),
@@ -47,7 +50,7 @@ export const configSchema = z.object({
    * Largest smear field or whole-slide scan, in pixels (default 2 × 10⁹, e.g. 44,000²). Fields above
    * `MAX_FIELD_PIXELS` are read region by region (tiled TIFFs: only the tiles under each region are decoded).
    */
-  MAX_SLIDE_PIXELS: positiveInt.default(2_000_000_000),
+  MAX_SLIDE_PIXELS: positiveInt.default(DEFAULT_MAX_SLIDE_PIXELS),
   /** Fields up to this many pixels are decoded whole (and get Deep Zoom pyramids); larger ones go region by region. */
   MAX_FIELD_PIXELS: positiveInt.default(16_777_216),
   /** Side of a region's core when a field is read region by region (regions overlap by 1.6 cell diameters). */

@@ -10,6 +10,7 @@ import {
   camOptionsSchema,
   checkTarget,
   itemKind,
+  DEFAULT_MAX_SLIDE_PIXELS,
   getModelManifest,
   isRefused,
   sha256Hex,
@@ -157,9 +158,6 @@ async function forEachEntry(source: OpenedSource, parallel: number, onEntry: (en
  * Memory is bounded: entries stream from the source with 8 in flight, and accepted model inputs are packed and
  * written as soon as their chunk is complete.
  */
-/** `MAX_SLIDE_PIXELS`' default, for callers without a config. */
-export const DEFAULT_SLIDE_PIXELS = 2_000_000_000;
-
 export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
   const { store, log } = opts;
   const options = parseWith(camOptionsSchema, opts.options ?? {}, 'options');
@@ -244,7 +242,7 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
       let bytes: Buffer | undefined;
       try {
         bytes = await entry.read();
-        const { inputPng, ...stored } = await storeOriginal(store, bytes, maxPixels, known, inputSize, (w, h) => itemKind(options.kind, w, h, model.cellSide), opts.maxSlidePixels ?? DEFAULT_SLIDE_PIXELS, opts.maxFieldPixels ?? maxPixels);
+        const { inputPng, ...stored } = await storeOriginal(store, bytes, maxPixels, known, inputSize, (w, h) => itemKind(options.kind, w, h, model.cellSide), opts.maxSlidePixels ?? DEFAULT_MAX_SLIDE_PIXELS, opts.maxFieldPixels ?? maxPixels);
         result = { name: entry.name, content: stored.sha256, line: { imageId, name: entry.name, ...stored, chunk: -1 }, ...(inputPng ? { inputPng } : {}) };
       } catch (error) {
         if (error instanceof StorageError) throw error;

@@ -1,4 +1,5 @@
 import { InvalidParameterError } from '../errors.js';
+import { erodeSquare } from '../images/mask.js';
 import type { Box } from '../cam/localize.js';
 
 /**
@@ -60,32 +61,11 @@ export function findStain(rgb: Uint8Array, width: number, height: number, option
   }
   const mask = new Uint8Array(n);
   if (cellPixels === 0) return { mask, boxes: [], cellPixels, stainPixels: 0 };
-  // Inner cell: at least `rim` from the background (a square neighbourhood, by two passes of a running minimum).
+  // Inner cell: at least `rim` from the background.
   const r = Math.max(1, Math.round((options.rim ?? 0.04) * Math.max(width, height)));
-  const rows = new Uint8Array(n);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      let v = 1;
-      for (let dx = -r; dx <= r && v; dx++) {
-        const xx = x + dx;
-        if (xx < 0 || xx >= width || !cell[y * width + xx]) v = 0;
-      }
-      rows[y * width + x] = v;
-    }
-  }
-  const inner = new Uint8Array(n);
+  const inner = erodeSquare(cell, width, height, r);
   const greens: number[] = [];
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      let v = 1;
-      for (let dy = -r; dy <= r && v; dy++) {
-        const yy = y + dy;
-        if (yy < 0 || yy >= height || !rows[yy * width + x]) v = 0;
-      }
-      inner[y * width + x] = v;
-      if (v) greens.push(rgb[(y * width + x) * 3 + 1]!);
-    }
-  }
+  for (let i = 0; i < n; i++) if (inner[i]) greens.push(rgb[i * 3 + 1]!);
   if (greens.length === 0) return { mask, boxes: [], cellPixels, stainPixels: 0 };
   const med = median(greens, greens.length);
   const deviations = greens.map((g) => Math.abs(g - med));

@@ -1,4 +1,5 @@
 import { InvalidParameterError } from '../errors.js';
+import { erodeSquare } from '../images/mask.js';
 import type { Box } from '../cam/localize.js';
 import { loadOpenCv, type OpenCv } from './opencv.js';
 
@@ -400,22 +401,11 @@ export function cropCell(rgb: Uint8Array, width: number, found: Pick<FoundCells,
       if (v >= 0.5) mask[y * w + x] = 1;
     }
   }
-  // Erosion by a (2k+1)² square: a running minimum along rows, then along columns.
-  const k = Math.max(1, Math.round(0.035 * found.diameter));
-  const rows = new Uint8Array(w * h);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      let v = 1;
-      for (let d = -k; d <= k && v; d++) if (x + d < 0 || x + d >= w || !mask[y * w + x + d]) v = 0;
-      rows[y * w + x] = v;
-    }
-  }
+  const inner = erodeSquare(mask, w, h, Math.max(1, Math.round(0.035 * found.diameter)));
   const out = new Uint8Array(w * h * 3);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
-      let v = 1;
-      for (let d = -k; d <= k && v; d++) if (y + d < 0 || y + d >= h || !rows[(y + d) * w + x]) v = 0;
-      if (!v) continue;
+      if (!inner[y * w + x]) continue;
       const s = ((box.y + y) * width + box.x + x) * 3;
       const o = (y * w + x) * 3;
       out[o] = rgb[s]!;

@@ -19,7 +19,6 @@ import {
   evaluateForModel,
   esc,
   stainPointingForBatch,
-  type OkResult,
   imageResultSchema,
   parseJsonLines,
   getModelManifest,
