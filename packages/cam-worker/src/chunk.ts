@@ -59,7 +59,8 @@ export interface ChunkContext {
   store: ObjectStore;
   models: ModelCache;
   log: Logger;
-  inferBatch: number;
+  /** Images per inference run; default: the engine's preferred batch. */
+  inferBatch?: number | undefined;
   storeParallelism: number;
   maxPixels: number;
   /** Decoded pixels per inference batch (the memory bound, with at most three batches in flight). */
@@ -146,7 +147,7 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   // Cells go through the batched pipeline below; each smear field is its own unit of work after them.
   const cellItems = job.items.filter((item) => item.kind !== 'field');
   const fieldItems = job.items.filter((item) => item.kind === 'field');
-  const plan = planBatches(cellItems, ctx.inferBatch, ctx.batchPixels);
+  const plan = planBatches(cellItems, ctx.inferBatch ?? engine.preferredBatch, ctx.batchPixels);
   const startDecode = (b: number) => {
     const all = Promise.all(plan[b]!.map(decode));
     all.catch(() => undefined); // observed when awaited; never an unhandled rejection meanwhile
@@ -221,6 +222,7 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
           height,
           modelVersion: job.modelVersion,
           precision,
+          engine: engine.device,
           predicted: loc.predicted,
           probabilities: loc.probabilities,
           cams: loc.cams,

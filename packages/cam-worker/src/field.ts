@@ -47,7 +47,8 @@ export interface FieldContext {
   maxFieldPixels: number;
   /** Side of a region's core in the region-by-region path. */
   tile: number;
-  inferBatch: number;
+  /** Images per inference run; default: the engine's preferred batch. */
+  inferBatch?: number | undefined;
   /** Queue a write (observed by the chunk, which awaits them all before it commits). */
   write: (task: () => Promise<void>) => void;
   log: Logger;
@@ -171,8 +172,9 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
         .filter(({ c }) => c.centroid.x + left >= core.x0 && c.centroid.x + left < core.x1 && c.centroid.y + top >= core.y0 && c.centroid.y + top < core.y1)
         .filter(({ box }) => whole || !taken.overlaps(box));
       for (const { box } of owned) taken.add(box);
-      for (let start = 0; start < owned.length; start += ctx.inferBatch) {
-        const batch = owned.slice(start, start + ctx.inferBatch);
+      const batchSize = ctx.inferBatch ?? ctx.engine.preferredBatch;
+      for (let start = 0; start < owned.length; start += batchSize) {
+        const batch = owned.slice(start, start + batchSize);
         const inputs = await Promise.all(batch.map(({ c, index }) => resizeRgb({ data: cropCell(rgb.data, rgb.width, found, index, c.box), width: c.box.width, height: c.box.height }, size)));
         const predictions = await engine.predict(inputs);
         batch.forEach(({ c, index, box }, k) => {
@@ -232,7 +234,7 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
     await upload('heatmap', await deepZoom(heat, heatWidth, heatHeight, 4, 'heatmap'));
   }
   ctx.log.info({ imageId: item.imageId, cells: summary.cells, counted: summary.counted, infected: summary.infected, regions: regionCount, ms: Math.round(performance.now() - t0) }, 'field localized');
-  return { batchId: job.batchId, imageId: item.imageId, name: item.name, status: 'ok', kind: 'field', sha256: item.sha256, width, height, modelVersion: job.modelVersion, precision: ctx.precision, field: summary, outputs };
+  return { batchId: job.batchId, imageId: item.imageId, name: item.name, status: 'ok', kind: 'field', sha256: item.sha256, width, height, modelVersion: job.modelVersion, precision: ctx.precision, engine: ctx.engine.device, field: summary, outputs };
 }
 
 /** The field, shrunk to at most 2048 px, with each cell's outline (red: positive class; green: other; dashed: cut by an edge) and parasite boxes (yellow). */

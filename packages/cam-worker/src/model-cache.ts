@@ -1,5 +1,6 @@
 import {
   OrtCamEngine,
+  cacheWeightsOnCpu,
   chooseExecutionProviders,
   deserializeModel,
   getModelManifest,
@@ -69,6 +70,7 @@ export class ModelCache {
       this.store.get(keys.modelFile(version, 'weights.bin')),
     ]);
     const model = await deserializeModel({ modelJson, weights });
+    await cacheWeightsOnCpu(model);
     let engine: CamEngine = new TfjsCamEngine(model);
     let precision: Precision = 'fp32';
     if (wanted === 'int8' && this.engine.kind !== 'onnx') this.log.warn({ modelVersion: version }, 'int8 asked for, but this worker serves with tfjs (CAM_ENGINE=tfjs): running fp32');
@@ -82,7 +84,7 @@ export class ModelCache {
         const tfjs = engine as TfjsCamEngine;
         engine = await OrtCamEngine.create(onnxBytes, tfjs.inputSize, tfjs.numClasses, tfjs.classifierWeights, {
           threads: this.engine.threads ?? 0,
-          ...(this.engine.providers ? { providers: await chooseExecutionProviders(this.engine.providers) } : {}),
+          ...(this.engine.providers ? { providers: (await chooseExecutionProviders(this.engine.providers)).providers } : {}),
           log: this.log,
         });
         tfjs.dispose();
@@ -90,7 +92,7 @@ export class ModelCache {
         this.log.warn({ modelVersion: version }, 'model has no model.onnx (published before ONNX export): serving it with tfjs');
       }
     }
-    this.log.info({ modelVersion: version, preset: manifest.preset, engine: engine.name, precision, ms: Math.round(performance.now() - started) }, 'model loaded');
+    this.log.info({ modelVersion: version, preset: manifest.preset, engine: engine.device, precision, ms: Math.round(performance.now() - started) }, 'model loaded');
     return { manifest, engine, precision };
   }
 

@@ -6,6 +6,14 @@ const boolish = z
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 const positiveInt = z.coerce.number().int().positive();
 
+/** TensorFlow.js backends in ladder order (see `model/backend.ts`); `auto` walks the ladder. */
+export const BACKEND_PREFERENCES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+export type BackendPreference = (typeof BACKEND_PREFERENCES)[number];
+/** ONNX Runtime execution providers camflow knows, fastest first (see `model/ort-engine.ts`). */
+export const EXECUTION_PROVIDERS = ['tensorrt', 'cuda', 'webgpu', 'cpu'] as const;
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
+const providerList = new RegExp(`^\\s*(${EXECUTION_PROVIDERS.join('|')})(\\s*,\\s*(${EXECUTION_PROVIDERS.join('|')}))*\\s*$`, 'i');
+
 /**
  * The single source of truth for environment configuration. Every variable camflow reads is here, with its
  * default. Credentials are read by the AWS SDK from the standard AWS_* variables.
@@ -22,17 +30,18 @@ export const configSchema = z.object({
   S3_FORCE_PATH_STYLE: boolish.default(true),
   S3_MAX_SOCKETS: positiveInt.default(32),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  TF_BACKEND: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  TF_BACKEND: z.enum(BACKEND_PREFERENCES).default('auto'),
   CAM_CONCURRENCY: positiveInt.default(2),
   CAM_CHUNK_SIZE: positiveInt.max(10_000).default(256),
-  CAM_INFER_BATCH: positiveInt.max(1024).default(32),
+  /** Images per inference run (default: the engine's own, 256 on GPU providers, 32 on CPU). */
+  CAM_INFER_BATCH: positiveInt.max(1024).optional(),
   CAM_STORE_PARALLELISM: positiveInt.max(256).default(16),
   /** Inference engine of the cam-workers: ONNX Runtime, or TensorFlow.js. */
   CAM_ENGINE: z.enum(['onnx', 'tfjs']).default('onnx'),
   /** ONNX Runtime intra-op threads per worker process (0: ONNX Runtime's default, all cores). */
   CAM_THREADS: z.coerce.number().int().min(0).max(256).default(0),
-  /** Comma-separated ONNX Runtime execution providers, e.g. "cuda,cpu" (default: CUDA/TensorRT when present, then CPU). */
-  CAM_EXECUTION_PROVIDERS: z.string().optional(),
+  /** Comma-separated ONNX Runtime execution providers, e.g. "webgpu,cpu" (default: TensorRT/CUDA when installed, WebGPU on a hardware adapter, CPU). */
+  CAM_EXECUTION_PROVIDERS: z.string().regex(providerList, `a comma-separated list of ${EXECUTION_PROVIDERS.join(', ')}`).optional(),
   CAM_ATTEMPTS: positiveInt.max(100).default(8),
   CAM_BACKOFF_MS: positiveInt.default(1000),
   /** How long a worker's lock on a job lasts without renewal; a killed worker's job is recovered after it. */

@@ -27,7 +27,7 @@ export class CheckpointStore {
   ) {}
 
   async save(c: FitCheckpoint): Promise<void> {
-    const arrays = c.weights.map((w) => w.dataSync() as Float32Array);
+    const arrays = (await Promise.all(c.weights.map((w) => w.data()))) as Float32Array[];
     const total = arrays.reduce((n, a) => n + a.length, 0);
     const flat = new Float32Array(total);
     let o = 0;

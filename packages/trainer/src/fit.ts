@@ -127,7 +127,7 @@ export async function predictProbabilities(model: tf.LayersModel, data: TensorDa
   for (let start = 0; start < count(data); start += batchSize) {
     const idx = Array.from({ length: Math.min(batchSize, count(data) - start) }, (_, i) => start + i);
     const probs = tf.tidy(() => tf.softmax(model.predict(batchTensor(data, idx, null)) as tf.Tensor2D));
-    const values = probs.dataSync() as Float32Array;
+    const values = (await probs.data()) as Float32Array;
     const k = probs.shape[1]!;
     probs.dispose();
     for (let i = 0; i < idx.length; i++) out.push(values.slice(i * k, (i + 1) * k));
@@ -148,19 +148,22 @@ export async function evaluate(model: tf.LayersModel, data: TensorData, numClass
   const probe = tf.model({ inputs: model.inputs, outputs: [features.output as tf.SymbolicTensor, model.outputs[0]!] });
   for (let start = 0; start < n; start += batchSize) {
     const idx = Array.from({ length: Math.min(batchSize, n - start) }, (_, i) => start + i);
-    tf.tidy(() => {
+    // Asynchronous reads: the webgpu backend has no synchronous read in Node.
+    const [loss, pred, fsum, size] = tf.tidy(() => {
       const x = batchTensor(data, idx, null);
       const [f, logits] = probe.predict(x) as tf.Tensor[];
       const y = tf.oneHot(tf.tensor1d(idx.map((i) => data.labels[i]!), 'int32'), numClasses);
-      lossSum += tf.losses.softmaxCrossEntropy(y, logits!, undefined, undefined, tf.Reduction.SUM).dataSync()[0]!;
-      const pred = tf.argMax(logits!, 1).dataSync();
-      pred.forEach((p, i) => {
-        predicted[p]!++;
-        if (p === data.labels[idx[i]!]) correct++;
-      });
-      featureSum += tf.sum(f!).dataSync()[0]!;
-      featureCount += f!.size;
+      return [tf.losses.softmaxCrossEntropy(y, logits!, undefined, undefined, tf.Reduction.SUM), tf.argMax(logits!, 1), tf.sum(f!), f!.size] as const;
     });
+    const [lossValue, predValues, fsumValue] = await Promise.all([loss.data(), pred.data(), fsum.data()]);
+    tf.dispose([loss, pred, fsum]);
+    lossSum += lossValue[0]!;
+    predValues.forEach((p, i) => {
+      predicted[p]!++;
+      if (p === data.labels[idx[i]!]) correct++;
+    });
+    featureSum += fsumValue[0]!;
+    featureCount += size;
     await yieldToEventLoop();
   }
   return {

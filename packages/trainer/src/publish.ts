@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import {
   buildInt8Graph,
+  cacheWeightsOnCpu,
   exportOnnx,
   getProduction,
   keys,
@@ -28,6 +29,7 @@ export interface PublishOptions {
  * leaves no visible version).
  */
 export async function publishModel(store: ObjectStore, model: tf.LayersModel, manifest: Omit<ModelManifest, 'files' | 'int8'>, options: PublishOptions = {}): Promise<ModelManifest> {
+  await cacheWeightsOnCpu(model); // the synchronous reads below, on any backend
   const files = await serializeModel(model);
   await store.put(keys.modelFile(manifest.version, 'weights.bin'), files.weights);
   await store.putJson(keys.modelFile(manifest.version, 'model.json'), files.modelJson);

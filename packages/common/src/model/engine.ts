@@ -15,6 +15,10 @@ export interface Prediction {
  */
 export interface CamEngine {
   readonly name: string;
+  /** What computes: `onnxruntime/webgpu`, `onnxruntime/cpu`, `tfjs/wasm`… (each result's `engine`). */
+  readonly device: string;
+  /** Images per inference run that suit the device (GPU providers: hundreds; CPU: tens). `CAM_INFER_BATCH` overrides. */
+  readonly preferredBatch: number;
   readonly inputSize: number;
   readonly numClasses: number;
   /** The dense layer's kernel, `[channels][classes]` row-major. */
@@ -38,6 +42,8 @@ export function toInputTensor(inputs: Uint8Array[], size: number): tf.Tensor4D {
 /** CAM engine on TensorFlow.js (whatever backend the ladder chose). */
 export class TfjsCamEngine implements CamEngine {
   readonly name = 'tfjs';
+  readonly device = `tfjs/${tf.getBackend()}`;
+  readonly preferredBatch = tf.getBackend() === 'webgpu' ? 256 : 32;
   readonly inputSize: number;
   readonly numClasses: number;
   readonly classifierWeights: Float32Array;

@@ -6,3 +6,5 @@ export { registerWasmTrainingKernels } from './wasm-kernels.js';
 export * from './onnx-export.js';
 export * from './ort-engine.js';
 export * from './quantize.js';
+export * from './webgpu.js';
+export { registerWebGpuTrainingKernels } from './webgpu-kernels.js';

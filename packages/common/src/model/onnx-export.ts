@@ -120,7 +120,7 @@ export function exportOnnx(model: tf.LayersModel, options: ExportOptions = {}): 
       case 'Conv2D': {
         const kernel = weights[0]!;
         const [kh, kw, cin, cout] = kernel.shape as [number, number, number, number];
-        const w = tf.tidy(() => tf.transpose(kernel, [3, 2, 0, 1]).dataSync() as Float32Array);
+        const w = hwioToOihw(kernel.dataSync() as Float32Array, kh, kw, cin, cout);
         const bias = weights[1] ? (weights[1].dataSync() as Float32Array) : new Float32Array(cout);
         const strides = config.strides as number[];
         const dilation = config.dilationRate as number[] | number;
@@ -243,4 +243,14 @@ export function quantizeWeights(w: Float32Array, outChannels: number): { values:
     for (let i = c * per; i < (c + 1) * per; i++) values[i] = Math.max(-WEIGHT_LEVELS, Math.min(WEIGHT_LEVELS, Math.round(w[i]! / scale)));
   }
   return { values, scales };
+}
+
+/** Pure: a conv kernel from tfjs's [KH][KW][Ci][Co] layout to ONNX's [Co][Ci][KH][KW]. */
+export function hwioToOihw(w: Float32Array, kh: number, kw: number, cin: number, cout: number): Float32Array {
+  const out = new Float32Array(w.length);
+  for (let y = 0; y < kh; y++)
+    for (let x = 0; x < kw; x++)
+      for (let i = 0; i < cin; i++)
+        for (let o = 0; o < cout; o++) out[((o * cin + i) * kh + y) * kw + x] = w[((y * kw + x) * cin + i) * cout + o]!;
+  return out;
 }

@@ -60,6 +60,8 @@ export const okResultSchema = z.object({
   height: z.number().int().positive(),
   modelVersion: idSchema,
   precision: precisionSchema,
+  /** What computed it: `onnxruntime/webgpu`, `onnxruntime/cpu`, `tfjs/wasm`… (absent on lines written before). */
+  engine: z.string().optional(),
   predicted: z.object({ index: z.number().int().nonnegative(), label: z.string(), probability: z.number() }),
   probabilities: z.record(z.string(), z.number()),
   cams: z.array(classLocalizationSchema),
@@ -128,6 +130,7 @@ export const fieldResultSchema = z.object({
   height: z.number().int().positive(),
   modelVersion: idSchema,
   precision: precisionSchema,
+  engine: z.string().optional(),
   field: fieldSummarySchema,
   /** `fieldDzi` / `heatmapDzi`: Deep Zoom descriptors; their tiles sit beside them in `<name>_files/`. */
   outputs: z.object({ field: z.string(), geojson: z.string(), overlay: z.string().optional(), fieldDzi: z.string().optional(), heatmapDzi: z.string().optional() }),

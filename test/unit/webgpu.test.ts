@@ -1,0 +1,140 @@
+// WebGPU code paths on a real adapter: a GPU where there is one, Mesa's lavapipe (software Vulkan) in CI. Where no
+// adapter can be had, each test is skipped with the probe's one-line reason, never silently passed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  CLASSIFIER_LAYER,
+  OrtCamEngine,
+  buildModel,
+  camForClass,
+  chooseExecutionProviders,
+  exportOnnx,
+  initBackend,
+  isSoftwareAdapter,
+  minMaxNormalise,
+  parseExecutionProviders,
+  probeWebGpu,
+  registerWasmTrainingKernels,
+  tf,
+} from '@camflow/common';
+
+const probe = await probeWebGpu();
+const noAdapter = probe.ok ? false : `no WebGPU adapter here: ${probe.reason}`;
+if (probe.ok) process.stderr.write(`[webgpu.test] adapter: ${probe.adapter.description}${probe.adapter.software ? ' (software)' : ''}\n`);
+
+const maxRel = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let scale = 1e-6;
+  for (let i = 0; i < a.length; i++) scale = Math.max(scale, Math.abs(a[i]!));
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m / scale;
+};
+
+function randomImages(n: number, size: number, seed: number): Uint8Array[] {
+  let s = seed;
+  const next = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+  return Array.from({ length: n }, () => Uint8Array.from({ length: size * size * 3 }, () => Math.floor(next() * 256)));
+}
+
+test('software adapters are recognised by their description (auto choices skip them)', () => {
+  assert.equal(isSoftwareAdapter('llvmpipe: Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6) 0.0.1'), true);
+  assert.equal(isSoftwareAdapter('SwiftShader Device (Subzero)'), true);
+  assert.equal(isSoftwareAdapter('NVIDIA H200', 'nvidia'), false);
+});
+
+test('CAM_EXECUTION_PROVIDERS is parsed strictly and CPU always closes a pinned list', async () => {
+  assert.deepEqual(parseExecutionProviders(' WebGPU , cpu'), ['webgpu', 'cpu']);
+  assert.throws(() => parseExecutionProviders('gpu'), (e: Error) => /CAM_EXECUTION_PROVIDERS/.test(e.message) && /tensorrt, cuda, webgpu, cpu/.test(e.message) && /"gpu"/.test(e.message));
+  assert.deepEqual((await chooseExecutionProviders('webgpu')).providers, ['webgpu', 'cpu']);
+  const auto = await chooseExecutionProviders();
+  assert.equal(auto.providers.at(-1), 'cpu');
+  // On a machine without an NVIDIA device the ladder says why CUDA was left out.
+  if (!auto.providers.includes('cuda')) assert.ok(auto.skipped.some((s) => s.startsWith('tensorrt, cuda:')), auto.skipped.join('; '));
+});
+
+test('the webgpu backend (TF_BACKEND=webgpu) computes conv filter gradients equal to the cpu backend', { skip: noAdapter }, async () => {
+  const choice = await initBackend('webgpu');
+  assert.equal(choice.backend, 'webgpu', `ladder fell to ${choice.backend}: ${choice.skipped.join('; ')}`);
+  assert.equal(choice.device, probe.ok ? probe.adapter.description : '');
+  // The seed net's 5×5 valid convs, a strided same-padded one, and a 3×3 same one (the fast preset's).
+  const cases = [
+    { x: [2, 20, 20, 3], f: [5, 5, 3, 4], stride: 1, pad: 'valid' },
+    { x: [3, 17, 15, 4], f: [3, 3, 4, 5], stride: 2, pad: 'same' },
+    { x: [2, 16, 16, 6], f: [3, 3, 6, 8], stride: 1, pad: 'same' },
+  ] as const;
+  const random = (n: number, seed: number) => {
+    let s = seed;
+    return Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
+  };
+  for (const c of cases) {
+    const xs = random(c.x.reduce((a, b) => a * b), 7);
+    const fs = random(c.f.reduce((a, b) => a * b), 8);
+    // Each backend gets its own tensors (moving data off webgpu would need a synchronous read, which Node lacks).
+    const grad = async (backend: string) => {
+      await tf.setBackend(backend);
+      const [x, f] = [tf.tensor4d(xs, [...c.x]), tf.tensor4d(fs, [...c.f])];
+      const g = tf.grads((xx: tf.Tensor, ff: tf.Tensor) => tf.sum(tf.square(tf.conv2d(xx as tf.Tensor4D, ff as tf.Tensor4D, c.stride, c.pad))));
+      const out = await Promise.all(g([x, f]).map((t) => t.data() as Promise<Float32Array>));
+      tf.dispose([x, f]);
+      return out;
+    };
+    const [dxCpu, dwCpu] = await grad('cpu');
+    const [dxGpu, dwGpu] = await grad('webgpu');
+    assert.ok(maxRel(dwCpu!, dwGpu!) < 1e-4, `dW differs by ${maxRel(dwCpu!, dwGpu!)} (${JSON.stringify(c)})`);
+    assert.ok(maxRel(dxCpu!, dxGpu!) < 1e-4, `dx differs by ${maxRel(dxCpu!, dxGpu!)} (${JSON.stringify(c)})`);
+  }
+});
+
+test('a few training steps of the fast preset on webgpu follow the wasm backend (the CPU trainer) step for step', { skip: noAdapter }, async () => {
+  await initBackend('webgpu');
+  await import('@tensorflow/tfjs-backend-wasm');
+  registerWasmTrainingKernels();
+  const pixels = Float32Array.from(randomImages(8, 64, 3).flatMap((im) => Array.from(im, (v) => v / 255)));
+  const losses = async (backend: string) => {
+    await tf.setBackend(backend);
+    const xs = tf.tensor4d(pixels, [8, 64, 64, 3]);
+    const ys = tf.oneHot(tf.tensor1d([0, 1, 0, 1, 1, 0, 0, 1], 'int32'), 2);
+    const model = buildModel('fast', 2, 11);
+    const optimizer = tf.train.sgd(0.05);
+    const out: number[] = [];
+    for (let step = 0; step < 3; step++) {
+      const loss = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(ys, model.apply(xs, { training: true }) as tf.Tensor) as tf.Scalar, true)!;
+      out.push((await loss.data())[0]!);
+      loss.dispose();
+    }
+    tf.dispose([xs, ys]);
+    model.dispose();
+    optimizer.dispose();
+    return out;
+  };
+  const cpu = await losses('wasm');
+  const gpu = await losses('webgpu');
+  assert.notEqual(cpu[2], cpu[0], 'the weights move');
+  for (let i = 0; i < 3; i++) assert.ok(Math.abs(cpu[i]! - gpu[i]!) < 1e-3, `step ${i}: wasm ${cpu[i]} vs webgpu ${gpu[i]}`);
+});
+
+test('ONNX Runtime on its WebGPU provider gives the CPU provider’s logits and CAMs (≤ 1e-4 after normalisation)', { skip: noAdapter, timeout: 300_000 }, async () => {
+  await initBackend('cpu').catch(() => undefined);
+  const model = buildModel('fast', 2, 5);
+  model.setWeights(model.getWeights().map((w, i) => (w.shape.length === 1 ? w.add(0.01 * (i + 1)) : w)));
+  const onnx = exportOnnx(model);
+  const kernel = model.getLayer(CLASSIFIER_LAYER).getWeights()[0]!.dataSync() as Float32Array;
+  const gpu = await OrtCamEngine.create(onnx, 64, 2, kernel, { providers: ['webgpu', 'cpu'] });
+  const cpu = await OrtCamEngine.create(onnx, 64, 2, kernel, { providers: ['cpu'] });
+  assert.equal(gpu.device, 'onnxruntime/webgpu');
+  assert.equal(gpu.preferredBatch, 256, 'GPU providers take hundreds of images per run');
+  assert.equal(cpu.preferredBatch, 32);
+  const images = randomImages(5, 64, 21);
+  const [a, b] = [await cpu.predict(images), await gpu.predict(images)];
+  for (let i = 0; i < images.length; i++) {
+    assert.ok(maxRel(a[i]!.logits, b[i]!.logits) <= 1e-4, `logits ${a[i]!.logits} vs ${b[i]!.logits}`);
+    for (let c = 0; c < 2; c++) {
+      const na = minMaxNormalise(camForClass(a[i]!.features, kernel, 2, c));
+      const nb = minMaxNormalise(camForClass(b[i]!.features, kernel, 2, c));
+      assert.ok(maxRel(na, nb) <= 1e-4, `normalised CAM of class ${c} differs by ${maxRel(na, nb)}`);
+    }
+  }
+  gpu.dispose();
+  cpu.dispose();
+  model.dispose();
+});
