@@ -3,16 +3,58 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { parse } from 'yaml';
 
-test('docker-compose.yml declares redis (AOF, noeviction), minio with bucket init, trainer and GPU-reserving cam-workers', async () => {
-  const compose = parse(await readFile(new URL('../../docker-compose.yml', import.meta.url), 'utf8')) as {
-    services: Record<string, { command?: string[]; deploy?: { replicas?: number; resources?: { reservations?: { devices?: { driver: string }[] } } }; build?: string }>;
-  };
-  const s = compose.services;
-  assert.ok(s.redis && s.minio && s['minio-init'] && s.trainer && s['cam-worker']);
+type Service = {
+  command?: string[];
+  image?: string;
+  profiles?: string[];
+  build?: { target?: string };
+  environment?: Record<string, string>;
+  deploy?: { replicas?: number; resources?: { reservations?: { devices?: { driver: string; capabilities: string[] }[] } } };
+};
+
+const compose = parse(await readFile(new URL('../../docker-compose.yml', import.meta.url), 'utf8'), { merge: true }) as { services: Record<string, Service>; configs: Record<string, { content: string }> };
+const dockerfile = await readFile(new URL('../../Dockerfile', import.meta.url), 'utf8');
+const s = compose.services;
+
+test('docker-compose.yml: redis (AOF, noeviction), SeaweedFS pinned as the S3 store (not MinIO), API, CPU trainer and workers by default', () => {
+  assert.ok(s.redis && s.seaweedfs && s.api && s.trainer && s['cam-worker']);
+  assert.ok(!JSON.stringify(compose).toLowerCase().includes('minio/'), 'no MinIO image');
   assert.ok(s.redis.command!.join(' ').includes('--appendonly yes'));
   assert.ok(s.redis.command!.join(' ').includes('--maxmemory-policy noeviction'));
+  assert.match(s.seaweedfs.image!, /^chrislusf\/seaweedfs:\d+\.\d+$/, 'pinned, not latest');
+  assert.ok(s.seaweedfs.command!.includes('-s3'));
+  const identities = JSON.parse(compose.configs['s3-identities']!.content.replace(/\$\{(\w+):-([^}]*)\}/g, '$2'));
+  assert.equal(identities.identities[0].credentials[0].accessKey, 'camflow');
+  assert.equal(s['cam-worker'].environment!.S3_ENDPOINT, 'http://seaweedfs:8333');
+  assert.deepEqual(s.api.command, ['serve']);
+  assert.match(s.api.environment!.API_TOKEN!, /\$\{API_TOKEN:\?/, 'the API refuses to start without a token');
   assert.deepEqual(s.trainer.command, ['worker', 'trainer']);
   assert.deepEqual(s['cam-worker'].command, ['worker', 'cam']);
   assert.ok((s['cam-worker'].deploy?.replicas ?? 0) >= 2);
-  assert.equal(s['cam-worker'].deploy?.resources?.reservations?.devices?.[0]?.driver, 'nvidia');
+  for (const name of ['api', 'trainer', 'cam-worker']) {
+    assert.equal(s[name]!.build?.target, 'cpu', `${name} uses the CPU image`);
+    assert.equal(s[name]!.deploy?.resources, undefined, `${name} reserves no GPU (it must start on a host without one)`);
+  }
+});
+
+test('docker-compose.yml: the gpu profile runs GPU images with the graphics capability Dawn needs', () => {
+  for (const name of ['trainer-gpu', 'cam-worker-gpu']) {
+    const g = s[name]!;
+    assert.deepEqual(g.profiles, ['gpu']);
+    assert.equal(g.build?.target, 'gpu');
+    const device = g.deploy?.resources?.reservations?.devices?.[0];
+    assert.equal(device?.driver, 'nvidia');
+    assert.ok(device?.capabilities.includes('graphics'), 'Vulkan (WebGPU) needs the graphics capability');
+  }
+  assert.equal(s['trainer-gpu']!.environment!.TF_BACKEND, 'webgpu');
+  assert.match(s['cam-worker-gpu']!.environment!.CAM_EXECUTION_PROVIDERS!, /^webgpu/);
+});
+
+test('Dockerfile: a CPU and a GPU target; the GPU one has the Vulkan loader, GLVND and the driver capabilities; ORT CUDA is a build argument', () => {
+  assert.match(dockerfile, /AS cpu\b/);
+  assert.match(dockerfile, /AS gpu\b/);
+  for (const lib of ['libvulkan1', 'libglvnd0', 'libegl1', 'libgl1', 'libglx0', 'libopengl0', 'libgles2']) assert.ok(dockerfile.includes(lib), lib);
+  assert.match(dockerfile, /NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics/);
+  assert.match(dockerfile, /ARG ORT_CUDA=0/);
+  assert.match(dockerfile, /onnxruntime_node_install=cuda12/);
 });
