@@ -9,6 +9,8 @@ seed's AvgPool2d(16) on an 18x18 map averages only the top-left 16x16 window); i
   seed_torch.py train      --weights DIR --batch 32 --threads T --repeats R
   seed_torch.py preprocess --files LIST --threads T
   seed_torch.py matmul     --threads T
+  --device cuda: on the GPU (the peer of `npm run bench:gpu`); CAMs then computed batched on the GPU, timing
+  synchronised with torch.cuda.synchronize(). Without --weights the network keeps PyTorch's initialisation.
 Every mode prints one JSON line.
 """
 import argparse
@@ -72,7 +74,41 @@ def inputs(batch, seed=0):
     return rng.integers(0, 256, size=(batch, 128, 128, 3), dtype=np.uint8)
 
 
+def sync(args):
+    if args.device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def mode_infer_gpu(args):
+    model = SeedCNN().eval().to(args.device)
+    if args.weights:
+        load_weights(model, args.weights)
+    w = model.classifier.weight.detach()
+    x8 = torch.from_numpy(inputs(args.batch)).to(args.device)
+    rates = []
+    with torch.no_grad():
+        for r in range(args.repeats + 2):
+            sync(args)
+            t0 = time.perf_counter()
+            x = x8.permute(0, 3, 1, 2).float() / 255.0
+            logits, features = model(x)
+            c = logits.argmax(1)
+            cam = torch.einsum('bkhw,bk->bhw', features, w[c])
+            cam = F.interpolate(cam[:, None], size=(128, 128), mode='bicubic', align_corners=False)[:, 0]
+            flat = cam.flatten(1)
+            lo, hi = flat.min(1, keepdim=True)[0], flat.max(1, keepdim=True)[0]
+            cam = ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(cam)
+            _ = (cam >= 0.2).sum()
+            sync(args)
+            dt = time.perf_counter() - t0
+            if r > 1:
+                rates.append(args.batch / dt)
+    print(json.dumps({'images_per_s': statistics.median(rates), 'runs': rates, 'device': args.device}))
+
+
 def mode_infer(args):
+    if args.device != 'cpu':
+        return mode_infer_gpu(args)
     model = SeedCNN().eval()
     load_weights(model, args.weights)
     weight_softmax = model.classifier.weight.detach().numpy()
@@ -95,19 +131,22 @@ def mode_infer(args):
 
 
 def mode_train(args):
-    model = SeedCNN().train()
-    load_weights(model, args.weights)
+    model = SeedCNN().train().to(args.device)
+    if args.weights:
+        load_weights(model, args.weights)
     opt = torch.optim.Adam(model.parameters(), lr=0.0005)
-    x = torch.from_numpy(inputs(args.batch).astype(np.float32).transpose(0, 3, 1, 2) / 255.0)
-    y = torch.from_numpy(np.arange(args.batch) % 2)
+    x = torch.from_numpy(inputs(args.batch).astype(np.float32).transpose(0, 3, 1, 2) / 255.0).to(args.device)
+    y = torch.from_numpy(np.arange(args.batch) % 2).to(args.device)
     rates = []
     for r in range(args.repeats + 1):
+        sync(args)
         t0 = time.perf_counter()
         opt.zero_grad()
         logits, _ = model(x)
         loss = F.cross_entropy(logits, y)
         loss.backward()
         opt.step()
+        sync(args)
         dt = time.perf_counter() - t0
         if r > 0:
             rates.append(args.batch / dt)
@@ -148,6 +187,7 @@ def main():
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--repeats', type=int, default=10)
     p.add_argument('--files')
+    p.add_argument('--device', default='cpu')
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     try:

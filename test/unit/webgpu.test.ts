@@ -57,11 +57,11 @@ test('the webgpu backend (TF_BACKEND=webgpu) computes conv filter gradients equa
   assert.equal(choice.backend, 'webgpu', `ladder fell to ${choice.backend}: ${choice.skipped.join('; ')}`);
   assert.equal(choice.device, probe.ok ? probe.adapter.description : '');
   // The seed net's 5×5 valid convs, a strided same-padded one, and a 3×3 same one (the fast preset's).
-  const cases = [
+  const cases: { x: [number, number, number, number]; f: [number, number, number, number]; stride: number; pad: 'valid' | 'same' }[] = [
     { x: [2, 20, 20, 3], f: [5, 5, 3, 4], stride: 1, pad: 'valid' },
     { x: [3, 17, 15, 4], f: [3, 3, 4, 5], stride: 2, pad: 'same' },
     { x: [2, 16, 16, 6], f: [3, 3, 6, 8], stride: 1, pad: 'same' },
-  ] as const;
+  ];
   const random = (n: number, seed: number) => {
     let s = seed;
     return Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
@@ -72,7 +72,7 @@ test('the webgpu backend (TF_BACKEND=webgpu) computes conv filter gradients equa
     // Each backend gets its own tensors (moving data off webgpu would need a synchronous read, which Node lacks).
     const grad = async (backend: string) => {
       await tf.setBackend(backend);
-      const [x, f] = [tf.tensor4d(xs, [...c.x]), tf.tensor4d(fs, [...c.f])];
+      const [x, f] = [tf.tensor4d(xs, c.x), tf.tensor4d(fs, c.f)];
       const g = tf.grads((xx: tf.Tensor, ff: tf.Tensor) => tf.sum(tf.square(tf.conv2d(xx as tf.Tensor4D, ff as tf.Tensor4D, c.stride, c.pad))));
       const out = await Promise.all(g([x, f]).map((t) => t.data() as Promise<Float32Array>));
       tf.dispose([x, f]);

@@ -158,7 +158,7 @@ export async function evaluate(model: tf.LayersModel, data: TensorData, numClass
     const [lossValue, predValues, fsumValue] = await Promise.all([loss.data(), pred.data(), fsum.data()]);
     tf.dispose([loss, pred, fsum]);
     lossSum += lossValue[0]!;
-    predValues.forEach((p, i) => {
+    predValues.forEach((p: number, i: number) => {
       predicted[p]!++;
       if (p === data.labels[idx[i]!]) correct++;
     });

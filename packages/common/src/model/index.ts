@@ -7,4 +7,4 @@ export * from './onnx-export.js';
 export * from './ort-engine.js';
 export * from './quantize.js';
 export * from './webgpu.js';
-export { registerWebGpuTrainingKernels } from './webgpu-kernels.js';
+export { registerWebGpuTrainingKernels, useWebGpuConvFilterKernel } from './webgpu-kernels.js';

@@ -25,7 +25,7 @@ export function parseExecutionProviders(value: string): ExecutionProvider[] {
 }
 
 /** Whether ORT's CUDA provider libraries were installed (`npm install --onnxruntime-node-install=cuda12`). */
-function cudaProvidersInstalled(): boolean {
+export function cudaProvidersInstalled(): boolean {
   try {
     const root = dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
     return existsSync(join(root, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so'));

@@ -29,6 +29,15 @@ function kernel(name: string) {
 }
 
 let registered = false;
+let stockConfig: tf.KernelConfig | undefined;
+let camflowConfig: tf.KernelConfig | undefined;
+
+/** Swap between camflow's composed kernel and tfjs's stock one (benchmarks measure both in one process). */
+export function useWebGpuConvFilterKernel(which: 'camflow' | 'stock'): void {
+  registerWebGpuTrainingKernels();
+  tf.unregisterKernel('Conv2DBackpropFilter', BACKEND);
+  tf.registerKernel(which === 'stock' ? stockConfig! : camflowConfig!);
+}
 
 /** Replace the webgpu backend's Conv2DBackpropFilter once per process; safe to call again. */
 export function registerWebGpuTrainingKernels(): void {
@@ -42,8 +51,9 @@ export function registerWebGpuTrainingKernels(): void {
   const sum = kernel('Sum');
   const pack = kernel('Pack');
 
+  stockConfig = { ...stock };
   tf.unregisterKernel('Conv2DBackpropFilter', BACKEND);
-  tf.registerKernel({
+  tf.registerKernel((camflowConfig = {
     kernelName: 'Conv2DBackpropFilter',
     backendName: BACKEND,
     kernelFunc: (args: KernelArgs) => {
@@ -85,6 +95,6 @@ export function registerWebGpuTrainingKernels(): void {
         for (const t of temps) backend.disposeData(t.dataId);
       }
     },
-  });
+  }));
   registered = true;
 }
