@@ -31,6 +31,8 @@ export const configSchema = z.object({
   S3_MAX_SOCKETS: positiveInt.default(32),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TF_BACKEND: z.enum(BACKEND_PREFERENCES).default('auto'),
+  /** Data-parallel training threads on the CPU backends (wasm, cpu); 0: every core. */
+  TRAIN_THREADS: z.coerce.number().int().min(0).max(256).default(0),
   CAM_CONCURRENCY: positiveInt.default(2),
   CAM_CHUNK_SIZE: positiveInt.max(10_000).default(256),
   /** Images per inference run (default: the engine's own, 256 on GPU providers, 32 on CPU). */

@@ -1,4 +1,6 @@
 import { buildModel, createRng, tf, type PresetName, type Logger } from '@camflow/common';
+import { shardRanges, type GradientPool } from './parallel.js';
+import type { Shard } from './gradient-step.js';
 
 /** Images at the model's input size, packed: `n × size × size × 3` bytes, with integer labels. */
 export interface TensorData {
@@ -109,6 +111,15 @@ function batchTensor(data: TensorData, indices: ArrayLike<number>, augmentations
   return tf.tensor4d(buf, [indices.length, data.size, data.size, 3]);
 }
 
+/** One data-parallel shard: the images augmented into floats, their labels and loss weights. */
+function shardOf(data: TensorData, indices: number[], augmentations: (Augmentation | null)[] | null, classWeights: number[] | undefined): Shard {
+  const per = data.size * data.size * 3;
+  const x = new Float32Array(indices.length * per);
+  for (let i = 0; i < indices.length; i++) augmentInto(data.images, indices[i]! * per, data.size, augmentations?.[i] ?? null, x, i * per);
+  const labels = Int32Array.from(indices, (i) => data.labels[i]!);
+  return { x, size: data.size, labels, sampleWeights: classWeights ? Float32Array.from(labels, (l) => classWeights[l]!) : undefined };
+}
+
 /** Per-class loss weights n / (classes × n_class), or undefined when the classes are balanced (within 10 %). */
 export function classWeightsFor(labels: ArrayLike<number>, numClasses: number): number[] | undefined {
   const counts = new Array<number>(numClasses).fill(0);
@@ -205,6 +216,8 @@ export interface FitHooks {
   /** A checkpoint to resume from (same params). */
   resume?: FitCheckpoint;
   log?: Logger;
+  /** Data-parallel threads for the CPU backends (see `parallel.ts`); absent: one thread. */
+  pool?: GradientPool;
 }
 
 /**
@@ -254,15 +267,24 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
       for (let start = 0; start < order.length; start += params.batchSize) {
         const idx = order.slice(start, start + params.batchSize);
         const augmentations = params.augment ? idx.map(() => drawAugmentation(rng)) : null;
-        const loss = tf.tidy(() => {
-          const x = batchTensor(train, idx, augmentations);
-          const y = tf.oneHot(tf.tensor1d(idx.map((i) => train.labels[i]!), 'int32'), params.numClasses);
-          const w = weights ? tf.tensor1d(idx.map((i) => weights[train.labels[i]!]!)) : undefined;
-          const cost = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor, w) as tf.Scalar, true, vars);
-          return cost!;
-        });
-        lossSum += (await loss.data())[0]! * idx.length;
-        loss.dispose();
+        if (hooks.pool && hooks.pool.threads > 1 && idx.length > 1) {
+          // Shards on every core; one optimizer step on the summed gradients (the same step as below).
+          const shards = shardRanges(idx.length, hooks.pool.threads).map(({ start, end }) => shardOf(train, idx.slice(start, end), augmentations?.slice(start, end) ?? null, weights));
+          const { lossSum: batchLoss, grads } = await hooks.pool.gradients(model, vars, shards, params.numClasses);
+          optimizer.applyGradients(grads as Record<string, tf.Variable>);
+          tf.dispose(Object.values(grads));
+          lossSum += batchLoss;
+        } else {
+          const loss = tf.tidy(() => {
+            const x = batchTensor(train, idx, augmentations);
+            const y = tf.oneHot(tf.tensor1d(idx.map((i) => train.labels[i]!), 'int32'), params.numClasses);
+            const w = weights ? tf.tensor1d(idx.map((i) => weights[train.labels[i]!]!)) : undefined;
+            const cost = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor, w) as tf.Scalar, true, vars);
+            return cost!;
+          });
+          lossSum += (await loss.data())[0]! * idx.length;
+          loss.dispose();
+        }
         // A macrotask turn per step: BullMQ renews the job lock on a timer, which a tight loop would starve.
         await yieldToEventLoop();
       }

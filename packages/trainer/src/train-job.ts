@@ -14,6 +14,7 @@ import {
   preprocess,
   presets,
   trainJobSchema,
+  type BackendPreference,
   type DatasetManifest,
   type ModelFiles,
   type Screening,
@@ -21,6 +22,7 @@ import {
   type ModelManifest,
   type ObjectStore,
 } from '@camflow/common';
+import { GradientPool } from './parallel.js';
 import { evaluate, fitWithRestarts, predictProbabilities, type EpochMetrics, type TensorData } from './fit.js';
 import { gather, resolveSplitBy, splitIndices } from './split.js';
 import { promoteIfBetter, publishModel, type SameImagesComparison } from './publish.js';
@@ -30,6 +32,8 @@ export interface TrainContext {
   store: ObjectStore;
   log: Logger;
   backend: string;
+  /** Data-parallel training threads on the CPU backends (wasm, cpu); 1 or absent: one. */
+  threads?: number;
   /** Job identity: makes the published version deterministic for a retried job. */
   jobId: string;
   jobTimestamp: number;
@@ -114,6 +118,8 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   const checkpoints = new CheckpointStore(ctx.store, jobKey(ctx.jobId), paramsHash({ ...fitParams, dataset: manifest.version, split: splitBy, v: params.validationFraction }));
   const resume = await checkpoints.load();
   if (resume) log.warn({ attempt: resume.attempt, epoch: resume.epoch }, 'resuming training from its last checkpoint');
+  const threads = ctx.backend === 'wasm' || ctx.backend === 'cpu' ? (ctx.threads ?? 1) : 1;
+  const pool = threads > 1 ? await GradientPool.start(threads, params.preset, manifest.classNames.length, ctx.backend as BackendPreference, log) : undefined;
   const result = await fitWithRestarts(fitParams, train, validation, {
     onEpoch: async (m, attempt) => {
       log.info({ attempt, ...m }, 'epoch');
@@ -121,8 +127,9 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     },
     checkpoint: (c) => checkpoints.save(c),
     ...(resume ? { resume } : {}),
+    ...(pool ? { pool } : {}),
     log,
-  });
+  }).finally(() => pool?.close());
   resume?.weights.forEach((w) => w.dispose());
   if (result.collapsed) {
     result.model.dispose();

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { initBackend, nightlySchedulerId, parseWith, queueNames, bullConnection, trainJobSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
@@ -25,6 +26,7 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
         store: deps.store,
         log: log.child({ jobId: job.id }),
         backend: backend.backend,
+        threads: config.TRAIN_THREADS || availableParallelism(),
         jobId: job.id ?? job.name,
         jobTimestamp: job.timestamp,
         progress: (p) => job.updateProgress(p),
