@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { connectProducer, type createRedis } from '@camflow/common';
 import { buildApi } from '@camflow/ingest';
 import { startCamWorkers, type CamWorkers } from '@camflow/cam-worker';
-import { publishUntrained, startCluster, syntheticFolder, eventually, sleep, type Cluster } from '../helpers/cluster.ts';
+import { publishUntrained, runCli, startCluster, syntheticFolder, eventually, sleep, type Cluster } from '../helpers/cluster.ts';
 
 const TOKEN = 'test-token-0123456789abcdef';
 let c: Cluster;
@@ -71,6 +71,27 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   const lines = (await results.text()).trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(lines.length, 7);
   assert.equal(lines.find((l) => l.name === 'notes.png').reason, 'unsupported-format');
+  // The same results as CSV (Accept) and GeoJSON (?format=), and through the CLI to a file.
+  const csv = await fetch(`${base}/v1/batches/${info.batchId}/results`, { headers: { ...auth, accept: 'text/csv' } });
+  assert.match(csv.headers.get('content-type')!, /^text\/csv/);
+  const rows = (await csv.text()).trimEnd().split('\r\n');
+  assert.equal(rows.length, 8, 'a header and one row per line');
+  assert.deepEqual(rows.slice(1).map((r) => r.split(',')[0]), lines.map((l) => l.imageId), 'same order as the JSONL');
+  const geo = await fetch(`${base}/v1/batches/${info.batchId}/results?format=geojson`, { headers: { ...auth, accept: 'text/csv' } });
+  assert.match(geo.headers.get('content-type')!, /^application\/geo\+json/);
+  const fc = (await geo.json()) as { features: { properties: { image: string } }[] };
+  assert.ok(fc.features.length >= 6 && fc.features.every((f) => names.includes(f.properties.image)), 'boxes and peaks of the six cells, none for the refused file');
+  assert.equal((await fetch(`${base}/v1/batches/${info.batchId}/results?format=xml`, { headers: auth })).status, 400);
+  const file = join(c.dir, 'export.csv');
+  const cli = await runCli(c, ['results', info.batchId, '--format', 'csv', '--out', file]);
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.equal(await readFile(file, 'utf8'), rows.join('\r\n') + '\r\n');
+  const missing = await runCli(c, ['results', 'nosuchbatch']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /batch not found: nosuchbatch/);
+  const badFormat = await runCli(c, ['results', info.batchId, '--format', 'xls']);
+  assert.equal(badFormat.code, 2);
+  assert.match(badFormat.stderr, /jsonl, csv, geojson for --format but received "xls"/);
   // The same idempotency key with the same files and fields returns the same batch, 200 not 202.
   const again = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form(files, { target: 'all', chunkSize: '4', key: 'upload-1' }) });
   assert.equal(again.status, 200);

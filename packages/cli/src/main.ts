@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema } from '@camflow/common';
-import { addDataset, batchStatus, buildApi, repairBatch, submitBatch } from '@camflow/ingest';
+import { CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema, RESULT_FORMATS, type ResultFormat } from '@camflow/common';
+import { addDataset, batchStatus, buildApi, exportBatchResults, repairBatch, submitBatch } from '@camflow/ingest';
+import { writeFile } from 'node:fs/promises';
 import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
 import { createContext, ensureStore, type Context } from './context.js';
 import { closeOnSignals, startWorkers, workerRoles, type WorkerRole } from './workers.js';
@@ -26,7 +27,8 @@ const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
   camflow eval FOLDER|DATASET[@V] [--model V] [--group-pattern RE] [--boxes F] [--truth auto|boxes|stain|none] [--out DIR]
                                        score a model on labelled images through the queues; HTML report + one JSON line
   camflow batches repair BATCH_ID      re-create lost jobs from S3 and re-run a failed finalization
-  camflow results BATCH_ID             results.jsonl to stdout
+  camflow results BATCH_ID [--format jsonl|csv|geojson] [--out FILE]
+                                       a finished batch's results (stdout, or FILE); JSON Schema: docs/result-line.schema.json
   camflow train --dataset NAME [--version V] [--preset fast|seed] [--epochs N] [--lr X] [--batch-size N]
                 [--split auto|item|group] [--val-fraction 0.15] [--patience 5] [--seed N] [--no-promote] [--wait]
                 defaults: ≤ 30 epochs with early stopping, lr 0.002 halved on plateaus, augmentation, class weights,
@@ -107,6 +109,7 @@ async function main(argv: string[]): Promise<void> {
       patience: { type: 'string' },
       cron: { type: 'string' },
       tz: { type: 'string' },
+      format: { type: 'string' },
     },
   });
   const [command, ...rest] = positionals;
@@ -295,9 +298,20 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'results': {
-      if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow results BATCH_ID');
+      if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow results BATCH_ID [--format jsonl|csv|geojson] [--out FILE]');
+      const format = v.format ?? 'jsonl';
+      if (!(RESULT_FORMATS as readonly string[]).includes(format)) throw new InvalidParameterError('--format', RESULT_FORMATS.join(', '), format);
       await withContext(async (ctx) => {
-        process.stdout.write(await ctx.store.get(keys.resultsJsonl(rest[0]!)));
+        const out = await exportBatchResults(ctx.store, rest[0]!, format as ResultFormat);
+        if (!out) {
+          const status = await batchStatus(ctx.store, ctx.queues.batch, rest[0]!);
+          if (status.state === 'unknown') throw new NotFoundError('batch', rest[0]!);
+          throw new CamflowError('NOT_READY', `batch ${rest[0]} is ${status.state} (${status.chunks.done}/${status.chunks.total} chunks): no results yet${status.reason ? `; ${status.reason}` : ''}`);
+        }
+        if (v.out) {
+          await writeFile(v.out, out.body);
+          process.stderr.write(`wrote ${v.out} (${format})\n`);
+        } else process.stdout.write(out.body);
       });
       return;
     }

@@ -20,3 +20,4 @@ export * from './eval/stain.js';
 export * from './eval/stain-pointing.js';
 export * from './fields/index.js';
 export * from './html.js';
+export * from './results/export.js';

@@ -7,3 +7,4 @@ export * from './http/server.js';
 export * from './repair.js';
 export * from './enqueue.js';
 export * from './key-claims.js';
+export * from './results.js';

@@ -28,6 +28,8 @@ export class GradientPool {
         else p.resolve(reply);
       });
       w.on('error', (error) => this.failAll(error));
+      // A thread that dies (out of memory, a native crash) must fail the step, never leave it waiting.
+      w.on('exit', (code) => this.failAll(new CamflowError('TRAIN', `gradient thread exited with code ${code}`)));
     }
   }
 

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import type { Logger } from 'pino';
 import { registerWasmTrainingKernels } from './wasm-kernels.js';
-import { probeWebGpu, type WebGpuAdapter } from './webgpu.js';
+import { gpuDevicePresent, probeWebGpu, type WebGpuAdapter } from './webgpu.js';
 import { registerWebGpuTrainingKernels } from './webgpu-kernels.js';
 
 import type { BackendPreference } from '../config.js';
@@ -85,7 +85,8 @@ export async function initBackend(preference: BackendPreference = 'auto', log?: 
       else await attempt('tensorflow', '@tensorflow/tfjs-node-gpu', 'CUDA GPU');
     }
   }
-  if (!chosen && from('webgpu')) {
+  if (!chosen && preference === 'auto' && !gpuDevicePresent()) skipped.push('webgpu: no GPU device (/dev/nvidia*, /dev/dri/renderD*); TF_BACKEND=webgpu probes anyway');
+  else if (!chosen && from('webgpu')) {
     const probe = await probeWebGpu();
     if (!probe.ok) skipped.push(`webgpu: ${probe.reason}`);
     else if (probe.adapter.software && preference !== 'webgpu') skipped.push(`webgpu: adapter "${probe.adapter.description}" is software (TF_BACKEND=webgpu uses it anyway)`);

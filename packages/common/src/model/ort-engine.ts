@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import type { InferenceSession as OrtSession } from 'onnxruntime-node';
 import type { Logger } from 'pino';
 import { CamflowError, InvalidParameterError } from '../errors.js';
-import { probeWebGpu } from './webgpu.js';
+import { gpuDevicePresent, probeWebGpu } from './webgpu.js';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../config.js';
 import type { CamEngine, Prediction } from './engine.js';
 import { ONNX_FEATURES, ONNX_INPUT, ONNX_LOGITS } from './onnx-export.js';
@@ -56,7 +56,7 @@ export async function chooseExecutionProviders(override?: string): Promise<Provi
   if (!gpu) skipped.push('tensorrt, cuda: no NVIDIA device');
   else if (!cudaProvidersInstalled()) skipped.push('tensorrt, cuda: ORT CUDA provider libraries not installed (npm install --onnxruntime-node-install=cuda12)');
   else providers.push('tensorrt', 'cuda');
-  const probe = await probeWebGpu();
+  const probe = gpuDevicePresent() ? await probeWebGpu() : ({ ok: false, reason: 'no GPU device (/dev/nvidia*, /dev/dri/renderD*)' } as const);
   if (!probe.ok) skipped.push(`webgpu: ${probe.reason}`);
   else if (probe.adapter.software) skipped.push(`webgpu: adapter "${probe.adapter.description}" is software (CAM_EXECUTION_PROVIDERS=webgpu uses it anyway)`);
   else providers.push('webgpu');

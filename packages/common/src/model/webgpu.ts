@@ -1,3 +1,5 @@
+import { existsSync, readdirSync } from 'node:fs';
+
 /**
  * WebGPU from Node through Dawn (the `webgpu` npm package ships its binary): one adapter per process, found once.
  *
@@ -21,6 +23,19 @@ const SOFTWARE = /llvmpipe|lavapipe|swiftshader|software/i;
 /** Pure: is an adapter with this description a software rasteriser? */
 export function isSoftwareAdapter(description: string, vendor = ''): boolean {
   return SOFTWARE.test(description) || SOFTWARE.test(vendor);
+}
+
+/**
+ * Whether this host has a GPU device node at all (NVIDIA's, or a DRM render node). Without one, the only adapter
+ * Dawn could find is a software one, so `auto` ladders skip the probe (and Dawn's start-up chatter on stderr).
+ */
+export function gpuDevicePresent(): boolean {
+  if (existsSync('/dev/nvidiactl') || existsSync('/dev/nvidia0')) return true;
+  try {
+    return readdirSync('/dev/dri').some((n) => n.startsWith('renderD'));
+  } catch {
+    return false;
+  }
 }
 
 let probe: Promise<WebGpuProbe> | undefined;

@@ -33,16 +33,18 @@ export const manifestLineSchema = z.union([acceptedLineSchema, refusedLineSchema
 export type ManifestLine = z.infer<typeof manifestLineSchema>;
 export const isRefused = (line: ManifestLine): line is RefusedLine => 'reason' in line;
 
-const regionSchema = z.object({ x: z.number(), y: z.number(), width: z.number(), height: z.number(), area: z.number(), score: z.number(), peak: z.number() });
+const regionSchema = z
+  .object({ x: z.number(), y: z.number(), width: z.number(), height: z.number(), area: z.number(), score: z.number(), peak: z.number() })
+  .describe('A connected region of the normalised CAM above the threshold, in original-image pixels (x, y: top-left corner; y down); area in pixels; score: mean normalised CAM inside; peak: its maximum');
 
 /** The localization of one class on one image, in original-image pixels. */
 export const classLocalizationSchema = z.object({
   class: z.string(),
   classIndex: z.number().int().nonnegative(),
-  box: regionSchema.nullable(),
-  regions: z.array(regionSchema),
-  peak: z.object({ x: z.number(), y: z.number() }),
-  featureCam: z.array(z.number()),
+  box: regionSchema.nullable().describe("The paper's box: the largest 8-connected region above `fraction` (default 0.2) × the CAM's maximum; null when the CAM is flat"),
+  regions: z.array(regionSchema).describe('Every region of at least `minArea` pixels above the threshold, largest first'),
+  peak: z.object({ x: z.number(), y: z.number() }).describe("The CAM's maximum, original-image pixels (the pointing game's point)"),
+  featureCam: z.array(z.number()).describe('The raw CAM Σ_k w_k^c f_k at feature resolution (featureSize, row-major), before upsampling and normalisation'),
 });
 
 /** The screening call of one cell at the model's operating point. */
@@ -61,11 +63,11 @@ export const okResultSchema = z.object({
   modelVersion: idSchema,
   precision: precisionSchema,
   /** What computed it: `onnxruntime/webgpu`, `onnxruntime/cpu`, `tfjs/wasm`… (absent on lines written before). */
-  engine: z.string().optional(),
-  predicted: z.object({ index: z.number().int().nonnegative(), label: z.string(), probability: z.number() }),
-  probabilities: z.record(z.string(), z.number()),
-  cams: z.array(classLocalizationSchema),
-  featureSize: z.object({ width: z.number().int().positive(), height: z.number().int().positive() }),
+  engine: z.string().optional().describe('What computed the line: onnxruntime/<provider> or tfjs/<backend>'),
+  predicted: z.object({ index: z.number().int().nonnegative(), label: z.string(), probability: z.number() }).describe('The argmax class and its softmax probability'),
+  probabilities: z.record(z.string(), z.number()).describe('Softmax probability per class name'),
+  cams: z.array(classLocalizationSchema).describe('One localization per class asked for by `target` (predicted, all, or a class name)'),
+  featureSize: z.object({ width: z.number().int().positive(), height: z.number().int().positive() }).describe("The last conv layer's map size (featureCam's shape)"),
   outputs: z.object({ json: z.string().optional(), heatmap: z.string().optional(), overlay: z.string().optional() }),
   /** The screening call at the model's operating point (absent for models published without one). */
   screen: screenSchema.optional(),
@@ -76,8 +78,8 @@ export const failedResultSchema = z.object({
   imageId: idSchema,
   name: z.string(),
   status: z.literal('failed'),
-  reason: refusalSchema.shape.reason,
-  error: z.string(),
+  reason: refusalSchema.shape.reason.describe('Machine-readable reason, e.g. not-an-image, too-many-pixels, file-too-large, decode-failed'),
+  error: z.string().describe('What went wrong, in words'),
   modelVersion: idSchema.optional(),
 });
 

@@ -33,10 +33,14 @@ import {
   type Logger,
   type ObjectStore,
   isCellResult,
+  formatForAccept,
+  RESULT_FORMATS,
+  RESULT_MEDIA_TYPES,
 } from '@camflow/common';
 import { submitBatch, KeyConflictError, NoModelError } from '../submit.js';
 import { batchStatus } from '../status.js';
 import { repairBatch } from '../repair.js';
+import { exportBatchResults } from '../results.js';
 import { registerViewer } from './viewer.js';
 import type { SourceFile } from '../sources.js';
 
@@ -285,6 +289,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     return repairBatch({ store, flow: deps.flow, queues: deps.queues, batchId: id, log: deps.log });
   });
 
+  const resultsQuery = z.object({ format: z.enum(RESULT_FORMATS).optional() });
   app.get('/v1/batches/:id/results', async (req, reply) => {
     const { id } = parseWith(batchIdParams, req.params, 'params');
     const body = await store.getIfExists(keys.resultsJsonl(id));
@@ -293,7 +298,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       if (status.state === 'unknown') throw new NotFoundError('batch', id);
       return reply.code(409).send({ error: 'not_ready', message: `batch ${id} is ${status.state}: ${status.chunks.done}/${status.chunks.total} chunks`, chunks: status.chunks });
     }
-    return reply.type('application/x-ndjson').send(body);
+    // `?format=` wins over `Accept`; JSONL by default.
+    const query = parseWith(resultsQuery, req.query ?? {}, 'query');
+    const format = query.format ?? formatForAccept(req.headers.accept);
+    if (format === 'jsonl') return reply.type(RESULT_MEDIA_TYPES.jsonl).send(body);
+    const out = (await exportBatchResults(store, id, format))!;
+    return reply.type(out.type).header('content-disposition', `inline; filename="${id}.${format}"`).send(out.body);
   });
 
   app.get('/v1/models', async () => {

@@ -1,0 +1,112 @@
+import { z } from 'zod';
+import { imageResultSchema, type FieldResult, type ImageResult, type OkResult } from '../queues/contracts.js';
+
+/** The formats a batch's results can be read in: `camflow results --format`, HTTP `Accept` / `?format=`. */
+export const RESULT_FORMATS = ['jsonl', 'csv', 'geojson'] as const;
+export type ResultFormat = (typeof RESULT_FORMATS)[number];
+
+export const RESULT_MEDIA_TYPES: Record<ResultFormat, string> = {
+  jsonl: 'application/x-ndjson',
+  csv: 'text/csv; charset=utf-8',
+  geojson: 'application/geo+json',
+};
+
+/** Pure: the format an HTTP `Accept` header asks for (first listed that camflow serves; JSONL otherwise). */
+export function formatForAccept(accept: string | undefined): ResultFormat {
+  for (const part of (accept ?? '').split(',')) {
+    const type = part.split(';')[0]!.trim().toLowerCase();
+    if (type === 'text/csv') return 'csv';
+    if (type === 'application/geo+json') return 'geojson';
+    if (type === 'application/x-ndjson' || type === 'application/jsonl' || type === 'application/json') return 'jsonl';
+  }
+  return 'jsonl';
+}
+
+/** The JSON Schema of one `results.jsonl` line, generated from its zod schema (published as docs/result-line.schema.json). */
+export function resultLineJsonSchema(): Record<string, unknown> {
+  return {
+    $id: 'https://camflow.dev/schemas/result-line.json',
+    title: 'camflow result line (one line of results.jsonl)',
+    ...(z.toJSONSchema(imageResultSchema, { io: 'output', target: 'draft-2020-12' }) as Record<string, unknown>),
+  };
+}
+
+/** RFC 4180 quoting; a text cell starting with = + - @ is prefixed with ' so spreadsheets never run it as a formula. */
+function csvCell(value: unknown, text = false): string {
+  if (value === undefined || value === null) return '';
+  let s = String(value);
+  if (text && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+const CSV_COLUMNS = [
+  'imageId', 'name', 'status', 'kind', 'modelVersion', 'precision', 'engine', 'predicted', 'probability',
+  'screen_positive', 'box_x', 'box_y', 'box_width', 'box_height', 'peak_x', 'peak_y',
+  'cells', 'counted', 'infected', 'parasitemia', 'parasitemia_low', 'parasitemia_high', 'reason', 'error',
+] as const;
+
+/** The predicted class's localization (its box and CAM peak), in the image's pixels. */
+function predictedCam(r: OkResult) {
+  return r.cams.find((c) => c.classIndex === r.predicted.index) ?? r.cams[0];
+}
+
+/**
+ * Pure: one CSV row per result line, in the same order, with a `P(<class>)` column per class seen. Cells give their
+ * class, probability, screening call, the predicted class's box and CAM peak (image pixels); fields their counts
+ * and parasitemia with its 95 % interval; failures their reason.
+ */
+export function resultsCsv(results: readonly ImageResult[]): string {
+  const classes = [...new Set(results.flatMap((r) => (r.status === 'ok' && r.kind === 'cell' ? Object.keys(r.probabilities) : [])))];
+  const header = [...CSV_COLUMNS.slice(0, 9), ...classes.map((c) => `P(${c})`), ...CSV_COLUMNS.slice(9)];
+  const rows = results.map((r) => {
+    const row: Record<string, unknown> = { imageId: r.imageId, name: r.name, status: r.status, modelVersion: r.modelVersion };
+    if (r.status === 'failed') Object.assign(row, { reason: r.reason, error: r.error });
+    else if (r.kind === 'field') {
+      const f = (r as FieldResult).field;
+      Object.assign(row, { kind: 'field', precision: r.precision, engine: r.engine, cells: f.cells, counted: f.counted, infected: f.infected, parasitemia: f.parasitemia, parasitemia_low: f.interval[0], parasitemia_high: f.interval[1] });
+    } else {
+      const cam = predictedCam(r);
+      Object.assign(row, {
+        kind: 'cell', precision: r.precision, engine: r.engine, predicted: r.predicted.label, probability: r.predicted.probability,
+        screen_positive: r.screen ? (r.screen.positive ? 1 : 0) : undefined,
+        box_x: cam?.box?.x, box_y: cam?.box?.y, box_width: cam?.box?.width, box_height: cam?.box?.height, peak_x: cam?.peak.x, peak_y: cam?.peak.y,
+      });
+      for (const c of classes) row[`P(${c})`] = r.probabilities[c];
+    }
+    return header.map((h) => csvCell(row[h], h === 'name' || h === 'error')).join(',');
+  });
+  return `${[header.map((h) => csvCell(h)).join(','), ...rows].join('\r\n')}\r\n`;
+}
+
+const rect = (b: { x: number; y: number; width: number; height: number }) => [[b.x, b.y], [b.x + b.width, b.y], [b.x + b.width, b.y + b.height], [b.x, b.y + b.height], [b.x, b.y]];
+
+/**
+ * A batch as one GeoJSON FeatureCollection. Every feature's coordinates are pixels of the image its
+ * `properties.image` names (x right, y down, as QuPath reads them): per cell crop, the predicted class's CAM box as a
+ * `detection` (plus its CAM peak as a point); per field, the features of its `cells.geojson` (cell outlines and
+ * parasite boxes), given by `fieldFeatures`; failures are left out (they are in the JSONL and CSV).
+ */
+export async function resultsGeoJson(results: readonly ImageResult[], fieldFeatures: (r: FieldResult) => Promise<unknown[]>): Promise<{ type: 'FeatureCollection'; features: unknown[] }> {
+  const features: unknown[] = [];
+  for (const r of results) {
+    if (r.status !== 'ok') continue;
+    if (r.kind === 'field') {
+      for (const f of await fieldFeatures(r as FieldResult)) {
+        const feature = f as { properties?: Record<string, unknown> };
+        features.push({ ...feature, properties: { ...feature.properties, image: r.name, imageId: r.imageId } });
+      }
+      continue;
+    }
+    const cam = predictedCam(r);
+    const properties = {
+      image: r.name,
+      imageId: r.imageId,
+      objectType: 'detection',
+      classification: { name: r.predicted.label },
+      measurements: { probability: r.predicted.probability, ...(r.screen ? { 'screen positive': r.screen.positive ? 1 : 0 } : {}) },
+    };
+    if (cam?.box) features.push({ type: 'Feature', id: `${r.imageId}-box`, geometry: { type: 'Polygon', coordinates: [rect(cam.box)] }, properties });
+    if (cam) features.push({ type: 'Feature', id: `${r.imageId}-peak`, geometry: { type: 'Point', coordinates: [cam.peak.x, cam.peak.y] }, properties: { ...properties, objectType: 'annotation', name: 'CAM peak' } });
+  }
+  return { type: 'FeatureCollection', features };
+}

@@ -1,0 +1,62 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { formatForAccept, imageResultSchema, resultLineJsonSchema, resultsCsv, resultsGeoJson, type ImageResult } from '@camflow/common';
+
+const cell = imageResultSchema.parse({
+  batchId: 'b1', imageId: 'i0000000', name: 'Parasitized/a,"b".png', status: 'ok', kind: 'cell', sha256: 'a'.repeat(64), width: 120, height: 110,
+  modelVersion: 'm1', precision: 'fp32', engine: 'onnxruntime/cpu',
+  predicted: { index: 0, label: 'Parasitized', probability: 0.9 }, probabilities: { Parasitized: 0.9, Uninfected: 0.1 },
+  cams: [{ class: 'Parasitized', classIndex: 0, box: { x: 10, y: 20, width: 30, height: 40, area: 900, score: 0.5, peak: 1 }, regions: [], peak: { x: 25, y: 35 }, featureCam: [] }],
+  featureSize: { width: 16, height: 16 }, outputs: {},
+  screen: { positiveClass: 'Parasitized', probability: 0.9, threshold: 0.05, positive: true },
+});
+const field = imageResultSchema.parse({
+  batchId: 'b1', imageId: 'i0000001', name: 'smear.jpg', status: 'ok', kind: 'field', sha256: 'b'.repeat(64), width: 5312, height: 2988, modelVersion: 'm1', precision: 'fp32',
+  field: { positiveClass: 'Parasitized', cells: 191, counted: 177, infected: 8, parasitemia: 8 / 177, interval: [0.023, 0.087], cellDiameter: 110 },
+  outputs: { field: 'results/b1/i0000001/field.json', geojson: 'results/b1/i0000001/cells.geojson' },
+});
+const failed = imageResultSchema.parse({ batchId: 'b1', imageId: 'i0000002', name: '=HYPERLINK("x")', status: 'failed', reason: 'not-an-image', error: 'not an image: bytes 00 01' });
+const results: ImageResult[] = [cell, field, failed];
+
+test('CSV: one row per line in order, a probability column per class, quoted per RFC 4180, formulas defused', () => {
+  const lines = resultsCsv(results).trimEnd().split('\r\n');
+  assert.equal(lines.length, 4);
+  const header = lines[0]!.split(',');
+  assert.deepEqual(header.slice(0, 11), ['imageId', 'name', 'status', 'kind', 'modelVersion', 'precision', 'engine', 'predicted', 'probability', 'P(Parasitized)', 'P(Uninfected)']);
+  assert.ok(lines[1]!.startsWith('i0000000,"Parasitized/a,""b"".png",ok,cell,m1,fp32,onnxruntime/cpu,Parasitized,0.9,0.9,0.1,1,10,20,30,40,25,35'), lines[1]);
+  const f = Object.fromEntries(header.map((h, i) => [h, lines[2]!.split(',')[i]]));
+  assert.deepEqual([f.kind, f.cells, f.counted, f.infected, f.parasitemia_low, f.parasitemia_high], ['field', '191', '177', '8', '0.023', '0.087']);
+  assert.ok(lines[3]!.includes(`"'=HYPERLINK(""x"")"`), 'a name starting with = cannot run as a formula');
+  assert.ok(lines[3]!.includes('not-an-image'));
+});
+
+test('GeoJSON: CAM boxes and peaks of cells in their image pixels, the fields’ own features, failures left out', async () => {
+  const asked: string[] = [];
+  const fc = await resultsGeoJson(results, async (r) => {
+    asked.push(r.outputs.geojson);
+    return [{ type: 'Feature', geometry: { type: 'Polygon', coordinates: [] }, properties: { objectType: 'detection', name: 'cell 0' } }];
+  });
+  assert.deepEqual(asked, ['results/b1/i0000001/cells.geojson']);
+  const features = fc.features as { id?: string; geometry: { type: string; coordinates: unknown }; properties: Record<string, unknown> }[];
+  assert.equal(features.length, 3);
+  assert.deepEqual(features[0]!.geometry.coordinates, [[[10, 20], [40, 20], [40, 60], [10, 60], [10, 20]]]);
+  assert.equal(features[0]!.properties.image, 'Parasitized/a,"b".png');
+  assert.deepEqual(features[1]!.geometry, { type: 'Point', coordinates: [25, 35] });
+  assert.equal(features[2]!.properties.image, 'smear.jpg');
+  assert.equal(features[2]!.properties.name, 'cell 0');
+});
+
+test('HTTP Accept picks the format; JSONL otherwise', () => {
+  assert.equal(formatForAccept('text/csv'), 'csv');
+  assert.equal(formatForAccept('application/geo+json, */*;q=0.1'), 'geojson');
+  assert.equal(formatForAccept('*/*'), 'jsonl');
+  assert.equal(formatForAccept(undefined), 'jsonl');
+});
+
+test('docs/result-line.schema.json is the JSON Schema generated from the result line’s zod schema (run `npm run schema`)', async () => {
+  const committed = JSON.parse(await readFile(new URL('../../docs/result-line.schema.json', import.meta.url), 'utf8'));
+  assert.deepEqual(committed, resultLineJsonSchema());
+  const text = JSON.stringify(committed);
+  for (const word of ['featureCam', 'regions', 'original-image pixels', 'parasitemia']) assert.ok(text.includes(word), word);
+});
