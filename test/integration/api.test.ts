@@ -62,10 +62,15 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.deepEqual([info.items, info.accepted, info.rejected, info.chunks], [7, 6, 1, 2]);
   const early = await fetch(`${base}/v1/batches/${info.batchId}/results`, { headers: auth });
   assert.ok(early.status === 409 || early.status === 200);
-  await eventually('the batch to complete', async () => {
+  const seen: number[] = [];
+  const final = await eventually('the batch to complete', async () => {
     const s = await json(fetch(`${base}/v1/batches/${info.batchId}`, { headers: auth }));
+    seen.push(s.images.done);
     return s.state === 'completed' ? s : undefined;
   }, 60_000, 200);
+  // Progress in images, by whole chunks of 4: 0, 4 or 6, never going back.
+  assert.deepEqual(final.images, { total: 6, done: 6 });
+  assert.ok(seen.every((d, i) => [0, 4, 6].includes(d) && (i === 0 || d >= seen[i - 1]!)), JSON.stringify(seen));
   const results = await fetch(`${base}/v1/batches/${info.batchId}/results`, { headers: auth });
   assert.equal(results.headers.get('content-type'), 'application/x-ndjson');
   const lines = (await results.text()).trim().split('\n').map((l) => JSON.parse(l));
@@ -86,6 +91,13 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   const cli = await runCli(c, ['results', info.batchId, '--format', 'csv', '--out', file]);
   assert.equal(cli.code, 0, cli.stderr);
   assert.equal(await readFile(file, 'utf8'), rows.join('\r\n') + '\r\n');
+  // The batch list, newest first, over HTTP and from the CLI.
+  const listed = (await json(fetch(`${base}/v1/batches?limit=5`, { headers: auth }))).batches as { batchId: string; state: string; images: { done: number } }[];
+  const mine = listed.find((b) => b.batchId === info.batchId)!;
+  assert.deepEqual([mine.state, mine.images.done], ['completed', 6]);
+  const cliList = await runCli(c, ['batches', 'list', '--json']);
+  assert.equal(cliList.code, 0, cliList.stderr);
+  assert.ok(JSON.parse(cliList.stdout).batches.some((b: { batchId: string; state: string }) => b.batchId === info.batchId && b.state === 'completed'));
   const missing = await runCli(c, ['results', 'nosuchbatch']);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /batch not found: nosuchbatch/);

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema, RESULT_FORMATS, type ResultFormat } from '@camflow/common';
-import { addDataset, batchStatus, buildApi, exportBatchResults, repairBatch, submitBatch } from '@camflow/ingest';
+import { addDataset, batchStatus, buildApi, batchListing, exportBatchResults, repairBatch, submitBatch } from '@camflow/ingest';
 import { writeFile } from 'node:fs/promises';
 import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
 import { createContext, ensureStore, type Context } from './context.js';
@@ -26,6 +26,7 @@ const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
   camflow status BATCH_ID
   camflow eval FOLDER|DATASET[@V] [--model V] [--group-pattern RE] [--boxes F] [--truth auto|boxes|stain|none] [--out DIR]
                                        score a model on labelled images through the queues; HTML report + one JSON line
+  camflow batches list [--limit 50]    the newest batches: state, images done, model
   camflow batches repair BATCH_ID      re-create lost jobs from S3 and re-run a failed finalization
   camflow results BATCH_ID [--format jsonl|csv|geojson] [--out FILE]
                                        a finished batch's results (stdout, or FILE); JSON Schema: docs/result-line.schema.json
@@ -38,12 +39,19 @@ const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
 
 Every command takes --json for machine-readable output. Configuration: environment (see README).`;
 
+/** 75 → "1 min 15 s", 4000 → "1 h 7 min". */
+function formatDuration(seconds: number): string {
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+  return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
+}
+
 const print = (json: boolean, value: unknown, human: string) => process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human}\n`);
 
 function progressBar(label: string) {
   const tty = process.stderr.isTTY;
   let last = 0;
-  return (done: number, total: number | undefined) => {
+  return (done: number, total: number | undefined, etaSeconds?: number) => {
     const now = Date.now();
     if (done !== total && now - last < 200) return;
     last = now;
@@ -53,7 +61,7 @@ function progressBar(label: string) {
     }
     const width = 30;
     const filled = total ? Math.round((done / total) * width) : width;
-    const line = `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`;
+    const line = `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}${etaSeconds !== undefined && done !== total ? `, about ${formatDuration(etaSeconds)} left` : ''}`;
     if (tty) process.stderr.write(`\r${line}${done === total ? '\n' : ''}`);
     else if (done === total) process.stderr.write(`${line}\n`);
   };
@@ -110,6 +118,7 @@ async function main(argv: string[]): Promise<void> {
       cron: { type: 'string' },
       tz: { type: 'string' },
       format: { type: 'string' },
+      limit: { type: 'string' },
     },
   });
   const [command, ...rest] = positionals;
@@ -249,7 +258,7 @@ async function main(argv: string[]): Promise<void> {
           return;
         }
         const bar = v.json ? undefined : progressBar('localize');
-        const status = await waitForBatch(ctx, info.batchId, 24 * 3600_000, (s) => bar?.(s.chunks.done, s.chunks.total));
+        const status = await waitForBatch(ctx, info.batchId, 24 * 3600_000, (s) => (s.images ? bar?.(s.images.done, s.images.total, s.state === 'running' ? s.images.etaSeconds : undefined) : bar?.(s.chunks.done, s.chunks.total)));
         print(v.json, status, `batch ${info.batchId} completed: ${JSON.stringify(status.summary)}`);
       });
       return;
@@ -268,7 +277,9 @@ async function main(argv: string[]): Promise<void> {
       await withContext(async (ctx) => {
         const status = await batchStatus(ctx.store, ctx.queues.batch, rest[0]!);
         if (status.state === 'unknown') throw new NotFoundError('batch', rest[0]!);
-        print(v.json, status, `${status.batchId}: ${status.state}, chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.summary ? `\n${JSON.stringify(status.summary, null, 2)}` : ''}`);
+        const im = status.images;
+        const progress = im ? `images ${im.done}/${im.total}${im.perSecond !== undefined && status.state === 'running' ? ` (${im.perSecond}/s, about ${formatDuration(im.etaSeconds!)} left)` : ''}, ` : '';
+        print(v.json, status, `${status.batchId}: ${status.state}, ${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.summary ? `\n${JSON.stringify(status.summary, null, 2)}` : ''}`);
       });
       return;
     }
@@ -290,7 +301,19 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'batches': {
-      if (rest[0] !== 'repair' || !rest[1]) throw new CamflowError('USAGE', 'usage: camflow batches repair BATCH_ID');
+      if (rest[0] === 'list') {
+        const limit = num('limit', 50)!;
+        if (!Number.isInteger(limit) || limit < 1) throw new InvalidParameterError('--limit', 'a positive integer', v.limit);
+        await withContext(async (ctx) => {
+          const list = await batchListing(ctx.store, ctx.queues.batch, limit);
+          const human = list.length
+            ? list.map((b) => `${b.batchId}  ${b.createdAt}  ${b.state.padEnd(9)}  ${b.images ? `${b.images.done}/${b.images.total} images` : `${b.accepted} images`}, ${b.rejected} refused  model ${b.modelVersion}`).join('\n')
+            : 'no batches yet: camflow submit FOLDER';
+          print(v.json, { batches: list }, human);
+        });
+        return;
+      }
+      if (rest[0] !== 'repair' || !rest[1]) throw new CamflowError('USAGE', 'usage: camflow batches list [--limit N] | camflow batches repair BATCH_ID');
       await withContext(async (ctx) => {
         const report = await repairBatch({ store: ctx.store, flow: ctx.flow, queues: ctx.queues, batchId: rest[1]!, log: ctx.log });
         print(v.json, report, report.action === 'none' ? `${report.batchId}: nothing to repair (${report.state})` : `${report.batchId}: jobs re-created for chunks [${report.recreated.join(', ')}]; finalization queued (${report.committed} chunks already committed, ${report.failed.length} failed)`);

@@ -16,6 +16,8 @@ export interface BatchStatus {
   state: BatchState;
   info?: BatchInfo;
   chunks: { total: number; done: number };
+  /** Accepted images in finished chunks, the rate since submission and the time left at that rate (running batches). */
+  images?: { total: number; done: number; perSecond?: number; etaSeconds?: number };
   summary?: BatchSummary;
   /** Why a batch is failed or stalled, and what to do. */
   reason?: string;
@@ -27,19 +29,74 @@ export async function batchStatus(store: ObjectStore, batchQueue: Queue, batchId
   if (!raw) return { batchId, state: 'unknown', chunks: { total: 0, done: 0 } };
   const info = parseWith(batchInfoSchema, raw, 'batch info');
   const summary = await store.getJsonIfExists(keys.resultsSummary(batchId));
-  if (summary) return { batchId, state: 'completed', info, chunks: { total: info.chunks, done: info.chunks }, summary: parseWith(batchSummarySchema, summary, 'batch summary') };
+  if (summary) return { batchId, state: 'completed', info, chunks: { total: info.chunks, done: info.chunks }, images: { total: info.accepted, done: info.accepted }, summary: parseWith(batchSummarySchema, summary, 'batch summary') };
   const job = await Job.fromId(batchQueue, finalizeJobId(batchId));
   const repair = `run \`camflow batches repair ${batchId}\` (HTTP: POST /v1/batches/${batchId}/repair)`;
   if (!job) {
     return { batchId, state: 'stalled', info, chunks: { total: info.chunks, done: 0 }, reason: `its jobs are not in Redis (lost in a Redis restart without persistence, or the submission was interrupted): ${repair}` };
   }
-  const counts = await job.getDependenciesCount({ unprocessed: true });
-  const done = info.chunks - Math.min(info.chunks, counts.unprocessed ?? info.chunks);
+  // The chunks still to run, by id (`<batch>-c<n>`): the images of the others are done.
+  const pending = await job.getDependencies({ unprocessed: { cursor: 0, count: Math.max(1, info.chunks) } });
+  const unprocessed = (pending.unprocessed ?? []).map((k) => Number(/-c(\d+)$/.exec(k)?.[1])).filter((n) => Number.isInteger(n));
+  const done = info.chunks - Math.min(info.chunks, unprocessed.length);
+  const images = imageProgress(info, unprocessed, Date.now());
   if (await job.isFailed()) {
     // Read the job again now that its state is final: the copy read above may predate its last attempt (it was
     // between attempts then), and would report one attempt too few and an earlier reason (seen in a CI run).
     const final = (await Job.fromId(batchQueue, finalizeJobId(batchId))) ?? job;
-    return { batchId, state: 'failed', info, chunks: { total: info.chunks, done }, reason: `finalization failed after ${final.attemptsMade} attempts: ${publicReason(new Error(final.failedReason))}; ${repair}` };
+    return { batchId, state: 'failed', info, chunks: { total: info.chunks, done }, images, reason: `finalization failed after ${final.attemptsMade} attempts: ${publicReason(new Error(final.failedReason))}; ${repair}` };
   }
-  return { batchId, state: 'running', info, chunks: { total: info.chunks, done } };
+  return { batchId, state: 'running', info, chunks: { total: info.chunks, done }, images };
+}
+
+/** Pure: images in chunk `n` (chunk n holds accepted images n·size … (n+1)·size − 1). */
+export const chunkImageCount = (n: number, chunkSize: number, accepted: number): number => Math.max(0, Math.min(chunkSize, accepted - n * chunkSize));
+
+/** Pure: images done (those of the chunks not pending), the rate since submission, and the time left at that rate. */
+export function imageProgress(info: Pick<BatchInfo, 'accepted' | 'chunkSize' | 'createdAt'>, pendingChunks: number[], now: number): NonNullable<BatchStatus['images']> {
+  const left = pendingChunks.reduce((s, n) => s + chunkImageCount(n, info.chunkSize, info.accepted), 0);
+  const done = Math.max(0, info.accepted - left);
+  const seconds = (now - Date.parse(info.createdAt)) / 1000;
+  if (done === 0 || !(seconds > 0)) return { total: info.accepted, done };
+  const perSecond = done / seconds;
+  return { total: info.accepted, done, perSecond: Math.round(perSecond * 10) / 10, etaSeconds: Math.round((info.accepted - done) / perSecond) };
+}
+
+/**
+ * The newest batches first (ids are time-sortable), at most `limit`, from their stored `batch.json`. Listing reads
+ * every batch prefix (1,000 per S3 request) and then only the `limit` newest objects.
+ */
+export async function listBatches(store: ObjectStore, limit = 50): Promise<BatchInfo[]> {
+  const prefixes = (await store.listPrefixes('batches/', 10_000_000)).filter((p) => p !== 'batches/keys/').sort().reverse().slice(0, limit);
+  const infos = await Promise.all(
+    prefixes.map(async (p) => {
+      const raw = await store.getJsonIfExists(`${p}batch.json`);
+      const parsed = raw === undefined ? undefined : batchInfoSchema.safeParse(raw);
+      return parsed?.success ? parsed.data : undefined;
+    }),
+  );
+  return infos.filter((i): i is BatchInfo => i !== undefined).sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+}
+
+/** One row of `camflow batches list` / `GET /v1/batches`. */
+export interface BatchListing {
+  batchId: string;
+  createdAt: string;
+  state: BatchState;
+  modelVersion: string;
+  items: number;
+  accepted: number;
+  rejected: number;
+  images?: BatchStatus['images'];
+}
+
+/** The newest batches with their state and progress. */
+export async function batchListing(store: ObjectStore, batchQueue: Queue, limit = 50): Promise<BatchListing[]> {
+  const infos = await listBatches(store, limit);
+  return Promise.all(
+    infos.map(async (info) => {
+      const status = await batchStatus(store, batchQueue, info.batchId);
+      return { batchId: info.batchId, createdAt: info.createdAt, state: status.state, modelVersion: info.modelVersion, items: info.items, accepted: info.accepted, rejected: info.rejected, ...(status.images ? { images: status.images } : {}) };
+    }),
+  );
 }

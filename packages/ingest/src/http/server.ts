@@ -38,7 +38,7 @@ import {
   RESULT_MEDIA_TYPES,
 } from '@camflow/common';
 import { submitBatch, KeyConflictError, NoModelError } from '../submit.js';
-import { batchStatus } from '../status.js';
+import { batchListing, batchStatus } from '../status.js';
 import { repairBatch } from '../repair.js';
 import { exportBatchResults } from '../results.js';
 import { registerViewer } from './viewer.js';
@@ -287,6 +287,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.post('/v1/batches/:id/repair', async (req) => {
     const { id } = parseWith(batchIdParams, req.params, 'params');
     return repairBatch({ store, flow: deps.flow, queues: deps.queues, batchId: id, log: deps.log });
+  });
+
+  const listQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50) });
+  app.get('/v1/batches', async (req) => {
+    const { limit } = parseWith(listQuery, req.query ?? {}, 'query');
+    return { batches: await batchListing(store, deps.queues.batch, limit) };
   });
 
   const resultsQuery = z.object({ format: z.enum(RESULT_FORMATS).optional() });

@@ -19,6 +19,7 @@ import {
   type ObjectStore,
   type OkResult,
 } from '@camflow/common';
+import { listBatches } from '../status.js';
 
 /**
  * The results viewer, served by the API process under `/viewer` (behind the API's token: a login form sets it as an
@@ -51,18 +52,6 @@ export const GALLERY_LIMIT = 1000;
 const pct = (v: number) => `${(v * 100).toFixed(1)} %`;
 
 /** The newest batches (at most `max`), from their `batch.json`. */
-async function listBatches(store: ObjectStore, max = 200): Promise<BatchInfo[]> {
-  const prefixes = (await store.listPrefixes('batches/', max + 1)).filter((p) => p !== 'batches/keys/');
-  const infos = await Promise.all(
-    prefixes.map(async (p) => {
-      const raw = await store.getJsonIfExists(`${p}batch.json`);
-      const parsed = raw === undefined ? undefined : batchInfoSchema.safeParse(raw);
-      return parsed?.success ? parsed.data : undefined;
-    }),
-  );
-  return infos.filter((i): i is BatchInfo => i !== undefined).sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1)).slice(0, max);
-}
-
 async function readBatchResults(store: ObjectStore, id: string): Promise<ImageResult[] | undefined> {
   const key = keys.resultsJsonl(id);
   const body = await store.getIfExists(key);
@@ -91,7 +80,7 @@ export function registerViewer(app: FastifyInstance, store: ObjectStore): void {
   });
 
   app.get('/viewer', async (_req, reply) => {
-    const batches = await listBatches(store);
+    const batches = await listBatches(store, 200);
     const rows = await Promise.all(
       batches.map(async (b) => {
         const raw = await store.getJsonIfExists(keys.resultsSummary(b.batchId));

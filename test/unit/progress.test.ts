@@ -1,0 +1,16 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chunkImageCount, imageProgress } from '../../packages/ingest/src/status.ts';
+
+test('a chunk holds chunkSize accepted images, the last one the rest', () => {
+  assert.deepEqual([0, 1, 2, 3].map((n) => chunkImageCount(n, 256, 600)), [256, 256, 88, 0]);
+});
+
+test('progress counts the images of finished chunks, with the rate since submission and the time left', () => {
+  const info = { accepted: 600, chunkSize: 256, createdAt: '2026-11-27T10:00:00.000Z' };
+  const t = Date.parse(info.createdAt);
+  // Chunk 1 (256 images) and chunk 2 (88) still pending after 64 s: 256 done, 4/s, 86 s left.
+  assert.deepEqual(imageProgress(info, [1, 2], t + 64_000), { total: 600, done: 256, perSecond: 4, etaSeconds: 86 });
+  assert.deepEqual(imageProgress(info, [0, 1, 2], t + 64_000), { total: 600, done: 0 }, 'no rate before the first chunk');
+  assert.deepEqual(imageProgress(info, [], t + 100_000).done, 600);
+});
