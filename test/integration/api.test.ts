@@ -98,6 +98,16 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   const cliList = await runCli(c, ['batches', 'list', '--json']);
   assert.equal(cliList.code, 0, cliList.stderr);
   assert.ok(JSON.parse(cliList.stdout).batches.some((b: { batchId: string; state: string }) => b.batchId === info.batchId && b.state === 'completed'));
+  // Prometheus metrics (open, like the probes) and the queues' dashboard (behind the token).
+  const prom = await (await fetch(`${base}/metrics`)).text();
+  assert.match(prom, /camflow_production_model\{version="m-untrained",role="api"\} 1/);
+  assert.equal((await fetch(`${base}/admin/queues`, { redirect: 'manual' })).status, 303, 'a browser without the cookie goes to the login form');
+  assert.equal((await fetch(`${base}/admin/queues/api/queues`)).status, 401);
+  const board = await fetch(`${base}/admin/queues`, { headers: auth });
+  assert.equal(board.status, 200);
+  assert.match(await board.text(), /camflow queues/);
+  const queues = (await json(fetch(`${base}/admin/queues/api/queues`, { headers: auth }))) as { queues: { name: string }[] };
+  assert.ok(['cam', 'batch', 'train'].every((n) => queues.queues.some((q) => q.name === n)), JSON.stringify(queues.queues.map((q) => q.name)));
   const missing = await runCli(c, ['results', 'nosuchbatch']);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /batch not found: nosuchbatch/);
@@ -113,7 +123,7 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.equal(other.status, 409);
   assert.equal((await json(other)).batchId, info.batchId);
   const metrics = await (await fetch(`${base}/metrics`)).text();
-  assert.match(metrics, /camflow_queue_jobs\{queue="cam",state="completed"\} 2/);
+  assert.match(metrics, /camflow_queue_jobs\{queue="cam",state="completed",role="api"\} 2/);
 });
 
 test('an oversize upload is refused with 413 and the limit named; bad fields with 400 and the field named', async () => {

@@ -2,6 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
+
+/** A TCP port free right now (the worker binds it a moment later). */
+const freePort = () => new Promise<number>((resolve) => { const srv = createServer().listen(0, '127.0.0.1', () => { const { port } = srv.address() as { port: number }; srv.close(() => resolve(port)); }); });
 import { connectProducer, isCellResult, writeSyntheticDataset } from '@camflow/common';
 import { buildApi } from '@camflow/ingest';
 import { readResults } from '../../packages/cli/src/wait.ts';
@@ -12,10 +16,18 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
   try {
     await publishUntrained(c.ctx);
     await writeSyntheticDataset(join(c.dir, 'labelled'), { count: 40, seed: 71 });
-    c.spawnWorker('cam');
+    const metricsPort = await freePort();
+    c.spawnWorker('cam', { METRICS_PORT: String(metricsPort) });
     const out = join(c.dir, 'eval-report');
     const run = await runCli(c, ['eval', join(c.dir, 'labelled'), '--out', out, '--json']);
     assert.equal(run.code, 0, run.stderr);
+    // The worker process's Prometheus metrics: every image counted, chunk durations, the model it serves.
+    const prom = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const sample = (name: string, labels: Record<string, string>) =>
+      prom.split('\n').find((l) => l.startsWith(`${name}{`) && Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`)))?.split(' ').pop();
+    assert.equal(sample('camflow_images_total', { status: 'ok', role: 'cam' }), '40');
+    assert.ok(Number(sample('camflow_job_duration_seconds_count', { queue: 'cam' })) >= 1);
+    assert.equal(sample('camflow_model_loaded', { version: 'm-untrained', engine: 'onnxruntime/cpu' }), '1');
     const lines = run.stdout.trim().split('\n');
     assert.equal(lines.length, 1, 'one JSON line');
     const line = JSON.parse(lines[0]!).eval;

@@ -39,6 +39,8 @@ export class ModelCache {
     private readonly log: Logger,
     private readonly engine: EngineOptions = { kind: 'tfjs' },
     private readonly capacity = 3,
+    /** Told of each model loaded, with the engine serving it (metrics). */
+    private readonly onLoaded?: (version: string, engine: string) => void,
   ) {}
 
   get(version: string, precision: Precision = 'fp32'): Promise<LoadedModel> {
@@ -93,6 +95,7 @@ export class ModelCache {
       }
     }
     this.log.info({ modelVersion: version, preset: manifest.preset, engine: engine.device, precision, ms: Math.round(performance.now() - started) }, 'model loaded');
+    this.onLoaded?.(version, engine.device);
     return { manifest, engine, precision };
   }
 

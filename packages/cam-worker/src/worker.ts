@@ -16,6 +16,8 @@ import {
   type Config,
   type Logger,
   type ObjectStore,
+  instrumentWorker,
+  type ProcessMetrics,
 } from '@camflow/common';
 import { ModelCache } from './model-cache.js';
 import { processChunk } from './chunk.js';
@@ -30,6 +32,8 @@ export interface CamWorkerDeps {
   log: Logger;
   /** Which queues this process serves: chunks (`cam`), finalization (`batch`), or both (default). */
   queues?: { chunks: boolean; finalize: boolean };
+  /** Prometheus instruments of this process (job durations, failures, stalls, images, models loaded). */
+  metrics?: ProcessMetrics;
 }
 
 export interface CamWorkers {
@@ -46,7 +50,8 @@ export interface CamWorkers {
 export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> {
   const { config, store, log } = deps;
   await initBackend(config.TF_BACKEND, log);
-  const models = new ModelCache(store, log, { kind: config.CAM_ENGINE, threads: config.CAM_THREADS, providers: config.CAM_EXECUTION_PROVIDERS });
+  const metrics = deps.metrics;
+  const models = new ModelCache(store, log, { kind: config.CAM_ENGINE, threads: config.CAM_THREADS, providers: config.CAM_EXECUTION_PROVIDERS }, 3, (version, engine) => metrics?.modelLoaded.set({ version, engine }, 1));
   const connection = bullConnection(config.REDIS_URL);
   const serve = deps.queues ?? { chunks: true, finalize: true };
   // A killed worker's job is 'stalled' and handed to another worker. Stalls and attempts are one budget: a job may
@@ -95,6 +100,14 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
     const record: ChunkFailure = { batchId: parsed.data.batchId, chunk: parsed.data.chunk, attempts: job.attemptsMade, error: publicReason(err), failedAt: new Date().toISOString() };
     store.putJson(keys.resultChunkFailure(record.batchId, record.chunk), record).catch((e: Error) => log.warn({ err: e, batchId: record.batchId, chunk: record.chunk }, 'could not record a chunk failure in S3'));
   });
+  if (metrics) {
+    if (cam) instrumentWorker(metrics, cam, 'cam');
+    if (batch) instrumentWorker(metrics, batch, 'batch');
+    cam?.on('completed', (_job, outcome: { ok?: number; failed?: number } | undefined) => {
+      metrics.images.inc({ status: 'ok' }, outcome?.ok ?? 0);
+      metrics.images.inc({ status: 'failed' }, outcome?.failed ?? 0);
+    });
+  }
   for (const [name, w] of [['cam', cam], ['batch', batch]] as const) {
     w?.on('failed', (job, err) => log.warn({ queue: name, jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'job failed'));
     w?.on('error', (err) => log.error({ queue: name, err }, 'worker error'));

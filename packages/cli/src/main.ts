@@ -11,6 +11,10 @@ import { waitForJob, waitForBatch } from './wait.js';
 import { runDemo } from './demo.js';
 import { runEval, type EvalOptions } from './eval-command.js';
 
+// The AWS SDK prints a 7-line notice on every command under Node 20 (its releases after January 2027 need Node 22):
+// noise for each CLI call; the README says so once. A user who sets the variable keeps their choice.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
 
   camflow demo [--out DIR] [--train-images N] [--held-out N] [--epochs N]

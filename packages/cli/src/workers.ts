@@ -1,4 +1,4 @@
-import { createRedis, type Config, type Logger, type ObjectStore } from '@camflow/common';
+import { createProcessMetrics, createRedis, serveMetrics, type Config, type Logger, type ObjectStore } from '@camflow/common';
 import { startTrainer } from '@camflow/trainer';
 import { startCamWorkers } from '@camflow/cam-worker';
 import type { Worker } from 'bullmq';
@@ -10,9 +10,16 @@ export const workerRoles: readonly WorkerRole[] = ['cam', 'chunks', 'finalizer',
 /** Start the workers of a role in this process; `close` drains them (SIGTERM/SIGINT call it). */
 export async function startWorkers(role: WorkerRole, config: Config, store: ObjectStore, log: Logger): Promise<{ close(): Promise<void> }> {
   const closers: (() => Promise<void>)[] = [];
+  const metrics = createProcessMetrics(role);
+  if (config.METRICS_PORT !== undefined) {
+    const server = await serveMetrics(metrics.registry, config.METRICS_PORT);
+    const address = server.address();
+    log.info({ port: typeof address === 'object' && address ? address.port : config.METRICS_PORT }, 'Prometheus metrics at /metrics');
+    closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  }
   if (role === 'trainer' || role === 'all') {
     const publisher = createRedis(config.REDIS_URL);
-    const trainer: Worker = await startTrainer({ config, store, publisher, log: log.child({ role: 'trainer' }) });
+    const trainer: Worker = await startTrainer({ config, store, publisher, metrics, log: log.child({ role: 'trainer' }) });
     closers.push(async () => {
       await trainer.close();
       await publisher.quit().catch(() => undefined);
@@ -20,7 +27,7 @@ export async function startWorkers(role: WorkerRole, config: Config, store: Obje
   }
   if (role !== 'trainer') {
     const queues = { chunks: role !== 'finalizer', finalize: role !== 'chunks' };
-    const cam = await startCamWorkers({ config, store, queues, subscriber: createRedis(config.REDIS_URL), log: log.child({ role: role === 'finalizer' ? 'finalizer' : 'cam-worker' }) });
+    const cam = await startCamWorkers({ config, store, queues, metrics, subscriber: createRedis(config.REDIS_URL), log: log.child({ role: role === 'finalizer' ? 'finalizer' : 'cam-worker' }) });
     closers.push(() => cam.close());
   }
   log.info({ role }, 'workers started');

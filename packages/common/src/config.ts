@@ -80,6 +80,8 @@ export const configSchema = z.object({
   MAX_UPLOAD_BYTES: positiveInt.default(2 * 1024 ** 3),
   MAX_UPLOAD_FILES: positiveInt.default(10_000),
   API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** Worker processes serve Prometheus metrics at http://0.0.0.0:METRICS_PORT/metrics when set (the API serves /metrics itself). */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   API_HOST: z.string().default('0.0.0.0'),
   /** Bearer token the HTTP API requires (health probes excepted). Unset: the API refuses to start unless API_INSECURE=true. */
   API_TOKEN: z.string().min(16, 'at least 16 characters').optional(),

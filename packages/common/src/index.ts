@@ -21,3 +21,4 @@ export * from './eval/stain-pointing.js';
 export * from './fields/index.js';
 export * from './html.js';
 export * from './results/export.js';
+export * from './metrics.js';

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { initBackend, nightlySchedulerId, parseWith, queueNames, bullConnection, trainJobSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
+import { initBackend, instrumentWorker, nightlySchedulerId, type ProcessMetrics, parseWith, queueNames, bullConnection, trainJobSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
 import { runTraining, type TrainOutcome } from './train-job.js';
 
 /** A training job's return value: the outcome without the (stored) manifest. */
@@ -13,6 +13,8 @@ export interface TrainerDeps {
   store: ObjectStore;
   publisher: Redis;
   log: Logger;
+  /** Prometheus instruments of this process (training job durations, failures, stalls). */
+  metrics?: ProcessMetrics;
 }
 
 /** The `train` worker: concurrency 1 (a training run uses every core the backend can). */
@@ -39,6 +41,7 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
     },
     { connection: bullConnection(config.REDIS_URL), prefix: config.QUEUE_PREFIX, name: `trainer-${process.pid}`, concurrency: 1, lockDuration: config.TRAIN_LOCK_MS, stalledInterval: config.STALLED_INTERVAL_MS, maxStalledCount: 3 },
   );
+  if (deps.metrics) instrumentWorker(deps.metrics, worker, 'train');
   worker.on('failed', (job, err) => log.error({ jobId: job?.id, err: err.message }, 'training job failed'));
   worker.on('error', (err) => log.error({ err: err.message }, 'trainer worker error'));
   return worker;

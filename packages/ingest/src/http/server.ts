@@ -36,12 +36,17 @@ import {
   formatForAccept,
   RESULT_FORMATS,
   RESULT_MEDIA_TYPES,
+  createProcessMetrics,
 } from '@camflow/common';
 import { submitBatch, KeyConflictError, NoModelError } from '../submit.js';
 import { batchListing, batchStatus } from '../status.js';
 import { repairBatch } from '../repair.js';
 import { exportBatchResults } from '../results.js';
 import { registerViewer } from './viewer.js';
+import { Gauge } from 'prom-client';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
 import type { SourceFile } from '../sources.js';
 
 export interface ApiDeps {
@@ -155,13 +160,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     // The bearer header (API clients), or the viewer's HttpOnly cookie holding the same token (browsers).
     const cookie = sessionToken(req.headers.cookie);
     if (matches(req.headers.authorization ?? '') || (cookie !== undefined && matches(`Bearer ${cookie}`))) return;
-    if (path === '/viewer' || path.startsWith('/viewer/')) return reply.code(303).header('location', `/login?next=${encodeURIComponent(req.url)}`).send();
+    // Pages send a browser to the login form; the dashboard's JSON API answers 401 like every other API route.
+    const page = path === '/viewer' || path.startsWith('/viewer/') || path === '/admin/queues' || (path.startsWith('/admin/queues/') && !path.startsWith('/admin/queues/api/'));
+    if (page) return reply.code(303).header('location', `/login?next=${encodeURIComponent(req.url)}`).send();
     await reply.code(401).send({ error: 'unauthorized', message: 'missing or wrong bearer token' });
   });
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 8192 }, (_req, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))));
   const loginForm = (next: string, wrong: boolean) =>
     `<!doctype html><meta charset="utf-8"><title>camflow — sign in</title><link rel="icon" href="data:,"><style>body{font:15px system-ui,sans-serif;margin:15vh auto;max-width:360px}input{font:inherit;width:100%;margin:6px 0;padding:6px}</style><h1>camflow</h1>${wrong ? '<p style="color:#b00">That token is not the API token.</p>' : ''}<form method="post" action="/login"><label>API token <input type="password" name="token" autofocus required></label><input type="hidden" name="next" value="${esc(next)}"><button type="submit">Sign in</button></form>`;
-  const safeNext = (next: unknown) => (typeof next === 'string' && /^\/viewer(\/|$|\?)/.test(next) ? next : '/viewer');
+  const safeNext = (next: unknown) => (typeof next === 'string' && /^\/(viewer|admin\/queues)(\/|$|\?)/.test(next) ? next : '/viewer');
   app.get('/login', async (req, reply) => reply.type('text/html; charset=utf-8').send(loginForm(safeNext((req.query as Record<string, unknown>)?.next), false)));
   app.post('/login', async (req, reply) => {
     const body = (req.body ?? {}) as Record<string, unknown>;
@@ -206,14 +213,40 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const ok = redis === 'ok' && storage === 'ok';
     return reply.code(ok ? 200 : 503).send({ ok, redis, storage });
   });
-  app.get('/metrics', async (_req, reply) => {
-    const lines = ['# HELP camflow_queue_jobs Jobs per queue and state', '# TYPE camflow_queue_jobs gauge'];
-    for (const [name, q] of Object.entries(deps.queues)) {
-      const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'waiting-children');
-      for (const [state, n] of Object.entries(counts)) lines.push(`camflow_queue_jobs{queue="${name}",state="${state}"} ${n}`);
-    }
-    return reply.type('text/plain; version=0.0.4').send(`${lines.join('\n')}\n`);
+  // Prometheus: queue depth per state and the production model, read from Redis and S3 at each scrape, plus this
+  // process's own metrics. Workers serve job durations, failures, stalls and images on METRICS_PORT.
+  const metrics = createProcessMetrics('api');
+  new Gauge({
+    name: 'camflow_queue_jobs',
+    help: 'Jobs per queue and state',
+    labelNames: ['queue', 'state'],
+    registers: [metrics.registry],
+    async collect() {
+      this.reset();
+      for (const [name, q] of Object.entries(deps.queues)) {
+        const counts = await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed', 'waiting-children');
+        for (const [state, n] of Object.entries(counts)) this.set({ queue: name, state }, n);
+      }
+    },
   });
+  new Gauge({
+    name: 'camflow_production_model',
+    help: 'The production model version (value 1)',
+    labelNames: ['version'],
+    registers: [metrics.registry],
+    async collect() {
+      this.reset();
+      const production = await getProduction(store);
+      if (production) this.set({ version: production.version }, 1);
+    },
+  });
+  app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+
+  // The queues' dashboard (bull-board), behind the same token as everything else (bearer, or the viewer's cookie).
+  const board = new FastifyAdapter();
+  createBullBoard({ queues: Object.values(deps.queues).map((q) => new BullMQAdapter(q)), serverAdapter: board, options: { uiConfig: { boardTitle: 'camflow queues' } } });
+  board.setBasePath('/admin/queues');
+  await app.register(board.registerPlugin(), { prefix: '/admin/queues' });
 
   app.post('/v1/batches', async (req, reply) => {
     if (!req.isMultipart()) throw new InvalidParameterError('body', 'multipart/form-data with image files', req.headers['content-type']);
