@@ -165,3 +165,69 @@ test('small files that would eat memory are refused without being expanded: a 16
   w.kill('SIGTERM');
   await w.exited;
 });
+
+test('an S3 prefix of another S3-compatible store, with its own credentials: every object one line, streamed, deduplicated by content', async () => {
+  const { startS3, ObjectStore } = await import('@camflow/common');
+  const archive = await startS3({ bucket: 'lab-archive' });
+  try {
+    const lab = new ObjectStore({ bucket: 'lab-archive', endpoint: archive.endpoint, credentials: archive.credentials });
+    await lab.ensureBucket();
+    const [a, b, u] = await Promise.all([readFile(cells[0]!), readFile(cells[1]!), readFile(cells[2]!)]);
+    await lab.put('slides/2026/Parasitized/a.png', a);
+    await lab.put('slides/2026/Parasitized/b.png', b);
+    await lab.put('slides/2026/Uninfected/u.png', u);
+    await lab.put('slides/2026/Uninfected/u-copy.png', u); // same content, another name: its own line, one stored image
+    await lab.put('slides/2026/notes.txt', 'not an image');
+    await lab.put('slides/2026/empty/', ''); // a folder marker: not a file
+    await lab.put('slides/2026/huge.png', Buffer.alloc(300_000, 1)); // over MAX_FILE_BYTES: refused from the listing
+    await lab.put('slides/2025/other.png', a); // outside the prefix
+    const worker = c.spawnWorker('cam');
+    const env = { SOURCE_S3_ENDPOINT: archive.endpoint, SOURCE_AWS_ACCESS_KEY_ID: archive.credentials.accessKeyId, SOURCE_AWS_SECRET_ACCESS_KEY: archive.credentials.secretAccessKey, MAX_FILE_BYTES: '200000' };
+    const run = await camflow(['submit', 's3://lab-archive/slides/2026', '--wait', '--json'], env);
+    assert.equal(run.code, 0, run.stderr);
+    const status = JSON.parse(run.stdout.trim().split('\n').pop()!);
+    const results = await readResults(c.ctx.store, status.batchId);
+    const byName = Object.fromEntries(results.map((r) => [r.name, r.status === 'failed' ? r.reason : r.status]));
+    assert.deepEqual(byName, {
+      'Parasitized/a.png': 'ok',
+      'Parasitized/b.png': 'ok',
+      'Uninfected/u-copy.png': 'ok',
+      'Uninfected/u.png': 'ok',
+      'huge.png': 'file-too-large',
+      'notes.txt': 'unsupported-format',
+    });
+    assert.equal(status.info.uniqueImages, 3, 'u.png and u-copy.png are one stored image');
+    // A malformed URL is bad input (exit 2, the field named); a bucket that is not there is a failure that says so.
+    const bad = await camflow(['submit', 's3://Bad_Bucket/x'], env);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /source/);
+    const missing = await camflow(['submit', 's3://no-such-bucket/x'], env);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /cannot list s3:\/\/no-such-bucket\/x/);
+    // Over HTTP: JSON {source: "s3://…"} (the same key is the same batch); a server path is never accepted.
+    const token = 'sources-token-0123456789';
+    const { buildApi } = await import('@camflow/ingest');
+    const { connectProducer } = await import('@camflow/common');
+    const apiRedis = await connectProducer(c.env.REDIS_URL!);
+    const app = await buildApi({ config: { ...c.ctx.config, API_TOKEN: token, SOURCE_S3_ENDPOINT: archive.endpoint, SOURCE_AWS_ACCESS_KEY_ID: archive.credentials.accessKeyId, SOURCE_AWS_SECRET_ACCESS_KEY: archive.credentials.secretAccessKey, MAX_FILE_BYTES: 200_000 }, store: c.ctx.store, flow: c.ctx.flow, queues: c.ctx.queues, redis: apiRedis, log: c.ctx.log });
+    try {
+      const post = (body: unknown) => app.inject({ method: 'POST', url: '/v1/batches', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, payload: JSON.stringify(body) });
+      const http = await post({ source: 's3://lab-archive/slides/2026/Parasitized', key: 'http-s3' });
+      assert.equal(http.statusCode, 202, http.body);
+      const httpInfo = http.json() as { batchId: string; accepted: number };
+      assert.equal(httpInfo.accepted, 2);
+      await waitForBatch(c.ctx, httpInfo.batchId, 120_000);
+      assert.deepEqual((await readResults(c.ctx.store, httpInfo.batchId)).map((r) => [r.name, r.status]), [['a.png', 'ok'], ['b.png', 'ok']]);
+      const local = await post({ source: '/etc' });
+      assert.equal(local.statusCode, 400);
+      assert.match(local.body, /body\.source|source/);
+    } finally {
+      await app.close();
+      await apiRedis.quit();
+    }
+    worker.kill('SIGTERM');
+    await worker.exited;
+  } finally {
+    await archive.stop();
+  }
+});

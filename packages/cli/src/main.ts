@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema, RESULT_FORMATS, type ResultFormat } from '@camflow/common';
+import { CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema, RESULT_FORMATS, s3SourceOptions, type ResultFormat } from '@camflow/common';
 import { addDataset, batchStatus, buildApi, batchListing, exportBatchResults, repairBatch, submitBatch } from '@camflow/ingest';
 import { writeFile } from 'node:fs/promises';
 import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
@@ -247,6 +247,7 @@ async function main(argv: string[]): Promise<void> {
           options,
           chunkSize: num('chunk-size', ctx.config.CAM_CHUNK_SIZE)!,
           limits: { maxFileBytes: ctx.config.MAX_FILE_BYTES, maxArchiveBytes: ctx.config.MAX_ARCHIVE_BYTES },
+          s3Source: s3SourceOptions(ctx.config),
           attempts: ctx.config.CAM_ATTEMPTS,
           backoffMs: ctx.config.CAM_BACKOFF_MS,
           maxPixels: ctx.config.MAX_IMAGE_PIXELS,

@@ -29,6 +29,12 @@ export const configSchema = z.object({
   S3_REGION: z.string().min(1).default('us-east-1'),
   S3_FORCE_PATH_STYLE: boolish.default(true),
   S3_MAX_SOCKETS: positiveInt.default(32),
+  /** `camflow submit s3://bucket/prefix` reads from this S3-compatible endpoint (default: AWS) with its own credentials. */
+  SOURCE_S3_ENDPOINT: z.string().url().optional(),
+  SOURCE_S3_REGION: z.string().min(1).default('us-east-1'),
+  SOURCE_S3_FORCE_PATH_STYLE: boolish.default(true),
+  SOURCE_AWS_ACCESS_KEY_ID: z.string().min(1).optional(),
+  SOURCE_AWS_SECRET_ACCESS_KEY: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TF_BACKEND: z.enum(BACKEND_PREFERENCES).default('auto'),
   /** Data-parallel training threads on the CPU backends (wasm, cpu); 0: every core. */
@@ -91,7 +97,7 @@ export const configSchema = z.object({
 export type Config = z.infer<typeof configSchema>;
 
 /** Variables whose values are never printed (a Redis URL can carry a password). */
-const SECRET_VARIABLES = new Set(['API_TOKEN', 'REDIS_URL', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN']);
+const SECRET_VARIABLES = new Set(['API_TOKEN', 'REDIS_URL', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'SOURCE_AWS_SECRET_ACCESS_KEY']);
 
 /**
  * Parse configuration from an environment. A missing or malformed variable throws a ConfigError whose message
@@ -113,4 +119,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   // Secrets are never echoed, not even a wrong one: it may be a real credential pasted into the wrong variable.
   const got = value === undefined ? 'nothing' : SECRET_VARIABLES.has(variable) ? `a value of ${value.length} characters, not shown` : JSON.stringify(value);
   throw new ConfigError(variable, `${issue.message} (got ${got})`);
+}
+
+/** Where `s3://` submission sources are read from: SOURCE_S3_* and SOURCE_AWS_* (credentials only when both are set). */
+export function s3SourceOptions(config: Config): { endpoint?: string; region: string; forcePathStyle: boolean; credentials?: { accessKeyId: string; secretAccessKey: string } } {
+  return {
+    ...(config.SOURCE_S3_ENDPOINT ? { endpoint: config.SOURCE_S3_ENDPOINT } : {}),
+    region: config.SOURCE_S3_REGION,
+    forcePathStyle: config.SOURCE_S3_FORCE_PATH_STYLE,
+    ...(config.SOURCE_AWS_ACCESS_KEY_ID && config.SOURCE_AWS_SECRET_ACCESS_KEY ? { credentials: { accessKeyId: config.SOURCE_AWS_ACCESS_KEY_ID, secretAccessKey: config.SOURCE_AWS_SECRET_ACCESS_KEY } } : {}),
+  };
 }

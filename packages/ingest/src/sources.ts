@@ -4,7 +4,8 @@ import { extname, sep } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import yauzl from 'yauzl';
-import { CamflowError, InvalidParameterError, type Refusal } from '@camflow/common';
+import { ListObjectsV2Command, GetObjectCommand } from '@aws-sdk/client-s3';
+import { CamflowError, ImageInputError, InvalidParameterError, ObjectStore, type Refusal } from '@camflow/common';
 
 /**
  * An entry of a submission: a display name (its relative path inside the source; metadata only) and either its
@@ -278,9 +279,66 @@ async function* fromArray(files: SourceFile[]): AsyncGenerator<SourceFile> {
   yield* files;
 }
 
+/** Where an `s3://bucket/prefix` source is read from: its own endpoint and credentials (not camflow's store). */
+export interface S3SourceOptions {
+  endpoint?: string | undefined;
+  region?: string | undefined;
+  forcePathStyle?: boolean | undefined;
+  credentials?: { accessKeyId: string; secretAccessKey: string } | undefined;
+}
+
+/** Pure: `s3://bucket/some/prefix` → bucket and prefix (a prefix that names a folder gets its trailing `/`). */
+export function parseS3Url(url: string): { bucket: string; prefix: string } {
+  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
+  if (!m) throw new InvalidParameterError('source', 's3://bucket[/prefix] with a valid bucket name', url);
+  const prefix = m[2] ?? '';
+  return { bucket: m[1]!, prefix: prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/` };
+}
+
+/**
+ * The objects under an S3 prefix, listed a page (1,000 keys) at a time and read one by one as streams held to
+ * `maxFileBytes` (larger objects are refused from the listing, never downloaded). Names are keys relative to the
+ * prefix, so `Parasitized/x.png` keeps its folder. Folder markers (keys ending in `/`) are not files.
+ */
+async function* s3Entries(url: string, options: S3SourceOptions, limits: SourceLimits): AsyncGenerator<SourceFile> {
+  const { bucket, prefix } = parseS3Url(url);
+  const store = new ObjectStore({ bucket, endpoint: options.endpoint, region: options.region, forcePathStyle: options.forcePathStyle, credentials: options.credentials, maxSockets: 8 });
+  let token: string | undefined;
+  let any = false;
+  do {
+    let page;
+    try {
+      page = await store.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }));
+    } catch (error) {
+      throw new SourceError(`cannot list ${url}: ${(error as Error).name === 'NoSuchBucket' ? 'no such bucket' : (error as Error).message}`);
+    }
+    for (const o of page.Contents ?? []) {
+      if (!o.Key || o.Key.endsWith('/')) continue;
+      any = true;
+      const key = o.Key;
+      const name = key.slice(prefix.length);
+      if ((o.Size ?? 0) > limits.maxFileBytes) {
+        yield tooLarge(name, o.Size!, limits.maxFileBytes);
+        continue;
+      }
+      yield {
+        name,
+        read: async () => {
+          const out = await store.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+          const { bytes, size } = await readBounded(out.Body as AsyncIterable<Buffer>, limits.maxFileBytes);
+          if (!bytes) throw new ImageInputError('file-too-large', `${size} bytes or more, above the limit of ${limits.maxFileBytes} bytes per file (MAX_FILE_BYTES)`);
+          return bytes;
+        },
+      };
+    }
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  if (!any) throw new InvalidParameterError('source', 'an S3 prefix holding at least one object', url);
+}
+
 /** A submission source: its entries, streamed in order. */
 export interface OpenedSource {
-  kind: 'folder' | 'tar' | 'zip' | 'upload';
+  kind: 'folder' | 'tar' | 'zip' | 'upload' | 's3';
   entries: AsyncIterable<SourceFile>;
 }
 
@@ -290,7 +348,11 @@ export interface OpenedSource {
  * absolute member paths cannot escape anywhere.
  * @example for await (const entry of (await openSource('./cells.zip')).entries) …
  */
-export async function openSource(path: string, limits: SourceLimits = defaultSourceLimits): Promise<OpenedSource> {
+export async function openSource(path: string, limits: SourceLimits = defaultSourceLimits, s3: S3SourceOptions = {}): Promise<OpenedSource> {
+  if (path.startsWith('s3://')) {
+    parseS3Url(path); // a malformed URL fails here, before anything is listed
+    return { kind: 's3', entries: s3Entries(path, s3, limits) };
+  }
   let info;
   try {
     info = await stat(path);

@@ -27,7 +27,7 @@ import {
   type ObjectStore,
   type Refusal,
 } from '@camflow/common';
-import { defaultSourceLimits, openSource, uploadSource, type OpenedSource, type SourceFile, type SourceLimits } from './sources.js';
+import { defaultSourceLimits, openSource, uploadSource, type OpenedSource, type S3SourceOptions, type SourceFile, type SourceLimits } from './sources.js';
 import { storeOriginal } from './store-image.js';
 import { claimKey, readClaim, type KeyClaims } from './key-claims.js';
 import { enqueueBatch } from './enqueue.js';
@@ -57,6 +57,8 @@ export interface SubmitOptions {
   idempotencyKey?: string;
   maxPixels?: number;
   limits?: Partial<SourceLimits>;
+  /** Where `s3://` sources are read from (endpoint, credentials). */
+  s3Source?: S3SourceOptions;
   /** Retries of a chunk job (stalls count against the same number) and the first backoff delay (doubling). */
   attempts?: number;
   backoffMs?: number;
@@ -116,8 +118,8 @@ function refusalFor(error: unknown): Refusal {
 
 const sourceName = (source: string | SourceFile[]) => (typeof source === 'string' ? source : 'upload');
 
-async function open(source: string | SourceFile[], limits: SourceLimits): Promise<OpenedSource> {
-  return typeof source === 'string' ? openSource(source, limits) : uploadSource(source);
+async function open(source: string | SourceFile[], limits: SourceLimits, s3?: S3SourceOptions): Promise<OpenedSource> {
+  return typeof source === 'string' ? openSource(source, limits, s3) : uploadSource(source);
 }
 
 /** Pull entries from a source with `parallel` in flight; `onEntry` gets each with its index (submission order). */
@@ -188,7 +190,7 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
       const fp = new Fingerprint(options, chunkSize, opts.modelVersion);
       const names: string[] = [];
       const contents: string[] = [];
-      await forEachEntry(await open(opts.source, limits), 4, async (entry, i) => {
+      await forEachEntry(await open(opts.source, limits, opts.s3Source), 4, async (entry, i) => {
         names[i] = entry.name;
         contents[i] = 'refused' in entry ? `refused:${entry.refused.reason}` : await entry.read().then(sha256Hex, () => 'unreadable');
       });
@@ -231,7 +233,7 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
     }
   };
   const total = Array.isArray(opts.source) ? opts.source.length : undefined;
-  const source = await open(opts.source, limits);
+  const source = await open(opts.source, limits, opts.s3Source);
   let pendingAccepts = Promise.resolve();
   await forEachEntry(source, 8, async (entry, index) => {
     const imageId = `i${String(index).padStart(7, '0')}`;

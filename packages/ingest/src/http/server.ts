@@ -37,6 +37,7 @@ import {
   RESULT_FORMATS,
   RESULT_MEDIA_TYPES,
   createProcessMetrics,
+  s3SourceOptions,
 } from '@camflow/common';
 import { submitBatch, KeyConflictError, NoModelError } from '../submit.js';
 import { batchListing, batchStatus } from '../status.js';
@@ -248,8 +249,44 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   board.setBasePath('/admin/queues');
   await app.register(board.registerPlugin(), { prefix: '/admin/queues' });
 
+  const submitOptions = (f: z.infer<typeof submitFields>) =>
+    parseWith(
+      camOptionsSchema,
+      { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs ? { outputs: f.outputs.split(',').map((o) => parseWith(outputSchema, o, 'outputs')) } : {}), ...(f.precision ? { precision: f.precision } : {}), ...(f.restrictToCell ? { restrictToCell: f.restrictToCell === 'true' } : {}), ...(f.kind ? { kind: f.kind } : {}), ...(f.cellDiameter !== undefined ? { cellDiameter: f.cellDiameter } : {}) },
+      'options',
+    );
+  const submitFrom = (source: string | Awaited<ReturnType<typeof receiveUpload>>['files'], f: z.infer<typeof submitFields>) =>
+    submitBatch({
+      store,
+      flow: deps.flow,
+      redis: deps.redis,
+      queues: deps.queues,
+      prefix: config.QUEUE_PREFIX,
+      source,
+      options: submitOptions(f),
+      chunkSize: f.chunkSize ?? config.CAM_CHUNK_SIZE,
+      limits: { maxFileBytes: config.MAX_FILE_BYTES, maxArchiveBytes: config.MAX_ARCHIVE_BYTES },
+      s3Source: s3SourceOptions(config),
+      attempts: config.CAM_ATTEMPTS,
+      backoffMs: config.CAM_BACKOFF_MS,
+      maxPixels: config.MAX_IMAGE_PIXELS,
+      maxSlidePixels: config.MAX_SLIDE_PIXELS,
+      maxFieldPixels: config.MAX_FIELD_PIXELS,
+      log: deps.log,
+      ...(f.key ? { idempotencyKey: f.key } : {}),
+      ...(f.model ? { modelVersion: f.model } : {}),
+    });
+  // JSON `{"source": "s3://bucket/prefix", …the same fields}`: a prefix of the S3 source store (SOURCE_S3_*). Only
+  // s3:// sources: an API client never names a path on the server.
+  const s3Submit = submitFields.extend({ source: z.string().regex(/^s3:\/\//, 'an s3://bucket/prefix URL').max(1024) }).strict();
+
   app.post('/v1/batches', async (req, reply) => {
-    if (!req.isMultipart()) throw new InvalidParameterError('body', 'multipart/form-data with image files', req.headers['content-type']);
+    if ((req.headers['content-type'] ?? '').startsWith('application/json')) {
+      const { source, ...f } = parseWith(s3Submit, req.body ?? {}, 'body');
+      const info = await submitFrom(source, f);
+      return reply.code(info.existing ? 200 : 202).send(info);
+    }
+    if (!req.isMultipart()) throw new InvalidParameterError('body', 'multipart/form-data with image files, or JSON {"source": "s3://bucket/prefix"}', req.headers['content-type']);
     // Uploaded files are spooled to a private temporary folder, not held in memory: a request's memory is a few
     // files in flight whatever its size. The folder is removed when the request ends, however it ends.
     const spool = await mkdtemp(join(tmpdir(), 'camflow-upload-'));
@@ -257,30 +294,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       const { files, fields } = await receiveUpload(req, spool, config);
       if (files.length === 0) throw new InvalidParameterError('files', 'at least one uploaded file', 0);
       const f = parseWith(submitFields, fields, 'fields');
-      const options = parseWith(
-        camOptionsSchema,
-        { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs ? { outputs: f.outputs.split(',').map((o) => parseWith(outputSchema, o, 'outputs')) } : {}), ...(f.precision ? { precision: f.precision } : {}), ...(f.restrictToCell ? { restrictToCell: f.restrictToCell === 'true' } : {}), ...(f.kind ? { kind: f.kind } : {}), ...(f.cellDiameter !== undefined ? { cellDiameter: f.cellDiameter } : {}) },
-        'options',
-      );
-      const info = await submitBatch({
-        store,
-        flow: deps.flow,
-        redis: deps.redis,
-        queues: deps.queues,
-        prefix: config.QUEUE_PREFIX,
-        source: files,
-        options,
-        chunkSize: f.chunkSize ?? config.CAM_CHUNK_SIZE,
-        limits: { maxFileBytes: config.MAX_FILE_BYTES, maxArchiveBytes: config.MAX_ARCHIVE_BYTES },
-        attempts: config.CAM_ATTEMPTS,
-        backoffMs: config.CAM_BACKOFF_MS,
-        maxPixels: config.MAX_IMAGE_PIXELS,
-        maxSlidePixels: config.MAX_SLIDE_PIXELS,
-        maxFieldPixels: config.MAX_FIELD_PIXELS,
-        log: deps.log,
-        ...(f.key ? { idempotencyKey: f.key } : {}),
-        ...(f.model ? { modelVersion: f.model } : {}),
-      });
+      const info = await submitFrom(files, f);
       return reply.code(info.existing ? 200 : 202).send(info);
     } finally {
       await rm(spool, { recursive: true, force: true });
