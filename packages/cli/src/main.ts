@@ -3,7 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema, RESULT_FORMATS, s3SourceOptions, type ResultFormat } from '@camflow/common';
 import { addDataset, batchStatus, buildApi, batchListing, exportBatchResults, repairBatch, submitBatch } from '@camflow/ingest';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
 import { createContext, ensureStore, type Context } from './context.js';
 import { closeOnSignals, startWorkers, workerRoles, type WorkerRole } from './workers.js';
@@ -18,7 +20,8 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
 
   camflow demo [--out DIR] [--train-images N] [--held-out N] [--epochs N]
-  camflow dev                          local redis-server + s3rver + all workers (prints the env to use)
+  camflow dev [--data-dir DIR]         local redis-server + s3rver + all workers + API/viewer; data kept in DIR
+                                       (default ~/.local/share/camflow/dev) across restarts
   camflow worker cam|chunks|finalizer|trainer|all   run workers against REDIS_URL / S3_ENDPOINT
   camflow serve                        HTTP API on API_HOST:API_PORT (bearer API_TOKEN)
   camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]
@@ -123,6 +126,7 @@ async function main(argv: string[]): Promise<void> {
       tz: { type: 'string' },
       format: { type: 'string' },
       limit: { type: 'string' },
+      'data-dir': { type: 'string' },
     },
   });
   const [command, ...rest] = positionals;
@@ -150,8 +154,15 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'dev': {
-      const redis = await startRedis({ appendonly: true });
-      const s3 = await startS3();
+      // Data kept across restarts in --data-dir (default ~/.local/share/camflow/dev): Redis with AOF, s3rver's files.
+      const dataDir = resolve(v['data-dir'] ?? join(process.env.XDG_DATA_HOME ?? join(homedir(), '.local', 'share'), 'camflow', 'dev'));
+      await mkdir(join(dataDir, 'redis'), { recursive: true });
+      await mkdir(join(dataDir, 's3'), { recursive: true });
+      const redis = await startRedis({ appendonly: true, dir: join(dataDir, 'redis') });
+      // Whatever ends this process (signal, crash, the grace period running out mid-training), its servers stop.
+      process.on('exit', () => redis.signalStop());
+      const s3 = await startS3({ dir: join(dataDir, 's3') });
+      process.on('exit', () => s3.signalStop());
       const env = { REDIS_URL: redis.url, S3_ENDPOINT: s3.endpoint, S3_BUCKET: s3.bucket, AWS_ACCESS_KEY_ID: s3.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey };
       const ctx = await createContext({ ...process.env, ...env }, 'dev');
       await ensureStore(ctx.store, ctx.config);
@@ -166,7 +177,7 @@ async function main(argv: string[]): Promise<void> {
         return app.listen({ port: 0, host });
       });
       process.stdout.write(
-        `camflow dev is up.\nviewer and API: ${address}/viewer  (token: ${ctx.config.API_TOKEN ? 'your API_TOKEN' : token})\nIn another shell:\n${Object.entries(env)
+        `camflow dev is up (data in ${dataDir}).\nviewer and API: ${address}/viewer  (token: ${ctx.config.API_TOKEN ? 'your API_TOKEN' : token})\nIn another shell:\n${Object.entries(env)
           .map(([k, val]) => `export ${k}=${val}`)
           .join('\n')}\nexport API_PORT=${new URL(address).port}\n`,
       );

@@ -15,6 +15,8 @@ export interface LocalRedis {
   kill(): Promise<void>;
   /** Start again on the same port and directory. */
   restart(): Promise<void>;
+  /** Send SIGTERM now, synchronously (for `process.on('exit')`). */
+  signalStop(): void;
 }
 
 /**
@@ -64,6 +66,10 @@ export async function startRedis(options: { appendonly?: boolean; dir?: string; 
     async kill() {
       child?.kill('SIGKILL');
       await exited();
+    },
+    /** Send SIGTERM now, synchronously (for `process.on('exit')`, where nothing can be awaited). */
+    signalStop() {
+      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     },
     async restart() {
       await launch();

@@ -15,3 +15,8 @@ process.stdout.write('ready\n');
 const stop = () => server.close().finally(() => process.exit(0));
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
+// A parent killed with SIGKILL cannot stop us: notice being orphaned (re-parented) and stop by ourselves.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) stop();
+}, 1000).unref();

@@ -13,6 +13,8 @@ export interface LocalS3 {
   credentials: { accessKeyId: string; secretAccessKey: string };
   stop(signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   restart(): Promise<void>;
+  /** Send SIGTERM now, synchronously (for `process.on('exit')`). */
+  signalStop(): void;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -49,6 +51,10 @@ export async function startS3(options: { bucket?: string; dir?: string; port?: n
     },
     async restart() {
       await launch();
+    },
+    /** Send SIGTERM now, synchronously (for `process.on('exit')`, where nothing can be awaited). */
+    signalStop() {
+      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     },
   };
 }
