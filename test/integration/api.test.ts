@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { connectProducer, type createRedis } from '@camflow/common';
+import { connectProducer, writeSyntheticDataset, type createRedis } from '@camflow/common';
 import { buildApi } from '@camflow/ingest';
 import { startCamWorkers, type CamWorkers } from '@camflow/cam-worker';
 import { publishUntrained, runCli, startCluster, syntheticFolder, eventually, sleep, type Cluster } from '../helpers/cluster.ts';
@@ -111,6 +111,19 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   const missing = await runCli(c, ['results', 'nosuchbatch']);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /batch not found: nosuchbatch/);
+  // A CLI that explains itself: unknown things are named, with what to do.
+  const noBatch = await runCli(c, ['status', 'nosuchbatch']);
+  assert.deepEqual([noBatch.code, noBatch.stderr.trim()], [1, 'batch not found: nosuchbatch']);
+  const noDataset = await runCli(c, ['train', '--dataset', 'nosuchdataset']);
+  assert.equal(noDataset.code, 1);
+  assert.match(noDataset.stderr, /dataset not found: nosuchdataset \(add one with `camflow dataset add nosuchdataset FOLDER`\)/);
+  await writeSyntheticDataset(join(c.dir, 'tiny-set'), { count: 8, seed: 3 });
+  assert.equal((await runCli(c, ['dataset', 'add', 'tiny', join(c.dir, 'tiny-set')])).code, 0);
+  const badCron = await runCli(c, ['schedule', '--dataset', 'tiny', '--cron', 'a']);
+  assert.equal(badCron.code, 2);
+  assert.match(badCron.stderr, /--cron\/--tz/);
+  const typo = await runCli(c, ['sumbit', 'x']);
+  assert.deepEqual([typo.code, typo.stderr.trim()], [2, 'unknown command "sumbit"; did you mean "submit"? (camflow --help lists the commands)']);
   const badFormat = await runCli(c, ['results', info.batchId, '--format', 'xls']);
   assert.equal(badFormat.code, 2);
   assert.match(badFormat.stderr, /jsonl, csv, geojson for --format but received "xls"/);

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema, RESULT_FORMATS, s3SourceOptions, type ResultFormat } from '@camflow/common';
+import { getDatasetManifest, CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema, RESULT_FORMATS, s3SourceOptions, type ResultFormat } from '@camflow/common';
 import { addDataset, batchStatus, buildApi, batchListing, exportBatchResults, repairBatch, submitBatch } from '@camflow/ingest';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -12,39 +12,37 @@ import { closeOnSignals, startWorkers, workerRoles, type WorkerRole } from './wo
 import { waitForJob, waitForBatch } from './wait.js';
 import { runDemo } from './demo.js';
 import { runEval, type EvalOptions } from './eval-command.js';
+import { ALL_OPTIONS, COMMANDS, commandHelp, globalUsage, optionProblem, suggest } from './commands.js';
 
 // The AWS SDK prints a 7-line notice on every command under Node 20 (its releases after January 2027 need Node 22):
 // noise for each CLI call; the README says so once. A user who sets the variable keeps their choice.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-const USAGE = `camflow — Class Activation Mapping as a job-queue pipeline
+type StringOption =
+  | 'out' | 'train-images' | 'held-out' | 'epochs' | 'seed' | 'data-dir' | 'size' | 'classes' | 'group-pattern' | 'model' | 'target'
+  | 'fraction' | 'outputs' | 'precision' | 'chunk-size' | 'kind' | 'cell-diameter' | 'key' | 'boxes' | 'truth' | 'limit' | 'format'
+  | 'dataset' | 'version' | 'preset' | 'lr' | 'batch-size' | 'split' | 'val-fraction' | 'patience' | 'cron' | 'tz';
+type Values = { [K in StringOption]?: string } & { json: boolean; help: boolean; wait: boolean; 'no-promote': boolean; 'no-cell-mask': boolean };
 
-  camflow demo [--out DIR] [--train-images N] [--held-out N] [--epochs N]
-  camflow dev [--data-dir DIR]         local redis-server + s3rver + all workers + API/viewer; data kept in DIR
-                                       (default ~/.local/share/camflow/dev) across restarts
-  camflow worker cam|chunks|finalizer|trainer|all   run workers against REDIS_URL / S3_ENDPOINT
-  camflow serve                        HTTP API on API_HOST:API_PORT (bearer API_TOKEN)
-  camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]
-  camflow submit PATH [--model V] [--target predicted|all|CLASS] [--fraction 0.2]
-                      [--outputs json,heatmap,overlay|none] [--precision fp32|int8] [--chunk-size N]
-                      [--no-cell-mask] [--kind auto|cells|fields] [--cell-diameter PX]
-                      [--key IDEMPOTENCY_KEY] [--wait]
-  camflow open [BATCH_ID]              the results viewer's URL (opened in a browser when one is at hand)
-  camflow status BATCH_ID
-  camflow eval FOLDER|DATASET[@V] [--model V] [--group-pattern RE] [--boxes F] [--truth auto|boxes|stain|none] [--out DIR]
-                                       score a model on labelled images through the queues; HTML report + one JSON line
-  camflow batches list [--limit 50]    the newest batches: state, images done, model
-  camflow batches repair BATCH_ID      re-create lost jobs from S3 and re-run a failed finalization
-  camflow results BATCH_ID [--format jsonl|csv|geojson] [--out FILE]
-                                       a finished batch's results (stdout, or FILE); JSON Schema: docs/result-line.schema.json
-  camflow train --dataset NAME [--version V] [--preset fast|seed] [--epochs N] [--lr X] [--batch-size N]
-                [--split auto|item|group] [--val-fraction 0.15] [--patience 5] [--seed N] [--no-promote] [--wait]
-                defaults: ≤ 30 epochs with early stopping, lr 0.002 halved on plateaus, augmentation, class weights,
-                best epoch published, screening threshold for recall 0.98
-  camflow schedule --dataset NAME --cron "0 2 * * *" [--tz Europe/Paris] [--preset ...]
-  camflow models [list] | models promote VERSION
+const BOOLEAN_OPTIONS = new Set(['json', 'help', 'wait', 'no-promote', 'no-cell-mask']);
+const PARSE_OPTIONS = Object.fromEntries(
+  ['json', 'help', ...ALL_OPTIONS].map((name) => [name, BOOLEAN_OPTIONS.has(name) ? { type: 'boolean' as const, default: false, ...(name === 'help' ? { short: 'h' } : {}) } : { type: 'string' as const }]),
+);
 
-Every command takes --json for machine-readable output. Configuration: environment (see README).`;
+/** Parse argv; an unknown option is a usage error that names it and suggests what was meant. */
+function parse(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, options: PARSE_OPTIONS });
+  } catch (error) {
+    const unknown = /Unknown option '-{1,2}([^']+)'/.exec((error as Error).message)?.[1];
+    const command = argv.find((a) => !a.startsWith('-'));
+    if (unknown && command && COMMANDS[command]) throw new CamflowError('USAGE', optionProblem(command, [unknown])!);
+    if (unknown) throw new CamflowError('USAGE', `unknown option --${unknown} (see camflow --help)`);
+    const missing = /Option '--([^ ']+)[^']*' argument missing/.exec((error as Error).message)?.[1];
+    if (missing) throw new CamflowError('USAGE', `--${missing} needs a value (see camflow ${command && COMMANDS[command] ? `${command} ` : ''}--help)`);
+    throw new CamflowError('USAGE', `${(error as Error).message.split('. ')[0]} (see camflow --help)`);
+  }
+}
 
 /** 75 → "1 min 15 s", 4000 → "1 h 7 min". */
 function formatDuration(seconds: number): string {
@@ -86,49 +84,7 @@ async function withContext<T>(fn: (ctx: Context) => Promise<T>): Promise<T> {
 }
 
 async function main(argv: string[]): Promise<void> {
-  const { values: v, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-      wait: { type: 'boolean', default: false },
-      out: { type: 'string' },
-      'train-images': { type: 'string' },
-      'held-out': { type: 'string' },
-      epochs: { type: 'string' },
-      size: { type: 'string' },
-      classes: { type: 'string' },
-      'group-pattern': { type: 'string' },
-      truth: { type: 'string' },
-      model: { type: 'string' },
-      target: { type: 'string' },
-      fraction: { type: 'string' },
-      outputs: { type: 'string' },
-      precision: { type: 'string' },
-      kind: { type: 'string' },
-      'cell-diameter': { type: 'string' },
-      'chunk-size': { type: 'string' },
-      key: { type: 'string' },
-      dataset: { type: 'string' },
-      version: { type: 'string' },
-      preset: { type: 'string' },
-      lr: { type: 'string' },
-      'batch-size': { type: 'string' },
-      split: { type: 'string' },
-      seed: { type: 'string' },
-      'no-promote': { type: 'boolean', default: false },
-      'val-fraction': { type: 'string' },
-      boxes: { type: 'string' },
-      'no-cell-mask': { type: 'boolean', default: false },
-      patience: { type: 'string' },
-      cron: { type: 'string' },
-      tz: { type: 'string' },
-      format: { type: 'string' },
-      limit: { type: 'string' },
-      'data-dir': { type: 'string' },
-    },
-  });
+  const { values: v, positionals } = parse(argv) as unknown as { values: Values; positionals: string[] };
   const [command, ...rest] = positionals;
   const num = (name: keyof typeof v, fallback?: number) => {
     const raw = v[name];
@@ -137,10 +93,22 @@ async function main(argv: string[]): Promise<void> {
     if (!Number.isFinite(n)) throw new CamflowError('USAGE', `--${String(name)} expects a number, got ${JSON.stringify(raw)}`);
     return n;
   };
-  if (v.help || !command) {
-    process.stdout.write(`${USAGE}\n`);
+  if (!command || (command === 'help' && !rest[0])) {
+    process.stdout.write(`${globalUsage()}\n`);
     return;
   }
+  const named = command === 'help' ? rest[0]! : command;
+  if (!COMMANDS[named]) {
+    const near = suggest(named, Object.keys(COMMANDS));
+    throw new CamflowError('USAGE', `unknown command "${named}"${near ? `; did you mean "${near}"?` : ''} (camflow --help lists the commands)`);
+  }
+  if (v.help || command === 'help') {
+    process.stdout.write(`${commandHelp(named)}\n`);
+    return;
+  }
+  const given = Object.entries(v as Record<string, unknown>).filter(([, value]) => value !== undefined && value !== false).map(([k]) => k);
+  const problem = optionProblem(command, given);
+  if (problem) throw new CamflowError('USAGE', problem);
   switch (command) {
     case 'demo': {
       const line = await runDemo({
@@ -357,6 +325,7 @@ async function main(argv: string[]): Promise<void> {
     case 'train': {
       if (!v.dataset) throw new CamflowError('USAGE', 'usage: camflow train --dataset NAME');
       await withContext(async (ctx) => {
+        await getDatasetManifest(ctx.store, v.dataset!, v.version); // an unknown dataset fails here, not in the trainer
         const job = await enqueueTraining(ctx.queues.train, {
           dataset: v.dataset!,
           ...(v.version ? { datasetVersion: v.version } : {}),
@@ -385,10 +354,17 @@ async function main(argv: string[]): Promise<void> {
     case 'schedule': {
       if (!v.dataset || !v.cron) throw new CamflowError('USAGE', 'usage: camflow schedule --dataset NAME --cron "0 2 * * *" [--tz ZONE]');
       await withContext(async (ctx) => {
+        await getDatasetManifest(ctx.store, v.dataset!);
         const s = await scheduleRetraining(ctx.queues.train, v.cron!, v.tz ?? 'UTC', {
           dataset: v.dataset!,
           ...(v.preset ? { preset: v.preset as 'fast' | 'seed' } : {}),
           ...(v.epochs ? { epochs: num('epochs') } : {}),
+        }).catch((error: Error) => {
+          // BullMQ's cron parser says "Invalid characters, got value: a": name the option and the expectation.
+          if (/invalid|cron|timezone/i.test(error.message) && !/redis|connect/i.test(error.message)) {
+            throw new InvalidParameterError('--cron/--tz', `a cron pattern such as "0 2 * * *" and an IANA time zone (${error.message})`, `${v.cron} ${v.tz ?? 'UTC'}`);
+          }
+          throw error;
         });
         print(v.json, s, `nightly retraining scheduled (${v.cron}, ${v.tz ?? 'UTC'}); next run ${s.next ? new Date(s.next).toISOString() : 'unknown'}`);
       });
@@ -412,7 +388,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     default:
-      throw new CamflowError('USAGE', `unknown command ${JSON.stringify(command)}\n${USAGE}`);
+      throw new CamflowError('USAGE', `unknown command "${command}" (camflow --help lists the commands)`);
   }
 }
 

@@ -1,3 +1,4 @@
+import { NotFoundError } from '../errors.js';
 import { keys } from '../storage/keys.js';
 import type { ObjectStore } from '../storage/object-store.js';
 import { parseWith } from '../validate.js';
@@ -5,8 +6,13 @@ import { datasetManifestSchema, type DatasetManifest } from './manifest.js';
 
 /** Resolve `latest` (or a version) to a dataset manifest. */
 export async function getDatasetManifest(store: ObjectStore, name: string, version = 'latest'): Promise<DatasetManifest> {
-  const resolved = version === 'latest' ? (await store.getJson<{ version: string }>(keys.datasetLatest(name))).version : version;
-  return parseWith(datasetManifestSchema, await store.getJson(keys.datasetManifest(name, resolved)), 'dataset manifest');
+  const missing = () => new NotFoundError('dataset', `${name}${version === 'latest' ? '' : `@${version}`} (add one with \`camflow dataset add ${name} FOLDER\`)`);
+  const latest = version === 'latest' ? await store.getJsonIfExists(keys.datasetLatest(name)) : undefined;
+  if (version === 'latest' && !latest) throw missing();
+  const resolved = version === 'latest' ? (latest as { version: string }).version : version;
+  const manifest = await store.getJsonIfExists(keys.datasetManifest(name, resolved));
+  if (!manifest) throw missing();
+  return parseWith(datasetManifestSchema, manifest, 'dataset manifest');
 }
 
 /** Fetch every shard of a snapshot: `n × size × size × 3` bytes in manifest item order. */

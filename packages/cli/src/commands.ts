@@ -1,0 +1,152 @@
+// The CLI's commands, their options and help: one table, read by the parser (which options a command takes), the
+// global usage and each command's `--help`. Pure; `main.ts` does the work.
+
+export interface CommandSpec {
+  /** One line per form of the command. */
+  usage: string[];
+  summary: string;
+  /** Long options the command takes (besides --json and --help). */
+  options: string[];
+  examples: string[];
+}
+
+const SUBMIT_OPTIONS = ['model', 'target', 'fraction', 'outputs', 'precision', 'chunk-size', 'no-cell-mask', 'kind', 'cell-diameter', 'key', 'wait'];
+const TRAIN_OPTIONS = ['dataset', 'version', 'preset', 'epochs', 'lr', 'batch-size', 'split', 'val-fraction', 'patience', 'seed', 'no-promote', 'wait'];
+
+export const COMMANDS: Record<string, CommandSpec> = {
+  demo: {
+    usage: ['camflow demo [--out DIR] [--train-images N] [--held-out N] [--epochs N] [--seed N]'],
+    summary: 'the whole pipeline on an embedded default (private redis-server + s3rver, synthetic cells and fields); one JSON line',
+    options: ['out', 'train-images', 'held-out', 'epochs', 'seed'],
+    examples: ['camflow demo', 'camflow demo --out /tmp/demo --epochs 3'],
+  },
+  dev: {
+    usage: ['camflow dev [--data-dir DIR]'],
+    summary: 'local redis-server + s3rver + every worker + the API and viewer; data kept in DIR (default ~/.local/share/camflow/dev)',
+    options: ['data-dir'],
+    examples: ['camflow dev', 'camflow dev --data-dir ./camflow-data'],
+  },
+  worker: {
+    usage: ['camflow worker cam|chunks|finalizer|trainer|all'],
+    summary: 'run workers against REDIS_URL / S3_ENDPOINT (one process per core or GPU, as many hosts as you like)',
+    options: [],
+    examples: ['camflow worker cam', 'METRICS_PORT=9464 camflow worker trainer'],
+  },
+  serve: {
+    usage: ['camflow serve'],
+    summary: 'the HTTP API, the viewer (/viewer) and the queue dashboard (/admin/queues) on API_HOST:API_PORT, behind API_TOKEN',
+    options: [],
+    examples: ['API_TOKEN=$(openssl rand -hex 16) camflow serve'],
+  },
+  dataset: {
+    usage: ['camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]'],
+    summary: 'snapshot a labelled folder (one sub-folder per class) as a versioned training dataset',
+    options: ['size', 'classes', 'group-pattern'],
+    examples: ['camflow dataset add nih ./cell_images --group-pattern "^(C\\d+)"'],
+  },
+  submit: {
+    usage: [
+      'camflow submit FOLDER|ARCHIVE|s3://BUCKET/PREFIX [--model V] [--target predicted|all|CLASS] [--fraction 0.2]',
+      '               [--outputs json,heatmap,overlay|none] [--precision fp32|int8] [--chunk-size N] [--no-cell-mask]',
+      '               [--kind auto|cells|fields] [--cell-diameter PX] [--key IDEMPOTENCY_KEY] [--wait]',
+    ],
+    summary: 'localize a batch: cell crops, smear fields or whole-slide scans, from a folder, a .tar/.tar.gz/.zip or an S3 prefix',
+    options: SUBMIT_OPTIONS,
+    examples: ['camflow submit ./smears --kind fields --wait', 'camflow submit ./archive.tar.gz --outputs json --precision int8', 'SOURCE_S3_ENDPOINT=https://s3.lab.example camflow submit s3://slides/2026/ --key run-2026'],
+  },
+  open: {
+    usage: ['camflow open [BATCH_ID]'],
+    summary: "the results viewer's URL (opened in a browser when one is at hand)",
+    options: [],
+    examples: ['camflow open b20261127-101500-0a1b2c3d4e5f'],
+  },
+  status: {
+    usage: ['camflow status BATCH_ID'],
+    summary: 'state of a batch: images done with rate and time left, chunks, failures with the repair command',
+    options: [],
+    examples: ['camflow status b20261127-101500-0a1b2c3d4e5f --json'],
+  },
+  eval: {
+    usage: ['camflow eval FOLDER|DATASET[@V] [--model V] [--group-pattern RE] [--boxes F] [--truth auto|boxes|stain|none] [--out DIR]'],
+    summary: 'score a model on labelled images through the queues: HTML report + one JSON line',
+    options: ['model', 'group-pattern', 'boxes', 'truth', 'out'],
+    examples: ['camflow eval ./held-out-patients --group-pattern "^(C\\d+)"'],
+  },
+  batches: {
+    usage: ['camflow batches list [--limit 50]', 'camflow batches repair BATCH_ID'],
+    summary: 'the newest batches (state, images done, model); re-create lost jobs from S3 and re-run a failed finalization',
+    options: ['limit'],
+    examples: ['camflow batches list --limit 10', 'camflow batches repair b20261127-101500-0a1b2c3d4e5f'],
+  },
+  results: {
+    usage: ['camflow results BATCH_ID [--format jsonl|csv|geojson] [--out FILE]'],
+    summary: "a finished batch's results, one line per submitted entry (JSON Schema: docs/result-line.schema.json)",
+    options: ['format', 'out'],
+    examples: ['camflow results b20261127-101500-0a1b2c3d4e5f --format csv --out results.csv'],
+  },
+  train: {
+    usage: [
+      'camflow train --dataset NAME [--version V] [--preset fast|seed] [--epochs N] [--lr X] [--batch-size N]',
+      '              [--split auto|item|group] [--val-fraction 0.15] [--patience 5] [--seed N] [--no-promote] [--wait]',
+    ],
+    summary: 'train a model (defaults: ≤ 30 epochs with early stopping, lr 0.002 halved on plateaus, augmentation, class weights, best epoch published, screening threshold for recall 0.98)',
+    options: TRAIN_OPTIONS,
+    examples: ['camflow train --dataset nih --wait'],
+  },
+  schedule: {
+    usage: ['camflow schedule --dataset NAME --cron "0 2 * * *" [--tz Europe/Paris] [--preset fast|seed] [--epochs N]'],
+    summary: 'retrain nightly with the training defaults (skipped when the dataset has not changed since the production model)',
+    options: ['dataset', 'cron', 'tz', 'preset', 'epochs'],
+    examples: ['camflow schedule --dataset nih --cron "0 2 * * *" --tz Europe/Paris'],
+  },
+  models: {
+    usage: ['camflow models [list]', 'camflow models promote VERSION'],
+    summary: 'published model versions and their scores; make one production',
+    options: [],
+    examples: ['camflow models', 'camflow models promote m20261127-114107-6b86b2'],
+  },
+};
+
+/** Every long option any command takes (the parser's table). */
+export const ALL_OPTIONS = [...new Set(Object.values(COMMANDS).flatMap((c) => c.options))];
+
+export function globalUsage(): string {
+  const lines = Object.values(COMMANDS).map((c) => `  ${c.usage.join('\n  ')}\n      ${c.summary}`);
+  return `camflow — Class Activation Mapping as a job-queue pipeline\n\n${lines.join('\n')}\n\n\`camflow COMMAND --help\` shows a command's options and examples. Every command takes --json (stdout then holds only JSON).\nConfiguration: environment variables (see the README).`;
+}
+
+export function commandHelp(name: string): string {
+  const c = COMMANDS[name]!;
+  return `${c.usage.join('\n')}\n\n${c.summary}\n\nExamples:\n${c.examples.map((e) => `  ${e}`).join('\n')}\n\nEvery command takes --json (stdout then holds only JSON). Configuration: environment variables (see the README).`;
+}
+
+/** Pure: Levenshtein distance (small strings). */
+export function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++)
+    for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+  return d[a.length]![b.length]!;
+}
+
+/** Pure: the closest candidate to a mistyped word, when it is close enough to be what was meant. */
+export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  let best: { c: string; d: number } | undefined;
+  for (const c of candidates) {
+    const d = distance(word, c);
+    if (!best || d < best.d) best = { c, d };
+  }
+  return best && best.d <= Math.max(1, Math.floor(best.c.length / 3)) ? best.c : undefined;
+}
+
+/** Pure: why the options given are not what `command` takes, or undefined when they are. */
+export function optionProblem(command: string, given: readonly string[]): string | undefined {
+  const spec = COMMANDS[command];
+  if (!spec) return undefined;
+  for (const name of given) {
+    if (name === 'json' || name === 'help' || spec.options.includes(name)) continue;
+    const near = suggest(name, spec.options);
+    return `camflow ${command} does not take --${name}${near ? `; did you mean --${near}?` : ''} (see camflow ${command} --help)`;
+  }
+  return undefined;
+}
