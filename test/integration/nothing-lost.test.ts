@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Job } from 'bullmq';
 import { checkRedis, chunkJobId, createRedis, keys, startRedis, type ImageResult } from '@camflow/common';
-import { batchStatus, submitBatch } from '@camflow/ingest';
+import { batchStatus, cancelBatch, submitBatch } from '@camflow/ingest';
 import { readResults, waitForBatch } from '../../packages/cli/src/wait.ts';
 import { eventually, publishUntrained, runCli, sleep, startCluster, syntheticFolder, type Cluster } from '../helpers/cluster.ts';
 
@@ -286,6 +286,35 @@ test('secrets never reach a log, at trace level: the bearer token of an upload a
     assert.ok(busboy, `the trace line of the multipart plugin was written: ${out.slice(0, 3000)}`);
     assert.match(busboy, /"authorization":"\[redacted\]"/);
     for (const secret of [token, 'cookie-secret', c.env.AWS_SECRET_ACCESS_KEY!]) assert.ok(!out.includes(secret), `${secret} leaked`);
+  } finally {
+    await c.close();
+  }
+});
+
+test('a cancelled batch: committed chunks keep their results, every other image gets a `cancelled` line, each exactly once', async () => {
+  const c = await startCluster({ CAM_INFER_BATCH: '1', CAM_STORE_PARALLELISM: '1', CAM_CONCURRENCY: '1' });
+  try {
+    await publishUntrained(c.ctx);
+    const names = await syntheticFolder(c.dir, 60, 77);
+    const info = await submit(c, join(c.dir, 'batch-77'), 4, { options: { outputs: ['json', 'overlay'] } });
+    c.spawnWorker('cam');
+    await eventually('a first chunk to be done', async () => ((await batchStatus(c.ctx.store, c.ctx.queues.batch, info.batchId)).images!.done >= 4 ? true : undefined), 120_000, 50);
+    const report = await cancelBatch(c.ctx.store, c.ctx.queues.batch, info.batchId);
+    assert.equal(report.action, 'cancelled');
+    const status = await waitForBatch(c.ctx, info.batchId, 120_000);
+    assert.equal(status.cancelled?.at, report.cancelledAt);
+    const results = await readResults(c.ctx.store, info.batchId);
+    assert.deepEqual(results.map((r) => r.name).sort(), [...names].sort(), 'every image exactly once');
+    const ok = results.filter((r) => r.status === 'ok').length;
+    const cancelled = results.filter((r) => r.status === 'failed' && r.reason === 'cancelled');
+    assert.ok(ok >= 4 && cancelled.length >= 4 && ok + cancelled.length === 60, `${ok} ok, ${cancelled.length} cancelled`);
+    assert.match(cancelled[0]!.status === 'failed' ? cancelled[0]!.error : '', /^batch cancelled at .*: cancelled by the operator$/);
+    // Cancelling again does nothing, and says so; an unknown batch is named.
+    const again = await camflow(c, ['batches', 'cancel', info.batchId, '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(JSON.parse(again.stdout).action, 'none');
+    const unknown = await camflow(c, ['batches', 'cancel', 'nosuchbatch']);
+    assert.deepEqual([unknown.code, unknown.stderr.trim()], [1, 'batch not found: nosuchbatch']);
   } finally {
     await c.close();
   }

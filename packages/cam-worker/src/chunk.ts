@@ -11,6 +11,7 @@ import {
   parseWith,
   preprocess,
   camJobSchema,
+  batchCancelSchema,
   checkTarget,
   cellForeground,
   type BatchItem,
@@ -113,6 +114,16 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   const job: CamJob = orFailForGood(() => parseWith(camJobSchema, payload, 'cam job'));
   const { store } = ctx;
   const log = ctx.log.child({ batchId: job.batchId, chunk: job.chunk, modelVersion: job.modelVersion });
+  // A cancelled batch: every item of a chunk not yet committed gets its line, saying so (no model, no pixels).
+  const cancel = await store.getJsonIfExists(keys.batchCancel(job.batchId));
+  // (A chunk committed before the cancellation keeps its results, even when its job runs again.)
+  if (cancel && !(await store.exists(keys.resultChunk(job.batchId, job.chunk)))) {
+    const { cancelledAt, reason } = parseWith(batchCancelSchema, cancel, 'batch cancellation');
+    const lines = job.items.map((item) => JSON.stringify({ batchId: job.batchId, imageId: item.imageId, name: item.name, status: 'failed', reason: 'cancelled', error: `batch cancelled at ${cancelledAt}: ${reason}`, modelVersion: job.modelVersion } satisfies ImageResult));
+    await store.put(keys.resultChunk(job.batchId, job.chunk), `${lines.join('\n')}\n`, 'application/x-ndjson');
+    log.info({ items: job.items.length }, 'batch cancelled: chunk committed as cancelled');
+    return { ok: 0, failed: job.items.length, ms: { total: 0, decodeWait: 0, infer: 0, post: 0, storeTail: 0 } };
+  }
   const loaded = await ctx.models.get(job.modelVersion, job.options.precision).catch((error: unknown) => {
     if (error instanceof NotFoundError) throw new UnrecoverableError(`model ${job.modelVersion}: ${error.message}`);
     throw error;

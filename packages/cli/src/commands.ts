@@ -73,10 +73,10 @@ export const COMMANDS: Record<string, CommandSpec> = {
     examples: ['camflow eval ./held-out-patients --group-pattern "^(C\\d+)"'],
   },
   batches: {
-    usage: ['camflow batches list [--limit 50]', 'camflow batches repair BATCH_ID'],
-    summary: 'the newest batches (state, images done, model); re-create lost jobs from S3 and re-run a failed finalization',
+    usage: ['camflow batches list [--limit 50]', 'camflow batches cancel BATCH_ID', 'camflow batches repair BATCH_ID'],
+    summary: 'the newest batches (state, images done, model); cancel one (every image still gets its line); re-create lost jobs from S3 and re-run a failed finalization',
     options: ['limit'],
-    examples: ['camflow batches list --limit 10', 'camflow batches repair b20261127-101500-0a1b2c3d4e5f'],
+    examples: ['camflow batches list --limit 10', 'camflow batches cancel b20261127-101500-0a1b2c3d4e5f', 'camflow batches repair b20261127-101500-0a1b2c3d4e5f'],
   },
   results: {
     usage: ['camflow results BATCH_ID [--format jsonl|csv|geojson] [--out FILE]'],

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { getDatasetManifest, CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema, RESULT_FORMATS, s3SourceOptions, type ResultFormat } from '@camflow/common';
-import { addDataset, batchStatus, buildApi, batchListing, exportBatchResults, repairBatch, submitBatch } from '@camflow/ingest';
+import { addDataset, batchStatus, buildApi, cancelBatch, batchListing, exportBatchResults, repairBatch, submitBatch } from '@camflow/ingest';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -263,7 +263,7 @@ async function main(argv: string[]): Promise<void> {
         if (status.state === 'unknown') throw new NotFoundError('batch', rest[0]!);
         const im = status.images;
         const progress = im ? `images ${im.done}/${im.total}${im.perSecond !== undefined && status.state === 'running' ? ` (${im.perSecond}/s, about ${formatDuration(im.etaSeconds!)} left)` : ''}, ` : '';
-        print(v.json, status, `${status.batchId}: ${status.state}, ${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.summary ? `\n${JSON.stringify(status.summary, null, 2)}` : ''}`);
+        print(v.json, status, `${status.batchId}: ${status.state}${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}, ${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.summary ? `\n${JSON.stringify(status.summary, null, 2)}` : ''}`);
       });
       return;
     }
@@ -297,7 +297,15 @@ async function main(argv: string[]): Promise<void> {
         });
         return;
       }
-      if (rest[0] !== 'repair' || !rest[1]) throw new CamflowError('USAGE', 'usage: camflow batches list [--limit N] | camflow batches repair BATCH_ID');
+      if (rest[0] === 'cancel') {
+        if (!rest[1]) throw new CamflowError('USAGE', 'usage: camflow batches cancel BATCH_ID');
+        await withContext(async (ctx) => {
+          const report = await cancelBatch(ctx.store, ctx.queues.batch, rest[1]!);
+          print(v.json, report, report.action === 'cancelled' ? `${report.batchId}: cancelled; chunks not yet localized give their images a "cancelled" line, running ones finish (camflow status ${report.batchId})` : `${report.batchId}: nothing to cancel (${report.cancelledAt ? `cancelled at ${report.cancelledAt}` : report.state})`);
+        });
+        return;
+      }
+      if (rest[0] !== 'repair' || !rest[1]) throw new CamflowError('USAGE', 'usage: camflow batches list [--limit N] | cancel BATCH_ID | repair BATCH_ID');
       await withContext(async (ctx) => {
         const report = await repairBatch({ store: ctx.store, flow: ctx.flow, queues: ctx.queues, batchId: rest[1]!, log: ctx.log });
         print(v.json, report, report.action === 'none' ? `${report.batchId}: nothing to repair (${report.state})` : `${report.batchId}: jobs re-created for chunks [${report.recreated.join(', ')}]; finalization queued (${report.committed} chunks already committed, ${report.failed.length} failed)`);

@@ -8,3 +8,4 @@ export * from './repair.js';
 export * from './enqueue.js';
 export * from './key-claims.js';
 export * from './results.js';
+export * from './cancel.js';

@@ -1,5 +1,5 @@
 import { Job, type Queue } from 'bullmq';
-import { batchInfoSchema, batchSummarySchema, finalizeJobId, keys, parseWith, publicReason, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common';
+import { batchCancelSchema, batchInfoSchema, batchSummarySchema, finalizeJobId, keys, parseWith, publicReason, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common';
 
 /**
  * - `running`: its jobs are queued or running.
@@ -19,6 +19,8 @@ export interface BatchStatus {
   /** Accepted images in finished chunks, the rate since submission and the time left at that rate (running batches). */
   images?: { total: number; done: number; perSecond?: number; etaSeconds?: number };
   summary?: BatchSummary;
+  /** Set when the batch was cancelled (`camflow batches cancel`): its remaining items got `cancelled` lines. */
+  cancelled?: { at: string; reason: string };
   /** Why a batch is failed or stalled, and what to do. */
   reason?: string;
 }
@@ -28,12 +30,14 @@ export async function batchStatus(store: ObjectStore, batchQueue: Queue, batchId
   const raw = await store.getJsonIfExists(keys.batchInfo(batchId));
   if (!raw) return { batchId, state: 'unknown', chunks: { total: 0, done: 0 } };
   const info = parseWith(batchInfoSchema, raw, 'batch info');
+  const cancelRaw = await store.getJsonIfExists(keys.batchCancel(batchId));
+  const cancelled = cancelRaw ? (({ cancelledAt, reason }) => ({ cancelled: { at: cancelledAt, reason } }))(parseWith(batchCancelSchema, cancelRaw, 'batch cancellation')) : {};
   const summary = await store.getJsonIfExists(keys.resultsSummary(batchId));
-  if (summary) return { batchId, state: 'completed', info, chunks: { total: info.chunks, done: info.chunks }, images: { total: info.accepted, done: info.accepted }, summary: parseWith(batchSummarySchema, summary, 'batch summary') };
+  if (summary) return { batchId, state: 'completed', ...cancelled, info, chunks: { total: info.chunks, done: info.chunks }, images: { total: info.accepted, done: info.accepted }, summary: parseWith(batchSummarySchema, summary, 'batch summary') };
   const job = await Job.fromId(batchQueue, finalizeJobId(batchId));
   const repair = `run \`camflow batches repair ${batchId}\` (HTTP: POST /v1/batches/${batchId}/repair)`;
   if (!job) {
-    return { batchId, state: 'stalled', info, chunks: { total: info.chunks, done: 0 }, reason: `its jobs are not in Redis (lost in a Redis restart without persistence, or the submission was interrupted): ${repair}` };
+    return { batchId, state: 'stalled', ...cancelled, info, chunks: { total: info.chunks, done: 0 }, reason: `its jobs are not in Redis (lost in a Redis restart without persistence, or the submission was interrupted): ${repair}` };
   }
   // The chunks still to run, by id (`<batch>-c<n>`): the images of the others are done.
   const pending = await job.getDependencies({ unprocessed: { cursor: 0, count: Math.max(1, info.chunks) } });
@@ -44,9 +48,9 @@ export async function batchStatus(store: ObjectStore, batchQueue: Queue, batchId
     // Read the job again now that its state is final: the copy read above may predate its last attempt (it was
     // between attempts then), and would report one attempt too few and an earlier reason (seen in a CI run).
     const final = (await Job.fromId(batchQueue, finalizeJobId(batchId))) ?? job;
-    return { batchId, state: 'failed', info, chunks: { total: info.chunks, done }, images, reason: `finalization failed after ${final.attemptsMade} attempts: ${publicReason(new Error(final.failedReason))}; ${repair}` };
+    return { batchId, state: 'failed', ...cancelled, info, chunks: { total: info.chunks, done }, images, reason: `finalization failed after ${final.attemptsMade} attempts: ${publicReason(new Error(final.failedReason))}; ${repair}` };
   }
-  return { batchId, state: 'running', info, chunks: { total: info.chunks, done }, images };
+  return { batchId, state: 'running', ...cancelled, info, chunks: { total: info.chunks, done }, images };
 }
 
 /** Pure: images in chunk `n` (chunk n holds accepted images n·size … (n+1)·size − 1). */

@@ -196,6 +196,10 @@ export type BatchSummary = z.infer<typeof batchSummarySchema>;
 
 /** An idempotency key's claim: which batch owns it, and what was submitted under it. */
 export const keyClaimSchema = z.object({ batchId: idSchema, fingerprint: z.string() });
+
+/** The cancellation of a batch (S3, the truth): when, and why. */
+export const batchCancelSchema = z.object({ batchId: idSchema, cancelledAt: z.string(), reason: z.string().max(500) });
+export type BatchCancel = z.infer<typeof batchCancelSchema>;
 export type KeyClaim = z.infer<typeof keyClaimSchema>;
 
 /** A stored line that does not match its contract. */

@@ -29,6 +29,8 @@ export const keys = {
   /** An idempotency key's claim (by the key's digest): which batch owns the key. */
   batchKeyClaim: (keyDigest: string) => `batches/keys/${check('keyDigest', keyDigest, SHA256, '64 lowercase hex characters')}.json`,
   batchInfo: (batchId: string) => `batches/${id('batchId', batchId)}/batch.json`,
+  /** Written by `camflow batches cancel`: chunks not yet committed then give every item a `cancelled` line. */
+  batchCancel: (batchId: string) => `batches/${id('batchId', batchId)}/cancelled.json`,
   /** A chunk's model inputs, packed (archive runs): one GET per chunk instead of one per image. */
   batchInputs: (batchId: string, chunk: number) => `batches/${id('batchId', batchId)}/inputs/${String(chunk).padStart(6, '0')}.pack`,
 

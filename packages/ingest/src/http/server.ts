@@ -43,6 +43,7 @@ import { submitBatch, KeyConflictError, NoModelError } from '../submit.js';
 import { batchListing, batchStatus } from '../status.js';
 import { repairBatch } from '../repair.js';
 import { exportBatchResults } from '../results.js';
+import { cancelBatch } from '../cancel.js';
 import { registerViewer } from './viewer.js';
 import { Gauge } from 'prom-client';
 import { createBullBoard } from '@bull-board/api';
@@ -299,6 +300,11 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     } finally {
       await rm(spool, { recursive: true, force: true });
     }
+  });
+
+  app.post('/v1/batches/:id/cancel', async (req) => {
+    const { id } = parseWith(batchIdParams, req.params, 'params');
+    return cancelBatch(store, deps.queues.batch, id);
   });
 
   app.get('/v1/batches/:id', async (req) => {
