@@ -8,7 +8,7 @@ import { addDataset, submitBatch } from '@camflow/ingest';
 import { enqueueTraining, jobKey } from '@camflow/trainer';
 import type { ImageResult } from '@camflow/cam-worker';
 import { readResults, waitForBatch, waitForJob } from '../../packages/cli/src/wait.ts';
-import { eventually, publishUntrained, sleep, startCluster, syntheticFolder, type Cluster } from '../helpers/cluster.ts';
+import { eventually, publishUntrained, runCli, sleep, startCluster, syntheticFolder, type Cluster } from '../helpers/cluster.ts';
 import { join } from 'node:path';
 
 async function submit(c: Cluster, folder: string, chunkSize: number, key?: string) {
@@ -125,6 +125,35 @@ test('a trainer killed mid-training resumes from its last epoch checkpoint and p
     const models = await listModels(c.ctx.store);
     assert.deepEqual(models.map((m) => m.version), [outcome.version], 'exactly one version published');
     assert.equal(await c.ctx.store.exists(keys.trainCheckpoint(jobKey(job.id!))), false, 'the checkpoint is cleared once published');
+  } finally {
+    await c.close();
+  }
+});
+
+test('`camflow train --cancel`: a running job stops within ten steps and publishes nothing; a waiting one is removed', async () => {
+  const c = await startCluster();
+  try {
+    await writeSyntheticDataset(join(c.dir, 'train'), { count: 200, seed: 16 });
+    await addDataset({ store: c.ctx.store, name: 'cells', folder: join(c.dir, 'train'), size: 64 });
+    c.spawnWorker('trainer');
+    const running = await enqueueTraining(c.ctx.queues.train, { dataset: 'cells', preset: 'fast', epochs: 30, maxRestarts: 0, collapsePatience: 99, earlyStopPatience: 99 });
+    const waiting = await enqueueTraining(c.ctx.queues.train, { dataset: 'cells', preset: 'fast', epochs: 1 });
+    await eventually('the first job to finish an epoch', async () => ((await Job.fromId(c.ctx.queues.train, running.id!))?.progress as { epoch?: number })?.epoch ? true : undefined, 120_000);
+    const removed = await runCli(c, ['train', '--cancel', waiting.id!, '--json']);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.deepEqual(JSON.parse(removed.stdout), { jobId: waiting.id, action: 'removed', state: 'waiting' });
+    const stopping = await runCli(c, ['train', '--cancel', running.id!, '--json']);
+    assert.equal(JSON.parse(stopping.stdout).action, 'stopping');
+    const failed = await eventually('the running job to stop', async () => {
+      const j = await Job.fromId(c.ctx.queues.train, running.id!);
+      return j && (await j.isFailed()) ? j : undefined;
+    }, 120_000);
+    assert.match(failed.failedReason, /^training cancelled by the operator during epoch \d+$/);
+    assert.equal(failed.attemptsMade, 1, 'a cancelled run is not retried');
+    assert.equal((await listModels(c.ctx.store)).length, 0, 'nothing published');
+    assert.equal(await Job.fromId(c.ctx.queues.train, waiting.id!), undefined, 'the waiting job is gone');
+    const unknown = await runCli(c, ['train', '--cancel', 'nosuchjob']);
+    assert.deepEqual([unknown.code, unknown.stderr.trim()], [1, 'training job not found: nosuchjob']);
   } finally {
     await c.close();
   }

@@ -88,10 +88,11 @@ export const COMMANDS: Record<string, CommandSpec> = {
     usage: [
       'camflow train --dataset NAME [--version V] [--preset fast|seed] [--epochs N] [--lr X] [--batch-size N]',
       '              [--split auto|item|group] [--val-fraction 0.15] [--patience 5] [--seed N] [--no-promote] [--wait]',
+      'camflow train --cancel JOB_ID',
     ],
     summary: 'train a model (defaults: ≤ 30 epochs with early stopping, lr 0.002 halved on plateaus, augmentation, class weights, best epoch published, screening threshold for recall 0.98)',
-    options: TRAIN_OPTIONS,
-    examples: ['camflow train --dataset nih --wait'],
+    options: [...TRAIN_OPTIONS, 'cancel'],
+    examples: ['camflow train --dataset nih --wait', 'camflow train --cancel 42'],
   },
   schedule: {
     usage: ['camflow schedule --dataset NAME --cron "0 2 * * *" [--tz Europe/Paris] [--preset fast|seed] [--epochs N]'],

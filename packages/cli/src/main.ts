@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { getDatasetManifest, CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema, RESULT_FORMATS, s3SourceOptions, type ResultFormat } from '@camflow/common';
+import { cancelTraining, getDatasetManifest, CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema, RESULT_FORMATS, s3SourceOptions, type ResultFormat } from '@camflow/common';
 import { addDataset, batchStatus, buildApi, cancelBatch, batchListing, exportBatchResults, repairBatch, submitBatch } from '@camflow/ingest';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -21,7 +21,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 type StringOption =
   | 'out' | 'train-images' | 'held-out' | 'epochs' | 'seed' | 'data-dir' | 'size' | 'classes' | 'group-pattern' | 'model' | 'target'
   | 'fraction' | 'outputs' | 'precision' | 'chunk-size' | 'kind' | 'cell-diameter' | 'key' | 'boxes' | 'truth' | 'limit' | 'format'
-  | 'dataset' | 'version' | 'preset' | 'lr' | 'batch-size' | 'split' | 'val-fraction' | 'patience' | 'cron' | 'tz';
+  | 'dataset' | 'version' | 'preset' | 'lr' | 'batch-size' | 'split' | 'val-fraction' | 'patience' | 'cron' | 'tz' | 'cancel';
 type Values = { [K in StringOption]?: string } & { json: boolean; help: boolean; wait: boolean; 'no-promote': boolean; 'no-cell-mask': boolean };
 
 const BOOLEAN_OPTIONS = new Set(['json', 'help', 'wait', 'no-promote', 'no-cell-mask']);
@@ -331,7 +331,15 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'train': {
-      if (!v.dataset) throw new CamflowError('USAGE', 'usage: camflow train --dataset NAME');
+      if (v.cancel) {
+        await withContext(async (ctx) => {
+          const report = await cancelTraining(ctx.queues.train, ctx.redis, ctx.config.QUEUE_PREFIX, v.cancel!);
+          const human = { removed: `training job ${report.jobId} removed (it had not started)`, stopping: `training job ${report.jobId} stops within ten steps; nothing is published`, none: `training job ${report.jobId} has already finished (${report.state})` }[report.action];
+          print(v.json, report, human);
+        });
+        return;
+      }
+      if (!v.dataset) throw new CamflowError('USAGE', 'usage: camflow train --dataset NAME | camflow train --cancel JOB_ID');
       await withContext(async (ctx) => {
         await getDatasetManifest(ctx.store, v.dataset!, v.version); // an unknown dataset fails here, not in the trainer
         const job = await enqueueTraining(ctx.queues.train, {

@@ -218,6 +218,15 @@ export interface FitHooks {
   log?: Logger;
   /** Data-parallel threads for the CPU backends (see `parallel.ts`); absent: one thread. */
   pool?: GradientPool;
+  /** Asked every few steps and after every epoch; when it says yes the run stops with `FitCancelled`. */
+  cancelled?: () => Promise<boolean>;
+}
+
+/** A run stopped on request (`camflow train --cancel`): nothing is published. */
+export class FitCancelled extends Error {
+  constructor(readonly epoch: number) {
+    super(`training cancelled by the operator during epoch ${epoch}`);
+  }
 }
 
 /**
@@ -287,6 +296,12 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
         }
         // A macrotask turn per step: BullMQ renews the job lock on a timer, which a tight loop would starve.
         await yieldToEventLoop();
+        if (hooks.cancelled && (start / params.batchSize) % 10 === 9 && (await hooks.cancelled())) {
+          optimizer.dispose();
+          best?.weights.forEach((w) => w.dispose());
+          model.dispose();
+          throw new FitCancelled(epoch);
+        }
       }
       const metrics: EpochMetrics = {
         epoch,
@@ -296,6 +311,12 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
       };
       history.push(metrics);
       await hooks.onEpoch?.(metrics, attempt);
+      if (hooks.cancelled && (await hooks.cancelled())) {
+        optimizer.dispose();
+        best?.weights.forEach((w) => w.dispose());
+        model.dispose();
+        throw new FitCancelled(epoch);
+      }
       const reason = collapseReason(metrics, majorityRate, Math.log(params.numClasses));
       // Dead features never recover (no gradient flows); other signals get `patience` epochs.
       if (reason && (metrics.featureMean <= 1e-7 || epoch >= patience)) {

@@ -23,7 +23,7 @@ import {
   type ObjectStore,
 } from '@camflow/common';
 import { GradientPool } from './parallel.js';
-import { evaluate, fitWithRestarts, predictProbabilities, type EpochMetrics, type TensorData } from './fit.js';
+import { FitCancelled, evaluate, fitWithRestarts, predictProbabilities, type EpochMetrics, type TensorData } from './fit.js';
 import { gather, resolveSplitBy, splitIndices } from './split.js';
 import { promoteIfBetter, publishModel, type SameImagesComparison } from './publish.js';
 import { CheckpointStore, jobKey, paramsHash } from './checkpoint.js';
@@ -34,6 +34,8 @@ export interface TrainContext {
   backend: string;
   /** Data-parallel training threads on the CPU backends (wasm, cpu); 1 or absent: one. */
   threads?: number;
+  /** Whether the operator asked to stop this run (`camflow train --cancel`). */
+  cancelled?: () => Promise<boolean>;
   /** Job identity: makes the published version deterministic for a retried job. */
   jobId: string;
   jobTimestamp: number;
@@ -128,8 +130,16 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     checkpoint: (c) => checkpoints.save(c),
     ...(resume ? { resume } : {}),
     ...(pool ? { pool } : {}),
+    ...(ctx.cancelled ? { cancelled: ctx.cancelled } : {}),
     log,
-  }).finally(() => pool?.close());
+  })
+    .catch(async (error: unknown) => {
+      if (!(error instanceof FitCancelled)) throw error;
+      await checkpoints.clear();
+      // Not retried, nothing published.
+      throw new UnrecoverableError(error.message);
+    })
+    .finally(() => pool?.close());
   resume?.weights.forEach((w) => w.dispose());
   if (result.collapsed) {
     result.model.dispose();

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { initBackend, instrumentWorker, nightlySchedulerId, type ProcessMetrics, parseWith, queueNames, bullConnection, trainJobSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
+import { initBackend, instrumentWorker, trainCancelKey, nightlySchedulerId, type ProcessMetrics, parseWith, queueNames, bullConnection, trainJobSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
 import { runTraining, type TrainOutcome } from './train-job.js';
 
 /** A training job's return value: the outcome without the (stored) manifest. */
@@ -29,6 +29,7 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
         log: log.child({ jobId: job.id }),
         backend: backend.backend,
         threads: config.TRAIN_THREADS || availableParallelism(),
+        cancelled: async () => (await deps.publisher.exists(trainCancelKey(config.QUEUE_PREFIX, String(job.id)))) > 0,
         jobId: job.id ?? job.name,
         jobTimestamp: job.timestamp,
         progress: (p) => job.updateProgress(p),

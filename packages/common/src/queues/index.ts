@@ -2,3 +2,4 @@ export * from './names.js';
 export * from './schemas.js';
 export * from './connection.js';
 export * from './contracts.js';
+export * from './train-cancel.js';

@@ -12,3 +12,6 @@ export const modelChannel = (prefix: string) => `${prefix}:models`;
 
 /** Id of the nightly retraining job scheduler. */
 export const nightlySchedulerId = 'nightly-retrain';
+
+/** Redis key asking the trainer to stop a running training job (`camflow train --cancel`); it expires in a day. */
+export const trainCancelKey = (prefix: string, jobId: string) => `${prefix}:train-cancel:${jobId}`;

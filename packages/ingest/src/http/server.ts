@@ -38,6 +38,8 @@ import {
   RESULT_MEDIA_TYPES,
   createProcessMetrics,
   s3SourceOptions,
+  cancelTraining,
+  getDatasetManifest,
 } from '@camflow/common';
 import { submitBatch, KeyConflictError, NoModelError } from '../submit.js';
 import { batchListing, batchStatus } from '../status.js';
@@ -377,8 +379,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.post('/v1/train', async (req, reply) => {
     const data = parseWith(trainJobSchema, req.body ?? {}, 'body');
+    await getDatasetManifest(store, data.dataset, data.datasetVersion); // 404 naming the dataset, before anything is queued
     const job = await deps.queues.train.add('train', data, { attempts: 2, backoff: { type: 'exponential', delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 } });
     return reply.code(202).send({ jobId: job.id });
+  });
+
+  app.post('/v1/train/:jobId/cancel', async (req) => {
+    const { jobId } = parseWith(z.object({ jobId: z.string().min(1).max(200) }), req.params, 'params');
+    return cancelTraining(deps.queues.train, deps.redis, config.QUEUE_PREFIX, jobId);
   });
 
   return app;

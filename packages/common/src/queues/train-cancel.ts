@@ -1,0 +1,27 @@
+import { Job, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { NotFoundError } from '../errors.js';
+import { trainCancelKey } from './names.js';
+
+export interface TrainCancelReport {
+  jobId: string;
+  /** `removed`: it had not started; `stopping`: the trainer stops it within ten steps; `none`: it had finished. */
+  action: 'removed' | 'stopping' | 'none';
+  state: string;
+}
+
+/** Cancel a training job: a waiting one is removed; a running one is asked to stop (nothing is published). */
+export async function cancelTraining(queue: Queue, redis: Redis, prefix: string, jobId: string): Promise<TrainCancelReport> {
+  const job = await Job.fromId(queue, jobId);
+  if (!job) throw new NotFoundError('training job', jobId);
+  const state = await job.getState();
+  if (state === 'waiting' || state === 'delayed' || state === 'prioritized' || state === 'waiting-children') {
+    await job.remove();
+    return { jobId, action: 'removed', state };
+  }
+  if (state === 'active') {
+    await redis.set(trainCancelKey(prefix, jobId), new Date().toISOString(), 'EX', 86_400);
+    return { jobId, action: 'stopping', state };
+  }
+  return { jobId, action: 'none', state };
+}
