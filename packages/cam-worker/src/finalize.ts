@@ -14,6 +14,7 @@ import {
   type Logger,
   type ObjectStore,
   isCellResult,
+  deliverWebhook,
 } from '@camflow/common';
 
 export type { BatchSummary };
@@ -26,7 +27,7 @@ export type { BatchSummary };
  *
  * `chunkError(c)` is the failure reason BullMQ reported for chunk `c`'s job, if any (used when no record is in S3).
  */
-export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkError: (chunk: number) => string | undefined, log: Logger): Promise<BatchSummary> {
+export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkError: (chunk: number) => string | undefined, log: Logger, webhookSecret?: string): Promise<BatchSummary> {
   const { batchId, modelVersion } = parseWith(batchJobSchema, payload, 'batch job');
   const info = parseWith(batchInfoSchema, await store.getJson(keys.batchInfo(batchId)), 'batch info');
   const manifestKey = keys.batchManifest(batchId);
@@ -77,5 +78,9 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
   // summary.json last: it is what marks the batch completed.
   await store.putJson(keys.resultsSummary(batchId), summary);
   log.info({ batchId, items: summary.items, ok, failed: summary.failed }, 'batch completed');
+  if (info.webhook) {
+    if (!webhookSecret) log.warn({ batchId }, 'WEBHOOK_SECRET is not set on this worker: the completion webhook goes unsigned');
+    await deliverWebhook(info.webhook, { event: 'batch.completed', batchId, summary, results: keys.resultsJsonl(batchId) }, webhookSecret, log.child({ batchId }));
+  }
   return summary;
 }

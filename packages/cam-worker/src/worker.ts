@@ -85,7 +85,7 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
             const reason = ignored.get(`${config.QUEUE_PREFIX}:${queueNames.cam}:${chunkJobId(batchId, chunk)}`);
             return reason === undefined ? undefined : publicReason(new Error(String(reason)));
           };
-          return finalizeBatch(job.data, store, chunkError, log.child({ jobId: job.id }));
+          return finalizeBatch(job.data, store, chunkError, log.child({ jobId: job.id }), config.WEBHOOK_SECRET);
         },
         { connection, prefix: config.QUEUE_PREFIX, name: `batch-${process.pid}`, concurrency: 2, ...limits },
       )

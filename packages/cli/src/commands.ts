@@ -10,7 +10,7 @@ export interface CommandSpec {
   examples: string[];
 }
 
-const SUBMIT_OPTIONS = ['model', 'target', 'fraction', 'outputs', 'precision', 'chunk-size', 'no-cell-mask', 'kind', 'cell-diameter', 'key', 'wait'];
+const SUBMIT_OPTIONS = ['model', 'target', 'fraction', 'outputs', 'precision', 'chunk-size', 'no-cell-mask', 'kind', 'cell-diameter', 'key', 'priority', 'webhook', 'wait'];
 const TRAIN_OPTIONS = ['dataset', 'version', 'preset', 'epochs', 'lr', 'batch-size', 'split', 'val-fraction', 'patience', 'seed', 'no-promote', 'wait'];
 
 export const COMMANDS: Record<string, CommandSpec> = {
@@ -48,11 +48,13 @@ export const COMMANDS: Record<string, CommandSpec> = {
     usage: [
       'camflow submit FOLDER|ARCHIVE|s3://BUCKET/PREFIX [--model V] [--target predicted|all|CLASS] [--fraction 0.2]',
       '               [--outputs json,heatmap,overlay|none] [--precision fp32|int8] [--chunk-size N] [--no-cell-mask]',
-      '               [--kind auto|cells|fields] [--cell-diameter PX] [--key IDEMPOTENCY_KEY] [--wait]',
+      '               [--kind auto|cells|fields] [--cell-diameter PX] [--key IDEMPOTENCY_KEY] [--priority high|normal|low]',
+      '               [--webhook URL] [--wait]',
     ],
     summary: 'localize a batch: cell crops, smear fields or whole-slide scans, from a folder, a .tar/.tar.gz/.zip or an S3 prefix',
     options: SUBMIT_OPTIONS,
-    examples: ['camflow submit ./smears --kind fields --wait', 'camflow submit ./archive.tar.gz --outputs json --precision int8', 'SOURCE_S3_ENDPOINT=https://s3.lab.example camflow submit s3://slides/2026/ --key run-2026'],
+    examples: ['camflow submit ./smears --kind fields --wait', 'camflow submit ./archive.tar.gz --outputs json --precision int8 --priority low',
+      'camflow submit ./urgent --priority high --webhook https://lims.example/camflow-done', 'SOURCE_S3_ENDPOINT=https://s3.lab.example camflow submit s3://slides/2026/ --key run-2026'],
   },
   open: {
     usage: ['camflow open [BATCH_ID]'],

@@ -21,7 +21,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 type StringOption =
   | 'out' | 'train-images' | 'held-out' | 'epochs' | 'seed' | 'data-dir' | 'size' | 'classes' | 'group-pattern' | 'model' | 'target'
   | 'fraction' | 'outputs' | 'precision' | 'chunk-size' | 'kind' | 'cell-diameter' | 'key' | 'boxes' | 'truth' | 'limit' | 'format'
-  | 'dataset' | 'version' | 'preset' | 'lr' | 'batch-size' | 'split' | 'val-fraction' | 'patience' | 'cron' | 'tz' | 'cancel';
+  | 'dataset' | 'version' | 'preset' | 'lr' | 'batch-size' | 'split' | 'val-fraction' | 'patience' | 'cron' | 'tz' | 'cancel' | 'priority' | 'webhook';
 type Values = { [K in StringOption]?: string } & { json: boolean; help: boolean; wait: boolean; 'no-promote': boolean; 'no-cell-mask': boolean };
 
 const BOOLEAN_OPTIONS = new Set(['json', 'help', 'wait', 'no-promote', 'no-cell-mask']);
@@ -227,6 +227,8 @@ async function main(argv: string[]): Promise<void> {
           chunkSize: num('chunk-size', ctx.config.CAM_CHUNK_SIZE)!,
           limits: { maxFileBytes: ctx.config.MAX_FILE_BYTES, maxArchiveBytes: ctx.config.MAX_ARCHIVE_BYTES },
           s3Source: s3SourceOptions(ctx.config),
+          ...(v.priority ? { priority: v.priority as 'high' | 'normal' | 'low' } : {}),
+          ...(v.webhook ? { webhook: v.webhook } : {}),
           attempts: ctx.config.CAM_ATTEMPTS,
           backoffMs: ctx.config.CAM_BACKOFF_MS,
           maxPixels: ctx.config.MAX_IMAGE_PIXELS,

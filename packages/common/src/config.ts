@@ -86,6 +86,8 @@ export const configSchema = z.object({
   MAX_UPLOAD_BYTES: positiveInt.default(2 * 1024 ** 3),
   MAX_UPLOAD_FILES: positiveInt.default(10_000),
   API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** Shared secret signing completion webhooks (`submit --webhook`): X-Camflow-Signature, HMAC-SHA256. */
+  WEBHOOK_SECRET: z.string().min(16).optional(),
   /** Worker processes serve Prometheus metrics at http://0.0.0.0:METRICS_PORT/metrics when set (the API serves /metrics itself). */
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   API_HOST: z.string().default('0.0.0.0'),
@@ -97,7 +99,7 @@ export const configSchema = z.object({
 export type Config = z.infer<typeof configSchema>;
 
 /** Variables whose values are never printed (a Redis URL can carry a password). */
-const SECRET_VARIABLES = new Set(['API_TOKEN', 'REDIS_URL', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'SOURCE_AWS_SECRET_ACCESS_KEY']);
+const SECRET_VARIABLES = new Set(['API_TOKEN', 'REDIS_URL', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'SOURCE_AWS_SECRET_ACCESS_KEY', 'WEBHOOK_SECRET']);
 
 /**
  * Parse configuration from an environment. A missing or malformed variable throws a ConfigError whose message

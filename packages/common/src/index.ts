@@ -22,3 +22,4 @@ export * from './fields/index.js';
 export * from './html.js';
 export * from './results/export.js';
 export * from './metrics.js';
+export * from './webhook.js';

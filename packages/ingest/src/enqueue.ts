@@ -1,10 +1,11 @@
 import type { FlowJob, FlowProducer } from 'bullmq';
-import { chunkJobId, finalizeJobId, queueNames, type AcceptedLine, type BatchInfo, type BatchJob, type CamJob } from '@camflow/common';
+import { BULLMQ_PRIORITY, chunkJobId, finalizeJobId, queueNames, type AcceptedLine, type BatchInfo, type BatchJob, type CamJob } from '@camflow/common';
 
 /** Job options of a batch's chunks: retried with backoff; a chunk that exhausts them is reported, never blocking. */
-export function chunkJobOptions(info: Pick<BatchInfo, 'batchId' | 'attempts' | 'backoffMs'>, chunk: number) {
+export function chunkJobOptions(info: Pick<BatchInfo, 'batchId' | 'attempts' | 'backoffMs' | 'priority'>, chunk: number) {
   return {
     jobId: chunkJobId(info.batchId, chunk),
+    priority: BULLMQ_PRIORITY[info.priority ?? 'normal'],
     attempts: info.attempts,
     backoff: { type: 'exponential', delay: info.backoffMs },
     ignoreDependencyOnFailure: true,

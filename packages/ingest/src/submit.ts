@@ -2,6 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { FlowProducer, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
+  batchPrioritySchema,
+  webhookUrlSchema,
+  type BatchPriority,
   CamflowError,
   ImageInputError,
   InvalidParameterError,
@@ -59,6 +62,10 @@ export interface SubmitOptions {
   limits?: Partial<SourceLimits>;
   /** Where `s3://` sources are read from (endpoint, credentials). */
   s3Source?: S3SourceOptions;
+  /** Scheduling between batches (default `normal`); not part of the idempotency fingerprint. */
+  priority?: BatchPriority;
+  /** Called (POST, signed) when the batch completes. */
+  webhook?: string;
   /** Retries of a chunk job (stalls count against the same number) and the first backoff delay (doubling). */
   attempts?: number;
   backoffMs?: number;
@@ -164,6 +171,8 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
   const { store, log } = opts;
   const options = parseWith(camOptionsSchema, opts.options ?? {}, 'options');
   const chunkSize = opts.chunkSize ?? 256;
+  if (opts.priority !== undefined) parseWith(batchPrioritySchema, opts.priority, 'priority');
+  if (opts.webhook !== undefined) parseWith(webhookUrlSchema, opts.webhook, 'webhook');
   if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > 10_000) throw new InvalidParameterError('chunkSize', 'an integer in [1, 10000]', chunkSize);
   const limits = { ...defaultSourceLimits, ...opts.limits };
   const maxPixels = opts.maxPixels ?? 16_777_216;
@@ -276,6 +285,8 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
     backoffMs,
     fingerprint: fingerprint.digest(),
     ...(digest ? { keyDigest: digest } : {}),
+    priority: opts.priority ?? 'normal',
+    ...(opts.webhook ? { webhook: opts.webhook } : {}),
   }, 'batch info');
   // batch.json before the claim and the jobs: a claimed key always leads to a complete batch, and a batch whose jobs
   // were lost (a crash before enqueuing, a Redis without persistence) is still known: `repair` re-creates its jobs.

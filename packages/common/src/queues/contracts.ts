@@ -157,6 +157,15 @@ export const chunkFailureSchema = z.object({ batchId: idSchema, chunk: z.number(
 export type ChunkFailure = z.infer<typeof chunkFailureSchema>;
 
 /** `batches/<id>/batch.json`: written once the batch's manifest is complete, before its jobs are enqueued. */
+export const batchPrioritySchema = z.enum(['high', 'normal', 'low']);
+export type BatchPriority = z.infer<typeof batchPrioritySchema>;
+/** BullMQ priorities (1 is taken first). Every chunk job has one: jobs without a priority would jump every queue. */
+export const BULLMQ_PRIORITY: Record<BatchPriority, number> = { high: 1, normal: 100, low: 10_000 };
+export const webhookUrlSchema = z
+  .string()
+  .max(2000)
+  .regex(/^https?:\/\/[^\s]+$/, 'an http(s) URL');
+
 export const batchInfoSchema = z.object({
   batchId: idSchema,
   createdAt: z.string(),
@@ -175,6 +184,10 @@ export const batchInfoSchema = z.object({
   fingerprint: z.string(),
   /** The idempotency key's digest, when the batch was submitted with one. */
   keyDigest: z.string().optional(),
+  /** Scheduling between batches: a `high` batch's chunks are taken before any `normal` one's, `low` after. */
+  priority: batchPrioritySchema.default('normal'),
+  /** Told (HTTP POST, signed with WEBHOOK_SECRET) when the batch completes. */
+  webhook: webhookUrlSchema.optional(),
 });
 export type BatchInfo = z.infer<typeof batchInfoSchema>;
 

@@ -38,6 +38,8 @@ import {
   RESULT_MEDIA_TYPES,
   createProcessMetrics,
   s3SourceOptions,
+  batchPrioritySchema,
+  webhookUrlSchema,
   cancelTraining,
   getDatasetManifest,
 } from '@camflow/common';
@@ -76,6 +78,8 @@ const submitFields = z
     chunkSize: z.coerce.number().int().positive().max(10_000).optional(),
     key: z.string().min(1).max(200).optional(),
     model: z.string().max(128).optional(),
+    priority: batchPrioritySchema.optional(),
+    webhook: webhookUrlSchema.optional(),
   })
   .strict();
 
@@ -278,6 +282,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       log: deps.log,
       ...(f.key ? { idempotencyKey: f.key } : {}),
       ...(f.model ? { modelVersion: f.model } : {}),
+      ...(f.priority ? { priority: f.priority } : {}),
+      ...(f.webhook ? { webhook: f.webhook } : {}),
     });
   // JSON `{"source": "s3://bucket/prefix", …the same fields}`: a prefix of the S3 source store (SOURCE_S3_*). Only
   // s3:// sources: an API client never names a path on the server.
