@@ -52,7 +52,7 @@ async function main() {
     const pz = `import zipfile,sys\nz=zipfile.ZipFile(sys.argv[1],'w',zipfile.ZIP_DEFLATED)\nw=z.open('zeros.png','w',force_zip64=True)\nb=bytes(1<<20)\nfor _ in range(1024): w.write(b)\nw.close()\nfor p in sys.argv[2:]: z.write(p, p.split('/')[-1])\nz.close()`;
     if (spawnSync('python3', ['-c', pz, zipBomb, ...pool.slice(0, 5)]).status !== 0) throw new Error('could not make the zip bomb');
 
-    let chunkWorkers: WorkerProcess[] = [c.spawnWorker('chunks'), c.spawnWorker('chunks'), c.spawnWorker('chunks')];
+    const chunkWorkers: WorkerProcess[] = [c.spawnWorker('chunks'), c.spawnWorker('chunks'), c.spawnWorker('chunks')];
     let finalizer = c.spawnWorker('finalizer');
 
     /** A submission folder: cells, plus entries that must each get a refusal line. */

@@ -119,7 +119,9 @@ async function exportWeights(model: tf.LayersModel, dir: string): Promise<void> 
     return entry;
   });
   const flat = new Float32Array(offset);
-  tensors.forEach((t, i) => flat.set(t.dataSync() as Float32Array, meta[i]!.offset));
+  tensors.forEach((t, i) => {
+    flat.set(t.dataSync() as Float32Array, meta[i]!.offset);
+  });
   await writeFile(join(dir, 'weights.json'), JSON.stringify({ tensors: meta }));
   await writeFile(join(dir, 'weights.bin'), new Uint8Array(flat.buffer));
 }
@@ -139,7 +141,9 @@ async function main() {
   const cellInputs = await Promise.all(files.slice(0, 512).map(async (f) => (await preprocess(await readFile(f), 128, undefined, { keepOriginal: false })).input));
   const packed = (xs: Uint8Array[]) => {
     const images = new Uint8Array(xs.length * 128 * 128 * 3);
-    xs.forEach((x, i) => images.set(x, i * x.length));
+    xs.forEach((x, i) => {
+      images.set(x, i * x.length);
+    });
     return { images, size: 128 };
   };
 

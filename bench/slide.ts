@@ -1,6 +1,6 @@
 // `npm run bench:slide`: a synthetic ~20,000 × 20,000 whole-slide scan (tiled, JPEG-compressed TIFF) through a
 // cam-worker's field path, region by region. Prints one JSON line: wall time, cells, and the process's peak RSS.
-import { rm, writeFile } from 'node:fs/promises';
+import { rm, } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';

@@ -90,7 +90,7 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   const file = join(c.dir, 'export.csv');
   const cli = await runCli(c, ['results', info.batchId, '--format', 'csv', '--out', file]);
   assert.equal(cli.code, 0, cli.stderr);
-  assert.equal(await readFile(file, 'utf8'), rows.join('\r\n') + '\r\n');
+  assert.equal(await readFile(file, 'utf8'), `${rows.join('\r\n')}\r\n`);
   // The batch list, newest first, over HTTP and from the CLI.
   const listed = (await json(fetch(`${base}/v1/batches?limit=5`, { headers: auth }))).batches as { batchId: string; state: string; images: { done: number } }[];
   const mine = listed.find((b) => b.batchId === info.batchId)!;

@@ -114,7 +114,7 @@ test('retraining on an unchanged dataset is skipped, and the nightly job schedul
   assert.equal(scheduler?.pattern, '0 2 * * *');
   assert.equal(scheduler?.tz, 'Europe/Paris');
   assert.ok((scheduler?.next ?? 0) > Date.now());
-  assert.equal((scheduler?.template?.data as { skipIfUnchanged?: boolean }).skipIfUnchanged, true);
+  assert.equal((scheduler?.template?.data as { skipIfUnchanged?: boolean } | undefined)?.skipIfUnchanged, true);
   await ctx.queues.train.removeJobScheduler(nightlySchedulerId);
 });
 

@@ -264,7 +264,7 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   const t2 = performance.now();
   await Promise.all(writes);
   // Chunk results in submission order: the commit point of the chunk.
-  const lines = job.items.map((item) => JSON.stringify(results.get(item.imageId)!)).join('\n') + '\n';
+  const lines = `${job.items.map((item) => JSON.stringify(results.get(item.imageId)!)).join('\n')}\n`;
   await store.put(keys.resultChunk(job.batchId, job.chunk), lines, 'application/x-ndjson');
   const t4 = performance.now();
   const outcome: ChunkOutcome = {

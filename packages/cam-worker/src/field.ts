@@ -116,7 +116,7 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
   const failed = (error: ImageInputError): ImageResult => ({ batchId: job.batchId, imageId: item.imageId, name: item.name, status: 'failed', reason: error.reason, error: error.message, modelVersion: job.modelVersion });
   const t0 = performance.now();
   const bytes = await store.get(keys.original(item.sha256, item.ext));
-  let info;
+  let info: Awaited<ReturnType<typeof inspectImage>>;
   try {
     info = await inspectImage(bytes, ctx.maxSlidePixels);
     tooLargeToReadWhole(info, ctx.maxFieldPixels);

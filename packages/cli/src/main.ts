@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { cancelTraining, getDatasetManifest, CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, keys, camOptionsSchema, parseWith, outputSchema, RESULT_FORMATS, s3SourceOptions, type ResultFormat } from '@camflow/common';
+import { cancelTraining, getDatasetManifest, CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, camOptionsSchema, parseWith, outputSchema, RESULT_FORMATS, s3SourceOptions, type ResultFormat } from '@camflow/common';
 import { addDataset, batchStatus, buildApi, cancelBatch, batchListing, exportBatchResults, repairBatch, submitBatch } from '@camflow/ingest';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';

@@ -4,7 +4,7 @@ import { extname, sep } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import yauzl from 'yauzl';
-import { ListObjectsV2Command, GetObjectCommand } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, GetObjectCommand, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
 import { CamflowError, ImageInputError, InvalidParameterError, ObjectStore, type Refusal } from '@camflow/common';
 
 /**
@@ -306,7 +306,7 @@ async function* s3Entries(url: string, options: S3SourceOptions, limits: SourceL
   let token: string | undefined;
   let any = false;
   do {
-    let page;
+    let page: ListObjectsV2CommandOutput;
     try {
       page = await store.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }));
     } catch (error) {
@@ -353,7 +353,7 @@ export async function openSource(path: string, limits: SourceLimits = defaultSou
     parseS3Url(path); // a malformed URL fails here, before anything is listed
     return { kind: 's3', entries: s3Entries(path, s3, limits) };
   }
-  let info;
+  let info: Awaited<ReturnType<typeof stat>>;
   try {
     info = await stat(path);
   } catch {

@@ -203,7 +203,9 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
         names[i] = entry.name;
         contents[i] = 'refused' in entry ? `refused:${entry.refused.reason}` : await entry.read().then(sha256Hex, () => 'unreadable');
       });
-      names.forEach((n, i) => fp.add(n, contents[i]!));
+      names.forEach((n, i) => {
+        fp.add(n, contents[i]!);
+      });
       return existingOrConflict(opts, claim, fp.digest());
     }
   }

@@ -243,7 +243,7 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
   const weights = params.classWeights ? classWeightsFor(train.labels, params.numClasses) : undefined;
   if (weights) log?.info({ classWeights: weights }, 'unbalanced classes: weighting the loss');
   const labelsCount = new Array<number>(params.numClasses).fill(0);
-  validation.labels.forEach((l) => labelsCount[l]!++);
+  for (const l of validation.labels) labelsCount[l]!++;
   const majorityRate = Math.max(...labelsCount) / Math.max(1, count(validation));
   let lastReason: string | undefined;
   const resume = hooks.resume;
@@ -261,7 +261,7 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
     let sinceDrop = 0;
     let lastImprovement = resuming ? resume.epoch : 0;
     const keepBest = (epoch: number, valLoss: number) => {
-      best?.weights.forEach((w) => w.dispose());
+      tf.dispose(best?.weights ?? []);
       best = { epoch, valLoss, weights: model.getWeights().map((w) => w.clone()) };
     };
     if (resuming && resume.history.length > 0) {
@@ -298,7 +298,7 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
         await yieldToEventLoop();
         if (hooks.cancelled && (start / params.batchSize) % 10 === 9 && (await hooks.cancelled())) {
           optimizer.dispose();
-          best?.weights.forEach((w) => w.dispose());
+          tf.dispose(best?.weights ?? []);
           model.dispose();
           throw new FitCancelled(epoch);
         }
@@ -313,7 +313,7 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
       await hooks.onEpoch?.(metrics, attempt);
       if (hooks.cancelled && (await hooks.cancelled())) {
         optimizer.dispose();
-        best?.weights.forEach((w) => w.dispose());
+        tf.dispose(best?.weights ?? []);
         model.dispose();
         throw new FitCancelled(epoch);
       }
@@ -348,11 +348,11 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
       // Publish the best epoch, not the last.
       if (best) {
         model.setWeights(best.weights);
-        best.weights.forEach((w) => w.dispose());
+        tf.dispose(best.weights);
       }
       return { model, history, bestEpoch: best?.epoch ?? history.length, attempts: attempt + 1, collapsed: false };
     }
-    best?.weights.forEach((w) => w.dispose());
+    tf.dispose(best?.weights ?? []);
     lastReason = collapsed;
     log?.warn({ attempt, reason: collapsed }, 'training run collapsed; restarting with a new initialisation');
     if (attempt === params.maxRestarts) return { model, history, bestEpoch: history.length, attempts: attempt + 1, collapsed: true, collapseReason: lastReason };

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import {
   buildInt8Graph,
   cacheWeightsOnCpu,
@@ -8,7 +8,7 @@ import {
   modelChannel,
   promote,
   serializeModel,
-  tf,
+  type tf,
   type Logger,
   type ModelManifest,
   type ObjectStore,

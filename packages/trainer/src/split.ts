@@ -22,11 +22,15 @@ export function splitIndices(items: { label: number; group: string }[], fraction
       held.add(g);
       count += sizes.get(g)!;
     }
-    items.forEach((item, i) => (held.has(item.group) ? validation : train).push(i));
+    items.forEach((item, i) => {
+      (held.has(item.group) ? validation : train).push(i);
+    });
     return { train, validation };
   }
   const byLabel = new Map<number, number[]>();
-  items.forEach((item, i) => byLabel.set(item.label, [...(byLabel.get(item.label) ?? []), i]));
+  items.forEach((item, i) => {
+    byLabel.set(item.label, [...(byLabel.get(item.label) ?? []), i]);
+  });
   for (const label of [...byLabel.keys()].sort((a, b) => a - b)) {
     const idx = rng.shuffle(byLabel.get(label)!);
     const n = Math.min(idx.length - 1, Math.max(1, Math.round(idx.length * fraction)));

@@ -15,6 +15,7 @@ import {
   presets,
   trainJobSchema,
   type BackendPreference,
+  tf,
   type DatasetManifest,
   type ModelFiles,
   type Screening,
@@ -140,7 +141,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
       throw new UnrecoverableError(error.message);
     })
     .finally(() => pool?.close());
-  resume?.weights.forEach((w) => w.dispose());
+  tf.dispose(resume?.weights ?? []);
   if (result.collapsed) {
     result.model.dispose();
     await checkpoints.clear();

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { Queue, Worker, type Job } from 'bullmq';
+import { type Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { initBackend, instrumentWorker, trainCancelKey, nightlySchedulerId, type ProcessMetrics, parseWith, queueNames, bullConnection, trainJobSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
 import { runTraining, type TrainOutcome } from './train-job.js';

@@ -1,7 +1,7 @@
 import { InvalidParameterError } from '../errors.js';
 import type { Box } from './localize.js';
 
-const clamp01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
+const clamp01 = (v: number) => (v < 0 ? 0 : Math.min(v , 1));
 
 /** The jet colour of a value in [0, 1] (blue → cyan → yellow → red), as three bytes. */
 export function jet(value: number): [number, number, number] {

@@ -258,7 +258,9 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
   // Labels: 1 = background, 2… = one seed per cell, 0 = to decide (the rest of the foreground).
   const seeds = new Int32Array(w * h);
   for (let i = 0; i < w * h; i++) seeds[i] = fg[i] ? 0 : 1;
-  accepted.forEach((i, k) => (seeds[i] = k + 2));
+  accepted.forEach((i, k) => {
+    seeds[i] = k + 2;
+  });
   const m = floodFromSeeds(seeds, d, w, h);
   // Regions: area, bounds, centroid; then the size filter.
   const regions = new Map<number, { area: number; x0: number; y0: number; x1: number; y1: number; sx: number; sy: number; edge: boolean }>();

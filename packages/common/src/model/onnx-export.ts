@@ -1,5 +1,5 @@
 import onnxProto from 'onnx-proto';
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { CamflowError, InvalidParameterError } from '../errors.js';
 import { FEATURES_LAYER } from './presets.js';
 

@@ -5,7 +5,6 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import {
   NotFoundError,
-  batchInfoSchema,
   batchSummarySchema,
   esc,
   fieldDocumentSchema,
@@ -13,7 +12,6 @@ import {
   keys,
   parseJsonLines,
   parseWith,
-  type BatchInfo,
   type FieldResult,
   type ImageResult,
   type ObjectStore,
