@@ -167,7 +167,7 @@ test('small files that would eat memory are refused without being expanded: a 16
 });
 
 test('an S3 prefix of another S3-compatible store, with its own credentials: every object one line, streamed, deduplicated by content', async () => {
-  const { startS3, ObjectStore } = await import('@camflow/common');
+  const { startS3, ObjectStore, createLimiter } = await import('@camflow/common');
   const archive = await startS3({ bucket: 'lab-archive' });
   try {
     const lab = new ObjectStore({ bucket: 'lab-archive', endpoint: archive.endpoint, credentials: archive.credentials });
@@ -204,6 +204,12 @@ test('an S3 prefix of another S3-compatible store, with its own credentials: eve
     const missing = await camflow(['submit', 's3://no-such-bucket/x'], env);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /cannot list s3:\/\/no-such-bucket\/x/);
+    // More than one listing page (1,000 keys): every object, in key order.
+    const limit = createLimiter(32);
+    await Promise.all(Array.from({ length: 1003 }, (_, i) => limit(() => lab.put(`many/${String(i).padStart(5, '0')}.txt`, 'x'))));
+    const many = await collectEntries(await openSource('s3://lab-archive/many', undefined, { endpoint: archive.endpoint, credentials: archive.credentials }));
+    assert.equal(many.length, 1003);
+    assert.deepEqual([many[0]!.name, many[999]!.name, many[1000]!.name, many[1002]!.name], ['00000.txt', '00999.txt', '01000.txt', '01002.txt']);
     // Over HTTP: JSON {source: "s3://…"} (the same key is the same batch); a server path is never accepted.
     const token = 'sources-token-0123456789';
     const { buildApi } = await import('@camflow/ingest');

@@ -4,7 +4,7 @@ import { extname, sep } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import yauzl from 'yauzl';
-import { ListObjectsV2Command, GetObjectCommand, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
+import { ListObjectsCommand, GetObjectCommand, type ListObjectsCommandOutput } from '@aws-sdk/client-s3';
 import { CamflowError, ImageInputError, InvalidParameterError, ObjectStore, type Refusal } from '@camflow/common';
 
 /**
@@ -303,16 +303,21 @@ export function parseS3Url(url: string): { bucket: string; prefix: string } {
 async function* s3Entries(url: string, options: S3SourceOptions, limits: SourceLimits): AsyncGenerator<SourceFile> {
   const { bucket, prefix } = parseS3Url(url);
   const store = new ObjectStore({ bucket, endpoint: options.endpoint, region: options.region, forcePathStyle: options.forcePathStyle, credentials: options.credentials, maxSockets: 8 });
-  let token: string | undefined;
+  // ListObjects (v1) with Marker = the last key read (a plain key: the natural checkpoint). Not v2: s3rver answers
+  // every truncated v2 listing with a continuation token it encrypts with DES, a cipher OpenSSL 3 (Node ≥ 17) no
+  // longer offers, so any listing of more than 1,000 keys fails there. Every S3-compatible store serves v1.
+  let after: string | undefined;
+  let truncated = false;
   let any = false;
   do {
-    let page: ListObjectsV2CommandOutput;
+    let page: ListObjectsCommandOutput;
     try {
-      page = await store.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }));
+      page = await store.client.send(new ListObjectsCommand({ Bucket: bucket, Prefix: prefix, ...(after ? { Marker: after } : {}) }));
     } catch (error) {
       throw new SourceError(`cannot list ${url}: ${(error as Error).name === 'NoSuchBucket' ? 'no such bucket' : (error as Error).message}`);
     }
     for (const o of page.Contents ?? []) {
+      if (o.Key) after = o.Key;
       if (!o.Key || o.Key.endsWith('/')) continue;
       any = true;
       const key = o.Key;
@@ -331,8 +336,8 @@ async function* s3Entries(url: string, options: S3SourceOptions, limits: SourceL
         },
       };
     }
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
+    truncated = Boolean(page.IsTruncated) && (page.Contents?.length ?? 0) > 0;
+  } while (truncated);
   if (!any) throw new InvalidParameterError('source', 'an S3 prefix holding at least one object', url);
 }
 

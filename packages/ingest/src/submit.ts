@@ -264,6 +264,7 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
     }
     finished.set(index, result);
     opts.onProgress?.(++done, total);
+    if (done % 1000 === 0) opts.log?.debug({ entries: done }, 'entries read');
     // Commit in order, one at a time.
     pendingAccepts = pendingAccepts.then(commit);
     await pendingAccepts;

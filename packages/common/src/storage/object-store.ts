@@ -4,7 +4,8 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
-  ListObjectsV2Command,
+  ListObjectsCommand,
+  type ListObjectsCommandOutput,
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
@@ -176,40 +177,43 @@ export class ObjectStore {
     }
   }
 
-  /** Every key under a prefix, following continuation tokens across pages. */
+  /**
+   * Every key under a prefix, page by page. ListObjects v1 with `Marker` (the last key or prefix read), not v2:
+   * s3rver answers truncated v2 listings with a DES-encrypted continuation token that OpenSSL 3 cannot make, so any
+   * v2 listing past 1,000 keys fails there; v1 works on every S3-compatible store.
+   */
   async list(prefix: string): Promise<{ key: string; size: number }[]> {
     const out: { key: string; size: number }[] = [];
-    let token: string | undefined;
-    try {
-      do {
-        const page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }),
-        );
-        for (const o of page.Contents ?? []) out.push({ key: o.Key!, size: o.Size ?? 0 });
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token);
-    } catch (error) {
-      throw new StorageError('LIST', prefix, error);
-    }
+    await this.pages(prefix, undefined, (page) => {
+      for (const o of page.Contents ?? []) out.push({ key: o.Key!, size: o.Size ?? 0 });
+      return true;
+    });
     return out;
   }
 
   /** The "folders" directly under a prefix (S3 common prefixes with delimiter `/`), at most `max` of them. */
   async listPrefixes(prefix: string, max = 1000): Promise<string[]> {
     const out: string[] = [];
-    let token: string | undefined;
+    await this.pages(prefix, '/', (page) => {
+      for (const p of page.CommonPrefixes ?? []) if (p.Prefix && out.length < max) out.push(p.Prefix);
+      return out.length < max;
+    });
+    return out;
+  }
+
+  private async pages(prefix: string, delimiter: string | undefined, onPage: (page: ListObjectsCommandOutput) => boolean): Promise<void> {
+    let marker: string | undefined;
     try {
-      do {
-        const page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ...(token ? { ContinuationToken: token } : {}) }),
-        );
-        for (const p of page.CommonPrefixes ?? []) if (p.Prefix && out.length < max) out.push(p.Prefix);
-        token = page.IsTruncated && out.length < max ? page.NextContinuationToken : undefined;
-      } while (token);
+      for (;;) {
+        const page = await this.client.send(new ListObjectsCommand({ Bucket: this.bucket, Prefix: prefix, ...(delimiter ? { Delimiter: delimiter } : {}), ...(marker ? { Marker: marker } : {}) }));
+        const more = onPage(page);
+        const last = [...(page.Contents ?? []).map((o) => o.Key ?? ''), ...(page.CommonPrefixes ?? []).map((p) => p.Prefix ?? '')].sort().pop();
+        if (!more || !page.IsTruncated || !last) return;
+        marker = page.NextMarker ?? last;
+      }
     } catch (error) {
       throw new StorageError('LIST', prefix, error);
     }
-    return out;
   }
 
   /** Delete keys in pages of 1,000 (the S3 limit per request). */
