@@ -6,9 +6,9 @@ import {
   isRefused,
   keys,
   manifestLineSchema,
+  parseJsonLine,
   parseJsonLines,
   parseWith,
-  toJsonLines,
   type BatchSummary,
   type ImageResult,
   type Logger,
@@ -31,48 +31,75 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
   const { batchId, modelVersion } = parseWith(batchJobSchema, payload, 'batch job');
   const info = parseWith(batchInfoSchema, await store.getJson(keys.batchInfo(batchId)), 'batch info');
   const manifestKey = keys.batchManifest(batchId);
-  const manifest = parseJsonLines((await store.get(manifestKey)).toString('utf8'), manifestLineSchema, manifestKey);
-  const results = new Map<string, ImageResult>();
-  const failedChunks = new Map<number, string>();
-  for (let c = 0; c < info.chunks; c++) {
+  // Streamed, so memory is one chunk's results whatever the batch's size: the manifest is read line by line, the
+  // accepted lines' chunks come in order (chunk c holds accepted items c·size …), and results.jsonl is written as a
+  // multipart stream. Only the counters of the summary grow, and they are small.
+  let chunk = -1;
+  let chunkResults = new Map<string, ImageResult>();
+  let chunkFailure: string | undefined;
+  const failedChunks = new Set<number>();
+  const load = async (c: number) => {
+    chunk = c;
+    chunkResults = new Map();
+    chunkFailure = undefined;
     const key = keys.resultChunk(batchId, c);
     const body = await store.getIfExists(key);
     if (body) {
-      for (const r of parseJsonLines(body.toString('utf8'), imageResultSchema, key)) results.set(r.imageId, r);
-      continue;
+      for (const r of parseJsonLines(body.toString('utf8'), imageResultSchema, key)) chunkResults.set(r.imageId, r);
+      return;
     }
     const record = await store.getJsonIfExists(keys.resultChunkFailure(batchId, c));
-    const why = record ? parseWith(chunkFailureSchema, record, 'chunk failure').error : chunkError(c);
-    failedChunks.set(c, why ?? 'the chunk did not complete');
-  }
-  const lines: ImageResult[] = manifest.map((line) => {
-    if (isRefused(line)) return { batchId, imageId: line.imageId, name: line.name, status: 'failed', reason: line.reason, error: line.error };
-    const r = results.get(line.imageId);
-    if (r) return r;
-    const why = failedChunks.get(line.chunk) ?? 'the chunk committed no result for this item';
-    return { batchId, imageId: line.imageId, name: line.name, status: 'failed', reason: 'chunk-failed', error: `chunk ${line.chunk} failed after its retries: ${why}`, modelVersion };
-  });
-  await store.put(keys.resultsJsonl(batchId), toJsonLines(lines), 'application/x-ndjson');
+    chunkFailure = (record ? parseWith(chunkFailureSchema, record, 'chunk failure').error : chunkError(c)) ?? 'the chunk did not complete';
+    failedChunks.add(c);
+  };
   const byClass: Record<string, number> = {};
   const failures: Record<string, number> = {};
-  for (const l of lines) {
+  let items = 0;
+  let ok = 0;
+  const screen = { positiveClass: '', positive: 0, negative: 0 };
+  const count = (l: ImageResult) => {
+    items++;
     if (l.status === 'failed') failures[l.reason] = (failures[l.reason] ?? 0) + 1;
-    else if (l.kind === 'cell') byClass[l.predicted.label] = (byClass[l.predicted.label] ?? 0) + 1;
-    // A field counts once, under `field`; its cells' classes are in its own summary.
-    else byClass.field = (byClass.field ?? 0) + 1;
+    else {
+      ok++;
+      if (l.kind === 'cell') byClass[l.predicted.label] = (byClass[l.predicted.label] ?? 0) + 1;
+      // A field counts once, under `field`; its cells' classes are in its own summary.
+      else byClass.field = (byClass.field ?? 0) + 1;
+    }
+    if (isCellResult(l) && l.screen) {
+      screen.positiveClass ||= l.screen.positiveClass;
+      if (l.screen.positive) screen.positive++;
+      else screen.negative++;
+    }
+  };
+  async function* results(): AsyncGenerator<string> {
+    let lineNo = 0;
+    for await (const raw of store.lines(manifestKey)) {
+      lineNo++;
+      if (raw.trim() === '') continue;
+      const line = parseJsonLine(raw, lineNo, manifestLineSchema, manifestKey);
+      let r: ImageResult;
+      if (isRefused(line)) r = { batchId, imageId: line.imageId, name: line.name, status: 'failed', reason: line.reason, error: line.error };
+      else {
+        if (line.chunk !== chunk) await load(line.chunk);
+        const why = chunkFailure ?? 'the chunk committed no result for this item';
+        r = chunkResults.get(line.imageId) ?? { batchId, imageId: line.imageId, name: line.name, status: 'failed', reason: 'chunk-failed', error: `chunk ${line.chunk} failed after its retries: ${why}`, modelVersion };
+      }
+      count(r);
+      yield `${JSON.stringify(r)}\n`;
+    }
   }
-  const ok = lines.filter((l) => l.status === 'ok').length;
-  const screened = lines.flatMap((l) => (isCellResult(l) && l.screen ? [l.screen] : []));
+  await store.putStream(keys.resultsJsonl(batchId), results(), 'application/x-ndjson');
   const summary: BatchSummary = {
     batchId,
     modelVersion,
-    items: lines.length,
+    items,
     ok,
-    failed: lines.length - ok,
+    failed: items - ok,
     byClass,
     failures,
     chunks: { total: info.chunks, failed: failedChunks.size },
-    ...(screened.length > 0 ? { screen: { positiveClass: screened[0]!.positiveClass, positive: screened.filter((s) => s.positive).length, negative: screened.filter((s) => !s.positive).length } } : {}),
+    ...(screen.positive + screen.negative > 0 ? { screen } : {}),
     completedAt: new Date().toISOString(),
   };
   // summary.json last: it is what marks the batch completed.

@@ -230,21 +230,25 @@ export class ContractError extends CamflowError {
 export function parseJsonLines<T>(text: string, schema: z.ZodType<T>, what: string): T[] {
   const out: T[] = [];
   text.split('\n').forEach((raw, i) => {
-    if (raw.trim() === '') return;
-    let value: unknown;
-    try {
-      value = JSON.parse(raw);
-    } catch (error) {
-      throw new ContractError(what, i + 1, `not JSON (${(error as Error).message})`);
-    }
-    const parsed = schema.safeParse(value);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new ContractError(what, i + 1, `${issue.path.join('.') || 'line'}: ${issue.message}`);
-    }
-    out.push(parsed.data);
+    if (raw.trim() !== '') out.push(parseJsonLine(raw, i + 1, schema, what));
   });
   return out;
+}
+
+/** One JSONL line (1-based `lineNo`), checked against its schema; errors name the object and the line. */
+export function parseJsonLine<T>(raw: string, lineNo: number, schema: z.ZodType<T>, what: string): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (error) {
+    throw new ContractError(what, lineNo, `not JSON (${(error as Error).message})`);
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ContractError(what, lineNo, `${issue.path.join('.') || 'line'}: ${issue.message}`);
+  }
+  return parsed.data;
 }
 
 /** Serialise lines as JSONL (one trailing newline; empty text for no lines). */

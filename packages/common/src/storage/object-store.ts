@@ -11,6 +11,8 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { Readable } from 'node:stream';
+import { createInterface } from 'node:readline';
 import { Agent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
@@ -123,6 +125,43 @@ export class ObjectStore {
     } catch (error) {
       if (isNotFound(error)) throw new NotFoundError('object', key);
       throw new StorageError('GET', key, error);
+    }
+  }
+
+  /** The lines of a text object, streamed (memory: one line and the stream's buffer); NotFoundError when absent. */
+  async *lines(key: string): AsyncGenerator<string> {
+    let body: Readable;
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      body = out.Body as Readable;
+    } catch (error) {
+      if (isNotFound(error)) throw new NotFoundError('object', key);
+      throw new StorageError('GET', key, error);
+    }
+    try {
+      yield* createInterface({ input: body, crlfDelay: Infinity });
+    } catch (error) {
+      throw new StorageError('GET', key, error);
+    }
+  }
+
+  /** Write an object from a stream of chunks (multipart past 8 MiB): memory is a few parts, whatever its size. */
+  async putStream(key: string, body: AsyncIterable<string | Uint8Array>, contentType = 'application/octet-stream'): Promise<void> {
+    // An error of the body's producer (a corrupt input it reads, say) is its own error, not a storage one.
+    let producerError: unknown;
+    async function* guarded() {
+      try {
+        for await (const part of body) yield typeof part === 'string' ? Buffer.from(part) : part;
+      } catch (error) {
+        producerError = error;
+        throw error;
+      }
+    }
+    try {
+      await new Upload({ client: this.client, params: { Bucket: this.bucket, Key: key, Body: Readable.from(guarded()), ContentType: contentType }, partSize: 8 * 1024 * 1024, queueSize: 2 }).done();
+    } catch (error) {
+      if (producerError !== undefined) throw producerError;
+      throw new StorageError('PUT', key, error);
     }
   }
 

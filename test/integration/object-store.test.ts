@@ -1,0 +1,37 @@
+// Streaming reads and writes of large objects against a real S3-compatible server (s3rver): the finalizer writes
+// results.jsonl this way, so its memory does not grow with the batch.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ObjectStore, startS3 } from '@camflow/common';
+
+test('an object written as a stream of 200,000 lines (multipart, ~22 MB) reads back line by line, in order', async () => {
+  const s3 = await startS3({ bucket: 'stream-test' });
+  try {
+    const store = new ObjectStore({ bucket: 'stream-test', endpoint: s3.endpoint, credentials: s3.credentials });
+    await store.ensureBucket();
+    const n = 200_000;
+    async function* lines() {
+      for (let i = 0; i < n; i++) yield `${JSON.stringify({ i, pad: 'x'.repeat(100) })}\n`;
+    }
+    await store.putStream('big.jsonl', lines(), 'application/x-ndjson');
+    assert.ok(((await store.head('big.jsonl'))?.size ?? 0) > 20 * 1024 * 1024);
+    let count = 0;
+    let last = -1;
+    for await (const line of store.lines('big.jsonl')) {
+      const { i } = JSON.parse(line) as { i: number };
+      assert.equal(i, last + 1);
+      last = i;
+      count++;
+    }
+    assert.equal(count, n);
+    // A producer's own error comes through as itself, and nothing is written.
+    async function* broken() {
+      yield 'a\n';
+      throw new Error('manifest.jsonl, line 2: not JSON');
+    }
+    await assert.rejects(store.putStream('broken.jsonl', broken()), /manifest\.jsonl, line 2: not JSON/);
+    assert.equal(await store.exists('broken.jsonl'), false);
+  } finally {
+    await s3.stop();
+  }
+});
