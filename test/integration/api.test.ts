@@ -108,6 +108,9 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.match(await board.text(), /camflow queues/);
   const queues = (await json(fetch(`${base}/admin/queues/api/queues`, { headers: auth }))) as { queues: { name: string }[] };
   assert.ok(['cam', 'batch', 'train'].every((n) => queues.queues.some((q) => q.name === n)), JSON.stringify(queues.queues.map((q) => q.name)));
+  const jsonlOut = await runCli(c, ['results', info.batchId]);
+  assert.equal(jsonlOut.code, 0, jsonlOut.stderr);
+  assert.deepEqual(jsonlOut.stdout.trim().split('\n').map((l) => JSON.parse(l)), lines, 'camflow results prints the same JSONL');
   const missing = await runCli(c, ['results', 'nosuchbatch']);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /batch not found: nosuchbatch/);

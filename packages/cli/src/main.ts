@@ -3,7 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { cancelTraining, getDatasetManifest, CamflowError, ConfigError, InvalidParameterError, NotFoundError, connectProducer, errorMessage, getProduction, loadConfig, listModels, getModelManifest, promote, startRedis, startS3, camOptionsSchema, parseWith, outputSchema, RESULT_FORMATS, s3SourceOptions, type ResultFormat } from '@camflow/common';
 import { addDataset, batchStatus, buildApi, cancelBatch, batchListing, exportBatchResults, repairBatch, submitBatch } from '@camflow/ingest';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
@@ -326,9 +328,9 @@ async function main(argv: string[]): Promise<void> {
           throw new CamflowError('NOT_READY', `batch ${rest[0]} is ${status.state} (${status.chunks.done}/${status.chunks.total} chunks): no results yet${status.reason ? `; ${status.reason}` : ''}`);
         }
         if (v.out) {
-          await writeFile(v.out, out.body);
+          await pipeline(out.body, createWriteStream(v.out));
           process.stderr.write(`wrote ${v.out} (${format})\n`);
-        } else process.stdout.write(out.body);
+        } else await pipeline(out.body, process.stdout, { end: false });
       });
       return;
     }

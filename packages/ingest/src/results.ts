@@ -1,18 +1,60 @@
-import { NotFoundError, imageResultSchema, keys, parseJsonLines, resultsCsv, resultsGeoJson, RESULT_MEDIA_TYPES, type ImageResult, type ObjectStore, type ResultFormat } from '@camflow/common';
+import { Readable } from 'node:stream';
+import {
+  NotFoundError,
+  RESULT_MEDIA_TYPES,
+  batchInfoSchema,
+  csvHeader,
+  csvRow,
+  featuresOf,
+  getModelManifest,
+  imageResultSchema,
+  keys,
+  parseJsonLine,
+  parseWith,
+  type FieldResult,
+  type ImageResult,
+  type ObjectStore,
+  type ResultFormat,
+} from '@camflow/common';
 
-/** A finished batch's results in one of the export formats; undefined while it has no results.jsonl yet. */
-export async function exportBatchResults(store: ObjectStore, batchId: string, format: ResultFormat): Promise<{ body: string | Buffer; type: string } | undefined> {
+/**
+ * A finished batch's results in one of the export formats, as a stream (memory: one line at a time, whatever the
+ * batch's size); undefined while it has no results.jsonl yet. CSV columns: the batch's model's classes.
+ */
+export async function exportBatchResults(store: ObjectStore, batchId: string, format: ResultFormat): Promise<{ body: Readable; type: string } | undefined> {
   const key = keys.resultsJsonl(batchId);
-  const raw = await store.getIfExists(key);
-  if (!raw) return undefined;
+  if (!(await store.exists(key))) return undefined;
   const type = RESULT_MEDIA_TYPES[format];
-  if (format === 'jsonl') return { body: raw, type };
-  const results: ImageResult[] = parseJsonLines(raw.toString('utf8'), imageResultSchema, key);
-  if (format === 'csv') return { body: resultsCsv(results), type };
-  const collection = await resultsGeoJson(results, async (r) => {
+  async function* results(): AsyncGenerator<ImageResult> {
+    let n = 0;
+    for await (const raw of store.lines(key)) {
+      n++;
+      if (raw.trim() !== '') yield parseJsonLine(raw, n, imageResultSchema, key);
+    }
+  }
+  if (format === 'jsonl') {
+    return { body: Readable.from((async function* () { for await (const raw of store.lines(key)) if (raw.trim() !== '') yield `${raw}\n`; })()), type };
+  }
+  if (format === 'csv') {
+    const info = parseWith(batchInfoSchema, await store.getJson(keys.batchInfo(batchId)), 'batch info');
+    const classes = (await getModelManifest(store, info.modelVersion)).classNames;
+    return { body: Readable.from((async function* () { yield csvHeader(classes); for await (const r of results()) yield csvRow(r, classes); })()), type };
+  }
+  const fieldFeatures = async (r: FieldResult) => {
     const doc = await store.getJsonIfExists(r.outputs.geojson);
     if (!doc) throw new NotFoundError('field GeoJSON', r.outputs.geojson);
     return (doc as { features?: unknown[] }).features ?? [];
-  });
-  return { body: `${JSON.stringify(collection)}\n`, type };
+  };
+  async function* geojson() {
+    yield '{"type":"FeatureCollection","features":[';
+    let first = true;
+    for await (const r of results()) {
+      for (const f of await featuresOf(r, fieldFeatures)) {
+        yield `${first ? '' : ','}${JSON.stringify(f)}`;
+        first = false;
+      }
+    }
+    yield ']}\n';
+  }
+  return { body: Readable.from(geojson()), type };
 }

@@ -50,63 +50,73 @@ function predictedCam(r: OkResult) {
   return r.cams.find((c) => c.classIndex === r.predicted.index) ?? r.cams[0];
 }
 
+/** Pure: the CSV header for a model's classes (a `P(<class>)` column each). */
+export function csvHeader(classes: readonly string[]): string {
+  return `${[...CSV_COLUMNS.slice(0, 9), ...classes.map((c) => `P(${c})`), ...CSV_COLUMNS.slice(9)].map((h) => csvCell(h)).join(',')}\r\n`;
+}
+
 /**
- * Pure: one CSV row per result line, in the same order, with a `P(<class>)` column per class seen. Cells give their
- * class, probability, screening call, the predicted class's box and CAM peak (image pixels); fields their counts
- * and parasitemia with its 95 % interval; failures their reason.
+ * Pure: one result line as a CSV row. Cells give their class, probability, screening call, the predicted class's
+ * box and CAM peak (image pixels); fields their counts and parasitemia with its 95 % interval; failures their reason.
  */
+export function csvRow(r: ImageResult, classes: readonly string[]): string {
+  const header = [...CSV_COLUMNS.slice(0, 9), ...classes.map((c) => `P(${c})`), ...CSV_COLUMNS.slice(9)];
+  const row: Record<string, unknown> = { imageId: r.imageId, name: r.name, status: r.status, modelVersion: r.modelVersion };
+  if (r.status === 'failed') Object.assign(row, { reason: r.reason, error: r.error });
+  else if (r.kind === 'field') {
+    const f = (r as FieldResult).field;
+    Object.assign(row, { kind: 'field', precision: r.precision, engine: r.engine, cells: f.cells, counted: f.counted, infected: f.infected, parasitemia: f.parasitemia, parasitemia_low: f.interval[0], parasitemia_high: f.interval[1] });
+  } else {
+    const cam = predictedCam(r);
+    Object.assign(row, {
+      kind: 'cell', precision: r.precision, engine: r.engine, predicted: r.predicted.label, probability: r.predicted.probability,
+      screen_positive: r.screen ? (r.screen.positive ? 1 : 0) : undefined,
+      box_x: cam?.box?.x, box_y: cam?.box?.y, box_width: cam?.box?.width, box_height: cam?.box?.height, peak_x: cam?.peak.x, peak_y: cam?.peak.y,
+    });
+    for (const c of classes) row[`P(${c})`] = r.probabilities[c];
+  }
+  return `${header.map((h) => csvCell(row[h], h === 'name' || h === 'error')).join(',')}\r\n`;
+}
+
+/** Pure: a whole batch as CSV, one row per result line in the same order (classes: those seen in the lines). */
 export function resultsCsv(results: readonly ImageResult[]): string {
   const classes = [...new Set(results.flatMap((r) => (r.status === 'ok' && r.kind === 'cell' ? Object.keys(r.probabilities) : [])))];
-  const header = [...CSV_COLUMNS.slice(0, 9), ...classes.map((c) => `P(${c})`), ...CSV_COLUMNS.slice(9)];
-  const rows = results.map((r) => {
-    const row: Record<string, unknown> = { imageId: r.imageId, name: r.name, status: r.status, modelVersion: r.modelVersion };
-    if (r.status === 'failed') Object.assign(row, { reason: r.reason, error: r.error });
-    else if (r.kind === 'field') {
-      const f = (r as FieldResult).field;
-      Object.assign(row, { kind: 'field', precision: r.precision, engine: r.engine, cells: f.cells, counted: f.counted, infected: f.infected, parasitemia: f.parasitemia, parasitemia_low: f.interval[0], parasitemia_high: f.interval[1] });
-    } else {
-      const cam = predictedCam(r);
-      Object.assign(row, {
-        kind: 'cell', precision: r.precision, engine: r.engine, predicted: r.predicted.label, probability: r.predicted.probability,
-        screen_positive: r.screen ? (r.screen.positive ? 1 : 0) : undefined,
-        box_x: cam?.box?.x, box_y: cam?.box?.y, box_width: cam?.box?.width, box_height: cam?.box?.height, peak_x: cam?.peak.x, peak_y: cam?.peak.y,
-      });
-      for (const c of classes) row[`P(${c})`] = r.probabilities[c];
-    }
-    return header.map((h) => csvCell(row[h], h === 'name' || h === 'error')).join(',');
-  });
-  return `${[header.map((h) => csvCell(h)).join(','), ...rows].join('\r\n')}\r\n`;
+  return csvHeader(classes) + results.map((r) => csvRow(r, classes)).join('');
 }
 
 const rect = (b: { x: number; y: number; width: number; height: number }) => [[b.x, b.y], [b.x + b.width, b.y], [b.x + b.width, b.y + b.height], [b.x, b.y + b.height], [b.x, b.y]];
 
 /**
- * A batch as one GeoJSON FeatureCollection. Every feature's coordinates are pixels of the image its
+ * The GeoJSON features of one result line. Every feature's coordinates are pixels of the image its
  * `properties.image` names (x right, y down, as QuPath reads them): per cell crop, the predicted class's CAM box as a
  * `detection` (plus its CAM peak as a point); per field, the features of its `cells.geojson` (cell outlines and
- * parasite boxes), given by `fieldFeatures`; failures are left out (they are in the JSONL and CSV).
+ * parasite boxes), given by `fieldFeatures`; failures have none (they are in the JSONL and CSV).
  */
+export async function featuresOf(r: ImageResult, fieldFeatures: (r: FieldResult) => Promise<unknown[]>): Promise<unknown[]> {
+  if (r.status !== 'ok') return [];
+  if (r.kind === 'field') {
+    return (await fieldFeatures(r as FieldResult)).map((f) => {
+      const feature = f as { properties?: Record<string, unknown> };
+      return { ...feature, properties: { ...feature.properties, image: r.name, imageId: r.imageId } };
+    });
+  }
+  const cam = predictedCam(r);
+  const properties = {
+    image: r.name,
+    imageId: r.imageId,
+    objectType: 'detection',
+    classification: { name: r.predicted.label },
+    measurements: { probability: r.predicted.probability, ...(r.screen ? { 'screen positive': r.screen.positive ? 1 : 0 } : {}) },
+  };
+  const out: unknown[] = [];
+  if (cam?.box) out.push({ type: 'Feature', id: `${r.imageId}-box`, geometry: { type: 'Polygon', coordinates: [rect(cam.box)] }, properties });
+  if (cam) out.push({ type: 'Feature', id: `${r.imageId}-peak`, geometry: { type: 'Point', coordinates: [cam.peak.x, cam.peak.y] }, properties: { ...properties, objectType: 'annotation', name: 'CAM peak' } });
+  return out;
+}
+
+/** A batch as one GeoJSON FeatureCollection (see `featuresOf`). */
 export async function resultsGeoJson(results: readonly ImageResult[], fieldFeatures: (r: FieldResult) => Promise<unknown[]>): Promise<{ type: 'FeatureCollection'; features: unknown[] }> {
   const features: unknown[] = [];
-  for (const r of results) {
-    if (r.status !== 'ok') continue;
-    if (r.kind === 'field') {
-      for (const f of await fieldFeatures(r as FieldResult)) {
-        const feature = f as { properties?: Record<string, unknown> };
-        features.push({ ...feature, properties: { ...feature.properties, image: r.name, imageId: r.imageId } });
-      }
-      continue;
-    }
-    const cam = predictedCam(r);
-    const properties = {
-      image: r.name,
-      imageId: r.imageId,
-      objectType: 'detection',
-      classification: { name: r.predicted.label },
-      measurements: { probability: r.predicted.probability, ...(r.screen ? { 'screen positive': r.screen.positive ? 1 : 0 } : {}) },
-    };
-    if (cam?.box) features.push({ type: 'Feature', id: `${r.imageId}-box`, geometry: { type: 'Polygon', coordinates: [rect(cam.box)] }, properties });
-    if (cam) features.push({ type: 'Feature', id: `${r.imageId}-peak`, geometry: { type: 'Point', coordinates: [cam.peak.x, cam.peak.y] }, properties: { ...properties, objectType: 'annotation', name: 'CAM peak' } });
-  }
+  for (const r of results) features.push(...(await featuresOf(r, fieldFeatures)));
   return { type: 'FeatureCollection', features };
 }

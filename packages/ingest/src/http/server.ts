@@ -35,7 +35,6 @@ import {
   isCellResult,
   formatForAccept,
   RESULT_FORMATS,
-  RESULT_MEDIA_TYPES,
   createProcessMetrics,
   s3SourceOptions,
   batchPrioritySchema,
@@ -359,17 +358,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const resultsQuery = z.object({ format: z.enum(RESULT_FORMATS).optional() });
   app.get('/v1/batches/:id/results', async (req, reply) => {
     const { id } = parseWith(batchIdParams, req.params, 'params');
-    const body = await store.getIfExists(keys.resultsJsonl(id));
-    if (!body) {
+    const format = parseWith(resultsQuery, req.query ?? {}, 'query').format ?? formatForAccept(req.headers.accept);
+    const out = await exportBatchResults(store, id, format);
+    if (!out) {
       const status = await batchStatus(store, deps.queues.batch, id);
       if (status.state === 'unknown') throw new NotFoundError('batch', id);
       return reply.code(409).send({ error: 'not_ready', message: `batch ${id} is ${status.state}: ${status.chunks.done}/${status.chunks.total} chunks`, chunks: status.chunks });
     }
-    // `?format=` wins over `Accept`; JSONL by default.
-    const query = parseWith(resultsQuery, req.query ?? {}, 'query');
-    const format = query.format ?? formatForAccept(req.headers.accept);
-    if (format === 'jsonl') return reply.type(RESULT_MEDIA_TYPES.jsonl).send(body);
-    const out = (await exportBatchResults(store, id, format))!;
+    // `?format=` wins over `Accept`; JSONL by default. Streamed from S3, a line at a time.
     return reply.type(out.type).header('content-disposition', `inline; filename="${id}.${format}"`).send(out.body);
   });
 
