@@ -10,7 +10,7 @@ import {
   fieldDocumentSchema,
   imageResultSchema,
   keys,
-  parseJsonLines,
+  parseJsonLine,
   parseWith,
   type FieldResult,
   type ImageResult,
@@ -50,10 +50,34 @@ export const GALLERY_LIMIT = 1000;
 const pct = (v: number) => `${(v * 100).toFixed(1)} %`;
 
 /** The newest batches (at most `max`), from their `batch.json`. */
-async function readBatchResults(store: ObjectStore, id: string): Promise<ImageResult[] | undefined> {
+/** A batch's result lines, streamed from S3; undefined while it has no results.jsonl. */
+async function* batchResultLines(store: ObjectStore, id: string): AsyncGenerator<ImageResult> {
   const key = keys.resultsJsonl(id);
-  const body = await store.getIfExists(key);
-  return body ? parseJsonLines(body.toString('utf8'), imageResultSchema, key) : undefined;
+  let n = 0;
+  for await (const raw of store.lines(key)) {
+    n++;
+    if (raw.trim() !== '') yield parseJsonLine(raw, n, imageResultSchema, key);
+  }
+}
+
+/**
+ * What a batch page shows, read a line at a time: counts of everything, but only the first `limit` cells, fields and
+ * failures (memory stays flat for archive-sized batches; every line is in results.jsonl).
+ */
+async function scanBatch(store: ObjectStore, id: string, limit: number) {
+  if (!(await store.exists(keys.resultsJsonl(id)))) return undefined;
+  const out = { cells: [] as OkResult[], fields: [] as FieldResult[], failed: [] as ImageResult[], counts: { cells: 0, fields: 0, failed: 0 }, classes: new Set<string>() };
+  for await (const r of batchResultLines(store, id)) {
+    if (r.status === 'failed') {
+      if (out.counts.failed++ < limit) out.failed.push(r);
+    } else if (r.kind === 'field') {
+      if (out.counts.fields++ < limit) out.fields.push(r as FieldResult);
+    } else {
+      out.classes.add((r as OkResult).predicted.label);
+      if (out.counts.cells++ < limit) out.cells.push(r as OkResult);
+    }
+  }
+  return out;
 }
 
 const fileUrl = (batchId: string, key: string) => `/v1/batches/${batchId}/files/${key.slice(keys.resultPrefix(batchId).length)}`;
@@ -94,15 +118,10 @@ export function registerViewer(app: FastifyInstance, store: ObjectStore): void {
     const { id } = parseWith(idParam, req.params, 'params');
     const info = await store.getJsonIfExists(keys.batchInfo(id));
     if (info === undefined) throw new NotFoundError('batch', id);
-    const results = await readBatchResults(store, id);
-    if (!results) return html(reply, page(`batch ${id}`, `<p>Batch <b>${esc(id)}</b> is not finished yet: reload in a moment, or <code>camflow status ${esc(id)}</code>.</p>`));
-    const cells = results.filter((r): r is OkResult => r.status === 'ok' && r.kind === 'cell');
-    const fields = results.filter((r): r is FieldResult => r.status === 'ok' && r.kind === 'field');
-    const failed = results.filter((r) => r.status === 'failed');
-    const classes = [...new Set(cells.map((r) => r.predicted.label))].sort();
-    // A page stays light for archive-sized batches: the gallery shows the first GALLERY_LIMIT cells (the results
-    // themselves are all in results.jsonl).
-    const shownCells = cells.slice(0, GALLERY_LIMIT);
+    const scan = await scanBatch(store, id, GALLERY_LIMIT);
+    if (!scan) return html(reply, page(`batch ${id}`, `<p>Batch <b>${esc(id)}</b> is not finished yet: reload in a moment, or <code>camflow status ${esc(id)}</code>.</p>`));
+    const { cells: shownCells, fields, failed, counts } = scan;
+    const classes = [...scan.classes].sort();
     const gallery = shownCells
       .map((r) => {
         const img = r.outputs.overlay ? `<img src="${fileUrl(id, r.outputs.overlay)}" alt="" loading="lazy">` : '<div style="width:140px;height:140px;background:#ccc"></div>';
@@ -113,11 +132,11 @@ export function registerViewer(app: FastifyInstance, store: ObjectStore): void {
       .map((f) => `<tr class="field"><td><a href="/viewer/batches/${esc(id)}/fields/${esc(f.imageId)}">${esc(f.name)}</a></td><td>${f.field.cells}</td><td>${f.field.counted}</td><td>${f.field.infected}</td><td>${pct(f.field.parasitemia)} (95 % ${pct(f.field.interval[0])}–${pct(f.field.interval[1])})</td></tr>`)
       .join('');
     const body = `
-<p>${cells.length} cells, ${fields.length} fields, <span class="${failed.length ? 'bad' : ''}">${failed.length} failed</span>.</p>
+<p>${counts.cells} cells, ${counts.fields} fields, <span class="${counts.failed ? 'bad' : ''}">${counts.failed} failed</span>.</p>
 ${fields.length ? `<h2>Fields</h2><table id="fields"><tr><th>field</th><th>cells found</th><th>counted</th><th>infected</th><th>parasitemia</th></tr>${fieldRows}</table>` : ''}
-${cells.length ? `<h2>Cells</h2><div class="panel"><label>class <select id="cls"><option value="">all</option>${classes.map((c) => `<option>${esc(c)}</option>`).join('')}</select></label>
-<label>probability ≥ <input id="minp" type="range" min="0" max="1" step="0.01" value="0"> <span id="minpv">0.00</span></label> <span id="shown"></span></div>${cells.length > shownCells.length ? `<p id="truncated">The gallery shows the first ${shownCells.length} of ${cells.length} cells; every result is in <a href="/v1/batches/${esc(id)}/results">results.jsonl</a>.</p>` : ''}<div id="gallery">${gallery}</div>` : ''}
-${failed.length ? `<h2>Failed</h2><ul id="failed">${failed.map((r) => `<li>${esc(r.name)}: ${r.status === 'failed' ? `${esc(r.reason)} — ${esc(r.error)}` : ''}</li>`).join('')}</ul>` : ''}
+${counts.cells ? `<h2>Cells</h2><div class="panel"><label>class <select id="cls"><option value="">all</option>${classes.map((c) => `<option>${esc(c)}</option>`).join('')}</select></label>
+<label>probability ≥ <input id="minp" type="range" min="0" max="1" step="0.01" value="0"> <span id="minpv">0.00</span></label> <span id="shown"></span></div>${counts.cells > shownCells.length ? `<p id="truncated">The gallery shows the first ${shownCells.length} of ${counts.cells} cells; every result is in <a href="/v1/batches/${esc(id)}/results">results.jsonl</a>.</p>` : ''}<div id="gallery">${gallery}</div>` : ''}
+${failed.length ? `<h2>Failed</h2><ul id="failed">${failed.map((r) => `<li>${esc(r.name)}: ${r.status === 'failed' ? `${esc(r.reason)} — ${esc(r.error)}` : ''}</li>`).join('')}</ul>${counts.failed > failed.length ? `<p>… and ${counts.failed - failed.length} more (results.jsonl has them all).</p>` : ''}` : ''}
 <script>
 const cls = document.getElementById('cls'), minp = document.getElementById('minp');
 function filter() {
@@ -138,8 +157,15 @@ if (cls) { cls.addEventListener('change', filter); minp.addEventListener('input'
 
   app.get('/viewer/batches/:id/fields/:imageId', async (req, reply) => {
     const { id, imageId } = parseWith(fieldParams, req.params, 'params');
-    const results = await readBatchResults(store, id);
-    const line = results?.find((r): r is FieldResult => r.imageId === imageId && r.status === 'ok' && r.kind === 'field');
+    let line: FieldResult | undefined;
+    if (await store.exists(keys.resultsJsonl(id))) {
+      for await (const r of batchResultLines(store, id)) {
+        if (r.imageId === imageId && r.status === 'ok' && r.kind === 'field') {
+          line = r as FieldResult;
+          break;
+        }
+      }
+    }
     if (!line) throw new NotFoundError('field', `${id}/${imageId}`);
     const doc = fieldDocumentSchema.parse(await store.getJson(line.outputs.field));
     const s = doc.summary;
