@@ -108,6 +108,17 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.match(await board.text(), /camflow queues/);
   const queues = (await json(fetch(`${base}/admin/queues/api/queues`, { headers: auth }))) as { queues: { name: string }[] };
   assert.ok(['cam', 'batch', 'train'].every((n) => queues.queues.some((q) => q.name === n)), JSON.stringify(queues.queues.map((q) => q.name)));
+  // An archive-sized batch page: counts everything, shows the first 1,000 cells (results.jsonl read a line at a time).
+  const cellLine = lines.find((l) => l.status === 'ok')!;
+  const bigId = 'b-viewer-cap';
+  await c.ctx.store.putJson(`batches/${bigId}/batch.json`, { ...(await c.ctx.store.getJson(`batches/${info.batchId}/batch.json`) as object), batchId: bigId });
+  const bigLines = Array.from({ length: 1005 }, (_, i) => JSON.stringify({ ...cellLine, batchId: bigId, imageId: `i${String(i).padStart(7, '0')}`, name: `cell-${i}.png`, outputs: {} }));
+  bigLines.push(JSON.stringify({ batchId: bigId, imageId: 'i9999999', name: 'bad.png', status: 'failed', reason: 'decode-failed', error: 'truncated' }));
+  await c.ctx.store.put(`results/${bigId}/results.jsonl`, `${bigLines.join('\n')}\n`);
+  const bigPage = await (await fetch(`${base}/viewer/batches/${bigId}`, { headers: auth })).text();
+  assert.match(bigPage, /1005 cells, 0 fields, <span class="bad">1 failed<\/span>/);
+  assert.match(bigPage, /The gallery shows the first 1000 of 1005 cells/);
+  assert.equal(bigPage.split('<figure class="cell"').length - 1, 1000);
   const jsonlOut = await runCli(c, ['results', info.batchId]);
   assert.equal(jsonlOut.code, 0, jsonlOut.stderr);
   assert.deepEqual(jsonlOut.stdout.trim().split('\n').map((l) => JSON.parse(l)), lines, 'camflow results prints the same JSONL');
