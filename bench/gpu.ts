@@ -61,6 +61,29 @@ async function trainRate(preset: PresetName, batch: number): Promise<number> {
   return median(rates);
 }
 
+/** GPU milliseconds per kernel name of one training step of the seed net (top 8), from tf.profile. */
+async function kernelProfile(batch: number): Promise<Record<string, number>> {
+  const model = buildModel('seed', 2, 1);
+  const optimizer = tf.train.adam(0.0005);
+  const x = tf.randomUniform([batch, 128, 128, 3]);
+  const y = tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 2), 'int32'), 2);
+  const step = () => optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, true)!;
+  const warm = step();
+  await warm.data();
+  warm.dispose();
+  const info = await tf.profile(async () => {
+    const loss = step();
+    await loss.data();
+    loss.dispose();
+  });
+  const byKernel = new Map<string, number>();
+  for (const k of info.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + (typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0));
+  tf.dispose([x, y]);
+  optimizer.dispose();
+  model.dispose();
+  return Object.fromEntries([...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, v]) => [k, round(v)]));
+}
+
 async function inferRate(engine: OrtCamEngine, batch: number, size: number): Promise<number> {
   const images = Array.from({ length: batch }, (_, i) => randomBytes(size * size * 3, 100 + i));
   const once = async () => {
@@ -112,6 +135,15 @@ async function main() {
         }
       }
       useWebGpuConvFilterKernel('camflow');
+      // Kernel by kernel (tfjs-webgpu's GPU timestamps) of one seed-net step, with each dW kernel: what dominates.
+      const profile: Record<string, unknown> = {};
+      for (const which of ['camflow', 'stock'] as const) {
+        useWebGpuConvFilterKernel(which);
+        profile[which] = await kernelProfile(trainBatches[0]!);
+        say(`kernel profile (${which} dW, seed b${trainBatches[0]}): ${JSON.stringify(profile[which])}`);
+      }
+      useWebGpuConvFilterKernel('camflow');
+      results.kernel_ms_seed_step = profile;
     }
   }
   results.training = training;
