@@ -17,6 +17,16 @@ import {
   type ResultFormat,
 } from '@camflow/common';
 
+/** A batch's result lines, parsed as they stream from S3 (errors name results.jsonl and the line). */
+export async function* batchResultLines(store: ObjectStore, batchId: string): AsyncGenerator<ImageResult> {
+  const key = keys.resultsJsonl(batchId);
+  let n = 0;
+  for await (const raw of store.lines(key)) {
+    n++;
+    if (raw.trim() !== '') yield parseJsonLine(raw, n, imageResultSchema, key);
+  }
+}
+
 /**
  * A finished batch's results in one of the export formats, as a stream (memory: one line at a time, whatever the
  * batch's size); undefined while it has no results.jsonl yet. CSV columns: the batch's model's classes.
@@ -25,20 +35,13 @@ export async function exportBatchResults(store: ObjectStore, batchId: string, fo
   const key = keys.resultsJsonl(batchId);
   if (!(await store.exists(key))) return undefined;
   const type = RESULT_MEDIA_TYPES[format];
-  async function* results(): AsyncGenerator<ImageResult> {
-    let n = 0;
-    for await (const raw of store.lines(key)) {
-      n++;
-      if (raw.trim() !== '') yield parseJsonLine(raw, n, imageResultSchema, key);
-    }
-  }
   if (format === 'jsonl') {
     return { body: Readable.from((async function* () { for await (const raw of store.lines(key)) if (raw.trim() !== '') yield `${raw}\n`; })()), type };
   }
   if (format === 'csv') {
     const info = parseWith(batchInfoSchema, await store.getJson(keys.batchInfo(batchId)), 'batch info');
     const classes = (await getModelManifest(store, info.modelVersion)).classNames;
-    return { body: Readable.from((async function* () { yield csvHeader(classes); for await (const r of results()) yield csvRow(r, classes); })()), type };
+    return { body: Readable.from((async function* () { yield csvHeader(classes); for await (const r of batchResultLines(store, batchId)) yield csvRow(r, classes); })()), type };
   }
   const fieldFeatures = async (r: FieldResult) => {
     const doc = await store.getJsonIfExists(r.outputs.geojson);
@@ -48,7 +51,7 @@ export async function exportBatchResults(store: ObjectStore, batchId: string, fo
   async function* geojson() {
     yield '{"type":"FeatureCollection","features":[';
     let first = true;
-    for await (const r of results()) {
+    for await (const r of batchResultLines(store, batchId)) {
       for (const f of await featuresOf(r, fieldFeatures)) {
         yield `${first ? '' : ','}${JSON.stringify(f)}`;
         first = false;

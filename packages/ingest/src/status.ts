@@ -39,9 +39,14 @@ export async function batchStatus(store: ObjectStore, batchQueue: Queue, batchId
   if (!job) {
     return { batchId, state: 'stalled', ...cancelled, info, chunks: { total: info.chunks, done: 0 }, reason: `its jobs are not in Redis (lost in a Redis restart without persistence, or the submission was interrupted): ${repair}` };
   }
-  // The chunks still to run, by id (`<batch>-c<n>`): the images of the others are done.
-  const pending = await job.getDependencies({ unprocessed: { cursor: 0, count: Math.max(1, info.chunks) } });
-  const unprocessed = (pending.unprocessed ?? []).map((k) => Number(/-c(\d+)$/.exec(k)?.[1])).filter((n) => Number.isInteger(n));
+  // The chunks still to run: the images of the others are done. Status is polled (submit --wait: 4 times a second),
+  // so the ids (`<batch>-c<n>`) are read only for a short tail; past it, the pending chunks are taken to be the last
+  // ones (they are queued in order), which is exact but for the last, partial chunk.
+  const { unprocessed: left = 0 } = await job.getDependenciesCount({ unprocessed: true });
+  const unprocessed =
+    left <= EXACT_PENDING_LIMIT
+      ? ((await job.getDependencies({ unprocessed: { cursor: 0, count: Math.max(1, left) } })).unprocessed ?? []).map((k) => Number(/-c(\d+)$/.exec(k)?.[1])).filter((n) => Number.isInteger(n))
+      : Array.from({ length: Math.min(left, info.chunks) }, (_, i) => info.chunks - 1 - i);
   const done = info.chunks - Math.min(info.chunks, unprocessed.length);
   const images = imageProgress(info, unprocessed, Date.now());
   if (await job.isFailed()) {
@@ -52,6 +57,9 @@ export async function batchStatus(store: ObjectStore, batchQueue: Queue, batchId
   }
   return { batchId, state: 'running', ...cancelled, info, chunks: { total: info.chunks, done }, images };
 }
+
+/** Pending chunks whose ids `batchStatus` reads for an exact image count; more are estimated. */
+const EXACT_PENDING_LIMIT = 1000;
 
 /** Pure: images in chunk `n` (chunk n holds accepted images n·size … (n+1)·size − 1). */
 export const chunkImageCount = (n: number, chunkSize: number, accepted: number): number => Math.max(0, Math.min(chunkSize, accepted - n * chunkSize));

@@ -264,6 +264,14 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
       tf.dispose(best?.weights ?? []);
       best = { epoch, valLoss, weights: model.getWeights().map((w) => w.clone()) };
     };
+    // Asked every ten steps and after every epoch: a cancelled run frees what it holds and stops.
+    const stopIfCancelled = async (epoch: number) => {
+      if (!hooks.cancelled || !(await hooks.cancelled())) return;
+      optimizer.dispose();
+      tf.dispose(best?.weights ?? []);
+      model.dispose();
+      throw new FitCancelled(epoch);
+    };
     if (resuming && resume.history.length > 0) {
       // The best weights before the crash are not checkpointed: the resumed weights stand in for them.
       keepBest(resume.epoch, Math.min(...resume.history.map((h) => h.valLoss)));
@@ -296,12 +304,7 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
         }
         // A macrotask turn per step: BullMQ renews the job lock on a timer, which a tight loop would starve.
         await yieldToEventLoop();
-        if (hooks.cancelled && (start / params.batchSize) % 10 === 9 && (await hooks.cancelled())) {
-          optimizer.dispose();
-          tf.dispose(best?.weights ?? []);
-          model.dispose();
-          throw new FitCancelled(epoch);
-        }
+        if ((start / params.batchSize) % 10 === 9) await stopIfCancelled(epoch);
       }
       const metrics: EpochMetrics = {
         epoch,
@@ -311,12 +314,7 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
       };
       history.push(metrics);
       await hooks.onEpoch?.(metrics, attempt);
-      if (hooks.cancelled && (await hooks.cancelled())) {
-        optimizer.dispose();
-        tf.dispose(best?.weights ?? []);
-        model.dispose();
-        throw new FitCancelled(epoch);
-      }
+      await stopIfCancelled(epoch);
       const reason = collapseReason(metrics, majorityRate, Math.log(params.numClasses));
       // Dead features never recover (no gradient flows); other signals get `patience` epochs.
       if (reason && (metrics.featureMean <= 1e-7 || epoch >= patience)) {

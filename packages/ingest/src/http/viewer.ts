@@ -8,9 +8,7 @@ import {
   batchSummarySchema,
   esc,
   fieldDocumentSchema,
-  imageResultSchema,
   keys,
-  parseJsonLine,
   parseWith,
   type FieldResult,
   type ImageResult,
@@ -18,6 +16,7 @@ import {
   type OkResult,
 } from '@camflow/common';
 import { listBatches } from '../status.js';
+import { batchResultLines } from '../results.js';
 
 /**
  * The results viewer, served by the API process under `/viewer` (behind the API's token: a login form sets it as an
@@ -50,16 +49,6 @@ export const GALLERY_LIMIT = 1000;
 const pct = (v: number) => `${(v * 100).toFixed(1)} %`;
 
 /** The newest batches (at most `max`), from their `batch.json`. */
-/** A batch's result lines, streamed from S3; undefined while it has no results.jsonl. */
-async function* batchResultLines(store: ObjectStore, id: string): AsyncGenerator<ImageResult> {
-  const key = keys.resultsJsonl(id);
-  let n = 0;
-  for await (const raw of store.lines(key)) {
-    n++;
-    if (raw.trim() !== '') yield parseJsonLine(raw, n, imageResultSchema, key);
-  }
-}
-
 /**
  * What a batch page shows, read a line at a time: counts of everything, but only the first `limit` cells, fields and
  * failures (memory stays flat for archive-sized batches; every line is in results.jsonl).
