@@ -32,7 +32,7 @@ export interface Cluster {
   ctx: Context;
   dir: string;
   /** Start `camflow worker <role>` as its own process. */
-  spawnWorker(role: 'cam' | 'chunks' | 'finalizer' | 'trainer' | 'all', extraEnv?: Record<string, string>): WorkerProcess;
+  spawnWorker(role: 'cam' | 'chunks' | 'finalizer' | 'ingest' | 'trainer' | 'all', extraEnv?: Record<string, string>): WorkerProcess;
   close(): Promise<void>;
 }
 

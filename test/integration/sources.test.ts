@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { isRefused, keys, manifestLineSchema, parseJsonLines, InvalidParameterError } from '@camflow/common';
 import { collectEntries, openSource, submitBatch } from '@camflow/ingest';
 import { readResults, waitForBatch } from '../../packages/cli/src/wait.ts';
-import { publishUntrained, runCli, startCluster, syntheticFolder, type Cluster } from '../helpers/cluster.ts';
+import { eventually, publishUntrained, runCli, startCluster, syntheticFolder, type Cluster } from '../helpers/cluster.ts';
 
 let c: Cluster;
 let cells: string[];
@@ -181,8 +181,9 @@ test('an S3 prefix of another S3-compatible store, with its own credentials: eve
     await lab.put('slides/2026/empty/', ''); // a folder marker: not a file
     await lab.put('slides/2026/huge.png', Buffer.alloc(300_000, 1)); // over MAX_FILE_BYTES: refused from the listing
     await lab.put('slides/2025/other.png', a); // outside the prefix
-    const worker = c.spawnWorker('cam');
+    // The source store's endpoint and credentials are the ingest workers' own configuration (no secret in a job).
     const env = { SOURCE_S3_ENDPOINT: archive.endpoint, SOURCE_AWS_ACCESS_KEY_ID: archive.credentials.accessKeyId, SOURCE_AWS_SECRET_ACCESS_KEY: archive.credentials.secretAccessKey, MAX_FILE_BYTES: '200000' };
+    const worker = c.spawnWorker('cam', env);
     const run = await camflow(['submit', 's3://lab-archive/slides/2026', '--wait', '--json'], env);
     assert.equal(run.code, 0, run.stderr);
     const status = JSON.parse(run.stdout.trim().split('\n').pop()!);
@@ -220,9 +221,11 @@ test('an S3 prefix of another S3-compatible store, with its own credentials: eve
       const post = (body: unknown) => app.inject({ method: 'POST', url: '/v1/batches', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, payload: JSON.stringify(body) });
       const http = await post({ source: 's3://lab-archive/slides/2026/Parasitized', key: 'http-s3' });
       assert.equal(http.statusCode, 202, http.body);
-      const httpInfo = http.json() as { batchId: string; accepted: number };
-      assert.equal(httpInfo.accepted, 2);
-      await waitForBatch(c.ctx, httpInfo.batchId, 120_000);
+      const httpInfo = http.json() as { batchId: string; listing: { state: string } };
+      assert.equal(httpInfo.listing.state, 'listing', 'answered at once: the ingest workers list the prefix');
+      const done = await waitForBatch(c.ctx, httpInfo.batchId, 120_000);
+      assert.equal(done.info?.accepted, 2);
+      assert.equal(done.summary?.listing?.state, 'done');
       assert.deepEqual((await readResults(c.ctx.store, httpInfo.batchId)).map((r) => [r.name, r.status]), [['a.png', 'ok'], ['b.png', 'ok']]);
       const local = await post({ source: '/etc' });
       assert.equal(local.statusCode, 400);
@@ -233,6 +236,65 @@ test('an S3 prefix of another S3-compatible store, with its own credentials: eve
     }
     worker.kill('SIGTERM');
     await worker.exited;
+  } finally {
+    await archive.stop();
+  }
+});
+
+test('an S3 prefix is listed page by page by ingest jobs: the batch grows, and a killed ingest worker resumes where it stopped (every object exactly one line)', async () => {
+  const { startS3, ObjectStore, createLimiter, batchInfoSchema } = await import('@camflow/common');
+  const archive = await startS3({ bucket: 'resume-archive' });
+  try {
+    const lab = new ObjectStore({ bucket: 'resume-archive', endpoint: archive.endpoint, credentials: archive.credentials });
+    await lab.ensureBucket();
+    const bytes = await Promise.all(cells.map((p) => readFile(p)));
+    const names: string[] = [];
+    const limit = createLimiter(16);
+    await Promise.all(
+      Array.from({ length: 61 }, (_, i) => {
+        const name = i % 20 === 19 ? `run/${String(i).padStart(3, '0')}.txt` : `run/${String(i).padStart(3, '0')}.png`;
+        names.push(name.slice('run/'.length));
+        return limit(() => lab.put(name, i % 20 === 19 ? 'not an image' : bytes[i % bytes.length]!));
+      }),
+    );
+    const env = { SOURCE_S3_ENDPOINT: archive.endpoint, SOURCE_AWS_ACCESS_KEY_ID: archive.credentials.accessKeyId, SOURCE_AWS_SECRET_ACCESS_KEY: archive.credentials.secretAccessKey, SOURCE_S3_PAGE_SIZE: '2' };
+    // 31 pages of 2 keys: the kill below lands mid-listing.
+    const lister = c.spawnWorker('ingest', { ...env, INGEST_CONCURRENCY: '1' });
+    const pool = [c.spawnWorker('chunks', env), c.spawnWorker('finalizer', env)];
+    const submitted = await camflow(['submit', 's3://resume-archive/run', '--chunk-size', '3', '--json'], env);
+    assert.equal(submitted.code, 0, submitted.stderr);
+    const { batchId } = JSON.parse(submitted.stdout) as { batchId: string };
+    const info = async () => batchInfoSchema.parse(await c.ctx.store.getJson(keys.batchInfo(batchId)));
+    // The batch grows as pages are listed: seen with some pages listed and more to come.
+    const growing = await eventually('two pages listed', async () => {
+      const i = await info();
+      return i.listing!.pages >= 2 ? i : undefined;
+    }, 120_000, 20);
+    lister.kill('SIGKILL');
+    await lister.exited;
+    const atKill = await info();
+    assert.equal(atKill.listing!.state, 'listing', 'killed mid-listing');
+    assert.ok(growing.items > 0 && growing.items < names.length, `batch.json counted ${growing.items} of ${names.length} entries while listing`);
+    // Another ingest worker takes the page over (the killed one's job stalls and is retried) and finishes the listing.
+    const resumed = c.spawnWorker('ingest', env);
+    const status = await waitForBatch(c.ctx, batchId, 300_000);
+    assert.equal(status.state, 'completed');
+    const results = await readResults(c.ctx.store, batchId);
+    assert.deepEqual(results.map((r) => r.name), names, 'every object once, in key order');
+    assert.deepEqual(results.map((r) => r.imageId), names.map((_, i) => `i${String(i).padStart(7, '0')}`));
+    assert.equal(results.filter((r) => r.status === 'ok').length, 58);
+    assert.ok(results.filter((r) => r.status === 'failed').every((r) => r.status === 'failed' && r.reason === 'unsupported-format'));
+    const final = await info();
+    assert.deepEqual([final.listing!.state, final.listing!.pages, final.items, final.accepted, final.rejected], ['done', 31, 61, 58, 3]);
+    assert.equal(status.summary?.listing?.state, 'done');
+    // The same key again is the same batch, and nothing is read to find out.
+    const again = await camflow(['submit', 's3://resume-archive/run', '--chunk-size', '3', '--key', 'resume', '--json'], env);
+    const first = JSON.parse(again.stdout) as { batchId: string };
+    const repeat = await camflow(['submit', 's3://resume-archive/run', '--chunk-size', '3', '--key', 'resume', '--json'], env);
+    assert.equal((JSON.parse(repeat.stdout) as { batchId: string; existing: boolean }).batchId, first.batchId);
+    await waitForBatch(c.ctx, first.batchId, 300_000);
+    for (const w of [...pool, resumed]) w.kill('SIGTERM');
+    await Promise.all([...pool, resumed].map((w) => w.exited));
   } finally {
     await archive.stop();
   }

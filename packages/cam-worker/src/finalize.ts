@@ -15,6 +15,8 @@ import {
   type ObjectStore,
   isCellResult,
   deliverWebhook,
+  finishListing,
+  totalsOf,
 } from '@camflow/common';
 
 export type { BatchSummary };
@@ -29,7 +31,14 @@ export type { BatchSummary };
  */
 export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkError: (chunk: number) => string | undefined, log: Logger, webhookSecret?: string): Promise<BatchSummary> {
   const { batchId, modelVersion } = parseWith(batchJobSchema, payload, 'batch job');
-  const info = parseWith(batchInfoSchema, await store.getJson(keys.batchInfo(batchId)), 'batch info');
+  let info = parseWith(batchInfoSchema, await store.getJson(keys.batchInfo(batchId)), 'batch info');
+  if (info.listing?.state === 'listing') {
+    // An S3-prefix batch whose listing never ended: a page's job was lost for good (it stalled as often as it may)
+    // before it could say so. The batch completes with the pages listed, and says where the listing stopped.
+    const reason = `the listing stopped after page ${info.listing.pages}: the job of page ${info.listing.pages} failed for good`;
+    info = await finishListing(store, info, totalsOf(info), info.listing.pages, 'failed', reason);
+    log.warn({ batchId, pages: info.listing?.pages }, reason);
+  }
   const manifestKey = keys.batchManifest(batchId);
   // Streamed, so memory is one chunk's results whatever the batch's size: the manifest is read line by line, the
   // accepted lines' chunks come in order (chunk c holds accepted items c·size …), and results.jsonl is written as a
@@ -100,6 +109,7 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
     failures,
     chunks: { total: info.chunks, failed: failedChunks.size },
     ...(screen.positive + screen.negative > 0 ? { screen } : {}),
+    ...(info.listing ? { listing: { source: info.listing.source, state: info.listing.state, pages: info.listing.pages, ...(info.listing.reason ? { reason: info.listing.reason } : {}) } } : {}),
     completedAt: new Date().toISOString(),
   };
   // summary.json last: it is what marks the batch completed.

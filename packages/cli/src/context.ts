@@ -19,7 +19,7 @@ export interface Context {
   config: Config;
   log: Logger;
   store: ObjectStore;
-  queues: { cam: Queue; batch: Queue; train: Queue };
+  queues: { cam: Queue; batch: Queue; train: Queue; ingest: Queue };
   flow: FlowProducer;
   /** A producer client (no offline queue) for idempotency claims and probes. */
   redis: Redis;
@@ -64,7 +64,7 @@ export async function createContext(env: Record<string, string | undefined> = pr
   const store = storeFromConfig(config, env);
   await probeRedis(config.REDIS_URL, 5000, log);
   const opts = { connection: producerConnection(config.REDIS_URL), prefix: config.QUEUE_PREFIX };
-  const queues = { cam: new Queue(queueNames.cam, opts), batch: new Queue(queueNames.batch, opts), train: new Queue(queueNames.train, opts) };
+  const queues = { cam: new Queue(queueNames.cam, opts), batch: new Queue(queueNames.batch, opts), train: new Queue(queueNames.train, opts), ingest: new Queue(queueNames.ingest, opts) };
   const flow = new FlowProducer(opts);
   const quiet = (err: Error) => log.debug({ err: err.message }, 'redis connection error');
   for (const q of Object.values(queues)) q.on('error', quiet);

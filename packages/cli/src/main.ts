@@ -229,6 +229,7 @@ async function main(argv: string[]): Promise<void> {
           chunkSize: num('chunk-size', ctx.config.CAM_CHUNK_SIZE)!,
           limits: { maxFileBytes: ctx.config.MAX_FILE_BYTES, maxArchiveBytes: ctx.config.MAX_ARCHIVE_BYTES },
           s3Source: s3SourceOptions(ctx.config),
+          listingPageSize: ctx.config.SOURCE_S3_PAGE_SIZE,
           ...(v.priority ? { priority: v.priority as 'high' | 'normal' | 'low' } : {}),
           ...(v.webhook ? { webhook: v.webhook } : {}),
           attempts: ctx.config.CAM_ATTEMPTS,
@@ -242,7 +243,8 @@ async function main(argv: string[]): Promise<void> {
           onProgress: v.json ? undefined : progressBar('ingest'),
         });
         if (!v.wait) {
-          print(v.json, info, `batch ${info.batchId}${info.existing ? ' (already submitted)' : ''}: ${info.accepted} images, ${info.rejected} refused, ${info.chunks} chunks, model ${info.modelVersion}`);
+          const what = info.listing && info.listing.state === 'listing' ? `${info.listing.source} is being listed by the ingest workers, ${info.listing.pageSize} keys a page (\`camflow status ${info.batchId}\` shows it grow)` : `${info.accepted} images, ${info.rejected} refused, ${info.chunks} chunks`;
+          print(v.json, info, `batch ${info.batchId}${info.existing ? ' (already submitted)' : ''}: ${what}, model ${info.modelVersion}`);
           return;
         }
         const bar = v.json ? undefined : progressBar('localize');
@@ -267,7 +269,9 @@ async function main(argv: string[]): Promise<void> {
         if (status.state === 'unknown') throw new NotFoundError('batch', rest[0]!);
         const im = status.images;
         const progress = im ? `images ${im.done}/${im.total}${im.perSecond !== undefined && status.state === 'running' ? ` (${im.perSecond}/s, about ${formatDuration(im.etaSeconds!)} left)` : ''}, ` : '';
-        print(v.json, status, `${status.batchId}: ${status.state}${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}, ${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.summary ? `\n${JSON.stringify(status.summary, null, 2)}` : ''}`);
+        const listing = status.info?.listing;
+        const listed = listing ? `listing ${listing.state}${listing.state === 'listing' ? ` (${listing.pages} pages so far)` : ` (${listing.pages} pages)`}${listing.reason ? `: ${listing.reason}` : ''}, ` : '';
+        print(v.json, status, `${status.batchId}: ${status.state}${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}, ${listed}${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.summary ? `\n${JSON.stringify(status.summary, null, 2)}` : ''}`);
       });
       return;
     }

@@ -1,11 +1,12 @@
 import { createProcessMetrics, createRedis, serveMetrics, type Config, type Logger, type ObjectStore } from '@camflow/common';
 import { startTrainer } from '@camflow/trainer';
 import { startCamWorkers } from '@camflow/cam-worker';
+import { startIngestWorker } from '@camflow/ingest';
 import type { Worker } from 'bullmq';
 
-/** `cam`: chunks and finalization; `chunks` / `finalizer`: one of the two; `trainer`; `all`: everything. */
-export type WorkerRole = 'cam' | 'chunks' | 'finalizer' | 'trainer' | 'all';
-export const workerRoles: readonly WorkerRole[] = ['cam', 'chunks', 'finalizer', 'trainer', 'all'];
+/** `cam`: chunks, finalization and S3 listing; `chunks` / `finalizer` / `ingest`: one of the three; `trainer`; `all`: everything. */
+export type WorkerRole = 'cam' | 'chunks' | 'finalizer' | 'ingest' | 'trainer' | 'all';
+export const workerRoles: readonly WorkerRole[] = ['cam', 'chunks', 'finalizer', 'ingest', 'trainer', 'all'];
 
 /** Start the workers of a role in this process; `close` drains them (SIGTERM/SIGINT call it). */
 export async function startWorkers(role: WorkerRole, config: Config, store: ObjectStore, log: Logger): Promise<{ close(): Promise<void> }> {
@@ -25,7 +26,11 @@ export async function startWorkers(role: WorkerRole, config: Config, store: Obje
       await publisher.quit().catch(() => undefined);
     });
   }
-  if (role !== 'trainer') {
+  if (role === 'ingest' || role === 'cam' || role === 'all') {
+    const ingest = startIngestWorker({ config, store, metrics, log: log.child({ role: 'ingest' }) });
+    closers.push(() => ingest.close());
+  }
+  if (role !== 'trainer' && role !== 'ingest') {
     const queues = { chunks: role !== 'finalizer', finalize: role !== 'chunks' };
     const cam = await startCamWorkers({ config, store, queues, metrics, subscriber: createRedis(config.REDIS_URL), log: log.child({ role: role === 'finalizer' ? 'finalizer' : 'cam-worker' }) });
     closers.push(() => cam.close());

@@ -35,6 +35,10 @@ export const configSchema = z.object({
   SOURCE_S3_FORCE_PATH_STYLE: boolish.default(true),
   SOURCE_AWS_ACCESS_KEY_ID: z.string().min(1).optional(),
   SOURCE_AWS_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+  /** Keys per listing page (one `ingest` job each) of an `s3://` submission; S3 lists at most 1,000 per request. */
+  SOURCE_S3_PAGE_SIZE: positiveInt.max(1000).default(1000),
+  /** Listing pages an ingest worker runs at once (pages of different batches; one batch lists page after page). */
+  INGEST_CONCURRENCY: positiveInt.max(64).default(2),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TF_BACKEND: z.enum(BACKEND_PREFERENCES).default('auto'),
   /** Data-parallel training threads on the CPU backends (wasm, cpu); 0: every core. */

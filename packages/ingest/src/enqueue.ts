@@ -35,13 +35,13 @@ export function chunkJobs(info: BatchInfo, accepted: AcceptedLine[], only?: Set<
  * Enqueue a batch as one BullMQ flow: the `batch` parent (finalization) runs when its chunk children are done.
  * Job ids are deterministic, so enqueuing the same batch again adds nothing twice.
  */
-export async function enqueueBatch(flow: FlowProducer, info: BatchInfo, accepted: AcceptedLine[], only?: Set<number>): Promise<void> {
+export async function enqueueBatch(flow: FlowProducer, info: BatchInfo, accepted: AcceptedLine[], only?: Set<number>, moreChildren: FlowJob[] = []): Promise<void> {
   const data: BatchJob = { batchId: info.batchId, modelVersion: info.modelVersion };
   await flow.add({
     name: 'finalize',
     queueName: queueNames.batch,
     data,
     opts: { jobId: finalizeJobId(info.batchId), attempts: info.attempts, backoff: { type: 'exponential', delay: info.backoffMs }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } },
-    children: chunkJobs(info, accepted, only),
+    children: [...chunkJobs(info, accepted, only), ...moreChildren],
   });
 }

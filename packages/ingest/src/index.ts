@@ -9,3 +9,6 @@ export * from './enqueue.js';
 export * from './key-claims.js';
 export * from './results.js';
 export * from './cancel.js';
+export * from './listing.js';
+export * from './ingest-entries.js';
+export * from './worker.js';

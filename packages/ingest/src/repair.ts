@@ -1,4 +1,4 @@
-import { Job, type FlowProducer, type Queue } from 'bullmq';
+import { Job, type FlowJob, type FlowProducer, type Queue } from 'bullmq';
 import {
   NotFoundError,
   acceptedLineSchema,
@@ -10,10 +10,15 @@ import {
   parseJsonLines,
   parseWith,
   type AcceptedLine,
+  listingPageJobId,
+  listingPageSchema,
+  totalsOf,
+  type ListingPageJob,
   type Logger,
   type ObjectStore,
 } from '@camflow/common';
 import { enqueueBatch } from './enqueue.js';
+import { listingJob } from './listing.js';
 
 export interface RepairReport {
   batchId: string;
@@ -37,7 +42,7 @@ const LIVE = new Set(['waiting', 'active', 'delayed', 'prioritized', 'waiting-ch
  * place is left alone, and re-created jobs have the same deterministic ids.
  * @example await repairBatch({ store, flow, queues, batchId })
  */
-export async function repairBatch(deps: { store: ObjectStore; flow: FlowProducer; queues: { cam: Queue; batch: Queue }; batchId: string; log?: Logger }): Promise<RepairReport> {
+export async function repairBatch(deps: { store: ObjectStore; flow: FlowProducer; queues: { cam: Queue; batch: Queue; ingest?: Queue }; batchId: string; log?: Logger }): Promise<RepairReport> {
   const { store, batchId } = deps;
   const raw = await store.getJsonIfExists(keys.batchInfo(batchId));
   if (!raw) throw new NotFoundError('batch', batchId);
@@ -60,6 +65,20 @@ export async function repairBatch(deps: { store: ObjectStore; flow: FlowProducer
       else missing.push(c); // missing, or completed without its committed results (removed objects)
     }
   }
+  // A listed batch whose listing has not ended: its next page's job must be live too.
+  const listing = info.listing?.state === 'listing' ? info.listing : undefined;
+  let nextPage: FlowJob | undefined;
+  if (listing && deps.queues.ingest) {
+    const pageJob = await Job.fromId(deps.queues.ingest, listingPageJobId(batchId, listing.pages));
+    const pageState = pageJob ? await pageJob.getState() : 'missing';
+    const marker = listing.pages === 0 ? undefined : parseWith(listingPageSchema, await store.getJson(keys.batchListingPage(batchId, listing.pages - 1)), 'listing page').last;
+    const data: ListingPageJob = { batchId, page: listing.pages, ...(marker ? { marker } : {}), totals: totalsOf(info) };
+    nextPage = listingJob(info, data);
+    if (!LIVE.has(pageState)) {
+      if (pageJob) await pageJob.remove().catch(() => undefined);
+      missing.push(-1); // marks the page job as re-created
+    }
+  }
   const parent = await Job.fromId(deps.queues.batch, finalizeJobId(batchId));
   const parentState = parent ? await parent.getState() : 'missing';
   if (LIVE.has(parentState) && missing.length === 0) return report('none', 'running', committed.length, [], failed);
@@ -67,9 +86,14 @@ export async function repairBatch(deps: { store: ObjectStore; flow: FlowProducer
   // Re-create the flow: a new finalization whose children are every unfinished chunk. Existing live chunk jobs are
   // re-linked to it (same ids), missing ones are created from the manifest.
   if (parent) await parent.remove({ removeChildren: false });
-  const lines = parseJsonLines((await store.get(keys.batchManifest(batchId))).toString('utf8'), manifestLineSchema, keys.batchManifest(batchId));
-  const accepted = lines.filter((l): l is AcceptedLine => acceptedLineSchema.safeParse(l).success);
-  await enqueueBatch(deps.flow, info, accepted, new Set([...missing, ...live]));
-  deps.log?.info({ batchId, recreated: missing, relinked: live, failed, committed: committed.length }, 'batch repaired: jobs re-created');
-  return report('requeued', 'requeued', committed.length, missing, failed);
+  // The manifest, or while a listing goes on, the parts of the pages listed so far.
+  const manifestKeys = listing ? Array.from({ length: listing.pages }, (_, p) => keys.batchManifestPart(batchId, p)) : [keys.batchManifest(batchId)];
+  const accepted: AcceptedLine[] = [];
+  for (const key of manifestKeys) {
+    for (const l of parseJsonLines((await store.get(key)).toString('utf8'), manifestLineSchema, key)) if (acceptedLineSchema.safeParse(l).success) accepted.push(l as AcceptedLine);
+  }
+  const chunksMissing = missing.filter((c) => c >= 0);
+  await enqueueBatch(deps.flow, info, accepted, new Set([...chunksMissing, ...live]), nextPage ? [nextPage] : []);
+  deps.log?.info({ batchId, recreated: chunksMissing, relinked: live, failed, committed: committed.length, listingPage: nextPage ? listing?.pages : undefined }, 'batch repaired: jobs re-created');
+  return report('requeued', 'requeued', committed.length, chunksMissing, failed);
 }

@@ -275,7 +275,7 @@ async function* zipEntries(path: string, limits: SourceLimits): AsyncGenerator<S
   }
 }
 
-async function* fromArray(files: SourceFile[]): AsyncGenerator<SourceFile> {
+export async function* fromArray(files: SourceFile[]): AsyncGenerator<SourceFile> {
   yield* files;
 }
 
@@ -295,49 +295,82 @@ export function parseS3Url(url: string): { bucket: string; prefix: string } {
   return { bucket: m[1]!, prefix: prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/` };
 }
 
-/**
- * The objects under an S3 prefix, listed a page (1,000 keys) at a time and read one by one as streams held to
- * `maxFileBytes` (larger objects are refused from the listing, never downloaded). Names are keys relative to the
- * prefix, so `Parasitized/x.png` keeps its folder. Folder markers (keys ending in `/`) are not files.
- */
-async function* s3Entries(url: string, options: S3SourceOptions, limits: SourceLimits): AsyncGenerator<SourceFile> {
+/** An S3 prefix opened for reading: its bucket and prefix, and a client for the source store. */
+export interface S3Prefix {
+  url: string;
+  bucket: string;
+  prefix: string;
+  store: ObjectStore;
+}
+
+export function openS3Prefix(url: string, options: S3SourceOptions = {}): S3Prefix {
   const { bucket, prefix } = parseS3Url(url);
   const store = new ObjectStore({ bucket, endpoint: options.endpoint, region: options.region, forcePathStyle: options.forcePathStyle, credentials: options.credentials, maxSockets: 8 });
-  // ListObjects (v1) with Marker = the last key read (a plain key: the natural checkpoint). Not v2: s3rver answers
-  // every truncated v2 listing with a continuation token it encrypts with DES, a cipher OpenSSL 3 (Node ≥ 17) no
-  // longer offers, so any listing of more than 1,000 keys fails there. Every S3-compatible store serves v1.
-  let after: string | undefined;
-  let truncated = false;
+  return { url, bucket, prefix, store };
+}
+
+/** One page of an S3 listing: the objects (folder markers left out) and whether more follow after the last key. */
+export interface S3Page {
+  objects: { key: string; size: number }[];
+  /** The last key listed (folder markers included): the marker of the next page. */
+  last?: string;
+  truncated: boolean;
+}
+
+/**
+ * List one page (at most `pageSize` keys, ≤ 1,000) after `marker`. ListObjects (v1) with Marker = the last key read
+ * (a plain key: the natural checkpoint of a resumable listing). Not v2: s3rver answers every truncated v2 listing with
+ * a continuation token it encrypts with DES, a cipher OpenSSL 3 (Node ≥ 17) no longer offers. Every S3-compatible
+ * store serves v1.
+ */
+export async function listS3Page(source: S3Prefix, marker: string | undefined, pageSize = 1000): Promise<S3Page> {
+  let page: ListObjectsCommandOutput;
+  try {
+    page = await source.store.client.send(new ListObjectsCommand({ Bucket: source.bucket, Prefix: source.prefix, MaxKeys: pageSize, ...(marker ? { Marker: marker } : {}) }));
+  } catch (error) {
+    throw new SourceError(`cannot list ${source.url}: ${(error as Error).name === 'NoSuchBucket' ? 'no such bucket' : (error as Error).message}`);
+  }
+  const contents = page.Contents ?? [];
+  const last = contents.at(-1)?.Key;
+  return {
+    objects: contents.filter((o) => o.Key && !o.Key.endsWith('/')).map((o) => ({ key: o.Key!, size: o.Size ?? 0 })),
+    ...(last ? { last } : {}),
+    truncated: Boolean(page.IsTruncated) && contents.length > 0,
+  };
+}
+
+/**
+ * The entries of listed objects, read one by one as streams held to `maxFileBytes` (larger objects are refused from
+ * the listing, never downloaded). Names are keys relative to the prefix, so `Parasitized/x.png` keeps its folder.
+ */
+export function s3ObjectEntries(source: S3Prefix, objects: { key: string; size: number }[], limits: SourceLimits): SourceFile[] {
+  return objects.map(({ key, size }) => {
+    const name = key.slice(source.prefix.length);
+    if (size > limits.maxFileBytes) return tooLarge(name, size, limits.maxFileBytes);
+    return {
+      name,
+      read: async () => {
+        const out = await source.store.client.send(new GetObjectCommand({ Bucket: source.bucket, Key: key }));
+        const { bytes, size: read } = await readBounded(out.Body as AsyncIterable<Buffer>, limits.maxFileBytes);
+        if (!bytes) throw new ImageInputError('file-too-large', `${read} bytes or more, above the limit of ${limits.maxFileBytes} bytes per file (MAX_FILE_BYTES)`);
+        return bytes;
+      },
+    };
+  });
+}
+
+/** Every object under an S3 prefix, page after page (a listing in one process; batches list page by page in `ingest` jobs). */
+async function* s3Entries(url: string, options: S3SourceOptions, limits: SourceLimits): AsyncGenerator<SourceFile> {
+  const source = openS3Prefix(url, options);
+  let marker: string | undefined;
   let any = false;
-  do {
-    let page: ListObjectsCommandOutput;
-    try {
-      page = await store.client.send(new ListObjectsCommand({ Bucket: bucket, Prefix: prefix, ...(after ? { Marker: after } : {}) }));
-    } catch (error) {
-      throw new SourceError(`cannot list ${url}: ${(error as Error).name === 'NoSuchBucket' ? 'no such bucket' : (error as Error).message}`);
-    }
-    for (const o of page.Contents ?? []) {
-      if (o.Key) after = o.Key;
-      if (!o.Key || o.Key.endsWith('/')) continue;
-      any = true;
-      const key = o.Key;
-      const name = key.slice(prefix.length);
-      if ((o.Size ?? 0) > limits.maxFileBytes) {
-        yield tooLarge(name, o.Size!, limits.maxFileBytes);
-        continue;
-      }
-      yield {
-        name,
-        read: async () => {
-          const out = await store.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-          const { bytes, size } = await readBounded(out.Body as AsyncIterable<Buffer>, limits.maxFileBytes);
-          if (!bytes) throw new ImageInputError('file-too-large', `${size} bytes or more, above the limit of ${limits.maxFileBytes} bytes per file (MAX_FILE_BYTES)`);
-          return bytes;
-        },
-      };
-    }
-    truncated = Boolean(page.IsTruncated) && (page.Contents?.length ?? 0) > 0;
-  } while (truncated);
+  for (;;) {
+    const page = await listS3Page(source, marker);
+    any ||= page.objects.length > 0;
+    yield* s3ObjectEntries(source, page.objects, limits);
+    if (!page.truncated) break;
+    marker = page.last;
+  }
   if (!any) throw new InvalidParameterError('source', 'an S3 prefix holding at least one object', url);
 }
 

@@ -30,7 +30,9 @@ import {
   type ObjectStore,
   type Refusal,
 } from '@camflow/common';
-import { defaultSourceLimits, openSource, uploadSource, type OpenedSource, type S3SourceOptions, type SourceFile, type SourceLimits } from './sources.js';
+import { defaultSourceLimits, listS3Page, openS3Prefix, openSource, uploadSource, type OpenedSource, type S3SourceOptions, type SourceFile, type SourceLimits } from './sources.js';
+import { forEachEntry, ingestEntries } from './ingest-entries.js';
+import { DEFAULT_LISTING_PAGE, enqueueListing } from './listing.js';
 import { storeOriginal } from './store-image.js';
 import { claimKey, readClaim, type KeyClaims } from './key-claims.js';
 import { enqueueBatch } from './enqueue.js';
@@ -60,8 +62,10 @@ export interface SubmitOptions {
   idempotencyKey?: string;
   maxPixels?: number;
   limits?: Partial<SourceLimits>;
-  /** Where `s3://` sources are read from (endpoint, credentials). */
+  /** Where `s3://` sources are read from (endpoint, credentials): here, for the check at submit; the ingest workers use their own. */
   s3Source?: S3SourceOptions;
+  /** Keys per listing page of an `s3://` source (≤ 1,000, S3's most; SOURCE_S3_PAGE_SIZE). */
+  listingPageSize?: number;
   /** Scheduling between batches (default `normal`); not part of the idempotency fingerprint. */
   priority?: BatchPriority;
   /** Called (POST, signed) when the batch completes. */
@@ -115,48 +119,10 @@ class Fingerprint {
   }
 }
 
-/** Why an entry is refused, as a structured reason. Storage errors are not refusals: they fail the submission. */
-function refusalFor(error: unknown): Refusal {
-  if (error instanceof ImageInputError) return { reason: error.reason, error: error.message };
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code && /^E[A-Z]+$/.test(code)) return { reason: 'unreadable', error: `file cannot be read (${code})` };
-  throw error;
-}
-
 const sourceName = (source: string | SourceFile[]) => (typeof source === 'string' ? source : 'upload');
 
 async function open(source: string | SourceFile[], limits: SourceLimits, s3?: S3SourceOptions): Promise<OpenedSource> {
   return typeof source === 'string' ? openSource(source, limits, s3) : uploadSource(source);
-}
-
-/** Pull entries from a source with `parallel` in flight; `onEntry` gets each with its index (submission order). */
-async function forEachEntry(source: OpenedSource, parallel: number, onEntry: (entry: SourceFile, index: number) => Promise<void>): Promise<number> {
-  const it = source.entries[Symbol.asyncIterator]();
-  let next = 0;
-  let done = false;
-  const runners = Array.from({ length: parallel }, async () => {
-    while (!done) {
-      const index = next++; // async generators resolve next() calls in call order
-      const r = await it.next();
-      if (r.done) {
-        done = true;
-        next--;
-        return;
-      }
-      try {
-        await onEntry(r.value, index);
-      } catch (error) {
-        done = true; // the other runners stop pulling: the submission has failed
-        throw error;
-      }
-    }
-  });
-  try {
-    await Promise.all(runners);
-  } finally {
-    await it.return?.(undefined);
-  }
-  return next;
 }
 
 /**
@@ -191,9 +157,13 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
   }
   const digest = opts.idempotencyKey !== undefined ? keyDigest(opts.idempotencyKey) : undefined;
   const fingerprint = new Fingerprint(options, chunkSize, opts.modelVersion);
+  // An S3 prefix is listed later, page by page: it is identified by its URL (a resubmission reads nothing).
+  const s3Url = typeof opts.source === 'string' && opts.source.startsWith('s3://') ? opts.source : undefined;
+  if (s3Url) fingerprint.add('s3-prefix', s3Url);
 
   if (digest) {
     const claim = await readClaim(claims, digest);
+    if (claim && s3Url) return existingOrConflict(opts, claim, fingerprint.digest());
     if (claim) {
       // Resubmission: hash what is submitted now (no storage writes) and compare.
       const fp = new Fingerprint(options, chunkSize, opts.modelVersion);
@@ -210,68 +180,26 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
     }
   }
 
+  if (s3Url) return submitListed(opts, s3Url, { options, chunkSize, attempts, backoffMs, modelVersion, fingerprint: fingerprint.digest(), ...(digest ? { digest } : {}), claims });
+
   const batchId = newBatchId();
-  // Archive runs (no heatmap or overlay to draw) get their model inputs made here, once, and packed per chunk:
-  // a cam-worker then makes one GET per chunk instead of one per image, and decodes nothing with libvips.
-  const inputSize = options.outputs.includes('heatmap') || options.outputs.includes('overlay') ? undefined : model.inputSize;
-  const known = new Set<string>();
-  const lines: ManifestLine[] = [];
-  // Entries finish out of order (8 in flight); lines are committed in submission order.
-  const finished = new Map<number, { name: string; content: string; line: ManifestLine; inputPng?: Buffer }>();
-  let accepted = 0;
-  let packed = 0;
-  let unpacked: { sha256: string; png: Buffer }[] = [];
-  let done = 0;
-  /** Write the model inputs gathered so far as the next chunk's pack (archive runs). */
-  const writePack = async () => {
-    const entries = unpacked;
-    unpacked = [];
-    await store.put(keys.batchInputs(batchId, packed++), packInputs(inputSize!, entries), 'application/octet-stream');
-  };
-  // Runs one at a time (chained below): lines, chunks and packs follow submission order.
-  const commit = async () => {
-    for (let e = finished.get(lines.length); e; e = finished.get(lines.length)) {
-      finished.delete(lines.length);
-      fingerprint.add(e.name, e.content);
-      lines.push(e.line);
-      if (isRefused(e.line)) continue;
-      // Chunks follow submission order over the accepted entries; the manifest line carries its chunk.
-      e.line.chunk = Math.floor(accepted++ / chunkSize);
-      if (!inputSize) continue;
-      // An input that did not decode at ingest is absent from the pack: the worker decodes the original itself.
-      if (e.inputPng) unpacked.push({ sha256: e.line.sha256, png: e.inputPng });
-      if (accepted % chunkSize === 0) await writePack();
-    }
-  };
   const total = Array.isArray(opts.source) ? opts.source.length : undefined;
-  const source = await open(opts.source, limits, opts.s3Source);
-  let pendingAccepts = Promise.resolve();
-  await forEachEntry(source, 8, async (entry, index) => {
-    const imageId = `i${String(index).padStart(7, '0')}`;
-    let result: { name: string; content: string; line: ManifestLine; inputPng?: Buffer };
-    if ('refused' in entry) {
-      result = { name: entry.name, content: `refused:${entry.refused.reason}`, line: { imageId, name: entry.name, ...entry.refused } };
-    } else {
-      let bytes: Buffer | undefined;
-      try {
-        bytes = await entry.read();
-        const { inputPng, ...stored } = await storeOriginal(store, bytes, maxPixels, known, inputSize, (w, h) => itemKind(options.kind, w, h, model.cellSide), opts.maxSlidePixels ?? DEFAULT_MAX_SLIDE_PIXELS, opts.maxFieldPixels ?? maxPixels);
-        result = { name: entry.name, content: stored.sha256, line: { imageId, name: entry.name, ...stored, chunk: -1 }, ...(inputPng ? { inputPng } : {}) };
-      } catch (error) {
-        if (error instanceof StorageError) throw error;
-        result = { name: entry.name, content: bytes ? sha256Hex(bytes) : 'unreadable', line: { imageId, name: entry.name, ...refusalFor(error) } };
-      }
-    }
-    finished.set(index, result);
-    opts.onProgress?.(++done, total);
-    if (done % 1000 === 0) opts.log?.debug({ entries: done }, 'entries read');
-    // Commit in order, one at a time.
-    pendingAccepts = pendingAccepts.then(commit);
-    await pendingAccepts;
+  const ingested = await ingestEntries(await open(opts.source, limits, opts.s3Source), {
+    store,
+    batchId,
+    options,
+    model,
+    chunkSize,
+    maxPixels,
+    maxSlidePixels: opts.maxSlidePixels,
+    maxFieldPixels: opts.maxFieldPixels,
+    onCommit: (name, content) => fingerprint.add(name, content),
+    onProgress: opts.onProgress,
+    total,
+    log,
   });
-  await pendingAccepts;
+  const { lines, accepted } = ingested;
   if (lines.length === 0) throw new InvalidParameterError('source', 'a folder, archive or upload holding at least one file', sourceName(opts.source));
-  if (inputSize && accepted % chunkSize !== 0) await writePack();
   await store.put(keys.batchManifest(batchId), toJsonLines(lines), 'application/x-ndjson');
   const info: BatchInfo = parseWith(batchInfoSchema, {
     batchId,
@@ -280,8 +208,8 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
     items: lines.length,
     accepted,
     rejected: lines.length - accepted,
-    uniqueImages: known.size,
-    chunks: Math.ceil(accepted / chunkSize),
+    uniqueImages: ingested.uniqueImages,
+    chunks: ingested.chunks,
     chunkSize,
     options,
     attempts,
@@ -298,12 +226,69 @@ export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
     const winner = await claimKey(claims, digest, { batchId, fingerprint: info.fingerprint });
     if (winner.batchId !== batchId) {
       // Another submission with the same key got there first: ours is dropped, nothing of it is enqueued.
-      await store.deleteMany([keys.batchInfo(batchId), keys.batchManifest(batchId), ...Array.from({ length: packed }, (_, c) => keys.batchInputs(batchId, c))]).catch(() => undefined);
+      await store.deleteMany([keys.batchInfo(batchId), keys.batchManifest(batchId), ...Array.from({ length: ingested.chunks }, (_, c) => keys.batchInputs(batchId, c))]).catch(() => undefined);
       return existingOrConflict(opts, winner, info.fingerprint);
     }
   }
   await enqueueBatch(opts.flow, info, lines.filter((l): l is AcceptedLine => !isRefused(l)));
   log?.info({ batchId, modelVersion, items: info.items, rejected: info.rejected, chunks: info.chunks }, 'batch submitted');
+  return { ...info, existing: false };
+}
+
+/**
+ * Submit an S3 prefix: checked now (the URL, the bucket, at least one object, all from one short listing), listed
+ * later page by page by `ingest` jobs (`processListingPage`) that store the objects, write the manifest and enqueue
+ * the chunks as they go. The batch is returned at once, with `listing.state: listing`; it grows as pages are listed.
+ */
+async function submitListed(
+  opts: SubmitOptions,
+  url: string,
+  p: { options: CamOptions; chunkSize: number; attempts: number; backoffMs: number; modelVersion: string; fingerprint: string; digest?: string; claims: KeyClaims },
+): Promise<SubmitResult> {
+  const { store, log } = opts;
+  const source = openS3Prefix(url, opts.s3Source);
+  try {
+    const first = await listS3Page(source, undefined, 1);
+    if (first.objects.length === 0 && !first.truncated) throw new InvalidParameterError('source', 'an S3 prefix holding at least one object', url);
+  } finally {
+    source.store.destroy();
+  }
+  const pageSize = opts.listingPageSize ?? DEFAULT_LISTING_PAGE;
+  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 1000) throw new InvalidParameterError('listingPageSize', 'an integer in [1, 1000]', pageSize);
+  const batchId = newBatchId();
+  const info: BatchInfo = parseWith(
+    batchInfoSchema,
+    {
+      batchId,
+      createdAt: new Date().toISOString(),
+      modelVersion: p.modelVersion,
+      items: 0,
+      accepted: 0,
+      rejected: 0,
+      uniqueImages: 0,
+      chunks: 0,
+      chunkSize: p.chunkSize,
+      options: p.options,
+      attempts: p.attempts,
+      backoffMs: p.backoffMs,
+      fingerprint: p.fingerprint,
+      ...(p.digest ? { keyDigest: p.digest } : {}),
+      priority: opts.priority ?? 'normal',
+      ...(opts.webhook ? { webhook: opts.webhook } : {}),
+      listing: { source: url, pageSize, state: 'listing', pages: 0 },
+    },
+    'batch info',
+  );
+  await store.putJson(keys.batchInfo(batchId), info);
+  if (p.digest) {
+    const winner = await claimKey(p.claims, p.digest, { batchId, fingerprint: info.fingerprint });
+    if (winner.batchId !== batchId) {
+      await store.deleteMany([keys.batchInfo(batchId)]).catch(() => undefined);
+      return existingOrConflict(opts, winner, info.fingerprint);
+    }
+  }
+  await enqueueListing(opts.flow, info, { batchId, page: 0, totals: { items: 0, accepted: 0, rejected: 0, uniqueImages: 0, chunks: 0 } });
+  log?.info({ batchId, modelVersion: p.modelVersion, source: url, pageSize }, 'batch submitted: the prefix is listed by ingest jobs');
   return { ...info, existing: false };
 }
 

@@ -13,6 +13,9 @@ export const chunkJobId = (batchId: string, chunk: number): string => `${idSchem
 /** The BullMQ job id of a batch's finalization job. */
 export const finalizeJobId = (batchId: string): string => idSchema.parse(batchId);
 
+/** The BullMQ job id of one listing page of an S3-prefix batch (`ingest` queue). */
+export const listingPageJobId = (batchId: string, page: number): string => `${idSchema.parse(batchId)}-p${page}`;
+
 /**
  * Why an item has no result: a stable machine-readable `reason` (e.g. `truncated`, `unsupported-format`,
  * `outside-source`, `chunk-failed`) and a human `error` sentence.
@@ -188,8 +191,55 @@ export const batchInfoSchema = z.object({
   priority: batchPrioritySchema.default('normal'),
   /** Told (HTTP POST, signed with WEBHOOK_SECRET) when the batch completes. */
   webhook: webhookUrlSchema.optional(),
+  /**
+   * An S3-prefix batch is listed page by page by `ingest` jobs, and grows as they go: the counts above are those of
+   * the pages listed so far until `state` leaves `listing`.
+   */
+  listing: z
+    .object({
+      source: z.string(),
+      pageSize: z.number().int().positive().max(1000),
+      /** `listing`: pages still to list; `done`: every object listed; `cancelled`: stopped by `batches cancel`; `failed`: a page exhausted its attempts (`reason`). */
+      state: z.enum(['listing', 'done', 'cancelled', 'failed']),
+      pages: z.number().int().nonnegative(),
+      reason: z.string().optional(),
+    })
+    .optional(),
 });
 export type BatchInfo = z.infer<typeof batchInfoSchema>;
+
+/** Running totals of a listed batch, carried from page to page (the checkpoint, with the marker). */
+export const listingTotalsSchema = z.object({
+  items: z.number().int().nonnegative(),
+  accepted: z.number().int().nonnegative(),
+  rejected: z.number().int().nonnegative(),
+  uniqueImages: z.number().int().nonnegative(),
+  chunks: z.number().int().nonnegative(),
+});
+export type ListingTotals = z.infer<typeof listingTotalsSchema>;
+
+/**
+ * An `ingest` job: list one page of an S3 prefix after `marker` (the last key of the page before: the checkpoint),
+ * store its objects, write its manifest part and enqueue its chunks. Its images and chunks are numbered on from
+ * `totals`.
+ */
+export const listingPageJobSchema = z.object({
+  batchId: idSchema,
+  page: z.number().int().nonnegative(),
+  marker: z.string().optional(),
+  totals: listingTotalsSchema,
+});
+export type ListingPageJob = z.infer<typeof listingPageJobSchema>;
+
+/** `batches/<id>/listing/<page>.json`: the keys a page listed, fixed on its first attempt so a retry reads the same ones. */
+export const listingPageSchema = z.object({
+  page: z.number().int().nonnegative(),
+  objects: z.array(z.object({ key: z.string(), size: z.number().int().nonnegative() })),
+  /** The last key listed (folder markers included): the next page's marker. */
+  last: z.string().optional(),
+  truncated: z.boolean(),
+});
+export type ListingPage = z.infer<typeof listingPageSchema>;
 
 /** `results/<id>/summary.json`. */
 export const batchSummarySchema = z.object({
@@ -203,6 +253,8 @@ export const batchSummarySchema = z.object({
   chunks: z.object({ total: z.number().int().nonnegative(), failed: z.number().int().nonnegative() }),
   /** Screen-positive and screen-negative images at the model's operating point (models that have one). */
   screen: z.object({ positiveClass: z.string(), positive: z.number().int().nonnegative(), negative: z.number().int().nonnegative() }).optional(),
+  /** An S3-prefix batch: how its listing ended (`done`, or `cancelled` / `failed` with the objects listed until then). */
+  listing: z.object({ source: z.string(), state: z.enum(['listing', 'done', 'cancelled', 'failed']), pages: z.number().int().nonnegative(), reason: z.string().optional() }).optional(),
   completedAt: z.string(),
 });
 export type BatchSummary = z.infer<typeof batchSummarySchema>;

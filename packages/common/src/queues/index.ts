@@ -3,3 +3,4 @@ export * from './schemas.js';
 export * from './connection.js';
 export * from './contracts.js';
 export * from './train-cancel.js';
+export * from './listing.js';

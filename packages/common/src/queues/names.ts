@@ -3,6 +3,8 @@ export const queueNames = {
   cam: 'cam',
   batch: 'batch',
   train: 'train',
+  /** Listing pages of S3-prefix batches. */
+  ingest: 'ingest',
 } as const;
 
 export type QueueName = (typeof queueNames)[keyof typeof queueNames];

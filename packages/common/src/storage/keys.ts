@@ -31,6 +31,9 @@ export const keys = {
   batchInfo: (batchId: string) => `batches/${id('batchId', batchId)}/batch.json`,
   /** Written by `camflow batches cancel`: chunks not yet committed then give every item a `cancelled` line. */
   batchCancel: (batchId: string) => `batches/${id('batchId', batchId)}/cancelled.json`,
+  /** An S3-prefix batch's listing: the keys page `page` listed, and the manifest lines of that page. */
+  batchListingPage: (batchId: string, page: number) => `batches/${id('batchId', batchId)}/listing/${String(page).padStart(6, '0')}.json`,
+  batchManifestPart: (batchId: string, page: number) => `batches/${id('batchId', batchId)}/listing/${String(page).padStart(6, '0')}.manifest.jsonl`,
   /** A chunk's model inputs, packed (archive runs): one GET per chunk instead of one per image. */
   batchInputs: (batchId: string, chunk: number) => `batches/${id('batchId', batchId)}/inputs/${String(chunk).padStart(6, '0')}.pack`,
 

@@ -58,7 +58,7 @@ export interface ApiDeps {
   config: Config;
   store: ObjectStore;
   flow: FlowProducer;
-  queues: { cam: Queue; batch: Queue; train: Queue };
+  queues: { cam: Queue; batch: Queue; train: Queue; ingest?: Queue };
   redis: Redis;
   log: Logger;
 }
@@ -273,6 +273,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       chunkSize: f.chunkSize ?? config.CAM_CHUNK_SIZE,
       limits: { maxFileBytes: config.MAX_FILE_BYTES, maxArchiveBytes: config.MAX_ARCHIVE_BYTES },
       s3Source: s3SourceOptions(config),
+      listingPageSize: config.SOURCE_S3_PAGE_SIZE,
       attempts: config.CAM_ATTEMPTS,
       backoffMs: config.CAM_BACKOFF_MS,
       maxPixels: config.MAX_IMAGE_PIXELS,

@@ -1,0 +1,49 @@
+import { FlowProducer, Worker, type Job } from 'bullmq';
+import { bullConnection, instrumentWorker, queueNames, s3SourceOptions, type Config, type Logger, type ObjectStore, type ProcessMetrics } from '@camflow/common';
+import { isFinalAttempt, processListingPage } from './listing.js';
+
+/**
+ * The `ingest` worker: lists S3-prefix batches page by page (`processListingPage`). Source credentials are this
+ * process's own (SOURCE_S3_*, SOURCE_AWS_*): no secret travels in a job. Pages of one batch run one after the other
+ * (each adds the next); pages of different batches run side by side (`INGEST_CONCURRENCY`).
+ */
+export function startIngestWorker(deps: { config: Config; store: ObjectStore; log: Logger; metrics?: ProcessMetrics }): { worker: Worker; close(): Promise<void> } {
+  const { config, store, log } = deps;
+  const connection = bullConnection(config.REDIS_URL);
+  const flow = new FlowProducer({ connection, prefix: config.QUEUE_PREFIX });
+  flow.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
+  const listingDeps = {
+    store,
+    flow,
+    prefix: config.QUEUE_PREFIX,
+    s3Source: s3SourceOptions(config),
+    limits: { maxFileBytes: config.MAX_FILE_BYTES, maxArchiveBytes: config.MAX_ARCHIVE_BYTES },
+    maxPixels: config.MAX_IMAGE_PIXELS,
+    maxSlidePixels: config.MAX_SLIDE_PIXELS,
+    maxFieldPixels: config.MAX_FIELD_PIXELS,
+  };
+  const worker = new Worker(
+    queueNames.ingest,
+    async (job: Job) => processListingPage(job.data, { ...listingDeps, log: log.child({ jobId: job.id, attempt: job.attemptsMade + 1 }) }, { final: isFinalAttempt(job) }),
+    {
+      connection,
+      prefix: config.QUEUE_PREFIX,
+      name: `ingest-${process.pid}`,
+      concurrency: config.INGEST_CONCURRENCY,
+      lockDuration: config.JOB_LOCK_MS,
+      stalledInterval: config.STALLED_INTERVAL_MS,
+      maxStalledCount: config.CAM_ATTEMPTS,
+    },
+  );
+  if (deps.metrics) instrumentWorker(deps.metrics, worker, 'ingest');
+  worker.on('failed', (job, err) => log.warn({ queue: 'ingest', jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'job failed'));
+  worker.on('error', (err) => log.error({ queue: 'ingest', err }, 'worker error'));
+  log.info({ concurrency: config.INGEST_CONCURRENCY }, 'ingest worker started: S3-prefix batches are listed here');
+  return {
+    worker,
+    async close() {
+      await worker.close();
+      await flow.close().catch(() => undefined);
+    },
+  };
+}
