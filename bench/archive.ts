@@ -1,19 +1,19 @@
 // `npm run bench:archive`: ARCHIVE_IMAGES (default 100,000) synthetic cell images under a prefix of a second S3
-// store (the lab's archive), localized with 2 cam-worker processes. The submitting process is killed with SIGKILL
-// part-way through its listing and run again with the same --key (what an operator does after a crash). Prints one
-// JSON line: images/s end to end, ingest images/s, Redis bytes per queued image, peak RSS of each process, and the
-// check that every object has exactly one result line. Not part of `npm test`.
-import { spawn } from 'node:child_process';
+// store (the lab's archive), submitted as `s3://…` and localized by 2 cam-worker processes (chunks), one finalizer
+// and one ingest worker that lists the prefix page by page. The ingest worker is killed with SIGKILL part-way through
+// the listing and a new one started (what an operator's supervisor does after a crash): the page it held is taken
+// over. Prints one JSON line: images/s end to end, listing images/s, Redis bytes per queued image, peak RSS of each
+// process, and the check that every object has exactly one result line. Not part of `npm test`.
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { ObjectStore, createLimiter, createRedis, generateCell, createRng, encodePng, startS3 } from '@camflow/common';
+import { ObjectStore, batchInfoSchema, createLimiter, createRedis, generateCell, createRng, encodePng, keys, startS3 } from '@camflow/common';
+import { batchStatus } from '@camflow/ingest';
 import { readResults, waitForBatch } from '../packages/cli/src/wait.ts';
-import { publishUntrained, startCluster } from '../test/helpers/cluster.ts';
+import { publishUntrained, runCli, sleep, startCluster } from '../test/helpers/cluster.ts';
 
 const IMAGES = Number(process.env.ARCHIVE_IMAGES ?? 100_000);
-const KILL_AFTER_S = Number(process.env.ARCHIVE_KILL_AFTER_S ?? 20); // the first submitter is killed after this long
-const say = (m: string) => process.stderr.write(`[archive] ${m}\n`);
-const root = fileURLToPath(new URL('..', import.meta.url));
+const KILL_AFTER_S = Number(process.env.ARCHIVE_KILL_AFTER_S ?? 60); // the first ingest worker is killed after this long
+const say = (m: string) => process.stderr.write(`[archive] ${new Date().toISOString().slice(11, 19)} ${m}\n`);
 
 async function usedMemory(url: string): Promise<number> {
   const r = createRedis(url);
@@ -22,23 +22,7 @@ async function usedMemory(url: string): Promise<number> {
   return Number(/used_memory:(\d+)/.exec(info)![1]);
 }
 
-/** Run the real CLI; resolves with its output, exit code and peak RSS (from its debug line). */
-function cli(env: Record<string, string>, args: string[], onStderr?: (chunk: string, kill: () => void) => void) {
-  return new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string; maxRssMB?: number }>((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'packages/cli/src/main.ts'), ...args], { env: { ...process.env, ...env }, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => {
-      stderr += d;
-      onStderr?.(String(d), () => child.kill('SIGKILL'));
-    });
-    child.on('exit', (code, signal) => {
-      const rss = [...stderr.matchAll(/"maxRssMB":(\d+)/g)].map((m) => Number(m[1]));
-      resolve({ code, signal, stdout, stderr, ...(rss.length ? { maxRssMB: Math.max(...rss) } : {}) });
-    });
-  });
-}
+const peakRss = async (file: string) => Math.max(0, ...[...(await readFile(file, 'utf8')).matchAll(/"maxRssMB":(\d+)/g)].map((m) => Number(m[1])));
 
 async function main() {
   const c = await startCluster({ LOG_LEVEL: 'warn', CAM_THREADS: '1', CAM_CHUNK_SIZE: '256' });
@@ -60,50 +44,75 @@ async function main() {
       ),
     );
     say(`written in ${((performance.now() - w0) / 1000).toFixed(0)} s`);
-    const env = { ...c.env, LOG_LEVEL: 'debug', SOURCE_S3_ENDPOINT: archive.endpoint, SOURCE_AWS_ACCESS_KEY_ID: archive.credentials.accessKeyId, SOURCE_AWS_SECRET_ACCESS_KEY: archive.credentials.secretAccessKey };
-    const workers = [c.spawnWorker('cam', { LOG_LEVEL: 'info' }), c.spawnWorker('cam', { LOG_LEVEL: 'info' })];
+    const source = { SOURCE_S3_ENDPOINT: archive.endpoint, SOURCE_AWS_ACCESS_KEY_ID: archive.credentials.accessKeyId, SOURCE_AWS_SECRET_ACCESS_KEY: archive.credentials.secretAccessKey };
+    const info = { LOG_LEVEL: 'info' };
+    const chunkWorkers = [c.spawnWorker('chunks', { ...info, ...source }), c.spawnWorker('chunks', { ...info, ...source })];
+    const finalizer = c.spawnWorker('finalizer', info);
+    const firstLister = c.spawnWorker('ingest', { ...info, ...source });
     const mem0 = await usedMemory(c.env.REDIS_URL!);
     const t0 = performance.now();
-    // First submission: killed with SIGKILL KILL_AFTER_S after it starts talking (its buffered logs die with it, so the
-    // kill is timed, not counted).
-    let timer: NodeJS.Timeout | undefined;
-    const killed = await cli(env, ['submit', 's3://lab-archive/cells/', '--key', 'archive-run', '--outputs', 'json', '--json'], (_chunk, kill) => {
-      timer ??= setTimeout(kill, KILL_AFTER_S * 1000);
-    });
-    clearTimeout(timer);
-    say(`first submit ended by ${killed.signal ?? `exit ${killed.code}`}`);
-    const again = await cli(env, ['submit', 's3://lab-archive/cells/', '--key', 'archive-run', '--outputs', 'json', '--json']);
-    if (again.code !== 0) throw new Error(`second submit failed: ${again.stderr.slice(-500)}`);
-    const info = JSON.parse(again.stdout.trim().split('\n').pop()!) as { batchId: string; chunks: number };
-    const ingestSeconds = (performance.now() - t0) / 1000;
-    const mem1 = await usedMemory(c.env.REDIS_URL!);
-    say(`ingested (both runs) in ${ingestSeconds.toFixed(0)} s; waiting for the workers`);
-    await waitForBatch(c.ctx, info.batchId, 24 * 3600_000);
+    const submitted = await runCli(c, ['submit', 's3://lab-archive/cells/', '--key', 'archive-run', '--outputs', 'json', '--json'], { ...source, LOG_LEVEL: 'debug' });
+    if (submitted.code !== 0) throw new Error(`submit failed: ${submitted.stderr.slice(-500)}`);
+    const submitRss = Math.max(0, ...[...submitted.stderr.matchAll(/"maxRssMB":(\d+)/g)].map((m) => Number(m[1])));
+    const { batchId } = JSON.parse(submitted.stdout.trim().split('\n').pop()!) as { batchId: string };
+    say(`submitted ${batchId} in ${((performance.now() - t0) / 1000).toFixed(1)} s; listing by the ingest worker`);
+    // Sample Redis memory against the images queued and not yet done (listed − done), every 5 s.
+    let peakPerQueued = 0;
+    let peakRedis = 0;
+    let listedAt: number | undefined;
+    let killedAtPage: number | undefined;
+    let secondLister: ReturnType<typeof c.spawnWorker> | undefined;
+    const sampler = (async () => {
+      for (;;) {
+        const status = await batchStatus(c.ctx.store, c.ctx.queues.batch, batchId);
+        const mem = (await usedMemory(c.env.REDIS_URL!)) - mem0;
+        peakRedis = Math.max(peakRedis, mem);
+        const queued = (status.images?.total ?? 0) - (status.images?.done ?? 0);
+        if (queued > 1000) peakPerQueued = Math.max(peakPerQueued, mem / queued);
+        const listing = status.info?.listing;
+        if (listing && listing.state !== 'listing' && listedAt === undefined) listedAt = performance.now();
+        if (!secondLister && (performance.now() - t0) / 1000 > KILL_AFTER_S) {
+          firstLister.kill('SIGKILL');
+          await firstLister.exited;
+          killedAtPage = listing?.pages;
+          say(`ingest worker killed at page ${killedAtPage} (${listing?.state}); a new one takes over`);
+          secondLister = c.spawnWorker('ingest', { ...info, ...source });
+        }
+        if (status.state === 'completed') return;
+        await sleep(5000);
+      }
+    })();
+    await waitForBatch(c.ctx, batchId, 24 * 3600_000);
+    await sampler;
     const seconds = (performance.now() - t0) / 1000;
-    const results = await readResults(c.ctx.store, info.batchId);
+    const final = batchInfoSchema.parse(await c.ctx.store.getJson(keys.batchInfo(batchId)));
+    const results = await readResults(c.ctx.store, batchId);
     const names = new Set(results.map((r) => r.name));
-    const workerRss = await Promise.all(
-      workers.map(async (_, i) => {
-        const log = await import('node:fs/promises').then((fs) => fs.readFile(join(c.dir, `worker-cam-${i}.log`), 'utf8'));
-        return Math.max(0, ...[...log.matchAll(/"maxRssMB":(\d+)/g)].map((m) => Number(m[1])));
-      }),
-    );
+    const logs = (role: string, n: number) => join(c.dir, `worker-${role}-${n}.log`);
     process.stdout.write(
       `${JSON.stringify({
         bench_archive: {
           images: IMAGES,
-          workers: 2,
+          cam_workers: 2,
           seconds: Math.round(seconds),
           images_per_s: Math.round((IMAGES / seconds) * 10) / 10,
-          ingest_seconds_including_the_killed_run: Math.round(ingestSeconds),
-          redis_bytes_per_queued_image: Math.round((mem1 - mem0) / IMAGES),
-          peak_rss_mb: { submit_killed: killed.maxRssMB ?? null, submit: again.maxRssMB ?? null, workers: workerRss },
-          killed_after_s: KILL_AFTER_S,
+          listing_seconds: listedAt ? Math.round((listedAt - t0) / 1000) : null,
+          listing_pages: final.listing?.pages,
+          ingest_worker_killed_at_page: killedAtPage ?? null,
+          redis_peak_mb: Math.round(peakRedis / 1024 ** 2),
+          redis_bytes_per_queued_image: Math.round(peakPerQueued),
+          peak_rss_mb: {
+            submit: submitRss || null,
+            ingest_killed: await peakRss(logs('ingest', 3)),
+            ingest: await peakRss(logs('ingest', 4)),
+            chunk_workers: await Promise.all([0, 1].map((i) => peakRss(logs('chunks', i)))),
+          },
           exactly_one_line_per_object: results.length === IMAGES && names.size === IMAGES,
           ok: results.filter((r) => r.status === 'ok').length,
         },
       })}\n`,
     );
+    for (const w of [...chunkWorkers, finalizer, secondLister]) w?.kill('SIGTERM');
   } finally {
     await archive.stop();
     await c.close();

@@ -242,7 +242,7 @@ test('an S3 prefix of another S3-compatible store, with its own credentials: eve
 });
 
 test('an S3 prefix is listed page by page by ingest jobs: the batch grows, and a killed ingest worker resumes where it stopped (every object exactly one line)', async () => {
-  const { startS3, ObjectStore, createLimiter, batchInfoSchema } = await import('@camflow/common');
+  const { startS3, ObjectStore, createLimiter, batchInfoSchema, createRedis } = await import('@camflow/common');
   const archive = await startS3({ bucket: 'resume-archive' });
   try {
     const lab = new ObjectStore({ bucket: 'resume-archive', endpoint: archive.endpoint, credentials: archive.credentials });
@@ -287,14 +287,35 @@ test('an S3 prefix is listed page by page by ingest jobs: the batch grows, and a
     const final = await info();
     assert.deepEqual([final.listing!.state, final.listing!.pages, final.items, final.accepted, final.rejected], ['done', 31, 61, 58, 3]);
     assert.equal(status.summary?.listing?.state, 'done');
+    // A Redis that loses everything mid-listing: the checkpoint is in S3 (the pages listed, the last key), so
+    // `batches repair` re-creates the next page's job and the unfinished chunks, and the listing goes on from there.
+    const lost = await camflow(['submit', 's3://resume-archive/run', '--chunk-size', '3', '--json'], env);
+    const lostId = (JSON.parse(lost.stdout) as { batchId: string }).batchId;
+    const lostInfo = async () => batchInfoSchema.parse(await c.ctx.store.getJson(keys.batchInfo(lostId)));
+    await eventually('a page listed', async () => ((await lostInfo()).listing!.pages >= 1 ? true : undefined), 120_000, 20);
+    resumed.kill('SIGKILL');
+    await resumed.exited;
+    const admin = createRedis(c.env.REDIS_URL!);
+    await admin.flushall();
+    await admin.quit();
+    assert.equal((await lostInfo()).listing!.state, 'listing');
+    const repaired = await camflow(['batches', 'repair', lostId, '--json'], env);
+    assert.equal(repaired.code, 0, repaired.stderr);
+    assert.equal((JSON.parse(repaired.stdout) as { action: string }).action, 'requeued');
+    const relister = c.spawnWorker('ingest', env);
+    await waitForBatch(c.ctx, lostId, 300_000);
+    assert.deepEqual((await readResults(c.ctx.store, lostId)).map((r) => r.name), names, 'after the repair: every object once, in key order');
+    relister.kill('SIGTERM');
+    await relister.exited;
     // The same key again is the same batch, and nothing is read to find out.
     const again = await camflow(['submit', 's3://resume-archive/run', '--chunk-size', '3', '--key', 'resume', '--json'], env);
     const first = JSON.parse(again.stdout) as { batchId: string };
     const repeat = await camflow(['submit', 's3://resume-archive/run', '--chunk-size', '3', '--key', 'resume', '--json'], env);
     assert.equal((JSON.parse(repeat.stdout) as { batchId: string; existing: boolean }).batchId, first.batchId);
+    const lister3 = c.spawnWorker('ingest', env);
     await waitForBatch(c.ctx, first.batchId, 300_000);
-    for (const w of [...pool, resumed]) w.kill('SIGTERM');
-    await Promise.all([...pool, resumed].map((w) => w.exited));
+    for (const w of [...pool, lister3]) w.kill('SIGTERM');
+    await Promise.all([...pool, lister3].map((w) => w.exited));
   } finally {
     await archive.stop();
   }

@@ -1,18 +1,24 @@
 import { Job, type Queue } from 'bullmq';
 import { batchStatus, type BatchStatus } from '@camflow/ingest';
-import { imageResultSchema, isRedisDown, keys, parseJsonLines, type ImageResult, type ObjectStore } from '@camflow/common';
+import { StorageError, imageResultSchema, isRedisDown, keys, parseJsonLines, type ImageResult, type ObjectStore } from '@camflow/common';
 import type { Context } from './context.js';
 
 /** Poll a batch until its summary exists. */
 export async function waitForBatch(ctx: Context, batchId: string, timeoutMs = 30 * 60_000, onTick?: (s: BatchStatus) => void): Promise<BatchStatus> {
   const deadline = Date.now() + timeoutMs;
+  let storageTroubleSince: number | undefined;
   for (;;) {
     let status: BatchStatus;
     try {
       status = await batchStatus(ctx.store, ctx.queues.batch, batchId);
+      storageTroubleSince = undefined;
     } catch (error) {
-      // A Redis restart while waiting is not the batch's failure: keep polling until the deadline.
-      if (!isRedisDown(error) || Date.now() > deadline) throw error;
+      // A Redis restart while waiting is not the batch's failure: keep polling until the deadline. Nor is a passing
+      // S3 error (a reset connection): polling goes on while they last less than a minute.
+      const storage = error instanceof StorageError;
+      if (storage) storageTroubleSince ??= Date.now();
+      const bearable = isRedisDown(error) || (storage && Date.now() - storageTroubleSince! < 60_000);
+      if (!bearable || Date.now() > deadline) throw error;
       await new Promise((r) => setTimeout(r, 500));
       continue;
     }

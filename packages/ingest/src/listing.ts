@@ -137,7 +137,7 @@ export async function processListingPage(payload: unknown, deps: ListingDeps, at
       await deps.flow.addBulk(children.map((c) => ({ ...c, opts: { ...c.opts, parent } })));
       if (more) await store.putJson(keys.batchInfo(batchId), { ...info, ...totals, listing: { ...listing, pages: page + 1 } });
       else await finishListing(store, info, totals, page + 1, 'done');
-      log.info({ batchId, page, items: result.lines.length, accepted: result.accepted, more }, 'listing page ingested');
+      log.info({ batchId, page, items: result.lines.length, accepted: result.accepted, more, maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024) }, 'listing page ingested');
       return { page, items: result.lines.length, done: !more };
     } finally {
       source.store.destroy();

@@ -2,6 +2,7 @@ import {
   CreateBucketCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
+  type GetObjectCommandOutput,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsCommand,
@@ -118,13 +119,23 @@ export class ObjectStore {
 
   /** Bytes of an object; NotFoundError when absent. */
   async get(key: string): Promise<Buffer> {
-    try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      const bytes = await out.Body!.transformToByteArray();
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    } catch (error) {
-      if (isNotFound(error)) throw new NotFoundError('object', key);
-      throw new StorageError('GET', key, error);
+    // A body cut off after its headers (a connection reset; s3rver, which writes objects in place, aborts a read that
+    // races a write of the same key) is read again twice: the SDK's own retries end when the headers arrive.
+    for (let attempt = 0; ; attempt++) {
+      let out: GetObjectCommandOutput;
+      try {
+        out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      } catch (error) {
+        if (isNotFound(error)) throw new NotFoundError('object', key);
+        throw new StorageError('GET', key, error);
+      }
+      try {
+        const bytes = await out.Body!.transformToByteArray();
+        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      } catch (error) {
+        if (attempt >= 2) throw new StorageError('GET', key, error);
+        await new Promise((resolve) => setTimeout(resolve, 100 * (attempt + 1)));
+      }
     }
   }
 
