@@ -56,6 +56,7 @@ async function main() {
     const submitRss = Math.max(0, ...[...submitted.stderr.matchAll(/"maxRssMB":(\d+)/g)].map((m) => Number(m[1])));
     const { batchId } = JSON.parse(submitted.stdout.trim().split('\n').pop()!) as { batchId: string };
     say(`submitted ${batchId} in ${((performance.now() - t0) / 1000).toFixed(1)} s; listing by the ingest worker`);
+    const submittedAt = performance.now();
     // Sample Redis memory against the images queued and not yet done (listed − done), every 5 s.
     let peakPerQueued = 0;
     let peakRedis = 0;
@@ -71,7 +72,7 @@ async function main() {
         if (queued > 1000) peakPerQueued = Math.max(peakPerQueued, mem / queued);
         const listing = status.info?.listing;
         if (listing && listing.state !== 'listing' && listedAt === undefined) listedAt = performance.now();
-        if (!secondLister && (performance.now() - t0) / 1000 > KILL_AFTER_S) {
+        if (!secondLister && (performance.now() - submittedAt) / 1000 > KILL_AFTER_S) {
           firstLister.kill('SIGKILL');
           await firstLister.exited;
           killedAtPage = listing?.pages;

@@ -27,7 +27,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
     examples: ['camflow dev', 'camflow dev --data-dir ./camflow-data'],
   },
   worker: {
-    usage: ['camflow worker cam|chunks|finalizer|trainer|all'],
+    usage: ['camflow worker cam|chunks|finalizer|ingest|trainer|all   (cam = chunks + finalizer + ingest)'],
     summary: 'run workers against REDIS_URL / S3_ENDPOINT (one process per core or GPU, as many hosts as you like)',
     options: [],
     examples: ['camflow worker cam', 'METRICS_PORT=9464 camflow worker trainer'],
