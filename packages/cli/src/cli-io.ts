@@ -1,0 +1,58 @@
+import { createContext, ensureStore, type Context } from './context.js';
+
+// What every command module shares: the parsed options, printing (--json: JSON only on stdout), progress on stderr,
+// and a context (Redis probed, S3 checked) that is closed whatever happens.
+
+export type StringOption =
+  | 'out' | 'train-images' | 'held-out' | 'epochs' | 'seed' | 'data-dir' | 'size' | 'classes' | 'group-pattern' | 'model' | 'target'
+  | 'fraction' | 'outputs' | 'precision' | 'chunk-size' | 'kind' | 'cell-diameter' | 'key' | 'boxes' | 'truth' | 'limit' | 'format'
+  | 'dataset' | 'version' | 'preset' | 'lr' | 'batch-size' | 'split' | 'val-fraction' | 'patience' | 'cron' | 'tz' | 'cancel' | 'priority' | 'webhook';
+export type Values = { [K in StringOption]?: string } & { json: boolean; help: boolean; wait: boolean; 'no-promote': boolean; 'no-cell-mask': boolean };
+
+/** What a command gets: its options, its positional arguments after the command name, and a number reader. */
+export interface CommandInput {
+  v: Values;
+  rest: string[];
+  /** `--name` as a number (`fallback` when absent); a usage error naming the option when it is not one. */
+  num: (name: keyof Values, fallback?: number) => number | undefined;
+}
+
+/** 75 → "1 min 15 s", 4000 → "1 h 7 min". */
+export function formatDuration(seconds: number): string {
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+  return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
+}
+
+export const print = (json: boolean, value: unknown, human: string) => process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human}\n`);
+
+export function progressBar(label: string) {
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  return (done: number, total: number | undefined, etaSeconds?: number) => {
+    const now = Date.now();
+    if (done !== total && now - last < 200) return;
+    last = now;
+    if (total === undefined) {
+      if (tty) process.stderr.write(`\r${label} ${done} entries`);
+      return;
+    }
+    const width = 30;
+    const filled = total ? Math.round((done / total) * width) : width;
+    const line = `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}${etaSeconds !== undefined && done !== total ? `, about ${formatDuration(etaSeconds)} left` : ''}`;
+    if (tty) process.stderr.write(`\r${line}${done === total ? '\n' : ''}`);
+    else if (done === total) process.stderr.write(`${line}\n`);
+  };
+}
+
+export async function withContext<T>(fn: (ctx: Context) => Promise<T>): Promise<T> {
+  const ctx = await createContext(process.env, 'cli');
+  try {
+    await ensureStore(ctx.store, ctx.config);
+    return await fn(ctx);
+  } finally {
+    ctx.log.debug({ maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024) }, 'command finished');
+    await ctx.close();
+  }
+}
+

@@ -1,0 +1,33 @@
+import { CamflowError, InvalidParameterError } from '@camflow/common';
+import { cancelBatch, batchListing, repairBatch } from '@camflow/ingest';
+import { print, withContext } from '../cli-io.js';
+import type { CommandInput } from '../cli-io.js';
+
+/** `camflow batches`: see `camflow batches --help` (the command table in `commands.ts`). */
+export async function run({ v, rest, num }: CommandInput): Promise<void> {
+  if (rest[0] === 'list') {
+    const limit = num('limit', 50)!;
+    if (!Number.isInteger(limit) || limit < 1) throw new InvalidParameterError('--limit', 'a positive integer', v.limit);
+    await withContext(async (ctx) => {
+      const list = await batchListing(ctx.store, ctx.queues.batch, limit);
+      const human = list.length
+        ? list.map((b) => `${b.batchId}  ${b.createdAt}  ${b.state.padEnd(9)}  ${b.images ? `${b.images.done}/${b.images.total} images` : `${b.accepted} images`}, ${b.rejected} refused  model ${b.modelVersion}`).join('\n')
+        : 'no batches yet: camflow submit FOLDER';
+      print(v.json, { batches: list }, human);
+    });
+    return;
+  }
+  if (rest[0] === 'cancel') {
+    if (!rest[1]) throw new CamflowError('USAGE', 'usage: camflow batches cancel BATCH_ID');
+    await withContext(async (ctx) => {
+      const report = await cancelBatch(ctx.store, ctx.queues.batch, rest[1]!);
+      print(v.json, report, report.action === 'cancelled' ? `${report.batchId}: cancelled; chunks not yet localized give their images a "cancelled" line, running ones finish (camflow status ${report.batchId})` : `${report.batchId}: nothing to cancel (${report.cancelledAt ? `cancelled at ${report.cancelledAt}` : report.state})`);
+    });
+    return;
+  }
+  if (rest[0] !== 'repair' || !rest[1]) throw new CamflowError('USAGE', 'usage: camflow batches list [--limit N] | cancel BATCH_ID | repair BATCH_ID');
+  await withContext(async (ctx) => {
+    const report = await repairBatch({ store: ctx.store, flow: ctx.flow, queues: ctx.queues, batchId: rest[1]!, log: ctx.log });
+    print(v.json, report, report.action === 'none' ? `${report.batchId}: nothing to repair (${report.state})` : `${report.batchId}: jobs re-created for chunks [${report.recreated.join(', ')}]; finalization queued (${report.committed} chunks already committed, ${report.failed.length} failed)`);
+  });
+}

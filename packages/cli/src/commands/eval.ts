@@ -1,0 +1,22 @@
+import { CamflowError } from '@camflow/common';
+import { runEval, type EvalOptions } from '../eval-command.js';
+import { progressBar, withContext } from '../cli-io.js';
+import type { CommandInput } from '../cli-io.js';
+
+/** `camflow eval`: see `camflow eval --help` (the command table in `commands.ts`). */
+export async function run({ v, rest }: CommandInput): Promise<void> {
+  if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow eval <labelled folder | dataset[@version]> [--model V] [--group-pattern RE] [--boxes boxes.json] [--truth auto|boxes|stain|none] [--out DIR]');
+  await withContext(async (ctx) => {
+    const bar = v.json ? undefined : progressBar('evaluate');
+    const { line } = await runEval(ctx, {
+      source: rest[0]!,
+      out: v.out ?? 'camflow-eval',
+      ...(v.model ? { model: v.model } : {}),
+      ...(v['group-pattern'] ? { groupPattern: v['group-pattern'] } : {}),
+      ...(v.boxes ? { boxes: v.boxes } : {}),
+      ...(v.truth ? { truth: v.truth as EvalOptions['truth'] } : {}),
+      ...(bar ? { onProgress: bar } : {}),
+    });
+    process.stdout.write(`${JSON.stringify(line)}\n`);
+  });
+}

@@ -1,0 +1,14 @@
+import { spawn } from 'node:child_process';
+import { loadConfig } from '@camflow/common';
+import { print } from '../cli-io.js';
+import type { CommandInput } from '../cli-io.js';
+
+/** `camflow open`: see `camflow open --help` (the command table in `commands.ts`). */
+export async function run({ v, rest }: CommandInput): Promise<void> {
+  // The viewer page of a batch (or the batch list), served by `camflow serve` / `camflow dev`.
+  const config = loadConfig(process.env);
+  const host = config.API_HOST === '0.0.0.0' || config.API_HOST === '::' ? '127.0.0.1' : config.API_HOST;
+  const url = `http://${host}:${config.API_PORT}/viewer${rest[0] ? `/batches/${encodeURIComponent(rest[0])}` : ''}`;
+  print(v.json, { url }, url);
+  if (!v.json && process.env.DISPLAY) spawn('xdg-open', [url], { stdio: 'ignore', detached: true }).on('error', () => undefined).unref();
+}

@@ -1,0 +1,25 @@
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { CamflowError, InvalidParameterError, NotFoundError, RESULT_FORMATS, type ResultFormat } from '@camflow/common';
+import { batchStatus, exportBatchResults } from '@camflow/ingest';
+import { withContext } from '../cli-io.js';
+import type { CommandInput } from '../cli-io.js';
+
+/** `camflow results`: see `camflow results --help` (the command table in `commands.ts`). */
+export async function run({ v, rest }: CommandInput): Promise<void> {
+  if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow results BATCH_ID [--format jsonl|csv|geojson] [--out FILE]');
+  const format = v.format ?? 'jsonl';
+  if (!(RESULT_FORMATS as readonly string[]).includes(format)) throw new InvalidParameterError('--format', RESULT_FORMATS.join(', '), format);
+  await withContext(async (ctx) => {
+    const out = await exportBatchResults(ctx.store, rest[0]!, format as ResultFormat);
+    if (!out) {
+      const status = await batchStatus(ctx.store, ctx.queues.batch, rest[0]!);
+      if (status.state === 'unknown') throw new NotFoundError('batch', rest[0]!);
+      throw new CamflowError('NOT_READY', `batch ${rest[0]} is ${status.state} (${status.chunks.done}/${status.chunks.total} chunks): no results yet${status.reason ? `; ${status.reason}` : ''}`);
+    }
+    if (v.out) {
+      await pipeline(out.body, createWriteStream(v.out));
+      process.stderr.write(`wrote ${v.out} (${format})\n`);
+    } else await pipeline(out.body, process.stdout, { end: false });
+  });
+}

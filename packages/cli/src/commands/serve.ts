@@ -1,0 +1,20 @@
+import { connectProducer } from '@camflow/common';
+import { buildApi } from '@camflow/ingest';
+import { createContext, ensureStore } from '../context.js';
+import { closeOnSignals } from '../workers.js';
+import type { CommandInput } from '../cli-io.js';
+
+/** `camflow serve`: see `camflow serve --help` (the command table in `commands.ts`). */
+export async function run(_input: CommandInput): Promise<void> {
+  const ctx = await createContext(process.env, 'api');
+  await ensureStore(ctx.store, ctx.config);
+  const redis = await connectProducer(ctx.config.REDIS_URL); // outages are reported by /readyz and as 503s
+  const app = await buildApi({ config: ctx.config, store: ctx.store, flow: ctx.flow, queues: ctx.queues, redis, log: ctx.log });
+  const address = await app.listen({ port: ctx.config.API_PORT, host: ctx.config.API_HOST });
+  ctx.log.info({ address }, 'camflow API listening');
+  closeOnSignals(async () => {
+    await app.close();
+    await redis.quit();
+    await ctx.close();
+  }, ctx.log, ctx.config.SHUTDOWN_GRACE_MS);
+}

@@ -1,0 +1,18 @@
+import { CamflowError, NotFoundError } from '@camflow/common';
+import { batchStatus } from '@camflow/ingest';
+import { print, formatDuration, withContext } from '../cli-io.js';
+import type { CommandInput } from '../cli-io.js';
+
+/** `camflow status`: see `camflow status --help` (the command table in `commands.ts`). */
+export async function run({ v, rest }: CommandInput): Promise<void> {
+  if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow status BATCH_ID');
+  await withContext(async (ctx) => {
+    const status = await batchStatus(ctx.store, ctx.queues.batch, rest[0]!);
+    if (status.state === 'unknown') throw new NotFoundError('batch', rest[0]!);
+    const im = status.images;
+    const progress = im ? `images ${im.done}/${im.total}${im.perSecond !== undefined && status.state === 'running' ? ` (${im.perSecond}/s, about ${formatDuration(im.etaSeconds!)} left)` : ''}, ` : '';
+    const listing = status.info?.listing;
+    const listed = listing ? `listing ${listing.state}${listing.state === 'listing' ? ` (${listing.pages} pages so far)` : ` (${listing.pages} pages)`}${listing.reason ? `: ${listing.reason}` : ''}, ` : '';
+    print(v.json, status, `${status.batchId}: ${status.state}${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}, ${listed}${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.summary ? `\n${JSON.stringify(status.summary, null, 2)}` : ''}`);
+  });
+}

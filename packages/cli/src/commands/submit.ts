@@ -1,0 +1,53 @@
+import { CamflowError, camOptionsSchema, parseWith, outputSchema, s3SourceOptions } from '@camflow/common';
+import { submitBatch } from '@camflow/ingest';
+import { waitForBatch } from '../wait.js';
+import { print, progressBar, withContext } from '../cli-io.js';
+import type { CommandInput } from '../cli-io.js';
+
+/** `camflow submit`: see `camflow submit --help` (the command table in `commands.ts`). */
+export async function run({ v, rest, num }: CommandInput): Promise<void> {
+  if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow submit PATH');
+  await withContext(async (ctx) => {
+    const options = parseWith(camOptionsSchema, {
+      ...(v.target ? { target: v.target } : {}),
+      ...(v.fraction ? { fraction: num('fraction') } : {}),
+      ...(v.outputs ? { outputs: v.outputs === 'none' ? [] : v.outputs.split(',').map((o) => parseWith(outputSchema, o, '--outputs')) } : {}),
+      ...(v.precision ? { precision: v.precision } : {}),
+      ...(v['no-cell-mask'] ? { restrictToCell: false } : {}),
+      ...(v.kind ? { kind: v.kind } : {}),
+      ...(v['cell-diameter'] ? { cellDiameter: num('cell-diameter') } : {}),
+    }, '--options');
+    const info = await submitBatch({
+      store: ctx.store,
+      flow: ctx.flow,
+      redis: ctx.redis,
+      queues: ctx.queues,
+      prefix: ctx.config.QUEUE_PREFIX,
+      source: rest[0]!,
+      options,
+      chunkSize: num('chunk-size', ctx.config.CAM_CHUNK_SIZE)!,
+      limits: { maxFileBytes: ctx.config.MAX_FILE_BYTES, maxArchiveBytes: ctx.config.MAX_ARCHIVE_BYTES },
+      s3Source: s3SourceOptions(ctx.config),
+      listingPageSize: ctx.config.SOURCE_S3_PAGE_SIZE,
+      ...(v.priority ? { priority: v.priority as 'high' | 'normal' | 'low' } : {}),
+      ...(v.webhook ? { webhook: v.webhook } : {}),
+      attempts: ctx.config.CAM_ATTEMPTS,
+      backoffMs: ctx.config.CAM_BACKOFF_MS,
+      maxPixels: ctx.config.MAX_IMAGE_PIXELS,
+      maxSlidePixels: ctx.config.MAX_SLIDE_PIXELS,
+      maxFieldPixels: ctx.config.MAX_FIELD_PIXELS,
+      log: ctx.log,
+      ...(v.model ? { modelVersion: v.model } : {}),
+      ...(v.key ? { idempotencyKey: v.key } : {}),
+      onProgress: v.json ? undefined : progressBar('ingest'),
+    });
+    if (!v.wait) {
+      const what = info.listing && info.listing.state === 'listing' ? `${info.listing.source} is being listed by the ingest workers, ${info.listing.pageSize} keys a page (\`camflow status ${info.batchId}\` shows it grow)` : `${info.accepted} images, ${info.rejected} refused, ${info.chunks} chunks`;
+      print(v.json, info, `batch ${info.batchId}${info.existing ? ' (already submitted)' : ''}: ${what}, model ${info.modelVersion}`);
+      return;
+    }
+    const bar = v.json ? undefined : progressBar('localize');
+    const status = await waitForBatch(ctx, info.batchId, 24 * 3600_000, (s) => (s.images ? bar?.(s.images.done, s.images.total, s.state === 'running' ? s.images.etaSeconds : undefined) : bar?.(s.chunks.done, s.chunks.total)));
+    print(v.json, status, `batch ${info.batchId} completed: ${JSON.stringify(status.summary)}`);
+  });
+}
