@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { COMMANDS, commandHelp, globalUsage, optionProblem, suggest } from '../../packages/cli/src/commands.ts';
 
 test('a mistyped command or option gets the closest real one suggested; nonsense gets none', () => {
@@ -23,4 +25,12 @@ test('every command has usage, a summary and examples; the global usage lists th
     assert.match(commandHelp(name), /Examples:/);
     for (const option of spec.options) assert.ok(spec.usage.join(' ').includes(`--${option}`), `${name}'s usage mentions --${option}`);
   }
+});
+
+test('commands that run no model (serve, submit, status, results) load neither tfjs nor the worker packages', () => {
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const probe = 'await import(process.argv[1]); console.log(JSON.stringify({ tfjs: globalThis._tfengine !== undefined }));';
+  const loads = (command: string) => JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', probe, `${root}packages/cli/src/commands/${command}.ts`], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n').pop()!) as { tfjs: boolean };
+  for (const command of ['serve', 'submit', 'status', 'results']) assert.equal(loads(command).tfjs, false, `camflow ${command} loaded tfjs`);
+  assert.equal(loads('worker').tfjs, true, 'the probe sees tfjs where it is loaded');
 });

@@ -17,6 +17,7 @@ import {
   type Logger,
   type ObjectStore,
   instrumentWorker,
+  useOneImageThread,
   type ProcessMetrics,
 } from '@camflow/common';
 import { ModelCache } from './model-cache.js';
@@ -50,6 +51,7 @@ export interface CamWorkers {
 export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> {
   const { config, store, log } = deps;
   await initBackend(config.TF_BACKEND, log);
+  useOneImageThread();
   const metrics = deps.metrics;
   const models = new ModelCache(store, log, { kind: config.CAM_ENGINE, threads: config.CAM_THREADS, providers: config.CAM_EXECUTION_PROVIDERS }, 3, (version, engine) => metrics?.modelLoaded.set({ version, engine }, 1));
   const connection = bullConnection(config.REDIS_URL);

@@ -12,7 +12,7 @@ import {
   queueNames,
   type Config,
   type Logger,
-} from '@camflow/common';
+} from '@camflow/common/core';
 
 /** Everything a command needs, built once from the environment (the composition root). */
 export interface Context {

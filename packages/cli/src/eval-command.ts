@@ -15,7 +15,7 @@ import {
   type ModelManifest,
   type OkResult,
   isCellResult,
-} from '@camflow/common';
+} from '@camflow/common/core';
 import { listFolder, submitBatch, NoModelError, type SourceFile } from '@camflow/ingest';
 import type { Context } from './context.js';
 import { readResults, waitForBatch } from './wait.js';

@@ -1,4 +1,4 @@
-import { isCellResult, iou, maxBoxAccV2, minMaxNormalise, upsampleBilinear, type Box, type LocalizationSample } from '@camflow/common';
+import { isCellResult, iou, maxBoxAccV2, minMaxNormalise, upsampleBilinear, type Box, type LocalizationSample } from '@camflow/common/core';
 import type { ImageResult } from '@camflow/cam-worker';
 
 export interface LocalizationReport {

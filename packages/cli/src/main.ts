@@ -1,38 +1,27 @@
 import { parseArgs } from 'node:util';
-import { CamflowError, ConfigError, InvalidParameterError, errorMessage } from '@camflow/common';
+import { CamflowError, ConfigError, InvalidParameterError, errorMessage } from '@camflow/common/core';
 import type { CommandInput, Values } from './cli-io.js';
 import { ALL_OPTIONS, COMMANDS, commandHelp, globalUsage, optionProblem, suggest } from './commands.js';
-import { run as demoCommand } from './commands/demo.js';
-import { run as devCommand } from './commands/dev.js';
-import { run as serveCommand } from './commands/serve.js';
-import { run as workerCommand } from './commands/worker.js';
-import { run as datasetCommand } from './commands/dataset.js';
-import { run as submitCommand } from './commands/submit.js';
-import { run as openCommand } from './commands/open.js';
-import { run as statusCommand } from './commands/status.js';
-import { run as evalCommand } from './commands/eval.js';
-import { run as batchesCommand } from './commands/batches.js';
-import { run as resultsCommand } from './commands/results.js';
-import { run as trainCommand } from './commands/train.js';
-import { run as scheduleCommand } from './commands/schedule.js';
-import { run as modelsCommand } from './commands/models.js';
 
-/** One module per command (`commands/<name>.ts`); `commands.ts` holds their usage, options and examples. */
-const HANDLERS: Record<string, (input: CommandInput) => Promise<void>> = {
-  demo: demoCommand,
-  dev: devCommand,
-  serve: serveCommand,
-  worker: workerCommand,
-  dataset: datasetCommand,
-  submit: submitCommand,
-  open: openCommand,
-  status: statusCommand,
-  eval: evalCommand,
-  batches: batchesCommand,
-  results: resultsCommand,
-  train: trainCommand,
-  schedule: scheduleCommand,
-  models: modelsCommand,
+/**
+ * One module per command (`commands/<name>.ts`; `commands.ts` holds their usage, options and examples), loaded when
+ * the command runs: `serve`, `submit` or `status` never load the model runtimes that `worker` and `train` need.
+ */
+const HANDLERS: Record<string, () => Promise<{ run(input: CommandInput): Promise<void> }>> = {
+  demo: () => import('./commands/demo.js'),
+  dev: () => import('./commands/dev.js'),
+  serve: () => import('./commands/serve.js'),
+  worker: () => import('./commands/worker.js'),
+  dataset: () => import('./commands/dataset.js'),
+  submit: () => import('./commands/submit.js'),
+  open: () => import('./commands/open.js'),
+  status: () => import('./commands/status.js'),
+  eval: () => import('./commands/eval.js'),
+  batches: () => import('./commands/batches.js'),
+  results: () => import('./commands/results.js'),
+  train: () => import('./commands/train.js'),
+  schedule: () => import('./commands/schedule.js'),
+  models: () => import('./commands/models.js'),
 };
 
 // The AWS SDK prints a 7-line notice on every command under Node 20 (its releases after January 2027 need Node 22):
@@ -88,7 +77,7 @@ async function main(argv: string[]): Promise<void> {
 
   const handler = HANDLERS[command];
   if (!handler) throw new CamflowError('USAGE', `unknown command "${command}" (camflow --help lists the commands)`);
-  await handler({ v, rest, num });
+  await (await handler()).run({ v, rest, num });
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {

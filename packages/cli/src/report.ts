@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { esc, isCellResult, type Box, type ModelManifest, type ObjectStore } from '@camflow/common';
+import { esc, isCellResult, type Box, type ModelManifest, type ObjectStore } from '@camflow/common/core';
 import type { ImageResult } from '@camflow/cam-worker';
 import type { LocalizationReport } from './evaluate.js';
 

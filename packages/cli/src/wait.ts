@@ -1,6 +1,6 @@
 import { Job, type Queue } from 'bullmq';
 import { batchStatus, type BatchStatus } from '@camflow/ingest';
-import { StorageError, imageResultSchema, isRedisDown, keys, parseJsonLines, type ImageResult, type ObjectStore } from '@camflow/common';
+import { StorageError, imageResultSchema, isRedisDown, keys, parseJsonLines, type ImageResult, type ObjectStore } from '@camflow/common/core';
 import type { Context } from './context.js';
 
 /** Poll a batch until its summary exists. */

@@ -1,4 +1,4 @@
-import { createProcessMetrics, createRedis, serveMetrics, type Config, type Logger, type ObjectStore } from '@camflow/common';
+import { useOneImageThread, createProcessMetrics, createRedis, serveMetrics, type Config, type Logger, type ObjectStore } from '@camflow/common/core';
 import { startTrainer } from '@camflow/trainer';
 import { startCamWorkers } from '@camflow/cam-worker';
 import { startIngestWorker } from '@camflow/ingest';
@@ -10,6 +10,8 @@ export const workerRoles: readonly WorkerRole[] = ['cam', 'chunks', 'finalizer',
 
 /** Start the workers of a role in this process; `close` drains them (SIGTERM/SIGINT call it). */
 export async function startWorkers(role: WorkerRole, config: Config, store: ObjectStore, log: Logger): Promise<{ close(): Promise<void> }> {
+  // Workers run one image pipeline per item concurrently: one libvips thread each.
+  useOneImageThread();
   const closers: (() => Promise<void>)[] = [];
   const metrics = createProcessMetrics(role);
   if (config.METRICS_PORT !== undefined) {
@@ -39,39 +41,4 @@ export async function startWorkers(role: WorkerRole, config: Config, store: Obje
   return { close: async () => void (await Promise.all(closers.map((c) => c()))) };
 }
 
-/**
- * Close on SIGTERM/SIGINT within `graceMs`, then exit. A second signal exits at once.
- *
- * A long-running process also never dies of a stray rejection: an unhandled rejection is logged with its stack and
- * the process goes on (every job's own errors are handled by its processor); an uncaught exception is logged and
- * the process shuts down through the same path as SIGTERM, so its jobs are handed back, not left locked.
- */
-export function closeOnSignals(close: () => Promise<void>, log: Logger, graceMs = 30_000): void {
-  let closing = false;
-  process.on('unhandledRejection', (reason) => {
-    log.error({ err: reason instanceof Error ? reason : new Error(String(reason)) }, 'unhandled rejection (a bug: please report it); the process goes on');
-  });
-  process.on('uncaughtException', (err) => {
-    log.fatal({ err }, 'uncaught exception: shutting down gracefully');
-    handler('uncaughtException');
-  });
-  const handler = (signal: string) => {
-    if (closing) process.exit(1);
-    closing = true;
-    log.info({ signal }, 'shutting down: finishing or handing back active jobs');
-    const timer = setTimeout(() => {
-      log.error({ graceMs }, 'shutdown grace period exceeded; exiting (active jobs will be recovered as stalled)');
-      process.exit(1);
-    }, graceMs);
-    timer.unref();
-    close().then(
-      () => process.exit(0),
-      (err: Error) => {
-        log.error({ err }, 'error while shutting down');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => handler('SIGTERM'));
-  process.on('SIGINT', () => handler('SIGINT'));
-}
+export { closeOnSignals } from './signals.js';

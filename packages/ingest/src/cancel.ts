@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import { NotFoundError, batchCancelSchema, keys, parseWith, type ObjectStore } from '@camflow/common';
+import { NotFoundError, batchCancelSchema, keys, parseWith, type ObjectStore } from '@camflow/common/core';
 import { batchStatus } from './status.js';
 
 export interface CancelReport {

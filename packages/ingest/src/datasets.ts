@@ -11,7 +11,7 @@ import {
   type DatasetManifest,
   type Logger,
   type ObjectStore,
-} from '@camflow/common';
+} from '@camflow/common/core';
 import { readdir } from 'node:fs/promises';
 import { listFolder } from './sources.js';
 import { rejectionReason, storeOriginal } from './store-image.js';

@@ -1,5 +1,5 @@
 import type { FlowJob, FlowProducer } from 'bullmq';
-import { BULLMQ_PRIORITY, chunkJobId, finalizeJobId, queueNames, type AcceptedLine, type BatchInfo, type BatchJob, type CamJob } from '@camflow/common';
+import { BULLMQ_PRIORITY, chunkJobId, finalizeJobId, queueNames, type AcceptedLine, type BatchInfo, type BatchJob, type CamJob } from '@camflow/common/core';
 
 /** Job options of a batch's chunks: retried with backoff; a chunk that exhausts them is reported, never blocking. */
 export function chunkJobOptions(info: Pick<BatchInfo, 'batchId' | 'attempts' | 'backoffMs' | 'priority'>, chunk: number) {

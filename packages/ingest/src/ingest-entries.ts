@@ -12,7 +12,7 @@ import {
   type ManifestLine,
   type ObjectStore,
   type Refusal,
-} from '@camflow/common';
+} from '@camflow/common/core';
 import type { OpenedSource, SourceFile } from './sources.js';
 import { storeOriginal } from './store-image.js';
 

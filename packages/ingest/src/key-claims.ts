@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { keyClaimSchema, keys, parseWith, type KeyClaim, type ObjectStore } from '@camflow/common';
+import { keyClaimSchema, keys, parseWith, type KeyClaim, type ObjectStore } from '@camflow/common/core';
 
 /** Where idempotency keys are claimed: Redis for the atomic claim, S3 as the durable record. */
 export interface KeyClaims {

@@ -21,7 +21,7 @@ import {
   type ListingTotals,
   type Logger,
   type ObjectStore,
-} from '@camflow/common';
+} from '@camflow/common/core';
 import { chunkJobs } from './enqueue.js';
 import { ingestEntries } from './ingest-entries.js';
 import { fromArray, listS3Page, openS3Prefix, s3ObjectEntries, type S3SourceOptions, type SourceLimits } from './sources.js';

@@ -16,7 +16,7 @@ import {
   type ListingPageJob,
   type Logger,
   type ObjectStore,
-} from '@camflow/common';
+} from '@camflow/common/core';
 import { enqueueBatch } from './enqueue.js';
 import { listingJob } from './listing.js';
 

@@ -15,7 +15,7 @@ import {
   type ImageResult,
   type ObjectStore,
   type ResultFormat,
-} from '@camflow/common';
+} from '@camflow/common/core';
 
 /** A batch's result lines, parsed as they stream from S3 (errors name results.jsonl and the line). */
 export async function* batchResultLines(store: ObjectStore, batchId: string): AsyncGenerator<ImageResult> {

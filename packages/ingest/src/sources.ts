@@ -5,7 +5,7 @@ import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import yauzl from 'yauzl';
 import { ListObjectsCommand, GetObjectCommand, type ListObjectsCommandOutput } from '@aws-sdk/client-s3';
-import { CamflowError, ImageInputError, InvalidParameterError, ObjectStore, type Refusal } from '@camflow/common';
+import { CamflowError, ImageInputError, InvalidParameterError, ObjectStore, type Refusal } from '@camflow/common/core';
 
 /**
  * An entry of a submission: a display name (its relative path inside the source; metadata only) and either its

@@ -1,5 +1,5 @@
 import { Job, type Queue } from 'bullmq';
-import { batchCancelSchema, batchInfoSchema, batchSummarySchema, finalizeJobId, keys, parseWith, publicReason, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common';
+import { batchCancelSchema, batchInfoSchema, batchSummarySchema, finalizeJobId, keys, parseWith, publicReason, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common/core';
 
 /**
  * - `running`: its jobs are queued or running.

@@ -1,4 +1,4 @@
-import { ImageInputError, tooLargeToReadWhole, encodePng, errorMessage, inspectImage, keys, preprocess, sha256Hex, type ObjectStore } from '@camflow/common';
+import { ImageInputError, tooLargeToReadWhole, encodePng, errorMessage, inspectImage, keys, preprocess, sha256Hex, type ObjectStore } from '@camflow/common/core';
 
 export interface StoredImage {
   sha256: string;

@@ -29,7 +29,7 @@ import {
   type ManifestLine,
   type ObjectStore,
   type Refusal,
-} from '@camflow/common';
+} from '@camflow/common/core';
 import { defaultSourceLimits, listS3Page, openS3Prefix, openSource, uploadSource, type OpenedSource, type S3SourceOptions, type SourceFile, type SourceLimits } from './sources.js';
 import { forEachEntry, ingestEntries } from './ingest-entries.js';
 import { DEFAULT_LISTING_PAGE, enqueueListing } from './listing.js';

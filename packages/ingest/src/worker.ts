@@ -1,5 +1,5 @@
 import { FlowProducer, Worker, type Job } from 'bullmq';
-import { bullConnection, instrumentWorker, queueNames, s3SourceOptions, type Config, type Logger, type ObjectStore, type ProcessMetrics } from '@camflow/common';
+import { bullConnection, instrumentWorker, queueNames, s3SourceOptions, type Config, type Logger, type ObjectStore, type ProcessMetrics } from '@camflow/common/core';
 import { isFinalAttempt, processListingPage } from './listing.js';
 
 /**

@@ -1,4 +1,4 @@
-import { CamflowError, InvalidParameterError } from '@camflow/common';
+import { CamflowError, InvalidParameterError } from '@camflow/common/core';
 import { cancelBatch, batchListing, repairBatch } from '@camflow/ingest';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';

@@ -1,4 +1,4 @@
-import { CamflowError } from '@camflow/common';
+import { CamflowError } from '@camflow/common/core';
 import { addDataset } from '@camflow/ingest';
 import { print, progressBar, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';

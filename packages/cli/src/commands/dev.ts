@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { connectProducer, startRedis, startS3 } from '@camflow/common';
+import { connectProducer, startRedis, startS3 } from '@camflow/common/core';
 import { buildApi } from '@camflow/ingest';
 import { createContext, ensureStore } from '../context.js';
 import { closeOnSignals, startWorkers } from '../workers.js';

@@ -1,4 +1,4 @@
-import { CamflowError, getProduction, listModels, getModelManifest, promote } from '@camflow/common';
+import { CamflowError, getProduction, listModels, getModelManifest, promote } from '@camflow/common/core';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 

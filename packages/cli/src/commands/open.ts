@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { loadConfig } from '@camflow/common';
+import { loadConfig } from '@camflow/common/core';
 import { print } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 

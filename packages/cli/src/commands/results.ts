@@ -1,6 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { CamflowError, InvalidParameterError, NotFoundError, RESULT_FORMATS, type ResultFormat } from '@camflow/common';
+import { CamflowError, InvalidParameterError, NotFoundError, RESULT_FORMATS, type ResultFormat } from '@camflow/common/core';
 import { batchStatus, exportBatchResults } from '@camflow/ingest';
 import { withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';

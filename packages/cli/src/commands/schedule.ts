@@ -1,4 +1,4 @@
-import { getDatasetManifest, CamflowError, InvalidParameterError } from '@camflow/common';
+import { getDatasetManifest, CamflowError, InvalidParameterError } from '@camflow/common/core';
 import { scheduleRetraining } from '@camflow/trainer';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';

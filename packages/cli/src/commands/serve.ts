@@ -1,7 +1,7 @@
-import { connectProducer } from '@camflow/common';
+import { connectProducer } from '@camflow/common/core';
 import { buildApi } from '@camflow/ingest';
 import { createContext, ensureStore } from '../context.js';
-import { closeOnSignals } from '../workers.js';
+import { closeOnSignals } from '../signals.js';
 import type { CommandInput } from '../cli-io.js';
 
 /** `camflow serve`: see `camflow serve --help` (the command table in `commands.ts`). */

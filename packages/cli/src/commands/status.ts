@@ -1,4 +1,4 @@
-import { CamflowError, NotFoundError } from '@camflow/common';
+import { CamflowError, NotFoundError } from '@camflow/common/core';
 import { batchStatus } from '@camflow/ingest';
 import { print, formatDuration, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';

@@ -1,4 +1,4 @@
-import { CamflowError, camOptionsSchema, parseWith, outputSchema, s3SourceOptions } from '@camflow/common';
+import { CamflowError, camOptionsSchema, parseWith, outputSchema, s3SourceOptions } from '@camflow/common/core';
 import { submitBatch } from '@camflow/ingest';
 import { waitForBatch } from '../wait.js';
 import { print, progressBar, withContext } from '../cli-io.js';

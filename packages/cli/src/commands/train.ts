@@ -1,4 +1,4 @@
-import { cancelTraining, getDatasetManifest, CamflowError } from '@camflow/common';
+import { cancelTraining, getDatasetManifest, CamflowError } from '@camflow/common/core';
 import { enqueueTraining } from '@camflow/trainer';
 import { waitForJob } from '../wait.js';
 import { print, withContext } from '../cli-io.js';

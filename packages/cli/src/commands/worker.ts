@@ -1,4 +1,4 @@
-import { CamflowError } from '@camflow/common';
+import { CamflowError } from '@camflow/common/core';
 import { createContext, ensureStore } from '../context.js';
 import { closeOnSignals, startWorkers, workerRoles, type WorkerRole } from '../workers.js';
 import type { CommandInput } from '../cli-io.js';

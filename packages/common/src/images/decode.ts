@@ -2,9 +2,17 @@ import { createHash } from 'node:crypto';
 import sharp, { type Metadata, type ResizeOptions, type Sharp } from 'sharp';
 import { ImageInputError, InvalidParameterError } from '../errors.js';
 
-// libvips' own thread pool: our workers already run one pipeline per image concurrently.
-sharp.concurrency(1);
+// No libvips operation cache: every image is decoded once, and a cache would only hold memory.
 sharp.cache(false);
+
+/**
+ * One libvips thread per pipeline, for processes that already run one pipeline per image concurrently (cam-workers,
+ * the trainer's dataset snapshots): libvips' own pool would oversubscribe the cores. Processes that decode one upload
+ * at a time (the API, `submit`) keep libvips' default, a thread per core.
+ */
+export function useOneImageThread(): void {
+  sharp.concurrency(1);
+}
 
 /** Formats camflow accepts, by sharp's format name → the extension stored. */
 const ACCEPTED: Record<string, string> = { png: 'png', jpeg: 'jpg', tiff: 'tiff', webp: 'webp' };

@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
-import { z } from 'zod';
+import type { Int8Report } from './int8-report.js';
 import { camForClass, minMaxNormalise, upsampleBilinear } from '../cam/cam.js';
 import { iou, localize } from '../cam/localize.js';
 import { InvalidParameterError } from '../errors.js';
@@ -7,20 +7,7 @@ import { exportOnnx, ONNX_INPUT, ONNX_PROBE } from './onnx-export.js';
 import { OrtCamEngine } from './ort-engine.js';
 import { CLASSIFIER_LAYER } from './presets.js';
 
-/** How the int8 serving graph compares with the float graph on held-out images (written into the manifest). */
-export const int8ReportSchema = z.object({
-  calibrationImages: z.number().int().positive(),
-  evaluatedImages: z.number().int().nonnegative(),
-  /** Share of images whose predicted class is the same. */
-  classAgreement: z.number(),
-  /** IoU of the paper's box (20 % rule) between the two graphs, on the float graph's predicted class. */
-  boxIou: z.object({ median: z.number(), p05: z.number(), min: z.number() }),
-  /** Largest |difference| of the min-max normalised CAMs at input resolution. */
-  camMaxAbsDiff: z.object({ median: z.number(), p95: z.number() }),
-  /** Calibrated largest post-ReLU activation of each quantized conv layer. */
-  activationMax: z.record(z.string(), z.number()),
-});
-export type Int8Report = z.infer<typeof int8ReportSchema>;
+export { int8ReportSchema, type Int8Report } from './int8-report.js';
 
 /** A set of packed `size × size × 3` byte images. */
 export interface PackedImages {

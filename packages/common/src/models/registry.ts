@@ -4,7 +4,7 @@ import type { ObjectStore } from '../storage/object-store.js';
 import { parseWith } from '../validate.js';
 import { idSchema, presetSchema } from '../queues/schemas.js';
 import { NotFoundError } from '../errors.js';
-import { int8ReportSchema } from '../model/quantize.js';
+import { int8ReportSchema } from '../model/int8-report.js';
 import { screeningSchema } from '../screening/operating-point.js';
 
 /** What a published model version is. Written last: a version without a manifest does not exist. */

@@ -41,7 +41,7 @@ import {
   webhookUrlSchema,
   cancelTraining,
   getDatasetManifest,
-} from '@camflow/common';
+} from '@camflow/common/core';
 import { submitBatch, KeyConflictError, NoModelError } from '../submit.js';
 import { batchListing, batchStatus } from '../status.js';
 import { repairBatch } from '../repair.js';

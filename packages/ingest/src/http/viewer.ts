@@ -14,7 +14,7 @@ import {
   type ImageResult,
   type ObjectStore,
   type OkResult,
-} from '@camflow/common';
+} from '@camflow/common/core';
 import { listBatches } from '../status.js';
 import { batchResultLines } from '../results.js';
 
