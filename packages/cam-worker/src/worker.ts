@@ -17,6 +17,7 @@ import {
   type Logger,
   type ObjectStore,
   instrumentWorker,
+  bullTelemetry,
   useOneImageThread,
   type ProcessMetrics,
 } from '@camflow/common';
@@ -73,7 +74,7 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
             batchPixels: config.CAM_BATCH_PIXELS,
             fields: { maxSlidePixels: config.MAX_SLIDE_PIXELS, maxFieldPixels: config.MAX_FIELD_PIXELS, tile: config.FIELD_TILE },
           }),
-        { connection, prefix: config.QUEUE_PREFIX, name: `cam-${process.pid}`, concurrency: config.CAM_CONCURRENCY, ...limits },
+        { connection, ...bullTelemetry(), prefix: config.QUEUE_PREFIX, name: `cam-${process.pid}`, concurrency: config.CAM_CONCURRENCY, ...limits },
       )
     : undefined;
   const batch = serve.finalize
@@ -89,7 +90,7 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
           };
           return finalizeBatch(job.data, store, chunkError, log.child({ jobId: job.id }), config.WEBHOOK_SECRET);
         },
-        { connection, prefix: config.QUEUE_PREFIX, name: `batch-${process.pid}`, concurrency: 2, ...limits },
+        { connection, ...bullTelemetry(), prefix: config.QUEUE_PREFIX, name: `batch-${process.pid}`, concurrency: 2, ...limits },
       )
     : undefined;
   // A chunk that exhausted its attempts: its reason goes to S3 (the truth), so finalization and `repair` can report

@@ -13,6 +13,7 @@ import {
   type Config,
   type Logger,
 } from '@camflow/common/core';
+import { bullTelemetry, startTracing, stopTracing } from '@camflow/common/core';
 
 /** Everything a command needs, built once from the environment (the composition root). */
 export interface Context {
@@ -63,7 +64,8 @@ export async function createContext(env: Record<string, string | undefined> = pr
   const log = createLogger({ level: config.LOG_LEVEL, name });
   const store = storeFromConfig(config, env);
   await probeRedis(config.REDIS_URL, 5000, log);
-  const opts = { connection: producerConnection(config.REDIS_URL), prefix: config.QUEUE_PREFIX };
+  await startTracing(config.OTEL_EXPORTER_OTLP_ENDPOINT, `camflow-${name}`, log);
+  const opts = { connection: producerConnection(config.REDIS_URL), prefix: config.QUEUE_PREFIX, ...bullTelemetry() };
   const queues = { cam: new Queue(queueNames.cam, opts), batch: new Queue(queueNames.batch, opts), train: new Queue(queueNames.train, opts), ingest: new Queue(queueNames.ingest, opts) };
   const flow = new FlowProducer(opts);
   const quiet = (err: Error) => log.debug({ err: err.message }, 'redis connection error');
@@ -81,6 +83,7 @@ export async function createContext(env: Record<string, string | undefined> = pr
       // A connection that is down cannot QUIT: closing then just drops it.
       await Promise.all([...Object.values(queues).map((q) => q.close().catch(() => undefined)), flow.close().catch(() => undefined), redis.quit().catch(() => redis.disconnect())]);
       store.destroy();
+      await stopTracing();
     },
   };
 }

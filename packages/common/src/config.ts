@@ -92,6 +92,12 @@ export const configSchema = z.object({
   API_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   /** Shared secret signing completion webhooks (`submit --webhook`): X-Camflow-Signature, HMAC-SHA256. */
   WEBHOOK_SECRET: z.string().min(16).optional(),
+  /**
+   * Send OpenTelemetry traces (OTLP over HTTP, JSON) to this collector, e.g. `http://otel-collector:4318`: a
+   * submission's span, BullMQ's spans for every job it enqueues and for every worker that processes them, one trace
+   * from submit to result. Unset: no tracing is loaded.
+   */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
   /** Worker processes serve Prometheus metrics at http://0.0.0.0:METRICS_PORT/metrics when set (the API serves /metrics itself). */
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   API_HOST: z.string().default('0.0.0.0'),

@@ -23,3 +23,4 @@ export * from './html.js';
 export * from './results/export.js';
 export * from './metrics.js';
 export * from './webhook.js';
+export * from './telemetry.js';

@@ -29,6 +29,7 @@ import {
   type ManifestLine,
   type ObjectStore,
   type Refusal,
+  withSpan,
 } from '@camflow/common/core';
 import { defaultSourceLimits, listS3Page, openS3Prefix, openSource, uploadSource, type OpenedSource, type S3SourceOptions, type SourceFile, type SourceLimits } from './sources.js';
 import { forEachEntry, ingestEntries } from './ingest-entries.js';
@@ -134,6 +135,15 @@ async function open(source: string | SourceFile[], limits: SourceLimits, s3?: S3
  * written as soon as their chunk is complete.
  */
 export async function submitBatch(opts: SubmitOptions): Promise<SubmitResult> {
+  // One span for the submission: BullMQ's spans for the jobs it enqueues (and, through them, the workers') are its children.
+  return withSpan('camflow.submit', { 'camflow.source': typeof opts.source === 'string' ? (opts.source.startsWith('s3://') ? 's3' : 'path') : 'upload' }, async (span) => {
+    const result = await submitInSpan(opts);
+    span.setAttributes({ 'camflow.batch_id': result.batchId, 'camflow.items': result.items, 'camflow.existing': result.existing });
+    return result;
+  });
+}
+
+async function submitInSpan(opts: SubmitOptions): Promise<SubmitResult> {
   const { store, log } = opts;
   const options = parseWith(camOptionsSchema, opts.options ?? {}, 'options');
   const chunkSize = opts.chunkSize ?? 256;

@@ -1,5 +1,5 @@
 import { FlowProducer, Worker, type Job } from 'bullmq';
-import { bullConnection, instrumentWorker, queueNames, s3SourceOptions, type Config, type Logger, type ObjectStore, type ProcessMetrics } from '@camflow/common/core';
+import { bullTelemetry, bullConnection, instrumentWorker, queueNames, s3SourceOptions, type Config, type Logger, type ObjectStore, type ProcessMetrics } from '@camflow/common/core';
 import { isFinalAttempt, processListingPage } from './listing.js';
 
 /**
@@ -10,7 +10,7 @@ import { isFinalAttempt, processListingPage } from './listing.js';
 export function startIngestWorker(deps: { config: Config; store: ObjectStore; log: Logger; metrics?: ProcessMetrics }): { worker: Worker; close(): Promise<void> } {
   const { config, store, log } = deps;
   const connection = bullConnection(config.REDIS_URL);
-  const flow = new FlowProducer({ connection, prefix: config.QUEUE_PREFIX });
+  const flow = new FlowProducer({ connection, prefix: config.QUEUE_PREFIX, ...bullTelemetry() });
   flow.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
   const listingDeps = {
     store,
@@ -27,6 +27,7 @@ export function startIngestWorker(deps: { config: Config; store: ObjectStore; lo
     async (job: Job) => processListingPage(job.data, { ...listingDeps, log: log.child({ jobId: job.id, attempt: job.attemptsMade + 1 }) }, { final: isFinalAttempt(job) }),
     {
       connection,
+      ...bullTelemetry(),
       prefix: config.QUEUE_PREFIX,
       name: `ingest-${process.pid}`,
       concurrency: config.INGEST_CONCURRENCY,

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { type Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { initBackend, instrumentWorker, trainCancelKey, nightlySchedulerId, type ProcessMetrics, parseWith, queueNames, bullConnection, trainJobSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
+import { bullTelemetry, initBackend, instrumentWorker, trainCancelKey, nightlySchedulerId, type ProcessMetrics, parseWith, queueNames, bullConnection, trainJobSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
 import { runTraining, type TrainOutcome } from './train-job.js';
 
 /** A training job's return value: the outcome without the (stored) manifest. */
@@ -40,7 +40,7 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
       const { manifest: _manifest, ...summary } = outcome;
       return summary;
     },
-    { connection: bullConnection(config.REDIS_URL), prefix: config.QUEUE_PREFIX, name: `trainer-${process.pid}`, concurrency: 1, lockDuration: config.TRAIN_LOCK_MS, stalledInterval: config.STALLED_INTERVAL_MS, maxStalledCount: 3 },
+    { connection: bullConnection(config.REDIS_URL), ...bullTelemetry(), prefix: config.QUEUE_PREFIX, name: `trainer-${process.pid}`, concurrency: 1, lockDuration: config.TRAIN_LOCK_MS, stalledInterval: config.STALLED_INTERVAL_MS, maxStalledCount: 3 },
   );
   if (deps.metrics) instrumentWorker(deps.metrics, worker, 'train');
   worker.on('failed', (job, err) => log.error({ jobId: job?.id, err: err.message }, 'training job failed'));
