@@ -57,8 +57,8 @@ async function main() {
     const { batchId } = JSON.parse(submitted.stdout.trim().split('\n').pop()!) as { batchId: string };
     say(`submitted ${batchId} in ${((performance.now() - t0) / 1000).toFixed(1)} s; listing by the ingest worker`);
     const submittedAt = performance.now();
-    // Sample Redis memory against the images queued and not yet done (listed − done), every 5 s.
-    let peakPerQueued = 0;
+    // Sample Redis memory and the images queued and not yet done (listed − done), every 5 s.
+    let maxQueued = 0;
     let peakRedis = 0;
     let listedAt: number | undefined;
     let killedAtPage: number | undefined;
@@ -69,7 +69,7 @@ async function main() {
         const mem = (await usedMemory(c.env.REDIS_URL!)) - mem0;
         peakRedis = Math.max(peakRedis, mem);
         const queued = (status.images?.total ?? 0) - (status.images?.done ?? 0);
-        if (queued > 1000) peakPerQueued = Math.max(peakPerQueued, mem / queued);
+        maxQueued = Math.max(maxQueued, queued);
         const listing = status.info?.listing;
         if (listing && listing.state !== 'listing' && listedAt === undefined) listedAt = performance.now();
         if (!secondLister && (performance.now() - submittedAt) / 1000 > KILL_AFTER_S) {
@@ -101,7 +101,9 @@ async function main() {
           listing_pages: final.listing?.pages,
           ingest_worker_killed_at_page: killedAtPage ?? null,
           redis_peak_mb: Math.round(peakRedis / 1024 ** 2),
-          redis_bytes_per_queued_image: Math.round(peakPerQueued),
+          // Redis holds the queued chunks and the finished jobs BullMQ keeps (24 h, at most 10,000 per queue).
+          redis_peak_bytes_per_image: Math.round(peakRedis / IMAGES),
+          max_images_queued: maxQueued,
           peak_rss_mb: {
             submit: submitRss || null,
             ingest_killed: await peakRss(logs('ingest', 3)),

@@ -320,3 +320,34 @@ test('an S3 prefix is listed page by page by ingest jobs: the batch grows, and a
     await archive.stop();
   }
 });
+
+test('a listing runs at most INGEST_AHEAD_CHUNKS unfinished chunks ahead of the workers, then goes on as they catch up', async () => {
+  const { startS3, ObjectStore, batchInfoSchema } = await import('@camflow/common');
+  const archive = await startS3({ bucket: 'ahead-archive' });
+  try {
+    const lab = new ObjectStore({ bucket: 'ahead-archive', endpoint: archive.endpoint, credentials: archive.credentials });
+    await lab.ensureBucket();
+    const png = await readFile(cells[0]!);
+    for (let i = 0; i < 12; i++) await lab.put(`p/${String(i).padStart(2, '0')}.png`, png);
+    const env = { SOURCE_S3_ENDPOINT: archive.endpoint, SOURCE_AWS_ACCESS_KEY_ID: archive.credentials.accessKeyId, SOURCE_AWS_SECRET_ACCESS_KEY: archive.credentials.secretAccessKey, SOURCE_S3_PAGE_SIZE: '2', INGEST_AHEAD_CHUNKS: '3' };
+    const lister = c.spawnWorker('ingest', env);
+    const submitted = await camflow(['submit', 's3://ahead-archive/p', '--chunk-size', '1', '--json'], env);
+    assert.equal(submitted.code, 0, submitted.stderr);
+    const { batchId } = JSON.parse(submitted.stdout) as { batchId: string };
+    const info = async () => batchInfoSchema.parse(await c.ctx.store.getJson(keys.batchInfo(batchId)));
+    // No chunk worker yet: the listing stops once more than 3 chunks wait (2 pages of 2), and stays there.
+    await eventually('two pages listed', async () => ((await info()).listing!.pages >= 2 ? true : undefined), 60_000, 50);
+    await new Promise((r) => setTimeout(r, 8000));
+    const held = await info();
+    assert.equal(held.listing!.state, 'listing');
+    assert.equal(held.listing!.pages, 2, `pages listed while no worker ran: ${held.listing!.pages}`);
+    const pool = [c.spawnWorker('chunks', env), c.spawnWorker('finalizer', env)];
+    const status = await waitForBatch(c.ctx, batchId, 300_000);
+    assert.equal(status.info?.listing?.pages, 6);
+    assert.deepEqual((await readResults(c.ctx.store, batchId)).map((r) => [r.name, r.status]), Array.from({ length: 12 }, (_, i) => [`${String(i).padStart(2, '0')}.png`, 'ok']));
+    for (const w of [lister, ...pool]) w.kill('SIGTERM');
+    await Promise.all([lister, ...pool].map((w) => w.exited));
+  } finally {
+    await archive.stop();
+  }
+});

@@ -39,6 +39,12 @@ export const configSchema = z.object({
   SOURCE_S3_PAGE_SIZE: positiveInt.max(1000).default(1000),
   /** Listing pages an ingest worker runs at once (pages of different batches; one batch lists page after page). */
   INGEST_CONCURRENCY: positiveInt.max(64).default(2),
+  /**
+   * How far a listing may run ahead of the workers: a page waits (delayed 5 s, no attempt used) while its batch has
+   * more unfinished chunks than this, so Redis holds at most about this many chunks of a batch however large the
+   * prefix (400 × 256 images ≈ 100 k images ≈ 40 MB).
+   */
+  INGEST_AHEAD_CHUNKS: positiveInt.default(400),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TF_BACKEND: z.enum(BACKEND_PREFERENCES).default('auto'),
   /** Data-parallel training threads on the CPU backends (wasm, cpu); 0: every core. */

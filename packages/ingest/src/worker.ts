@@ -1,6 +1,22 @@
-import { FlowProducer, Worker, type Job } from 'bullmq';
-import { bullTelemetry, bullConnection, instrumentWorker, queueNames, s3SourceOptions, type Config, type Logger, type ObjectStore, type ProcessMetrics } from '@camflow/common/core';
+import { DelayedError, FlowProducer, Job, Queue, Worker } from 'bullmq';
+import { finalizeJobId, bullTelemetry, bullConnection, instrumentWorker, queueNames, s3SourceOptions, type Config, type Logger, type ObjectStore, type ProcessMetrics } from '@camflow/common/core';
 import { isFinalAttempt, processListingPage } from './listing.js';
+
+const LISTING_WAIT_MS = 5000;
+
+/** Chunks of a batch not yet finished: its finalization's unprocessed children, less the listing page asking. */
+async function unfinishedChunks(batches: Queue, batchId: string): Promise<number> {
+  let id: string;
+  try {
+    id = finalizeJobId(batchId);
+  } catch {
+    return 0; // a malformed job: the page's own checks refuse it
+  }
+  const parent = await Job.fromId(batches, id);
+  if (!parent) return 0;
+  const { unprocessed = 0 } = await parent.getDependenciesCount({ unprocessed: true });
+  return Math.max(0, unprocessed - 1);
+}
 
 /**
  * The `ingest` worker: lists S3-prefix batches page by page (`processListingPage`). Source credentials are this
@@ -22,9 +38,21 @@ export function startIngestWorker(deps: { config: Config; store: ObjectStore; lo
     maxSlidePixels: config.MAX_SLIDE_PIXELS,
     maxFieldPixels: config.MAX_FIELD_PIXELS,
   };
+  const batches = new Queue(queueNames.batch, { connection, prefix: config.QUEUE_PREFIX });
+  batches.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
   const worker = new Worker(
     queueNames.ingest,
-    async (job: Job) => processListingPage(job.data, { ...listingDeps, log: log.child({ jobId: job.id, attempt: job.attemptsMade + 1 }) }, { final: isFinalAttempt(job) }),
+    async (job: Job, token?: string) => {
+      // Back-pressure: a listing runs at most INGEST_AHEAD_CHUNKS unfinished chunks ahead of the workers.
+      const batchId = String((job.data as { batchId?: unknown }).batchId);
+      const pending = await unfinishedChunks(batches, batchId);
+      if (pending > config.INGEST_AHEAD_CHUNKS) {
+        log.debug({ batchId, pending, ahead: config.INGEST_AHEAD_CHUNKS }, 'listing waits for the workers');
+        await job.moveToDelayed(Date.now() + LISTING_WAIT_MS, token);
+        throw new DelayedError();
+      }
+      return processListingPage(job.data, { ...listingDeps, log: log.child({ jobId: job.id, attempt: job.attemptsMade + 1 }) }, { final: isFinalAttempt(job) });
+    },
     {
       connection,
       ...bullTelemetry(),
@@ -44,6 +72,7 @@ export function startIngestWorker(deps: { config: Config; store: ObjectStore; lo
     worker,
     async close() {
       await worker.close();
+      await batches.close().catch(() => undefined);
       await flow.close().catch(() => undefined);
     },
   };
