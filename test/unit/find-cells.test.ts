@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cropCell, findCells, itemKind, floodFromSeeds, generateField, otsuThreshold, scoreDetections, wilsonInterval } from '@camflow/common';
+import { cropCell, dropPlasmaBetweenCells, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, scoreDetections, wilsonInterval } from '@camflow/common';
 
 test("Otsu's threshold separates two populations", () => {
   const hist = new Array<number>(256).fill(0);
@@ -100,4 +100,42 @@ test('the Wilson interval for a parasitemia', () => {
   // Known value: 10/100 → [0.0552, 0.1744].
   assert.ok(Math.abs(a - 0.0552) < 1e-3 && Math.abs(b - 0.1744) < 1e-3, `${a} ${b}`);
   assert.deepEqual(wilsonInterval(0, 0), [0, 1]);
+});
+
+test('plasma closed in between touching cells goes back to the background; a pale centre stays in its cell', () => {
+  // 12×5: cell 2 on the left, cell 3 on the right. Gap pixels (fg, not raw) at x 5–6 touch both cells: plasma.
+  // The pale centre at (2, 2) touches cell 2 only: kept.
+  const w = 12;
+  const h = 5;
+  const fg = new Uint8Array(w * h).fill(1);
+  const raw = new Uint8Array(w * h).fill(1);
+  const labels = new Int32Array(w * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      labels[y * w + x] = x < 6 ? 2 : 3;
+      if (x === 5 || x === 6) raw[y * w + x] = 0;
+    }
+  }
+  raw[2 * w + 2] = 0;
+  const kept = dropPlasmaBetweenCells(fg, raw, labels, w, h);
+  for (let y = 0; y < h; y++) {
+    assert.equal(kept[y * w + 5], 0, `gap pixel (5, ${y})`);
+    assert.equal(kept[y * w + 6], 0, `gap pixel (6, ${y})`);
+  }
+  assert.equal(kept[2 * w + 2], 1, 'pale centre kept');
+  assert.equal(kept[0], 1);
+});
+
+test('a cell label keeps only its largest piece: slivers cut off from it become background', () => {
+  const w = 8;
+  const h = 3;
+  // Label 2: a 3×3 block at x 0–2 and a 1-pixel sliver at x 6; label 3: x 4.
+  const labels = new Int32Array(w * h).fill(1);
+  for (let y = 0; y < h; y++) for (let x = 0; x < 3; x++) labels[y * w + x] = 2;
+  labels[w + 6] = 2;
+  labels[w + 4] = 3;
+  const out = largestPiecePerLabel(labels, w, h);
+  assert.equal(out[w + 6], 1, 'sliver dropped');
+  assert.equal(out[w + 4], 3, "another label's only piece kept");
+  assert.equal(out[w + 1], 2);
 });

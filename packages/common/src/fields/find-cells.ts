@@ -102,7 +102,7 @@ function mat8(cv: OpenCv, bytes: Uint8Array, w: number, h: number) {
  * Foreground (cells, holes filled) and field of view at the image's scale, as JS-owned bytes (255 / 0). Views into
  * OpenCV's heap (`mat.data`) go stale when the heap grows, so every result is copied out before the next call.
  */
-function foreground(cv: OpenCv, px: Uint8Array, w: number, h: number, closeSize: number, maxHoleArea: number): { fg: Uint8Array; fov: Uint8Array; hasSurround: boolean } {
+function foreground(cv: OpenCv, px: Uint8Array, w: number, h: number, closeSize: number, maxHoleArea: number): { fg: Uint8Array; raw: Uint8Array; fov: Uint8Array; hasSurround: boolean } {
   const n = w * h;
   // Field of view: bright pixels, the largest connected region, holes filled.
   const bright = new Uint8Array(n);
@@ -124,6 +124,7 @@ function foreground(cv: OpenCv, px: Uint8Array, w: number, h: number, closeSize:
   const fgMat = mat8(cv, cells, w, h);
   const k3 = cv.getStructuringElement(cv.MORPH_ELLIPSE, new cv.Size(3, 3));
   cv.morphologyEx(fgMat, fgMat, cv.MORPH_OPEN, k3);
+  const raw = fgMat.data.slice();
   // A pale centre can reach the plasma through a pale spot of the rim: close such gaps (a sixth of a cell) first.
   const gap = Math.max(3, Math.round(closeSize) | 1);
   const kc = cv.getStructuringElement(cv.MORPH_ELLIPSE, new cv.Size(gap, gap));
@@ -131,7 +132,78 @@ function foreground(cv: OpenCv, px: Uint8Array, w: number, h: number, closeSize:
   const filled = fillHoles(cv, fgMat, maxHoleArea);
   const fg = filled.data.slice();
   for (const m of [fgMat, k3, kc, filled]) m.delete();
-  return { fg, fov, hasSurround };
+  return { fg, raw, fov, hasSurround };
+}
+
+/** Each cell label (≥ 2) keeps its largest 4-connected piece; the slivers cut off from it go to the background (1). */
+export function largestPiecePerLabel(labels: Int32Array, w: number, h: number): Int32Array {
+  const out = labels.slice();
+  const piece = new Int32Array(w * h).fill(-1);
+  const sizes: number[] = [];
+  const best = new Map<number, number>(); // label → its largest piece
+  const stack: number[] = [];
+  for (let start = 0; start < w * h; start++) {
+    const label = labels[start]!;
+    if (label < 2 || piece[start] !== -1) continue;
+    const id = sizes.length;
+    let size = 0;
+    piece[start] = id;
+    stack.push(start);
+    while (stack.length) {
+      const i = stack.pop()!;
+      size++;
+      const x = i % w;
+      const y = (i - x) / w;
+      for (const j of [x > 0 ? i - 1 : -1, x < w - 1 ? i + 1 : -1, y > 0 ? i - w : -1, y < h - 1 ? i + w : -1]) {
+        if (j >= 0 && piece[j] === -1 && labels[j] === label) {
+          piece[j] = id;
+          stack.push(j);
+        }
+      }
+    }
+    sizes.push(size);
+    const b = best.get(label);
+    if (b === undefined || size > sizes[b]!) best.set(label, id);
+  }
+  for (let i = 0; i < w * h; i++) if (labels[i]! >= 2 && best.get(labels[i]!) !== piece[i]) out[i] = 1;
+  return out;
+}
+
+/**
+ * Pixels that closing and hole filling added between cells: each connected piece of `fg` that was not cell by the
+ * threshold (`raw`) is kept when it borders one cell only (a cell's pale centre, a pale spot of its rim) and dropped
+ * when it borders two or more (the plasma in the gap between touching cells): left in, it went to one of them and a
+ * crop showed it as a pale wedge at the cell's edge, which the model read as something (seen on synthetic fields).
+ */
+export function dropPlasmaBetweenCells(fg: Uint8Array, raw: Uint8Array, labels: Int32Array, w: number, h: number): Uint8Array {
+  const out = fg.slice();
+  const seen = new Uint8Array(w * h);
+  const stack: number[] = [];
+  const piece: number[] = [];
+  for (let start = 0; start < w * h; start++) {
+    if (!fg[start] || raw[start] || seen[start]) continue;
+    piece.length = 0;
+    const bordering = new Set<number>();
+    stack.push(start);
+    seen[start] = 1;
+    while (stack.length) {
+      const i = stack.pop()!;
+      piece.push(i);
+      const x = i % w;
+      const y = (i - x) / w;
+      for (const j of [x > 0 ? i - 1 : -1, x < w - 1 ? i + 1 : -1, y > 0 ? i - w : -1, y < h - 1 ? i + w : -1]) {
+        if (j < 0 || !fg[j]) continue;
+        if (raw[j]) {
+          if (labels[j]! >= 2) bordering.add(labels[j]!);
+        } else if (!seen[j]) {
+          seen[j] = 1;
+          stack.push(j);
+        }
+      }
+    }
+    if (bordering.size >= 2) for (const i of piece) out[i] = 0;
+  }
+  return out;
 }
 
 /** The largest 8-connected region of a binary Mat, holes filled (new Mat). */
@@ -232,7 +304,8 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
   const scale = Math.min(1, WORK_DIAMETER / diameter);
   const { px, w, h } = resized(cv, rgb, width, height, scale);
   // A pale centre is at most ~40 % of a cell; plasma enclosed by a ring of cells is mostly larger.
-  const { fg, fov, hasSurround } = foreground(cv, px, w, h, (diameter * scale) / 6, 0.4 * (Math.PI / 4) * (diameter * scale) ** 2);
+  const { fg: filled, raw, fov, hasSurround } = foreground(cv, px, w, h, (diameter * scale) / 6, 0.4 * (Math.PI / 4) * (diameter * scale) ** 2);
+  const fg = filled;
   const wd = diameter * scale;
   // Markers: regional maxima of the distance transform, at least ~a third of a cell apart.
   const d = distance(cv, fg, w, h);
@@ -261,7 +334,14 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
   accepted.forEach((i, k) => {
     seeds[i] = k + 2;
   });
-  const m = floodFromSeeds(seeds, d, w, h);
+  const flooded = floodFromSeeds(seeds, d, w, h);
+  // The plasma between touching cells goes back to the background (cells keep their pale centres).
+  const cellPx = dropPlasmaBetweenCells(fg, raw, flooded, w, h);
+  const m = largestPiecePerLabel(
+    flooded.map((l, i) => (l >= 2 && !cellPx[i] ? 1 : l)),
+    w,
+    h,
+  );
   // Regions: area, bounds, centroid; then the size filter.
   const regions = new Map<number, { area: number; x0: number; y0: number; x1: number; y1: number; sx: number; sy: number; edge: boolean }>();
   const fovEdge = (x: number, y: number) => x <= 0 || y <= 0 || x >= w - 1 || y >= h - 1 || (hasSurround && (!fov[(y - 1) * w + x] || !fov[(y + 1) * w + x] || !fov[y * w + x - 1] || !fov[y * w + x + 1]));
