@@ -52,13 +52,13 @@ test('cell finding on synthetic fields: touching and cut cells, with and without
     assert.ok(r.diameter > 85 && r.diameter < 130, `diameter ${r.diameter}`);
     if (fov) assert.ok(r.fov && Math.abs(r.fov.r - f.fov!.r) < 0.05 * f.fov!.r, `field of view ${JSON.stringify(r.fov)} vs ${JSON.stringify(f.fov)}`);
     else assert.equal(r.fov, undefined);
-    assert.ok(s.recall >= (fov ? 0.85 : 0.95) && s.precision >= 0.95, `field ${seed}: ${JSON.stringify(s)}`);
+    assert.ok(s.recall >= (fov ? 0.9 : 0.95) && s.precision >= 0.95, `field ${seed}: ${JSON.stringify(s)}`);
     assert.ok(r.cells.some((c) => c.clipped), 'cells cut by an edge are kept and flagged');
     matched += s.matched;
     truth += s.truth;
     found += s.found;
   }
-  assert.ok(matched / truth >= 0.9 && matched / found >= 0.95, `pooled recall ${matched / truth}, precision ${matched / found}`);
+  assert.ok(matched / truth >= 0.95 && matched / found >= 0.98, `pooled recall ${matched / truth}, precision ${matched / found}`);
 });
 
 test('a cell is cropped onto black, the way the training crops were made', async () => {
@@ -103,27 +103,32 @@ test('the Wilson interval for a parasitemia', () => {
 });
 
 test('plasma closed in between touching cells goes back to the background; a pale centre stays in its cell', () => {
-  // 12×5: cell 2 on the left, cell 3 on the right. Gap pixels (fg, not raw) at x 5–6 touch both cells: plasma.
-  // The pale centre at (2, 2) touches cell 2 only: kept.
-  const w = 12;
-  const h = 5;
+  // Two cells of radius 10 side by side (seeds at x 10 and x 30, row 10). Added pixels (fg, not raw): the gap
+  // between the cells at x 19–21 (far from both seeds: dropped); the pale centre of cell 2 at (11, 10) and that of
+  // cell 3 at (27–30, 10), joined to the gap by a pale spot of its rim at (22–26, 10): the centres stay, the spot
+  // beyond 0.7 of the inscribed radius goes.
+  const w = 40;
+  const h = 21;
   const fg = new Uint8Array(w * h).fill(1);
   const raw = new Uint8Array(w * h).fill(1);
   const labels = new Int32Array(w * h);
+  const dist = new Float32Array(w * h);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
-      labels[y * w + x] = x < 6 ? 2 : 3;
-      if (x === 5 || x === 6) raw[y * w + x] = 0;
+      labels[y * w + x] = x < 20 ? 2 : 3;
+      if (x >= 19 && x <= 21) raw[y * w + x] = 0;
     }
   }
-  raw[2 * w + 2] = 0;
-  const kept = dropPlasmaBetweenCells(fg, raw, labels, w, h);
-  for (let y = 0; y < h; y++) {
-    assert.equal(kept[y * w + 5], 0, `gap pixel (5, ${y})`);
-    assert.equal(kept[y * w + 6], 0, `gap pixel (6, ${y})`);
-  }
-  assert.equal(kept[2 * w + 2], 1, 'pale centre kept');
-  assert.equal(kept[0], 1);
+  raw[10 * w + 11] = 0;
+  for (let x = 22; x <= 30; x++) raw[10 * w + x] = 0;
+  const seeds = new Map([[2, 10 * w + 10], [3, 10 * w + 30]]);
+  for (const s of seeds.values()) dist[s] = 10;
+  const kept = dropPlasmaBetweenCells(fg, raw, labels, dist, w, (l) => seeds.get(l));
+  for (let y = 0; y < h; y++) for (const x of [19, 20, 21]) assert.equal(kept[y * w + x], 0, `gap pixel (${x}, ${y})`);
+  assert.equal(kept[10 * w + 11], 1, 'pale centre kept');
+  for (const x of [23, 24, 25, 26, 27, 28, 29, 30]) assert.equal(kept[10 * w + x], 1, `cell 3's centre (${x}, 10) kept`);
+  for (const x of [22]) assert.equal(kept[10 * w + x], 0, `the rim spot (${x}, 10) dropped`);
+  assert.equal(kept[0], 1, 'pixels the threshold found stay');
 });
 
 test('a cell label keeps only its largest piece: slivers cut off from it become background', () => {

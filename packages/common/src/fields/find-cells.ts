@@ -170,38 +170,25 @@ export function largestPiecePerLabel(labels: Int32Array, w: number, h: number): 
 }
 
 /**
- * Pixels that closing and hole filling added between cells: each connected piece of `fg` that was not cell by the
- * threshold (`raw`) is kept when it borders one cell only (a cell's pale centre, a pale spot of its rim) and dropped
- * when it borders two or more (the plasma in the gap between touching cells): left in, it went to one of them and a
- * crop showed it as a pale wedge at the cell's edge, which the model read as something (seen on synthetic fields).
+ * Pixels that closing and hole filling added (`fg` but not `raw`) and that lie away from their cell's seed go back to
+ * the background: that is the plasma closed in between touching cells, which the flood gave to one of them, and which
+ * a crop then showed as a pale wedge at the cell's edge — a model reads it as something (seen on synthetic fields).
+ * A cell's own pale centre lies near its seed and stays. "Away" is beyond `reach` × the seed's distance to the
+ * background (its inscribed radius). `seedOf(label)` is the seed's pixel index.
+ *
+ * Tried first and dropped: removing every added piece that borders two or more cells. On the NIH field a cell's pale
+ * centre, joined through a pale spot of its rim to the plasma outside, was such a piece: the hole it left in the crop
+ * was read as a ring form (two new false positives, same model).
  */
-export function dropPlasmaBetweenCells(fg: Uint8Array, raw: Uint8Array, labels: Int32Array, w: number, h: number): Uint8Array {
+export function dropPlasmaBetweenCells(fg: Uint8Array, raw: Uint8Array, labels: Int32Array, dist: Float32Array, w: number, seedOf: (label: number) => number | undefined, reach = 0.7): Uint8Array {
   const out = fg.slice();
-  const seen = new Uint8Array(w * h);
-  const stack: number[] = [];
-  const piece: number[] = [];
-  for (let start = 0; start < w * h; start++) {
-    if (!fg[start] || raw[start] || seen[start]) continue;
-    piece.length = 0;
-    const bordering = new Set<number>();
-    stack.push(start);
-    seen[start] = 1;
-    while (stack.length) {
-      const i = stack.pop()!;
-      piece.push(i);
-      const x = i % w;
-      const y = (i - x) / w;
-      for (const j of [x > 0 ? i - 1 : -1, x < w - 1 ? i + 1 : -1, y > 0 ? i - w : -1, y < h - 1 ? i + w : -1]) {
-        if (j < 0 || !fg[j]) continue;
-        if (raw[j]) {
-          if (labels[j]! >= 2) bordering.add(labels[j]!);
-        } else if (!seen[j]) {
-          seen[j] = 1;
-          stack.push(j);
-        }
-      }
-    }
-    if (bordering.size >= 2) for (const i of piece) out[i] = 0;
+  for (let i = 0; i < fg.length; i++) {
+    if (!fg[i] || raw[i] || labels[i]! < 2) continue;
+    const s = seedOf(labels[i]!);
+    if (s === undefined) continue;
+    const dx = (i % w) - (s % w);
+    const dy = Math.floor(i / w) - Math.floor(s / w);
+    if (dx * dx + dy * dy > (reach * dist[s]!) ** 2) out[i] = 0;
   }
   return out;
 }
@@ -336,7 +323,7 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
   });
   const flooded = floodFromSeeds(seeds, d, w, h);
   // The plasma between touching cells goes back to the background (cells keep their pale centres).
-  const cellPx = dropPlasmaBetweenCells(fg, raw, flooded, w, h);
+  const cellPx = dropPlasmaBetweenCells(fg, raw, flooded, d, w, (label) => accepted[label - 2]);
   const m = largestPiecePerLabel(
     flooded.map((l, i) => (l >= 2 && !cellPx[i] ? 1 : l)),
     w,
