@@ -100,6 +100,8 @@ export interface BatchListing {
   accepted: number;
   rejected: number;
   images?: BatchStatus['images'];
+  /** An S3-prefix batch: its listing's state and pages so far. */
+  listing?: { state: string; pages: number };
 }
 
 /** The newest batches with their state and progress. */
@@ -108,7 +110,17 @@ export async function batchListing(store: ObjectStore, batchQueue: Queue, limit 
   return Promise.all(
     infos.map(async (info) => {
       const status = await batchStatus(store, batchQueue, info.batchId);
-      return { batchId: info.batchId, createdAt: info.createdAt, state: status.state, modelVersion: info.modelVersion, items: info.items, accepted: info.accepted, rejected: info.rejected, ...(status.images ? { images: status.images } : {}) };
+      return {
+        batchId: info.batchId,
+        createdAt: info.createdAt,
+        state: status.state,
+        modelVersion: info.modelVersion,
+        items: info.items,
+        accepted: info.accepted,
+        rejected: info.rejected,
+        ...(status.images ? { images: status.images } : {}),
+        ...(info.listing ? { listing: { state: info.listing.state, pages: info.listing.pages } } : {}),
+      };
     }),
   );
 }
