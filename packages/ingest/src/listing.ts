@@ -15,14 +15,13 @@ import {
   getModelManifest,
   type AcceptedLine,
   type BatchInfo,
-  type BatchJob,
   type ListingPage,
   type ListingPageJob,
   type ListingTotals,
   type Logger,
   type ObjectStore,
 } from '@camflow/common/core';
-import { chunkJobs } from './enqueue.js';
+import { chunkJobs, enqueueBatch } from './enqueue.js';
 import { ingestEntries } from './ingest-entries.js';
 import { fromArray, listS3Page, openS3Prefix, s3ObjectEntries, type S3SourceOptions, type SourceLimits } from './sources.js';
 
@@ -55,14 +54,7 @@ export function listingJob(info: Pick<BatchInfo, 'batchId' | 'attempts' | 'backo
  * only when every page is listed and every chunk is done.
  */
 export async function enqueueListing(flow: FlowProducer, info: BatchInfo, first: ListingPageJob): Promise<void> {
-  const data: BatchJob = { batchId: info.batchId, modelVersion: info.modelVersion };
-  await flow.add({
-    name: 'finalize',
-    queueName: queueNames.batch,
-    data,
-    opts: { jobId: finalizeJobId(info.batchId), attempts: info.attempts, backoff: { type: 'exponential', delay: info.backoffMs }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } },
-    children: [listingJob(info, first)],
-  });
+  await enqueueBatch(flow, info, [], undefined, [listingJob(info, first)]);
 }
 
 export interface ListingDeps {
