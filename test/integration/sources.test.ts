@@ -321,7 +321,7 @@ test('an S3 prefix is listed page by page by ingest jobs: the batch grows, and a
   }
 });
 
-test('a listing runs at most INGEST_AHEAD_CHUNKS unfinished chunks ahead of the workers, then goes on as they catch up', async () => {
+test('a listing runs at most INGEST_AHEAD_CHUNKS unfinished chunks ahead of the workers, then goes on as they catch up; a cancelled batch ends its listing', async () => {
   const { startS3, ObjectStore, batchInfoSchema } = await import('@camflow/common');
   const archive = await startS3({ bucket: 'ahead-archive' });
   try {
@@ -341,9 +341,22 @@ test('a listing runs at most INGEST_AHEAD_CHUNKS unfinished chunks ahead of the 
     const held = await info();
     assert.equal(held.listing!.state, 'listing');
     assert.equal(held.listing!.pages, 2, `pages listed while no worker ran: ${held.listing!.pages}`);
+    // A second batch of the same prefix, cancelled while its listing waits: the listing ends at the next page, every
+    // object listed until then gets its one line (cancelled), and the summary says how the listing ended.
+    const second = await camflow(['submit', 's3://ahead-archive/p', '--chunk-size', '1', '--json'], env);
+    const secondId = (JSON.parse(second.stdout) as { batchId: string }).batchId;
+    await eventually('the second batch listed a page', async () => ((batchInfoSchema.parse(await c.ctx.store.getJson(keys.batchInfo(secondId)))).listing!.pages >= 1 ? true : undefined), 60_000, 50);
+    const cancelled = await camflow(['batches', 'cancel', secondId, '--json'], env);
+    assert.equal(cancelled.code, 0, cancelled.stderr);
     const pool = [c.spawnWorker('chunks', env), c.spawnWorker('finalizer', env)];
     const status = await waitForBatch(c.ctx, batchId, 300_000);
     assert.equal(status.info?.listing?.pages, 6);
+    const secondStatus = await waitForBatch(c.ctx, secondId, 300_000);
+    assert.equal(secondStatus.summary?.listing?.state, 'cancelled');
+    const secondLines = await readResults(c.ctx.store, secondId);
+    assert.ok(secondLines.length >= 2 && secondLines.length < 12, `${secondLines.length} objects listed before the cancellation`);
+    assert.deepEqual(secondLines.map((r) => r.name), Array.from({ length: secondLines.length }, (_, i) => `${String(i).padStart(2, '0')}.png`));
+    assert.ok(secondLines.every((r) => r.status === 'failed' && r.reason === 'cancelled'), JSON.stringify(secondLines.map((r) => r.status)));
     assert.deepEqual((await readResults(c.ctx.store, batchId)).map((r) => [r.name, r.status]), Array.from({ length: 12 }, (_, i) => [`${String(i).padStart(2, '0')}.png`, 'ok']));
     for (const w of [lister, ...pool]) w.kill('SIGTERM');
     await Promise.all([lister, ...pool].map((w) => w.exited));
