@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, mkdir, copyFile, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, copyFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -11,6 +10,7 @@ import {
   promote,
   startRedis,
   startS3,
+  tempDirRemovedAtExit,
   writeSyntheticDataset,
   type LocalRedis,
   type LocalS3,
@@ -50,7 +50,7 @@ export interface WorkerProcess {
 export async function startCluster(envOverrides: Record<string, string> = {}): Promise<Cluster> {
   const redis = await startRedis({ appendonly: true });
   const s3 = await startS3();
-  const dir = await mkdtemp(join(tmpdir(), 'camflow-faults-'));
+  const dir = tempDirRemovedAtExit('camflow-faults-');
   const env: Record<string, string> = {
     REDIS_URL: redis.url,
     S3_ENDPOINT: s3.endpoint,

@@ -2,6 +2,9 @@
 // results.jsonl this way, so its memory does not grow with the batch.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { ObjectStore, startS3 } from '@camflow/common';
 
 test('an object written as a stream of 200,000 lines (multipart, ~22 MB) reads back line by line, in order', async () => {
@@ -34,4 +37,13 @@ test('an object written as a stream of 200,000 lines (multipart, ~22 MB) reads b
   } finally {
     await s3.stop();
   }
+});
+
+test('the local servers a process starts without a folder keep their data in a temp folder that goes when the process exits', () => {
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const script = "import { startS3, startRedis } from '@camflow/common'; const s3 = await startS3(); const redis = await startRedis(); console.log(JSON.stringify([s3.dir, redis.dir])); await s3.stop(); await redis.stop();";
+  const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const dirs = JSON.parse(out.trim().split('\n').pop()!) as string[];
+  assert.equal(dirs.length, 2);
+  for (const d of dirs) assert.equal(existsSync(d), false, `${d} left behind`);
 });

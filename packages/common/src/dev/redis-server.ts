@@ -1,7 +1,5 @@
+import { tempDirRemovedAtExit } from './temp-dirs.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { CamflowError } from '../errors.js';
 import { freePort, waitForPort } from './ports.js';
 
@@ -29,7 +27,7 @@ export async function startRedis(options: { appendonly?: boolean; dir?: string; 
     throw new CamflowError('NO_REDIS', 'redis-server not found on PATH: run `npm run setup` (installs it with apt-get) or install the redis-server package');
   }
   const port = options.port ?? (await freePort());
-  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'camflow-redis-'));
+  const dir = options.dir ?? tempDirRemovedAtExit('camflow-redis-');
   let child: ChildProcess | undefined;
   const launch = async () => {
     child = spawn(

@@ -1,6 +1,5 @@
+import { tempDirRemovedAtExit } from './temp-dirs.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitForPort } from './ports.js';
@@ -25,7 +24,7 @@ const here = dirname(fileURLToPath(import.meta.url));
  */
 export async function startS3(options: { bucket?: string; dir?: string; port?: number } = {}): Promise<LocalS3> {
   const port = options.port ?? (await freePort());
-  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'camflow-s3-'));
+  const dir = options.dir ?? tempDirRemovedAtExit('camflow-s3-');
   const bucket = options.bucket ?? 'camflow';
   let child: ChildProcess | undefined;
   const launch = async () => {
