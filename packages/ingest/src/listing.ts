@@ -11,7 +11,6 @@ import {
   parseWith,
   queueNames,
   toJsonLines,
-  camOptionsSchema,
   getModelManifest,
   type AcceptedLine,
   type BatchInfo,
@@ -113,10 +112,9 @@ export async function processListingPage(payload: unknown, deps: ListingDeps, at
         await store.putJson(pageKey, listed);
       }
       const model = await getModelManifest(store, info.modelVersion);
-      const options = parseWith(camOptionsSchema, info.options, 'options');
       const result = await ingestEntries(
         { kind: 's3', entries: fromArray(s3ObjectEntries(source, listed.objects, deps.limits)) },
-        { store, batchId, options, model, chunkSize: info.chunkSize, maxPixels: deps.maxPixels, maxSlidePixels: deps.maxSlidePixels, maxFieldPixels: deps.maxFieldPixels, firstImage: job.totals.items, firstChunk: job.totals.chunks, log },
+        { store, batchId, options: info.options, model, chunkSize: info.chunkSize, maxPixels: deps.maxPixels, maxSlidePixels: deps.maxSlidePixels, maxFieldPixels: deps.maxFieldPixels, firstImage: job.totals.items, firstChunk: job.totals.chunks, log },
       );
       await store.put(keys.batchManifestPart(batchId, page), toJsonLines(result.lines), 'application/x-ndjson');
       const totals = add(job.totals, { items: result.lines.length, accepted: result.accepted, rejected: result.lines.length - result.accepted, uniqueImages: result.uniqueImages, chunks: result.chunks });

@@ -6,35 +6,27 @@ import {
   webhookUrlSchema,
   type BatchPriority,
   CamflowError,
-  ImageInputError,
   InvalidParameterError,
-  StorageError,
   batchInfoSchema,
   camOptionsSchema,
   checkTarget,
-  itemKind,
-  DEFAULT_MAX_SLIDE_PIXELS,
   getModelManifest,
   isRefused,
   sha256Hex,
   getProduction,
   keys,
-  packInputs,
   parseWith,
   toJsonLines,
   type AcceptedLine,
   type BatchInfo,
   type CamOptions,
   type Logger,
-  type ManifestLine,
   type ObjectStore,
-  type Refusal,
   withSpan,
 } from '@camflow/common/core';
 import { defaultSourceLimits, listS3Page, openS3Prefix, openSource, uploadSource, type OpenedSource, type S3SourceOptions, type SourceFile, type SourceLimits } from './sources.js';
 import { forEachEntry, ingestEntries } from './ingest-entries.js';
 import { DEFAULT_LISTING_PAGE, enqueueListing } from './listing.js';
-import { storeOriginal } from './store-image.js';
 import { claimKey, readClaim, type KeyClaims } from './key-claims.js';
 import { enqueueBatch } from './enqueue.js';
 import { batchStatus } from './status.js';
