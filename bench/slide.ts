@@ -4,8 +4,9 @@ import { rm, } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { ObjectStore, buildModel, createLogger, encodePng, exportOnnx, generateField, keys, sha256Hex, startS3, type CamJob } from '@camflow/common';
-import { processField } from '../packages/cam-worker/src/field.ts';
+import { ObjectStore, buildModel, createLogger, encodePng, exportOnnx, fieldCellsResultSchema, generateField, keys, sha256Hex, startS3, type CamJob } from '@camflow/common';
+import { assembleField, fieldCellsJobs, localizeFieldCells, planField } from '../packages/cam-worker/src/field.ts';
+import type { ModelCache } from '../packages/cam-worker/src/model-cache.ts';
 import { OrtCamEngine } from '@camflow/common';
 
 const across = Number(process.env.ACROSS ?? 14);
@@ -29,7 +30,18 @@ try {
   const writes: Promise<void>[] = [];
   const rssBefore = process.resourceUsage().maxRSS;
   t0 = performance.now();
-  const result = await processField(job.items[0]!, { store, engine, manifest: manifest as never, precision: 'fp32', job, maxSlidePixels: 2_000_000_000, maxFieldPixels: 16_777_216, tile: 4096, inferBatch: 128, write: (t) => void writes.push(t()), log: createLogger({ level: 'warn', name: 'bench' }) });
+  // The field's three steps in this process (a worker pool runs the parts as `field-cells` jobs instead).
+  const log = createLogger({ level: 'warn', name: 'bench' });
+  const ctx = { store, engine, manifest: manifest as never, precision: 'fp32' as const, job, maxSlidePixels: 2_000_000_000, maxFieldPixels: 16_777_216, tile: 4096, cellsPerJob: 256, write: (t: () => Promise<void>) => void writes.push(t()), log };
+  const plan = await planField(job.items[0]!, ctx);
+  if (!('parts' in plan)) throw new Error(JSON.stringify(plan));
+  const models = { get: async () => ({ manifest, engine, precision: 'fp32' }) } as unknown as ModelCache;
+  const parts = [];
+  for (const part of fieldCellsJobs(plan, job)) {
+    await localizeFieldCells(part, { store, models, inferBatch: 128, log });
+    parts.push(fieldCellsResultSchema.parse(await store.getJson(keys.fieldCellsResult(job.batchId, part.imageId, part.part))));
+  }
+  const result = await assembleField(job.items[0]!, plan, parts, ctx);
   await Promise.all(writes);
   const seconds = (performance.now() - t0) / 1000;
   if (result.status !== 'ok' || result.kind !== 'field') throw new Error(JSON.stringify(result));

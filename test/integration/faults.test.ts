@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Job } from 'bullmq';
-import { checkRedis, createRedis, keys, listModels, startRedis, writeSyntheticDataset } from '@camflow/common';
+import { checkRedis, createRedis, encodePng, generateField, keys, listModels, startRedis, writeSyntheticDataset } from '@camflow/common';
+import { writeFile } from 'node:fs/promises';
 import { addDataset, submitBatch } from '@camflow/ingest';
 import { enqueueTraining, jobKey } from '@camflow/trainer';
 import type { ImageResult } from '@camflow/cam-worker';
@@ -51,6 +52,32 @@ test('a cam-worker killed with SIGKILL mid-chunk: its chunk is recovered by anot
     const recovered = (await Job.fromId(c.ctx.queues.cam, held.id!))!;
     assert.ok(recovered.finishedOn, 'the killed chunk finished');
     assert.notEqual(recovered.processedBy, `cam-${victim.pid}`, 'and another worker finished it');
+  } finally {
+    await c.close();
+  }
+});
+
+test("a cam-worker killed while a field's cells are out as `field-cells` jobs: another worker finishes them and the field, one line per file", async () => {
+  const c = await startCluster({ FIELD_CELLS_PER_JOB: '4' });
+  try {
+    await publishUntrained(c.ctx);
+    const names = await syntheticFolder(c.dir, 6, 21);
+    const field = generateField(5, { width: 1400, height: 1000, cells: 40, fov: false });
+    await writeFile(join(c.dir, 'batch-21', 'field.png'), await encodePng(field.rgb, field.width, field.height));
+    const victim = c.spawnWorker('cam');
+    const info = await submit(c, join(c.dir, 'batch-21'), 10);
+    // The chunk (6 cells and the field) parks itself once the field's parts are queued: kill the worker then.
+    await eventually('the chunk to wait for its field parts', async () => ((await c.ctx.queues.cam.getJobState(`${info.batchId}-c0`)) === 'waiting-children' ? true : undefined));
+    victim.kill('SIGKILL');
+    await victim.exited;
+    c.spawnWorker('cam');
+    await waitForBatch(c.ctx, info.batchId, 120_000);
+    const results = await readResults(c.ctx.store, info.batchId);
+    assertExactlyOnce(results, [...names, 'field.png']);
+    const line = results.find((r) => r.name === 'field.png')!;
+    assert.ok(line.status === 'ok' && line.kind === 'field' && line.field.cells >= 30, JSON.stringify(line));
+    const parts = (await c.ctx.queues.cam.getJobs(['completed'])).filter((j) => j.name === 'field-cells');
+    assert.equal(parts.length, Math.ceil(line.field.cells / 4), 'every part completed once');
   } finally {
     await c.close();
   }

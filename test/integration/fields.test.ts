@@ -17,7 +17,8 @@ let batchId: string;
 let field: ReturnType<typeof generateField>;
 
 before(async () => {
-  c = await startCluster();
+  // 8 cells per part: the field's ~40 cells go over the pool as several `field-cells` jobs.
+  c = await startCluster({ FIELD_CELLS_PER_JOB: '8' });
   await publishUntrained(c.ctx);
   const folder = join(c.dir, 'smears');
   await mkdir(folder, { recursive: true });
@@ -96,12 +97,27 @@ test('a smear field submitted with the defaults is read as a field: cells found,
     }
 });
 
+test("a field's cells go over the worker pool as `field-cells` jobs of the cam queue, the chunk waiting for them; their working objects are removed after the commit", async () => {
+  const results = await readResults(c.ctx.store, batchId);
+  const line = results.find((r) => r.name === 'field.png') as FieldResult;
+  const doc = fieldDocumentSchema.parse(JSON.parse((await c.ctx.store.get(line.outputs.field)).toString('utf8')));
+  const parts = (await c.ctx.queues.cam.getJobs(['completed'])).filter((j) => j.name === 'field-cells' && j.data.batchId === batchId);
+  assert.equal(parts.length, Math.ceil(doc.cells.length / 8), `${doc.cells.length} cells in parts of 8 (FIELD_CELLS_PER_JOB)`);
+  const localized = parts.flatMap((j) => (j.data.cells as { cell: number }[]).map((x) => x.cell)).sort((a, b) => a - b);
+  assert.deepEqual(localized, doc.cells.map((x) => x.cell), 'every cell in exactly one part');
+  // Each part is a child of the chunk that holds the field.
+  for (const j of parts) assert.match(j.parentKey ?? '', /:cam:.*-c0$/);
+  assert.deepEqual(await c.ctx.store.list(`batches/${batchId}/fields/`), [], 'plans, part inputs and part results removed');
+  assert.deepEqual(await c.ctx.store.list(`batches/${batchId}/pending/`), [], 'the chunk\'s kept cell lines removed');
+});
+
 test('the viewer, in a real browser: sign in with the token, the batch list and page, and the field over Deep Zoom with its cells, parasite boxes and heatmap', async () => {
   const token = 'viewer-token-0123456789abcdef';
   const apiRedis = await connectProducer(c.env.REDIS_URL!);
   const app = await buildApi({ config: { ...c.ctx.config, API_TOKEN: token }, store: c.ctx.store, flow: c.ctx.flow, queues: c.ctx.queues, redis: apiRedis, log: c.ctx.log });
-  const browser = await launchChromium();
+  let browser: Awaited<ReturnType<typeof launchChromium>> | undefined;
   try {
+    browser = await launchChromium();
     const base = await app.listen({ port: 0, host: '127.0.0.1' });
     // Without the token: no data, over HTTP or in the viewer.
     assert.equal((await fetch(`${base}/v1/batches/${batchId}/files/results.jsonl`)).status, 401);
@@ -162,7 +178,8 @@ test('the viewer, in a real browser: sign in with the token, the batch list and 
     if (process.env.CAMFLOW_SCREENSHOT) await page.screenshot({ path: process.env.CAMFLOW_SCREENSHOT });
     assert.deepEqual(problems, [], 'no console errors, no failed requests');
   } finally {
-    await browser.close();
+    // Closed whatever failed (no chromium at all included): an open server or connection would hang the file.
+    await browser?.close();
     await app.close();
     await apiRedis.quit();
   }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cropCell, dropPlasmaBetweenCells, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, scoreDetections, wilsonInterval } from '@camflow/common';
+import { cropCell, dropPlasmaBetweenCells, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, wilsonInterval } from '@camflow/common';
 
 test("Otsu's threshold separates two populations", () => {
   const hist = new Array<number>(256).fill(0);
@@ -143,4 +143,22 @@ test('a cell label keeps only its largest piece: slivers cut off from it become 
   assert.equal(out[w + 6], 1, 'sliver dropped');
   assert.equal(out[w + 4], 3, "another label's only piece kept");
   assert.equal(out[w + 1], 2);
+});
+
+test("a cell's outline is rasterised back into its box: pixel centres inside the polygon", () => {
+  // A square outline covers its box; a triangle half of it; a 64-gon of radius 20 about π·20² pixels.
+  const box = { x: 10, y: 20, width: 10, height: 10 };
+  const square = polygonMask([[10, 20], [20, 20], [20, 30], [10, 30]], box);
+  assert.equal(square.reduce((a, b) => a + b, 0), 100);
+  const triangle = polygonMask([[10, 20], [20, 20], [10, 30]], box);
+  assert.equal(triangle.reduce((a, b) => a + b, 0), 55, 'pixel centres on or below the diagonal: 10 + 9 + … + 1');
+  assert.equal(triangle[0], 1, 'the corner at the right angle is in');
+  assert.equal(triangle[99], 0, 'the far corner is out');
+  const disc = Array.from({ length: 64 }, (_, i) => [50 + 20 * Math.cos((i / 64) * 2 * Math.PI), 60 + 20 * Math.sin((i / 64) * 2 * Math.PI)] as [number, number]);
+  const inDisc = polygonMask(disc, { x: 30, y: 40, width: 40, height: 40 }).reduce((a, b) => a + b, 0);
+  assert.ok(Math.abs(inDisc - Math.PI * 400) < 20, String(inDisc));
+  // A box wider than the outline: nothing outside it.
+  const wide = polygonMask([[12, 22], [14, 22], [14, 24], [12, 24]], box);
+  assert.equal(wide.reduce((a, b) => a + b, 0), 4);
+  assert.equal(wide[2 * 10 + 2], 1);
 });

@@ -1,4 +1,4 @@
-import { UnrecoverableError } from 'bullmq';
+import { UnrecoverableError, WaitingChildrenError } from 'bullmq';
 import {
   ImageInputError,
   InvalidParameterError,
@@ -11,6 +11,13 @@ import {
   parseWith,
   preprocess,
   camJobSchema,
+  fieldCellsFailureSchema,
+  fieldCellsResultSchema,
+  imageResultSchema,
+  parseJsonLines,
+  type FieldCellsJob,
+  type FieldCellsResult,
+  type FieldPlan,
   batchCancelSchema,
   checkTarget,
   cellForeground,
@@ -26,7 +33,7 @@ import {
 import type { ModelCache } from './model-cache.js';
 import { localizeImage, renderImages } from './localize-image.js';
 import { orFailForGood } from './unrecoverable.js';
-import { processField } from './field.js';
+import { assembleField, fieldCellsJobs, localizeFieldCells, planField } from './field.js';
 
 export type { ImageResult };
 
@@ -66,8 +73,21 @@ export interface ChunkContext {
   maxPixels: number;
   /** Decoded pixels per inference batch (the memory bound, with at most three batches in flight). */
   batchPixels: number;
-  /** Smear fields: the largest accepted, the largest decoded whole, and the region side beyond that. */
-  fields?: { maxSlidePixels: number; maxFieldPixels: number; tile: number };
+  /** Smear fields: the largest accepted, the largest decoded whole, the region side beyond that, cells per part. */
+  fields?: { maxSlidePixels: number; maxFieldPixels: number; tile: number; cellsPerJob: number };
+  /**
+   * How a field's parts reach the worker pool: as `field-cells` children of this chunk's job in the `cam` queue
+   * (the worker's), the chunk waiting for them. Without it (a chunk run in-process) the parts run here, in turn.
+   */
+  fanOut?: FanOut;
+}
+
+/** A chunk job's children: add them, wait for them, and what BullMQ says of one that failed for good. */
+export interface FanOut {
+  add(jobs: FieldCellsJob[]): Promise<void>;
+  /** True when children are still pending: the chunk's job is then parked until they are done. */
+  wait(): Promise<boolean>;
+  failureOf(job: FieldCellsJob): Promise<string | undefined>;
 }
 
 export interface ChunkOutcome {
@@ -158,7 +178,18 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   // Cells go through the batched pipeline below; each smear field is its own unit of work after them.
   const cellItems = job.items.filter((item) => item.kind !== 'field');
   const fieldItems = job.items.filter((item) => item.kind === 'field');
-  const plan = planBatches(cellItems, ctx.inferBatch ?? engine.preferredBatch, ctx.batchPixels);
+  // A chunk back from waiting for its fields' parts: its cell lines were kept, only the fields are left to do.
+  const pendingKey = keys.chunkPendingLines(job.batchId, job.chunk);
+  const pendingLines = fieldItems.length > 0 && cellItems.length > 0 ? await store.getIfExists(pendingKey) : undefined;
+  const results = new Map<string, ImageResult>();
+  let okCount = 0;
+  if (pendingLines) {
+    for (const r of parseJsonLines(pendingLines.toString('utf8'), imageResultSchema, pendingKey)) {
+      results.set(r.imageId, r);
+      if (r.status === 'ok') okCount++;
+    }
+  }
+  const plan = pendingLines ? [] : planBatches(cellItems, ctx.inferBatch ?? engine.preferredBatch, ctx.batchPixels);
   const startDecode = (b: number) => {
     const all = Promise.all(plan[b]!.map(decode));
     all.catch(() => undefined); // observed when awaited; never an unhandled rejection meanwhile
@@ -173,11 +204,11 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
     p.catch(() => undefined);
     writes.push(p);
   };
-  const results = new Map<string, ImageResult>();
+  /** Working objects of the fields (plans, part inputs and results, kept cell lines), removed after the commit. */
+  const leftovers: string[] = [];
   let decodeWait = 0;
   let inferMs = 0;
   let postMs = 0;
-  let okCount = 0;
   let decoding = plan.length > 0 ? startDecode(0) : undefined;
   const infer = async (b: number) => {
     const w0 = performance.now();
@@ -247,13 +278,49 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
       });
       postMs += performance.now() - p0;
     }
-    // Fields one at a time: a field's decoded pixels and cell finding are the largest thing a worker holds.
-    const limits = ctx.fields ?? { maxSlidePixels: ctx.maxPixels, maxFieldPixels: ctx.maxPixels, tile: 4096 };
-    for (const item of fieldItems) {
+    if (fieldItems.length > 0) {
       const f0 = performance.now();
-      const result = await processField(item, { store, engine, manifest, precision, job, ...limits, inferBatch: ctx.inferBatch, write, log });
-      results.set(item.imageId, result);
-      if (result.status === 'ok') okCount++;
+      const limits = ctx.fields ?? { maxSlidePixels: ctx.maxPixels, maxFieldPixels: ctx.maxPixels, tile: 4096, cellsPerJob: 64 };
+      const fieldCtx = { store, engine, manifest, precision, job, ...limits, write, log };
+      // Step 1, one field at a time (a field's decoded pixels and cell finding are the largest thing a worker holds):
+      // cells found and cropped, in parts. A plan already in S3 (this job ran before) is reused.
+      const plans = new Map<string, FieldPlan>();
+      for (const item of fieldItems) {
+        const planned = await planField(item, fieldCtx);
+        if ('parts' in planned) plans.set(item.imageId, planned);
+        else results.set(item.imageId, planned);
+      }
+      // Step 2: the parts with neither a result nor a failure record, as `field-cells` jobs over the pool.
+      const outstanding: FieldCellsJob[] = [];
+      for (const plan of plans.values()) {
+        for (const part of fieldCellsJobs(plan, job)) {
+          const done = (await store.exists(keys.fieldCellsResult(job.batchId, part.imageId, part.part))) || (await store.exists(keys.fieldCellsFailure(job.batchId, part.imageId, part.part)));
+          if (!done) outstanding.push(part);
+        }
+      }
+      if (outstanding.length > 0 && ctx.fanOut) {
+        // The chunk's cell lines are kept in S3 while it waits: when its job comes back, only the fields are left.
+        await Promise.all(writes);
+        if (cellItems.length > 0 && !pendingLines) await store.put(pendingKey, `${cellItems.map((item) => JSON.stringify(results.get(item.imageId)!)).join('\n')}\n`, 'application/x-ndjson');
+        await ctx.fanOut.add(outstanding);
+        if (await ctx.fanOut.wait()) {
+          log.info({ fields: plans.size, parts: outstanding.length }, 'field cells fanned out: the chunk waits for them');
+          throw new WaitingChildrenError();
+        }
+      } else {
+        for (const part of outstanding) await localizeFieldCells(part, { store, models: ctx.models, inferBatch: ctx.inferBatch, log });
+      }
+      // Step 3: each field assembled from its parts (a part missing now failed for good).
+      for (const item of fieldItems) {
+        const plan = plans.get(item.imageId);
+        if (!plan) continue;
+        const parts = await Promise.all(fieldCellsJobs(plan, job).map((part) => partOutcome(store, part, ctx.fanOut)));
+        const result = await assembleField(item, plan, parts, fieldCtx);
+        leftovers.push(keys.fieldPlan(job.batchId, item.imageId), ...plan.parts.flatMap((_, p) => [keys.fieldCellsInput(job.batchId, item.imageId, p), keys.fieldCellsResult(job.batchId, item.imageId, p)]));
+        results.set(item.imageId, result);
+        if (result.status === 'ok') okCount++;
+      }
+      if (cellItems.length > 0) leftovers.push(pendingKey);
       inferMs += performance.now() - f0;
     }
   } catch (error) {
@@ -272,6 +339,19 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
     failed: job.items.length - okCount,
     ms: { total: Math.round(t4 - t0), decodeWait: Math.round(decodeWait), infer: Math.round(inferMs), post: Math.round(postMs), storeTail: Math.round(t4 - t2) },
   };
+  // The fields' part inputs are not needed once the chunk is committed (a slide's can be hundreds of MB). A job
+  // that runs again after this finds no plan and finds the cells again: the same cells, the same lines.
+  if (leftovers.length > 0) await store.deleteMany(leftovers).catch((error: Error) => log.warn({ err: error.message }, 'could not remove the fields\' part inputs'));
   log.info({ ...outcome, maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024) }, 'chunk localized');
   return outcome;
+}
+
+/** A part's localizations, or why it has none: its failure record, BullMQ's reason, or that its job ended without one. */
+async function partOutcome(store: ObjectStore, part: FieldCellsJob, fanOut: FanOut | undefined): Promise<FieldCellsResult | string> {
+  const resultKey = keys.fieldCellsResult(part.batchId, part.imageId, part.part);
+  const body = await store.getJsonIfExists(resultKey);
+  if (body) return parseWith(fieldCellsResultSchema, body, 'field cells result');
+  const record = await store.getJsonIfExists(keys.fieldCellsFailure(part.batchId, part.imageId, part.part));
+  if (record) return parseWith(fieldCellsFailureSchema, record, 'field cells failure').error;
+  return (await fanOut?.failureOf(part)) ?? 'its job ended without a result';
 }

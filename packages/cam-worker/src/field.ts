@@ -1,14 +1,25 @@
 import { readFile } from 'node:fs/promises';
 import sharp, { type Sharp } from 'sharp';
+import { UnrecoverableError } from 'bullmq';
 import {
   ImageInputError,
+  NotFoundError,
   cellForeground,
   createLimiter,
   cropCell,
+  decodeRgbPng,
   deepZoom,
   deepZoomOf,
-  rgbPipeline,
+  encodePng,
+  fieldCellsJobSchema,
+  fieldPlanSchema,
+  minMaxNormalise,
+  packInputs,
   paintCellHeat,
+  parseWith,
+  polygonMask,
+  restrictToMask,
+  rgbPipeline,
   decodeRegion,
   decodeRgb,
   inspectImage,
@@ -19,12 +30,18 @@ import {
   keys,
   resizeRgb,
   summariseField,
+  unpackInputs,
+  upsampleBilinear,
   type BatchItem,
   type CamJob,
   type FieldCell,
+  type FieldCellsJob,
+  type FieldCellsResult,
   type FieldDocument,
+  type FieldPlan,
   type ImageResult,
   type CamEngine,
+  type LocalizedFieldCell,
   type Logger,
   type ModelManifest,
   type ObjectStore,
@@ -34,25 +51,8 @@ import {
   iou,
 } from '@camflow/common';
 import { localizeImage } from './localize-image.js';
-
-export interface FieldContext {
-  store: ObjectStore;
-  engine: CamEngine;
-  manifest: ModelManifest;
-  precision: Precision;
-  job: CamJob;
-  /** The largest field accepted (`MAX_SLIDE_PIXELS`). */
-  maxSlidePixels: number;
-  /** Fields up to this size are decoded whole (and get pyramids); larger ones are read region by region. */
-  maxFieldPixels: number;
-  /** Side of a region's core in the region-by-region path. */
-  tile: number;
-  /** Images per inference run; default: the engine's preferred batch. */
-  inferBatch?: number | undefined;
-  /** Queue a write (observed by the chunk, which awaits them all before it commits). */
-  write: (task: () => Promise<void>) => void;
-  log: Logger;
-}
+import type { ModelCache } from './model-cache.js';
+import { orFailForGood } from './unrecoverable.js';
 
 /** Longest side of a field's overlay picture. */
 const OVERLAY_SIDE = 2048;
@@ -104,46 +104,71 @@ export function planRegions(width: number, height: number, tile: number, margin:
   return out;
 }
 
+/** What every step of a field needs: the storage, the chunk's job, the model it runs, and where writes go. */
+export interface FieldContext {
+  store: ObjectStore;
+  engine: CamEngine;
+  manifest: ModelManifest;
+  precision: Precision;
+  job: CamJob;
+  /** The largest field accepted (`MAX_SLIDE_PIXELS`). */
+  maxSlidePixels: number;
+  /** Fields up to this size are decoded whole (and get pyramids); larger ones are read region by region. */
+  maxFieldPixels: number;
+  /** Side of a region's core in the region-by-region path. */
+  tile: number;
+  /** Cells per part (`FIELD_CELLS_PER_JOB`): each part is one `field-cells` job. */
+  cellsPerJob: number;
+  /** Queue a write (observed by the chunk, which awaits them all before it commits). */
+  write: (task: () => Promise<void>) => void;
+  log: Logger;
+}
+
+const fieldFailure = (job: CamJob, item: BatchItem, reason: string, error: string): ImageResult => ({ batchId: job.batchId, imageId: item.imageId, name: item.name, status: 'failed', reason, error, modelVersion: job.modelVersion });
+
 /**
- * One smear field: find its red cells, crop each onto black at the model's input size (the training crops' way),
- * classify and localize them in inference batches, and write `field.json`, `cells.geojson`, an overlay and Deep Zoom
- * pyramids. A field above `maxFieldPixels` (a whole-slide scan, a tiled TIFF) is read region by region, so memory is
- * bounded by one region, not by the slide. Returns the field's result line: the parasitemia
- * with its interval, or the reason it failed (undecodable, too large).
+ * Step 1 of a smear field: find its red cells and crop each onto black at the model's input size (the training
+ * crops' way), in parts of `cellsPerJob` cells written to S3 as input packs; the plan (every cell's box, outline,
+ * whether an edge cuts it, and the parts) is written last. A field above `maxFieldPixels` (a whole-slide scan, a
+ * tiled TIFF) is read region by region, so memory is bounded by one region and one part, not by the slide. A plan
+ * already in S3 (an earlier attempt's) is used as it is. Returns the plan, or the field's failed line
+ * (undecodable, too large).
  */
-export async function processField(item: BatchItem, ctx: FieldContext): Promise<ImageResult> {
-  const { store, engine, manifest, job } = ctx;
-  const failed = (error: ImageInputError): ImageResult => ({ batchId: job.batchId, imageId: item.imageId, name: item.name, status: 'failed', reason: error.reason, error: error.message, modelVersion: job.modelVersion });
-  const t0 = performance.now();
+export async function planField(item: BatchItem, ctx: FieldContext): Promise<FieldPlan | ImageResult> {
+  const { store, job } = ctx;
+  const planKey = keys.fieldPlan(job.batchId, item.imageId);
+  const existing = await store.getJsonIfExists(planKey);
+  if (existing) return parseWith(fieldPlanSchema, existing, 'field plan');
   const bytes = await store.get(keys.original(item.sha256, item.ext));
   let info: Awaited<ReturnType<typeof inspectImage>>;
   try {
     info = await inspectImage(bytes, ctx.maxSlidePixels);
     tooLargeToReadWhole(info, ctx.maxFieldPixels);
   } catch (error) {
-    if (error instanceof ImageInputError) return failed(error);
+    if (error instanceof ImageInputError) return fieldFailure(job, item, error.reason, error.message);
     throw error;
   }
   const { width, height } = info; // oriented
   const whole = width * height <= ctx.maxFieldPixels;
-  const positiveClass = manifest.screening?.positiveClass ?? defaultPositiveClass(manifest.classNames);
-  const size = engine.inputSize;
-  const cells: FieldCell[] = [];
-  const wantsPyramids = job.options.outputs.includes('heatmap');
-  // The stitched heatmap: at field resolution for a field decoded whole; for a slide, scaled down to MAX_FIELD_PIXELS
-  // (the viewer stretches it over the slide).
-  const heatScale = whole ? 1 : Math.min(1, Math.sqrt(ctx.maxFieldPixels / (width * height)));
-  const heatWidth = Math.max(1, Math.round(width * heatScale));
-  const heatHeight = Math.max(1, Math.round(height * heatScale));
-  let heat: Uint8Array | undefined;
-  let fieldImage: RgbImage | undefined;
+  const size = ctx.engine.inputSize;
+  const cells: FieldPlan['cells'] = [];
+  const parts: FieldPlan['parts'] = [];
+  let crops: { sha256: string; png: Uint8Array }[] = [];
+  const flush = async () => {
+    if (crops.length === 0) return;
+    const part = parts.length;
+    parts.push({ first: cells.length - crops.length, count: crops.length });
+    const pack = packInputs(size, crops);
+    crops = [];
+    await store.put(keys.fieldCellsInput(job.batchId, item.imageId, part), pack, 'application/octet-stream');
+  };
   let diameter = job.options.cellDiameter;
-  let fov: { cx: number; cy: number; r: number } | undefined;
+  let fov: FieldPlan['fov'];
   let regionCount = 0;
   const taken = new BoxIndex(512);
   try {
     const regions: AsyncGenerator<Region> | Region[] = whole
-      ? [{ rgb: (fieldImage = await decodeRgb(bytes, ctx.maxSlidePixels)), left: 0, top: 0, core: { x0: 0, y0: 0, x1: width, y1: height } }]
+      ? [{ rgb: await decodeRgb(bytes, ctx.maxSlidePixels), left: 0, top: 0, core: { x0: 0, y0: 0, x1: width, y1: height } }]
       : (async function* () {
           // The diameter, when not given, is estimated on the central region and kept for all.
           if (diameter === undefined) {
@@ -155,15 +180,12 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
             yield { rgb: await decodeRegion(bytes, r, ctx.maxSlidePixels), left: r.left, top: r.top, core: r.core };
           }
         })();
-    if (wantsPyramids) heat = new Uint8Array(heatWidth * heatHeight * 4);
     for await (const region of regions) {
       regionCount++;
       const { rgb, left, top, core } = region;
       const found = await findCells(rgb.data, rgb.width, rgb.height, diameter !== undefined ? { diameter } : {});
       diameter ??= found.diameter;
       if (whole) fov = found.fov;
-      const labels = found.labels;
-      const labelAt = (x: number, y: number) => labels.data[Math.min(labels.height - 1, Math.floor((y + 0.5) * found.scale)) * labels.width + Math.min(labels.width - 1, Math.floor((x + 0.5) * found.scale))]!;
       // The cells this region owns (centroid in its core), with their index in `found`. Two regions segment a cell
       // on their shared border independently (their own threshold and sampling grid), so its centroid can land in
       // both cores: a cell overlapping one already taken from a neighbouring region (IoU ≥ 0.3) is that cell.
@@ -171,47 +193,150 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
         .map((c, index) => ({ c, index, box: { x: c.box.x + left, y: c.box.y + top, width: c.box.width, height: c.box.height } }))
         .filter(({ c }) => c.centroid.x + left >= core.x0 && c.centroid.x + left < core.x1 && c.centroid.y + top >= core.y0 && c.centroid.y + top < core.y1)
         .filter(({ box }) => whole || !taken.overlaps(box));
-      for (const { box } of owned) taken.add(box);
-      const batchSize = ctx.inferBatch ?? ctx.engine.preferredBatch;
-      for (let start = 0; start < owned.length; start += batchSize) {
-        const batch = owned.slice(start, start + batchSize);
-        const inputs = await Promise.all(batch.map(({ c, index }) => resizeRgb({ data: cropCell(rgb.data, rgb.width, found, index, c.box), width: c.box.width, height: c.box.height }, size)));
-        const predictions = await engine.predict(inputs);
-        batch.forEach(({ c, index, box }, k) => {
-          const input = inputs[k]!;
-          const foreground = job.options.restrictToCell ? cellForeground(input, size, c.box.width, c.box.height) : undefined;
-          const loc = localizeImage(predictions[k]!, engine.classifierWeights, manifest.classNames, c.box.width, c.box.height, { ...job.options, target: positiveClass }, foreground);
-          const cam = loc.cams[0]!;
-          if (heat) paintCellHeat(heat, heatWidth, box, loc.map, (x, y) => labelAt(x - left, y - top) === index + 1, heatScale);
-          const probability = loc.probabilities[positiveClass] ?? 0;
-          cells.push({
-            cell: cells.length,
-            box,
-            polygon: c.polygon.map(([x, y]) => [x + left, y + top] as [number, number]),
-            clipped: c.clipped,
-            predicted: loc.predicted,
-            probabilities: loc.probabilities,
-            ...(manifest.screening ? { screen: { positiveClass, probability, threshold: manifest.screening.threshold, positive: probability >= manifest.screening.threshold } } : {}),
-            peak: { x: box.x + cam.peak.x, y: box.y + cam.peak.y },
-            parasiteBox: cam.box ? { x: box.x + cam.box.x, y: box.y + cam.box.y, width: cam.box.width, height: cam.box.height } : null,
-          });
-        });
+      for (const { c, index, box } of owned) {
+        taken.add(box);
+        const input = await resizeRgb({ data: cropCell(rgb.data, rgb.width, found, index, c.box), width: c.box.width, height: c.box.height }, size);
+        crops.push({ sha256: String(cells.length), png: await encodePng(input, size, size) });
+        cells.push({ box, polygon: c.polygon.map(([x, y]) => [x + left, y + top] as [number, number]), clipped: c.clipped });
+        if (crops.length >= ctx.cellsPerJob) await flush();
       }
     }
   } catch (error) {
-    if (error instanceof ImageInputError) return failed(error);
+    if (error instanceof ImageInputError) return fieldFailure(job, item, error.reason, error.message);
     throw error;
   }
-  const summary = summariseField(cells, positiveClass, { diameter: diameter ?? 0, ...(fov ? { fov } : {}) });
+  await flush();
+  const plan: FieldPlan = { batchId: job.batchId, imageId: item.imageId, width, height, whole, diameter: diameter ?? 0, ...(fov ? { fov } : {}), regions: regionCount, cells, parts };
+  // Written last: a plan in S3 means every part's inputs are there.
+  await store.putJson(planKey, plan);
+  ctx.log.info({ imageId: item.imageId, cells: cells.length, parts: parts.length, regions: regionCount }, 'field cells found');
+  return plan;
+}
+
+/** The `field-cells` job of each part of a field. */
+export function fieldCellsJobs(plan: FieldPlan, job: CamJob, parts: readonly number[] = plan.parts.map((_, p) => p)): FieldCellsJob[] {
+  return parts.map((part) => {
+    const { first, count } = plan.parts[part]!;
+    const cells = plan.cells.slice(first, first + count).map((c, k) => ({ cell: first + k, width: c.box.width, height: c.box.height }));
+    return { batchId: job.batchId, chunk: job.chunk, imageId: plan.imageId, part, modelVersion: job.modelVersion, options: job.options, cells };
+  });
+}
+
+export interface FieldCellsContext {
+  store: ObjectStore;
+  models: ModelCache;
+  /** Images per inference run; default: the engine's preferred batch. */
+  inferBatch?: number | undefined;
+  log: Logger;
+}
+
+/**
+ * Step 2, one `field-cells` job: classify and localize one part of a field's cells from their stored inputs, and
+ * write the part's localizations (in each cell's box; the positive class's CAM at feature resolution for the
+ * stitched heatmap). Idempotent: the same inputs give the same object. A cancelled batch's part does nothing.
+ */
+export async function localizeFieldCells(payload: unknown, ctx: FieldCellsContext): Promise<{ cells: number }> {
+  const job: FieldCellsJob = orFailForGood(() => parseWith(fieldCellsJobSchema, payload, 'field-cells job'));
+  const { store } = ctx;
+  if (await store.exists(keys.batchCancel(job.batchId))) return { cells: 0 };
+  const { manifest, engine, precision } = await ctx.models.get(job.modelVersion, job.options.precision).catch((error: unknown) => {
+    if (error instanceof NotFoundError) throw new UnrecoverableError(`model ${job.modelVersion}: ${error.message}`);
+    throw error;
+  });
+  const size = engine.inputSize;
+  const pack = unpackInputs(await store.get(keys.fieldCellsInput(job.batchId, job.imageId, job.part)));
+  if (pack.size !== size) throw new UnrecoverableError(`field ${job.imageId} part ${job.part}: inputs of ${pack.size}² for a model of ${size}²`);
+  const inputs = job.cells.map(({ cell }) => {
+    const png = pack.inputs.get(String(cell));
+    const decoded = png && decodeRgbPng(png);
+    if (!decoded || decoded.width !== size || decoded.height !== size) throw new UnrecoverableError(`field ${job.imageId} part ${job.part}: no ${size}² input for cell ${cell}`);
+    return decoded.data;
+  });
+  const positiveClass = manifest.screening?.positiveClass ?? defaultPositiveClass(manifest.classNames);
+  const batchSize = ctx.inferBatch ?? engine.preferredBatch;
+  const cells: LocalizedFieldCell[] = [];
+  for (let start = 0; start < inputs.length; start += batchSize) {
+    const batch = inputs.slice(start, start + batchSize);
+    const predictions = await engine.predict(batch);
+    batch.forEach((input, k) => {
+      const { cell, width, height } = job.cells[start + k]!;
+      const foreground = job.options.restrictToCell ? cellForeground(input, size, width, height) : undefined;
+      const loc = localizeImage(predictions[k]!, engine.classifierWeights, manifest.classNames, width, height, { ...job.options, target: positiveClass }, foreground);
+      const cam = loc.cams[0]!;
+      const probability = loc.probabilities[positiveClass] ?? 0;
+      cells.push({
+        cell,
+        predicted: loc.predicted,
+        probabilities: loc.probabilities,
+        ...(manifest.screening ? { screen: { positiveClass, probability, threshold: manifest.screening.threshold, positive: probability >= manifest.screening.threshold } } : {}),
+        peak: cam.peak,
+        parasiteBox: cam.box ? { x: cam.box.x, y: cam.box.y, width: cam.box.width, height: cam.box.height } : null,
+        featureCam: cam.featureCam,
+        featureSize: loc.featureSize,
+      });
+    });
+  }
+  const result: FieldCellsResult = { part: job.part, engine: engine.device, precision, cells };
+  await store.putJson(keys.fieldCellsResult(job.batchId, job.imageId, job.part), result);
+  ctx.log.info({ batchId: job.batchId, imageId: job.imageId, part: job.part, cells: cells.length }, 'field cells localized');
+  return { cells: cells.length };
+}
+
+/**
+ * Step 3: a field whose parts are all in. Each cell in field coordinates, the parasitemia with its interval, and
+ * `field.json`, `cells.geojson`, an overlay and Deep Zoom pyramids of the field and of its stitched CAM heatmap
+ * (painted inside each cell's outline). A part that failed for good (`parts[p]` a reason) fails the field, saying
+ * which part and why: no parasitemia is computed over cells that were never classified.
+ */
+export async function assembleField(item: BatchItem, plan: FieldPlan, parts: (FieldCellsResult | string)[], ctx: FieldContext): Promise<ImageResult> {
+  const { store, manifest, job } = ctx;
+  const t0 = performance.now();
+  const lost = parts.findIndex((p) => typeof p === 'string');
+  if (lost >= 0) return fieldFailure(job, item, 'cells-failed', `part ${lost} of the field's ${plan.cells.length} cells (${plan.parts.length} parts) failed after its retries: ${parts[lost] as string}`);
+  const { width, height, whole } = plan;
+  const positiveClass = manifest.screening?.positiveClass ?? defaultPositiveClass(manifest.classNames);
+  const wantsPyramids = job.options.outputs.includes('heatmap');
+  // The stitched heatmap: at field resolution for a field decoded whole; for a slide, scaled down to MAX_FIELD_PIXELS
+  // (the viewer stretches it over the slide).
+  const heatScale = whole ? 1 : Math.min(1, Math.sqrt(ctx.maxFieldPixels / (width * height)));
+  const heatWidth = Math.max(1, Math.round(width * heatScale));
+  const heatHeight = Math.max(1, Math.round(height * heatScale));
+  const heat = wantsPyramids ? new Uint8Array(heatWidth * heatHeight * 4) : undefined;
+  const cells: FieldCell[] = [];
+  for (const part of parts as FieldCellsResult[]) {
+    for (const l of part.cells) {
+      const { box, polygon, clipped } = plan.cells[l.cell]!;
+      if (heat) {
+        const inside = polygonMask(polygon, box);
+        const map = restrictToMask(minMaxNormalise(upsampleBilinear(Float32Array.from(l.featureCam), l.featureSize.height, l.featureSize.width, box.height, box.width)), inside);
+        paintCellHeat(heat, heatWidth, box, map, (x, y) => inside[(y - box.y) * box.width + (x - box.x)] === 1, heatScale);
+      }
+      cells.push({
+        cell: l.cell,
+        box,
+        polygon,
+        clipped,
+        predicted: l.predicted,
+        probabilities: l.probabilities,
+        ...(l.screen ? { screen: l.screen } : {}),
+        peak: { x: box.x + l.peak.x, y: box.y + l.peak.y },
+        parasiteBox: l.parasiteBox ? { x: box.x + l.parasiteBox.x, y: box.y + l.parasiteBox.y, width: l.parasiteBox.width, height: l.parasiteBox.height } : null,
+      });
+    }
+  }
+  cells.sort((a, b) => a.cell - b.cell);
+  const summary = summariseField(cells, positiveClass, { diameter: plan.diameter, ...(plan.fov ? { fov: plan.fov } : {}) });
   const fieldKey = keys.resultField(job.batchId, item.imageId);
   const geojsonKey = keys.resultGeojson(job.batchId, item.imageId);
   const document: FieldDocument = { batchId: job.batchId, imageId: item.imageId, name: item.name, width, height, modelVersion: job.modelVersion, summary, cells };
   ctx.write(() => store.putJson(fieldKey, document));
   ctx.write(() => store.put(geojsonKey, JSON.stringify(fieldGeoJson(cells, positiveClass)), 'application/geo+json'));
   const outputs: { field: string; geojson: string; overlay?: string; fieldDzi?: string; heatmapDzi?: string } = { field: fieldKey, geojson: geojsonKey };
-  // A slide read region by region is re-read as a libvips pipeline: shrunk for the overlay, streamed for its pyramid.
-  const fieldPipeline = () => (fieldImage ? sharp(fieldImage.data, { raw: { width, height, channels: 3 } }) : rgbPipeline(bytes, ctx.maxSlidePixels));
-  if (job.options.outputs.includes('overlay')) {
+  const wantsOverlay = job.options.outputs.includes('overlay');
+  // The field's pixels again, as a libvips pipeline: shrunk for the overlay, streamed for its pyramid.
+  const bytes = wantsOverlay || heat ? await store.get(keys.original(item.sha256, item.ext)) : undefined;
+  const fieldPipeline = () => rgbPipeline(bytes!, ctx.maxSlidePixels);
+  if (wantsOverlay) {
     const key = (outputs.overlay = keys.resultOverlay(job.batchId, item.imageId));
     const png = await fieldOverlay(fieldPipeline(), width, height, cells, positiveClass);
     ctx.write(() => store.put(key, png, 'image/png'));
@@ -233,8 +358,9 @@ export async function processField(item: BatchItem, ctx: FieldContext): Promise<
     await upload('field', await deepZoomOf(fieldPipeline(), 3, 'field'));
     await upload('heatmap', await deepZoom(heat, heatWidth, heatHeight, 4, 'heatmap'));
   }
-  ctx.log.info({ imageId: item.imageId, cells: summary.cells, counted: summary.counted, infected: summary.infected, regions: regionCount, ms: Math.round(performance.now() - t0) }, 'field localized');
-  return { batchId: job.batchId, imageId: item.imageId, name: item.name, status: 'ok', kind: 'field', sha256: item.sha256, width, height, modelVersion: job.modelVersion, precision: ctx.precision, engine: ctx.engine.device, field: summary, outputs };
+  const first = parts[0] as FieldCellsResult | undefined;
+  ctx.log.info({ imageId: item.imageId, cells: summary.cells, counted: summary.counted, infected: summary.infected, parts: parts.length, regions: plan.regions, ms: Math.round(performance.now() - t0) }, 'field assembled');
+  return { batchId: job.batchId, imageId: item.imageId, name: item.name, status: 'ok', kind: 'field', sha256: item.sha256, width, height, modelVersion: job.modelVersion, precision: first?.precision ?? ctx.precision, engine: first?.engine ?? ctx.engine.device, field: summary, outputs };
 }
 
 /** The field, shrunk to at most 2048 px, with each cell's outline (red: positive class; green: other; dashed: cut by an edge) and parasite boxes (yellow). */

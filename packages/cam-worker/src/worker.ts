@@ -1,9 +1,12 @@
-import { Worker, type Job } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   batchJobSchema,
   bullConnection,
   camJobSchema,
+  fieldCellsJobId,
+  fieldCellsJobSchema,
+  type FieldCellsJob,
   parseWith,
   chunkJobId,
   getProduction,
@@ -22,7 +25,8 @@ import {
   type ProcessMetrics,
 } from '@camflow/common';
 import { ModelCache } from './model-cache.js';
-import { processChunk } from './chunk.js';
+import { processChunk, type FanOut } from './chunk.js';
+import { localizeFieldCells } from './field.js';
 import { orFailForGood } from './unrecoverable.js';
 import { finalizeBatch } from './finalize.js';
 
@@ -60,20 +64,55 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
   // A killed worker's job is 'stalled' and handed to another worker. Stalls and attempts are one budget: a job may
   // stall as often as it may fail (CAM_ATTEMPTS), so a chunk whose workers keep dying gets every configured try.
   const limits = { lockDuration: config.JOB_LOCK_MS, stalledInterval: config.STALLED_INTERVAL_MS, maxStalledCount: config.CAM_ATTEMPTS };
+  // A chunk's smear fields fan out as `field-cells` children in the same queue; the chunk's job waits for them.
+  const camQueue = serve.chunks ? new Queue(queueNames.cam, { connection, prefix: config.QUEUE_PREFIX }) : undefined;
+  const fanOutOf = (job: Job, token: string | undefined): FanOut | undefined =>
+    camQueue && token && job.id
+      ? {
+          async add(parts: FieldCellsJob[]) {
+            await camQueue.addBulk(
+              parts.map((data) => ({
+                name: 'field-cells',
+                data,
+                opts: {
+                  jobId: fieldCellsJobId(data.batchId, data.chunk, data.imageId, data.part),
+                  parent: { id: job.id!, queue: job.queueQualifiedName },
+                  // Ahead of the batches' chunks (prioritized), so a field started is a field finished.
+                  attempts: job.opts.attempts ?? config.CAM_ATTEMPTS,
+                  backoff: job.opts.backoff ?? { type: 'exponential', delay: config.CAM_BACKOFF_MS },
+                  ignoreDependencyOnFailure: true,
+                  removeOnComplete: { age: 24 * 3600, count: 10_000 },
+                  removeOnFail: { age: 7 * 24 * 3600 },
+                },
+              })),
+            );
+          },
+          wait: () => job.moveToWaitingChildren(token),
+          async failureOf(part: FieldCellsJob) {
+            const ignored = await job.getIgnoredChildrenFailures();
+            const reason = ignored[`${config.QUEUE_PREFIX}:${queueNames.cam}:${fieldCellsJobId(part.batchId, part.chunk, part.imageId, part.part)}`];
+            return reason === undefined ? undefined : publicReason(new Error(String(reason)));
+          },
+        }
+      : undefined;
   const cam = serve.chunks
     ? new Worker(
         queueNames.cam,
-        async (job: Job) =>
-          processChunk(job.data, {
+        async (job: Job, token?: string) => {
+          const jobLog = log.child({ jobId: job.id, attempt: job.attemptsMade + 1 });
+          if (job.name === 'field-cells') return localizeFieldCells(job.data, { store, models, inferBatch: config.CAM_INFER_BATCH, log: jobLog });
+          return processChunk(job.data, {
             store,
             models,
-            log: log.child({ jobId: job.id, attempt: job.attemptsMade + 1 }),
+            log: jobLog,
             inferBatch: config.CAM_INFER_BATCH,
             storeParallelism: config.CAM_STORE_PARALLELISM,
             maxPixels: config.MAX_IMAGE_PIXELS,
             batchPixels: config.CAM_BATCH_PIXELS,
-            fields: { maxSlidePixels: config.MAX_SLIDE_PIXELS, maxFieldPixels: config.MAX_FIELD_PIXELS, tile: config.FIELD_TILE },
-          }),
+            fields: { maxSlidePixels: config.MAX_SLIDE_PIXELS, maxFieldPixels: config.MAX_FIELD_PIXELS, tile: config.FIELD_TILE, cellsPerJob: config.FIELD_CELLS_PER_JOB },
+            fanOut: fanOutOf(job, token),
+          });
+        },
         { connection, ...bullTelemetry(), prefix: config.QUEUE_PREFIX, name: `cam-${process.pid}`, concurrency: config.CAM_CONCURRENCY, ...limits },
       )
     : undefined;
@@ -98,6 +137,15 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
   cam?.on('failed', (job, err) => {
     // Final: attempts used up, or failed for good (unrecoverable, stalled too often), which sets finishedOn.
     if (!job || (job.attemptsMade < (job.opts.attempts ?? 1) && !job.finishedOn)) return;
+    if (job.name === 'field-cells') {
+      // A part of a field's cells: its reason goes beside the part, where the field's assembly looks for it.
+      const part = fieldCellsJobSchema.safeParse(job.data);
+      if (part.success) {
+        const { batchId, imageId, part: p } = part.data;
+        store.putJson(keys.fieldCellsFailure(batchId, imageId, p), { part: p, attempts: job.attemptsMade, error: publicReason(err), failedAt: new Date().toISOString() }).catch((e: Error) => log.warn({ err: e, batchId, imageId, part: p }, 'could not record a field part failure in S3'));
+      }
+      return;
+    }
     const parsed = camJobSchema.safeParse(job.data);
     if (!parsed.success) return;
     const record: ChunkFailure = { batchId: parsed.data.batchId, chunk: parsed.data.chunk, attempts: job.attemptsMade, error: publicReason(err), failedAt: new Date().toISOString() };
@@ -137,6 +185,7 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
     models,
     async close() {
       await Promise.all([cam?.close(), batch?.close()]);
+      await camQueue?.close();
       if (deps.subscriber) await deps.subscriber.quit().catch(() => undefined);
       models.dispose();
     },

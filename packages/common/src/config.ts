@@ -83,6 +83,11 @@ export const configSchema = z.object({
   /** Side of a region's core when a field is read region by region (regions overlap by 1.6 cell diameters). */
   FIELD_TILE: positiveInt.default(4096),
   /**
+   * Cells per `field-cells` job: a field's cells are localized in parts of this many, each a job of the `cam` queue,
+   * so one field spreads over the worker pool (a 5312×2988 field of ~190 cells: 3 parts).
+   */
+  FIELD_CELLS_PER_JOB: positiveInt.max(4096).default(64),
+  /**
    * Decoded pixels per inference batch of a cam-worker. With three batches in flight per chunk, a worker's image
    * memory is about 3 × CAM_CONCURRENCY × CAM_BATCH_PIXELS × 12 bytes (decoded, heatmap, overlay): 1.2 GB by default.
    */

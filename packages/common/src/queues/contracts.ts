@@ -16,6 +16,9 @@ export const finalizeJobId = (batchId: string): string => idSchema.parse(batchId
 /** The BullMQ job id of one listing page of an S3-prefix batch (`ingest` queue). */
 export const listingPageJobId = (batchId: string, page: number): string => `${idSchema.parse(batchId)}-p${page}`;
 
+/** The BullMQ job id of one part of a smear field's cells (the `field-cells` jobs a chunk fans out). */
+export const fieldCellsJobId = (batchId: string, chunk: number, imageId: string, part: number): string => `${idSchema.parse(batchId)}-c${chunk}-${idSchema.parse(imageId)}-p${part}`;
+
 /**
  * Why an item has no result: a stable machine-readable `reason` (e.g. `truncated`, `unsupported-format`,
  * `outside-source`, `chunk-failed`) and a human `error` sentence.
@@ -154,6 +157,58 @@ export type OkResult = z.infer<typeof okResultSchema>;
 /** A result of a cell crop (not a failure, not a field). */
 export const isCellResult = (r: ImageResult): r is OkResult => r.status === 'ok' && r.kind === 'cell';
 export type FailedResult = z.infer<typeof failedResultSchema>;
+
+/**
+ * A smear field's cells as found by the chunk that holds the field (segmentation and crops, done once), before any
+ * is classified. Its cells are localized in `parts` of consecutive cells, each a `field-cells` job of the `cam`
+ * queue, so one field's hundreds of cells spread over the worker pool; the chunk assembles the field when all are in.
+ */
+export const fieldPlanSchema = z.object({
+  batchId: idSchema,
+  imageId: idSchema,
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+  /** Decoded whole (false: a slide read region by region). */
+  whole: z.boolean(),
+  diameter: z.number(),
+  fov: z.object({ cx: z.number(), cy: z.number(), r: z.number() }).optional(),
+  regions: z.number().int().nonnegative(),
+  cells: z.array(z.object({ box: boxSchema, polygon: z.array(z.tuple([z.number(), z.number()])), clipped: z.boolean() })),
+  /** Consecutive cells per part: part p holds cells first … first + count − 1. */
+  parts: z.array(z.object({ first: z.number().int().nonnegative(), count: z.number().int().positive() })),
+});
+export type FieldPlan = z.infer<typeof fieldPlanSchema>;
+
+/** One part of a field's cells: its model inputs are in `keys.fieldCellsInput`, keyed by cell number. */
+export const fieldCellsJobSchema = z.object({
+  batchId: idSchema,
+  chunk: z.number().int().nonnegative(),
+  imageId: idSchema,
+  part: z.number().int().nonnegative(),
+  modelVersion: idSchema,
+  options: camOptionsSchema,
+  /** Each cell's number in the field and its box size (field pixels): the CAM is mapped back onto it. */
+  cells: z.array(z.object({ cell: z.number().int().nonnegative(), width: z.number().int().positive(), height: z.number().int().positive() })).min(1).max(4096),
+});
+export type FieldCellsJob = z.infer<typeof fieldCellsJobSchema>;
+
+/** One cell localized by a `field-cells` job; peak and parasite box in the cell's box (0, 0: its top-left). */
+export const localizedFieldCellSchema = z.object({
+  cell: z.number().int().nonnegative(),
+  predicted: fieldCellSchema.shape.predicted,
+  probabilities: fieldCellSchema.shape.probabilities,
+  screen: screenSchema.optional(),
+  peak: fieldCellSchema.shape.peak,
+  parasiteBox: boxSchema.nullable(),
+  /** The positive class's raw CAM at feature resolution: the field's stitched heatmap is painted from it. */
+  featureCam: z.array(z.number()),
+  featureSize: z.object({ width: z.number().int().positive(), height: z.number().int().positive() }),
+});
+export type LocalizedFieldCell = z.infer<typeof localizedFieldCellSchema>;
+export const fieldCellsResultSchema = z.object({ part: z.number().int().nonnegative(), engine: z.string(), precision: precisionSchema, cells: z.array(localizedFieldCellSchema) });
+export type FieldCellsResult = z.infer<typeof fieldCellsResultSchema>;
+/** A part whose job exhausted its attempts (the field then fails with this reason). */
+export const fieldCellsFailureSchema = z.object({ part: z.number().int().nonnegative(), attempts: z.number().int().nonnegative(), error: z.string(), failedAt: z.string() });
 
 /** A chunk whose job exhausted its attempts, recorded in S3 so the reason survives a lost Redis. */
 export const chunkFailureSchema = z.object({ batchId: idSchema, chunk: z.number().int().nonnegative(), attempts: z.number().int().nonnegative(), error: z.string(), failedAt: z.string() });

@@ -37,6 +37,17 @@ export const keys = {
   /** A chunk's model inputs, packed (archive runs): one GET per chunk instead of one per image. */
   batchInputs: (batchId: string, chunk: number) => `batches/${id('batchId', batchId)}/inputs/${String(chunk).padStart(6, '0')}.pack`,
 
+  /**
+   * A smear field's cells fanned out over the `cam` queue: the plan (cells found, their parts), each part's model
+   * inputs, each part's localizations (or why the part failed for good), and the chunk's cell lines kept while its
+   * fields' parts run.
+   */
+  fieldPlan: (batchId: string, imageId: string) => `batches/${id('batchId', batchId)}/fields/${id('imageId', imageId)}/plan.json`,
+  fieldCellsInput: (batchId: string, imageId: string, part: number) => `batches/${id('batchId', batchId)}/fields/${id('imageId', imageId)}/${String(part).padStart(5, '0')}.pack`,
+  fieldCellsResult: (batchId: string, imageId: string, part: number) => `batches/${id('batchId', batchId)}/fields/${id('imageId', imageId)}/${String(part).padStart(5, '0')}.json`,
+  fieldCellsFailure: (batchId: string, imageId: string, part: number) => `batches/${id('batchId', batchId)}/fields/${id('imageId', imageId)}/${String(part).padStart(5, '0')}.failed.json`,
+  chunkPendingLines: (batchId: string, chunk: number) => `batches/${id('batchId', batchId)}/pending/${String(chunk).padStart(6, '0')}.jsonl`,
+
   resultPrefix: (batchId: string) => `results/${id('batchId', batchId)}/`,
   resultJson: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/${id('imageId', imageId)}.json`,
   resultHeatmap: (batchId: string, imageId: string) => `results/${id('batchId', batchId)}/${id('imageId', imageId)}.heatmap.png`,
