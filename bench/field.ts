@@ -5,6 +5,11 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { OrtCamEngine, buildModel, cropCell, decodeRgb, deepZoom, encodePng, exportOnnx, findCells, generateField, paintCellHeat, resizeRgb, tf, cellForeground } from '@camflow/common';
 import { localizeImage } from '../packages/cam-worker/src/localize-image.ts';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { submitBatch } from '@camflow/ingest';
+import { readResults, waitForBatch } from '../packages/cli/src/wait.ts';
+import { publishUntrained, startCluster } from '../test/helpers/cluster.ts';
 
 const arg = process.argv[2] ?? (existsSync('../shared/data/smears/NIH-NLM-ThinBloodSmearsPf_NIH-Pf.jpg') ? '../shared/data/smears/NIH-NLM-ThinBloodSmearsPf_NIH-Pf.jpg' : undefined);
 const bytes = arg ? await readFile(arg) : await (async () => {
@@ -52,6 +57,39 @@ for (let run = 0; run < 3; run++) {
 const median = (k: string) => runs.map((r) => r[k]!).sort((a, b) => a - b)[1]!;
 const keys = Object.keys(runs[0]!);
 const line = Object.fromEntries(keys.map((k) => [k.endsWith('_files') ? k : `${k}_ms`, Math.round(median(k))]));
-console.log(JSON.stringify({ bench_field: { image: arg ?? 'synthetic 5312×2988', cells, ...line, cells_per_s: Number((cells / (median('total') / 1000)).toFixed(1)), threads: 'ORT default', rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) } }));
+const inProcess = { cells, ...line, cells_per_s: Number((cells / (median('total') / 1000)).toFixed(1)), threads: 'ORT default', rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) };
 tf.disposeVariables();
 await engine.dispose?.();
+
+// Through the pool, as a user runs it: the field submitted (defaults: Deep Zoom pyramids, overlay), its cells out as
+// `field-cells` jobs over BENCH_FIELD_WORKERS cam-worker processes, field-in to results.jsonl. Three runs, median.
+let pool: Record<string, unknown> | undefined;
+if (process.env.BENCH_FIELD_POOL !== '0') {
+  const workers = Number(process.env.BENCH_FIELD_WORKERS ?? 2);
+  const c = await startCluster({ LOG_LEVEL: 'warn', JOB_LOCK_MS: '30000', STALLED_INTERVAL_MS: '30000' });
+  try {
+    await publishUntrained(c.ctx);
+    for (let w = 0; w < workers; w++) c.spawnWorker('cam');
+    const times: number[] = [];
+    let parts = 0;
+    let found = 0;
+    for (let run = 0; run < 3; run++) {
+      const folder = join(c.dir, `field-${run}`);
+      await mkdir(folder, { recursive: true });
+      await writeFile(join(folder, 'field.jpg'), bytes);
+      const t0 = performance.now();
+      const info = await submitBatch({ store: c.ctx.store, flow: c.ctx.flow, redis: c.ctx.redis, prefix: 'camflow', source: folder, attempts: 3, backoffMs: 1000 });
+      await waitForBatch(c.ctx, info.batchId, 600_000);
+      times.push(performance.now() - t0);
+      const [result] = await readResults(c.ctx.store, info.batchId);
+      if (result?.status !== 'ok' || result.kind !== 'field') throw new Error(`the field failed: ${JSON.stringify(result)}`);
+      found = result.field.cells;
+      parts = (await c.ctx.queues.cam.getJobs(['completed'])).filter((j) => j.name === 'field-cells' && j.data.batchId === info.batchId).length;
+    }
+    const ms = times.sort((a, b) => a - b)[1]!;
+    pool = { workers, cells: found, parts, field_in_to_results_ms: Math.round(ms), cells_per_s: Number((found / (ms / 1000)).toFixed(1)) };
+  } finally {
+    await c.close();
+  }
+}
+console.log(JSON.stringify({ bench_field: { image: arg ?? 'synthetic 5312×2988', in_process: inProcess, ...(pool ? { pool } : {}) } }));
