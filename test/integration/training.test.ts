@@ -60,23 +60,56 @@ test('augmentation: the eight dihedral transforms of the image, multiplicative c
   const seen = new Set<string>();
   for (let t = 0; t < 8; t++) {
     const out = new Float32Array(size * size * 3);
-    augmentInto(src, 0, size, { transform: t, gains: [1, 1, 1] }, out, 0);
+    augmentInto(src, 0, size, { transform: t, scale: 1, shift: [0, 0], gains: [1, 1, 1] }, out, 0);
     seen.add(Array.from(out).join(','));
   }
   assert.equal(seen.size, 8, 'eight distinct transforms');
   // Rotation by 90°: output (x, y) reads source (y, size-1-x); output (0, 0) is source (0, 2) = pixel 6.
   const rot = new Float32Array(size * size * 3);
-  augmentInto(src, 0, size, { transform: 1, gains: [1, 1, 1] }, rot, 0);
+  augmentInto(src, 0, size, { transform: 1, scale: 1, shift: [0, 0], gains: [1, 1, 1] }, rot, 0);
   assert.deepEqual(Array.from(rot.subarray(0, 3)).map((v) => Math.round(v * 255)), [120, 135, 42]);
   const lit = new Float32Array(size * size * 3);
-  augmentInto(src, 0, size, { transform: 0, gains: [1.2, 0.8, 1.1] }, lit, 0);
+  augmentInto(src, 0, size, { transform: 0, scale: 1, shift: [0, 0], gains: [1.2, 0.8, 1.1] }, lit, 0);
   assert.deepEqual(Array.from(lit.subarray(24, 27)), [0, 0, 0], 'black background stays black');
   assert.ok(Math.abs(lit[3 * 3 + 1]! - Math.min(1, ((255 - 60) / 255) * 0.8)) < 1e-6);
   const rng = { s: 1, next() { this.s = (this.s * 16807) % 2147483647; return this.s / 2147483647; } };
   for (let i = 0; i < 200; i++) {
     const a = drawAugmentation(rng);
     assert.ok(a.transform >= 0 && a.transform < 8 && a.gains.every((g) => g > 0.75 && g < 1.35), JSON.stringify(a));
+    assert.ok(a.scale >= 0.9 && a.scale <= 1.1 && a.shift.every((d) => Math.abs(d) <= 0.05), JSON.stringify(a));
   }
+});
+
+test('augmentation: a small zoom and shift, bilinear, black coming in from outside the crop', () => {
+  // A 16² crop: a bright 4×4 square at (6…9, 6…9) on black.
+  const size = 16;
+  const src = new Uint8Array(size * size * 3);
+  for (let y = 6; y < 10; y++) for (let x = 6; x < 10; x++) src.fill(200, (y * size + x) * 3, (y * size + x) * 3 + 3);
+  const render = (aug: { scale: number; shift: [number, number] }) => {
+    const out = new Float32Array(size * size * 3);
+    augmentInto(src, 0, size, { transform: 0, gains: [1, 1, 1], ...aug }, out, 0);
+    return out;
+  };
+  const mass = (img: Float32Array) => {
+    let m = 0, mx = 0, my = 0;
+    for (let i = 0; i < size * size; i++) { const v = img[i * 3]!; m += v; mx += v * (i % size); my += v * Math.floor(i / size); }
+    return { m, cx: mx / m, cy: my / m };
+  };
+  const plain = mass(render({ scale: 1, shift: [0, 0] }));
+  assert.ok(Math.abs(plain.m - (16 * 200) / 255) < 1e-4, 'identity keeps the image');
+  // Shifted by 1/16 of the side: the square moves one pixel right and down, nothing else changes.
+  const moved = mass(render({ scale: 1, shift: [1 / 16, 1 / 16] }));
+  assert.ok(Math.abs(moved.cx - plain.cx - 1) < 1e-4 && Math.abs(moved.cy - plain.cy - 1) < 1e-4, JSON.stringify({ plain, moved }));
+  // Zoomed by 1.1 about the centre: the square grows (≈ 1.21 × its area) and stays centred where it was.
+  const zoomed = mass(render({ scale: 1.1, shift: [0, 0] }));
+  assert.ok(zoomed.m > plain.m * 1.1 && zoomed.m < plain.m * 1.35, JSON.stringify({ plain, zoomed }));
+  // The corners come from outside the crop when shrunk: black, never wrapped or clamped from the edge.
+  const edge = new Uint8Array(size * size * 3).fill(255);
+  const out = new Float32Array(size * size * 3);
+  augmentInto(edge, 0, size, { transform: 0, scale: 0.9, shift: [0, 0], gains: [1, 1, 1] }, out, 0);
+  // Corner (0, 0) reads source (−0.83, −0.83): 83 % of its bilinear weight lies outside the crop.
+  assert.ok(out[0]! < 0.05, `the corner of a shrunk crop is black (${out[0]})`);
+  assert.equal(out[(8 * size + 8) * 3], 1, 'its centre is the crop');
 });
 
 test('class weights balance unbalanced classes and are off for balanced ones', () => {

@@ -54,10 +54,17 @@ export interface FitResult {
 
 const count = (d: TensorData) => d.labels.length;
 
-/** One training image's augmentation: a dihedral transform (cells have no orientation) and colour gains. */
+/**
+ * One training image's augmentation: a dihedral transform (cells have no orientation), a small zoom and shift (a
+ * cell's crop is not always centred or of the same margin: field crops, other labs' croppers), and colour gains.
+ */
 export interface Augmentation {
   /** 0–7: rotation by `k × 90°` (k = t & 3), mirrored when t ≥ 4. */
   transform: number;
+  /** Zoom about the centre (> 1: larger), ~[0.9, 1.1]. */
+  scale: number;
+  /** Shift in pixels as a fraction of the side, each ~[−0.05, 0.05]. */
+  shift: [number, number];
   /** Multiplicative gain per channel (brightness × stain), ~[0.8, 1.2]. */
   gains: [number, number, number];
 }
@@ -66,12 +73,17 @@ export interface Augmentation {
 export function drawAugmentation(rng: { next(): number }): Augmentation {
   const brightness = 0.85 + 0.3 * rng.next();
   const stain = () => 0.93 + 0.14 * rng.next();
-  return { transform: Math.floor(rng.next() * 8), gains: [brightness * stain(), brightness * stain(), brightness * stain()] };
+  const transform = Math.floor(rng.next() * 8);
+  const scale = 0.9 + 0.2 * rng.next();
+  const shift: [number, number] = [0.1 * rng.next() - 0.05, 0.1 * rng.next() - 0.05];
+  return { transform, scale, shift, gains: [brightness * stain(), brightness * stain(), brightness * stain()] };
 }
 
 /**
- * Copy one packed `size × size × 3` image into `out` (as floats in [0, 1]) under a dihedral transform and colour
- * gains. Gains are multiplicative, so the black background stays black, as the serving inputs have it.
+ * Copy one packed `size × size × 3` image into `out` (as floats in [0, 1]) under a dihedral transform, a zoom and
+ * shift (bilinear; what comes in from outside the crop is black, as around every crop), and colour gains. Gains are
+ * multiplicative, so the black background stays black, as the serving inputs have it. An identity augmentation
+ * (transform 0, scale 1, no shift, unit gains) copies the image exactly.
  */
 export function augmentInto(src: Uint8Array, srcOffset: number, size: number, aug: Augmentation | null, out: Float32Array, outOffset: number): void {
   if (!aug) {
@@ -85,20 +97,31 @@ export function augmentInto(src: Uint8Array, srcOffset: number, size: number, au
   const mirror = t >= 4;
   const k = t & 3;
   const last = size - 1;
+  const centre = last / 2;
+  const inv = 1 / aug.scale;
+  const dx = aug.shift[0] * size;
+  const dy = aug.shift[1] * size;
+  const at = (x: number, y: number, c: number) => (x < 0 || y < 0 || x > last || y > last ? 0 : src[srcOffset + (y * size + x) * 3 + c]!);
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {
-      // Source pixel of output (x, y): inverse rotation by k × 90°, then the mirror.
+      // Source point of output (x, y): inverse rotation by k × 90°, then the mirror, then the inverse zoom and shift.
       let sx = x;
       let sy = y;
       if (k === 1) [sx, sy] = [y, last - x];
       else if (k === 2) [sx, sy] = [last - x, last - y];
       else if (k === 3) [sx, sy] = [last - y, x];
       if (mirror) sx = last - sx;
-      const s = srcOffset + (sy * size + sx) * 3;
+      const fx = centre + (sx - centre - dx) * inv;
+      const fy = centre + (sy - centre - dy) * inv;
+      const x0 = Math.floor(fx);
+      const y0 = Math.floor(fy);
+      const ax = fx - x0;
+      const ay = fy - y0;
       const o = outOffset + (y * size + x) * 3;
-      out[o] = Math.min(1, (src[s]! / 255) * gr);
-      out[o + 1] = Math.min(1, (src[s + 1]! / 255) * gg);
-      out[o + 2] = Math.min(1, (src[s + 2]! / 255) * gb);
+      for (let c = 0; c < 3; c++) {
+        const v = (1 - ay) * ((1 - ax) * at(x0, y0, c) + ax * at(x0 + 1, y0, c)) + ay * ((1 - ax) * at(x0, y0 + 1, c) + ax * at(x0 + 1, y0 + 1, c));
+        out[o + c] = Math.min(1, (v / 255) * (c === 0 ? gr : c === 1 ? gg : gb));
+      }
     }
   }
 }
