@@ -46,6 +46,8 @@ export interface FoundCells {
 }
 
 const WORK_DIAMETER = 32;
+/** Share of the green-dark pixels that must also be blue for blue − green to be used as a second cell cue. */
+const BLUE_CUE_AGREEMENT = 0.85;
 
 /** Otsu's threshold of a 256-bin histogram (the level that best separates two classes). */
 export function otsuThreshold(hist: ArrayLike<number>): number {
@@ -121,6 +123,23 @@ function foreground(cv: OpenCv, px: Uint8Array, w: number, h: number, closeSize:
   const t = otsuThreshold(hist);
   const cells = new Uint8Array(n);
   for (let i = 0; i < n; i++) cells[i] = fov[i] && px[i * 3 + 1]! <= t ? 255 : 0;
+  // Pale cells (lavender on a beige plasma: phone photos of Giemsa smears) can be as bright in green as the plasma,
+  // but are bluer: blue − green separates them. Used only where it is a cell cue in this image — nearly every pixel
+  // the green threshold calls cell is also on the blue side (NIH field: 96 %; where cells are pink or brown, as in
+  // other labs' photos and the synthetic fields, half or fewer are, and the green threshold alone is used).
+  const blueness = (i: number) => Math.max(0, Math.min(255, px[i * 3 + 2]! - px[i * 3 + 1]! + 128));
+  const histB = new Float64Array(256);
+  for (let i = 0; i < n; i++) if (fov[i]) histB[blueness(i)]!++;
+  const tb = otsuThreshold(histB);
+  let dark = 0;
+  let darkBlue = 0;
+  for (let i = 0; i < n; i++) {
+    if (!cells[i]) continue;
+    dark++;
+    if (blueness(i) > tb) darkBlue++;
+  }
+  const blueCue = dark > 0 && darkBlue / dark >= BLUE_CUE_AGREEMENT;
+  if (blueCue) for (let i = 0; i < n; i++) if (fov[i] && blueness(i) > tb) cells[i] = 255;
   const fgMat = mat8(cv, cells, w, h);
   const k3 = cv.getStructuringElement(cv.MORPH_ELLIPSE, new cv.Size(3, 3));
   cv.morphologyEx(fgMat, fgMat, cv.MORPH_OPEN, k3);
@@ -133,6 +152,103 @@ function foreground(cv: OpenCv, px: Uint8Array, w: number, h: number, closeSize:
   const fg = filled.data.slice();
   for (const m of [fgMat, k3, kc, filled]) m.delete();
   return { fg, raw, fov, hasSurround };
+}
+
+/**
+ * Clumps: a label larger than `maxArea` (overlapping cells whose distance transform has one maximum for several
+ * cells, so one seed flooded them all) is split into k = round(area / `cellArea`) cells (2 … `maxCells`), and one
+ * of 1.4 `cellArea` or more that is elongated (principal axes > 1.45 : 1: a pair) into two, by k-means
+ * on its pixels' coordinates (farthest-point start): overlapping discs part near their centres. Larger regions (a
+ * thick area, a smear's edge) stay whole and are dropped by the size filter. Returns new labels (new cells numbered
+ * after the largest label).
+ */
+export function splitClumps(labels: Int32Array, w: number, cellArea: number, maxArea: number, maxCells = 6): Int32Array {
+  const pixels = new Map<number, number[]>();
+  let top = 1;
+  for (let i = 0; i < labels.length; i++) {
+    const l = labels[i]!;
+    if (l < 2) continue;
+    if (l > top) top = l;
+    const list = pixels.get(l);
+    if (list) list.push(i);
+    else pixels.set(l, [i]);
+  }
+  const out = labels.slice();
+  for (const [, idx] of pixels) {
+    if (idx.length <= 1.4 * cellArea || idx.length > (maxCells + 0.5) * cellArea) continue;
+    const xs = idx.map((i) => i % w);
+    const ys = idx.map((i) => Math.floor(i / w));
+    const cx = xs.reduce((a, b) => a + b, 0) / xs.length;
+    const cy = ys.reduce((a, b) => a + b, 0) / ys.length;
+    let k: number;
+    if (idx.length > maxArea) k = Math.min(maxCells, Math.max(2, Math.round(idx.length / cellArea)));
+    else {
+      // Below the size filter's limit, a region of 1.4 cells or more is two cells only when it is elongated (a
+      // large single cell is round): the ratio of its principal axes, from the second moments, above 1.45.
+      let sxx = 0;
+      let syy = 0;
+      let sxy = 0;
+      for (let j = 0; j < xs.length; j++) {
+        sxx += (xs[j]! - cx) ** 2;
+        syy += (ys[j]! - cy) ** 2;
+        sxy += (xs[j]! - cx) * (ys[j]! - cy);
+      }
+      const half = (sxx + syy) / 2;
+      const root = Math.sqrt(((sxx - syy) / 2) ** 2 + sxy * sxy);
+      if (half - root <= 0 || Math.sqrt((half + root) / (half - root)) <= 1.45) continue;
+      k = 2;
+    }
+    // Farthest-point start: the pixel farthest from the centroid, then each next farthest from those chosen.
+    const centres: [number, number][] = [];
+    let far = 0;
+    for (let j = 1; j < idx.length; j++) if ((xs[j]! - cx) ** 2 + (ys[j]! - cy) ** 2 > (xs[far]! - cx) ** 2 + (ys[far]! - cy) ** 2) far = j;
+    centres.push([xs[far]!, ys[far]!]);
+    while (centres.length < k) {
+      let best = 0;
+      let bestD = -1;
+      for (let j = 0; j < idx.length; j++) {
+        let d = Infinity;
+        for (const [x, y] of centres) d = Math.min(d, (xs[j]! - x) ** 2 + (ys[j]! - y) ** 2);
+        if (d > bestD) {
+          bestD = d;
+          best = j;
+        }
+      }
+      centres.push([xs[best]!, ys[best]!]);
+    }
+    const assign = new Int32Array(idx.length);
+    for (let iter = 0; iter < 20; iter++) {
+      let moved = false;
+      for (let j = 0; j < idx.length; j++) {
+        let c = 0;
+        let d = Infinity;
+        centres.forEach(([x, y], q) => {
+          const e = (xs[j]! - x) ** 2 + (ys[j]! - y) ** 2;
+          if (e < d) {
+            d = e;
+            c = q;
+          }
+        });
+        if (assign[j] !== c) moved = true;
+        assign[j] = c;
+      }
+      const sum = centres.map(() => [0, 0, 0]);
+      for (let j = 0; j < idx.length; j++) {
+        const t = sum[assign[j]!]!;
+        t[0]! += xs[j]!;
+        t[1]! += ys[j]!;
+        t[2]!++;
+      }
+      sum.forEach(([sx, sy, n], q) => {
+        if (n! > 0) centres[q] = [sx! / n!, sy! / n!];
+      });
+      if (!moved && iter > 0) break;
+    }
+    const first = top + 1;
+    top += k;
+    for (let j = 0; j < idx.length; j++) out[idx[j]!] = first + assign[j]!;
+  }
+  return out;
 }
 
 /** Each cell label (≥ 2) keeps its largest 4-connected piece; the slivers cut off from it go to the background (1). */
@@ -324,8 +440,20 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
   const flooded = floodFromSeeds(seeds, d, w, h);
   // The plasma between touching cells goes back to the background (cells keep their pale centres).
   const cellPx = dropPlasmaBetweenCells(fg, raw, flooded, d, w, (label) => accepted[label - 2]);
+  const minArea = (Math.PI / 4) * (lo * wd) ** 2;
+  const maxArea = (Math.PI / 4) * (hi * wd) ** 2;
+  // Clumps of overlapping cells that one seed flooded are split by size before the size filter would drop them.
   const m = largestPiecePerLabel(
-    flooded.map((l, i) => (l >= 2 && !cellPx[i] ? 1 : l)),
+    splitClumps(
+      largestPiecePerLabel(
+        flooded.map((l, i) => (l >= 2 && !cellPx[i] ? 1 : l)),
+        w,
+        h,
+      ),
+      w,
+      (Math.PI / 4) * wd * wd,
+      maxArea,
+    ),
     w,
     h,
   );
@@ -348,8 +476,6 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
       if (!r.edge && fovEdge(x, y)) r.edge = true;
     }
   }
-  const minArea = (Math.PI / 4) * (lo * wd) ** 2;
-  const maxArea = (Math.PI / 4) * (hi * wd) ** 2;
   // A cell cut by the image's or the window's edge keeps what is visible of it: half the smallest area will do.
   const kept = [...regions.entries()].filter(([, r]) => r.area >= (r.edge ? minArea / 2 : minArea) && r.area <= maxArea).sort((a, b) => a[1].y0 - b[1].y0 || a[1].x0 - b[1].x0);
   const relabel = new Map<number, number>(kept.map(([l], i) => [l, i + 1]));
