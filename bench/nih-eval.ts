@@ -1,7 +1,9 @@
 // `npm run bench:nih [-- train flags]`: issue #9's measurement. Default training (`camflow train --dataset nih --wait`)
 // on the NIH dev cells, then `camflow eval` of the validation patients' cells (the trainer's own split) through the
 // queues. Real servers (spawned redis-server, s3rver), one `worker all` process, the CLI as a user runs it.
-import { cp, mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { cp, mkdir, writeFile } from 'node:fs/promises';
+import { readResults } from '../packages/cli/src/wait.ts';
 import { join } from 'node:path';
 import { keys } from '@camflow/common';
 import { splitIndices } from '../packages/trainer/src/split.ts';
@@ -30,6 +32,25 @@ try {
   console.log('validation', split.validation.length);
   r = await runCli(c, ['eval', out, '--json', '--out', join(c.dir, 'eval')]);
   console.log(r.stdout.trim().split('\n').pop(), r.code === 0 ? '' : r.stderr.slice(-2000));
+  // The shared smear fields with the same model (#10's real fields): cells, counted, infected, parasitemia. With
+  // BENCH_NIH_OVERLAYS=DIR the fields' overlays are written there (the README's screenshots).
+  const smears = '../shared/data/smears';
+  if (existsSync(smears)) {
+    r = await runCli(c, ['submit', smears, '--wait', '--json']);
+    const batchId = JSON.parse(r.stdout.trim().split('\n').pop()!).batchId as string;
+    for (const line of await readResults(c.ctx.store, batchId)) {
+      if (line.status !== 'ok' || line.kind !== 'field') {
+        console.log(JSON.stringify({ field: line.name, status: line.status }));
+        continue;
+      }
+      const f = line.field;
+      console.log(JSON.stringify({ field: line.name, cells: f.cells, counted: f.counted, infected: f.infected, parasitemia: Number((100 * f.parasitemia).toFixed(1)), interval: f.interval.map((v) => Number((100 * v).toFixed(1))) }));
+      if (process.env.BENCH_NIH_OVERLAYS && line.outputs.overlay) {
+        await mkdir(process.env.BENCH_NIH_OVERLAYS, { recursive: true });
+        await writeFile(join(process.env.BENCH_NIH_OVERLAYS, `${line.name.replace(/\.[a-z]+$/i, '')}.png`), await c.ctx.store.get(line.outputs.overlay));
+      }
+    }
+  }
 } finally {
   await c.close();
 }

@@ -231,3 +231,24 @@ test('pale cells: where the cells are bluer than the plasma, blue − green find
   const r2 = await findCells(brown.rgb, brown.w, brown.h, { diameter: 100 });
   assert.equal(r2.cells.length, brown.all - brown.pale, 'the brown cells only');
 });
+
+test('white cells (a large, very dark nucleus) are told from red cells, a parasite\'s small dark chromatin is not', async () => {
+  const w = 800;
+  const h = 500;
+  const rgb = new Uint8Array(w * h * 3);
+  for (let i = 0; i < w * h; i++) rgb.set([217, 188, 172], i * 3);
+  const disc = (cx: number, cy: number, r: number, colour: [number, number, number]) => {
+    for (let y = cy - r; y <= cy + r; y++) for (let x = cx - r; x <= cx + r; x++) if ((x - cx) ** 2 + (y - cy) ** 2 <= r * r) rgb.set(colour, (y * w + x) * 3);
+  };
+  const red: [number, number, number] = [190, 150, 160];
+  const centres = [[100, 100], [300, 100], [500, 100], [700, 100], [100, 350], [300, 350], [500, 350]] as const;
+  for (const [cx, cy] of centres) disc(cx, cy, 50, red);
+  disc(300, 100, 8, [100, 13, 98]); // a parasite's chromatin dot in a red cell
+  disc(700, 350, 55, [200, 170, 200]); // a white cell: pale cytoplasm …
+  disc(700, 350, 38, [100, 13, 98]); // … around a large dark nucleus
+  const r = await findCells(rgb, w, h, { diameter: 100 });
+  assert.equal(r.cells.length, centres.length, 'every red cell, the infected one included');
+  assert.equal(r.whiteCells.length, 1);
+  assert.ok(Math.hypot(r.whiteCells[0]!.centroid.x - 700, r.whiteCells[0]!.centroid.y - 350) < 10, JSON.stringify(r.whiteCells));
+  assert.ok(r.cells.some((c) => Math.hypot(c.centroid.x - 300, c.centroid.y - 100) < 10), 'the cell with a chromatin dot stays a red cell');
+});

@@ -165,6 +165,7 @@ export async function planField(item: BatchItem, ctx: FieldContext): Promise<Fie
   let diameter = job.options.cellDiameter;
   let fov: FieldPlan['fov'];
   let regionCount = 0;
+  let whiteCells = 0;
   const taken = new BoxIndex(512);
   try {
     const regions: AsyncGenerator<Region> | Region[] = whole
@@ -186,6 +187,8 @@ export async function planField(item: BatchItem, ctx: FieldContext): Promise<Fie
       const found = await findCells(rgb.data, rgb.width, rgb.height, diameter !== undefined ? { diameter } : {});
       diameter ??= found.diameter;
       if (whole) fov = found.fov;
+      // White cells whose centroid is in this region's core: each counted once, like the red cells.
+      whiteCells += found.whiteCells.filter((c) => c.centroid.x + left >= core.x0 && c.centroid.x + left < core.x1 && c.centroid.y + top >= core.y0 && c.centroid.y + top < core.y1).length;
       // The cells this region owns (centroid in its core), with their index in `found`. Two regions segment a cell
       // on their shared border independently (their own threshold and sampling grid), so its centroid can land in
       // both cores: a cell overlapping one already taken from a neighbouring region (IoU ≥ 0.3) is that cell.
@@ -206,7 +209,7 @@ export async function planField(item: BatchItem, ctx: FieldContext): Promise<Fie
     throw error;
   }
   await flush();
-  const plan: FieldPlan = { batchId: job.batchId, imageId: item.imageId, width, height, whole, diameter: diameter ?? 0, ...(fov ? { fov } : {}), regions: regionCount, cells, parts };
+  const plan: FieldPlan = { batchId: job.batchId, imageId: item.imageId, width, height, whole, diameter: diameter ?? 0, ...(fov ? { fov } : {}), regions: regionCount, whiteCells, cells, parts };
   // Written last: a plan in S3 means every part's inputs are there.
   await store.putJson(planKey, plan);
   ctx.log.info({ imageId: item.imageId, cells: cells.length, parts: parts.length, regions: regionCount }, 'field cells found');
@@ -325,7 +328,7 @@ export async function assembleField(item: BatchItem, plan: FieldPlan, parts: (Fi
     }
   }
   cells.sort((a, b) => a.cell - b.cell);
-  const summary = summariseField(cells, positiveClass, { diameter: plan.diameter, ...(plan.fov ? { fov: plan.fov } : {}) });
+  const summary = summariseField(cells, positiveClass, { diameter: plan.diameter, whiteCells: plan.whiteCells, ...(plan.fov ? { fov: plan.fov } : {}) });
   const fieldKey = keys.resultField(job.batchId, item.imageId);
   const geojsonKey = keys.resultGeojson(job.batchId, item.imageId);
   const document: FieldDocument = { batchId: job.batchId, imageId: item.imageId, name: item.name, width, height, modelVersion: job.modelVersion, summary, cells };

@@ -35,6 +35,8 @@ export interface FoundCell {
 
 export interface FoundCells {
   cells: FoundCell[];
+  /** Regions of a cell's size that are white cells (a large, very dark nucleus): left out of `cells`. */
+  whiteCells: { box: Box; centroid: { x: number; y: number } }[];
   /** The diameter used (given, or estimated). */
   diameter: number;
   /** Working scale: working pixels per field pixel. */
@@ -48,6 +50,10 @@ export interface FoundCells {
 const WORK_DIAMETER = 32;
 /** Share of the green-dark pixels that must also be blue for blue − green to be used as a second cell cue. */
 const BLUE_CUE_AGREEMENT = 0.85;
+/** A white cell's nucleus: green below this share of the plasma's. */
+const NUCLEUS_DARKNESS = 0.35;
+/** Share of a region's pixels that must be that dark for it to be a white cell. */
+const WHITE_CELL_DARK_SHARE = 0.2;
 
 /** Otsu's threshold of a 256-bin histogram (the level that best separates two classes). */
 export function otsuThreshold(hist: ArrayLike<number>): number {
@@ -477,7 +483,25 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
     }
   }
   // A cell cut by the image's or the window's edge keeps what is visible of it: half the smallest area will do.
-  const kept = [...regions.entries()].filter(([, r]) => r.area >= (r.edge ? minArea / 2 : minArea) && r.area <= maxArea).sort((a, b) => a[1].y0 - b[1].y0 || a[1].x0 - b[1].x0);
+  // White cells: a leukocyte's nucleus is far darker than any red cell (NIH field: green 13 where the plasma is 188
+  // and red cells 140–180) and large; a parasite's chromatin is as dark but a few percent of its cell. A region whose
+  // pixels are at least a fifth this dark is a white cell: not a red cell, so neither counted nor classified.
+  const plasma: number[] = [];
+  for (let i = 0; i < w * h; i += 7) if (fov[i] && !fg[i]) plasma.push(px[i * 3 + 1]!);
+  plasma.sort((a, b) => a - b);
+  const nucleusLevel = NUCLEUS_DARKNESS * (plasma[Math.floor(plasma.length / 2)] ?? 255);
+  const darkCount = new Map<number, number>();
+  for (let i = 0; i < w * h; i++) if (m[i]! >= 2 && fg[i] && px[i * 3 + 1]! < nucleusLevel) darkCount.set(m[i]!, (darkCount.get(m[i]!) ?? 0) + 1);
+  const isWhiteCell = (l: number, r: { area: number }) => (darkCount.get(l) ?? 0) >= WHITE_CELL_DARK_SHARE * r.area;
+  const sized = [...regions.entries()].filter(([, r]) => r.area >= (r.edge ? minArea / 2 : minArea) && r.area <= maxArea);
+  const inv0 = 1 / scale;
+  const whiteCells = sized
+    .filter(([l, r]) => isWhiteCell(l, r))
+    .map(([, r]) => ({
+      box: { x: Math.floor(r.x0 * inv0), y: Math.floor(r.y0 * inv0), width: Math.ceil((r.x1 - r.x0 + 1) * inv0), height: Math.ceil((r.y1 - r.y0 + 1) * inv0) },
+      centroid: { x: Math.round(((r.sx / r.area + 0.5) * inv0) * 10) / 10, y: Math.round(((r.sy / r.area + 0.5) * inv0) * 10) / 10 },
+    }));
+  const kept = sized.filter(([l, r]) => !isWhiteCell(l, r)).sort((a, b) => a[1].y0 - b[1].y0 || a[1].x0 - b[1].x0);
   const relabel = new Map<number, number>(kept.map(([l], i) => [l, i + 1]));
   const labels = new Int32Array(w * h);
   for (let i = 0; i < w * h; i++) labels[i] = fg[i] ? (relabel.get(m[i]!) ?? 0) : 0;
@@ -497,7 +521,7 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
     for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if (fov[y * w + x]) (a++, (sx += x), (sy += y));
     fovCircle = { cx: Math.round(((sx / a + 0.5) * inv)), cy: Math.round(((sy / a + 0.5) * inv)), r: Math.round(Math.sqrt(a / Math.PI) * inv) };
   }
-  return { cells, diameter, scale, ...(fovCircle ? { fov: fovCircle } : {}), labels: { data: labels, width: w, height: h } };
+  return { cells, whiteCells, diameter, scale, ...(fovCircle ? { fov: fovCircle } : {}), labels: { data: labels, width: w, height: h } };
 }
 
 /**

@@ -5,7 +5,7 @@ import { wilsonInterval } from './metrics.js';
  * A field's answer from its cells: cells cut by an edge are listed but not counted; the parasitemia is the share
  * of counted cells predicted (argmax) as the positive class, with its 95 % Wilson interval.
  */
-export function summariseField(cells: FieldCell[], positiveClass: string, found: { diameter: number; fov?: { cx: number; cy: number; r: number } }): FieldSummary {
+export function summariseField(cells: FieldCell[], positiveClass: string, found: { diameter: number; whiteCells?: number; fov?: { cx: number; cy: number; r: number } }): FieldSummary {
   const counted = cells.filter((c) => !c.clipped);
   const infected = counted.filter((c) => c.predicted.label === positiveClass).length;
   const screened = counted.filter((c) => c.screen !== undefined);
@@ -17,6 +17,7 @@ export function summariseField(cells: FieldCell[], positiveClass: string, found:
     parasitemia: counted.length === 0 ? 0 : infected / counted.length,
     interval: wilsonInterval(infected, counted.length),
     ...(screened.length > 0 ? { screenPositive: screened.filter((c) => c.screen!.positive).length } : {}),
+    ...(found.whiteCells !== undefined ? { whiteCells: found.whiteCells } : {}),
     cellDiameter: Math.round(found.diameter * 10) / 10,
     ...(found.fov ? { fov: found.fov } : {}),
   };

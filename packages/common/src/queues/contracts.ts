@@ -120,6 +120,8 @@ export const fieldSummarySchema = z.object({
   interval: z.tuple([z.number(), z.number()]),
   /** Counted cells positive at the model's screening operating point (models that have one). */
   screenPositive: z.number().int().nonnegative().optional(),
+  /** White cells found (a large, very dark nucleus): not red cells, so neither counted nor classified. */
+  whiteCells: z.number().int().nonnegative().optional(),
   /** The cell diameter used for finding (given, or estimated from the field), field pixels. */
   cellDiameter: z.number(),
   fov: z.object({ cx: z.number(), cy: z.number(), r: z.number() }).optional(),
@@ -173,6 +175,7 @@ export const fieldPlanSchema = z.object({
   diameter: z.number(),
   fov: z.object({ cx: z.number(), cy: z.number(), r: z.number() }).optional(),
   regions: z.number().int().nonnegative(),
+  whiteCells: z.number().int().nonnegative().default(0),
   cells: z.array(z.object({ box: boxSchema, polygon: z.array(z.tuple([z.number(), z.number()])), clipped: z.boolean() })),
   /** Consecutive cells per part: part p holds cells first … first + count − 1. */
   parts: z.array(z.object({ first: z.number().int().nonnegative(), count: z.number().int().positive() })),
