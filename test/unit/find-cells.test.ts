@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cropCell, dropPlasmaBetweenCells, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, wilsonInterval } from '@camflow/common';
+import { cropCell, dropPlasmaBetweenCells, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, wilsonInterval } from '@camflow/common';
 
 test("Otsu's threshold separates two populations", () => {
   const hist = new Array<number>(256).fill(0);
@@ -251,4 +251,54 @@ test('white cells (a large, very dark nucleus) are told from red cells, a parasi
   assert.equal(r.whiteCells.length, 1);
   assert.ok(Math.hypot(r.whiteCells[0]!.centroid.x - 700, r.whiteCells[0]!.centroid.y - 350) < 10, JSON.stringify(r.whiteCells));
   assert.ok(r.cells.some((c) => Math.hypot(c.centroid.x - 300, c.centroid.y - 100) < 10), 'the cell with a chromatin dot stays a red cell');
+});
+
+test('the smallest enclosing circle of an outline', () => {
+  assert.deepEqual(enclosingCircle([[0, 0], [10, 0], [5, 5]]), { cx: 5, cy: 0, r: 5 });
+  const ring = Array.from({ length: 40 }, (_, i) => [30 + 12 * Math.cos(i / 6.37), 40 + 12 * Math.sin(i / 6.37)] as [number, number]);
+  const c = enclosingCircle([...ring, [30, 40], [35, 42]]);
+  assert.ok(Math.abs(c.cx - 30) < 0.3 && Math.abs(c.cy - 40) < 0.3 && Math.abs(c.r - 12) < 0.3, JSON.stringify(c));
+  // Every point inside, whatever the order.
+  const pts = Array.from({ length: 200 }, (_, i) => [Math.sin(i * 12.9898) * 50, Math.cos(i * 78.233) * 30] as [number, number]);
+  const e = enclosingCircle(pts);
+  assert.ok(pts.every(([x, y]) => Math.hypot(x - e.cx, y - e.cy) <= e.r + 1e-6));
+  assert.ok(e.r <= Math.hypot(50, 30) + 1e-6 && e.r >= 49, String(e.r));
+});
+
+test("a neighbour lying over a cell is cut out of the cell's crop; where the cell lies over its neighbour, its own pixels stay", async () => {
+  const w = 500;
+  const h = 300;
+  const paint = (frontFirst: boolean) => {
+    const rgb = new Uint8Array(w * h * 3);
+    for (let i = 0; i < w * h; i++) rgb.set([233, 208, 206], i * 3);
+    const disc = (cx: number, cy: number, r: number, colour: [number, number, number]) => {
+      for (let y = cy - r; y <= cy + r; y++) for (let x = cx - r; x <= cx + r; x++) if ((x - cx) ** 2 + (y - cy) ** 2 <= r * r) rgb.set(colour, (y * w + x) * 3);
+    };
+    // A brown cell at (150, 150) and a pink one at (230, 150), overlapping by 20 px; the later one is in front.
+    const brown = () => disc(150, 150, 50, [178, 130, 130]);
+    const pink = () => disc(230, 150, 50, [210, 100, 160]);
+    if (frontFirst) (brown(), pink());
+    else (pink(), brown());
+    return rgb;
+  };
+  for (const pinkInFront of [true, false]) {
+    const rgb = paint(pinkInFront);
+    const found = await findCells(rgb, w, h, { diameter: 100 });
+    assert.equal(found.cells.length, 2);
+    const k = found.cells.findIndex((c) => c.centroid.x < 190);
+    const c = found.cells[k]!;
+    const crop = cropCell(rgb, w, found, k, c.box);
+    // Pixels of the brown cell's crop in its half of the lens (x 180–190; the watershed's line is at 190 and the
+    // crop's erosion takes its last 4 px), on the row through both centres.
+    let pinkLeft = 0;
+    let brownLeft = 0;
+    for (let x = 181; x < 187; x++) {
+      const o = ((150 - c.box.y) * c.box.width + (x - c.box.x)) * 3;
+      if (x - c.box.x >= c.box.width) continue;
+      if (crop[o] === 210) pinkLeft++;
+      if (crop[o] === 178) brownLeft++;
+    }
+    if (pinkInFront) assert.equal(pinkLeft, 0, 'the pink neighbour\'s pixels are cut out of the brown cell\'s crop');
+    else assert.ok(brownLeft >= 3, `the brown cell's own pixels in the lens stay (${brownLeft})`);
+  }
 });

@@ -31,6 +31,10 @@ export interface FoundCell {
   centroid: { x: number; y: number };
   /** Touches the image's edge or the field of view's edge (part of the cell may be missing). */
   clipped: boolean;
+  /** The smallest circle around the outline, field pixels: where the cell's disc is, under a neighbour lying on it. */
+  circle: { cx: number; cy: number; r: number };
+  /** Mean RGB of the cell's pixels. */
+  colour: [number, number, number];
 }
 
 export interface FoundCells {
@@ -464,15 +468,16 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
     h,
   );
   // Regions: area, bounds, centroid; then the size filter.
-  const regions = new Map<number, { area: number; x0: number; y0: number; x1: number; y1: number; sx: number; sy: number; edge: boolean }>();
+  const regions = new Map<number, { area: number; x0: number; y0: number; x1: number; y1: number; sx: number; sy: number; edge: boolean; rgb: [number, number, number] }>();
   const fovEdge = (x: number, y: number) => x <= 0 || y <= 0 || x >= w - 1 || y >= h - 1 || (hasSurround && (!fov[(y - 1) * w + x] || !fov[(y + 1) * w + x] || !fov[y * w + x - 1] || !fov[y * w + x + 1]));
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       const l = m[y * w + x]!;
       if (l < 2 || !fg[y * w + x]) continue;
       let r = regions.get(l);
-      if (!r) regions.set(l, (r = { area: 0, x0: x, y0: y, x1: x, y1: y, sx: 0, sy: 0, edge: false }));
+      if (!r) regions.set(l, (r = { area: 0, x0: x, y0: y, x1: x, y1: y, sx: 0, sy: 0, edge: false, rgb: [0, 0, 0] }));
       r.area++;
+      for (let c = 0; c < 3; c++) r.rgb[c]! += px[(y * w + x) * 3 + c]!;
       r.sx += x;
       r.sy += y;
       if (x < r.x0) r.x0 = x;
@@ -506,13 +511,18 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
   const labels = new Int32Array(w * h);
   for (let i = 0; i < w * h; i++) labels[i] = fg[i] ? (relabel.get(m[i]!) ?? 0) : 0;
   const inv = 1 / scale;
-  const cells: FoundCell[] = kept.map(([, r], i) => ({
+  const cells: FoundCell[] = kept.map(([, r], i) => {
+    const polygon = outline(cv, labels, w, i + 1, r).map(([x, y]) => [Math.round(x * inv * 10) / 10, Math.round(y * inv * 10) / 10] as [number, number]);
+    return {
     box: { x: Math.floor(r.x0 * inv), y: Math.floor(r.y0 * inv), width: Math.min(width, Math.ceil((r.x1 + 1) * inv)) - Math.floor(r.x0 * inv), height: Math.min(height, Math.ceil((r.y1 + 1) * inv)) - Math.floor(r.y0 * inv) },
-    polygon: outline(cv, labels, w, i + 1, r).map(([x, y]) => [Math.round(x * inv * 10) / 10, Math.round(y * inv * 10) / 10] as [number, number]),
+    polygon,
     area: Math.round(r.area * inv * inv),
     centroid: { x: Math.round(((r.sx / r.area + 0.5) * inv) * 10) / 10, y: Math.round(((r.sy / r.area + 0.5) * inv) * 10) / 10 },
     clipped: r.edge,
-  }));
+    circle: enclosingCircle(polygon),
+    colour: r.rgb.map((v) => Math.round(v / r.area)) as [number, number, number],
+    };
+  });
   let fovCircle: FoundCells['fov'];
   if (hasSurround) {
     let a = 0;
@@ -601,7 +611,79 @@ function outline(cv: OpenCv, labels: Int32Array, w: number, label: number, r: { 
  * model reads that pale rim as something (measured on synthetic fields with the demo's model: mean P(Parasitized) of
  * uninfected cells 0.85–0.94 with the rim, 0.02 without it). Returns `box.width × box.height × 3` bytes.
  */
-export function cropCell(rgb: Uint8Array, width: number, found: Pick<FoundCells, 'labels' | 'scale' | 'diameter'>, index: number, box: Box): Uint8Array {
+/**
+ * Where a neighbour lies over a cell, the watershed gives the cell half the lens they share. When the neighbour is
+ * in front, those are its pixels, with its outline across them: a crop then shows an edge a model can read as
+ * something (seen on synthetic fields: uninfected cells called parasitized with p ≈ 1). In each neighbour's disc
+ * (its enclosing circle; neighbours of a single cell's size only) the pixels whose colour is nearer the neighbour's
+ * mean than the cell's own are cut out of the crop's mask — the cell's own pixels there (it is in front, perhaps
+ * with a parasite at its edge) stay — unless that would take more than a fifth of it.
+ */
+function trimNeighbourDiscs(mask: Uint8Array, rgb: Uint8Array, width: number, box: Box, index: number, cells: Pick<FoundCell, 'circle' | 'colour'>[], diameter: number): void {
+  const self = cells[index];
+  if (!self) return;
+  const own = self.circle;
+  const w = box.width;
+  const h = box.height;
+  let total = 0;
+  for (let i = 0; i < mask.length; i++) total += mask[i]!;
+  const d2 = (s: number, c: readonly number[]) => (rgb[s]! - c[0]!) ** 2 + (rgb[s + 1]! - c[1]!) ** 2 + (rgb[s + 2]! - c[2]!) ** 2;
+  for (let j = 0; j < cells.length; j++) {
+    const c = cells[j]!.circle;
+    if (j === index || c.r > 0.65 * diameter || Math.hypot(c.cx - own.cx, c.cy - own.cy) >= c.r + own.r) continue;
+    const theirs = cells[j]!.colour;
+    const cut: number[] = [];
+    for (let y = Math.max(0, Math.floor(c.cy - c.r - box.y)); y < Math.min(h, Math.ceil(c.cy + c.r - box.y)); y++) {
+      for (let x = Math.max(0, Math.floor(c.cx - c.r - box.x)); x < Math.min(w, Math.ceil(c.cx + c.r - box.x)); x++) {
+        if (!mask[y * w + x] || (box.x + x + 0.5 - c.cx) ** 2 + (box.y + y + 0.5 - c.cy) ** 2 >= c.r * c.r) continue;
+        const s = ((box.y + y) * width + box.x + x) * 3;
+        if (d2(s, theirs) < d2(s, self.colour)) cut.push(y * w + x);
+      }
+    }
+    if (cut.length > 0.2 * total) continue;
+    for (const i of cut) mask[i] = 0;
+    total -= cut.length;
+  }
+}
+
+/**
+ * The smallest circle enclosing `points` (Welzl's algorithm, iterative; expected linear time).
+ * @example enclosingCircle([[0, 0], [10, 0], [5, 5]]) // { cx: 5, cy: 0, r: 5 }
+ */
+export function enclosingCircle(points: readonly (readonly [number, number])[]): { cx: number; cy: number; r: number } {
+  const inside = (c: { cx: number; cy: number; r: number }, [x, y]: readonly [number, number]) => Math.hypot(x - c.cx, y - c.cy) <= c.r + 1e-7;
+  const two = (a: readonly [number, number], b: readonly [number, number]) => ({ cx: (a[0] + b[0]) / 2, cy: (a[1] + b[1]) / 2, r: Math.hypot(a[0] - b[0], a[1] - b[1]) / 2 });
+  const three = (a: readonly [number, number], b: readonly [number, number], c: readonly [number, number]) => {
+    const d = 2 * (a[0] * (b[1] - c[1]) + b[0] * (c[1] - a[1]) + c[0] * (a[1] - b[1]));
+    if (Math.abs(d) < 1e-12) {
+      // Collinear: the circle on the two farthest apart.
+      const pairs = [two(a, b), two(a, c), two(b, c)];
+      return pairs.reduce((m, p) => (p.r > m.r ? p : m));
+    }
+    const sa = a[0] ** 2 + a[1] ** 2;
+    const sb = b[0] ** 2 + b[1] ** 2;
+    const sc = c[0] ** 2 + c[1] ** 2;
+    const cx = (sa * (b[1] - c[1]) + sb * (c[1] - a[1]) + sc * (a[1] - b[1])) / d;
+    const cy = (sa * (c[0] - b[0]) + sb * (a[0] - c[0]) + sc * (b[0] - a[0])) / d;
+    return { cx, cy, r: Math.hypot(a[0] - cx, a[1] - cy) };
+  };
+  if (points.length === 0) return { cx: 0, cy: 0, r: 0 };
+  // A fixed shuffle (deterministic results; the expected-time argument needs only some order, not a random one).
+  const p = points.map((q, i) => ({ q, k: (i * 2654435761) % 4294967296 })).sort((a, b) => a.k - b.k).map((x) => x.q);
+  let c = { cx: p[0]![0], cy: p[0]![1], r: 0 };
+  for (let i = 1; i < p.length; i++) {
+    if (inside(c, p[i]!)) continue;
+    c = { cx: p[i]![0], cy: p[i]![1], r: 0 };
+    for (let j = 0; j < i; j++) {
+      if (inside(c, p[j]!)) continue;
+      c = two(p[i]!, p[j]!);
+      for (let k = 0; k < j; k++) if (!inside(c, p[k]!)) c = three(p[i]!, p[j]!, p[k]!);
+    }
+  }
+  return c;
+}
+
+export function cropCell(rgb: Uint8Array, width: number, found: Pick<FoundCells, 'labels' | 'scale' | 'diameter'> & { cells?: Pick<FoundCell, 'circle' | 'colour'>[] }, index: number, box: Box): Uint8Array {
   const { data, width: lw, height: lh } = found.labels;
   const label = index + 1;
   const at = (x: number, y: number) => (x >= 0 && y >= 0 && x < lw && y < lh && data[y * lw + x] === label ? 1 : 0);
@@ -621,6 +703,7 @@ export function cropCell(rgb: Uint8Array, width: number, found: Pick<FoundCells,
     }
   }
   const inner = erodeSquare(mask, w, h, Math.max(1, Math.round(0.035 * found.diameter)));
+  trimNeighbourDiscs(inner, rgb, width, box, index, found.cells ?? [], found.diameter);
   const out = new Uint8Array(w * h * 3);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
