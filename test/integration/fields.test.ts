@@ -184,3 +184,14 @@ test('the viewer, in a real browser: sign in with the token, the batch list and 
     await apiRedis.quit();
   }
 });
+
+test("a field whose part failed for good gets one failed line naming the part and why, never a parasitemia over cells never classified", async () => {
+  const { assembleField } = await import('../../packages/cam-worker/src/field.ts');
+  const item = { imageId: 'i0000009', name: 'f.png', sha256: 'a'.repeat(64), ext: 'png', width: 1400, height: 1000, kind: 'field' as const };
+  const job = { batchId: 'b-part-failed', chunk: 0, modelVersion: 'm1', items: [item], options: { target: 'predicted', fraction: 0.2, minArea: 16, outputs: ['json'], restrictToCell: true, alpha: 0.3, precision: 'fp32', kind: 'auto' } } as never;
+  const plan = { batchId: 'b-part-failed', imageId: 'i0000009', width: 1400, height: 1000, whole: true, diameter: 100, regions: 1, whiteCells: 0, cells: [], parts: [{ first: 0, count: 8 }, { first: 8, count: 8 }] };
+  const ok = { part: 0, engine: 'cpu', precision: 'fp32' as const, cells: [] };
+  const line = await assembleField(item as never, plan as never, [ok, 'ONNX Runtime: out of memory'], { store: c.ctx.store, job, write: () => assert.fail('nothing is written for a failed field') } as never);
+  assert.equal(line.status, 'failed');
+  assert.ok(line.status === 'failed' && line.reason === 'cells-failed' && /part 1 of the field's 0 cells \(2 parts\) failed after its retries: ONNX Runtime: out of memory/.test(line.error), JSON.stringify(line));
+});

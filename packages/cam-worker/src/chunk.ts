@@ -316,7 +316,7 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
         if (!plan) continue;
         const parts = await Promise.all(fieldCellsJobs(plan, job).map((part) => partOutcome(store, part, ctx.fanOut)));
         const result = await assembleField(item, plan, parts, fieldCtx);
-        leftovers.push(keys.fieldPlan(job.batchId, item.imageId), ...plan.parts.flatMap((_, p) => [keys.fieldCellsInput(job.batchId, item.imageId, p), keys.fieldCellsResult(job.batchId, item.imageId, p)]));
+        leftovers.push(keys.fieldPlan(job.batchId, item.imageId), ...plan.parts.flatMap((_, p) => [keys.fieldCellsInput(job.batchId, item.imageId, p), keys.fieldCellsResult(job.batchId, item.imageId, p), keys.fieldCellsFailure(job.batchId, item.imageId, p)]));
         results.set(item.imageId, result);
         if (result.status === 'ok') okCount++;
       }
