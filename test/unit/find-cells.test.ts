@@ -277,8 +277,7 @@ test("a neighbour lying over a cell is cut out of the cell's crop; where the cel
     // A brown cell at (150, 150) and a pink one at (230, 150), overlapping by 20 px; the later one is in front.
     const brown = () => disc(150, 150, 50, [178, 130, 130]);
     const pink = () => disc(230, 150, 50, [210, 100, 160]);
-    if (frontFirst) (brown(), pink());
-    else (pink(), brown());
+    for (const draw of frontFirst ? [brown, pink] : [pink, brown]) draw();
     return rgb;
   };
   for (const pinkInFront of [true, false]) {
