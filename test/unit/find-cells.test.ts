@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cropCell, dropPlasmaBetweenCells, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, wilsonInterval } from '@camflow/common';
+import { cropCell, dropPlasmaBetweenCells, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, openLabels, wilsonInterval } from '@camflow/common';
 
 test("Otsu's threshold separates two populations", () => {
   const hist = new Array<number>(256).fill(0);
@@ -300,4 +300,18 @@ test("a neighbour lying over a cell is cut out of the cell's crop; where the cel
     if (pinkInFront) assert.equal(pinkLeft, 0, 'the pink neighbour\'s pixels are cut out of the brown cell\'s crop');
     else assert.ok(brownLeft >= 3, `the brown cell's own pixels in the lens stay (${brownLeft})`);
   }
+});
+
+test("a strip the flood handed a cell beyond a gap (a neighbour's rim, plasma between three cells) is opened away; bodies stay", () => {
+  const w = 60;
+  const h = 40;
+  const labels = discs(w, h, [[18, 20, 12], [46, 20, 10]]);
+  // Label 2 also holds a 2-px-wide strip running down beside cell 3 (x 33–34), joined to its body at the bottom.
+  for (let y = 10; y < 32; y++) for (let x = 33; x <= 34; x++) labels[y * w + x] = 2;
+  for (let x = 28; x <= 34; x++) labels[31 * w + x] = 2;
+  const out = openLabels(labels, w, h, 1);
+  for (let y = 10; y < 30; y++) for (let x = 33; x <= 34; x++) assert.notEqual(out[y * w + x], 2, `strip pixel (${x}, ${y}) removed`);
+  const count = (a: Int32Array, l: number) => a.reduce((n, v) => n + (v === l ? 1 : 0), 0);
+  assert.ok(count(out, 2) >= 0.9 * Math.PI * 144, `cell 2's body stays (${count(out, 2)})`);
+  assert.ok(count(out, 3) >= 0.9 * Math.PI * 100);
 });

@@ -261,6 +261,56 @@ export function splitClumps(labels: Int32Array, w: number, cellArea: number, max
   return out;
 }
 
+/**
+ * Each cell label (≥ 2) opened by a square of side 2r + 1: strips thinner than that — a neighbour's rim, or the
+ * plasma between three cells, handed to a cell by the flood beyond a gap — go to the background (1); a cell's body
+ * is untouched. Label-wise: a pixel survives the erosion only if its whole square has its label.
+ */
+export function openLabels(labels: Int32Array, w: number, h: number, r: number): Int32Array {
+  if (r < 1) return labels;
+  const eroded = new Int32Array(w * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const l = labels[y * w + x]!;
+      if (l < 2) continue;
+      let all = true;
+      for (let dy = -r; dy <= r && all; dy++) {
+        const yy = y + dy;
+        if (yy < 0 || yy >= h) continue;
+        for (let dx = -r; dx <= r; dx++) {
+          const xx = x + dx;
+          if (xx >= 0 && xx < w && labels[yy * w + xx] !== l) {
+            all = false;
+            break;
+          }
+        }
+      }
+      if (all) eroded[y * w + x] = l;
+    }
+  }
+  const out = labels.slice();
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const l = labels[y * w + x]!;
+      if (l < 2) continue;
+      let near = false;
+      for (let dy = -r; dy <= r && !near; dy++) {
+        const yy = y + dy;
+        if (yy < 0 || yy >= h) continue;
+        for (let dx = -r; dx <= r; dx++) {
+          const xx = x + dx;
+          if (xx >= 0 && xx < w && eroded[yy * w + xx] === l) {
+            near = true;
+            break;
+          }
+        }
+      }
+      if (!near) out[y * w + x] = 1;
+    }
+  }
+  return out;
+}
+
 /** Each cell label (≥ 2) keeps its largest 4-connected piece; the slivers cut off from it go to the background (1). */
 export function largestPiecePerLabel(labels: Int32Array, w: number, h: number): Int32Array {
   const out = labels.slice();
@@ -456,7 +506,12 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
   const m = largestPiecePerLabel(
     splitClumps(
       largestPiecePerLabel(
-        flooded.map((l, i) => (l >= 2 && !cellPx[i] ? 1 : l)),
+        openLabels(
+          flooded.map((l, i) => (l >= 2 && !cellPx[i] ? 1 : l)),
+          w,
+          h,
+          Math.max(1, Math.round(0.03 * wd)),
+        ),
         w,
         h,
       ),
