@@ -29,8 +29,15 @@ for (const [i, f] of seeds.map((sd, k) => generateField(sd, { fov: k % 2 === 0 }
     if (c.clipped) return;
     counted++;
     if (p > 0.5) infected++;
-    let best = 0, t;
-    for (const tt of f.cells) { const v = iou(c.box, tt.box); if (v > best) { best = v; t = tt; } }
+    let best = 0;
+    let t: (typeof f.cells)[number] | undefined;
+    for (const tt of f.cells) {
+      const v = iou(c.box, tt.box);
+      if (v > best) {
+        best = v;
+        t = tt;
+      }
+    }
     if (process.env.VERBOSE && (p > 0.5) !== (t?.label === 'Parasitized')) console.log(`  field ${i} cell ${k} ${JSON.stringify(c.box)} p ${p.toFixed(3)} truth ${t?.label} iou ${best.toFixed(2)}`);
   });
   const whole = f.cells.filter((t) => t.visible >= 0.999);
