@@ -28,10 +28,9 @@ import {
   type ObjectStore,
   type Preprocessed,
   type Prediction,
-  type Screening,
 } from '@camflow/common';
 import type { ModelCache } from './model-cache.js';
-import { localizeImage, renderImages } from './localize-image.js';
+import { localizeImage, renderImages, screenCall } from './localize-image.js';
 import { orFailForGood } from './unrecoverable.js';
 import { assembleField, fieldCellsJobs, localizeFieldCells, planField } from './field.js';
 
@@ -95,12 +94,6 @@ export interface ChunkOutcome {
   failed: number;
   /** Wall time, and where the main thread spent it: waiting for decodes, in inference, in CAM post-processing, on the final writes. */
   ms: { total: number; decodeWait: number; infer: number; post: number; storeTail: number };
-}
-
-/** The screening call of one image at the model's operating point. */
-function screenCall(s: Screening, probabilities: Record<string, number>) {
-  const probability = probabilities[s.positiveClass] ?? 0;
-  return { positiveClass: s.positiveClass, probability, threshold: s.threshold, positive: probability >= s.threshold };
 }
 
 /** The chunk's input pack by sha256, or undefined when there is none or it is unusable (originals are decoded). */

@@ -50,7 +50,7 @@ import {
   type Box,
   iou,
 } from '@camflow/common';
-import { localizeImage } from './localize-image.js';
+import { localizeImage, screenCall } from './localize-image.js';
 import type { ModelCache } from './model-cache.js';
 import { orFailForGood } from './unrecoverable.js';
 
@@ -187,14 +187,15 @@ export async function planField(item: BatchItem, ctx: FieldContext): Promise<Fie
       const found = await findCells(rgb.data, rgb.width, rgb.height, diameter !== undefined ? { diameter } : {});
       diameter ??= found.diameter;
       if (whole) fov = found.fov;
+      const inCore = ({ x, y }: { x: number; y: number }) => x + left >= core.x0 && x + left < core.x1 && y + top >= core.y0 && y + top < core.y1;
       // White cells whose centroid is in this region's core: each counted once, like the red cells.
-      whiteCells += found.whiteCells.filter((c) => c.centroid.x + left >= core.x0 && c.centroid.x + left < core.x1 && c.centroid.y + top >= core.y0 && c.centroid.y + top < core.y1).length;
+      whiteCells += found.whiteCells.filter((c) => inCore(c.centroid)).length;
       // The cells this region owns (centroid in its core), with their index in `found`. Two regions segment a cell
       // on their shared border independently (their own threshold and sampling grid), so its centroid can land in
       // both cores: a cell overlapping one already taken from a neighbouring region (IoU ≥ 0.3) is that cell.
       const owned = found.cells
         .map((c, index) => ({ c, index, box: { x: c.box.x + left, y: c.box.y + top, width: c.box.width, height: c.box.height } }))
-        .filter(({ c }) => c.centroid.x + left >= core.x0 && c.centroid.x + left < core.x1 && c.centroid.y + top >= core.y0 && c.centroid.y + top < core.y1)
+        .filter(({ c }) => inCore(c.centroid))
         .filter(({ box }) => whole || !taken.overlaps(box));
       for (const { c, index, box } of owned) {
         taken.add(box);
@@ -217,9 +218,8 @@ export async function planField(item: BatchItem, ctx: FieldContext): Promise<Fie
 }
 
 /** The `field-cells` job of each part of a field. */
-export function fieldCellsJobs(plan: FieldPlan, job: CamJob, parts: readonly number[] = plan.parts.map((_, p) => p)): FieldCellsJob[] {
-  return parts.map((part) => {
-    const { first, count } = plan.parts[part]!;
+export function fieldCellsJobs(plan: FieldPlan, job: CamJob): FieldCellsJob[] {
+  return plan.parts.map(({ first, count }, part) => {
     const cells = plan.cells.slice(first, first + count).map((c, k) => ({ cell: first + k, width: c.box.width, height: c.box.height }));
     return { batchId: job.batchId, chunk: job.chunk, imageId: plan.imageId, part, modelVersion: job.modelVersion, options: job.options, cells };
   });
@@ -266,12 +266,11 @@ export async function localizeFieldCells(payload: unknown, ctx: FieldCellsContex
       const foreground = job.options.restrictToCell ? cellForeground(input, size, width, height) : undefined;
       const loc = localizeImage(predictions[k]!, engine.classifierWeights, manifest.classNames, width, height, { ...job.options, target: positiveClass }, foreground);
       const cam = loc.cams[0]!;
-      const probability = loc.probabilities[positiveClass] ?? 0;
       cells.push({
         cell,
         predicted: loc.predicted,
         probabilities: loc.probabilities,
-        ...(manifest.screening ? { screen: { positiveClass, probability, threshold: manifest.screening.threshold, positive: probability >= manifest.screening.threshold } } : {}),
+        ...(manifest.screening ? { screen: screenCall(manifest.screening, loc.probabilities) } : {}),
         peak: cam.peak,
         parasiteBox: cam.box ? { x: cam.box.x, y: cam.box.y, width: cam.box.width, height: cam.box.height } : null,
         featureCam: cam.featureCam,

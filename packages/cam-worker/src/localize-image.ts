@@ -13,6 +13,7 @@ import {
   type Prediction,
   type Region,
   type RgbImage,
+  type Screening,
 } from '@camflow/common';
 
 /** The localization of one class on one image, in original-image pixels. */
@@ -88,4 +89,10 @@ export function renderImages(original: RgbImage, loc: ImageLocalization, alpha: 
   const box = loc.cams[0]?.box;
   if (box) drawBoxes(overlay, original.width, original.height, [box], [255, 255, 255], Math.max(1, Math.round(Math.min(original.width, original.height) / 100)));
   return { heatmap, overlay };
+}
+
+/** The screening call of one image or cell at the model's operating point. */
+export function screenCall(s: Screening, probabilities: Record<string, number>) {
+  const probability = probabilities[s.positiveClass] ?? 0;
+  return { positiveClass: s.positiveClass, probability, threshold: s.threshold, positive: probability >= s.threshold };
 }

@@ -7,6 +7,7 @@ import {
   fieldCellsJobId,
   fieldCellsJobSchema,
   type FieldCellsJob,
+  type FieldCellsFailure,
   parseWith,
   chunkJobId,
   getProduction,
@@ -77,7 +78,7 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
                 opts: {
                   jobId: fieldCellsJobId(data.batchId, data.chunk, data.imageId, data.part),
                   parent: { id: job.id!, queue: job.queueQualifiedName },
-                  // Ahead of the batches' chunks (prioritized), so a field started is a field finished.
+                  // No priority: parts go ahead of the batches' (prioritized) chunks, so a field started is a field finished.
                   attempts: job.opts.attempts ?? config.CAM_ATTEMPTS,
                   backoff: job.opts.backoff ?? { type: 'exponential', delay: config.CAM_BACKOFF_MS },
                   ignoreDependencyOnFailure: true,
@@ -142,7 +143,7 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
       const part = fieldCellsJobSchema.safeParse(job.data);
       if (part.success) {
         const { batchId, imageId, part: p } = part.data;
-        store.putJson(keys.fieldCellsFailure(batchId, imageId, p), { part: p, attempts: job.attemptsMade, error: publicReason(err), failedAt: new Date().toISOString() }).catch((e: Error) => log.warn({ err: e, batchId, imageId, part: p }, 'could not record a field part failure in S3'));
+        store.putJson(keys.fieldCellsFailure(batchId, imageId, p), { part: p, attempts: job.attemptsMade, error: publicReason(err), failedAt: new Date().toISOString() } satisfies FieldCellsFailure).catch((e: Error) => log.warn({ err: e, batchId, imageId, part: p }, 'could not record a field part failure in S3'));
       }
       return;
     }

@@ -542,7 +542,6 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
       if (!r.edge && fovEdge(x, y)) r.edge = true;
     }
   }
-  // A cell cut by the image's or the window's edge keeps what is visible of it: half the smallest area will do.
   // White cells: a leukocyte's nucleus is far darker than any red cell (NIH field: green 13 where the plasma is 188
   // and red cells 140–180) and large; a parasite's chromatin is as dark but a few percent of its cell. A region whose
   // pixels are at least a fifth this dark is a white cell: not a red cell, so neither counted nor classified.
@@ -553,29 +552,27 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
   const darkCount = new Map<number, number>();
   for (let i = 0; i < w * h; i++) if (m[i]! >= 2 && fg[i] && px[i * 3 + 1]! < nucleusLevel) darkCount.set(m[i]!, (darkCount.get(m[i]!) ?? 0) + 1);
   const isWhiteCell = (l: number, r: { area: number }) => (darkCount.get(l) ?? 0) >= WHITE_CELL_DARK_SHARE * r.area;
+  // A cell cut by the image's or the window's edge keeps what is visible of it: half the smallest area will do.
   const sized = [...regions.entries()].filter(([, r]) => r.area >= (r.edge ? minArea / 2 : minArea) && r.area <= maxArea);
-  const inv0 = 1 / scale;
-  const whiteCells = sized
-    .filter(([l, r]) => isWhiteCell(l, r))
-    .map(([, r]) => ({
-      box: { x: Math.floor(r.x0 * inv0), y: Math.floor(r.y0 * inv0), width: Math.ceil((r.x1 - r.x0 + 1) * inv0), height: Math.ceil((r.y1 - r.y0 + 1) * inv0) },
-      centroid: { x: Math.round(((r.sx / r.area + 0.5) * inv0) * 10) / 10, y: Math.round(((r.sy / r.area + 0.5) * inv0) * 10) / 10 },
-    }));
+  const inv = 1 / scale;
+  // A region's box and centroid in field pixels.
+  const boxOf = (r: { x0: number; y0: number; x1: number; y1: number }): Box => ({ x: Math.floor(r.x0 * inv), y: Math.floor(r.y0 * inv), width: Math.min(width, Math.ceil((r.x1 + 1) * inv)) - Math.floor(r.x0 * inv), height: Math.min(height, Math.ceil((r.y1 + 1) * inv)) - Math.floor(r.y0 * inv) });
+  const centroidOf = (r: { sx: number; sy: number; area: number }) => ({ x: Math.round((r.sx / r.area + 0.5) * inv * 10) / 10, y: Math.round((r.sy / r.area + 0.5) * inv * 10) / 10 });
+  const whiteCells = sized.filter(([l, r]) => isWhiteCell(l, r)).map(([, r]) => ({ box: boxOf(r), centroid: centroidOf(r) }));
   const kept = sized.filter(([l, r]) => !isWhiteCell(l, r)).sort((a, b) => a[1].y0 - b[1].y0 || a[1].x0 - b[1].x0);
   const relabel = new Map<number, number>(kept.map(([l], i) => [l, i + 1]));
   const labels = new Int32Array(w * h);
   for (let i = 0; i < w * h; i++) labels[i] = fg[i] ? (relabel.get(m[i]!) ?? 0) : 0;
-  const inv = 1 / scale;
   const cells: FoundCell[] = kept.map(([, r], i) => {
     const polygon = outline(cv, labels, w, i + 1, r).map(([x, y]) => [Math.round(x * inv * 10) / 10, Math.round(y * inv * 10) / 10] as [number, number]);
     return {
-    box: { x: Math.floor(r.x0 * inv), y: Math.floor(r.y0 * inv), width: Math.min(width, Math.ceil((r.x1 + 1) * inv)) - Math.floor(r.x0 * inv), height: Math.min(height, Math.ceil((r.y1 + 1) * inv)) - Math.floor(r.y0 * inv) },
-    polygon,
-    area: Math.round(r.area * inv * inv),
-    centroid: { x: Math.round(((r.sx / r.area + 0.5) * inv) * 10) / 10, y: Math.round(((r.sy / r.area + 0.5) * inv) * 10) / 10 },
-    clipped: r.edge,
-    circle: enclosingCircle(polygon),
-    colour: r.rgb.map((v) => Math.round(v / r.area)) as [number, number, number],
+      box: boxOf(r),
+      polygon,
+      area: Math.round(r.area * inv * inv),
+      centroid: centroidOf(r),
+      clipped: r.edge,
+      circle: enclosingCircle(polygon),
+      colour: r.rgb.map((v) => Math.round(v / r.area)) as [number, number, number],
     };
   });
   let fovCircle: FoundCells['fov'];
@@ -660,13 +657,6 @@ function outline(cv: OpenCv, labels: Int32Array, w: number, label: number, r: { 
 }
 
 /**
- * One cell cut from the field the way the training crops were made: its bounding box, pixels outside the cell black.
- * The cell's mask is the label map sampled bilinearly (smooth, not blocky) and then eroded by ~3.5 % of the cell's
- * diameter: the rim a field blends into the plasma is not in the training crops (cells cut out on black), and a
- * model reads that pale rim as something (measured on synthetic fields with the demo's model: mean P(Parasitized) of
- * uninfected cells 0.85–0.94 with the rim, 0.02 without it). Returns `box.width × box.height × 3` bytes.
- */
-/**
  * Where a neighbour lies over a cell, the watershed gives the cell half the lens they share. When the neighbour is
  * in front, those are its pixels, with its outline across them: a crop then shows an edge a model can read as
  * something (seen on synthetic fields: uninfected cells called parasitized with p ≈ 1). In each neighbour's disc
@@ -738,6 +728,14 @@ export function enclosingCircle(points: readonly (readonly [number, number])[]):
   return c;
 }
 
+/**
+ * One cell cut from the field the way the training crops were made: its bounding box, pixels outside the cell black.
+ * The cell's mask is the label map sampled bilinearly (smooth, not blocky) and then eroded by ~3.5 % of the cell's
+ * diameter: the rim a field blends into the plasma is not in the training crops (cells cut out on black), and a
+ * model reads that pale rim as something (measured on synthetic fields with the demo's model: mean P(Parasitized) of
+ * uninfected cells 0.85–0.94 with the rim, 0.02 without it). Neighbours lying over the cell are cut out
+ * (`trimNeighbourDiscs`, when `found.cells` is given). Returns `box.width × box.height × 3` bytes.
+ */
 export function cropCell(rgb: Uint8Array, width: number, found: Pick<FoundCells, 'labels' | 'scale' | 'diameter'> & { cells?: Pick<FoundCell, 'circle' | 'colour'>[] }, index: number, box: Box): Uint8Array {
   const { data, width: lw, height: lh } = found.labels;
   const label = index + 1;

@@ -212,6 +212,7 @@ export const fieldCellsResultSchema = z.object({ part: z.number().int().nonnegat
 export type FieldCellsResult = z.infer<typeof fieldCellsResultSchema>;
 /** A part whose job exhausted its attempts (the field then fails with this reason). */
 export const fieldCellsFailureSchema = z.object({ part: z.number().int().nonnegative(), attempts: z.number().int().nonnegative(), error: z.string(), failedAt: z.string() });
+export type FieldCellsFailure = z.infer<typeof fieldCellsFailureSchema>;
 
 /** A chunk whose job exhausted its attempts, recorded in S3 so the reason survives a lost Redis. */
 export const chunkFailureSchema = z.object({ batchId: idSchema, chunk: z.number().int().nonnegative(), attempts: z.number().int().nonnegative(), error: z.string(), failedAt: z.string() });
