@@ -83,6 +83,46 @@ test("a cam-worker killed while a field's cells are out as `field-cells` jobs: a
   }
 });
 
+test("a Redis that lost everything while a field's parts were out: `batches repair` re-creates the chunk, which redoes only the parts without a result", async () => {
+  // Slow parts (one cell per inference, one write at a time), so that the kill meets some of them still out.
+  const c = await startCluster({ FIELD_CELLS_PER_JOB: '4', CAM_INFER_BATCH: '1', CAM_STORE_PARALLELISM: '1' });
+  try {
+    await publishUntrained(c.ctx);
+    const names = await syntheticFolder(c.dir, 3, 22);
+    const field = generateField(6, { width: 1400, height: 1000, cells: 40, fov: false });
+    await writeFile(join(c.dir, 'batch-22', 'field.png'), await encodePng(field.rgb, field.width, field.height));
+    const victim = c.spawnWorker('cam');
+    const info = await submit(c, join(c.dir, 'batch-22'), 10);
+    const fields = `batches/${info.batchId}/fields/`;
+    const partResults = async () => (await c.ctx.store.list(fields)).filter((o) => /\/\d{5}\.json$/.test(o.key)).map((o) => o.key);
+    // Some parts done, the chunk waiting for the rest: then the worker dies and Redis loses everything.
+    await eventually('a first part result', async () => ((await partResults()).length >= 1 ? true : undefined), 90_000, 20);
+    victim.kill('SIGKILL');
+    await victim.exited;
+    const admin = createRedis(c.env.REDIS_URL!);
+    await admin.flushall();
+    await admin.quit();
+    const done = await partResults();
+    const plan = (await c.ctx.store.list(fields)).find((o) => o.key.endsWith('/plan.json'));
+    assert.ok(plan, 'the plan was committed before the parts went out');
+    const parts = (JSON.parse((await c.ctx.store.get(plan.key)).toString('utf8')) as { parts: unknown[] }).parts.length;
+    assert.ok(done.length < parts, `some parts still out (${done.length} of ${parts} done)`);
+    const report = await runCli(c, ['batches', 'repair', info.batchId, '--json']);
+    assert.equal(report.code, 0, report.stderr);
+    assert.deepEqual(JSON.parse(report.stdout).recreated, [0]);
+    c.spawnWorker('cam');
+    await waitForBatch(c.ctx, info.batchId, 120_000);
+    const results = await readResults(c.ctx.store, info.batchId);
+    assertExactlyOnce(results, [...names, 'field.png']);
+    const line = results.find((r) => r.name === 'field.png')!;
+    assert.ok(line.status === 'ok' && line.kind === 'field' && line.field.cells >= 30, JSON.stringify(line));
+    const redone = (await c.ctx.queues.cam.getJobs(['completed'])).filter((j) => j.name === 'field-cells');
+    assert.equal(redone.length, parts - done.length, 'only the parts without a result ran again');
+  } finally {
+    await c.close();
+  }
+});
+
 test('a Redis restart (AOF) while a batch runs: no job lost, workers reconnect by themselves', async () => {
   const c = await startCluster();
   try {

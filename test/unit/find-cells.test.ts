@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cropCell, dropPlasmaBetweenCells, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, openLabels, wilsonInterval } from '@camflow/common';
+import { cropCell, dropPlasmaBetweenCells, edgeContact, keepLargestPiece, phantomRegions, trimPlasmaPockets, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, openLabels, wilsonInterval } from '@camflow/common';
 
 test("Otsu's threshold separates two populations", () => {
   const hist = new Array<number>(256).fill(0);
@@ -314,4 +314,93 @@ test("a strip the flood handed a cell beyond a gap (a neighbour's rim, plasma be
   const count = (a: Int32Array, l: number) => a.reduce((n, v) => n + (v === l ? 1 : 0), 0);
   assert.ok(count(out, 2) >= 0.9 * Math.PI * 144, `cell 2's body stays (${count(out, 2)})`);
   assert.ok(count(out, 3) >= 0.9 * Math.PI * 100);
+});
+
+test('plasma pocketed between cells is cut from the edge of a crop mask, with slivers left beyond it; a pale centre stays', () => {
+  const w = 40;
+  const h = 40;
+  const cellColour = [200, 120, 130];
+  const plasma = [235, 215, 205];
+  const rgb = new Uint8Array(w * h * 3);
+  const mask = new Uint8Array(w * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = y * w + x;
+      const r = Math.hypot(x - 20, y - 20);
+      if (r > 18) continue;
+      mask[i] = 1;
+      // A pale centre (r < 5) and a pocket of plasma at the top right (from the edge inward), both plasma-coloured.
+      const pocket = x >= 28 && y <= 12;
+      rgb.set(r < 5 || pocket ? plasma : cellColour, i * 3);
+    }
+  }
+  // A one-pixel rim line beyond the pocket, joined to the cell only through it.
+  for (let x = 29; x <= 33; x++) rgb.set([90, 40, 80], (9 * w + x) * 3);
+  const box = { x: 0, y: 0, width: w, height: h };
+  const cut = trimPlasmaPockets(mask, rgb, w, box, cellColour, plasma, 8);
+  assert.ok(cut > 0);
+  for (let y = 0; y <= 12; y++) for (let x = 28; x < w; x++) assert.equal(mask[y * w + x], 0, `pocket pixel (${x}, ${y}) cut`);
+  assert.equal(mask[20 * w + 20], 1, 'the pale centre stays');
+  assert.equal(mask[20 * w + 5], 1, "the cell's body stays");
+  // Nothing pale at the edge: nothing cut.
+  const plain = new Uint8Array(w * h);
+  for (let i = 0; i < w * h; i++) {
+    if (Math.hypot((i % w) - 20, Math.floor(i / w) - 20) > 18) continue;
+    plain[i] = 1;
+    rgb.set(cellColour, i * 3);
+  }
+  assert.equal(trimPlasmaPockets(plain, rgb, w, box, cellColour, plasma, 8), 0);
+});
+
+test('keepLargestPiece clears every 4-connected piece but the largest', () => {
+  // 1 1 0 1
+  // 1 1 0 0
+  // 0 0 0 1   → the 2×2 block stays; the two lone pixels go.
+  const m = new Uint8Array([1, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 1]);
+  assert.equal(keepLargestPiece(m, 4, 3), 2);
+  assert.deepEqual([...m], [1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0]);
+  const one = new Uint8Array([0, 1, 1, 0]);
+  assert.equal(keepLargestPiece(one, 4, 1), 0, 'one piece: nothing cleared');
+});
+
+test('a cell near an edge is counted; one cut by it is not (edge contact in field pixels, image border and window)', () => {
+  const w = 300;
+  const h = 200;
+  const plasma = [235, 215, 205];
+  const colour: [number, number, number] = [200, 120, 130];
+  const paint = (cx: number, cy: number, r: number, fov?: { cx: number; cy: number; r: number }) => {
+    const rgb = new Uint8Array(w * h * 3);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const inWindow = !fov || Math.hypot(x + 0.5 - fov.cx, y + 0.5 - fov.cy) <= fov.r;
+        rgb.set(!inWindow ? [0, 0, 0] : Math.hypot(x + 0.5 - cx, y + 0.5 - cy) <= r ? colour : plasma, (y * w + x) * 3);
+      }
+    }
+    return rgb;
+  };
+  const cell = (cx: number, cy: number, r: number) => ({ box: { x: Math.max(0, Math.floor(cx - r)), y: Math.max(0, Math.floor(cy - r)), width: Math.ceil(2 * r), height: Math.ceil(2 * r) }, circle: { cx, cy, r }, colour });
+  // Image border: 1.5 px clear of the top edge, then 4 px past it.
+  assert.ok(edgeContact(paint(150, 51.5, 50), w, h, cell(150, 51.5, 50), plasma) < 0.2 * 100, 'clear of the edge');
+  const cut = edgeContact(paint(150, 46, 50), w, h, cell(150, 46, 50), plasma);
+  assert.ok(cut >= 0.2 * 100, `cut 4 px deep: contact ${cut}`);
+  // Window (black beyond it): 2 px inside it, then 5 px beyond.
+  const fov = { cx: 150, cy: 100, r: 140 };
+  assert.ok(edgeContact(paint(150 + 88, 100, 50, fov), w, h, cell(238, 100, 50), plasma, fov) < 0.2 * 100, 'inside the window');
+  const out = edgeContact(paint(150 + 95, 100, 50, fov), w, h, cell(245, 100, 50), plasma, fov);
+  assert.ok(out >= 0.2 * 100, `cut by the window: contact ${out}`);
+});
+
+test("a region made of overlapping neighbours' pieces is a phantom; a cell partly under a neighbour is not", () => {
+  const w = 80;
+  const h = 80;
+  // Three cells (r 14) around a pocket at (40, 40), and a fourth region in the middle made of their overlaps.
+  const centres: [number, number][] = [[28, 30], [52, 30], [40, 52]];
+  const labels = new Int32Array(w * h);
+  centres.forEach(([cx, cy], k) => {
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if ((x + 0.5 - cx) ** 2 + (y + 0.5 - cy) ** 2 <= 14 * 14) labels[y * w + x] = k + 1;
+  });
+  for (let y = 30; y < 48; y++) for (let x = 33; x < 47; x++) labels[y * w + x] = 4;
+  const cells = [...centres.map(([cx, cy]) => ({ circle: { cx, cy, r: 14 } })), { circle: { cx: 40, cy: 39, r: 11.4 } }];
+  // Working scale 1; diameter 28.
+  assert.deepEqual([...phantomRegions(labels, w, cells, 1, 28)], [3]);
 });

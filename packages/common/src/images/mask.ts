@@ -22,3 +22,41 @@ export function erodeSquare(mask: Uint8Array, width: number, height: number, r: 
   }
   return out;
 }
+
+/**
+ * Keeps the largest 4-connected piece of a 0/1 mask in place (the rest set to 0); returns how many pixels were cleared.
+ * @example keepLargestPiece(new Uint8Array([1, 0, 1, 1]), 4, 1) // 1 (the lone pixel), mask now [0, 0, 1, 1]
+ */
+export function keepLargestPiece(mask: Uint8Array, width: number, height: number): number {
+  const piece = new Int32Array(width * height).fill(-1);
+  const sizes: number[] = [];
+  const stack: number[] = [];
+  for (let i = 0; i < width * height; i++) {
+    if (!mask[i] || piece[i]! >= 0) continue;
+    const id = sizes.length;
+    let size = 0;
+    piece[i] = id;
+    stack.push(i);
+    while (stack.length > 0) {
+      const j = stack.pop()!;
+      size++;
+      const x = j % width;
+      for (const k of [x > 0 ? j - 1 : -1, x < width - 1 ? j + 1 : -1, j - width, j + width]) {
+        if (k < 0 || k >= width * height || !mask[k] || piece[k]! >= 0) continue;
+        piece[k] = id;
+        stack.push(k);
+      }
+    }
+    sizes.push(size);
+  }
+  if (sizes.length <= 1) return 0;
+  const best = sizes.indexOf(Math.max(...sizes));
+  let cleared = 0;
+  for (let i = 0; i < width * height; i++) {
+    if (mask[i] && piece[i] !== best) {
+      mask[i] = 0;
+      cleared++;
+    }
+  }
+  return cleared;
+}
