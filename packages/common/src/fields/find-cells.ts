@@ -60,10 +60,8 @@ const BLUE_CUE_AGREEMENT = 0.85;
 const NUCLEUS_DARKNESS = 0.35;
 /** Share of a region's pixels that must be that dark for it to be a white cell. */
 const WHITE_CELL_DARK_SHARE = 0.2;
-/** A cell is cut by an edge when it meets it along at least this share of its diameter (`edgeContact`): a cut ≥ ~1 px deep. */
+/** A cell is cut by the image's border when it meets it along at least this share of its diameter (`edgeContact`): a cut ≥ ~1 px deep. */
 const CUT_CONTACT = 0.2;
-/** Beyond the field of view: every channel below this share of the plasma's darkest (cells' rims and chromatin are purple, not black). */
-const SURROUND_DARKNESS = 0.25;
 /** A region with at least this share of its pixels inside other cells' discs is made of their pieces (`phantomRegions`). */
 const PHANTOM_SHARE = 0.6;
 
@@ -531,14 +529,15 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
     h,
   );
   // Regions: area, bounds, centroid; then the size filter.
-  const regions = new Map<number, { area: number; x0: number; y0: number; x1: number; y1: number; sx: number; sy: number; edge: boolean; rgb: [number, number, number] }>();
-  const fovEdge = (x: number, y: number) => x <= 0 || y <= 0 || x >= w - 1 || y >= h - 1 || (hasSurround && (!fov[(y - 1) * w + x] || !fov[(y + 1) * w + x] || !fov[y * w + x - 1] || !fov[y * w + x + 1]));
+  const regions = new Map<number, { area: number; x0: number; y0: number; x1: number; y1: number; sx: number; sy: number; edge: boolean; window: boolean; rgb: [number, number, number] }>();
+  const imageEdge = (x: number, y: number) => x <= 0 || y <= 0 || x >= w - 1 || y >= h - 1;
+  const windowEdge = (x: number, y: number) => hasSurround && (!fov[(y - 1) * w + x] || !fov[(y + 1) * w + x] || !fov[y * w + x - 1] || !fov[y * w + x + 1]);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       const l = m[y * w + x]!;
       if (l < 2 || !fg[y * w + x]) continue;
       let r = regions.get(l);
-      if (!r) regions.set(l, (r = { area: 0, x0: x, y0: y, x1: x, y1: y, sx: 0, sy: 0, edge: false, rgb: [0, 0, 0] }));
+      if (!r) regions.set(l, (r = { area: 0, x0: x, y0: y, x1: x, y1: y, sx: 0, sy: 0, edge: false, window: false, rgb: [0, 0, 0] }));
       r.area++;
       for (let c = 0; c < 3; c++) r.rgb[c]! += px[(y * w + x) * 3 + c]!;
       r.sx += x;
@@ -547,7 +546,8 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
       if (x > r.x1) r.x1 = x;
       if (y < r.y0) r.y0 = y;
       if (y > r.y1) r.y1 = y;
-      if (!r.edge && fovEdge(x, y)) r.edge = true;
+      if (!r.edge && imageEdge(x, y)) r.edge = true;
+      else if (!r.window && !imageEdge(x, y) && windowEdge(x, y)) r.window = true;
     }
   }
   // White cells: a leukocyte's nucleus is far darker than any red cell (NIH field: green 13 where the plasma is 188
@@ -561,7 +561,7 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
   for (let i = 0; i < w * h; i++) if (m[i]! >= 2 && fg[i] && px[i * 3 + 1]! < nucleusLevel) darkCount.set(m[i]!, (darkCount.get(m[i]!) ?? 0) + 1);
   const isWhiteCell = (l: number, r: { area: number }) => (darkCount.get(l) ?? 0) >= WHITE_CELL_DARK_SHARE * r.area;
   // A cell cut by the image's or the window's edge keeps what is visible of it: half the smallest area will do.
-  const sized = [...regions.entries()].filter(([, r]) => r.area >= (r.edge ? minArea / 2 : minArea) && r.area <= maxArea);
+  const sized = [...regions.entries()].filter(([, r]) => r.area >= (r.edge || r.window ? minArea / 2 : minArea) && r.area <= maxArea);
   const inv = 1 / scale;
   // A region's box and centroid in field pixels.
   const boxOf = (r: { x0: number; y0: number; x1: number; y1: number }): Box => ({ x: Math.floor(r.x0 * inv), y: Math.floor(r.y0 * inv), width: Math.min(width, Math.ceil((r.x1 + 1) * inv)) - Math.floor(r.x0 * inv), height: Math.min(height, Math.ceil((r.y1 + 1) * inv)) - Math.floor(r.y0 * inv) });
@@ -571,6 +571,8 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
   const relabel = new Map<number, number>(kept.map(([l], i) => [l, i + 1]));
   const labels = new Int32Array(w * h);
   for (let i = 0; i < w * h; i++) labels[i] = fg[i] ? (relabel.get(m[i]!) ?? 0) : 0;
+  // Cells the working scale sees at the image's border (not only the window's): looked at again below.
+  const atBorder = new Set(kept.flatMap(([, r], i) => (r.edge && !r.window ? [i] : [])));
   const cells: FoundCell[] = kept.map(([, r], i) => {
     const polygon = outline(cv, labels, w, i + 1, r).map(([x, y]) => [Math.round(x * inv * 10) / 10, Math.round(y * inv * 10) / 10] as [number, number]);
     return {
@@ -578,7 +580,7 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
       polygon,
       area: Math.round(r.area * inv * inv),
       centroid: centroidOf(r),
-      clipped: r.edge,
+      clipped: r.edge || r.window,
       circle: enclosingCircle(polygon),
       colour: r.rgb.map((v) => Math.round(v / r.area)) as [number, number, number],
     };
@@ -591,6 +593,11 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
     for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if (fov[y * w + x]) (a++, (sx += x), (sy += y));
     fovCircle = { cx: Math.round(((sx / a + 0.5) * inv)), cy: Math.round(((sy / a + 0.5) * inv)), r: Math.round(Math.sqrt(a / Math.PI) * inv) };
   }
+  // The working scale sees a cell that only comes within a few pixels of the image's border as touching it: look
+  // again at the field's pixels. (The window's edge is a blurred ring in real photos: there the working scale decides.)
+  cells.forEach((c, i) => {
+    if (atBorder.has(i)) c.clipped = edgeContact(rgb, width, height, c, plasma) >= CUT_CONTACT * diameter;
+  });
   // Pieces of overlapping neighbours (and the plasma closed in between them) that the flood made a region of their own.
   const phantom = phantomRegions(labels, w, cells, scale, diameter);
   if (phantom.size > 0) {
@@ -600,8 +607,6 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
     for (let i = 0; i < labels.length; i++) labels[i] = renumber[labels[i]!]!;
     cells.splice(0, cells.length, ...cells.filter((_, i) => !phantom.has(i)));
   }
-  // The working scale sees a cell that only comes near an edge as touching it: look again at the field's pixels.
-  for (const c of cells) if (c.clipped) c.clipped = edgeContact(rgb, width, height, c, plasma, fovCircle) >= CUT_CONTACT * diameter;
   return { cells, whiteCells, diameter, scale, ...(fovCircle ? { fov: fovCircle } : {}), labels: { data: labels, width: w, height: h }, plasma };
 }
 
@@ -631,37 +636,24 @@ export function phantomRegions(labels: Int32Array, w: number, cells: readonly Pi
 }
 
 /**
- * How many of a cell's pixels, in field pixels, lie against what is outside the field: on the image's border, or next
- * to the dark surround beyond the field of view's edge. A pixel is the cell's when it lies in its disc (enclosing
- * circle, 2 px wider) and its colour is nearer the cell's mean than the plasma's or black; a surround pixel is near
- * black in every channel and lies near or beyond the window's edge (`fov` is estimated from its area: a window cut
- * by the image's edges reads a few pixels small). A cell cut by
- * an edge meets it along a chord (a cut 1 px deep: ≈ 0.2 of its diameter); one that only comes within a pixel or two
+ * How many of a cell's pixels, in field pixels, lie on the image's border. A pixel is the cell's when it lies in its
+ * disc (enclosing circle, 2 px wider) and its colour is nearer the cell's mean than the plasma's. A cell cut by the
+ * border meets it along a chord (a cut 1 px deep: ≈ 0.2 of its diameter); one that only comes within a pixel or two
  * of it, barely or not at all.
  */
-export function edgeContact(rgb: Uint8Array, width: number, height: number, cell: Pick<FoundCell, 'box' | 'circle' | 'colour'>, plasma: readonly number[], fov?: { cx: number; cy: number; r: number }): number {
+export function edgeContact(rgb: Uint8Array, width: number, height: number, cell: Pick<FoundCell, 'box' | 'circle' | 'colour'>, plasma: readonly number[]): number {
   const { cx, cy, r } = cell.circle;
   const d2 = (s: number, c: readonly number[]) => (rgb[s]! - c[0]!) ** 2 + (rgb[s + 1]! - c[1]!) ** 2 + (rgb[s + 2]! - c[2]!) ** 2;
-  const black = (s: number) => rgb[s]! ** 2 + rgb[s + 1]! ** 2 + rgb[s + 2]! ** 2;
-  const dark = SURROUND_DARKNESS * Math.min(plasma[0]!, plasma[1]!, plasma[2]!);
   const x0 = Math.max(0, Math.floor(cell.box.x - 2));
   const y0 = Math.max(0, Math.floor(cell.box.y - 2));
   const x1 = Math.min(width - 1, Math.ceil(cell.box.x + cell.box.width + 1));
   const y1 = Math.min(height - 1, Math.ceil(cell.box.y + cell.box.height + 1));
-  const surround = (x: number, y: number) => {
-    if (x < 0 || y < 0 || x >= width || y >= height) return true;
-    if (!fov || Math.hypot(x + 0.5 - fov.cx, y + 0.5 - fov.cy) < fov.r - 0.1 * 2 * r) return false;
-    const s = (y * width + x) * 3;
-    return Math.max(rgb[s]!, rgb[s + 1]!, rgb[s + 2]!) < dark;
-  };
   let n = 0;
   for (let y = y0; y <= y1; y++) {
     for (let x = x0; x <= x1; x++) {
-      if ((x + 0.5 - cx) ** 2 + (y + 0.5 - cy) ** 2 > (r + 2) ** 2) continue;
+      if ((x > 0 && y > 0 && x < width - 1 && y < height - 1) || (x + 0.5 - cx) ** 2 + (y + 0.5 - cy) ** 2 > (r + 2) ** 2) continue;
       const s = (y * width + x) * 3;
-      const own = d2(s, cell.colour);
-      if (own > d2(s, plasma) || own > black(s)) continue;
-      if (surround(x - 1, y) || surround(x + 1, y) || surround(x, y - 1) || surround(x, y + 1)) n++;
+      if (d2(s, cell.colour) <= d2(s, plasma)) n++;
     }
   }
   return n;
