@@ -619,17 +619,27 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
  * Returns the phantoms' indices (`labels` value − 1).
  */
 export function phantomRegions(labels: Int32Array, w: number, cells: readonly Pick<FoundCell, 'circle'>[], scale: number, diameter: number): Set<number> {
+  const h = labels.length / w;
   const area = new Float64Array(cells.length);
+  for (let i = 0; i < labels.length; i++) if (labels[i]! >= 1) area[labels[i]! - 1]!++;
+  // Each disc marks the pixels of other regions under it (each pixel once): work ~ the discs' area, not pixels × discs.
+  const covered = new Uint8Array(labels.length);
   const inside = new Float64Array(cells.length);
-  const discs = cells.map((c, j) => ({ j, cx: c.circle.cx * scale, cy: c.circle.cy * scale, r: c.circle.r * scale })).filter((d) => d.r < 0.65 * diameter * scale);
-  for (let i = 0; i < labels.length; i++) {
-    const l = labels[i]!;
-    if (l < 1) continue;
-    area[l - 1]!++;
-    const x = (i % w) + 0.5;
-    const y = Math.floor(i / w) + 0.5;
-    if (discs.some((d) => d.j !== l - 1 && (x - d.cx) ** 2 + (y - d.cy) ** 2 < d.r * d.r)) inside[l - 1]!++;
-  }
+  cells.forEach((c, j) => {
+    const r = c.circle.r * scale;
+    if (r >= 0.65 * diameter * scale) return;
+    const cx = c.circle.cx * scale;
+    const cy = c.circle.cy * scale;
+    for (let y = Math.max(0, Math.floor(cy - r)); y <= Math.min(h - 1, Math.ceil(cy + r)); y++) {
+      for (let x = Math.max(0, Math.floor(cx - r)); x <= Math.min(w - 1, Math.ceil(cx + r)); x++) {
+        const i = y * w + x;
+        const l = labels[i]!;
+        if (l < 1 || l - 1 === j || covered[i] || (x + 0.5 - cx) ** 2 + (y + 0.5 - cy) ** 2 >= r * r) continue;
+        covered[i] = 1;
+        inside[l - 1]!++;
+      }
+    }
+  });
   const out = new Set<number>();
   for (let k = 0; k < cells.length; k++) if (area[k]! > 0 && inside[k]! >= PHANTOM_SHARE * area[k]!) out.add(k);
   return out;
