@@ -553,9 +553,19 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
   // White cells: a leukocyte's nucleus is far darker than any red cell (NIH field: green 13 where the plasma is 188
   // and red cells 140–180) and large; a parasite's chromatin is as dark but a few percent of its cell. A region whose
   // pixels are at least a fifth this dark is a white cell: not a red cell, so neither counted nor classified.
-  const plasmaRgb: [number[], number[], number[]] = [[], [], []];
-  for (let i = 0; i < w * h; i += 7) if (fov[i] && !fg[i]) for (let c = 0; c < 3; c++) plasmaRgb[c]!.push(px[i * 3 + c]!);
-  const plasma = plasmaRgb.map((v) => v.sort((a, b) => a - b)[Math.floor(v.length / 2)] ?? 255) as [number, number, number];
+  const hist = [new Uint32Array(256), new Uint32Array(256), new Uint32Array(256)] as const;
+  let plasmaCount = 0;
+  for (let i = 0; i < w * h; i += 7) {
+    if (!fov[i] || fg[i]) continue;
+    plasmaCount++;
+    for (let c = 0; c < 3; c++) hist[c][px[i * 3 + c]!]!++;
+  }
+  const median = (hh: Uint32Array) => {
+    let n = 0;
+    for (let v = 0; v < 256; v++) if ((n += hh[v]!) > plasmaCount / 2) return v;
+    return 255;
+  };
+  const plasma = hist.map(median) as [number, number, number];
   const nucleusLevel = NUCLEUS_DARKNESS * plasma[1];
   const darkCount = new Map<number, number>();
   for (let i = 0; i < w * h; i++) if (m[i]! >= 2 && fg[i] && px[i * 3 + 1]! < nucleusLevel) darkCount.set(m[i]!, (darkCount.get(m[i]!) ?? 0) + 1);
