@@ -32,6 +32,7 @@ import { readResults, waitForBatch } from '../packages/cli/src/wait.ts';
 import { publishModel } from '@camflow/trainer';
 import { startCluster } from '../test/helpers/cluster.ts';
 import { GradientPool, shardRanges } from '../packages/trainer/src/parallel.ts';
+import { OrtGradients } from '../packages/trainer/src/ort-gradients.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const THREADS = Number(process.env.BENCH_THREADS ?? Math.min(2, cpus().length));
@@ -220,16 +221,29 @@ async function main() {
     if (i > 0) parallelRates.push(32 / ((performance.now() - t0) / 1000));
   }
   await pool.close();
-  const camflowParallel = median(parallelRates);
+  const camflowWasmPool = median(parallelRates);
+  // What the trainer does by default on CPU backends: the gradients on ONNX Runtime (every core), Adam in tfjs.
+  const ortEngine = await OrtGradients.start(trainModel, THREADS);
+  const ortRates: number[] = [];
+  for (let i = 0; i <= steps; i++) {
+    const t0 = performance.now();
+    const { grads } = await ortEngine.gradients(trainModel, vars, [{ x: flat.slice(), size: 128, labels }], 2);
+    optimizer.applyGradients(grads as Record<string, tf.Variable>);
+    tf.dispose(Object.values(grads));
+    if (i > 0) ortRates.push(32 / ((performance.now() - t0) / 1000));
+  }
+  await ortEngine.close();
+  const camflowParallel = median(ortRates);
   x.dispose();
   y.dispose();
   trainModel.dispose();
   const torchTrain = peer(py, ['train', '--weights', work, '--batch', '32', '--threads', String(THREADS), '--repeats', String(steps)])?.images_per_s as number | undefined;
   results.training = {
     camflow_1_thread: camflowTrain,
+    camflow_wasm_pool: camflowWasmPool,
     camflow: camflowParallel,
     camflow_threads: THREADS,
-    camflow_backend: backend.backend,
+    camflow_backend: `${backend.backend}, gradients on onnxruntime-cpu`,
     seed_pytorch: torchTrain ?? null,
     ratio: torchTrain ? camflowParallel / torchTrain : null,
   };

@@ -49,6 +49,12 @@ export const configSchema = z.object({
   TF_BACKEND: z.enum(BACKEND_PREFERENCES).default('auto'),
   /** Data-parallel training threads on the CPU backends (wasm, cpu); 0: every core. */
   TRAIN_THREADS: z.coerce.number().int().min(0).max(256).default(0),
+  /**
+   * Who computes the training gradients on the CPU backends (wasm, cpu): `onnx` — the model's forward and backward
+   * pass as one ONNX graph on ONNX Runtime's CPU kernels, every core (~3× the wasm pool here); `tfjs` — tfjs itself,
+   * data-parallel over `TRAIN_THREADS`. `auto`: `onnx`. GPU and native backends always use tfjs.
+   */
+  TRAIN_GRADIENTS: z.enum(['auto', 'onnx', 'tfjs']).default('auto'),
   CAM_CONCURRENCY: positiveInt.default(2),
   CAM_CHUNK_SIZE: positiveInt.max(10_000).default(256),
   /** Images per inference run (default: the engine's own, 256 on GPU providers, 32 on CPU). */

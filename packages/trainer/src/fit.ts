@@ -1,5 +1,6 @@
 import { buildModel, createRng, tf, type PresetName, type Logger } from '@camflow/common';
-import { shardRanges, type GradientPool } from './parallel.js';
+import { shardRanges } from './parallel.js';
+import type { GradientEngine } from './ort-gradients.js';
 import type { Shard } from './gradient-step.js';
 
 /** Images at the model's input size, packed: `n × size × size × 3` bytes, with integer labels. */
@@ -239,8 +240,8 @@ export interface FitHooks {
   /** A checkpoint to resume from (same params). */
   resume?: FitCheckpoint;
   log?: Logger;
-  /** Data-parallel threads for the CPU backends (see `parallel.ts`); absent: one thread. */
-  pool?: GradientPool;
+  /** Who computes the gradients on the CPU backends: the data-parallel pool (`parallel.ts`) or ONNX Runtime (`ort-gradients.ts`); absent: tfjs on this thread. */
+  pool?: GradientEngine;
   /** Asked every few steps and after every epoch; when it says yes the run stops with `FitCancelled`. */
   cancelled?: () => Promise<boolean>;
 }
@@ -307,9 +308,9 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
       for (let start = 0; start < order.length; start += params.batchSize) {
         const idx = order.slice(start, start + params.batchSize);
         const augmentations = params.augment ? idx.map(() => drawAugmentation(rng)) : null;
-        if (hooks.pool && hooks.pool.threads > 1 && idx.length > 1) {
-          // Shards on every core; one optimizer step on the summed gradients (the same step as below).
-          const shards = shardRanges(idx.length, hooks.pool.threads).map(({ start, end }) => shardOf(train, idx.slice(start, end), augmentations?.slice(start, end) ?? null, weights));
+        if (hooks.pool) {
+          // The gradient engine (shards on every core, or ONNX Runtime); one optimizer step on the summed gradients (the same step as below).
+          const shards = shardRanges(idx.length, hooks.pool.shards).map(({ start, end }) => shardOf(train, idx.slice(start, end), augmentations?.slice(start, end) ?? null, weights));
           const { lossSum: batchLoss, grads } = await hooks.pool.gradients(model, vars, shards, params.numClasses);
           optimizer.applyGradients(grads as Record<string, tf.Variable>);
           tf.dispose(Object.values(grads));

@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { CamflowError, tf, type BackendPreference, type Logger, type PresetName } from '@camflow/common';
 import { shardGradients, type Shard } from './gradient-step.js';
 import type { GradientReply, GradientRequest, GradientWorkerData } from './gradient-worker.js';
+import type { GradientEngine } from './ort-gradients.js';
 
 /**
  * Data-parallel training on every CPU core. The wasm backend computes on one thread, and its threaded build does
@@ -11,14 +12,16 @@ import type { GradientReply, GradientRequest, GradientWorkerData } from './gradi
  * them, divides by the batch size and applies one optimizer step. The step is the same as one pass over the whole
  * batch (up to float summation order; tested), so results do not depend on the thread count.
  */
-export class GradientPool {
+export class GradientPool implements GradientEngine {
   private nextId = 0;
+  readonly shards: number;
   private readonly pending = new Map<number, { resolve: (r: { lossSum: number; grads: Float32Array[] }) => void; reject: (e: Error) => void }>();
 
   private constructor(
     private readonly workers: Worker[],
     readonly threads: number,
   ) {
+    this.shards = threads;
     for (const w of workers) {
       w.on('message', (reply: GradientReply) => {
         const p = this.pending.get(reply.id);

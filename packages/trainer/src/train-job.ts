@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { UnrecoverableError } from 'bullmq';
 import {
+  buildModel,
   defaultPositiveClass,
   deserializeModel,
   getDatasetManifest,
@@ -22,8 +23,10 @@ import {
   type Logger,
   type ModelManifest,
   type ObjectStore,
+  type PresetName,
 } from '@camflow/common';
 import { GradientPool } from './parallel.js';
+import { OrtGradients, type GradientEngine } from './ort-gradients.js';
 import { FitCancelled, evaluate, fitWithRestarts, predictProbabilities, type EpochMetrics, type TensorData } from './fit.js';
 import { gather, resolveSplitBy, splitIndices } from './split.js';
 import { promoteIfBetter, publishModel, type SameImagesComparison } from './publish.js';
@@ -33,8 +36,10 @@ export interface TrainContext {
   store: ObjectStore;
   log: Logger;
   backend: string;
-  /** Data-parallel training threads on the CPU backends (wasm, cpu); 1 or absent: one. */
+  /** Training threads on the CPU backends (wasm, cpu); 1 or absent: one. */
   threads?: number;
+  /** Who computes the gradients on the CPU backends (`TRAIN_GRADIENTS`); absent: `auto`. */
+  gradients?: 'auto' | 'onnx' | 'tfjs';
   /** Whether the operator asked to stop this run (`camflow train --cancel`). */
   cancelled?: () => Promise<boolean>;
   /** Job identity: makes the published version deterministic for a retried job. */
@@ -121,8 +126,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   const checkpoints = new CheckpointStore(ctx.store, jobKey(ctx.jobId), paramsHash({ ...fitParams, dataset: manifest.version, split: splitBy, v: params.validationFraction }));
   const resume = await checkpoints.load();
   if (resume) log.warn({ attempt: resume.attempt, epoch: resume.epoch }, 'resuming training from its last checkpoint');
-  const threads = ctx.backend === 'wasm' || ctx.backend === 'cpu' ? (ctx.threads ?? 1) : 1;
-  const pool = threads > 1 ? await GradientPool.start(threads, params.preset, manifest.classNames.length, ctx.backend as BackendPreference, log) : undefined;
+  const pool = await gradientEngine(ctx, params.preset, manifest.classNames.length, log);
   const result = await fitWithRestarts(fitParams, train, validation, {
     onEpoch: async (m, attempt) => {
       log.info({ attempt, ...m }, 'epoch');
@@ -173,7 +177,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
       attempts: result.attempts,
       history: result.history.map((h) => ({ ...h })),
     },
-    backend: ctx.backend,
+    backend: pool instanceof OrtGradients ? `${ctx.backend}, gradients on onnxruntime-cpu` : ctx.backend,
     createdAt: new Date().toISOString(),
     screening,
     cellSide: medianCellSide(manifest.items),
@@ -220,4 +224,22 @@ async function compareWithProduction(store: ObjectStore, dataset: DatasetManifes
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * The gradient engine for a run: on the CPU backends (wasm, cpu) ONNX Runtime (`auto`, `onnx`) or tfjs's
+ * data-parallel pool (`tfjs`, more than one thread); on GPU and native backends tfjs itself (undefined).
+ */
+async function gradientEngine(ctx: Pick<TrainContext, 'backend' | 'threads' | 'gradients'>, preset: PresetName, numClasses: number, log: Logger): Promise<GradientEngine | undefined> {
+  if (ctx.backend !== 'wasm' && ctx.backend !== 'cpu') return undefined;
+  const threads = ctx.threads ?? 1;
+  if ((ctx.gradients ?? 'auto') !== 'tfjs') {
+    const shape = buildModel(preset, numClasses);
+    try {
+      return await OrtGradients.start(shape, threads, log);
+    } finally {
+      shape.dispose();
+    }
+  }
+  return threads > 1 ? GradientPool.start(threads, preset, numClasses, ctx.backend as BackendPreference, log) : undefined;
 }

@@ -29,6 +29,7 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
         log: log.child({ jobId: job.id }),
         backend: backend.backend,
         threads: config.TRAIN_THREADS || availableParallelism(),
+        gradients: config.TRAIN_GRADIENTS,
         cancelled: async () => (await deps.publisher.exists(trainCancelKey(config.QUEUE_PREFIX, String(job.id)))) > 0,
         jobId: job.id ?? job.name,
         jobTimestamp: job.timestamp,

@@ -558,7 +558,7 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
   for (let i = 0; i < w * h; i += 7) {
     if (!fov[i] || fg[i]) continue;
     plasmaCount++;
-    for (let c = 0; c < 3; c++) hist[c][px[i * 3 + c]!]!++;
+    for (let c = 0; c < 3; c++) hist[c]![px[i * 3 + c]!]!++;
   }
   const median = (hh: Uint32Array) => {
     let n = 0;

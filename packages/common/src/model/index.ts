@@ -8,3 +8,4 @@ export * from './ort-engine.js';
 export * from './quantize.js';
 export * from './webgpu.js';
 export { registerWebGpuTrainingKernels, useWebGpuConvFilterKernel } from './webgpu-kernels.js';
+export * from './onnx-gradients.js';
