@@ -65,8 +65,7 @@ export function exportGradientGraph(model: tf.LayersModel): Uint8Array {
   const reduceSum = (x: string, axes: number[], keepdims = 0) => node('ReduceSum', [x, int64s(axes)], [{ name: 'keepdims', i: keepdims }]);
 
   // Which `weight:k` each layer's kernel and bias are.
-  const index = new Map<string, number>();
-  model.trainableWeights.forEach((w, k) => index.set(w.name, k));
+  const index = new Map<string, number>(model.trainableWeights.map((w, k) => [w.name, k]));
   const weightOf = (layer: tf.layers.Layer, which: number) => {
     const w = layer.trainableWeights[which];
     const k = w ? index.get(w.name) : undefined;
