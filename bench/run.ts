@@ -324,7 +324,7 @@ async function main() {
   const rows = [
     ['inference + CAM, images/s (seed, 128², batch 32)', `ORT ${fmt(inf.camflow_ort)} · tfjs ${fmt(inf.camflow_tfjs)}`, fmt(inf.seed_pytorch), fmt(inf.ratio_ort_vs_pytorch)],
     ['inference + CAM, int8 graph, images/s', `ORT int8 ${fmt(inf.camflow_ort_int8)}`, fmt(inf.seed_pytorch), fmt(inf.ratio_ort_int8_vs_pytorch)],
-    ['training step, images/s (seed, batch 32)', `${fmt(tr.camflow)} (${backend.backend}, ${THREADS} threads; 1 thread ${fmt(tr.camflow_1_thread)})`, fmt(tr.seed_pytorch), fmt(tr.ratio)],
+    ['training step, images/s (seed, batch 32)', `${fmt(tr.camflow)} (gradients on ONNX Runtime, ${THREADS} threads; tfjs ${backend.backend} pool ${fmt(tr.camflow_wasm_pool)}, 1 thread ${fmt(tr.camflow_1_thread)})`, fmt(tr.seed_pytorch), fmt(tr.ratio)],
     ['preprocessing, images/s', `sharp ${fmt(pp.camflow_sharp)}`, `OpenCV ${fmt(pp.seed_opencv)}`, fmt(pp.ratio)],
     [`end to end, ${files.length} images, 1 worker, images/s`, fmt((e2e.workers_1 as { images_per_s: number }).images_per_s), '', ''],
     [`end to end, ${files.length} images, 2 workers, images/s`, fmt(two), '', `${fmt(e2e.share_of_pure_inference)} of pure inference`],
