@@ -1,6 +1,7 @@
 // `npm run bench:gpu`: one prepared script for a GPU host (see shared/GPU.md). Prints a table on stderr and one JSON
 // line {"bench_gpu": {...}} on stdout: the WebGPU adapter; training images/s of the seed and fast presets at b32 and
-// b256 on tfjs-webgpu (camflow's Conv2DBackpropFilter and the stock one); inference + CAM images/s on every ONNX
+// b256 on tfjs-webgpu (camflow's Conv2DBackpropFilter and the stock one) and of the trainer's ONNX gradient graph on
+// every ONNX Runtime provider that starts; inference + CAM images/s on every ONNX
 // Runtime provider that starts (uint8 NHWC input, CAM of the predicted class + its box per image); and the peer,
 // PyTorch CUDA, measured in the same run. Medians. Never part of `npm test`.
 //   BENCH_GPU_QUICK=1   tiny sizes, to check the script on a software adapter (lavapipe) — numbers meaningless
@@ -147,6 +148,42 @@ async function main() {
     }
   }
   results.training = training;
+
+  // The trainer's CPU path, the model's forward + backward pass as one ONNX graph (`exportGradientGraph`), on each
+  // ONNX Runtime provider that starts: a candidate GPU training path beside tfjs-webgpu (gradients only, no Adam).
+  const { OrtGradients } = await import('../packages/trainer/src/ort-gradients.ts');
+  const onnxTraining: Record<string, unknown> = {};
+  const gradientProviders: ('cuda' | 'webgpu' | 'cpu')[] = [...(cudaProvidersInstalled() ? (['cuda'] as const) : []), ...(probe.ok ? (['webgpu'] as const) : []), 'cpu'];
+  for (const provider of gradientProviders) {
+    for (const preset of ['seed', 'fast'] as PresetName[]) {
+      const size = presets[preset].inputSize;
+      const model = buildModel(preset, 2, 1);
+      const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+      let engine: Awaited<ReturnType<typeof OrtGradients.start>> | undefined;
+      try {
+        engine = await OrtGradients.start(model, 0, undefined, provider);
+        for (const b of trainBatches) {
+          const x = Float32Array.from(randomBytes(b * size * size * 3, 5), (v) => v / 255);
+          const labels = Int32Array.from({ length: b }, (_, i) => i % 2);
+          const rates: number[] = [];
+          for (let r = 0; r < steps + 2; r++) {
+            const t0 = performance.now();
+            const { grads } = await engine.gradients(model, vars, [{ x, size, labels }], 2);
+            tf.dispose(Object.values(grads));
+            if (r >= 2) rates.push(b / ((performance.now() - t0) / 1000));
+          }
+          onnxTraining[`${provider}_${preset}_b${b}`] = round(median(rates));
+          say(`ONNX Runtime gradients on ${provider}, ${preset} b${b}: ${round(median(rates))} images/s`);
+        }
+      } catch (error) {
+        onnxTraining[`${provider}_${preset}`] = { error: String(error).slice(0, 300) };
+      } finally {
+        await engine?.close();
+        model.dispose();
+      }
+    }
+  }
+  results.training_onnx_gradients = onnxTraining;
 
   const inference: Record<string, unknown> = {};
   for (const preset of ['fast', 'seed'] as PresetName[]) {

@@ -1,18 +1,27 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildModel, tf } from '@camflow/common';
+import { buildModel, initBackend, tf } from '@camflow/common';
 import { shardGradients } from '../../packages/trainer/src/gradient-step.ts';
 import { OrtGradients } from '../../packages/trainer/src/ort-gradients.ts';
 
-test("ONNX Runtime's training gradients equal tfjs's (cpu backend) for both presets, with sample weights", async () => {
-  await tf.setBackend('cpu');
-  for (const preset of ['fast', 'seed'] as const) {
+// The reference: tfjs's cpu backend for the fast preset; for the seed preset (128², 5×5 convolutions, minutes on the
+// cpu backend) the wasm trainer's kernels, themselves checked against the cpu backend in wasm-kernels.test.ts, whose
+// float sums differ in a different order (first layer's filter gradient: 5e-4 of its largest value, 7e-6 against cpu).
+const cases = [
+  { preset: 'fast', backend: 'cpu', tolerance: 1e-4 },
+  { preset: 'seed', backend: 'wasm', tolerance: 2e-3 },
+] as const;
+
+test("ONNX Runtime's training gradients equal tfjs's for both presets, with sample weights", async () => {
+  for (const { preset, backend, tolerance } of cases) {
+    if (backend === 'wasm') await initBackend('wasm');
+    else await tf.setBackend(backend);
     const model = buildModel(preset, 2, 3);
     const s = model.inputs[0]!.shape[1]!;
-    const n = 3;
+    const n = 2;
     const x = Float32Array.from({ length: n * s * s * 3 }, (_, i) => (Math.sin(i * 0.37) + 1) / 2);
-    const labels = Int32Array.from([0, 1, 1]);
-    const sampleWeights = Float32Array.from([1, 2, 0.5]);
+    const labels = Int32Array.from([0, 1]);
+    const sampleWeights = Float32Array.from([1, 2]);
     const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
     const ref = await shardGradients(model, vars, { x: x.slice(), size: s, labels, sampleWeights }, 2);
     const engine = await OrtGradients.start(model, 1);
@@ -30,7 +39,7 @@ test("ONNX Runtime's training gradients equal tfjs's (cpu backend) for both pres
         diff = Math.max(diff, Math.abs(got[i]! * n - want[i]!));
       }
       assert.ok(scale > 0, `${preset} ${v.name}: a gradient that is not all zero`);
-      assert.ok(diff <= 1e-4 * scale, `${preset} ${v.name}: max difference ${diff} for gradients up to ${scale}`);
+      assert.ok(diff <= tolerance * scale, `${preset} ${v.name}: max difference ${diff} for gradients up to ${scale}`);
     });
     tf.dispose(Object.values(grads));
     await engine.close();

@@ -138,3 +138,22 @@ test('ONNX Runtime on its WebGPU provider gives the CPU provider’s logits and 
   cpu.dispose();
   model.dispose();
 });
+
+test("the training gradient graph on ONNX Runtime's WebGPU provider gives the CPU provider's gradients (≤ 1e-4)", { skip: noAdapter, timeout: 300_000 }, async () => {
+  const { OrtGradients } = await import('../../packages/trainer/src/ort-gradients.ts');
+  await initBackend('cpu').catch(() => undefined);
+  const model = buildModel('fast', 2, 9);
+  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const n = 4;
+  const x = Float32Array.from(randomImages(n, 64, 33).flatMap((im) => Array.from(im, (v) => v / 255)));
+  const shard = () => ({ x: x.slice(), size: 64, labels: Int32Array.from([0, 1, 1, 0]), sampleWeights: Float32Array.from([1, 1, 2, 0.5]) });
+  const cpu = await OrtGradients.start(model, 1, undefined, 'cpu');
+  const gpu = await OrtGradients.start(model, 1, undefined, 'webgpu');
+  const [a, b] = [await cpu.gradients(model, vars, [shard()], 2), await gpu.gradients(model, vars, [shard()], 2)];
+  assert.ok(Math.abs(a.lossSum - b.lossSum) <= 1e-4 * Math.abs(a.lossSum), `loss ${a.lossSum} vs ${b.lossSum}`);
+  for (const v of vars) assert.ok(maxRel(a.grads[v.name]!.dataSync(), b.grads[v.name]!.dataSync()) <= 1e-4, `${v.name}: ${maxRel(a.grads[v.name]!.dataSync(), b.grads[v.name]!.dataSync())}`);
+  tf.dispose([...Object.values(a.grads), ...Object.values(b.grads)]);
+  await cpu.close();
+  await gpu.close();
+  model.dispose();
+});

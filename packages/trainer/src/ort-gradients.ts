@@ -11,6 +11,8 @@ export interface GradientEngine {
 }
 
 type Ort = typeof import('onnxruntime-node');
+/** ONNX Runtime providers the gradient graph is run on (CUDA only where its provider libraries are installed). */
+export type GradientProvider = 'cpu' | 'webgpu' | 'cuda';
 
 /**
  * Training gradients on ONNX Runtime's CPU kernels: the model's forward and backward pass as one ONNX graph
@@ -26,15 +28,20 @@ export class OrtGradients implements GradientEngine {
     private readonly ort: Ort,
     private readonly session: InferenceSession,
     readonly threads: number,
+    readonly provider: GradientProvider,
   ) {}
 
-  /** Build the model's gradient graph and open a session on `threads` intra-op threads (0: every core). */
-  static async start(model: tf.LayersModel, threads: number, log?: Logger): Promise<OrtGradients> {
+  /**
+   * Build the model's gradient graph and open a session on `threads` intra-op threads (0: every core), on ONNX
+   * Runtime's CPU provider, or a GPU provider first (`webgpu`: every op of the graph runs there, checked against the
+   * CPU provider in `test/unit/webgpu.test.ts`; `cuda`: unmeasured here, for `bench:gpu`).
+   */
+  static async start(model: tf.LayersModel, threads: number, log?: Logger, provider: GradientProvider = 'cpu'): Promise<OrtGradients> {
     const started = performance.now();
     const ort = await import('onnxruntime-node');
-    const session = await ort.InferenceSession.create(exportGradientGraph(model), { executionProviders: ['cpu'], intraOpNumThreads: threads, graphOptimizationLevel: 'all' });
-    log?.info({ gradients: 'onnxruntime-cpu', threads: threads || 'all cores', ms: Math.round(performance.now() - started) }, 'training gradients on ONNX Runtime');
-    return new OrtGradients(ort, session, threads);
+    const session = await ort.InferenceSession.create(exportGradientGraph(model), { executionProviders: provider === 'cpu' ? ['cpu'] : [provider, 'cpu'], intraOpNumThreads: threads, graphOptimizationLevel: 'all' });
+    log?.info({ gradients: `onnxruntime-${provider}`, threads: threads || 'all cores', ms: Math.round(performance.now() - started) }, 'training gradients on ONNX Runtime');
+    return new OrtGradients(ort, session, threads, provider);
   }
 
   async gradients(model: tf.LayersModel, vars: tf.Variable[], shards: Shard[], numClasses: number): Promise<{ lossSum: number; grads: tf.NamedTensorMap }> {

@@ -33,7 +33,7 @@ const attribute = (a: Attr) => (a.ints ? { name: a.name, type: ATTR_INTS, ints: 
  * - softmax cross-entropy: ∂L/∂logits = w·(softmax − y); dense: ∂W = fᵀ·g, ∂b = Σ g, ∂f = g·Wᵀ;
  * - global average pooling: ∂ spread evenly over the map (Expand);
  * - ReLU: ∂ where the pre-activation is > 0 (as tfjs's step);
- * - max pooling (2×2, stride 2): ∂ scattered back to the argmax (MaxPool's `Indices`, flat over N·C·H·W);
+ * - max pooling (2×2, stride 2): ∂ spread over each window and kept where the input equals the window's max;
  * - convolution (stride 1): ∂W[o, i] = Σₙ in[n, i] ⋆ ∂z[n, o] — itself a convolution, with the batch as channels
  *   (input `[Ci, N, H, W]`, kernel `[Co, N, Ho, Wo]`, the forward's padding); ∂b = Σ ∂z; ∂in = ConvTranspose(∂z, W).
  * Layers supported: Rescaling, Conv2D (ReLU, stride 1, 'same' with an odd kernel or 'valid'), MaxPooling2D (2×2,
@@ -75,7 +75,7 @@ export function exportGradientGraph(model: tf.LayersModel): Uint8Array {
 
   type Step =
     | { kind: 'conv'; input: string; z: string; weight: string; kernel: number; bias: number; pads: number[] }
-    | { kind: 'pool'; input: string; indices: string }
+    | { kind: 'pool'; input: string; output: string; oddRows: number; oddCols: number }
     | { kind: 'gap'; input: string; area: number }
     | { kind: 'dense'; input: string; weight: string; kernel: number; bias: number };
   const steps: Step[] = [];
@@ -110,10 +110,9 @@ export function exportGradientGraph(model: tf.LayersModel): Uint8Array {
         const pool = config.poolSize as number[];
         const strides = (config.strides as number[] | null) ?? pool;
         if (pool.some((p) => p !== 2) || strides.some((s) => s !== 2) || config.padding !== 'valid') throw new CamflowError('ONNX_EXPORT', `pooling layer ${layer.name}: the gradient graph supports 2×2, stride 2, valid`);
-        const out = fresh('maxpool');
-        const indices = fresh('argmax');
-        node('MaxPool', [h], [{ name: 'kernel_shape', ints: [2, 2] }, { name: 'strides', ints: [2, 2] }], [out, indices]);
-        steps.push({ kind: 'pool', input: h, indices });
+        const out = node('MaxPool', [h], [{ name: 'kernel_shape', ints: [2, 2] }, { name: 'strides', ints: [2, 2] }]);
+        const shape = (layer.input as tf.SymbolicTensor).shape;
+        steps.push({ kind: 'pool', input: h, output: out, oddRows: shape[1]! % 2, oddCols: shape[2]! % 2 });
         h = out;
         break;
       }
@@ -157,11 +156,26 @@ export function exportGradientGraph(model: tf.LayersModel): Uint8Array {
       const spread = node('Unsqueeze', [node('Mul', [g, floats([1 / step.area])]), int64s([2, 3])]);
       g = node('Expand', [spread, node('Shape', [step.input])]);
     } else if (step.kind === 'pool') {
-      const shape = node('Shape', [step.input]);
-      const flat = int64s([-1]);
-      const zeros = node('Reshape', [node('ConstantOfShape', [shape]), flat]);
-      const scattered = node('ScatterElements', [zeros, node('Reshape', [step.indices, flat]), node('Reshape', [g, flat])], [{ name: 'axis', i: 0 }]);
-      g = node('Reshape', [scattered, shape]);
+      // Each output's gradient goes back to where its window's maximum was: both spread over their 2×2 window and
+      // kept where the input equals the window's max. (Ties among positive values would share it — measure zero;
+      // a window of ReLU zeros passes it on to pixels whose ReLU gradient is zero.) No MaxPool indices: ONNX
+      // Runtime's WebGPU provider has none.
+      const up = (t: string) => {
+        const shape = node('Shape', [t]);
+        const six = node('Concat', [node('Slice', [shape, int64s([0]), int64s([3])]), int64s([2]), node('Slice', [shape, int64s([3]), int64s([4])]), int64s([2])], [{ name: 'axis', i: 0 }]);
+        const spread = node('Expand', [node('Unsqueeze', [t, int64s([3, 5])]), six]);
+        const four = node('Concat', [node('Slice', [shape, int64s([0]), int64s([2])]), node('Mul', [node('Slice', [shape, int64s([2]), int64s([4])]), int64s([2, 2])])], [{ name: 'axis', i: 0 }]);
+        return node('Reshape', [spread, four]);
+      };
+      let input = step.input;
+      if (step.oddRows || step.oddCols) {
+        // The last row / column a 2×2 stride-2 pool never reads.
+        const ends = int64s([-step.oddRows || Number.MAX_SAFE_INTEGER, -step.oddCols || Number.MAX_SAFE_INTEGER]);
+        input = node('Slice', [input, int64s([0, 0]), ends, int64s([2, 3])]);
+      }
+      const mask = node('Cast', [node('Equal', [input, up(step.output)])], [{ name: 'to', i: FLOAT }]);
+      g = node('Mul', [mask, up(g)]);
+      if (step.oddRows || step.oddCols) g = node('Pad', [g, int64s([0, 0, 0, 0, 0, 0, step.oddRows, step.oddCols])]);
     } else if (step.kind === 'conv') {
       const dz = node('Where', [node('Greater', [step.z, zero]), g, zero]);
       grads.set(step.bias, reduceSum(dz, [0, 2, 3]));
