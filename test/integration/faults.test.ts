@@ -57,27 +57,39 @@ test('a cam-worker killed with SIGKILL mid-chunk: its chunk is recovered by anot
   }
 });
 
+/** An untrained model in production and a folder `batch-<seed>` of `cells` synthetic cells plus one 40-cell field. */
+async function cellsAndField(c: Cluster, cells: number, seed: number, fieldSeed: number): Promise<string[]> {
+  await publishUntrained(c.ctx);
+  const names = await syntheticFolder(c.dir, cells, seed);
+  const field = generateField(fieldSeed, { width: 1400, height: 1000, cells: 40, fov: false });
+  await writeFile(join(c.dir, `batch-${seed}`, 'field.png'), await encodePng(field.rgb, field.width, field.height));
+  return names;
+}
+
+/** A fresh cam-worker finishes the batch: one line per file, the field's line ok; how many parts ran in this Redis. */
+async function finishWithNewWorker(c: Cluster, batchId: string, names: string[]) {
+  c.spawnWorker('cam');
+  await waitForBatch(c.ctx, batchId, 120_000);
+  const results = await readResults(c.ctx.store, batchId);
+  assertExactlyOnce(results, [...names, 'field.png']);
+  const line = results.find((r) => r.name === 'field.png')!;
+  assert.ok(line.status === 'ok' && line.kind === 'field' && line.field.cells >= 30, JSON.stringify(line));
+  const completedParts = (await c.ctx.queues.cam.getJobs(['completed'])).filter((j) => j.name === 'field-cells').length;
+  return { line, completedParts };
+}
+
 test("a cam-worker killed while a field's cells are out as `field-cells` jobs: another worker finishes them and the field, one line per file", async () => {
   const c = await startCluster({ FIELD_CELLS_PER_JOB: '4' });
   try {
-    await publishUntrained(c.ctx);
-    const names = await syntheticFolder(c.dir, 6, 21);
-    const field = generateField(5, { width: 1400, height: 1000, cells: 40, fov: false });
-    await writeFile(join(c.dir, 'batch-21', 'field.png'), await encodePng(field.rgb, field.width, field.height));
+    const names = await cellsAndField(c, 6, 21, 5);
     const victim = c.spawnWorker('cam');
     const info = await submit(c, join(c.dir, 'batch-21'), 10);
     // The chunk (6 cells and the field) parks itself once the field's parts are queued: kill the worker then.
     await eventually('the chunk to wait for its field parts', async () => ((await c.ctx.queues.cam.getJobState(`${info.batchId}-c0`)) === 'waiting-children' ? true : undefined));
     victim.kill('SIGKILL');
     await victim.exited;
-    c.spawnWorker('cam');
-    await waitForBatch(c.ctx, info.batchId, 120_000);
-    const results = await readResults(c.ctx.store, info.batchId);
-    assertExactlyOnce(results, [...names, 'field.png']);
-    const line = results.find((r) => r.name === 'field.png')!;
-    assert.ok(line.status === 'ok' && line.kind === 'field' && line.field.cells >= 30, JSON.stringify(line));
-    const parts = (await c.ctx.queues.cam.getJobs(['completed'])).filter((j) => j.name === 'field-cells');
-    assert.equal(parts.length, Math.ceil(line.field.cells / 4), 'every part completed once');
+    const { line, completedParts } = await finishWithNewWorker(c, info.batchId, names);
+    assert.equal(completedParts, Math.ceil(line.field.cells / 4), 'every part completed once');
   } finally {
     await c.close();
   }
@@ -87,10 +99,7 @@ test("a Redis that lost everything while a field's parts were out: `batches repa
   // Slow parts (one cell per inference, one write at a time), so that the kill meets some of them still out.
   const c = await startCluster({ FIELD_CELLS_PER_JOB: '4', CAM_INFER_BATCH: '1', CAM_STORE_PARALLELISM: '1' });
   try {
-    await publishUntrained(c.ctx);
-    const names = await syntheticFolder(c.dir, 3, 22);
-    const field = generateField(6, { width: 1400, height: 1000, cells: 40, fov: false });
-    await writeFile(join(c.dir, 'batch-22', 'field.png'), await encodePng(field.rgb, field.width, field.height));
+    const names = await cellsAndField(c, 3, 22, 6);
     const victim = c.spawnWorker('cam');
     const info = await submit(c, join(c.dir, 'batch-22'), 10);
     const fields = `batches/${info.batchId}/fields/`;
@@ -110,14 +119,8 @@ test("a Redis that lost everything while a field's parts were out: `batches repa
     const report = await runCli(c, ['batches', 'repair', info.batchId, '--json']);
     assert.equal(report.code, 0, report.stderr);
     assert.deepEqual(JSON.parse(report.stdout).recreated, [0]);
-    c.spawnWorker('cam');
-    await waitForBatch(c.ctx, info.batchId, 120_000);
-    const results = await readResults(c.ctx.store, info.batchId);
-    assertExactlyOnce(results, [...names, 'field.png']);
-    const line = results.find((r) => r.name === 'field.png')!;
-    assert.ok(line.status === 'ok' && line.kind === 'field' && line.field.cells >= 30, JSON.stringify(line));
-    const redone = (await c.ctx.queues.cam.getJobs(['completed'])).filter((j) => j.name === 'field-cells');
-    assert.equal(redone.length, parts - done.length, 'only the parts without a result ran again');
+    const { completedParts } = await finishWithNewWorker(c, info.batchId, names);
+    assert.equal(completedParts, parts - done.length, 'only the parts without a result ran again');
   } finally {
     await c.close();
   }
