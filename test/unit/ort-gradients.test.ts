@@ -46,3 +46,19 @@ test("ONNX Runtime's training gradients equal tfjs's for both presets, with samp
     model.dispose();
   }
 });
+
+test('TRAIN_GRADIENTS: ONNX Runtime on the CPU backends; with auto, one that cannot start falls back to tfjs; pinned, it fails', async () => {
+  const { gradientEngine } = await import('../../packages/trainer/src/train-job.ts');
+  const { createLogger } = await import('@camflow/common');
+  const log = createLogger({ level: 'silent', name: 'test' });
+  const broken = async () => {
+    throw new Error('no onnxruntime binding for this platform');
+  };
+  const ort = await gradientEngine({ backend: 'wasm', threads: 1 }, 'fast', 2, log);
+  assert.ok(ort instanceof OrtGradients, 'auto on wasm: ONNX Runtime');
+  await ort.close();
+  assert.equal(await gradientEngine({ backend: 'webgpu', threads: 1 }, 'fast', 2, log), undefined, 'GPU backends: tfjs itself');
+  assert.equal(await gradientEngine({ backend: 'wasm', threads: 1, gradients: 'tfjs' }, 'fast', 2, log), undefined, 'tfjs on one thread: no pool');
+  assert.equal(await gradientEngine({ backend: 'wasm', threads: 1 }, 'fast', 2, log, broken), undefined, 'auto: falls back to tfjs');
+  await assert.rejects(gradientEngine({ backend: 'wasm', threads: 1, gradients: 'onnx' }, 'fast', 2, log, broken), /no onnxruntime binding/);
+});

@@ -228,15 +228,27 @@ async function compareWithProduction(store: ObjectStore, dataset: DatasetManifes
 
 /**
  * The gradient engine for a run: on the CPU backends (wasm, cpu) ONNX Runtime (`auto`, `onnx`) or tfjs's
- * data-parallel pool (`tfjs`, more than one thread); on GPU and native backends tfjs itself (undefined).
+ * data-parallel pool (`tfjs`, more than one thread); on GPU and native backends tfjs itself (undefined). With `auto`,
+ * an ONNX Runtime that cannot start (no native binary for this platform, a graph it refuses) is logged and the run
+ * goes on with the tfjs pool; a pinned `onnx` fails the run instead.
  */
-async function gradientEngine(ctx: Pick<TrainContext, 'backend' | 'threads' | 'gradients'>, preset: PresetName, numClasses: number, log: Logger): Promise<GradientEngine | undefined> {
+export async function gradientEngine(
+  ctx: Pick<TrainContext, 'backend' | 'threads' | 'gradients'>,
+  preset: PresetName,
+  numClasses: number,
+  log: Logger,
+  startOnnx: (model: tf.LayersModel, threads: number, log: Logger) => Promise<GradientEngine> = (m, t, l) => OrtGradients.start(m, t, l),
+): Promise<GradientEngine | undefined> {
   if (ctx.backend !== 'wasm' && ctx.backend !== 'cpu') return undefined;
   const threads = ctx.threads ?? 1;
-  if ((ctx.gradients ?? 'auto') !== 'tfjs') {
+  const choice = ctx.gradients ?? 'auto';
+  if (choice !== 'tfjs') {
     const shape = buildModel(preset, numClasses);
     try {
-      return await OrtGradients.start(shape, threads, log);
+      return await startOnnx(shape, threads, log);
+    } catch (error) {
+      if (choice === 'onnx') throw error;
+      log.warn({ err: error }, 'training gradients on ONNX Runtime could not start (TRAIN_GRADIENTS=auto): using tfjs');
     } finally {
       shape.dispose();
     }
