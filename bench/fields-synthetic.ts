@@ -5,9 +5,8 @@
 import { cp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ObjectStore, createLogger, cropCell, findCells, generateField, getProduction, iou, resizeRgb, softmax } from '@camflow/common';
+import { ObjectStore, createLogger, cropCell, findCells, generateField, getProduction, iou, resizeRgb, softmax, startS3 } from '@camflow/common';
 import { ModelCache } from '../packages/cam-worker/src/model-cache.ts';
-import { startS3 } from '@camflow/common';
 await rm(join(tmpdir(), 'camflow-demo-s3-copy'), { recursive: true, force: true });
 await cp('camflow-demo/s3', join(tmpdir(), 'camflow-demo-s3-copy'), { recursive: true });
 const s3 = await startS3({ dir: join(tmpdir(), 'camflow-demo-s3-copy') });

@@ -47,7 +47,7 @@ export const configSchema = z.object({
   INGEST_AHEAD_CHUNKS: positiveInt.default(400),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   TF_BACKEND: z.enum(BACKEND_PREFERENCES).default('auto'),
-  /** Data-parallel training threads on the CPU backends (wasm, cpu); 0: every core. */
+  /** Training threads on the CPU backends (wasm, cpu): ONNX Runtime's intra-op threads, or the tfjs pool's; 0: every core. */
   TRAIN_THREADS: z.coerce.number().int().min(0).max(256).default(0),
   /**
    * Who computes the training gradients on the CPU backends (wasm, cpu): `onnx` — the model's forward and backward

@@ -27,7 +27,6 @@ export class OrtGradients implements GradientEngine {
   private constructor(
     private readonly ort: Ort,
     private readonly session: InferenceSession,
-    readonly threads: number,
     readonly provider: GradientProvider,
   ) {}
 
@@ -41,7 +40,7 @@ export class OrtGradients implements GradientEngine {
     const ort = await import('onnxruntime-node');
     const session = await ort.InferenceSession.create(exportGradientGraph(model), { executionProviders: provider === 'cpu' ? ['cpu'] : [provider, 'cpu'], intraOpNumThreads: threads, graphOptimizationLevel: 'all' });
     log?.info({ gradients: `onnxruntime-${provider}`, threads: threads || 'all cores', ms: Math.round(performance.now() - started) }, 'training gradients on ONNX Runtime');
-    return new OrtGradients(ort, session, threads, provider);
+    return new OrtGradients(ort, session, provider);
   }
 
   async gradients(model: tf.LayersModel, vars: tf.Variable[], shards: Shard[], numClasses: number): Promise<{ lossSum: number; grads: tf.NamedTensorMap }> {

@@ -14,14 +14,12 @@ import type { GradientEngine } from './ort-gradients.js';
  */
 export class GradientPool implements GradientEngine {
   private nextId = 0;
-  readonly shards: number;
   private readonly pending = new Map<number, { resolve: (r: { lossSum: number; grads: Float32Array[] }) => void; reject: (e: Error) => void }>();
 
   private constructor(
     private readonly workers: Worker[],
     readonly threads: number,
   ) {
-    this.shards = threads;
     for (const w of workers) {
       w.on('message', (reply: GradientReply) => {
         const p = this.pending.get(reply.id);
@@ -34,6 +32,11 @@ export class GradientPool implements GradientEngine {
       // A thread that dies (out of memory, a native crash) must fail the step, never leave it waiting.
       w.on('exit', (code) => this.failAll(new CamflowError('TRAIN', `gradient thread exited with code ${code}`)));
     }
+  }
+
+  /** One shard per thread. */
+  get shards(): number {
+    return this.threads;
   }
 
   /** Start `threads − 1` worker threads (the main thread is the last one). */

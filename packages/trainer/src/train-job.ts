@@ -16,6 +16,7 @@ import {
   presets,
   trainJobSchema,
   type BackendPreference,
+  type Config,
   tf,
   type DatasetManifest,
   type ModelFiles,
@@ -39,7 +40,7 @@ export interface TrainContext {
   /** Training threads on the CPU backends (wasm, cpu); 1 or absent: one. */
   threads?: number;
   /** Who computes the gradients on the CPU backends (`TRAIN_GRADIENTS`); absent: `auto`. */
-  gradients?: 'auto' | 'onnx' | 'tfjs';
+  gradients?: Config['TRAIN_GRADIENTS'];
   /** Whether the operator asked to stop this run (`camflow train --cancel`). */
   cancelled?: () => Promise<boolean>;
   /** Job identity: makes the published version deterministic for a retried job. */
@@ -177,7 +178,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
       attempts: result.attempts,
       history: result.history.map((h) => ({ ...h })),
     },
-    backend: pool instanceof OrtGradients ? `${ctx.backend}, gradients on onnxruntime-cpu` : ctx.backend,
+    backend: pool instanceof OrtGradients ? `${ctx.backend}, gradients on onnxruntime-${pool.provider}` : ctx.backend,
     createdAt: new Date().toISOString(),
     screening,
     cellSide: medianCellSide(manifest.items),

@@ -800,7 +800,7 @@ export function trimPlasmaPockets(mask: Uint8Array, rgb: Uint8Array, width: numb
     const s = ((box.y + Math.floor(i / w)) * width + box.x + (i % w)) * 3;
     return 4 * d2(s, plasma) < d2(s, own);
   };
-  const step = new Int32Array(w * h).fill(-1);
+  const seen = new Uint8Array(w * h);
   let queue: number[] = [];
   let total = 0;
   for (let i = 0; i < w * h; i++) {
@@ -810,7 +810,7 @@ export function trimPlasmaPockets(mask: Uint8Array, rgb: Uint8Array, width: numb
     const y = (i - x) / w;
     const edge = x === 0 || y === 0 || x === w - 1 || y === h - 1 || !mask[i - 1] || !mask[i + 1] || !mask[i - w] || !mask[i + w];
     if (edge && pale(i)) {
-      step[i] = 0;
+      seen[i] = 1;
       queue.push(i);
     }
   }
@@ -820,12 +820,12 @@ export function trimPlasmaPockets(mask: Uint8Array, rgb: Uint8Array, width: numb
     for (const i of queue) {
       const x = i % w;
       for (const j of [x > 0 ? i - 1 : -1, x < w - 1 ? i + 1 : -1, i - w, i + w]) {
-        if (j < 0 || j >= w * h || !mask[j] || step[j]! >= 0 || !pale(j)) continue;
-        step[j] = k;
+        if (j < 0 || j >= w * h || !mask[j] || seen[j] || !pale(j)) continue;
+        seen[j] = 1;
         next.push(j);
+        cut.push(j);
       }
     }
-    cut.push(...next);
     queue = next;
   }
   if (cut.length > 0.2 * total) return 0;
