@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cropCell, dropPlasmaBetweenCells, edgeContact, keepLargestPiece, phantomRegions, trimPlasmaPockets, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, openLabels, wilsonInterval } from '@camflow/common';
+import { cropCell, dropPlasmaBetweenCells, edgeContact, fillMaskHoles, keepLargestPiece, phantomRegions, trimPlasmaPockets, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, openLabels, wilsonInterval } from '@camflow/common';
 
 test("Otsu's threshold separates two populations", () => {
   const hist = new Array<number>(256).fill(0);
@@ -394,4 +394,27 @@ test("a region made of overlapping neighbours' pieces is a phantom; a cell partl
   const cells = [...centres.map(([cx, cy]) => ({ circle: { cx, cy, r: 14 } })), { circle: { cx: 40, cy: 39, r: 11.4 } }];
   // Working scale 1; diameter 28.
   assert.deepEqual([...phantomRegions(labels, w, cells, 1, 28)], [3]);
+});
+
+test("a hole the label map left inside a cell is the cell's own in its crop (no black holes); a gap open to the outside stays out", () => {
+  const m = new Uint8Array([1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1]);
+  // 5 × 4: the 0 at (0, 1) is enclosed; the ones at (0, 2) and (4, 2), (4, 1)... join the border.
+  const before = [...m];
+  assert.equal(fillMaskHoles(m, 5, 4), 0, 'every 0 here reaches the border');
+  assert.deepEqual([...m], before);
+  const ring = new Uint8Array(25).fill(1);
+  ring[12] = 0;
+  ring[13] = 0;
+  assert.equal(fillMaskHoles(ring, 5, 5), 2);
+  assert.ok(ring.every((v) => v === 1));
+  // Through cropCell: a disc label with a 2×2 working-pixel hole near its centre.
+  const w = 40;
+  const h = 40;
+  const labels = new Int32Array(w * h);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) if ((x + 0.5 - 20) ** 2 + (y + 0.5 - 20) ** 2 <= 16 * 16) labels[y * w + x] = 1;
+  for (const [x, y] of [[24, 18], [25, 18], [24, 19], [25, 19]] as const) labels[y * w + x] = 0;
+  const rgb = new Uint8Array(w * h * 3).fill(200);
+  const box = { x: 3, y: 3, width: 34, height: 34 };
+  const crop = cropCell(rgb, w, { labels: { data: labels, width: w, height: h }, scale: 1, diameter: 32 }, 0, box);
+  for (const [x, y] of [[24, 18], [25, 19]] as const) assert.equal(crop[((y - box.y) * box.width + (x - box.x)) * 3], 200, `hole pixel (${x}, ${y}) keeps the field's pixel`);
 });

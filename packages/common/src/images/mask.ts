@@ -60,3 +60,41 @@ export function keepLargestPiece(mask: Uint8Array, width: number, height: number
   }
   return cleared;
 }
+
+/**
+ * Fills the holes of a 0/1 mask in place: every 0 pixel that no 4-connected path of 0 pixels joins to the image's
+ * border becomes 1. Returns how many were filled.
+ * @example fillMaskHoles(new Uint8Array([1, 1, 1, 1, 0, 1, 1, 1, 1]), 3, 3) // 1
+ */
+export function fillMaskHoles(mask: Uint8Array, width: number, height: number): number {
+  const outside = new Uint8Array(width * height);
+  const stack: number[] = [];
+  const visit = (i: number) => {
+    if (mask[i] || outside[i]) return;
+    outside[i] = 1;
+    stack.push(i);
+  };
+  for (let x = 0; x < width; x++) {
+    visit(x);
+    visit((height - 1) * width + x);
+  }
+  for (let y = 0; y < height; y++) {
+    visit(y * width);
+    visit(y * width + width - 1);
+  }
+  while (stack.length > 0) {
+    const i = stack.pop()!;
+    const x = i % width;
+    if (x > 0) visit(i - 1);
+    if (x < width - 1) visit(i + 1);
+    if (i >= width) visit(i - width);
+    if (i + width < width * height) visit(i + width);
+  }
+  let filled = 0;
+  for (let i = 0; i < width * height; i++) {
+    if (mask[i] || outside[i]) continue;
+    mask[i] = 1;
+    filled++;
+  }
+  return filled;
+}
