@@ -258,9 +258,10 @@ test('an S3 prefix is listed page by page by ingest jobs: the batch grows, and a
       }),
     );
     const env = { SOURCE_S3_ENDPOINT: archive.endpoint, SOURCE_AWS_ACCESS_KEY_ID: archive.credentials.accessKeyId, SOURCE_AWS_SECRET_ACCESS_KEY: archive.credentials.secretAccessKey, SOURCE_S3_PAGE_SIZE: '2' };
-    // 31 pages of 2 keys: the kill below lands mid-listing.
-    const lister = c.spawnWorker('ingest', { ...env, INGEST_CONCURRENCY: '1' });
-    const pool = [c.spawnWorker('chunks', env), c.spawnWorker('finalizer', env)];
+    // 31 pages of 2 keys. No chunk worker runs until the kill, and the lister may run only 3 chunks ahead of the
+    // workers, so the kill below lands mid-listing however fast this machine lists (CI once saw the whole listing
+    // finish between two polls).
+    const lister = c.spawnWorker('ingest', { ...env, INGEST_CONCURRENCY: '1', INGEST_AHEAD_CHUNKS: '3' });
     const submitted = await camflow(['submit', 's3://resume-archive/run', '--chunk-size', '3', '--json'], env);
     assert.equal(submitted.code, 0, submitted.stderr);
     const { batchId } = JSON.parse(submitted.stdout) as { batchId: string };
@@ -275,7 +276,9 @@ test('an S3 prefix is listed page by page by ingest jobs: the batch grows, and a
     const atKill = await info();
     assert.equal(atKill.listing!.state, 'listing', 'killed mid-listing');
     assert.ok(growing.items > 0 && growing.items < names.length, `batch.json counted ${growing.items} of ${names.length} entries while listing`);
-    // Another ingest worker takes the page over (the killed one's job stalls and is retried) and finishes the listing.
+    // Another ingest worker takes the page over (the killed one's job stalls and is retried, or its delayed page
+    // comes due) and finishes the listing once the chunk workers run.
+    const pool = [c.spawnWorker('chunks', env), c.spawnWorker('finalizer', env)];
     const resumed = c.spawnWorker('ingest', env);
     const status = await waitForBatch(c.ctx, batchId, 300_000);
     assert.equal(status.state, 'completed');
