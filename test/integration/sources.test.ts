@@ -292,12 +292,16 @@ test('an S3 prefix is listed page by page by ingest jobs: the batch grows, and a
     assert.equal(status.summary?.listing?.state, 'done');
     // A Redis that loses everything mid-listing: the checkpoint is in S3 (the pages listed, the last key), so
     // `batches repair` re-creates the next page's job and the unfinished chunks, and the listing goes on from there.
+    // Held mid-listing the same way as above: no chunk worker, a lister 3 chunks ahead at most.
+    for (const w of [resumed, ...pool]) w.kill('SIGTERM');
+    await Promise.all([resumed, ...pool].map((w) => w.exited));
+    const holder = c.spawnWorker('ingest', { ...env, INGEST_AHEAD_CHUNKS: '3' });
     const lost = await camflow(['submit', 's3://resume-archive/run', '--chunk-size', '3', '--json'], env);
     const lostId = (JSON.parse(lost.stdout) as { batchId: string }).batchId;
     const lostInfo = async () => batchInfoSchema.parse(await c.ctx.store.getJson(keys.batchInfo(lostId)));
     await eventually('a page listed', async () => ((await lostInfo()).listing!.pages >= 1 ? true : undefined), 120_000, 20);
-    resumed.kill('SIGKILL');
-    await resumed.exited;
+    holder.kill('SIGKILL');
+    await holder.exited;
     const admin = createRedis(c.env.REDIS_URL!);
     await admin.flushall();
     await admin.quit();
@@ -305,6 +309,7 @@ test('an S3 prefix is listed page by page by ingest jobs: the batch grows, and a
     const repaired = await camflow(['batches', 'repair', lostId, '--json'], env);
     assert.equal(repaired.code, 0, repaired.stderr);
     assert.equal((JSON.parse(repaired.stdout) as { action: string }).action, 'requeued');
+    pool.splice(0, pool.length, c.spawnWorker('chunks', env), c.spawnWorker('finalizer', env));
     const relister = c.spawnWorker('ingest', env);
     await waitForBatch(c.ctx, lostId, 300_000);
     assert.deepEqual((await readResults(c.ctx.store, lostId)).map((r) => r.name), names, 'after the repair: every object once, in key order');
