@@ -4,7 +4,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ObjectStore, createLogger, initBackend, keys, preprocess, startS3, tf, trainJobSchema, writeSyntheticDataset, type LocalS3 } from '@camflow/common';
+import { ObjectStore, createLogger, defaultLearningRate, initBackend, keys, preprocess, startS3, tf, trainJobSchema, writeSyntheticDataset, type LocalS3 } from '@camflow/common';
 import { addDataset } from '@camflow/ingest';
 import { augmentInto, classWeightsFor, drawAugmentation, evaluate, fitWithRestarts, gather, runTraining, splitIndices, trainingInputs } from '@camflow/trainer';
 
@@ -25,12 +25,15 @@ after(async () => {
   await s3?.stop();
 });
 
-test('one set of training defaults: lr 0.002, up to 30 epochs with early stopping, augmentation and class weights', () => {
+test("one set of training defaults: the preset's lr (fast 0.002, seed the seed's 0.0005), up to 30 epochs with early stopping, augmentation and class weights", () => {
   const d = trainJobSchema.parse({ dataset: 'cells' });
   assert.deepEqual(
-    { lr: d.learningRate, epochs: d.epochs, patience: d.earlyStopPatience, augment: d.augment, classWeights: d.classWeights, validationFraction: d.validationFraction },
+    { lr: d.learningRate ?? defaultLearningRate[d.preset], epochs: d.epochs, patience: d.earlyStopPatience, augment: d.augment, classWeights: d.classWeights, validationFraction: d.validationFraction },
     { lr: 0.002, epochs: 30, patience: 5, augment: true, classWeights: true, validationFraction: 0.15 },
   );
+  assert.equal(d.preset, 'fast');
+  assert.equal(defaultLearningRate.seed, 0.0005);
+  assert.equal(trainJobSchema.parse({ dataset: 'cells', learningRate: 0.01 }).learningRate, 0.01, 'an explicit rate stands');
 });
 
 test('training sees the pixels serving sees: a preset smaller than the snapshot is made from the originals by the workers\' preprocess', async () => {
@@ -164,15 +167,26 @@ test('the learning rate halves when the validation loss stops improving, and tra
   const split = splitIndices(manifest.items, 0.25, 1, 'item');
   const lines: { msg: string; learningRate?: number }[] = [];
   const log = createLogger({ level: 'info', destination: new Writable({ write: (chunk, _e, cb) => (lines.push(JSON.parse(String(chunk))), cb()) }) });
-  // A rate of 0: the validation loss never moves, so every epoch after the first is a plateau.
-  const result = await fitWithRestarts(
-    { preset: 'fast', numClasses: 2, epochs: 10, batchSize: 32, learningRate: 0, seed: 5, maxRestarts: 0, patience: 20, earlyStopPatience: 3, lrPlateauPatience: 1, augment: false },
-    gather(images, labels, split.train, 64),
-    gather(images, labels, split.validation, 64),
-    { log },
-  );
+  const train = gather(images, labels, split.train, 64);
+  const validation = gather(images, labels, split.validation, 64);
+  const params = { preset: 'fast' as const, numClasses: 2, batchSize: 32, seed: 5, maxRestarts: 0, patience: 20, augment: false };
+  // A model that has learnt (training loss below chance: a run still at chance is not on a plateau), then a rate of
+  // 0: the validation loss never moves, so every epoch after the first is a plateau.
+  const learnt = await fitWithRestarts({ ...params, epochs: 10, batchSize: 8, learningRate: 0.004 }, train, validation);
+  assert.ok(learnt.history.at(-1)!.loss < 0.97 * Math.log(2), `learnt: training loss ${learnt.history.at(-1)!.loss}`);
+  const weights = learnt.model.getWeights();
+  const result = await fitWithRestarts({ ...params, epochs: 10, learningRate: 0, earlyStopPatience: 3, lrPlateauPatience: 1 }, train, validation, { log, resume: { attempt: 0, epoch: 0, history: [], weights } });
+  learnt.model.dispose();
   assert.equal(result.history.length, 4, 'stopped 3 epochs after the best (epoch 1)');
   assert.equal(result.bestEpoch, 1);
   assert.equal(lines.filter((l) => /learning rate halved/.test(l.msg)).length, 3, 'halved after epochs 2, 3 and 4; stopped after 4');
   result.model.dispose();
+  // A fresh model at rate 0 has not started to learn (training loss at chance): no halving, no early stop; the run
+  // goes on to its last epoch (the collapse check, not the early stop, decides what becomes of it).
+  lines.length = 0;
+  const fresh = await fitWithRestarts({ ...params, epochs: 5, learningRate: 0, earlyStopPatience: 2, lrPlateauPatience: 1 }, train, validation, { log });
+  assert.ok(fresh.history.every((h) => h.loss >= 0.97 * Math.log(2)), `at chance: ${fresh.history.map((h) => h.loss.toFixed(3))}`);
+  assert.equal(fresh.history.length, 5);
+  assert.equal(lines.filter((l) => /learning rate halved|early stop/.test(l.msg)).length, 0);
+  fresh.model.dispose();
 });

@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { ConfigError, InvalidParameterError, createLogger, keys, loadConfig, parseWith, camJobSchema, trainJobSchema } from '@camflow/common';
 import { safeMemberName } from '@camflow/ingest';
 import { resolveSplitBy, splitIndices } from '@camflow/trainer';
-import { collapseReason } from '@camflow/trainer';
+import { collapseEpoch, collapseReason } from '@camflow/trainer';
 
 test('config has working defaults and parses numbers and booleans', () => {
   const c = loadConfig({ CAM_CHUNK_SIZE: '64', S3_FORCE_PATH_STYLE: 'false' });
@@ -85,4 +85,13 @@ test('collapse detection: dead features, constant predictions and chance accurac
   assert.match(collapseReason({ ...base, valAccuracy: 0.5 }, 0.5)!, /chance/);
   // Learning (training loss well below ln 2) but not yet generalising to new patients: not a collapse.
   assert.equal(collapseReason({ ...base, loss: 0.6, valAccuracy: 0.41 }, 0.57), undefined);
+});
+
+test('a run at chance counts as collapsed only after enough optimizer steps, however few images an epoch holds', () => {
+  // The seed's 24,558 training images: 768 steps an epoch, the collapse patience (2 epochs) decides.
+  assert.equal(collapseEpoch(2, 24_558, 32), 2);
+  // The NIH dev set's 1,700 training cells: 54 steps an epoch; the seed's net sits at chance for 200-300 steps.
+  assert.equal(collapseEpoch(2, 1700, 32), 12);
+  assert.ok(collapseEpoch(2, 1700, 32) * Math.ceil(1700 / 32) >= 600);
+  assert.equal(collapseEpoch(20, 1700, 32), 20, 'a longer patience stands');
 });

@@ -16,7 +16,8 @@ test("ONNX Runtime's training gradients equal tfjs's for both presets, with samp
   for (const { preset, backend, tolerance } of cases) {
     if (backend === 'wasm') await initBackend('wasm');
     else await tf.setBackend(backend);
-    const model = buildModel(preset, 2, 3);
+    // Model seed 2: an initialisation whose head is open on this input (the trainer draws shut ones again, presets.test.ts).
+    const model = buildModel(preset, 2, 2);
     const s = model.inputs[0]!.shape[1]!;
     const n = 2;
     const x = Float32Array.from({ length: n * s * s * 3 }, (_, i) => (Math.sin(i * 0.37) + 1) / 2);

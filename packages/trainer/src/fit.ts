@@ -30,7 +30,10 @@ export interface FitParams {
   learningRate: number;
   seed: number;
   maxRestarts: number;
-  /** Epochs without learning after which a run counts as collapsed. */
+  /**
+   * Epochs without learning after which a run counts as collapsed; never before `MIN_STEPS_BEFORE_COLLAPSE`
+   * optimizer steps have run (dead features: at once).
+   */
   patience?: number;
   /** Epochs without a lower validation loss before stopping (default: never stop early). */
   earlyStopPatience?: number;
@@ -54,6 +57,24 @@ export interface FitResult {
 }
 
 const count = (d: TensorData) => d.labels.length;
+
+/**
+ * Optimizer steps a run gets before "stuck at chance" counts as a collapse. Small nets leave the uniform guess
+ * within an epoch, but the seed's net (a 2-channel ReLU head) sits at chance for 200–300 steps before it learns:
+ * on the 1,700 training cells of the NIH dev set, 53 steps an epoch, two epochs of patience restarted every run
+ * that would have learnt. The seed itself saw 768 steps in its first epoch.
+ */
+export const MIN_STEPS_BEFORE_COLLAPSE = 600;
+
+/** The epoch from which a run at chance counts as collapsed: `patience` epochs, and enough steps. */
+export function collapseEpoch(patience: number, trainCount: number, batchSize: number): number {
+  return Math.max(patience, Math.ceil(MIN_STEPS_BEFORE_COLLAPSE / Math.max(1, Math.ceil(trainCount / batchSize))));
+}
+
+/** Whether an epoch's training loss is still at the uniform guess (the run has not started learning). */
+export function atChance(loss: number, chanceLoss: number): boolean {
+  return loss >= 0.97 * chanceLoss;
+}
 
 /**
  * One training image's augmentation: a dihedral transform (cells have no orientation), a small zoom and shift (a
@@ -171,6 +192,29 @@ export async function predictProbabilities(model: tf.LayersModel, data: TensorDa
   return out;
 }
 
+/**
+ * The share of the last conv layer's channels that are zero on every one of the first `n` images: channels a ReLU
+ * holds shut there get no gradient and rarely open again. The seed's 2-channel head starts with one or both dead
+ * in about half of PyTorch-style initialisations.
+ */
+export async function deadFeatureShare(model: tf.LayersModel, data: TensorData, n = 64): Promise<number> {
+  const idx = Array.from({ length: Math.min(n, count(data)) }, (_, i) => i);
+  if (idx.length === 0) return 0;
+  const probe = tf.model({ inputs: model.inputs, outputs: model.getLayer('features').output as tf.SymbolicTensor });
+  const maxes = tf.tidy(() => {
+    const f = probe.predict(batchTensor(data, idx, null)) as tf.Tensor4D;
+    return f.max([0, 1, 2]);
+  });
+  const values = await maxes.data();
+  maxes.dispose();
+  return values.filter((v) => !(v > 0)).length / values.length;
+}
+
+/** Initialisations tried per attempt before training starts with dead channels anyway. */
+const INIT_DRAWS = 20;
+/** Above this share of dead feature channels an initialisation is drawn again. */
+const MAX_DEAD_SHARE = 0.25;
+
 /** Evaluate: loss, accuracy, prediction spread, and feature liveness. */
 export async function evaluate(model: tf.LayersModel, data: TensorData, numClasses: number, batchSize = 64): Promise<Omit<EpochMetrics, 'epoch' | 'loss' | 'seconds'>> {
   const n = count(data);
@@ -219,7 +263,7 @@ export function collapseReason(m: EpochMetrics, majorityRate: number, chanceLoss
   if (!(m.featureMean > 1e-7)) return `last conv features are all zero (dead ReLU head) at epoch ${m.epoch}`;
   if (!Number.isFinite(m.loss) || !Number.isFinite(m.valLoss)) return `loss is not finite at epoch ${m.epoch}`;
   if (m.dominantShare >= 0.999) return `constant predictions at epoch ${m.epoch}`;
-  if (m.valAccuracy <= majorityRate + 0.01 && m.loss >= 0.97 * chanceLoss) {
+  if (m.valAccuracy <= majorityRate + 0.01 && atChance(m.loss, chanceLoss)) {
     return `training loss ${m.loss.toFixed(3)} stuck at chance (${chanceLoss.toFixed(3)}) and validation accuracy ${m.valAccuracy.toFixed(3)} at the majority rate at epoch ${m.epoch}`;
   }
   return undefined;
@@ -263,7 +307,7 @@ export class FitCancelled extends Error {
  */
 export async function fitWithRestarts(params: FitParams, train: TensorData, validation: TensorData, hooks: FitHooks = {}): Promise<FitResult> {
   const { log } = hooks;
-  const patience = params.patience ?? 2;
+  const patience = collapseEpoch(params.patience ?? 2, count(train), params.batchSize);
   const weights = params.classWeights ? classWeightsFor(train.labels, params.numClasses) : undefined;
   if (weights) log?.info({ classWeights: weights }, 'unbalanced classes: weighting the loss');
   const labelsCount = new Array<number>(params.numClasses).fill(0);
@@ -273,9 +317,21 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
   const resume = hooks.resume;
   for (let attempt = resume?.attempt ?? 0; attempt <= params.maxRestarts; attempt++) {
     const seed = params.seed + attempt * 7919;
-    const model = buildModel(params.preset, params.numClasses, seed);
     const resuming = resume !== undefined && attempt === resume.attempt;
-    if (resuming) model.setWeights(resume.weights);
+    let model = buildModel(params.preset, params.numClasses, seed);
+    if (resuming) {
+      model.setWeights(resume.weights);
+    } else {
+      // An initialisation whose ReLU head is mostly shut on the training images is drawn again (seeded, so a
+      // run draws the same ones): cheaper than an epoch spent learning nothing and a restart.
+      for (let draw = 1; draw < INIT_DRAWS; draw++) {
+        const dead = await deadFeatureShare(model, train);
+        if (dead <= MAX_DEAD_SHARE) break;
+        log?.info({ attempt, draw, deadFeatureShare: dead }, 'dead feature channels at initialisation: drawing it again');
+        model.dispose();
+        model = buildModel(params.preset, params.numClasses, seed + draw * 104_729);
+      }
+    }
     const optimizer = tf.train.adam(params.learningRate);
     const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
     const history: EpochMetrics[] = resuming ? [...resume.history] : [];
@@ -340,14 +396,18 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
       await hooks.onEpoch?.(metrics, attempt);
       await stopIfCancelled(epoch);
       const reason = collapseReason(metrics, majorityRate, Math.log(params.numClasses));
-      // Dead features never recover (no gradient flows); other signals get `patience` epochs.
-      if (reason && (metrics.featureMean <= 1e-7 || epoch >= patience)) {
+      // Dead features and a non-finite loss never recover; other signals get `patience` epochs and enough steps,
+      // but no later than the last epoch (a run that ends at chance is not published).
+      const hopeless = metrics.featureMean <= 1e-7 || !Number.isFinite(metrics.loss) || !Number.isFinite(metrics.valLoss);
+      if (reason && (hopeless || epoch >= patience || (epoch === params.epochs && epoch >= (params.patience ?? 2)))) {
         collapsed = reason;
         break;
       }
       // The best weights follow any lower loss; the patience counters only a real improvement (≥ 0.001), so a loss
       // creeping down by 1e-4 per epoch neither halts the rate schedule nor postpones the stop forever.
-      const improved = !best || metrics.valLoss < best.valLoss - 1e-3;
+      // A run still at the uniform guess has not started to learn: its validation loss wanders around ln(classes),
+      // and neither the rate schedule nor the early stop should read that as a plateau.
+      const improved = !best || metrics.valLoss < best.valLoss - 1e-3 || atChance(metrics.loss, Math.log(params.numClasses));
       if (improved) lastImprovement = epoch;
       if (!best || metrics.valLoss < best.valLoss) keepBest(epoch, metrics.valLoss);
       if (improved) {

@@ -15,6 +15,7 @@ import {
   preprocess,
   presets,
   trainJobSchema,
+  defaultLearningRate,
   type BackendPreference,
   type Config,
   tf,
@@ -109,13 +110,12 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   }
   const train = gather(images, labels, split.train, size);
   const validation = gather(images, labels, split.validation, size);
-  log.info({ version: manifest.version, train: split.train.length, validation: split.validation.length, splitBy, preset: params.preset, backend: ctx.backend }, 'training started');
   const fitParams = {
     preset: params.preset,
     numClasses: manifest.classNames.length,
     epochs: params.epochs,
     batchSize: params.batchSize,
-    learningRate: params.learningRate,
+    learningRate: params.learningRate ?? defaultLearningRate[params.preset],
     seed: params.seed,
     maxRestarts: params.maxRestarts,
     patience: params.collapsePatience,
@@ -124,6 +124,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     augment: params.augment,
     classWeights: params.classWeights,
   };
+  log.info({ version: manifest.version, train: split.train.length, validation: split.validation.length, splitBy, preset: params.preset, learningRate: fitParams.learningRate, backend: ctx.backend }, 'training started');
   const checkpoints = new CheckpointStore(ctx.store, jobKey(ctx.jobId), paramsHash({ ...fitParams, dataset: manifest.version, split: splitBy, v: params.validationFraction }));
   const resume = await checkpoints.load();
   if (resume) log.warn({ attempt: resume.attempt, epoch: resume.epoch }, 'resuming training from its last checkpoint');

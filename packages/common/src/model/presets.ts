@@ -26,16 +26,33 @@ export const presets: Record<PresetName, PresetSpec> = {
   },
 };
 
-function conv(filters: number, kernelSize: number, padding: 'valid' | 'same', seed: number, name?: string, inputShape?: number[], bias = 0) {
+/** PyTorch's default initialisation of a layer with `fanIn` inputs per output: weights and biases uniform in ±1/√fanIn. */
+function torchDefault(fanIn: number, seed: number) {
+  const limit = 1 / Math.sqrt(fanIn);
+  return {
+    kernelInitializer: tf.initializers.varianceScaling({ scale: 1 / 3, mode: 'fanIn', distribution: 'uniform', seed }),
+    biasInitializer: tf.initializers.randomUniform({ minval: -limit, maxval: limit, seed: seed + 50_000 }),
+  };
+}
+
+interface ConvOptions {
+  name?: string;
+  inputShape?: number[];
+  /** PyTorch's default initialisation (the seed's) for a layer with this many input channels; absent: He-normal, zero bias. */
+  torchInChannels?: number;
+}
+
+function conv(filters: number, kernelSize: number, padding: 'valid' | 'same', seed: number, o: ConvOptions = {}) {
   return tf.layers.conv2d({
     filters,
     kernelSize,
     padding,
     activation: 'relu',
-    kernelInitializer: tf.initializers.heNormal({ seed }),
-    biasInitializer: bias === 0 ? 'zeros' : tf.initializers.constant({ value: bias }),
-    ...(name ? { name } : {}),
-    ...(inputShape ? { inputShape } : {}),
+    ...(o.torchInChannels
+      ? torchDefault(o.torchInChannels * kernelSize * kernelSize, seed)
+      : { kernelInitializer: tf.initializers.heNormal({ seed }), biasInitializer: 'zeros' }),
+    ...(o.name ? { name: o.name } : {}),
+    ...(o.inputShape ? { inputShape: o.inputShape } : {}),
   });
 }
 
@@ -52,16 +69,17 @@ export function buildModel(preset: PresetName, numClasses: number, seed = 0): tf
   const model = tf.sequential({ name: `camflow_${preset}` });
   let k = seed * 101;
   if (preset === 'seed') {
-    model.add(conv(16, 5, 'valid', k++, undefined, [s, s, 3]));
-    model.add(conv(32, 5, 'valid', k++));
+    // The seed's layers with the seed's (PyTorch's default) initialisation. He-normal weights with the 2-channel ReLU
+    // head's biases at 0.1 died at epoch 1 in 4 of 4 attempts on the NIH dev cells (lr 0.002: both maps negative
+    // everywhere, no gradient); PyTorch's smaller ±1/√fan-in weights keep the head alive until the net learns.
+    model.add(conv(16, 5, 'valid', k++, { inputShape: [s, s, 3], torchInChannels: 3 }));
+    model.add(conv(32, 5, 'valid', k++, { torchInChannels: 16 }));
     model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
-    model.add(conv(32, 5, 'valid', k++));
-    model.add(conv(32, 5, 'valid', k++));
+    model.add(conv(32, 5, 'valid', k++, { torchInChannels: 32 }));
+    model.add(conv(32, 5, 'valid', k++, { torchInChannels: 32 }));
     model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
-    model.add(conv(32, 5, 'valid', k++));
-    // The seed's 2-channel ReLU head dies easily (both maps negative everywhere → no gradient, chance accuracy).
-    // Starting its biases slightly positive keeps the ReLUs open during the first steps; the layers are the seed's.
-    model.add(conv(2, 5, 'valid', k++, FEATURES_LAYER, undefined, 0.1));
+    model.add(conv(32, 5, 'valid', k++, { torchInChannels: 32 }));
+    model.add(conv(2, 5, 'valid', k++, { name: FEATURES_LAYER, torchInChannels: 32 }));
   } else {
     // Centre the input on zero inside the model (both engines then see the same graph): from an all-positive
     // input the first convolutions mostly learn brightness, and the small net sits on a plateau for epochs.
@@ -71,7 +89,7 @@ export function buildModel(preset: PresetName, numClasses: number, seed = 0): tf
     model.add(conv(32, 3, 'same', k++));
     model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
     model.add(conv(32, 3, 'same', k++));
-    model.add(conv(32, 3, 'same', k++, FEATURES_LAYER));
+    model.add(conv(32, 3, 'same', k++, { name: FEATURES_LAYER }));
   }
   model.add(tf.layers.globalAveragePooling2d({ dataFormat: 'channelsLast' }));
   model.add(tf.layers.dense({ units: numClasses, name: CLASSIFIER_LAYER, kernelInitializer: tf.initializers.glorotUniform({ seed: k++ }) }));

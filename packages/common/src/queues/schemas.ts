@@ -88,6 +88,12 @@ export function itemKind(kind: CamOptions['kind'], width: number, height: number
 export const presetSchema = z.enum(['seed', 'fast']);
 export type PresetName = z.infer<typeof presetSchema>;
 
+/**
+ * Adam's learning rate when a job names none. `fast`: 0.002 trained it to 0.946 on unseen patients (0.0005 stalled
+ * at 0.64). `seed`: the seed's own 0.0005 — at 0.002 its 2-channel ReLU head stays at chance (NIH dev cells, 4 epochs).
+ */
+export const defaultLearningRate: Record<PresetName, number> = { fast: 0.002, seed: 0.0005 };
+
 export const trainJobSchema = z.object({
   dataset: idSchema,
   /** A dataset version, or `latest`. */
@@ -96,8 +102,8 @@ export const trainJobSchema = z.object({
   /** Most epochs; training stops earlier when the validation loss has not improved for `earlyStopPatience` epochs. */
   epochs: z.number().int().positive().max(1000).default(30),
   batchSize: z.number().int().positive().max(4096).default(32),
-  /** Adam's learning rate (0.002: what trained the fast preset to 0.946 on unseen patients; 0.0005 stalled at 0.64). */
-  learningRate: z.number().positive().max(1).default(0.002),
+  /** Adam's learning rate; absent: the preset's (`defaultLearningRate`). */
+  learningRate: z.number().positive().max(1).optional(),
   /** Epochs without a lower validation loss before training stops; the best epoch's weights are published. */
   earlyStopPatience: z.number().int().positive().max(1000).default(5),
   /** Halve the learning rate after this many epochs without a lower validation loss (0: constant rate). */
