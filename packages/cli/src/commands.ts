@@ -92,7 +92,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
       '              [--split auto|item|group] [--val-fraction 0.15] [--patience 5] [--seed N] [--no-promote] [--wait]',
       'camflow train --cancel JOB_ID',
     ],
-    summary: 'train a model (defaults: ≤ 30 epochs with early stopping, lr 0.002 halved on plateaus, augmentation, class weights, best epoch published, screening threshold for recall 0.98)',
+    summary: 'train a model (defaults: ≤ 30 epochs with early stopping, lr 0.002 (seed preset: 0.0005) halved on plateaus, augmentation, class weights, best epoch published, screening threshold for recall 0.98)',
     options: [...TRAIN_OPTIONS, 'cancel'],
     examples: ['camflow train --dataset nih --wait', 'camflow train --cancel 42'],
   },
