@@ -398,7 +398,7 @@ test("a region made of overlapping neighbours' pieces is a phantom; a cell partl
 
 test("a hole the label map left inside a cell is the cell's own in its crop (no black holes); a gap open to the outside stays out", () => {
   const m = new Uint8Array([1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1]);
-  // 5 × 4: the 0 at (0, 1) is enclosed; the ones at (0, 2) and (4, 2), (4, 1)... join the border.
+  // 5 × 4: the zeros at (0, 1), (0, 2), (0, 3) and (4, 2) lie on the border: none is a hole.
   const before = [...m];
   assert.equal(fillMaskHoles(m, 5, 4), 0, 'every 0 here reaches the border');
   assert.deepEqual([...m], before);
