@@ -61,7 +61,7 @@ const count = (d: TensorData) => d.labels.length;
 /**
  * Optimizer steps a run gets before "stuck at chance" counts as a collapse. Small nets leave the uniform guess
  * within an epoch, but the seed's net (a 2-channel ReLU head) sits at chance for 200–300 steps before it learns:
- * on the 1,700 training cells of the NIH dev set, 53 steps an epoch, two epochs of patience restarted every run
+ * on the 1,691 training cells of the NIH dev set, 53 steps an epoch, two epochs of patience restarted every run
  * that would have learnt. The seed itself saw 768 steps in its first epoch.
  */
 export const MIN_STEPS_BEFORE_COLLAPSE = 600;
