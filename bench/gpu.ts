@@ -6,7 +6,10 @@
 // PyTorch CUDA, measured in the same run. Medians. Never part of `npm test`.
 //   BENCH_GPU_QUICK=1   tiny sizes, to check the script on a software adapter (lavapipe) — numbers meaningless
 //   BENCH_GPU_PYTHON    the python3 with torch (default: the first of python3, /usr/bin/python3 that imports torch)
-import { spawnSync } from 'node:child_process';
+//   BENCH_GPU_PARTS     which parts to run, comma-separated (default all): tfjs, onnx-gradients, inference, pool, peer
+// `pool`: P processes at once, each one ORT session on the same GPU (as P cam-workers would be), fast preset b256:
+// the sum of their inference + CAM rates, each measured over the same ~8 s window after its warm-up.
+import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import {
@@ -33,6 +36,7 @@ const quick = process.env.BENCH_GPU_QUICK === '1';
 const trainBatches = quick ? [8] : [32, 256];
 const inferBatches = quick ? [16] : [256, 1024];
 const steps = quick ? 3 : 10;
+const parts = new Set((process.env.BENCH_GPU_PARTS ?? 'tfjs,onnx-gradients,inference,pool,peer').split(',').map((p) => p.trim()));
 const say = (m: string) => process.stderr.write(`[bench:gpu] ${m}\n`);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const round = (x: number) => Math.round(x * 10) / 10;
@@ -42,19 +46,26 @@ function randomBytes(n: number, seed: number): Uint8Array {
   return Uint8Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2147483648) >>> 16) & 255);
 }
 
-async function trainRate(preset: PresetName, batch: number): Promise<number> {
+/**
+ * Training images/s of one preset at one batch size. `syncEvery` 1 waits for each step's loss on the host (what
+ * the trainer does); a larger value queues that many steps before one read-back, which shows how much of a step is
+ * the read-back's round trip rather than GPU work.
+ */
+async function trainRate(preset: PresetName, batch: number, syncEvery = 1): Promise<number> {
   const size = presets[preset].inputSize;
   const model = buildModel(preset, 2, 1);
   const optimizer = tf.train.adam(0.0005);
   const x = tf.tensor4d(Float32Array.from(randomBytes(batch * size * size * 3, 3), (v) => v / 255), [batch, size, size, 3]);
   const y = tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 2), 'int32'), 2);
+  const step = () => optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, true)!;
   const rates: number[] = [];
   for (let r = 0; r < steps + 2; r++) {
     const t0 = performance.now();
-    const loss = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, true)!;
-    await loss.data(); // the step is done when its loss is on the host
+    for (let k = 1; k < syncEvery; k++) step().dispose();
+    const loss = step();
+    await loss.data(); // the steps are done when the last loss is on the host
     loss.dispose();
-    if (r >= 2) rates.push(batch / ((performance.now() - t0) / 1000)); // two warm-up steps compile the shaders
+    if (r >= 2) rates.push((batch * syncEvery) / ((performance.now() - t0) / 1000)); // two warm-up rounds compile the shaders
   }
   tf.dispose([x, y]);
   optimizer.dispose();
@@ -82,27 +93,52 @@ async function kernelProfile(batch: number): Promise<Record<string, number>> {
   tf.dispose([x, y]);
   optimizer.dispose();
   model.dispose();
-  return Object.fromEntries([...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, v]) => [k, round(v)]));
+  const top = [...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, v]) => [k, round(v)]);
+  const total = [...byKernel.values()].reduce((a, b) => a + b, 0);
+  return { ...Object.fromEntries(top), total_ms: round(total), kernels_per_step: info.kernels.length };
 }
 
-async function inferRate(engine: OrtCamEngine, batch: number, size: number): Promise<number> {
+/** Inference + CAM images/s, and apart: the provider's predict alone and the CAM + box post-processing alone (JS). */
+async function inferRate(engine: OrtCamEngine, batch: number, size: number, repeats = quick ? 2 : 5): Promise<{ total: number; predict: number; cam: number }> {
   const images = Array.from({ length: batch }, (_, i) => randomBytes(size * size * 3, 100 + i));
   const once = async () => {
-    for (const p of await engine.predict(images)) {
+    const t0 = performance.now();
+    const predictions = await engine.predict(images);
+    const t1 = performance.now();
+    for (const p of predictions) {
       const probs = softmax(p.logits);
       const c = probs[0]! >= probs[1]! ? 0 : 1;
       const cam = camForClass(p.features, engine.classifierWeights, engine.numClasses, c);
       localize(minMaxNormalise(upsampleBilinear(cam, p.features.height, p.features.width, size, size)), size, size);
     }
+    return [t1 - t0, performance.now() - t1] as const;
   };
-  await once();
-  const rates: number[] = [];
-  for (let r = 0; r < (quick ? 2 : 5); r++) {
-    const t0 = performance.now();
-    await once();
-    rates.push(batch / ((performance.now() - t0) / 1000));
+  if (repeats > 1) await once();
+  const totals: number[] = [];
+  const predicts: number[] = [];
+  const cams: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const [predictMs, camMs] = await once();
+    totals.push(batch / ((predictMs + camMs) / 1000));
+    predicts.push(batch / (predictMs / 1000));
+    cams.push(batch / (camMs / 1000));
   }
-  return median(rates);
+  return { total: median(totals), predict: median(predicts), cam: median(cams) };
+}
+
+/** Milliseconds from queuing one tiny op to having its result on the host (the floor under every synced step). */
+async function readbackMs(): Promise<number> {
+  const one = tf.scalar(1);
+  const times: number[] = [];
+  for (let r = 0; r < 22; r++) {
+    const t0 = performance.now();
+    const t = tf.add(one, r);
+    await t.data();
+    t.dispose();
+    if (r >= 2) times.push(performance.now() - t0);
+  }
+  one.dispose();
+  return median(times);
 }
 
 function torchPeer(args: string[]): number | null {
@@ -117,11 +153,52 @@ function torchPeer(args: string[]): number | null {
   return JSON.parse(out.stdout.trim().split('\n').pop()!).images_per_s as number;
 }
 
+async function poolChild(provider: string, batch: number, seconds: number): Promise<void> {
+  const model = buildModel('fast', 2, 2);
+  const onnx = exportOnnx(model);
+  const kernel = (await model.getLayer(CLASSIFIER_LAYER).getWeights()[0]!.data()) as Float32Array;
+  model.dispose();
+  const size = presets.fast.inputSize;
+  const engine = await OrtCamEngine.create(onnx, size, 2, kernel, { providers: [provider, 'cpu'], threads: 1 });
+  await inferRate(engine, batch, size); // warm-up (shader compilation)
+  const start = Number(process.env.BENCH_GPU_POOL_START);
+  const late = Date.now() > start;
+  while (Date.now() < start) await new Promise((r) => setTimeout(r, 5)); // every child starts timing together
+  let images = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < seconds * 1000) {
+    await inferRate(engine, batch, size, 1); // one batch: predict, CAM and box of every image
+    images += batch;
+  }
+  process.stdout.write(`${JSON.stringify({ device: engine.device, late, rate: images / ((performance.now() - t0) / 1000) })}\n`);
+  engine.dispose();
+}
+
+/** P processes, each one ORT session on `provider`, measured together; their rates summed. */
+async function poolRate(provider: string, processes: number, batch: number): Promise<{ rate: number; devices: string[]; late: number } | null> {
+  const start = Date.now() + (quick ? 25_000 : 15_000); // time for every child to start, export and compile
+  const children = Array.from({ length: processes }, () =>
+    new Promise<string>((resolve) => {
+      const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, '--pool-child', provider, String(batch)], {
+        env: { ...process.env, BENCH_GPU_POOL_START: String(start) },
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.on('close', () => resolve(out));
+    }),
+  );
+  const lines = (await Promise.all(children)).map((o) => o.trim().split('\n').pop()!).filter((l) => l.startsWith('{'));
+  if (lines.length !== processes) return null;
+  const parsed = lines.map((l) => JSON.parse(l) as { device: string; rate: number; late: boolean });
+  return { rate: parsed.reduce((a, p) => a + p.rate, 0), devices: [...new Set(parsed.map((p) => p.device))], late: parsed.filter((p) => p.late).length };
+}
+
 async function main() {
   const probe = await probeWebGpu();
   const results: Record<string, unknown> = { quick, adapter: probe.ok ? probe.adapter : { error: probe.reason } };
   const training: Record<string, unknown> = {};
-  if (probe.ok) {
+  if (probe.ok && parts.has('tfjs')) {
     const choice = await initBackend('webgpu');
     results.tfjs_backend = `${choice.backend} (${choice.device})`;
     if (choice.backend === 'webgpu') {
@@ -131,17 +208,20 @@ async function main() {
           const ours = await trainRate(preset, b);
           useWebGpuConvFilterKernel('stock');
           const stock = preset === 'seed' && b === trainBatches[0] ? await trainRate(preset, b) : null;
-          training[`${preset}_b${b}`] = { camflow: round(ours), stock_tfjs: stock === null ? null : round(stock) };
-          say(`train ${preset} b${b}: ${round(ours)} images/s${stock === null ? '' : ` (stock dW kernel: ${round(stock)})`}`);
+          useWebGpuConvFilterKernel('camflow');
+          const pipelined = await trainRate(preset, b, 8);
+          training[`${preset}_b${b}`] = { camflow: round(ours), stock_tfjs: stock === null ? null : round(stock), camflow_sync_every_8: round(pipelined) };
+          say(`train ${preset} b${b}: ${round(ours)} images/s${stock === null ? '' : ` (stock dW kernel: ${round(stock)})`}, one read-back per 8 steps: ${round(pipelined)}`);
         }
       }
-      useWebGpuConvFilterKernel('camflow');
+      results.readback_ms = Math.round((await readbackMs()) * 100) / 100;
+      say(`read-back round trip: ${results.readback_ms} ms`);
       // Kernel by kernel (tfjs-webgpu's GPU timestamps) of one seed-net step, with each dW kernel: what dominates.
       const profile: Record<string, unknown> = {};
-      for (const which of ['camflow', 'stock'] as const) {
+      for (const [which, b] of [['camflow', trainBatches[0]!], ['camflow', trainBatches.at(-1)!], ['stock', trainBatches[0]!]] as const) {
         useWebGpuConvFilterKernel(which);
-        profile[which] = await kernelProfile(trainBatches[0]!);
-        say(`kernel profile (${which} dW, seed b${trainBatches[0]}): ${JSON.stringify(profile[which])}`);
+        profile[`${which}_b${b}`] = await kernelProfile(b);
+        say(`kernel profile (${which} dW, seed b${b}): ${JSON.stringify(profile[`${which}_b${b}`])}`);
       }
       useWebGpuConvFilterKernel('camflow');
       results.kernel_ms_seed_step = profile;
@@ -154,7 +234,7 @@ async function main() {
   const { OrtGradients } = await import('../packages/trainer/src/ort-gradients.ts');
   const onnxTraining: Record<string, unknown> = {};
   const gradientProviders: ('cuda' | 'webgpu' | 'cpu')[] = [...(cudaProvidersInstalled() ? (['cuda'] as const) : []), ...(probe.ok ? (['webgpu'] as const) : []), 'cpu'];
-  for (const provider of gradientProviders) {
+  for (const provider of parts.has('onnx-gradients') ? gradientProviders : []) {
     for (const preset of ['seed', 'fast'] as PresetName[]) {
       const size = presets[preset].inputSize;
       const model = buildModel(preset, 2, 1);
@@ -186,7 +266,7 @@ async function main() {
   results.training_onnx_gradients = onnxTraining;
 
   const inference: Record<string, unknown> = {};
-  for (const preset of ['fast', 'seed'] as PresetName[]) {
+  for (const preset of parts.has('inference') ? (['fast', 'seed'] as PresetName[]) : []) {
     const size = presets[preset].inputSize;
     const model = buildModel(preset, 2, 2);
     const onnx = exportOnnx(model);
@@ -202,18 +282,33 @@ async function main() {
       }
       if (engine.device !== `onnxruntime/${provider}`) continue;
       for (const b of inferBatches) {
-        const r = await inferRate(engine, b, size).catch((error: Error) => (say(`${preset} ${provider} b${b}: ${error.message}`), null));
-        inference[`${preset}_${provider}_b${b}`] = r === null ? null : round(r);
-        if (r !== null) say(`infer+CAM ${preset} ${provider} b${b}: ${round(r)} images/s`);
+        const r = await inferRate(engine, b, size).catch((error: Error) => {
+          say(`${preset} ${provider} b${b}: ${error.message}`);
+          return null;
+        });
+        inference[`${preset}_${provider}_b${b}`] = r === null ? null : round(r.total);
+        inference[`${preset}_${provider}_b${b}_predict_only`] = r === null ? null : round(r.predict);
+        inference[`${preset}_${provider}_b${b}_cam_only`] = r === null ? null : round(r.cam);
+        if (r !== null) say(`infer+CAM ${preset} ${provider} b${b}: ${round(r.total)} images/s (predict alone ${round(r.predict)}, CAM + box alone ${round(r.cam)})`);
       }
       engine.dispose();
     }
   }
   results.inference = inference;
 
+  const pool: Record<string, unknown> = {};
+  for (const provider of parts.has('pool') ? [...(probe.ok ? ['webgpu'] : []), 'cpu'] : []) {
+    for (const processes of quick ? [2] : provider === 'cpu' ? [14] : [8, 14]) {
+      const r = await poolRate(provider, processes, quick ? 16 : 256);
+      pool[`fast_${provider}_x${processes}`] = r === null ? null : { images_per_s: round(r.rate), started_late: r.late };
+      say(`pool: ${processes} processes on ${provider}, fast b${quick ? 16 : 256}: ${r === null ? 'failed' : `${round(r.rate)} images/s (${r.devices.join(', ')}; ${r.late} started late)`}`);
+    }
+  }
+  results.inference_pool = pool;
+
   const peer: Record<string, number | null> = {};
-  for (const b of trainBatches) peer[`seed_train_b${b}`] = torchPeer(['train', '--batch', String(b), '--repeats', String(steps)]);
-  for (const b of inferBatches) peer[`seed_infer_cam_b${b}`] = torchPeer(['infer', '--batch', String(b), '--repeats', '5']);
+  for (const b of parts.has('peer') ? trainBatches : []) peer[`seed_train_b${b}`] = torchPeer(['train', '--batch', String(b), '--repeats', String(steps)]);
+  for (const b of parts.has('peer') ? inferBatches : []) peer[`seed_infer_cam_b${b}`] = torchPeer(['infer', '--batch', String(b), '--repeats', '5']);
   results.pytorch_cuda = Object.values(peer).some((v) => v !== null) ? peer : 'not measured: no python3 with torch and CUDA here';
   const seedTrain = (training[`seed_b${trainBatches[0]}`] as { camflow: number } | undefined)?.camflow;
   const peerTrain = peer[`seed_train_b${trainBatches[0]}`];
@@ -222,4 +317,6 @@ async function main() {
   process.exit(0);
 }
 
-await main();
+const childAt = process.argv.indexOf('--pool-child');
+if (childAt >= 0) await poolChild(process.argv[childAt + 1]!, Number(process.argv[childAt + 2]), quick ? 2 : 8);
+else await main();

@@ -13,6 +13,7 @@ import {
   isSoftwareAdapter,
   minMaxNormalise,
   parseExecutionProviders,
+  planFilterGrad,
   probeWebGpu,
   registerWasmTrainingKernels,
   tf,
@@ -52,6 +53,19 @@ test('CAM_EXECUTION_PROVIDERS is parsed strictly and CPU always closes a pinned 
   if (!auto.providers.includes('cuda')) assert.ok(auto.skipped.some((s) => s.startsWith('tensorrt, cuda:')), auto.skipped.join('; '));
 });
 
+test('the filter gradient splits its r terms into chunks that cover them exactly, with thousands of workgroups when r is large', () => {
+  for (const [m, n, r] of [[75, 16, 32 * 124 * 124], [400, 32, 32 * 120 * 120], [800, 2, 3 * 18 * 18], [27, 16, 5], [75, 16, 5184]] as const) {
+    const p = planFilterGrad(m, n, r);
+    const chunk = p.chunkTiles * 16;
+    assert.ok(p.splits * chunk >= r && (p.splits - 1) * chunk < r, `chunks cover r exactly once: ${JSON.stringify(p)}`);
+    assert.ok(p.chunkTiles >= 1 && p.splits >= 1);
+  }
+  const conv1 = planFilterGrad(75, 16, 32 * 124 * 124); // the seed's conv1 at b32
+  assert.ok(conv1.splits * Math.ceil(75 / 16) >= 2000, `conv1 gets ${conv1.splits * 5} workgroups`);
+  assert.equal(planFilterGrad(27, 16, 5).splits, 1, 'a tiny r is one chunk');
+  assert.equal(planFilterGrad(75, 16, 5184).splits, 21, 'no chunk shorter than 16 tiles of 16');
+});
+
 test('the webgpu backend (TF_BACKEND=webgpu) computes conv filter gradients equal to the cpu backend', { skip: noAdapter }, async () => {
   const choice = await initBackend('webgpu');
   assert.equal(choice.backend, 'webgpu', `ladder fell to ${choice.backend}: ${choice.skipped.join('; ')}`);
@@ -61,6 +75,10 @@ test('the webgpu backend (TF_BACKEND=webgpu) computes conv filter gradients equa
     { x: [2, 20, 20, 3], f: [5, 5, 3, 4], stride: 1, pad: 'valid' },
     { x: [3, 17, 15, 4], f: [3, 3, 4, 5], stride: 2, pad: 'same' },
     { x: [2, 16, 16, 6], f: [3, 3, 6, 8], stride: 1, pad: 'same' },
+    // Many chunks of r (21 partial sums), filter elements not a multiple of the 16×16 tile.
+    { x: [4, 40, 40, 3], f: [5, 5, 3, 16], stride: 1, pad: 'valid' },
+    // The seed's 2-channel head: a 16-wide tile with 14 idle columns.
+    { x: [3, 22, 22, 32], f: [5, 5, 32, 2], stride: 1, pad: 'valid' },
   ];
   const random = (n: number, seed: number) => {
     let s = seed;

@@ -23,9 +23,17 @@ export interface BackendChoice {
 
 let chosen: BackendChoice | undefined;
 
+// The backends camflow depends on are imported by literal names, so that a bundler (scripts/gpu-host-pack.sh's
+// esbuild) carries them in the bundle with the one tfjs-core they register into; tfjs-node(-gpu) are optional and
+// stay run-time imports.
+const bundledBackends: Record<string, () => Promise<unknown>> = {
+  '@tensorflow/tfjs-backend-webgpu': () => import('@tensorflow/tfjs-backend-webgpu'),
+  '@tensorflow/tfjs-backend-wasm': () => import('@tensorflow/tfjs-backend-wasm'),
+};
+
 async function tryImport(name: string): Promise<string | undefined> {
   try {
-    await import(name);
+    await (bundledBackends[name] ?? (() => import(name)))();
     return undefined;
   } catch (error) {
     return `${name}: ${(error as Error).message.split('\n')[0]}`;

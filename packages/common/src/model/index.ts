@@ -7,5 +7,5 @@ export * from './onnx-export.js';
 export * from './ort-engine.js';
 export * from './quantize.js';
 export * from './webgpu.js';
-export { registerWebGpuTrainingKernels, useWebGpuConvFilterKernel } from './webgpu-kernels.js';
+export { planFilterGrad, registerWebGpuTrainingKernels, useWebGpuConvFilterKernel } from './webgpu-kernels.js';
 export * from './onnx-gradients.js';

@@ -2,37 +2,183 @@ import * as tf from '@tensorflow/tfjs';
 import { CamflowError } from '../errors.js';
 
 /**
- * A faster `Conv2DBackpropFilter` for tfjs's WebGPU backend, composed of the backend's own fast kernels.
+ * A faster `Conv2DBackpropFilter` for tfjs's WebGPU backend: one WGSL split-K matrix product and one reduction.
  *
- * The stock kernel runs one GPU thread per filter element, each looping over batch × output pixels: the seed net's
- * 5×5 convs have a few thousand filter elements and a reduction of ~460,000 terms each, so most of the GPU idles
- * (measured on an H200: conv1 + conv2 dW ≈ 80 % of a 450 ms training step, see shared/GPU.md). Here, for each of
- * the KH·KW filter offsets (kh, kw):
+ * The filter gradient is a matrix product with a huge inner dimension:
  *
- *   dW[kh, kw] = Σ_b  x[b, kh + s·y, kw + s·x, :]ᵀ · dy[b, y, x, :]     ([Ci, Co], K = OH·OW per image)
+ *   dW[m, n] = Σ_r  A[m, r] · dy[r, n]      m = (kh, kw, ci) ∈ KH·KW·Ci,  n = co,  r = (b, y, x) ∈ B·OH·OW
+ *   A[m, r]  = x[b, y·sh + kh − top, x·sw + kw − left, ci]   (0 in the padding: im2col, gathered on the fly)
  *
- * i.e. one strided slice of x, one batched matmul (the backend's tiled matmul: many workgroups) and one sum over
- * the batch — the rewrite measured on the H200 at 353 / 1,646 images/s (b32 / b256) against the stock 63.
- * Checked against the cpu backend's gradients in `test/unit/webgpu.test.ts` (on lavapipe where no GPU is present).
+ * The stock kernel runs one thread per filter element (a few thousand), each looping over all of r (~460,000 for
+ * the seed net's conv2 at b32), so most of the GPU idles: on an H100 it took 440 ms of a 450 ms seed step (b32,
+ * `npm run bench:gpu`). camflow's first replacement, composed of the backend's own kernels (per filter offset a
+ * slice, a batched matmul and a sum: ~100 dispatches per convolution), took that to 59 ms, still 85 % of the GPU
+ * time: each matmul's output is tiny ([Ci, Co]) and its inner dimension one image's pixels.
+ * Here r is split into S chunks so that the GPU gets thousands of workgroups: workgroup (tn, tm, s) computes a
+ * 16×16 tile of dW over chunk s with both operands staged in workgroup memory and writes partial sums [S, M, N];
+ * a second pass sums over S. Two dispatches per convolution. Checked against the cpu backend's gradients in
+ * `test/unit/webgpu.test.ts` (on lavapipe where no GPU is present).
  */
 
 type Info = tf.TensorInfo;
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: object; attrs?: tf.NamedAttrMap };
 type PadSpec = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
 
-const BACKEND = 'webgpu';
+/** The part of tfjs-backend-webgpu's program interface (`WebGPUProgram`) these kernels use. */
+interface WebGpuProgram {
+  variableNames: string[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[]; y?: number[]; z?: number[] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number];
+  size?: boolean;
+  getUserCode(): string;
+}
+interface WebGpuBackend extends tf.KernelBackend {
+  runWebGPUProgram(program: WebGpuProgram, inputs: Info[], outputDtype: tf.DataType): Info;
+}
 
-function kernel(name: string) {
-  const config = tf.getKernel(name, BACKEND);
-  if (!config) throw new CamflowError('BACKEND', `webgpu backend lacks the ${name} kernel`);
-  return (inputs: tf.NamedTensorInfoMap, backend: tf.KernelBackend, attrs: tf.NamedAttrMap = {}) => config.kernelFunc({ inputs, backend, attrs }) as Info;
+const BACKEND = 'webgpu';
+const TILE = 16;
+/** Workgroups to aim for per dispatch: an H100 has 132 multiprocessors, a few thousand keep every one busy. */
+const TARGET_WORKGROUPS = 2048;
+/** The shortest chunk of r worth a workgroup, in tiles of 16. */
+const MIN_CHUNK_TILES = 16;
+
+export interface FilterGradPlan {
+  /** Filter elements KH·KW·Ci. */
+  m: number;
+  /** Output channels. */
+  n: number;
+  /** Terms per element, B·OH·OW. */
+  r: number;
+  /** Chunks of r, one partial sum each. */
+  splits: number;
+  /** Tiles of 16 terms per chunk. */
+  chunkTiles: number;
+}
+
+/** How the r terms of a filter gradient are split across workgroups (pure). */
+export function planFilterGrad(m: number, n: number, r: number): FilterGradPlan {
+  const tilesMN = Math.ceil(m / TILE) * Math.ceil(n / TILE);
+  const rTiles = Math.ceil(r / TILE);
+  const wanted = Math.max(1, Math.min(Math.ceil(rTiles / MIN_CHUNK_TILES), Math.ceil(TARGET_WORKGROUPS / tilesMN)));
+  const chunkTiles = Math.ceil(rTiles / wanted);
+  return { m, n, r, splits: Math.ceil(rTiles / chunkTiles), chunkTiles };
+}
+
+interface ConvGeometry {
+  kh: number;
+  kw: number;
+  ci: number;
+  co: number;
+  h: number;
+  w: number;
+  oh: number;
+  ow: number;
+  sh: number;
+  sw: number;
+  top: number;
+  left: number;
+}
+
+/** Partial sums [S, M, N] of dW, one chunk of r per workgroup z. Geometry is baked into the shader as constants. */
+function partialsProgram(g: ConvGeometry, plan: FilterGradPlan): WebGpuProgram {
+  const { m, n, r, splits, chunkTiles } = plan;
+  const chunk = chunkTiles * TILE;
+  return {
+    variableNames: ['x', 'dy'],
+    outputShape: [splits, m, n],
+    shaderKey: `camflowConvDW_${Object.values(g).join('_')}_${splits}_${chunkTiles}`,
+    dispatchLayout: { x: [2], y: [1], z: [0] },
+    dispatch: [Math.ceil(n / TILE), Math.ceil(m / TILE), splits],
+    workgroupSize: [TILE, TILE, 1],
+    // The loop runs a constant count (barriers need uniform control flow); loads past the chunk's end read 0.
+    getUserCode: () => `
+      var<workgroup> cfA : array<array<f32, ${TILE}>, ${TILE}>;
+      var<workgroup> cfB : array<array<f32, ${TILE}>, ${TILE}>;
+      fn main() {
+        _ = uniforms.outShape; // the backend binds its uniform buffer to every program: keep it in the layout
+        let tx = i32(localId.x);
+        let ty = i32(localId.y);
+        let n0 = i32(workgroupId.x) * ${TILE};
+        let m0 = i32(workgroupId.y) * ${TILE};
+        let split = i32(workgroupId.z);
+        let rBegin = split * ${chunk};
+        let rEnd = min(rBegin + ${chunk}, ${r});
+        let mLoad = m0 + ty;
+        let fkh = mLoad / ${g.kw * g.ci};
+        let fkw = (mLoad % ${g.kw * g.ci}) / ${g.ci};
+        let fci = mLoad % ${g.ci};
+        var acc = 0.0;
+        for (var t = 0; t < ${chunkTiles}; t = t + 1) {
+          let r0 = rBegin + t * ${TILE};
+          let ra = r0 + tx;
+          var a = 0.0;
+          if (ra < rEnd && mLoad < ${m}) {
+            let b = ra / ${g.oh * g.ow};
+            let p = ra % ${g.oh * g.ow};
+            let iy = (p / ${g.ow}) * ${g.sh} + fkh - ${g.top};
+            let ix = (p % ${g.ow}) * ${g.sw} + fkw - ${g.left};
+            if (iy >= 0 && iy < ${g.h} && ix >= 0 && ix < ${g.w}) {
+              a = x[((b * ${g.h} + iy) * ${g.w} + ix) * ${g.ci} + fci];
+            }
+          }
+          cfA[tx][ty] = a;
+          let rb = r0 + ty;
+          let nb = n0 + tx;
+          var bv = 0.0;
+          if (rb < rEnd && nb < ${n}) {
+            bv = dy[rb * ${n} + nb];
+          }
+          cfB[ty][tx] = bv;
+          workgroupBarrier();
+          for (var k = 0; k < ${TILE}; k = k + 1) {
+            acc = acc + cfA[k][ty] * cfB[k][tx];
+          }
+          workgroupBarrier();
+        }
+        let mo = m0 + ty;
+        let no = n0 + tx;
+        if (mo < ${m} && no < ${n}) {
+          result[(split * ${m} + mo) * ${n} + no] = acc;
+        }
+      }
+    `,
+  };
+}
+
+/** dW = Σ over the S partial sums, one thread per filter element. */
+function sumSplitsProgram(filterShape: number[], plan: FilterGradPlan): WebGpuProgram {
+  const size = plan.m * plan.n;
+  return {
+    variableNames: ['partials'],
+    outputShape: filterShape,
+    shaderKey: `camflowConvDWSum_${plan.splits}_${size}`,
+    dispatchLayout: { x: filterShape.map((_, i) => i) },
+    dispatch: [Math.ceil(size / 64), 1, 1],
+    workgroupSize: [64, 1, 1],
+    size: true,
+    getUserCode: () => `
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          var s = 0.0;
+          for (var z = 0; z < ${plan.splits}; z = z + 1) {
+            s = s + partials[z * ${size} + index];
+          }
+          setOutputAtIndex(index, s);
+        }
+      }
+    `,
+  };
 }
 
 let registered = false;
 let stockConfig: tf.KernelConfig | undefined;
 let camflowConfig: tf.KernelConfig | undefined;
 
-/** Swap between camflow's composed kernel and tfjs's stock one (benchmarks measure both in one process). */
+/** Swap between camflow's kernel and tfjs's stock one (benchmarks measure both in one process). */
 export function useWebGpuConvFilterKernel(which: 'camflow' | 'stock'): void {
   registerWebGpuTrainingKernels();
   tf.unregisterKernel('Conv2DBackpropFilter', BACKEND);
@@ -44,20 +190,13 @@ export function registerWebGpuTrainingKernels(): void {
   if (registered) return;
   const stock = tf.getKernel('Conv2DBackpropFilter', BACKEND);
   if (!stock) throw new CamflowError('BACKEND', 'webgpu backend is not registered (import @tensorflow/tfjs-backend-webgpu first)');
-  const padV2 = kernel('PadV2');
-  const stridedSlice = kernel('StridedSlice');
-  const reshape = kernel('Reshape');
-  const batchMatMul = kernel('BatchMatMul');
-  const sum = kernel('Sum');
-  const pack = kernel('Pack');
-
   stockConfig = { ...stock };
   tf.unregisterKernel('Conv2DBackpropFilter', BACKEND);
   tf.registerKernel((camflowConfig = {
     kernelName: 'Conv2DBackpropFilter',
     backendName: BACKEND,
     kernelFunc: (args: KernelArgs) => {
-      const backend = args.backend as tf.KernelBackend;
+      const backend = args.backend as WebGpuBackend;
       const { x, dy } = args.inputs as { x: Info; dy: Info };
       const { strides, pad, dataFormat, dimRoundingMode, filterShape } = args.attrs as unknown as {
         strides: [number, number] | number;
@@ -66,33 +205,28 @@ export function registerWebGpuTrainingKernels(): void {
         dimRoundingMode?: 'floor' | 'round' | 'ceil';
         filterShape: [number, number, number, number];
       };
-      if (dataFormat !== undefined && dataFormat !== 'NHWC') return stock.kernelFunc(args) as Info;
+      if ((dataFormat !== undefined && dataFormat !== 'NHWC') || x.dtype !== 'float32') return stock.kernelFunc(args) as Info;
       const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filterShape, strides, 1, pad, dimRoundingMode, false, 'channelsLast');
-      const { strideHeight: sh, strideWidth: sw, filterHeight: kh, filterWidth: kw, outHeight: oh, outWidth: ow, inChannels: ci, outChannels: co } = info;
-      const { top, left } = info.padInfo;
-      const [b, h, w] = x.shape as [number, number, number, number];
-      const needH = kh + (oh - 1) * sh;
-      const needW = kw + (ow - 1) * sw;
-      const bottom = Math.max(0, needH - (h + top));
-      const right = Math.max(0, needW - (w + left));
-      const temps: Info[] = [];
-      const keep = (t: Info) => (temps.push(t), t);
+      const g: ConvGeometry = {
+        kh: info.filterHeight,
+        kw: info.filterWidth,
+        ci: info.inChannels,
+        co: info.outChannels,
+        h: info.inHeight,
+        w: info.inWidth,
+        oh: info.outHeight,
+        ow: info.outWidth,
+        sh: info.strideHeight,
+        sw: info.strideWidth,
+        top: info.padInfo.top,
+        left: info.padInfo.left,
+      };
+      const plan = planFilterGrad(g.kh * g.kw * g.ci, g.co, info.batchSize * g.oh * g.ow);
+      const partials = backend.runWebGPUProgram(partialsProgram(g, plan), [x, dy], 'float32');
       try {
-        const xp = top || bottom || left || right ? keep(padV2({ x }, backend, { paddings: [[0, 0], [top, bottom], [left, right], [0, 0]], constantValue: 0 })) : x;
-        const dyr = keep(reshape({ x: dy }, backend, { shape: [b, oh * ow, co] }));
-        const parts: Info[] = [];
-        for (let i = 0; i < kh; i++) {
-          for (let j = 0; j < kw; j++) {
-            const xs = keep(stridedSlice({ x: xp }, backend, { begin: [0, i, j, 0], end: [b, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1, ci], strides: [1, sh, sw, 1], beginMask: 0, endMask: 0, ellipsisMask: 0, newAxisMask: 0, shrinkAxisMask: 0 }));
-            const xr = keep(reshape({ x: xs }, backend, { shape: [b, oh * ow, ci] }));
-            const perImage = keep(batchMatMul({ a: xr, b: dyr }, backend, { transposeA: true, transposeB: false })); // [B, Ci, Co]
-            parts.push(keep(sum({ x: perImage }, backend, { axis: [0], keepDims: false }))); // [Ci, Co]
-          }
-        }
-        const packed = keep(pack(parts as unknown as tf.NamedTensorInfoMap, backend, { axis: 0 })); // [KH·KW, Ci, Co]
-        return reshape({ x: packed }, backend, { shape: [kh, kw, ci, co] });
+        return backend.runWebGPUProgram(sumSplitsProgram(filterShape, plan), [partials], 'float32');
       } finally {
-        for (const t of temps) backend.disposeData(t.dataId);
+        backend.disposeData(partials.dataId);
       }
     },
   }));
