@@ -48,6 +48,9 @@ test('docker-compose.yml: the gpu profile runs GPU images with the graphics capa
   }
   assert.equal(s['trainer-gpu']!.environment!.TF_BACKEND, 'webgpu');
   assert.match(s['cam-worker-gpu']!.environment!.CAM_EXECUTION_PROVIDERS!, /^webgpu/);
+  // One process's JavaScript CAM post-processing, not the GPU, limits a GPU cam-worker: several share the GPU.
+  assert.ok((s['cam-worker-gpu']!.deploy?.replicas ?? 0) >= 8, 'GPU cam-workers: several processes per GPU');
+  assert.equal(s['cam-worker-gpu']!.environment!.CAM_THREADS, '1');
 });
 
 test('Dockerfile: a CPU and a GPU target; the GPU one has the Vulkan loader, GLVND and the driver capabilities; ORT CUDA is a build argument', () => {
