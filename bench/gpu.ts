@@ -1,4 +1,4 @@
-// `npm run bench:gpu`: one prepared script for a GPU host (see shared/GPU.md). Prints a table on stderr and one JSON
+// `npm run bench:gpu`: one prepared script for a GPU host (a host without Node: scripts/gpu-host-pack.sh). Prints a table on stderr and one JSON
 // line {"bench_gpu": {...}} on stdout: the WebGPU adapter; training images/s of the seed and fast presets at b32 and
 // b256 on tfjs-webgpu (camflow's Conv2DBackpropFilter and the stock one) and of the trainer's ONNX gradient graph on
 // every ONNX Runtime provider that starts; inference + CAM images/s on every ONNX
@@ -154,11 +154,17 @@ function torchPeer(args: string[]): number | null {
   return JSON.parse(out.stdout.trim().split('\n').pop()!).images_per_s as number;
 }
 
-async function poolChild(provider: string, batch: number, seconds: number): Promise<void> {
-  const model = buildModel('fast', 2, 2);
+/** An untrained model of `preset` as ONNX Runtime serves it: the graph and the classifier's kernel. */
+async function servedModel(preset: PresetName): Promise<{ onnx: Uint8Array; kernel: Float32Array }> {
+  const model = buildModel(preset, 2, 2);
   const onnx = exportOnnx(model);
   const kernel = (await model.getLayer(CLASSIFIER_LAYER).getWeights()[0]!.data()) as Float32Array;
   model.dispose();
+  return { onnx, kernel };
+}
+
+async function poolChild(provider: string, batch: number, seconds: number): Promise<void> {
+  const { onnx, kernel } = await servedModel('fast');
   const size = presets.fast.inputSize;
   const engine = await OrtCamEngine.create(onnx, size, 2, kernel, { providers: [provider, 'cpu'], threads: 1 });
   const images = randomImages(batch, size); // made once: making them (~0.2 s a batch) is not the worker's work
@@ -270,10 +276,7 @@ async function main() {
   const inference: Record<string, unknown> = {};
   for (const preset of parts.has('inference') ? (['fast', 'seed'] as PresetName[]) : []) {
     const size = presets[preset].inputSize;
-    const model = buildModel(preset, 2, 2);
-    const onnx = exportOnnx(model);
-    const kernel = (await model.getLayer(CLASSIFIER_LAYER).getWeights()[0]!.data()) as Float32Array;
-    model.dispose();
+    const { onnx, kernel } = await servedModel(preset);
     for (const provider of [...(cudaProvidersInstalled() ? ['tensorrt', 'cuda'] : []), 'webgpu', 'cpu']) {
       let engine: OrtCamEngine;
       try {
