@@ -15,21 +15,18 @@ import { join } from 'node:path';
 import {
   OrtCamEngine,
   buildModel,
+  camOptionsSchema,
   cudaProvidersInstalled,
-  camForClass,
   exportOnnx,
   initBackend,
-  localize,
-  minMaxNormalise,
   presets,
   probeWebGpu,
-  softmax,
   tf,
-  upsampleBilinear,
   useWebGpuConvFilterKernel,
   CLASSIFIER_LAYER,
   type PresetName,
 } from '@camflow/common';
+import { localizeImage } from '../packages/cam-worker/src/localize-image.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const quick = process.env.BENCH_GPU_QUICK === '1';
@@ -98,6 +95,9 @@ async function kernelProfile(batch: number): Promise<Record<string, number>> {
   return { ...Object.fromEntries(top), total_ms: round(total), kernels_per_step: info.kernels.length };
 }
 
+const classNames = ['Parasitized', 'Uninfected'];
+const camOptions = camOptionsSchema.parse({});
+
 /** Inference + CAM images/s, and apart: the provider's predict alone and the CAM + box post-processing alone (JS). */
 const randomImages = (batch: number, size: number) => Array.from({ length: batch }, (_, i) => randomBytes(size * size * 3, 100 + i));
 
@@ -106,12 +106,9 @@ async function inferRate(engine: OrtCamEngine, batch: number, size: number, repe
     const t0 = performance.now();
     const predictions = await engine.predict(images);
     const t1 = performance.now();
-    for (const p of predictions) {
-      const probs = softmax(p.logits);
-      const c = probs[0]! >= probs[1]! ? 0 : 1;
-      const cam = camForClass(p.features, engine.classifierWeights, engine.numClasses, c);
-      localize(minMaxNormalise(upsampleBilinear(cam, p.features.height, p.features.width, size, size)), size, size);
-    }
+    // What a cam-worker does per image (default options): softmax, the predicted class's CAM at the image's size
+    // (here the input's), its box and regions, its peak.
+    for (const p of predictions) localizeImage(p, engine.classifierWeights, classNames, size, size, camOptions);
     return [t1 - t0, performance.now() - t1] as const;
   };
   if (repeats > 1) await once();

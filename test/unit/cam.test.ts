@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import {
   argmax2d,
   blend,
+  camAtSize,
   camForClass,
   connectedRegions,
   heatmapRgb,
@@ -12,6 +13,7 @@ import {
   maxBoxAccV2,
   minMaxNormalise,
   pointingHit,
+  restrictToMask,
   scaleBox,
   softmax,
   thresholdMask,
@@ -67,6 +69,48 @@ test('bilinear upsampling uses half-pixel centres (OpenCV / PIL convention)', ()
 test('min-max normalisation maps to [0, 1]; a constant map becomes zeros', () => {
   close(minMaxNormalise(Float32Array.from([-2, 0, 2])), [0, 0.5, 1]);
   close(minMaxNormalise(Float32Array.from([3, 3])), [0, 0]);
+});
+
+test('camAtSize gives bit for bit the composed upsample → normalise → restrict-to-cell, its peak and its maximum', () => {
+  let seed = 11;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const cases: [number, number, number, number][] = [
+    [16, 16, 130, 142], // a cell crop: up, not square
+    [16, 16, 64, 64],
+    [18, 18, 7, 5], // down
+    [1, 1, 9, 9], // one feature pixel: a constant map
+    [16, 16, 16, 16],
+  ];
+  for (const [fh, fw, h, w] of cases) {
+    for (const withMask of [false, true]) {
+      for (const kind of ['random', 'ties', 'constant']) {
+        const cam = Float32Array.from({ length: fh * fw }, () => (kind === 'constant' ? 0.7 : kind === 'ties' ? Math.round(rnd() * 3) : rnd() * 4 - 1));
+        // A disc off-centre: the cell; its maximum inside is below 1, so the map is renormalised inside it.
+        const mask = withMask ? Uint8Array.from({ length: h * w }, (_, i) => ((i % w) - w / 3) ** 2 + (Math.floor(i / w) - h / 2) ** 2 < (h * w) / 8 ? 1 : 0) : undefined;
+        const want = minMaxNormalise(upsampleBilinear(cam, fh, fw, h, w));
+        if (mask) restrictToMask(want, mask);
+        let best = 0;
+        for (let i = 1; i < want.length; i++) if (want[i]! > want[best]!) best = i;
+        const got = camAtSize(cam, fh, fw, h, w, mask);
+        const label = `${fh}×${fw} → ${h}×${w}, ${kind}${mask ? ', masked' : ''}`;
+        assert.deepEqual(got.map, want, label);
+        assert.equal(got.peak, best, `${label}: peak`);
+        assert.equal(got.max, want[best], `${label}: max`);
+        // The known maximum gives the same mask as the scan for it.
+        assert.deepEqual(thresholdMask(got.map, 0.2, undefined, got.max), thresholdMask(got.map, 0.2), `${label}: threshold`);
+      }
+    }
+  }
+  // A plateau inside the cell (many pixels at its maximum) with the map's maximum outside it: the peak is the
+  // plateau's first pixel in raster order after renormalisation, as the composed functions give.
+  const plateau = Float32Array.from({ length: 16 }, (_, i) => (i === 0 ? 5 : i === 10 || i === 11 || i === 14 || i === 15 ? 3 : 0));
+  const cell = Uint8Array.from({ length: 256 }, (_, i) => (i % 16 >= 6 && Math.floor(i / 16) >= 6 ? 1 : 0));
+  const composed = restrictToMask(minMaxNormalise(upsampleBilinear(plateau, 4, 4, 16, 16)), cell);
+  const fused = camAtSize(plateau, 4, 4, 16, 16, cell);
+  assert.deepEqual(fused.map, composed);
+  assert.equal(composed.filter((v) => v === 1).length > 1, true, 'the plateau has several pixels at the maximum');
+  assert.equal(fused.peak, composed.indexOf(1));
+  assert.throws(() => camAtSize(new Float32Array(4), 2, 2, 3, 3, new Uint8Array(8)), /mask/);
 });
 
 test('threshold keeps pixels strictly above fraction × max', () => {

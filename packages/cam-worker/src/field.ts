@@ -13,12 +13,10 @@ import {
   encodePng,
   fieldCellsJobSchema,
   fieldPlanSchema,
-  minMaxNormalise,
   packInputs,
   paintCellHeat,
   parseWith,
   polygonMask,
-  restrictToMask,
   rgbPipeline,
   decodeRegion,
   decodeRgb,
@@ -31,7 +29,6 @@ import {
   resizeRgb,
   summariseField,
   unpackInputs,
-  upsampleBilinear,
   type BatchItem,
   type CamJob,
   type FieldCell,
@@ -49,6 +46,7 @@ import {
   type RgbImage,
   type Box,
   iou,
+  camAtSize,
 } from '@camflow/common';
 import { localizeImage, screenCall } from './localize-image.js';
 import type { ModelCache } from './model-cache.js';
@@ -310,7 +308,7 @@ export async function assembleField(item: BatchItem, plan: FieldPlan, parts: (Fi
       const { box, polygon, clipped } = plan.cells[l.cell]!;
       if (heat) {
         const inside = polygonMask(polygon, box);
-        const map = restrictToMask(minMaxNormalise(upsampleBilinear(Float32Array.from(l.featureCam), l.featureSize.height, l.featureSize.width, box.height, box.width)), inside);
+        const { map } = camAtSize(Float32Array.from(l.featureCam), l.featureSize.height, l.featureSize.width, box.height, box.width, inside);
         paintCellHeat(heat, heatWidth, box, map, (x, y) => inside[(y - box.y) * box.width + (x - box.x)] === 1, heatScale);
       }
       cells.push({

@@ -1,19 +1,17 @@
 import {
   checkTarget,
-  restrictToMask,
   blend,
   camForClass,
   drawBoxes,
   heatmapRgb,
   localize,
-  minMaxNormalise,
   softmax,
-  upsampleBilinear,
   type CamOptions,
   type Prediction,
   type Region,
   type RgbImage,
   type Screening,
+  camAtSize,
 } from '@camflow/common';
 
 /** The localization of one class on one image, in original-image pixels. */
@@ -63,12 +61,9 @@ export function localizeImage(prediction: Prediction, classifierWeights: Float32
   let first: Float32Array | undefined;
   const cams = targetClasses(options.target, predicted, classNames).map((c) => {
     const cam = camForClass(f, classifierWeights, classNames.length, c);
-    const map = minMaxNormalise(upsampleBilinear(cam, f.height, f.width, height, width));
-    if (foreground) restrictToMask(map, foreground);
+    const { map, peak: best, max } = camAtSize(cam, f.height, f.width, height, width, foreground);
     first ??= map;
-    const { box, regions } = localize(map, width, height, { fraction: options.fraction, minArea: options.minArea });
-    let best = 0;
-    for (let i = 1; i < map.length; i++) if (map[i]! > map[best]!) best = i;
+    const { box, regions } = localize(map, width, height, { fraction: options.fraction, minArea: options.minArea, max });
     const featureCam = Array.from(cam, (v) => Math.round(v * 1e5) / 1e5);
     return { class: classNames[c]!, classIndex: c, box, regions, peak: { x: best % width, y: Math.floor(best / width) }, featureCam };
   });

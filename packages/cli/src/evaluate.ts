@@ -1,4 +1,4 @@
-import { isCellResult, iou, maxBoxAccV2, minMaxNormalise, upsampleBilinear, type Box, type LocalizationSample } from '@camflow/common/core';
+import { camAtSize, isCellResult, iou, maxBoxAccV2, type Box, type LocalizationSample } from '@camflow/common/core';
 import type { ImageResult } from '@camflow/cam-worker';
 
 export interface LocalizationReport {
@@ -28,7 +28,7 @@ export function evaluateLocalization(results: ImageResult[], truth: Record<strin
     // Localization is judged on the CAM of the positive class, whatever the prediction.
     const cam = r.cams.find((c) => c.class === positiveClass);
     if (!cam) throw new Error(`results carry no CAM of class ${positiveClass}: submit with --target all or ${positiveClass}`);
-    const map = minMaxNormalise(upsampleBilinear(Float32Array.from(cam.featureCam), r.featureSize.height, r.featureSize.width, r.height, r.width));
+    const { map } = camAtSize(Float32Array.from(cam.featureCam), r.featureSize.height, r.featureSize.width, r.height, r.width);
     samples.push({ cam: map, width: r.width, height: r.height, truth: boxes });
     if (boxes.some((b) => cam.peak.x >= b.x && cam.peak.x < b.x + b.width && cam.peak.y >= b.y && cam.peak.y < b.y + b.height)) pointing++;
     if (cam.box && boxes.some((b) => iou(cam.box!, b) >= 0.5)) iou50++;

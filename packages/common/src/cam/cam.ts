@@ -83,6 +83,99 @@ export function upsampleBilinear(src: Float32Array, srcHeight: number, srcWidth:
 }
 
 /**
+ * The normalised CAM at an image's size: `minMaxNormalise(upsampleBilinear(cam, …))`, then — with a `mask` — the
+ * same as `restrictToMask` (zero outside, renormalised to [0, 1] inside), and the map's peak (first index of its
+ * maximum) and maximum. The same float32 values as those functions composed, in two passes over the output instead
+ * of six: each source row is interpolated along x once (in double precision, as `upsampleBilinear` computes), so an
+ * output pixel costs one interpolation along y, and the minimum and maximum are taken as the map is written.
+ * @example const { map, peak } = camAtSize(cam, 16, 16, 130, 142, foreground);
+ */
+export function camAtSize(cam: Float32Array, srcHeight: number, srcWidth: number, height: number, width: number, mask?: Uint8Array): { map: Float32Array; peak: number; max: number } {
+  if (cam.length !== srcHeight * srcWidth) throw new InvalidParameterError('cam', `length ${srcHeight}×${srcWidth}`, cam.length);
+  if (!(height > 0 && width > 0 && Number.isInteger(height) && Number.isInteger(width))) {
+    throw new InvalidParameterError('dst size', 'positive integers', [height, width]);
+  }
+  if (mask && mask.length !== height * width) throw new InvalidParameterError('mask', `${height * width} pixels`, mask.length);
+  const map = new Float32Array(height * width);
+  // Each source row interpolated along x at every output column (what upsampleBilinear's `top`/`bottom` are).
+  const rows = new Float64Array(srcHeight * width);
+  const scaleX = srcWidth / width;
+  for (let x = 0; x < width; x++) {
+    const sx = Math.min(Math.max((x + 0.5) * scaleX - 0.5, 0), srcWidth - 1);
+    const x0 = Math.floor(sx);
+    const x1 = Math.min(x0 + 1, srcWidth - 1);
+    const fx = Math.fround(sx - x0);
+    for (let r = 0; r < srcHeight; r++) {
+      const a = cam[r * srcWidth + x0]!;
+      rows[r * width + x] = a + (cam[r * srcWidth + x1]! - a) * fx;
+    }
+  }
+  const scaleY = srcHeight / height;
+  let min = Infinity;
+  let max = -Infinity;
+  for (let y = 0; y < height; y++) {
+    const sy = Math.min(Math.max((y + 0.5) * scaleY - 0.5, 0), srcHeight - 1);
+    const y0 = Math.floor(sy);
+    const r0 = y0 * width;
+    const r1 = Math.min(y0 + 1, srcHeight - 1) * width;
+    const fy = sy - y0;
+    const o = y * width;
+    for (let x = 0; x < width; x++) {
+      const top = rows[r0 + x]!;
+      const v = Math.fround(top + (rows[r1 + x]! - top) * fy);
+      map[o + x] = v;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+  }
+  const range = max - min;
+  if (!(range > 0)) {
+    map.fill(0);
+    return { map, peak: 0, max: 0 };
+  }
+  const inv = 1 / range;
+  let top = -Infinity;
+  let peak = 0;
+  const n = map.length;
+  if (!mask) {
+    for (let i = 0; i < n; i++) {
+      const v = Math.fround((map[i]! - min) * inv);
+      map[i] = v;
+      if (v > top) {
+        top = v;
+        peak = i;
+      }
+    }
+    return { map, peak, max: top };
+  }
+  top = 0;
+  for (let i = 0; i < n; i++) {
+    if (!mask[i]) {
+      map[i] = 0;
+      continue;
+    }
+    const v = Math.fround((map[i]! - min) * inv);
+    map[i] = v;
+    if (v > top) {
+      top = v;
+      peak = i;
+    }
+  }
+  if (!(top > 0 && top < 1)) return { map, peak, max: top };
+  // Renormalised inside the mask (restrictToMask's division); ties may appear, so the peak is found again.
+  let renormalised = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = Math.fround(map[i]! / top);
+    map[i] = v;
+    if (v > renormalised) {
+      renormalised = v;
+      peak = i;
+    }
+  }
+  return { map, peak, max: renormalised };
+}
+
+/**
  * Min-max normalise to [0, 1]. A constant map becomes all zeros (there is no evidence anywhere).
  * Writes into `out` when given (may be `map` itself).
  */

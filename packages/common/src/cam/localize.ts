@@ -18,11 +18,14 @@ export interface Region extends Box {
   peak: number;
 }
 
-/** Binary mask of the pixels strictly above `fraction × max(map)` (the paper uses 0.2). */
-export function thresholdMask(map: Float32Array, fraction: number, out: Uint8Array = new Uint8Array(map.length)): Uint8Array {
+/**
+ * Binary mask of the pixels strictly above `fraction × max(map)` (the paper uses 0.2). `knownMax`, when the caller
+ * has it (`camAtSize` returns it), saves the pass that finds it; it must be the map's maximum.
+ */
+export function thresholdMask(map: Float32Array, fraction: number, out: Uint8Array = new Uint8Array(map.length), knownMax?: number): Uint8Array {
   if (!(fraction >= 0 && fraction < 1)) throw new InvalidParameterError('fraction', 'a number in [0, 1)', fraction);
-  let max = -Infinity;
-  for (let i = 0; i < map.length; i++) if (map[i]! > max) max = map[i]!;
+  let max = knownMax ?? -Infinity;
+  if (knownMax === undefined) for (let i = 0; i < map.length; i++) if (map[i]! > max) max = map[i]!;
   // Compare in float32, the precision of the map itself.
   const cut = Math.fround(fraction * max);
   for (let i = 0; i < map.length; i++) out[i] = map[i]! > cut ? 1 : 0;
@@ -135,6 +138,8 @@ export interface LocalizeOptions {
   fraction?: number;
   /** Minimum component area, in pixels, for the `regions` list (the largest is always reported). */
   minArea?: number;
+  /** The map's maximum, when known (`camAtSize`): saves a pass. */
+  max?: number;
 }
 
 /**
@@ -145,7 +150,7 @@ export interface LocalizeOptions {
 export function localize(map: Float32Array, width: number, height: number, options: LocalizeOptions = {}): { box: Region | null; regions: Region[] } {
   const fraction = options.fraction ?? 0.2;
   const minArea = options.minArea ?? 1;
-  const mask = thresholdMask(map, fraction);
+  const mask = thresholdMask(map, fraction, undefined, options.max);
   const regions = connectedRegions(mask, map, width, height);
   return { box: regions[0] ?? null, regions: regions.filter((r) => r.area >= minArea) };
 }

@@ -1,5 +1,5 @@
 import { iou, type Box } from '../cam/localize.js';
-import { minMaxNormalise, upsampleBilinear } from '../cam/cam.js';
+import { camAtSize } from '../cam/cam.js';
 import { maxBoxAccV2, maxBoxAccV2HeldOut, type LocalizationSample } from '../cam/metrics.js';
 import type { ImageResult, OkResult } from '../queues/contracts.js';
 import { defaultPositiveClass, type Screening } from '../screening/operating-point.js';
@@ -72,7 +72,7 @@ export function evaluateBatchResults(
     if (!truth || truth.length === 0 || r.name.split('/')[0] !== positiveClass) continue;
     const cam = r.cams.find((c) => c.class === positiveClass);
     if (!cam) continue;
-    const map = minMaxNormalise(upsampleBilinear(Float32Array.from(cam.featureCam), r.featureSize.height, r.featureSize.width, r.height, r.width));
+    const { map } = camAtSize(Float32Array.from(cam.featureCam), r.featureSize.height, r.featureSize.width, r.height, r.width);
     const inside = (b: Box) => cam.peak.x >= b.x && cam.peak.x < b.x + b.width && cam.peak.y >= b.y && cam.peak.y < b.y + b.height;
     samples.push({ name: r.name, sample: { cam: map, width: r.width, height: r.height, truth }, pointing: truth.some(inside), iou50: !!cam.box && truth.some((b) => iou(cam.box!, b) >= 0.5) });
   }
