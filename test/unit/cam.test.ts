@@ -187,6 +187,28 @@ test('pointing game and MaxBoxAccV2 on hand-made maps', () => {
   assert.equal(score.score, 0.5);
 });
 
+test('localize reads the threshold off the map: the regions of thresholdMask + connectedRegions, with or without a known max', () => {
+  let s = 3;
+  const rand = () => ((s = (s * 16807) % 2147483647) / 2147483647);
+  for (let trial = 0; trial < 40; trial++) {
+    const [fh, fw, h, w] = [2 + Math.floor(rand() * 8), 2 + Math.floor(rand() * 8), 5 + Math.floor(rand() * 60), 5 + Math.floor(rand() * 60)];
+    const { map, max } = camAtSize(Float32Array.from({ length: fh * fw }, () => rand() * 2 - 1), fh, fw, h, w);
+    const fraction = trial % 2 ? 0.2 : rand() * 0.9;
+    const want = connectedRegions(thresholdMask(map, fraction), map, w, h);
+    for (const got of [localize(map, w, h, { fraction }).regions, localize(map, w, h, { fraction, max }).regions]) {
+      assert.equal(got.length, want.length, `trial ${trial}: component count`);
+      got.forEach((g, i) => {
+        const e = want[i]!;
+        assert.deepEqual([g.x, g.y, g.width, g.height, g.area, g.peak], [e.x, e.y, e.width, e.height, e.area, e.peak], `trial ${trial} component ${i}`);
+        assert.ok(Math.abs(g.score - e.score) < 1e-12, `trial ${trial}: score ${g.score} vs ${e.score}`);
+      });
+    }
+  }
+  // A map that is zero everywhere has no region; a fraction outside [0, 1) is refused, naming the field.
+  assert.deepEqual(localize(new Float32Array(9), 3, 3), { box: null, regions: [] });
+  assert.throws(() => localize(new Float32Array(9), 3, 3, { fraction: 1 }), /fraction/);
+});
+
 test('run-based components agree with a plain 8-connected flood fill on random masks', () => {
   let s = 7;
   const rand = () => ((s = (s * 16807) % 2147483647) / 2147483647);

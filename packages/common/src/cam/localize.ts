@@ -46,11 +46,21 @@ export function thresholdMask(map: Float32Array, fraction: number, out: Uint8Arr
 export function connectedRegions(mask: Uint8Array, values: Float32Array, width: number, height: number): Region[] {
   if (mask.length !== width * height) throw new InvalidParameterError('mask', `length ${width}×${height}`, mask.length);
   if (values.length !== mask.length) throw new InvalidParameterError('values', `length ${mask.length}`, values.length);
+  return regionsOf(mask, 0, values, width, height);
+}
+
+/**
+ * The components of the pixels where `test[i] > cut`, scored by `values` (the same array for a CAM thresholded on
+ * itself: one pass over the map finds the runs and sums them; no mask is written).
+ */
+function regionsOf(test: Uint8Array | Float32Array, cut: number, values: Float32Array, width: number, height: number): Region[] {
   let capacity = 64;
   let runY = new Int32Array(capacity);
   let runX0 = new Int32Array(capacity);
   let runX1 = new Int32Array(capacity);
   let parent = new Int32Array(capacity);
+  let runSum = new Float64Array(capacity);
+  let runPeak = new Float64Array(capacity);
   let n = 0;
   const find = (r: number): number => {
     while (parent[r] !== r) {
@@ -67,17 +77,24 @@ export function connectedRegions(mask: Uint8Array, values: Float32Array, width: 
     let p = prevStart;
     let x = 0;
     while (x < width) {
-      if (mask[base + x] === 0) {
+      if (!(test[base + x]! > cut)) {
         x++;
         continue;
       }
       const x0 = x;
-      while (x < width && mask[base + x] !== 0) x++;
+      let sum = 0;
+      let peak = -Infinity;
+      while (x < width && test[base + x]! > cut) {
+        const v = values[base + x]!;
+        sum += v;
+        if (v > peak) peak = v;
+        x++;
+      }
       const x1 = x - 1;
       if (n === capacity) {
         capacity *= 2;
-        const grow = (a: Int32Array) => {
-          const b = new Int32Array(capacity);
+        const grow = <T extends Int32Array | Float64Array>(a: T): T => {
+          const b = new (a.constructor as new (n: number) => T)(capacity);
           b.set(a);
           return b;
         };
@@ -85,10 +102,14 @@ export function connectedRegions(mask: Uint8Array, values: Float32Array, width: 
         runX0 = grow(runX0);
         runX1 = grow(runX1);
         parent = grow(parent);
+        runSum = grow(runSum);
+        runPeak = grow(runPeak);
       }
       runY[n] = y;
       runX0[n] = x0;
       runX1[n] = x1;
+      runSum[n] = sum;
+      runPeak[n] = peak;
       parent[n] = n;
       // Runs of the previous row that end before x0 - 1 touch neither this run nor any later one.
       while (p < prevEnd && runX1[p]! < x0 - 1) p++;
@@ -121,12 +142,8 @@ export function connectedRegions(mask: Uint8Array, values: Float32Array, width: 
     if (y < reg.y) reg.y = y;
     if (y > reg.y1) reg.y1 = y;
     reg.area += x1 - x0 + 1;
-    const o = y * width;
-    for (let x = x0; x <= x1; x++) {
-      const v = values[o + x]!;
-      reg.sum += v;
-      if (v > reg.peak) reg.peak = v;
-    }
+    reg.sum += runSum[r]!;
+    if (runPeak[r]! > reg.peak) reg.peak = runPeak[r]!;
   }
   const out: Region[] = regions.map((r) => ({ x: r.x, y: r.y, width: r.x1 - r.x + 1, height: r.y1 - r.y + 1, area: r.area, score: r.sum / r.area, peak: r.peak }));
   // Stable sort keeps raster order among equal areas.
@@ -150,8 +167,13 @@ export interface LocalizeOptions {
 export function localize(map: Float32Array, width: number, height: number, options: LocalizeOptions = {}): { box: Region | null; regions: Region[] } {
   const fraction = options.fraction ?? 0.2;
   const minArea = options.minArea ?? 1;
-  const mask = thresholdMask(map, fraction, undefined, options.max);
-  const regions = connectedRegions(mask, map, width, height);
+  if (!(fraction >= 0 && fraction < 1)) throw new InvalidParameterError('fraction', 'a number in [0, 1)', fraction);
+  if (map.length !== width * height) throw new InvalidParameterError('map', `length ${width}×${height}`, map.length);
+  let max = options.max ?? -Infinity;
+  if (options.max === undefined) for (let i = 0; i < map.length; i++) if (map[i]! > max) max = map[i]!;
+  // thresholdMask's rule (strictly above fraction × max, compared in float32; nothing on a map that is zero
+  // everywhere), read straight off the map while its runs are found.
+  const regions = max > 0 ? regionsOf(map, Math.fround(fraction * max), map, width, height) : [];
   return { box: regions[0] ?? null, regions: regions.filter((r) => r.area >= minArea) };
 }
 
