@@ -213,17 +213,20 @@ async function main() {
           const ours = await trainRate(preset, b);
           useWebGpuConvFilterKernel('stock');
           const stock = preset === 'seed' && b === trainBatches[0] ? await trainRate(preset, b) : null;
+          // The register-blocked dW program (4 × 2 outputs per thread), same step otherwise.
+          useWebGpuConvFilterKernel('camflow-blocked');
+          const blocked = await trainRate(preset, b);
           useWebGpuConvFilterKernel('camflow');
           const pipelined = await trainRate(preset, b, 8);
-          training[`${preset}_b${b}`] = { camflow: round(ours), stock_tfjs: stock === null ? null : round(stock), camflow_sync_every_8: round(pipelined) };
-          say(`train ${preset} b${b}: ${round(ours)} images/s${stock === null ? '' : ` (stock dW kernel: ${round(stock)})`}, one read-back per 8 steps: ${round(pipelined)}`);
+          training[`${preset}_b${b}`] = { camflow: round(ours), camflow_blocked_dw: round(blocked), stock_tfjs: stock === null ? null : round(stock), camflow_sync_every_8: round(pipelined) };
+          say(`train ${preset} b${b}: ${round(ours)} images/s (blocked dW: ${round(blocked)})${stock === null ? '' : ` (stock dW kernel: ${round(stock)})`}, one read-back per 8 steps: ${round(pipelined)}`);
         }
       }
       results.readback_ms = Math.round((await readbackMs()) * 100) / 100;
       say(`read-back round trip: ${results.readback_ms} ms`);
       // Kernel by kernel (tfjs-webgpu's GPU timestamps) of one seed-net step, with each dW kernel: what dominates.
       const profile: Record<string, unknown> = {};
-      for (const [which, b] of [['camflow', trainBatches[0]!], ['camflow', trainBatches.at(-1)!], ['stock', trainBatches[0]!]] as const) {
+      for (const [which, b] of [['camflow', trainBatches[0]!], ['camflow', trainBatches.at(-1)!], ['camflow-blocked', trainBatches.at(-1)!], ['stock', trainBatches[0]!]] as const) {
         useWebGpuConvFilterKernel(which);
         profile[`${which}_b${b}`] = await kernelProfile(b);
         say(`kernel profile (${which} dW, seed b${b}): ${JSON.stringify(profile[`${which}_b${b}`])}`);

@@ -17,6 +17,7 @@ import {
   probeWebGpu,
   registerWasmTrainingKernels,
   tf,
+  useWebGpuConvFilterKernel,
 } from '@camflow/common';
 
 const probe = await probeWebGpu();
@@ -64,12 +65,17 @@ test('the filter gradient splits its r terms into chunks that cover them exactly
   assert.ok(conv1.splits * Math.ceil(75 / 16) >= 2000, `conv1 gets ${conv1.splits * 5} workgroups`);
   assert.equal(planFilterGrad(27, 16, 5).splits, 1, 'a tiny r is one chunk');
   assert.equal(planFilterGrad(75, 16, 5184).splits, 21, 'no chunk shorter than 16 tiles of 16');
+  // The register-blocked kernel's 64 × 32 tiles: fewer tiles, so more chunks of r for the same workgroup count.
+  const blocked = planFilterGrad(400, 32, 32 * 120 * 120, 64, 32);
+  assert.ok(blocked.splits > planFilterGrad(400, 32, 32 * 120 * 120).splits && blocked.splits * 7 >= 2000, JSON.stringify(blocked));
 });
 
-test('the webgpu backend (TF_BACKEND=webgpu) computes conv filter gradients equal to the cpu backend', { skip: noAdapter }, async () => {
+for (const kernel of ['camflow', 'camflow-blocked'] as const)
+test(`the webgpu backend (TF_BACKEND=webgpu) computes conv filter gradients equal to the cpu backend (${kernel} dW kernel)`, { skip: noAdapter }, async () => {
   const choice = await initBackend('webgpu');
   assert.equal(choice.backend, 'webgpu', `ladder fell to ${choice.backend}: ${choice.skipped.join('; ')}`);
   assert.equal(choice.device, probe.ok ? probe.adapter.description : '');
+  useWebGpuConvFilterKernel(kernel);
   // The seed net's 5×5 valid convs, a strided same-padded one, and a 3×3 same one (the fast preset's).
   const cases: { x: [number, number, number, number]; f: [number, number, number, number]; stride: number; pad: 'valid' | 'same' }[] = [
     { x: [2, 20, 20, 3], f: [5, 5, 3, 4], stride: 1, pad: 'valid' },
@@ -79,6 +85,8 @@ test('the webgpu backend (TF_BACKEND=webgpu) computes conv filter gradients equa
     { x: [4, 40, 40, 3], f: [5, 5, 3, 16], stride: 1, pad: 'valid' },
     // The seed's 2-channel head: a 16-wide tile with 14 idle columns.
     { x: [3, 22, 22, 32], f: [5, 5, 32, 2], stride: 1, pad: 'valid' },
+    // More than one 64 × 32 block each way (m = 144, n = 40), with partial blocks.
+    { x: [2, 12, 12, 16], f: [3, 3, 16, 40], stride: 1, pad: 'same' },
   ];
   const random = (n: number, seed: number) => {
     let s = seed;
@@ -101,6 +109,7 @@ test('the webgpu backend (TF_BACKEND=webgpu) computes conv filter gradients equa
     assert.ok(maxRel(dwCpu!, dwGpu!) < 1e-4, `dW differs by ${maxRel(dwCpu!, dwGpu!)} (${JSON.stringify(c)})`);
     assert.ok(maxRel(dxCpu!, dxGpu!) < 1e-4, `dx differs by ${maxRel(dxCpu!, dxGpu!)} (${JSON.stringify(c)})`);
   }
+  useWebGpuConvFilterKernel('camflow');
 });
 
 test('a few training steps of the fast preset on webgpu follow the wasm backend (the CPU trainer) step for step', { skip: noAdapter }, async () => {

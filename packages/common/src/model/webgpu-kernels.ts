@@ -59,9 +59,12 @@ export interface FilterGradPlan {
   chunkTiles: number;
 }
 
-/** How the r terms of a filter gradient are split across workgroups (pure). */
-export function planFilterGrad(m: number, n: number, r: number): FilterGradPlan {
-  const tilesMN = Math.ceil(m / TILE) * Math.ceil(n / TILE);
+/**
+ * How the r terms of a filter gradient are split across workgroups (pure), for output tiles of `tileM × tileN`
+ * (16 × 16 for the tiled kernel, 64 × 32 for the register-blocked one).
+ */
+export function planFilterGrad(m: number, n: number, r: number, tileM = TILE, tileN = TILE): FilterGradPlan {
+  const tilesMN = Math.ceil(m / tileM) * Math.ceil(n / tileN);
   const rTiles = Math.ceil(r / TILE);
   const wanted = Math.max(1, Math.min(Math.ceil(rTiles / MIN_CHUNK_TILES), Math.ceil(TARGET_WORKGROUPS / tilesMN)));
   const chunkTiles = Math.ceil(rTiles / wanted);
@@ -149,6 +152,102 @@ function partialsProgram(g: ConvGeometry, plan: FilterGradPlan): WebGpuProgram {
   };
 }
 
+/** The register-blocked kernel's output tile: 64 filter elements × 32 output channels per workgroup of 16 × 16. */
+export const BLOCK_M = 64;
+export const BLOCK_N = 32;
+
+/**
+ * The same partial sums as `partialsProgram`, register-blocked: each of the 16 × 16 threads computes 4 filter
+ * elements × 2 output channels (rows `ty + 16i`, columns `tx + 16j` of a 64 × 32 tile), so per term of r a thread
+ * reads 6 values from workgroup memory for 8 multiply-adds (the tiled kernel: 2 for 1), and each im2col value
+ * gathered from x serves 32 output channels instead of 16. Chunks of r as `planFilterGrad(m, n, r, 64, 32)`.
+ */
+function blockedPartialsProgram(g: ConvGeometry, plan: FilterGradPlan): WebGpuProgram {
+  const { m, n, r, splits, chunkTiles } = plan;
+  const chunk = chunkTiles * TILE;
+  return {
+    variableNames: ['x', 'dy'],
+    outputShape: [splits, m, n],
+    shaderKey: `camflowConvDWBlocked_${Object.values(g).join('_')}_${splits}_${chunkTiles}`,
+    dispatchLayout: { x: [2], y: [1], z: [0] },
+    dispatch: [Math.ceil(n / BLOCK_N), Math.ceil(m / BLOCK_M), splits],
+    workgroupSize: [TILE, TILE, 1],
+    getUserCode: () => `
+      var<workgroup> bkA : array<array<f32, ${BLOCK_M}>, ${TILE}>;
+      var<workgroup> bkB : array<array<f32, ${BLOCK_N}>, ${TILE}>;
+      fn main() {
+        _ = uniforms.outShape; // the backend binds its uniform buffer to every program: keep it in the layout
+        let tx = i32(localId.x);
+        let ty = i32(localId.y);
+        let n0 = i32(workgroupId.x) * ${BLOCK_N};
+        let m0 = i32(workgroupId.y) * ${BLOCK_M};
+        let split = i32(workgroupId.z);
+        let rBegin = split * ${chunk};
+        let rEnd = min(rBegin + ${chunk}, ${r});
+        // The four filter rows this thread gathers (and computes): (kh, kw, ci) of m0 + ty + 16i.
+        var fkh : array<i32, 4>;
+        var fkw : array<i32, 4>;
+        var fci : array<i32, 4>;
+        for (var i = 0; i < 4; i = i + 1) {
+          let mm = m0 + ty + ${TILE} * i;
+          fkh[i] = mm / ${g.kw * g.ci};
+          fkw[i] = (mm % ${g.kw * g.ci}) / ${g.ci};
+          fci[i] = mm % ${g.ci};
+        }
+        var acc : array<array<f32, 2>, 4>;
+        for (var t = 0; t < ${chunkTiles}; t = t + 1) {
+          let r0 = rBegin + t * ${TILE};
+          // im2col: term ra = r0 + tx for the thread's four filter rows.
+          let ra = r0 + tx;
+          let b = ra / ${g.oh * g.ow};
+          let p = ra % ${g.oh * g.ow};
+          let oy = (p / ${g.ow}) * ${g.sh} - ${g.top};
+          let ox = (p % ${g.ow}) * ${g.sw} - ${g.left};
+          for (var i = 0; i < 4; i = i + 1) {
+            let iy = oy + fkh[i];
+            let ix = ox + fkw[i];
+            var a = 0.0;
+            if (ra < rEnd && m0 + ty + ${TILE} * i < ${m} && iy >= 0 && iy < ${g.h} && ix >= 0 && ix < ${g.w}) {
+              a = x[((b * ${g.h} + iy) * ${g.w} + ix) * ${g.ci} + fci[i]];
+            }
+            bkA[tx][ty + ${TILE} * i] = a;
+          }
+          // dy: term rb = r0 + ty for the thread's two output channels.
+          let rb = r0 + ty;
+          for (var j = 0; j < 2; j = j + 1) {
+            let nb = n0 + tx + ${TILE} * j;
+            var v = 0.0;
+            if (rb < rEnd && nb < ${n}) {
+              v = dy[rb * ${n} + nb];
+            }
+            bkB[ty][tx + ${TILE} * j] = v;
+          }
+          workgroupBarrier();
+          for (var k = 0; k < ${TILE}; k = k + 1) {
+            let d0 = bkB[k][tx];
+            let d1 = bkB[k][tx + ${TILE}];
+            for (var i = 0; i < 4; i = i + 1) {
+              let a = bkA[k][ty + ${TILE} * i];
+              acc[i][0] = acc[i][0] + a * d0;
+              acc[i][1] = acc[i][1] + a * d1;
+            }
+          }
+          workgroupBarrier();
+        }
+        for (var i = 0; i < 4; i = i + 1) {
+          let mo = m0 + ty + ${TILE} * i;
+          for (var j = 0; j < 2; j = j + 1) {
+            let no = n0 + tx + ${TILE} * j;
+            if (mo < ${m} && no < ${n}) {
+              result[(split * ${m} + mo) * ${n} + no] = acc[i][j];
+            }
+          }
+        }
+      }
+    `,
+  };
+}
+
 /** dW = Σ over the S partial sums, one thread per filter element. */
 function sumSplitsProgram(filterShape: number[], plan: FilterGradPlan): WebGpuProgram {
   const size = plan.m * plan.n;
@@ -177,12 +276,21 @@ function sumSplitsProgram(filterShape: number[], plan: FilterGradPlan): WebGpuPr
 let registered = false;
 let stockConfig: tf.KernelConfig | undefined;
 let camflowConfig: tf.KernelConfig | undefined;
+/**
+ * Which of camflow's partial-sum programs runs: `tiled` (one output per thread; measured on an H100 and an H200, the
+ * default) or `blocked` (4 × 2 outputs per thread; checked on lavapipe, not yet timed on a GPU).
+ */
+let filterProgram: 'tiled' | 'blocked' = 'tiled';
 
-/** Swap between camflow's kernel and tfjs's stock one (benchmarks measure both in one process). */
-export function useWebGpuConvFilterKernel(which: 'camflow' | 'stock'): void {
+/**
+ * Swap between camflow's kernels and tfjs's stock one (benchmarks measure each in one process): `camflow` (the
+ * tiled program), `camflow-blocked` (the register-blocked one), `stock`.
+ */
+export function useWebGpuConvFilterKernel(which: 'camflow' | 'camflow-blocked' | 'stock'): void {
   registerWebGpuTrainingKernels();
   tf.unregisterKernel('Conv2DBackpropFilter', BACKEND);
   tf.registerKernel(which === 'stock' ? stockConfig! : camflowConfig!);
+  filterProgram = which === 'camflow-blocked' ? 'blocked' : 'tiled';
 }
 
 /** Replace the webgpu backend's Conv2DBackpropFilter once per process; safe to call again. */
@@ -221,8 +329,10 @@ export function registerWebGpuTrainingKernels(): void {
         top: info.padInfo.top,
         left: info.padInfo.left,
       };
-      const plan = planFilterGrad(g.kh * g.kw * g.ci, g.co, info.batchSize * g.oh * g.ow);
-      const partials = backend.runWebGPUProgram(partialsProgram(g, plan), [x, dy], 'float32');
+      const [m, n, r] = [g.kh * g.kw * g.ci, g.co, info.batchSize * g.oh * g.ow];
+      const blocked = filterProgram === 'blocked';
+      const plan = blocked ? planFilterGrad(m, n, r, BLOCK_M, BLOCK_N) : planFilterGrad(m, n, r);
+      const partials = backend.runWebGPUProgram(blocked ? blockedPartialsProgram(g, plan) : partialsProgram(g, plan), [x, dy], 'float32');
       try {
         return backend.runWebGPUProgram(sumSplitsProgram(filterShape, plan), [partials], 'float32');
       } finally {
