@@ -6,7 +6,7 @@
 // PyTorch CUDA, measured in the same run. Medians. Never part of `npm test`.
 //   BENCH_GPU_QUICK=1   tiny sizes, to check the script on a software adapter (lavapipe) — numbers meaningless
 //   BENCH_GPU_PYTHON    the python3 with torch (default: the first of python3, /usr/bin/python3 that imports torch)
-//   BENCH_GPU_PARTS     which parts to run, comma-separated (default all): tfjs, onnx-gradients, inference, pool, peer
+//   BENCH_GPU_PARTS     which parts to run, comma-separated (default all): tfjs, dw, onnx-gradients, inference, pool, peer
 // `pool`: P processes at once, each one ORT session on the same GPU (as P cam-workers would be), fast preset b256:
 // the sum of their inference + CAM rates, each measured over the same ~8 s window after its warm-up.
 import { spawn, spawnSync } from 'node:child_process';
@@ -33,7 +33,7 @@ const quick = process.env.BENCH_GPU_QUICK === '1';
 const trainBatches = quick ? [8] : [32, 256];
 const inferBatches = quick ? [16] : [256, 1024];
 const steps = quick ? 3 : 10;
-const parts = new Set((process.env.BENCH_GPU_PARTS ?? 'tfjs,onnx-gradients,inference,pool,peer').split(',').map((p) => p.trim()));
+const parts = new Set((process.env.BENCH_GPU_PARTS ?? 'tfjs,dw,onnx-gradients,inference,pool,peer').split(',').map((p) => p.trim()));
 const say = (m: string) => process.stderr.write(`[bench:gpu] ${m}\n`);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const round = (x: number) => Math.round(x * 10) / 10;
@@ -213,20 +213,20 @@ async function main() {
           const ours = await trainRate(preset, b);
           useWebGpuConvFilterKernel('stock');
           const stock = preset === 'seed' && b === trainBatches[0] ? await trainRate(preset, b) : null;
-          // The register-blocked dW program (4 × 2 outputs per thread), same step otherwise.
-          useWebGpuConvFilterKernel('camflow-blocked');
-          const blocked = await trainRate(preset, b);
+          // The earlier, tiled dW program (one output per thread, the one timed on H100/H200), same step otherwise.
+          useWebGpuConvFilterKernel('camflow-tiled');
+          const tiled = await trainRate(preset, b);
           useWebGpuConvFilterKernel('camflow');
           const pipelined = await trainRate(preset, b, 8);
-          training[`${preset}_b${b}`] = { camflow: round(ours), camflow_blocked_dw: round(blocked), stock_tfjs: stock === null ? null : round(stock), camflow_sync_every_8: round(pipelined) };
-          say(`train ${preset} b${b}: ${round(ours)} images/s (blocked dW: ${round(blocked)})${stock === null ? '' : ` (stock dW kernel: ${round(stock)})`}, one read-back per 8 steps: ${round(pipelined)}`);
+          training[`${preset}_b${b}`] = { camflow: round(ours), camflow_tiled_dw: round(tiled), stock_tfjs: stock === null ? null : round(stock), camflow_sync_every_8: round(pipelined) };
+          say(`train ${preset} b${b}: ${round(ours)} images/s (tiled dW: ${round(tiled)})${stock === null ? '' : ` (stock dW kernel: ${round(stock)})`}, one read-back per 8 steps: ${round(pipelined)}`);
         }
       }
       results.readback_ms = Math.round((await readbackMs()) * 100) / 100;
       say(`read-back round trip: ${results.readback_ms} ms`);
       // Kernel by kernel (tfjs-webgpu's GPU timestamps) of one seed-net step, with each dW kernel: what dominates.
       const profile: Record<string, unknown> = {};
-      for (const [which, b] of [['camflow', trainBatches[0]!], ['camflow', trainBatches.at(-1)!], ['camflow-blocked', trainBatches.at(-1)!], ['stock', trainBatches[0]!]] as const) {
+      for (const [which, b] of [['camflow', trainBatches[0]!], ['camflow', trainBatches.at(-1)!], ['camflow-tiled', trainBatches.at(-1)!], ['stock', trainBatches[0]!]] as const) {
         useWebGpuConvFilterKernel(which);
         profile[`${which}_b${b}`] = await kernelProfile(b);
         say(`kernel profile (${which} dW, seed b${b}): ${JSON.stringify(profile[`${which}_b${b}`])}`);
@@ -236,6 +236,35 @@ async function main() {
     }
   }
   results.training = training;
+
+  // `dw`: the filter gradient alone, each of camflow's programs, on the seed net's two largest (conv2, conv3): the
+  // median of 5 after 2 warm-up calls (the first compiles the shader). Runs on lavapipe in minutes (quick: batch 2).
+  if (probe.ok && parts.has('dw')) {
+    const choice = await initBackend('webgpu');
+    const dw: Record<string, number> = {};
+    const b = quick ? 2 : 256;
+    for (const [name, xShape, filter] of [['conv2', [b, 124, 124, 16], [5, 5, 16, 32]], ['conv3', [b, 60, 60, 32], [5, 5, 32, 32]]] as const) {
+      if (choice.backend !== 'webgpu') break;
+      const x = tf.randomUniform([...xShape]);
+      const dy = tf.randomUniform([b, xShape[1] - 4, xShape[2] - 4, filter[3]]);
+      for (const which of ['camflow', 'camflow-tiled'] as const) {
+        useWebGpuConvFilterKernel(which);
+        const times: number[] = [];
+        for (let r = 0; r < 7; r++) {
+          const t0 = performance.now();
+          const g = tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', dilations: 1, filterShape: [...filter] }) as tf.Tensor;
+          await g.data();
+          g.dispose();
+          if (r >= 2) times.push(performance.now() - t0);
+        }
+        dw[`${name}_b${b}_${which}_ms`] = round(median(times));
+      }
+      tf.dispose([x, dy]);
+    }
+    useWebGpuConvFilterKernel('camflow');
+    results.dw_ms = dw;
+    say(`dW alone (ms): ${JSON.stringify(dw)}`);
+  }
 
   // The trainer's CPU path, the model's forward + backward pass as one ONNX graph (`exportGradientGraph`), on each
   // ONNX Runtime provider that starts: a candidate GPU training path beside tfjs-webgpu (gradients only, no Adam).

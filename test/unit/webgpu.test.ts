@@ -70,8 +70,8 @@ test('the filter gradient splits its r terms into chunks that cover them exactly
   assert.ok(blocked.splits > planFilterGrad(400, 32, 32 * 120 * 120).splits && blocked.splits * 7 >= 2000, JSON.stringify(blocked));
 });
 
-for (const kernel of ['camflow', 'camflow-blocked'] as const)
-test(`the webgpu backend (TF_BACKEND=webgpu) computes conv filter gradients equal to the cpu backend (${kernel} dW kernel)`, { skip: noAdapter }, async () => {
+for (const kernel of ['camflow', 'camflow-tiled'] as const)
+test(`the webgpu backend (TF_BACKEND=webgpu) computes conv filter gradients equal to the cpu backend (${kernel} dW program)`, { skip: noAdapter }, async () => {
   const choice = await initBackend('webgpu');
   assert.equal(choice.backend, 'webgpu', `ladder fell to ${choice.backend}: ${choice.skipped.join('; ')}`);
   assert.equal(choice.device, probe.ok ? probe.adapter.description : '');

@@ -16,8 +16,11 @@ import { CamflowError } from '../errors.js';
  * time: each matmul's output is tiny ([Ci, Co]) and its inner dimension one image's pixels.
  * Here r is split into S chunks so that the GPU gets thousands of workgroups: workgroup (tn, tm, s) computes a
  * 16×16 tile of dW over chunk s with both operands staged in workgroup memory and writes partial sums [S, M, N];
- * a second pass sums over S. Two dispatches per convolution. Checked against the cpu backend's gradients in
- * `test/unit/webgpu.test.ts` (on lavapipe where no GPU is present).
+ * a second pass sums over S. Two dispatches per convolution. That tiled program ran dW at ~4 TFLOP/s on an H200
+ * (44 of 109 GPU-ms of a seed step at b256). The default is now its register-blocked form (`blockedPartialsProgram`:
+ * 64 × 32 tiles, 4 × 2 outputs per thread): 2.3–3.0× the tiled one on lavapipe (`BENCH_GPU_PARTS=dw`), not yet
+ * timed on a GPU; `useWebGpuConvFilterKernel('camflow-tiled')` selects the tiled one. Both are checked against the
+ * cpu backend's gradients in `test/unit/webgpu.test.ts` (on lavapipe where no GPU is present).
  */
 
 type Info = tf.TensorInfo;
@@ -277,20 +280,21 @@ let registered = false;
 let stockConfig: tf.KernelConfig | undefined;
 let camflowConfig: tf.KernelConfig | undefined;
 /**
- * Which of camflow's partial-sum programs runs: `tiled` (one output per thread; measured on an H100 and an H200, the
- * default) or `blocked` (4 × 2 outputs per thread; checked on lavapipe, not yet timed on a GPU).
+ * Which of camflow's partial-sum programs runs: `blocked` (4 × 2 outputs per thread, the default: 2.6× the tiled
+ * program on lavapipe, not yet timed on a GPU) or `tiled` (one output per thread; the one timed on an H100 and an
+ * H200).
  */
-let filterProgram: 'tiled' | 'blocked' = 'tiled';
+let filterProgram: 'tiled' | 'blocked' = 'blocked';
 
 /**
  * Swap between camflow's kernels and tfjs's stock one (benchmarks measure each in one process): `camflow` (the
- * tiled program), `camflow-blocked` (the register-blocked one), `stock`.
+ * register-blocked program, the default), `camflow-tiled` (one output per thread), `stock`.
  */
-export function useWebGpuConvFilterKernel(which: 'camflow' | 'camflow-blocked' | 'stock'): void {
+export function useWebGpuConvFilterKernel(which: 'camflow' | 'camflow-tiled' | 'stock'): void {
   registerWebGpuTrainingKernels();
   tf.unregisterKernel('Conv2DBackpropFilter', BACKEND);
   tf.registerKernel(which === 'stock' ? stockConfig! : camflowConfig!);
-  filterProgram = which === 'camflow-blocked' ? 'blocked' : 'tiled';
+  filterProgram = which === 'camflow-tiled' ? 'tiled' : 'blocked';
 }
 
 /** Replace the webgpu backend's Conv2DBackpropFilter once per process; safe to call again. */
