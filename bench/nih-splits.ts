@@ -8,9 +8,9 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { createLogger, defaultLearningRate, initBackend, presets, preprocess, rocAuc, trainJobSchema } from '@camflow/common';
+import { createLogger, initBackend, presets, preprocess, rocAuc, trainJobSchema } from '@camflow/common';
 import { fitWithRestarts, gather, predictProbabilities, splitIndices } from '../packages/trainer/src/index.ts';
-import { gradientEngine } from '../packages/trainer/src/train-job.ts';
+import { fitParamsFor, gradientEngine } from '../packages/trainer/src/train-job.ts';
 
 const { values: args } = parseArgs({ options: { seeds: { type: 'string', default: '42,1,2,3,4' }, folder: { type: 'string', default: '../shared/data/nih-cells-dev' }, preset: { type: 'string', default: 'fast' } } });
 const defaults = trainJobSchema.parse({ dataset: 'bench', preset: args.preset });
@@ -35,20 +35,7 @@ for (const seed of args.seeds.split(',').map(Number)) {
   const pool = await gradientEngine({ backend: backend.backend, threads: availableParallelism() }, defaults.preset, classes.length, log);
   const started = Date.now();
   const result = await fitWithRestarts(
-    {
-      preset: defaults.preset,
-      numClasses: classes.length,
-      epochs: defaults.epochs,
-      batchSize: defaults.batchSize,
-      learningRate: defaults.learningRate ?? defaultLearningRate[defaults.preset],
-      seed,
-      maxRestarts: defaults.maxRestarts,
-      patience: defaults.collapsePatience,
-      earlyStopPatience: defaults.earlyStopPatience,
-      lrPlateauPatience: defaults.lrPlateauPatience,
-      augment: defaults.augment,
-      classWeights: defaults.classWeights,
-    },
+    fitParamsFor({ ...defaults, seed }, classes.length),
     train,
     validation,
     pool ? { pool } : {},

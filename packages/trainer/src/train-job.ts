@@ -26,10 +26,11 @@ import {
   type ModelManifest,
   type ObjectStore,
   type PresetName,
+  type TrainJob,
 } from '@camflow/common';
 import { GradientPool } from './parallel.js';
 import { OrtGradients, type GradientEngine } from './ort-gradients.js';
-import { FitCancelled, evaluate, fitWithRestarts, predictProbabilities, type EpochMetrics, type TensorData } from './fit.js';
+import { FitCancelled, evaluate, fitWithRestarts, predictProbabilities, type EpochMetrics, type FitParams, type TensorData } from './fit.js';
 import { gather, resolveSplitBy, splitIndices } from './split.js';
 import { promoteIfBetter, publishModel, type SameImagesComparison } from './publish.js';
 import { CheckpointStore, jobKey, paramsHash } from './checkpoint.js';
@@ -68,6 +69,24 @@ export async function trainingInputs(store: ObjectStore, manifest: DatasetManife
     out.set(input, i * per);
   });
   return out;
+}
+
+/** What a train job's options mean for the fit (the preset's learning rate when the job names none). */
+export function fitParamsFor(params: TrainJob, numClasses: number): FitParams {
+  return {
+    preset: params.preset,
+    numClasses,
+    epochs: params.epochs,
+    batchSize: params.batchSize,
+    learningRate: params.learningRate ?? defaultLearningRate[params.preset],
+    seed: params.seed,
+    maxRestarts: params.maxRestarts,
+    patience: params.collapsePatience,
+    earlyStopPatience: params.earlyStopPatience,
+    lrPlateauPatience: params.lrPlateauPatience,
+    augment: params.augment,
+    classWeights: params.classWeights,
+  };
 }
 
 /** Version id of a training job's model: time of the job, plus a hash of its id. */
@@ -110,20 +129,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   }
   const train = gather(images, labels, split.train, size);
   const validation = gather(images, labels, split.validation, size);
-  const fitParams = {
-    preset: params.preset,
-    numClasses: manifest.classNames.length,
-    epochs: params.epochs,
-    batchSize: params.batchSize,
-    learningRate: params.learningRate ?? defaultLearningRate[params.preset],
-    seed: params.seed,
-    maxRestarts: params.maxRestarts,
-    patience: params.collapsePatience,
-    earlyStopPatience: params.earlyStopPatience,
-    lrPlateauPatience: params.lrPlateauPatience,
-    augment: params.augment,
-    classWeights: params.classWeights,
-  };
+  const fitParams = fitParamsFor(params, manifest.classNames.length);
   log.info({ version: manifest.version, train: split.train.length, validation: split.validation.length, splitBy, preset: params.preset, learningRate: fitParams.learningRate, backend: ctx.backend }, 'training started');
   const checkpoints = new CheckpointStore(ctx.store, jobKey(ctx.jobId), paramsHash({ ...fitParams, dataset: manifest.version, split: splitBy, v: params.validationFraction }));
   const resume = await checkpoints.load();
