@@ -43,61 +43,24 @@ export function camForClass(features: FeatureMap, weights: Float32Array, numClas
  */
 export function upsampleBilinear(src: Float32Array, srcHeight: number, srcWidth: number, dstHeight: number, dstWidth: number): Float32Array {
   if (src.length !== srcHeight * srcWidth) throw new InvalidParameterError('src', `length ${srcHeight}×${srcWidth}`, src.length);
-  if (!(dstHeight > 0 && dstWidth > 0 && Number.isInteger(dstHeight) && Number.isInteger(dstWidth))) {
-    throw new InvalidParameterError('dst size', 'positive integers', [dstHeight, dstWidth]);
-  }
+  checkSize(dstHeight, dstWidth);
   const out = new Float32Array(dstHeight * dstWidth);
-  const scaleY = srcHeight / dstHeight;
-  const scaleX = srcWidth / dstWidth;
-  // Column taps are the same for every row: compute them once.
-  const x0s = new Int32Array(dstWidth);
-  const x1s = new Int32Array(dstWidth);
-  const fxs = new Float32Array(dstWidth);
-  for (let x = 0; x < dstWidth; x++) {
-    const sx = Math.min(Math.max((x + 0.5) * scaleX - 0.5, 0), srcWidth - 1);
-    const x0 = Math.floor(sx);
-    x0s[x] = x0;
-    x1s[x] = Math.min(x0 + 1, srcWidth - 1);
-    fxs[x] = sx - x0;
-  }
-  for (let y = 0; y < dstHeight; y++) {
-    const sy = Math.min(Math.max((y + 0.5) * scaleY - 0.5, 0), srcHeight - 1);
-    const y0 = Math.floor(sy);
-    const y1 = Math.min(y0 + 1, srcHeight - 1);
-    const fy = sy - y0;
-    const r0 = y0 * srcWidth;
-    const r1 = y1 * srcWidth;
-    const o = y * dstWidth;
-    for (let x = 0; x < dstWidth; x++) {
-      const a = src[r0 + x0s[x]!]!;
-      const b = src[r0 + x1s[x]!]!;
-      const c = src[r1 + x0s[x]!]!;
-      const d = src[r1 + x1s[x]!]!;
-      const fx = fxs[x]!;
-      const top = a + (b - a) * fx;
-      const bottom = c + (d - c) * fx;
-      out[o + x] = top + (bottom - top) * fy;
-    }
-  }
+  upsampleInto(src, srcHeight, srcWidth, dstHeight, dstWidth, out);
   return out;
 }
 
-/**
- * The normalised CAM at an image's size: `minMaxNormalise(upsampleBilinear(cam, …))`, then — with a `mask` — the
- * same as `restrictToMask` (zero outside, renormalised to [0, 1] inside), and the map's peak (first index of its
- * maximum) and maximum. The same float32 values as those functions composed, in two passes over the output instead
- * of six: each source row is interpolated along x once (in double precision, as `upsampleBilinear` computes), so an
- * output pixel costs one interpolation along y, and the minimum and maximum are taken as the map is written.
- * @example const { map, peak } = camAtSize(cam, 16, 16, 130, 142, foreground);
- */
-export function camAtSize(cam: Float32Array, srcHeight: number, srcWidth: number, height: number, width: number, mask?: Uint8Array): { map: Float32Array; peak: number; max: number } {
-  if (cam.length !== srcHeight * srcWidth) throw new InvalidParameterError('cam', `length ${srcHeight}×${srcWidth}`, cam.length);
+function checkSize(height: number, width: number): void {
   if (!(height > 0 && width > 0 && Number.isInteger(height) && Number.isInteger(width))) {
     throw new InvalidParameterError('dst size', 'positive integers', [height, width]);
   }
-  if (mask && mask.length !== height * width) throw new InvalidParameterError('mask', `${height * width} pixels`, mask.length);
-  const map = new Float32Array(height * width);
-  // Each source row interpolated along x at every output column (what upsampleBilinear's `top`/`bottom` are).
+}
+
+/**
+ * The bilinear resize into `out`, returning the minimum and maximum written. Each source row is interpolated along
+ * x once per output column (in double precision, with float32 fractions), so an output pixel costs one
+ * interpolation along y.
+ */
+function upsampleInto(src: Float32Array, srcHeight: number, srcWidth: number, height: number, width: number, out: Float32Array): { min: number; max: number } {
   const rows = new Float64Array(srcHeight * width);
   const scaleX = srcWidth / width;
   for (let x = 0; x < width; x++) {
@@ -106,8 +69,8 @@ export function camAtSize(cam: Float32Array, srcHeight: number, srcWidth: number
     const x1 = Math.min(x0 + 1, srcWidth - 1);
     const fx = Math.fround(sx - x0);
     for (let r = 0; r < srcHeight; r++) {
-      const a = cam[r * srcWidth + x0]!;
-      rows[r * width + x] = a + (cam[r * srcWidth + x1]! - a) * fx;
+      const a = src[r * srcWidth + x0]!;
+      rows[r * width + x] = a + (src[r * srcWidth + x1]! - a) * fx;
     }
   }
   const scaleY = srcHeight / height;
@@ -123,11 +86,27 @@ export function camAtSize(cam: Float32Array, srcHeight: number, srcWidth: number
     for (let x = 0; x < width; x++) {
       const top = rows[r0 + x]!;
       const v = Math.fround(top + (rows[r1 + x]! - top) * fy);
-      map[o + x] = v;
+      out[o + x] = v;
       if (v < min) min = v;
       if (v > max) max = v;
     }
   }
+  return { min, max };
+}
+
+/**
+ * The normalised CAM at an image's size: `minMaxNormalise(upsampleBilinear(cam, …))`, then — with a `mask` — the
+ * same as `restrictToMask` (zero outside, renormalised to [0, 1] inside), and the map's peak (first index of its
+ * maximum) and maximum. The same float32 values as those functions composed, in two passes over the output instead
+ * of six (the upsampling shared with `upsampleBilinear`, which takes the minimum and maximum as it writes).
+ * @example const { map, peak } = camAtSize(cam, 16, 16, 130, 142, foreground);
+ */
+export function camAtSize(cam: Float32Array, srcHeight: number, srcWidth: number, height: number, width: number, mask?: Uint8Array): { map: Float32Array; peak: number; max: number } {
+  if (cam.length !== srcHeight * srcWidth) throw new InvalidParameterError('cam', `length ${srcHeight}×${srcWidth}`, cam.length);
+  checkSize(height, width);
+  if (mask && mask.length !== height * width) throw new InvalidParameterError('mask', `${height * width} pixels`, mask.length);
+  const map = new Float32Array(height * width);
+  const { min, max } = upsampleInto(cam, srcHeight, srcWidth, height, width, map);
   const range = max - min;
   if (!(range > 0)) {
     map.fill(0);

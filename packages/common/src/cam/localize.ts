@@ -23,15 +23,21 @@ export interface Region extends Box {
  * has it (`camAtSize` returns it), saves the pass that finds it; it must be the map's maximum.
  */
 export function thresholdMask(map: Float32Array, fraction: number, out: Uint8Array = new Uint8Array(map.length), knownMax?: number): Uint8Array {
+  const cut = thresholdCut(map, fraction, knownMax);
+  if (cut === undefined) return out.fill(0);
+  for (let i = 0; i < map.length; i++) out[i] = map[i]! > cut ? 1 : 0;
+  return out;
+}
+
+/**
+ * The value a pixel must exceed: `fraction × max`, in float32 (the map's precision); undefined when the map's
+ * maximum is not positive (a map that is zero everywhere has no region at all).
+ */
+function thresholdCut(map: Float32Array, fraction: number, knownMax?: number): number | undefined {
   if (!(fraction >= 0 && fraction < 1)) throw new InvalidParameterError('fraction', 'a number in [0, 1)', fraction);
   let max = knownMax ?? -Infinity;
   if (knownMax === undefined) for (let i = 0; i < map.length; i++) if (map[i]! > max) max = map[i]!;
-  // Compare in float32, the precision of the map itself.
-  const cut = Math.fround(fraction * max);
-  for (let i = 0; i < map.length; i++) out[i] = map[i]! > cut ? 1 : 0;
-  // A map that is zero everywhere has no region at all.
-  if (!(max > 0)) out.fill(0);
-  return out;
+  return max > 0 ? Math.fround(fraction * max) : undefined;
 }
 
 /**
@@ -167,13 +173,10 @@ export interface LocalizeOptions {
 export function localize(map: Float32Array, width: number, height: number, options: LocalizeOptions = {}): { box: Region | null; regions: Region[] } {
   const fraction = options.fraction ?? 0.2;
   const minArea = options.minArea ?? 1;
-  if (!(fraction >= 0 && fraction < 1)) throw new InvalidParameterError('fraction', 'a number in [0, 1)', fraction);
   if (map.length !== width * height) throw new InvalidParameterError('map', `length ${width}×${height}`, map.length);
-  let max = options.max ?? -Infinity;
-  if (options.max === undefined) for (let i = 0; i < map.length; i++) if (map[i]! > max) max = map[i]!;
-  // thresholdMask's rule (strictly above fraction × max, compared in float32; nothing on a map that is zero
-  // everywhere), read straight off the map while its runs are found.
-  const regions = max > 0 ? regionsOf(map, Math.fround(fraction * max), map, width, height) : [];
+  // thresholdMask's rule, read straight off the map while its runs are found.
+  const cut = thresholdCut(map, fraction, options.max);
+  const regions = cut === undefined ? [] : regionsOf(map, cut, map, width, height);
   return { box: regions[0] ?? null, regions: regions.filter((r) => r.area >= minArea) };
 }
 
