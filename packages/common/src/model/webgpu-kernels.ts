@@ -89,30 +89,41 @@ interface ConvGeometry {
   left: number;
 }
 
-/** Partial sums [S, M, N] of dW, one chunk of r per workgroup z. Geometry is baked into the shader as constants. */
-function partialsProgram(g: ConvGeometry, plan: FilterGradPlan): WebGpuProgram {
+/**
+ * A partial-sums program of dW over `tileM × tileN` output tiles per 16 × 16 workgroup: the program's frame and the
+ * shader's prologue (thread and tile indices, the workgroup's chunk of r: `rBegin`, `rEnd`) around a kernel's own
+ * workgroup arrays and body. Geometry and plan are baked into the shader as constants.
+ */
+function partialSumsProgram(name: string, g: ConvGeometry, plan: FilterGradPlan, tileM: number, tileN: number, shared: string, body: string): WebGpuProgram {
   const { m, n, r, splits, chunkTiles } = plan;
   const chunk = chunkTiles * TILE;
   return {
     variableNames: ['x', 'dy'],
     outputShape: [splits, m, n],
-    shaderKey: `camflowConvDW_${Object.values(g).join('_')}_${splits}_${chunkTiles}`,
+    shaderKey: `${name}_${Object.values(g).join('_')}_${splits}_${chunkTiles}`,
     dispatchLayout: { x: [2], y: [1], z: [0] },
-    dispatch: [Math.ceil(n / TILE), Math.ceil(m / TILE), splits],
+    dispatch: [Math.ceil(n / tileN), Math.ceil(m / tileM), splits],
     workgroupSize: [TILE, TILE, 1],
-    // The loop runs a constant count (barriers need uniform control flow); loads past the chunk's end read 0.
-    getUserCode: () => `
-      var<workgroup> cfA : array<array<f32, ${TILE}>, ${TILE}>;
-      var<workgroup> cfB : array<array<f32, ${TILE}>, ${TILE}>;
+    // Loops run a constant count (barriers need uniform control flow); loads past the chunk's end read 0.
+    getUserCode: () => `${shared}
       fn main() {
         _ = uniforms.outShape; // the backend binds its uniform buffer to every program: keep it in the layout
         let tx = i32(localId.x);
         let ty = i32(localId.y);
-        let n0 = i32(workgroupId.x) * ${TILE};
-        let m0 = i32(workgroupId.y) * ${TILE};
+        let n0 = i32(workgroupId.x) * ${tileN};
+        let m0 = i32(workgroupId.y) * ${tileM};
         let split = i32(workgroupId.z);
         let rBegin = split * ${chunk};
-        let rEnd = min(rBegin + ${chunk}, ${r});
+        let rEnd = min(rBegin + ${chunk}, ${r});${body}`,
+  };
+}
+
+/** Partial sums [S, M, N] of dW, one chunk of r per workgroup z. Geometry is baked into the shader as constants. */
+function partialsProgram(g: ConvGeometry, plan: FilterGradPlan): WebGpuProgram {
+  const { m, n, chunkTiles } = plan;
+  return partialSumsProgram('camflowConvDW', g, plan, TILE, TILE, `
+      var<workgroup> cfA : array<array<f32, ${TILE}>, ${TILE}>;
+      var<workgroup> cfB : array<array<f32, ${TILE}>, ${TILE}>;`, `
         let mLoad = m0 + ty;
         let fkh = mLoad / ${g.kw * g.ci};
         let fkw = (mLoad % ${g.kw * g.ci}) / ${g.ci};
@@ -151,8 +162,7 @@ function partialsProgram(g: ConvGeometry, plan: FilterGradPlan): WebGpuProgram {
           result[(split * ${m} + mo) * ${n} + no] = acc;
         }
       }
-    `,
-  };
+    `);
 }
 
 /** The register-blocked kernel's output tile: 64 filter elements × 32 output channels per workgroup of 16 × 16. */
@@ -166,27 +176,10 @@ export const BLOCK_N = 32;
  * gathered from x serves 32 output channels instead of 16. Chunks of r as `planFilterGrad(m, n, r, 64, 32)`.
  */
 function blockedPartialsProgram(g: ConvGeometry, plan: FilterGradPlan): WebGpuProgram {
-  const { m, n, r, splits, chunkTiles } = plan;
-  const chunk = chunkTiles * TILE;
-  return {
-    variableNames: ['x', 'dy'],
-    outputShape: [splits, m, n],
-    shaderKey: `camflowConvDWBlocked_${Object.values(g).join('_')}_${splits}_${chunkTiles}`,
-    dispatchLayout: { x: [2], y: [1], z: [0] },
-    dispatch: [Math.ceil(n / BLOCK_N), Math.ceil(m / BLOCK_M), splits],
-    workgroupSize: [TILE, TILE, 1],
-    getUserCode: () => `
+  const { m, n, chunkTiles } = plan;
+  return partialSumsProgram('camflowConvDWBlocked', g, plan, BLOCK_M, BLOCK_N, `
       var<workgroup> bkA : array<array<f32, ${BLOCK_M}>, ${TILE}>;
-      var<workgroup> bkB : array<array<f32, ${BLOCK_N}>, ${TILE}>;
-      fn main() {
-        _ = uniforms.outShape; // the backend binds its uniform buffer to every program: keep it in the layout
-        let tx = i32(localId.x);
-        let ty = i32(localId.y);
-        let n0 = i32(workgroupId.x) * ${BLOCK_N};
-        let m0 = i32(workgroupId.y) * ${BLOCK_M};
-        let split = i32(workgroupId.z);
-        let rBegin = split * ${chunk};
-        let rEnd = min(rBegin + ${chunk}, ${r});
+      var<workgroup> bkB : array<array<f32, ${BLOCK_N}>, ${TILE}>;`, `
         // The four filter rows this thread gathers (and computes): (kh, kw, ci) of m0 + ty + 16i.
         var fkh : array<i32, 4>;
         var fkw : array<i32, 4>;
@@ -247,8 +240,7 @@ function blockedPartialsProgram(g: ConvGeometry, plan: FilterGradPlan): WebGpuPr
           }
         }
       }
-    `,
-  };
+    `);
 }
 
 /** dW = Σ over the S partial sums, one thread per filter element. */
