@@ -1,12 +1,12 @@
 // `npm run bench:gpu`: one prepared script for a GPU host (a host without Node: scripts/gpu-host-pack.sh). Prints a table on stderr and one JSON
 // line {"bench_gpu": {...}} on stdout: the WebGPU adapter; training images/s of the seed and fast presets at b32 and
-// b256 on tfjs-webgpu (camflow's Conv2DBackpropFilter and the stock one) and of the trainer's ONNX gradient graph on
+// b256 on tfjs-webgpu (camflow's Conv2DBackpropFilter and Sum, and the stock ones) and of the trainer's ONNX gradient graph on
 // every ONNX Runtime provider that starts; inference + CAM images/s on every ONNX
 // Runtime provider that starts (uint8 NHWC input, CAM of the predicted class + its box per image); and the peer,
 // PyTorch CUDA, measured in the same run. Medians. Never part of `npm test`.
 //   BENCH_GPU_QUICK=1   tiny sizes, to check the script on a software adapter (lavapipe) — numbers meaningless
 //   BENCH_GPU_PYTHON    the python3 with torch (default: the first of python3, /usr/bin/python3 that imports torch)
-//   BENCH_GPU_PARTS     which parts to run, comma-separated (default all): tfjs, dw, onnx-gradients, inference, pool, peer
+//   BENCH_GPU_PARTS     which parts to run, comma-separated (default all): tfjs, kernels, onnx-gradients, inference, pool, peer
 // `pool`: P processes at once, each one ORT session on the same GPU (as P cam-workers would be), fast preset b256:
 // the sum of their inference + CAM rates, each measured over the same ~8 s window after its warm-up.
 import { spawn, spawnSync } from 'node:child_process';
@@ -23,6 +23,7 @@ import {
   probeWebGpu,
   tf,
   useWebGpuConvFilterKernel,
+  useWebGpuSumKernel,
   CLASSIFIER_LAYER,
   type PresetName,
 } from '@camflow/common';
@@ -33,7 +34,7 @@ const quick = process.env.BENCH_GPU_QUICK === '1';
 const trainBatches = quick ? [8] : [32, 256];
 const inferBatches = quick ? [16] : [256, 1024];
 const steps = quick ? 3 : 10;
-const parts = new Set((process.env.BENCH_GPU_PARTS ?? 'tfjs,dw,onnx-gradients,inference,pool,peer').split(',').map((p) => p.trim()));
+const parts = new Set((process.env.BENCH_GPU_PARTS ?? 'tfjs,kernels,onnx-gradients,inference,pool,peer').split(',').map((p) => p.trim()));
 const say = (m: string) => process.stderr.write(`[bench:gpu] ${m}\n`);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const round = (x: number) => Math.round(x * 10) / 10;
@@ -218,7 +219,17 @@ async function main() {
           const tiled = await trainRate(preset, b);
           useWebGpuConvFilterKernel('camflow');
           const pipelined = await trainRate(preset, b, 8);
-          training[`${preset}_b${b}`] = { camflow: round(ours), camflow_tiled_dw: round(tiled), stock_tfjs: stock === null ? null : round(stock), camflow_sync_every_8: round(pipelined) };
+          // The same step with tfjs's stock Sum (transpose + one workgroup per channel) for the bias gradients.
+          useWebGpuSumKernel('stock');
+          const stockSum = preset === 'seed' && b === trainBatches.at(-1) ? await trainRate(preset, b) : null;
+          useWebGpuSumKernel('camflow');
+          training[`${preset}_b${b}`] = {
+            camflow: round(ours),
+            camflow_tiled_dw: round(tiled),
+            camflow_stock_sum: stockSum === null ? null : round(stockSum),
+            stock_tfjs: stock === null ? null : round(stock),
+            camflow_sync_every_8: round(pipelined),
+          };
           say(`train ${preset} b${b}: ${round(ours)} images/s (tiled dW: ${round(tiled)})${stock === null ? '' : ` (stock dW kernel: ${round(stock)})`}, one read-back per 8 steps: ${round(pipelined)}`);
         }
       }
@@ -237,33 +248,58 @@ async function main() {
   }
   results.training = training;
 
-  // `dw`: the filter gradient alone, each of camflow's programs, on the seed net's two largest (conv2, conv3): the
-  // median of 5 after 2 warm-up calls (the first compiles the shader). Runs on lavapipe in minutes (quick: batch 2).
-  if (probe.ok && parts.has('dw')) {
+  // `kernels`: each training kernel camflow replaces or could switch, alone, each alternative on the same tensors: the
+  // filter gradient (camflow's two programs) on the seed net's two largest convs (conv2, conv3); the bias gradients'
+  // Sum over N, H, W (camflow's column sum, tfjs's transpose + reduce) of conv1–conv3's outputs; the input gradient
+  // (tfjs's naive Conv2DBackpropInput and its matmul program, `WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE`) of conv2 and conv3.
+  // The median of 5 after 2 warm-up calls (the first compiles the shader). Runs on lavapipe in minutes (quick: b2).
+  if (probe.ok && parts.has('kernels')) {
     const choice = await initBackend('webgpu');
-    const dw: Record<string, number> = {};
+    const ms: Record<string, number> = {};
     const b = quick ? 2 : 256;
-    for (const [name, xShape, filter] of [['conv2', [b, 124, 124, 16], [5, 5, 16, 32]], ['conv3', [b, 60, 60, 32], [5, 5, 32, 32]]] as const) {
-      if (choice.backend !== 'webgpu') break;
-      const x = tf.randomUniform([...xShape]);
-      const dy = tf.randomUniform([b, xShape[1] - 4, xShape[2] - 4, filter[3]]);
+    const time = async (key: string, run: () => tf.Tensor) => {
+      const times: number[] = [];
+      for (let r = 0; r < 7; r++) {
+        const t0 = performance.now();
+        const g = run();
+        await g.data();
+        g.dispose();
+        if (r >= 2) times.push(performance.now() - t0);
+      }
+      ms[key] = round(median(times));
+    };
+    const convs = [['conv2', [b, 124, 124, 16], [5, 5, 16, 32]], ['conv3', [b, 60, 60, 32], [5, 5, 32, 32]]] as const;
+    for (const [name, xShape, filter] of choice.backend === 'webgpu' ? convs : []) {
+      const x = tf.randomUniform([...xShape]) as tf.Tensor4D;
+      const dy = tf.randomUniform([b, xShape[1] - 4, xShape[2] - 4, filter[3]]) as tf.Tensor4D;
+      const w = tf.randomUniform([...filter]) as tf.Tensor4D;
       for (const which of ['camflow', 'camflow-tiled'] as const) {
         useWebGpuConvFilterKernel(which);
-        const times: number[] = [];
-        for (let r = 0; r < 7; r++) {
-          const t0 = performance.now();
-          const g = tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', dilations: 1, filterShape: [...filter] }) as tf.Tensor;
-          await g.data();
-          g.dispose();
-          if (r >= 2) times.push(performance.now() - t0);
-        }
-        dw[`${name}_b${b}_${which}_ms`] = round(median(times));
+        await time(`dw_${name}_b${b}_${which}`, () => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', dilations: 1, filterShape: [...filter] }) as tf.Tensor);
       }
-      tf.dispose([x, dy]);
+      for (const naive of [true, false]) {
+        tf.env().set('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE', naive);
+        await time(`dx_${name}_b${b}_${naive ? 'naive' : 'matmul'}`, () => tf.conv2dTranspose(dy, w, [...xShape], 1, 'valid'));
+      }
+      tf.env().set('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE', true);
+      // The same dX as a forward Conv2D (tfjs's matmul conv program) of dy, padded by 4, with the filter flipped and
+      // its channels swapped: a candidate kernel, timed here before it is built.
+      const flipped = tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
+      await time(`dx_${name}_b${b}_as_conv2d`, () => tf.conv2d(dy, flipped, 1, [[0, 0], [4, 4], [4, 4], [0, 0]]));
+      tf.dispose([x, dy, w, flipped]);
     }
     useWebGpuConvFilterKernel('camflow');
-    results.dw_ms = dw;
-    say(`dW alone (ms): ${JSON.stringify(dw)}`);
+    for (const [name, shape] of choice.backend === 'webgpu' ? ([['conv1', [b, 124, 124, 16]], ['conv2', [b, 120, 120, 32]], ['conv3', [b, 56, 56, 32]]] as const) : []) {
+      const dy = tf.randomUniform([...shape]);
+      for (const which of ['camflow', 'stock'] as const) {
+        useWebGpuSumKernel(which);
+        await time(`bias_sum_${name}_b${b}_${which}`, () => tf.sum(dy, [0, 1, 2]));
+      }
+      dy.dispose();
+    }
+    useWebGpuSumKernel('camflow');
+    results.kernel_ms = ms;
+    say(`training kernels alone (ms): ${JSON.stringify(ms)}`);
   }
 
   // The trainer's CPU path, the model's forward + backward pass as one ONNX graph (`exportGradientGraph`), on each

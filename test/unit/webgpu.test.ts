@@ -11,13 +11,16 @@ import {
   exportOnnx,
   initBackend,
   isSoftwareAdapter,
+  leadingAxesView,
   minMaxNormalise,
   parseExecutionProviders,
+  planColumnSum,
   planFilterGrad,
   probeWebGpu,
   registerWasmTrainingKernels,
   tf,
   useWebGpuConvFilterKernel,
+  useWebGpuSumKernel,
 } from '@camflow/common';
 
 const probe = await probeWebGpu();
@@ -68,6 +71,63 @@ test('the filter gradient splits its r terms into chunks that cover them exactly
   // The register-blocked kernel's 64 × 32 tiles: fewer tiles, so more chunks of r for the same workgroup count.
   const blocked = planFilterGrad(400, 32, 32 * 120 * 120, 64, 32);
   assert.ok(blocked.splits > planFilterGrad(400, 32, 32 * 120 * 120).splits && blocked.splits * 7 >= 2000, JSON.stringify(blocked));
+});
+
+test('a sum over leading axes is read as column sums of a rows × cols matrix, split into chunks that cover the rows exactly', () => {
+  assert.deepEqual(leadingAxesView([32, 124, 124, 16], [0, 1, 2]), { lead: 3, rows: 32 * 124 * 124, cols: 16 });
+  assert.deepEqual(leadingAxesView([4, 6, 5], [1, 0]), { lead: 2, rows: 24, cols: 5 });
+  assert.deepEqual(leadingAxesView([5, 9], [-2]), { lead: 1, rows: 5, cols: 9 });
+  assert.equal(leadingAxesView([4, 6, 5], [1, 2]), null, 'inner axes: the stock kernel');
+  assert.equal(leadingAxesView([4, 6, 5], [0, 2]), null, 'a gap: the stock kernel');
+  assert.equal(leadingAxesView([4, 6, 5], [0, 1, 2]), null, 'every axis: the stock kernel');
+  assert.equal(leadingAxesView([0, 6, 5], [0]), null, 'empty: the stock kernel');
+  for (const [rows, cols] of [[256 * 124 * 124, 16], [32 * 18 * 18, 2], [7, 70], [1000, 1], [5, 9], [256, 2]] as const) {
+    const p = planColumnSum(rows, cols);
+    assert.ok(p.splits * p.chunkRows >= rows && (p.splits - 1) * p.chunkRows < rows, `chunks cover the rows exactly once: ${JSON.stringify(p)}`);
+    assert.ok(p.colsPerGroup >= Math.min(cols, 64) && p.colsPerGroup <= 64 && p.colsPerGroup * p.rowPhases === 256, JSON.stringify(p));
+  }
+  const conv1 = planColumnSum(256 * 124 * 124, 16); // the seed's first conv's bias gradient at b256
+  assert.ok(conv1.splits >= 2000, `${conv1.splits} workgroups (stock: 16)`);
+  assert.equal(planColumnSum(7, 70).splits, 1, 'a few rows are one chunk');
+});
+
+test('the webgpu backend sums over leading axes (bias gradients) with camflow\'s column sum, equal to the cpu backend', { skip: noAdapter }, async () => {
+  const choice = await initBackend('webgpu');
+  assert.equal(choice.backend, 'webgpu', `ladder fell to ${choice.backend}: ${choice.skipped.join('; ')}`);
+  useWebGpuSumKernel('camflow');
+  // Leading axes (camflow's kernel): NHWC bias gradients incl. many chunks and the 2-channel head, more than one
+  // 64-column tile, keepDims, axes out of order; then reductions the stock kernel keeps (inner axes, every axis).
+  const cases: { shape: number[]; axis: number | number[]; keepDims: boolean; ours: boolean }[] = [
+    { shape: [4, 40, 40, 16], axis: [0, 1, 2], keepDims: false, ours: true },
+    { shape: [3, 18, 18, 2], axis: [2, 1, 0], keepDims: false, ours: true },
+    { shape: [3, 7, 5, 70], axis: [0, 1, 2], keepDims: true, ours: true },
+    { shape: [5, 9], axis: 0, keepDims: false, ours: true },
+    { shape: [1000, 1], axis: -2, keepDims: false, ours: true },
+    { shape: [4, 6, 5], axis: [1, 2], keepDims: false, ours: false },
+    { shape: [4, 6, 5], axis: [0, 1, 2], keepDims: false, ours: false },
+  ];
+  const random = (n: number, seed: number) => {
+    let s = seed;
+    return Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
+  };
+  const columnPrograms = () => Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache).filter((k) => k.startsWith('camflowColumnSum')).length;
+  for (const c of cases) {
+    const values = random(c.shape.reduce((a, b) => a * b), 11);
+    const sum = async (backend: string) => {
+      await tf.setBackend(backend);
+      const x = tf.tensor(values, c.shape);
+      const before = backend === 'webgpu' ? columnPrograms() : 0;
+      const s = tf.sum(x, c.axis, c.keepDims);
+      const out = { shape: s.shape, data: (await s.data()) as Float32Array, compiled: backend === 'webgpu' ? columnPrograms() - before : 0 };
+      tf.dispose([x, s]);
+      return out;
+    };
+    const cpu = await sum('cpu');
+    const gpu = await sum('webgpu');
+    assert.deepEqual(gpu.shape, cpu.shape, JSON.stringify(c));
+    assert.ok(maxRel(cpu.data, gpu.data) < 1e-5, `sum differs by ${maxRel(cpu.data, gpu.data)} (${JSON.stringify(c)})`);
+    assert.equal(gpu.compiled, c.ours ? 1 : 0, `camflow's column sum ${c.ours ? 'ran' : 'did not run'} for ${JSON.stringify(c)}`);
+  }
 });
 
 for (const kernel of ['camflow', 'camflow-tiled'] as const)

@@ -7,5 +7,6 @@ export * from './onnx-export.js';
 export * from './ort-engine.js';
 export * from './quantize.js';
 export * from './webgpu.js';
-export { planFilterGrad, registerWebGpuTrainingKernels, useWebGpuConvFilterKernel } from './webgpu-kernels.js';
+export { planFilterGrad, registerWebGpuTrainingKernels, useWebGpuConvFilterKernel, useWebGpuSumKernel } from './webgpu-kernels.js';
+export { leadingAxesView, planColumnSum } from './webgpu-sum.js';
 export * from './onnx-gradients.js';

@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { CamflowError } from '../errors.js';
+import { columnSumKernel } from './webgpu-sum.js';
+import { BACKEND, type Info, type KernelArgs, TARGET_WORKGROUPS, type WebGpuBackend, type WebGpuProgram, runSplitReduction } from './webgpu-program.js';
 
 /**
  * A faster `Conv2DBackpropFilter` for tfjs's WebGPU backend: one WGSL split-K matrix product and one reduction.
@@ -21,31 +23,14 @@ import { CamflowError } from '../errors.js';
  * 64 × 32 tiles, 4 × 2 outputs per thread): 2.3–3.0× the tiled one on lavapipe (`BENCH_GPU_PARTS=dw`), not yet
  * timed on a GPU; `useWebGpuConvFilterKernel('camflow-tiled')` selects the tiled one. Both are checked against the
  * cpu backend's gradients in `test/unit/webgpu.test.ts` (on lavapipe where no GPU is present).
+ *
+ * `registerWebGpuTrainingKernels` also installs camflow's `Sum` over leading axes (the bias gradients:
+ * `webgpu-sum.ts`).
  */
 
-type Info = tf.TensorInfo;
-type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: object; attrs?: tf.NamedAttrMap };
 type PadSpec = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
 
-/** The part of tfjs-backend-webgpu's program interface (`WebGPUProgram`) these kernels use. */
-interface WebGpuProgram {
-  variableNames: string[];
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout: { x: number[]; y?: number[]; z?: number[] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number];
-  size?: boolean;
-  getUserCode(): string;
-}
-interface WebGpuBackend extends tf.KernelBackend {
-  runWebGPUProgram(program: WebGpuProgram, inputs: Info[], outputDtype: tf.DataType): Info;
-}
-
-const BACKEND = 'webgpu';
 const TILE = 16;
-/** Workgroups to aim for per dispatch: an H100 has 132 multiprocessors, a few thousand keep every one busy. */
-const TARGET_WORKGROUPS = 2048;
 /** The shortest chunk of r worth a workgroup, in tiles of 16. */
 const MIN_CHUNK_TILES = 16;
 
@@ -243,31 +228,6 @@ function blockedPartialsProgram(g: ConvGeometry, plan: FilterGradPlan): WebGpuPr
     `);
 }
 
-/** dW = Σ over the S partial sums, one thread per filter element. */
-function sumSplitsProgram(filterShape: number[], plan: FilterGradPlan): WebGpuProgram {
-  const size = plan.m * plan.n;
-  return {
-    variableNames: ['partials'],
-    outputShape: filterShape,
-    shaderKey: `camflowConvDWSum_${plan.splits}_${size}`,
-    dispatchLayout: { x: filterShape.map((_, i) => i) },
-    dispatch: [Math.ceil(size / 64), 1, 1],
-    workgroupSize: [64, 1, 1],
-    size: true,
-    getUserCode: () => `
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          var s = 0.0;
-          for (var z = 0; z < ${plan.splits}; z = z + 1) {
-            s = s + partials[z * ${size} + index];
-          }
-          setOutputAtIndex(index, s);
-        }
-      }
-    `,
-  };
-}
-
 let registered = false;
 let stockConfig: tf.KernelConfig | undefined;
 let camflowConfig: tf.KernelConfig | undefined;
@@ -289,9 +249,24 @@ export function useWebGpuConvFilterKernel(which: 'camflow' | 'camflow-tiled' | '
   filterProgram = which === 'camflow-tiled' ? 'tiled' : 'blocked';
 }
 
-/** Replace the webgpu backend's Conv2DBackpropFilter once per process; safe to call again. */
+let stockSum: tf.KernelConfig | undefined;
+let camflowSum: tf.KernelConfig | undefined;
+/** Swap between camflow's column `Sum` (sums over leading axes: bias gradients) and tfjs's stock one (benchmarks). */
+export function useWebGpuSumKernel(which: 'camflow' | 'stock'): void {
+  registerWebGpuTrainingKernels();
+  tf.unregisterKernel('Sum', BACKEND);
+  tf.registerKernel(which === 'stock' ? stockSum! : camflowSum!);
+}
+
+/** Replace the webgpu backend's Conv2DBackpropFilter and Sum once per process; safe to call again. */
 export function registerWebGpuTrainingKernels(): void {
   if (registered) return;
+  const sum = tf.getKernel('Sum', BACKEND);
+  if (!sum) throw new CamflowError('BACKEND', 'webgpu backend is not registered (import @tensorflow/tfjs-backend-webgpu first)');
+  stockSum = { ...sum };
+  camflowSum = columnSumKernel(stockSum);
+  tf.unregisterKernel('Sum', BACKEND);
+  tf.registerKernel(camflowSum);
   const stock = tf.getKernel('Conv2DBackpropFilter', BACKEND);
   if (!stock) throw new CamflowError('BACKEND', 'webgpu backend is not registered (import @tensorflow/tfjs-backend-webgpu first)');
   stockConfig = { ...stock };
@@ -328,12 +303,8 @@ export function registerWebGpuTrainingKernels(): void {
       const [m, n, r] = [g.kh * g.kw * g.ci, g.co, info.batchSize * g.oh * g.ow];
       const blocked = filterProgram === 'blocked';
       const plan = blocked ? planFilterGrad(m, n, r, BLOCK_M, BLOCK_N) : planFilterGrad(m, n, r);
-      const partials = backend.runWebGPUProgram(blocked ? blockedPartialsProgram(g, plan) : partialsProgram(g, plan), [x, dy], 'float32');
-      try {
-        return backend.runWebGPUProgram(sumSplitsProgram(filterShape, plan), [partials], 'float32');
-      } finally {
-        backend.disposeData(partials.dataId);
-      }
+      const program = blocked ? blockedPartialsProgram(g, plan) : partialsProgram(g, plan);
+      return runSplitReduction(backend, program, [x, dy], filterShape, m * n, plan.splits);
     },
   }));
   registered = true;
