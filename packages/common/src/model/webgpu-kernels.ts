@@ -20,7 +20,7 @@ import { BACKEND, type Info, type KernelArgs, TARGET_WORKGROUPS, type WebGpuBack
  * 16×16 tile of dW over chunk s with both operands staged in workgroup memory and writes partial sums [S, M, N];
  * a second pass sums over S. Two dispatches per convolution. That tiled program ran dW at ~4 TFLOP/s on an H200
  * (44 of 109 GPU-ms of a seed step at b256). The default is now its register-blocked form (`blockedPartialsProgram`:
- * 64 × 32 tiles, 4 × 2 outputs per thread): 2.3–3.0× the tiled one on lavapipe (`BENCH_GPU_PARTS=dw`), not yet
+ * 64 × 32 tiles, 4 × 2 outputs per thread): 2.3–3.0× the tiled one on lavapipe (`BENCH_GPU_PARTS=kernels`), not yet
  * timed on a GPU; `useWebGpuConvFilterKernel('camflow-tiled')` selects the tiled one. Both are checked against the
  * cpu backend's gradients in `test/unit/webgpu.test.ts` (on lavapipe where no GPU is present).
  *
