@@ -66,3 +66,19 @@ test('an epoch trained on two threads follows the one-thread run (same losses, s
   one.model.dispose();
   two.model.dispose();
 });
+
+test('reading the step losses back every 8 steps (the default) gives the history of reading each step, and frees every tensor', async () => {
+  await initBackend('wasm');
+  const data = (n: number, seed: number): TensorData => ({ images: bytes(n * 64 * 64 * 3, seed), labels: Int32Array.from({ length: n }, (_, i) => i % 2), size: 64 });
+  // 11 steps an epoch (the last one short): one full group of 8, then a remainder read at the epoch's end.
+  const [train, validation] = [data(84, 3), data(16, 4)];
+  const params = { preset: 'fast' as const, numClasses: 2, epochs: 2, batchSize: 8, learningRate: 0.002, seed: 5, maxRestarts: 0, patience: 99, augment: true, classWeights: true };
+  const each = await fitWithRestarts({ ...params, lossReadEvery: 1 }, train, validation);
+  each.model.dispose();
+  const before = tf.memory().numTensors;
+  const grouped = await fitWithRestarts(params, train, validation);
+  grouped.model.dispose();
+  assert.equal(tf.memory().numTensors, before, 'no tensor is left behind');
+  assert.deepEqual(grouped.history.map((h) => h.loss), each.history.map((h) => h.loss));
+  assert.deepEqual(grouped.history.map((h) => h.valLoss), each.history.map((h) => h.valLoss));
+});
