@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { copyFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 
@@ -16,6 +16,9 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
   try {
     await publishUntrained(c.ctx);
     await writeSyntheticDataset(join(c.dir, 'labelled'), { count: 40, seed: 71 });
+    // A wrong label, as the NIH set has them: an uninfected cell filed under Parasitized (no chromatin to see).
+    const relabelled = 'Parasitized/S99_relabelled.png';
+    await copyFile(join(c.dir, 'labelled', 'Uninfected', 'S0_cell_000000.png'), join(c.dir, 'labelled', relabelled));
     const metricsPort = await freePort();
     c.spawnWorker('cam', { METRICS_PORT: String(metricsPort) });
     const out = join(c.dir, 'eval-report');
@@ -25,13 +28,13 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
     const prom = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const sample = (name: string, labels: Record<string, string>) =>
       prom.split('\n').find((l) => l.startsWith(`${name}{`) && Object.entries(labels).every(([k, v]) => l.includes(`${k}="${v}"`)))?.split(' ').pop();
-    assert.equal(sample('camflow_images_total', { status: 'ok', role: 'cam' }), '40');
+    assert.equal(sample('camflow_images_total', { status: 'ok', role: 'cam' }), '41');
     assert.ok(Number(sample('camflow_job_duration_seconds_count', { queue: 'cam' })) >= 1);
     assert.equal(sample('camflow_model_loaded', { version: 'm-untrained', engine: 'onnxruntime/cpu' }), '1');
     const lines = run.stdout.trim().split('\n');
     assert.equal(lines.length, 1, 'one JSON line');
     const line = JSON.parse(lines[0]!).eval;
-    assert.equal(line.images, 40);
+    assert.equal(line.images, 41);
     assert.equal(line.skipped, 0, 'boxes.json at the root is not an image of the set');
     // The line's numbers are the batch's results, scored: recompute accuracy from the stored lines.
     const results = await readResults(c.ctx.store, line.batchId);
@@ -54,8 +57,9 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
       const base = await app.listen({ port: 0, host: '127.0.0.1' });
       const res = await fetch(`${base}/v1/batches/${line.batchId}/eval?groupPattern=${encodeURIComponent('^(S\\d+)_')}`, { headers: { authorization: `Bearer ${token}` } });
       assert.equal(res.status, 200, await res.clone().text());
-      const body = (await res.json()) as { classification: { accuracy: number; images: number; groups: Record<string, unknown> }; stainPointing?: { truth: string; images: number; noStain: number; pointing: number; chance: number } };
-      assert.equal(body.classification.images, 40);
+      type Scores = { accuracy: number; recall: number; images: number; groups: Record<string, unknown> };
+      const body = (await res.json()) as { classification: Scores; stainSupported?: Scores; stainPointing?: { truth: string; images: number; noStain: number; noStainNames: string[]; pointing: number; chance: number } };
+      assert.equal(body.classification.images, 41);
       assert.equal(Math.round(body.classification.accuracy * 10_000) / 10_000, line.accuracy);
       assert.ok(Object.keys(body.classification.groups).length >= 2);
       // No truth boxes over HTTP: the CAM peaks are scored against the stain in the stored originals.
@@ -65,6 +69,23 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
       assert.equal(sp.images + sp.noStain, parasitized, 'every parasitized image scored or counted as showing no stain');
       assert.ok(sp.images >= parasitized * 0.7, `stain found in ${sp.images} of ${parasitized} synthetic parasitized cells`);
       assert.ok(sp.chance > 0 && sp.chance < 0.5 && sp.pointing >= 0 && sp.pointing <= 1, JSON.stringify(sp));
+      // The stain audit: the mislabelled cell is named, and the scores without such labels are those of the results
+      // that remain.
+      assert.equal(sp.noStainNames.length, sp.noStain);
+      assert.ok(sp.noStainNames.includes(relabelled), JSON.stringify(sp.noStainNames));
+      const supported = ok.filter((r) => !sp.noStainNames.includes(r.name));
+      const supportedCorrect = supported.filter((r) => isCellResult(r) && r.name.split('/')[0] === r.predicted.label).length;
+      assert.equal(body.stainSupported!.images, 41 - sp.noStain);
+      assert.equal(body.stainSupported!.accuracy, supportedCorrect / supported.length);
+      // The CLI's line and report carry the same audit when the truth is the stain.
+      const byStain = await runCli(c, ['eval', join(c.dir, 'labelled'), '--truth', 'stain', '--out', join(c.dir, 'eval-stain'), '--json']);
+      assert.equal(byStain.code, 0, byStain.stderr);
+      const stainLine = JSON.parse(byStain.stdout.trim()).eval;
+      assert.equal(stainLine.no_stain_images, sp.noStain);
+      assert.equal(stainLine.accuracy_stain_supported, Math.round((supportedCorrect / supported.length) * 10_000) / 10_000);
+      const stainHtml = await readFile(join(c.dir, 'eval-stain', 'index.html'), 'utf8');
+      assert.match(stainHtml, /Labels the pixels do not support/);
+      assert.ok(stainHtml.includes(relabelled), 'the doubtful label is listed for a person to check');
       const none = await fetch(`${base}/v1/batches/${line.batchId}/eval?truth=none`, { headers: { authorization: `Bearer ${token}` } });
       assert.equal(((await none.json()) as { stainPointing?: unknown }).stainPointing, undefined);
       const bad = await fetch(`${base}/v1/batches/${line.batchId}/eval?groupPattern=${encodeURIComponent('(')}`, { headers: { authorization: `Bearer ${token}` } });

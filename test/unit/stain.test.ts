@@ -82,5 +82,5 @@ test('pointing: a peak within the tolerance hits; chance is the share of the cel
   const chance = chancePointing(rgb, s.mask, 120, 120, t);
   // The dot (r 4) grown by 8 is ≈ a 25-pixel square around it: ≈ 625 of ≈ 9,500 cell pixels.
   assert.ok(chance > 0.04 && chance < 0.1, String(chance));
-  assert.deepEqual(summariseStainPointing([{ hit: true, chance: 0.1 }, { hit: false, chance: 0.3 }], 1), { truth: 'stain', images: 2, noStain: 1, pointing: 0.5, chance: 0.2 });
+  assert.deepEqual(summariseStainPointing([{ hit: true, chance: 0.1 }, { hit: false, chance: 0.3 }], ['Parasitized/clean.png']), { truth: 'stain', images: 2, noStain: 1, noStainNames: ['Parasitized/clean.png'], pointing: 0.5, chance: 0.2 });
 });

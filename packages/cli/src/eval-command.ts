@@ -6,6 +6,7 @@ import {
   esc,
   evaluateForModel,
   stainPointingForBatch,
+  withStainAudit,
   getDatasetManifest,
   getModelManifest,
   getProduction,
@@ -103,7 +104,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   const { positiveClass, ...scores } = evaluateForModel(results, model, { groupPattern: group, ...(boxes ? { boxes } : {}) });
   const ok = results.filter(isCellResult);
   const stain = !boxes && (truth === 'auto' || truth === 'stain') ? await stainPointingForBatch(ctx.store, batch.batchId, ok, positiveClass) : undefined;
-  const report: EvaluationReport = { ...scores, ...(stain ? { stainPointing: stain } : {}) };
+  const report: EvaluationReport = stain ? withStainAudit(scores, results, model, stain, { groupPattern: group }) : scores;
   const html = await writeEvalReport(options.out, ctx, model, ok, report, positiveClass);
   const c = report.classification;
   const round = (v: number) => Math.round(v * 10_000) / 10_000;
@@ -123,6 +124,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
       ...(c.groups ? { groups: Object.keys(c.groups).length } : {}),
       ...(report.localization ? { pointing: round(report.localization.pointing), loc_iou50: round(report.localization.locIou50), max_box_acc_v2: round(report.localization.maxBoxAccV2), localized_images: report.localization.images } : {}),
       ...(report.stainPointing ? { pointing_stain: round(report.stainPointing.pointing), pointing_chance: round(report.stainPointing.chance), stain_images: report.stainPointing.images, no_stain_images: report.stainPointing.noStain } : {}),
+      ...(report.stainSupported ? { accuracy_stain_supported: round(report.stainSupported.accuracy), recall_stain_supported: round(report.stainSupported.recall), specificity_stain_supported: round(report.stainSupported.specificity) } : {}),
       seconds: Math.round((Date.now() - t0) / 1000),
       report: html,
     },
@@ -137,12 +139,13 @@ async function writeEvalReport(dir: string, ctx: Context, model: ModelManifest, 
   await mkdir(join(dir, 'overlays'), { recursive: true });
   const c = report.classification;
   const errors = ok.filter((r) => r.name.split('/')[0] !== r.predicted.label).sort((a, b) => b.predicted.probability - a.predicted.probability).slice(0, worst);
+  const doubtful = new Set(report.stainPointing?.noStainNames ?? []);
   const tiles: string[] = [];
   for (const r of errors) {
     if (!r.outputs.overlay) continue;
     const file = `overlays/${r.imageId}.png`;
     await writeFile(join(dir, file), await ctx.store.get(r.outputs.overlay));
-    tiles.push(`<figure><img src="${file}" width="140"><figcaption>${esc(r.name)}<br>truth ${esc(r.name.split('/')[0]!)} → <b>${esc(r.predicted.label)}</b> ${pct(r.predicted.probability)}</figcaption></figure>`);
+    tiles.push(`<figure><img src="${file}" width="140"><figcaption>${esc(r.name)}<br>truth ${esc(r.name.split('/')[0]!)} → <b>${esc(r.predicted.label)}</b> ${pct(r.predicted.probability)}${doubtful.has(r.name) ? '<br><i>no parasite stain in its pixels: check the label</i>' : ''}</figcaption></figure>`);
   }
   const classes = model.classNames;
   const matrix = `<table class="m"><tr><th>truth \\ predicted</th>${classes.map((p) => `<th>${esc(p)}</th>`).join('')}</tr>${classes
@@ -170,6 +173,7 @@ async function writeEvalReport(dir: string, ctx: Context, model: ModelManifest, 
 ${groups}
 ${loc ? `<h2>Localization (${loc.images} ${esc(positiveClass)} images with truth boxes)</h2><table class="m"><tr><td>pointing (served CAM peak in a truth box)</td><td>${pct(loc.pointing)}</td></tr><tr><td>served box IoU ≥ 0.5</td><td>${pct(loc.locIou50)}</td></tr><tr><td>MaxBoxAccV2, threshold chosen on the other half</td><td>${loc.maxBoxAccV2.toFixed(4)}</td></tr><tr><td>MaxBoxAccV2, in-sample threshold (optimistic)</td><td>${loc.maxBoxAccV2InSample.toFixed(4)}</td></tr></table>` : ''}
 ${report.stainPointing ? `<h2>Localization against the parasite stain (${report.stainPointing.images} ${esc(positiveClass)} images)</h2><p>Truth: the dark purple chromatin found in each cell's pixels (${report.stainPointing.noStain} ${esc(positiveClass)} images showed none and are left out). A hit: the served CAM peak within 15/224 of the image's longer side of a stain pixel (the pointing game's tolerance).</p><table class="m"><tr><td>pointing (CAM peak on the stain)</td><td>${pct(report.stainPointing.pointing)}</td></tr><tr><td>chance (a random point in the cell)</td><td>${pct(report.stainPointing.chance)}</td></tr></table>` : ''}
+${report.stainSupported && report.stainPointing ? `<h2>Labels the pixels do not support</h2><p>${report.stainPointing.noStain} ${esc(positiveClass)} images show no parasite stain in their pixels (no dark purple chromatin found: an uninfected-looking cell under an infected label, or a parasite too faint for the stain finder). Without them:</p><table class="m"><tr><td>images</td><td>${report.stainSupported.images}</td></tr><tr><td>accuracy</td><td>${pct(report.stainSupported.accuracy)}</td></tr><tr><td>recall</td><td>${pct(report.stainSupported.recall)}</td></tr><tr><td>specificity</td><td>${pct(report.stainSupported.specificity)}</td></tr></table>${report.stainPointing.noStain ? `<details><summary>the ${report.stainPointing.noStain} images</summary><ul>${report.stainPointing.noStainNames.slice(0, 500).map((n) => `<li>${esc(n)}</li>`).join('')}</ul></details>` : ''}` : ''}
 <h2>Most confident errors</h2>${tiles.join('\n') || '<p>none</p>'}
 ${report.skipped.length ? `<h2>Skipped</h2><ul>${report.skipped.slice(0, 200).map((s) => `<li>${esc(s.name)}: ${esc(s.why)}</li>`).join('')}</ul>` : ''}
 `;

@@ -25,6 +25,12 @@ export interface EvaluationReport {
   localization?: LocalizationScores;
   /** Pointing against the parasite stain in the pixels (labelled data without truth boxes). */
   stainPointing?: StainPointing;
+  /**
+   * The classification again with the positive images whose pixels show no parasite stain left out
+   * (`stainPointing.noStainNames`): the scores on the labels the pixels support. Reported beside, never instead of,
+   * `classification`.
+   */
+  stainSupported?: ClassificationReport;
   /** Results that could not be scored: failed items, or names outside a class folder of the model. */
   skipped: { name: string; why: string }[];
 }
@@ -101,4 +107,20 @@ export function evaluateForModel(results: ImageResult[], model: { classNames: st
   const positiveClass = model.screening?.positiveClass ?? defaultPositiveClass(model.classNames);
   const report = evaluateBatchResults(results, model.classNames, positiveClass, { ...options, ...(model.screening ? { screeningThreshold: model.screening.threshold } : {}) });
   return { ...report, positiveClass };
+}
+
+/**
+ * Add the stain audit to a report: `stainPointing` and the classification of the results without the positive
+ * images whose pixels show no stain (`stainSupported`).
+ */
+export function withStainAudit(
+  report: EvaluationReport,
+  results: ImageResult[],
+  model: { classNames: string[]; screening?: Screening | undefined },
+  stain: StainPointing,
+  options: { groupPattern?: RegExp } = {},
+): EvaluationReport {
+  const doubtful = new Set(stain.noStainNames);
+  const { classification } = evaluateForModel(results.filter((r) => !doubtful.has(r.name)), model, options);
+  return { ...report, stainPointing: stain, stainSupported: classification };
 }

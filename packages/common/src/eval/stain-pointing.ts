@@ -11,6 +11,11 @@ export interface StainPointing {
   images: number;
   /** Positive images in which no stain was found (left out of `pointing`). */
   noStain: number;
+  /**
+   * Their names: labels the pixels do not support (a positive-class cell with no chromatin to see — on the NIH cells
+   * most of the model's misses; or a faint parasite the stain finder missed). A list for a person to check.
+   */
+  noStainNames: string[];
   /** Served CAM peak within the tolerance (15/224 of the longer side) of a stain pixel. */
   pointing: number;
   /** What a point drawn uniformly in the cell scores on the same images (the game's chance level). */
@@ -18,12 +23,13 @@ export interface StainPointing {
 }
 
 /** Pure: the scores from per-image outcomes. */
-export function summariseStainPointing(samples: { hit: boolean; chance: number }[], noStain: number): StainPointing {
+export function summariseStainPointing(samples: { hit: boolean; chance: number }[], noStainNames: string[]): StainPointing {
   const n = samples.length;
   return {
     truth: 'stain',
     images: n,
-    noStain,
+    noStain: noStainNames.length,
+    noStainNames,
     pointing: n === 0 ? 0 : samples.filter((s) => s.hit).length / n,
     chance: n === 0 ? 0 : samples.reduce((a, s) => a + s.chance, 0) / n,
   };
@@ -40,7 +46,7 @@ export async function stainPointingForBatch(store: ObjectStore, batchId: string,
     if (!isRefused(line)) ext.set(line.imageId, line.ext);
   }
   const samples: { hit: boolean; chance: number }[] = [];
-  let noStain = 0;
+  const noStain: string[] = [];
   for (const r of ok) {
     if (r.name.split('/')[0] !== positiveClass || !r.name.includes('/')) continue;
     const cam = r.cams.find((c) => c.class === positiveClass);
@@ -49,7 +55,7 @@ export async function stainPointingForBatch(store: ObjectStore, batchId: string,
     const image = await decodeRgb(await store.get(keys.original(r.sha256, e)));
     const stain = findStain(image.data, image.width, image.height);
     if (stain.boxes.length === 0) {
-      noStain++;
+      noStain.push(r.name);
       continue;
     }
     const tolerance = pointingTolerance(image.width, image.height);

@@ -19,6 +19,7 @@ import {
   evaluateForModel,
   esc,
   stainPointingForBatch,
+  withStainAudit,
   imageResultSchema,
   parseJsonLines,
   getModelManifest,
@@ -339,10 +340,11 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     }
     const key = keys.resultsJsonl(id);
     const results = parseJsonLines((await store.get(key)).toString('utf8'), imageResultSchema, key);
-    const { positiveClass, ...report } = evaluateForModel(results, model, group ? { groupPattern: group } : {});
+    const groupOption = group ? { groupPattern: group } : {};
+    const { positiveClass, ...report } = evaluateForModel(results, model, groupOption);
     if (query.truth === 'none') return report;
     const ok = results.filter(isCellResult);
-    return { ...report, stainPointing: await stainPointingForBatch(store, id, ok, positiveClass) };
+    return withStainAudit(report, results, model, await stainPointingForBatch(store, id, ok, positiveClass), groupOption);
   });
 
   app.post('/v1/batches/:id/repair', async (req) => {
