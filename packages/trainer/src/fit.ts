@@ -380,7 +380,7 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
         const stacked = tf.stack(unread.map((u) => u.loss));
         const values = await stacked.data().finally(() => tf.dispose([stacked, ...unread.map((u) => u.loss)]));
         // Summed in JS in step order, as reading each step did: the same epoch loss whatever the interval.
-        unread.forEach((u, i) => (lossSum += values[i]! * u.images));
+        for (const [i, u] of unread.entries()) lossSum += values[i]! * u.images;
         unread.length = 0;
       };
       for (let start = 0; start < order.length; start += params.batchSize) {
