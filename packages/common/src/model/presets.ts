@@ -21,7 +21,7 @@ export const presets: Record<PresetName, PresetSpec> = {
   },
   fast: {
     name: 'fast',
-    inputSize: Number(process.env.EXP_SIZE ?? 64),
+    inputSize: 64,
     description: 'CPU preset: conv 3→16 pool, conv 16→32 pool, conv 32→32→32 (3×3 same), 16×16×32 features, GAP, dense 32→classes',
   },
 };
@@ -84,14 +84,12 @@ export function buildModel(preset: PresetName, numClasses: number, seed = 0): tf
     // Centre the input on zero inside the model (both engines then see the same graph): from an all-positive
     // input the first convolutions mostly learn brightness, and the small net sits on a plateau for epochs.
     model.add(tf.layers.rescaling({ scale: 2, offset: -1, inputShape: [s, s, 3] }));
-    const W = Number(process.env.EXP_WIDTH ?? 1);
-    model.add(conv(16 * W, 3, 'same', k++));
+    model.add(conv(16, 3, 'same', k++));
     model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
-    model.add(conv(32 * W, 3, 'same', k++));
+    model.add(conv(32, 3, 'same', k++));
     model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
-    if (process.env.EXP_EXTRA) model.add(conv(32 * W, 3, 'same', k++));
-    model.add(conv(32 * W, 3, 'same', k++));
-    model.add(conv(Number(process.env.EXP_LAST ?? 32 * W), 3, 'same', k++, { name: FEATURES_LAYER }));
+    model.add(conv(32, 3, 'same', k++));
+    model.add(conv(32, 3, 'same', k++, { name: FEATURES_LAYER }));
   }
   model.add(tf.layers.globalAveragePooling2d({ dataFormat: 'channelsLast' }));
   model.add(tf.layers.dense({ units: numClasses, name: CLASSIFIER_LAYER, kernelInitializer: tf.initializers.glorotUniform({ seed: k++ }) }));
