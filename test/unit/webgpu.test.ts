@@ -200,6 +200,22 @@ test('a few training steps of the fast preset on webgpu follow the wasm backend 
   for (let i = 0; i < 3; i++) assert.ok(Math.abs(cpu[i]! - gpu[i]!) < 1e-3, `step ${i}: wasm ${cpu[i]} vs webgpu ${gpu[i]}`);
 });
 
+test("the trainer's fit runs on webgpu (camflow's dW and Sum, losses read back in groups) with the history of a read per step", { skip: noAdapter, timeout: 300_000 }, async () => {
+  const choice = await initBackend('webgpu');
+  assert.equal(choice.backend, 'webgpu', `ladder fell to ${choice.backend}: ${choice.skipped.join('; ')}`);
+  const { fitWithRestarts } = await import('../../packages/trainer/src/fit.ts');
+  const data = (n: number, seed: number) => ({ images: Uint8Array.from(randomImages(n, 64, seed).flatMap((im) => Array.from(im))), labels: Int32Array.from({ length: n }, (_, i) => i % 2), size: 64 });
+  const [train, validation] = [data(20, 21), data(8, 22)];
+  const params = { preset: 'fast' as const, numClasses: 2, epochs: 2, batchSize: 8, learningRate: 0.002, seed: 6, maxRestarts: 0, patience: 99, augment: true, classWeights: false };
+  const grouped = await fitWithRestarts(params, train, validation);
+  const each = await fitWithRestarts({ ...params, lossReadEvery: 1 }, train, validation);
+  grouped.model.dispose();
+  each.model.dispose();
+  assert.equal(grouped.history.length, 2);
+  assert.ok(grouped.history.every((h) => Number.isFinite(h.loss) && h.loss > 0 && Number.isFinite(h.valLoss)), JSON.stringify(grouped.history));
+  assert.deepEqual(grouped.history.map((h) => h.loss), each.history.map((h) => h.loss));
+});
+
 test('ONNX Runtime on its WebGPU provider gives the CPU provider’s logits and CAMs (≤ 1e-4 after normalisation)', { skip: noAdapter, timeout: 300_000 }, async () => {
   await initBackend('cpu').catch(() => undefined);
   const model = buildModel('fast', 2, 5);
