@@ -86,6 +86,8 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
       const stainHtml = await readFile(join(c.dir, 'eval-stain', 'index.html'), 'utf8');
       assert.match(stainHtml, /Labels the pixels do not support/);
       assert.ok(stainHtml.includes(relabelled), 'the doubtful label is listed for a person to check');
+      // Per patient, how many positive labels show no stain: S99 holds just the relabelled cell.
+      assert.match(stainHtml, /<tr><td>S99<\/td><td>1<\/td><td>1<\/td><td>1<\/td>/);
       const none = await fetch(`${base}/v1/batches/${line.batchId}/eval?truth=none`, { headers: { authorization: `Bearer ${token}` } });
       assert.equal(((await none.json()) as { stainPointing?: unknown }).stainPointing, undefined);
       const bad = await fetch(`${base}/v1/batches/${line.batchId}/eval?groupPattern=${encodeURIComponent('(')}`, { headers: { authorization: `Bearer ${token}` } });

@@ -105,7 +105,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   const ok = results.filter(isCellResult);
   const stain = !boxes && (truth === 'auto' || truth === 'stain') ? await stainPointingForBatch(ctx.store, batch.batchId, ok, positiveClass) : undefined;
   const report: EvaluationReport = stain ? withStainAudit(scores, results, model, stain, { groupPattern: group }) : scores;
-  const html = await writeEvalReport(options.out, ctx, model, ok, report, positiveClass);
+  const html = await writeEvalReport(options.out, ctx, model, ok, report, positiveClass, group);
   const c = report.classification;
   const round = (v: number) => Math.round(v * 10_000) / 10_000;
   const line = {
@@ -135,7 +135,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '—' : `${(v * 100).toFixed(1)} %`);
 
 /** The HTML report: scores, confusion matrix, per-patient table, and the most confident errors with their overlays. */
-async function writeEvalReport(dir: string, ctx: Context, model: ModelManifest, ok: OkResult[], report: EvaluationReport, positiveClass: string, worst = 24): Promise<string> {
+async function writeEvalReport(dir: string, ctx: Context, model: ModelManifest, ok: OkResult[], report: EvaluationReport, positiveClass: string, group: RegExp, worst = 24): Promise<string> {
   await mkdir(join(dir, 'overlays'), { recursive: true });
   const c = report.classification;
   const errors = ok.filter((r) => r.name.split('/')[0] !== r.predicted.label).sort((a, b) => b.predicted.probability - a.predicted.probability).slice(0, worst);
@@ -151,9 +151,16 @@ async function writeEvalReport(dir: string, ctx: Context, model: ModelManifest, 
   const matrix = `<table class="m"><tr><th>truth \\ predicted</th>${classes.map((p) => `<th>${esc(p)}</th>`).join('')}</tr>${classes
     .map((t) => `<tr><th>${esc(t)}</th>${classes.map((p) => `<td>${c.confusion[t]?.[p] ?? 0}</td>`).join('')}</tr>`)
     .join('')}</table>`;
+  // Per group, the positive labels whose pixels show no stain (the audit): where the doubtful labels come from.
+  const noStainByGroup = new Map<string, number>();
+  for (const name of report.stainPointing?.noStainNames ?? []) {
+    const g = group.exec(name.split('/').pop()!)?.[1];
+    if (g !== undefined) noStainByGroup.set(g, (noStainByGroup.get(g) ?? 0) + 1);
+  }
+  const audit = report.stainPointing !== undefined;
   const groups = c.groups
-    ? `<h2>Per patient / slide</h2><table class="m"><tr><th>group</th><th>images</th><th>${esc(positiveClass)}</th><th>accuracy</th><th>recall</th><th>specificity</th></tr>${Object.entries(c.groups)
-        .map(([g, s]) => `<tr><td>${esc(g)}</td><td>${s.images}</td><td>${s.positives}</td><td>${pct(s.accuracy)}</td><td>${pct(s.recall)}</td><td>${pct(s.specificity)}</td></tr>`)
+    ? `<h2>Per patient / slide</h2><table class="m"><tr><th>group</th><th>images</th><th>${esc(positiveClass)}</th>${audit ? '<th>… without stain</th>' : ''}<th>accuracy</th><th>recall</th><th>specificity</th></tr>${Object.entries(c.groups)
+        .map(([g, s]) => `<tr><td>${esc(g)}</td><td>${s.images}</td><td>${s.positives}</td>${audit ? `<td>${noStainByGroup.get(g) ?? 0}</td>` : ''}<td>${pct(s.accuracy)}</td><td>${pct(s.recall)}</td><td>${pct(s.specificity)}</td></tr>`)
         .join('')}</table>`
     : '';
   const loc = report.localization;
