@@ -32,6 +32,8 @@ try {
   console.log('validation', split.validation.length);
   r = await runCli(c, ['eval', out, '--json', '--out', join(c.dir, 'eval')]);
   console.log(r.stdout.trim().split('\n').pop(), r.code === 0 ? '' : r.stderr.slice(-2000));
+  // With BENCH_NIH_REPORT=DIR the eval's HTML report (and its overlays) is copied there.
+  if (process.env.BENCH_NIH_REPORT) await cp(join(c.dir, 'eval'), process.env.BENCH_NIH_REPORT, { recursive: true });
   // The shared smear fields with the same model (#10's real fields): cells, counted, infected, parasitemia. With
   // BENCH_NIH_OVERLAYS=DIR the fields' overlays are written there (the README's screenshots).
   const smears = '../shared/data/smears';
