@@ -105,6 +105,9 @@ test('the webgpu backend sums over leading axes (bias gradients) with camflow\'s
     { shape: [1000, 1], axis: -2, keepDims: false, ours: true },
     { shape: [4, 6, 5], axis: [1, 2], keepDims: false, ours: false },
     { shape: [4, 6, 5], axis: [0, 1, 2], keepDims: false, ours: false },
+    // More 64-column tiles than one dispatch dimension holds (65,535): folded into a second one. (The stock kernel
+    // cannot dispatch this sum at all.)
+    { shape: [2, 64 * 65_535 + 1], axis: 0, keepDims: false, ours: true },
   ];
   const random = (n: number, seed: number) => {
     let s = seed;

@@ -17,6 +17,8 @@ import { BACKEND, type Info, type KernelArgs, TARGET_WORKGROUPS, type WebGpuBack
  */
 
 const THREADS = 256;
+/** WebGPU's default limit on workgroups per dispatch dimension (`maxComputeWorkgroupsPerDimension`). */
+const MAX_WORKGROUPS_PER_DIMENSION = 65535;
 /** The least rows a thread sums in one chunk, so that a workgroup is worth launching. */
 const MIN_ROWS_PER_THREAD = 8;
 
@@ -57,12 +59,14 @@ export function planColumnSum(rows: number, cols: number): ColumnSumPlan {
 
 /** Partial column sums [S, cols]: workgroup (c, s) sums rows [s·chunk, (s+1)·chunk) of columns c·tile … (c+1)·tile. */
 function columnPartialsProgram(p: ColumnSumPlan): WebGpuProgram {
+  const colTiles = Math.ceil(p.cols / p.colsPerGroup);
   return {
     variableNames: ['x'],
     outputShape: [p.splits, p.cols],
     shaderKey: `camflowColumnSum_${p.rows}_${p.cols}_${p.colsPerGroup}_${p.splits}_${p.chunkRows}`,
     dispatchLayout: { x: [1], y: [0] },
-    dispatch: [Math.ceil(p.cols / p.colsPerGroup), p.splits, 1],
+    // Column tiles along x, folded into z past the per-dimension limit (more than 64 × 65,535 kept elements).
+    dispatch: [Math.min(colTiles, MAX_WORKGROUPS_PER_DIMENSION), p.splits, Math.ceil(colTiles / MAX_WORKGROUPS_PER_DIMENSION)],
     workgroupSize: [THREADS, 1, 1],
     // The tree's loop runs a constant count and every thread reaches each barrier (uniform control flow).
     getUserCode: () => `
@@ -70,7 +74,8 @@ function columnPartialsProgram(p: ColumnSumPlan): WebGpuProgram {
       fn main() {
         _ = uniforms.outShape; // the backend binds its uniform buffer to every program: keep it in the layout
         let t = i32(localId.x);
-        let col = i32(workgroupId.x) * ${p.colsPerGroup} + t % ${p.colsPerGroup};
+        let tile = i32(workgroupId.z) * ${MAX_WORKGROUPS_PER_DIMENSION} + i32(workgroupId.x);
+        let col = tile * ${p.colsPerGroup} + t % ${p.colsPerGroup};
         let phase = t / ${p.colsPerGroup};
         let split = i32(workgroupId.y);
         let rEnd = min((split + 1) * ${p.chunkRows}, ${p.rows});
