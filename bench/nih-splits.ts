@@ -9,7 +9,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
-import { createLogger, decodeRgb, findStain, initBackend, presets, preprocess, rocAuc, trainJobSchema } from '@camflow/common';
+import { classificationReport, createLogger, decodeRgb, findStain, initBackend, presets, preprocess, trainJobSchema, type LabelledPrediction } from '@camflow/common';
 import { fitWithRestarts, gather, predictProbabilities, splitIndices } from '../packages/trainer/src/index.ts';
 import { fitParamsFor, gradientEngine } from '../packages/trainer/src/train-job.ts';
 
@@ -52,26 +52,37 @@ for (const seed of args.seeds.split(',').map(Number)) {
   const p = (await predictProbabilities(result.model, validation)).map((x) => x[positive]!);
   result.model.dispose();
   const isPos = Array.from(validation.labels, (l) => l === positive);
-  let [tp, tn, fp, fn] = [0, 0, 0, 0];
-  p.forEach((v, i) => {
-    const call = v >= 0.5;
-    if (isPos[i]) call ? tp++ : fn++;
-    else call ? fp++ : tn++;
-  });
+  // Scored as `camflow eval` scores: argmax of the two classes, P(positive) for the ROC curve.
+  const [posName, negName] = [classes[positive]!, classes.find((_, k) => k !== positive)!];
+  const predictions: LabelledPrediction[] = p.map((v, i) => ({ truth: isPos[i] ? posName : negName, predicted: v >= 0.5 ? posName : negName, probability: v, confidence: Math.max(v, 1 - v) }));
+  const all = classificationReport(predictions, classes, posName);
   // Recall at specificity ≥ 0.97: the threshold above all but 3 % of the negatives.
   const negatives = p.filter((_, i) => !isPos[i]).sort((a, b) => b - a);
   const cut = negatives[Math.floor(0.03 * negatives.length)] ?? 1;
-  const recallAtSpec97 = p.filter((v, i) => isPos[i] && v > cut).length / Math.max(1, tp + fn);
-  const r4 = (v: number) => Math.round(v * 1e4) / 1e4;
+  const positives = isPos.filter(Boolean).length;
+  const recallAtSpec97 = p.filter((v, i) => isPos[i] && v > cut).length / Math.max(1, positives);
   // The same scores without the positives whose pixels show no stain (eval's `*_stain_supported`).
   const supported = split.validation.map((j, i) => !isPos[i] || stained[j]!);
-  const kept = p.filter((_, i) => supported[i]);
-  const keptPos = isPos.filter((_, i) => supported[i]);
-  const keptCorrect = kept.filter((v, i) => (v >= 0.5) === keptPos[i]).length;
-  const keptTp = kept.filter((v, i) => keptPos[i] && v >= 0.5).length;
-  const positivesWithoutStain = isPos.filter((pos, i) => pos && !supported[i]).length;
-  const missesWithoutStain = isPos.filter((pos, i) => pos && !supported[i] && p[i]! < 0.5).length;
-  const row = { seed, validation: p.length, patients: new Set(split.validation.map((i) => items[i]!.group)).size, positives: tp + fn, accuracy: r4((tp + tn) / p.length), recall: r4(tp / Math.max(1, tp + fn)), specificity: r4(tn / Math.max(1, tn + fp)), roc_auc: r4(rocAuc(p, isPos)), recall_at_spec_097: r4(recallAtSpec97), positives_without_stain: positivesWithoutStain, misses_without_stain: missesWithoutStain, accuracy_stain_supported: r4(keptCorrect / kept.length), recall_stain_supported: r4(keptTp / Math.max(1, keptPos.filter(Boolean).length)), best_epoch: result.bestEpoch, epochs: result.history.length, seconds: Math.round((Date.now() - started) / 1000) };
+  const onSupported = classificationReport(predictions.filter((_, i) => supported[i]), classes, posName);
+  const r4 = (v: number) => Math.round(v * 1e4) / 1e4;
+  const row = {
+    seed,
+    validation: p.length,
+    patients: new Set(split.validation.map((i) => items[i]!.group)).size,
+    positives,
+    accuracy: r4(all.accuracy),
+    recall: r4(all.recall),
+    specificity: r4(all.specificity),
+    roc_auc: r4(all.rocAuc),
+    recall_at_spec_097: r4(recallAtSpec97),
+    positives_without_stain: isPos.filter((pos, i) => pos && !supported[i]).length,
+    misses_without_stain: isPos.filter((pos, i) => pos && !supported[i] && p[i]! < 0.5).length,
+    accuracy_stain_supported: r4(onSupported.accuracy),
+    recall_stain_supported: r4(onSupported.recall),
+    best_epoch: result.bestEpoch,
+    epochs: result.history.length,
+    seconds: Math.round((Date.now() - started) / 1000),
+  };
   console.log(JSON.stringify(row));
   rows.push(row);
 }
