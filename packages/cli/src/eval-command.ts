@@ -7,6 +7,7 @@ import {
   evaluateForModel,
   stainPointingForBatch,
   withStainAudit,
+  groupOf,
   getDatasetManifest,
   getModelManifest,
   getProduction,
@@ -154,7 +155,7 @@ async function writeEvalReport(dir: string, ctx: Context, model: ModelManifest, 
   // Per group, the positive labels whose pixels show no stain (the audit): where the doubtful labels come from.
   const noStainByGroup = new Map<string, number>();
   for (const name of report.stainPointing?.noStainNames ?? []) {
-    const g = group.exec(name.split('/').pop()!)?.[1];
+    const g = groupOf(name, group);
     if (g !== undefined) noStainByGroup.set(g, (noStainByGroup.get(g) ?? 0) + 1);
   }
   const audit = report.stainPointing !== undefined;

@@ -35,6 +35,11 @@ export interface EvaluationReport {
   skipped: { name: string; why: string }[];
 }
 
+/** The patient / slide of a result's name: the pattern's first capture group on the file name, if it matches. */
+export function groupOf(name: string, pattern: RegExp): string | undefined {
+  return pattern.exec(name.split('/').pop()!)?.[1];
+}
+
 /**
  * Score a batch's results against the truth its names carry (`<class>/<file>`): classification (with the
  * screening threshold and per group when given) and, where truth boxes exist, localization of the positive class.
@@ -65,8 +70,7 @@ export function evaluateBatchResults(
       continue;
     }
     ok.push(r);
-    const base = r.name.split('/').pop()!;
-    const group = options.groupPattern?.exec(base)?.[1];
+    const group = options.groupPattern ? groupOf(r.name, options.groupPattern) : undefined;
     rows.push({ truth, predicted: r.predicted.label, probability: r.probabilities[positiveClass] ?? 0, confidence: r.predicted.probability, ...(group !== undefined ? { group } : {}) });
   }
   const classification = classificationReport(rows, classNames, positiveClass, options.screeningThreshold);
