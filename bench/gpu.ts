@@ -23,6 +23,7 @@ import {
   probeWebGpu,
   tf,
   useWebGpuConvFilterKernel,
+  useWebGpuConvInputKernel,
   useWebGpuSumKernel,
   CLASSIFIER_LAYER,
   type PresetName,
@@ -223,10 +224,15 @@ async function main() {
           useWebGpuSumKernel('stock');
           const stockSum = preset === 'seed' && b === trainBatches.at(-1) ? await trainRate(preset, b) : null;
           useWebGpuSumKernel('camflow');
+          // …and with camflow's register-blocked input gradient instead of tfjs's (off by default).
+          useWebGpuConvInputKernel('camflow');
+          const blockedDx = preset === 'seed' ? await trainRate(preset, b) : null;
+          useWebGpuConvInputKernel('stock');
           training[`${preset}_b${b}`] = {
             camflow: round(ours),
             camflow_tiled_dw: round(tiled),
             camflow_stock_sum: stockSum === null ? null : round(stockSum),
+            camflow_dx: blockedDx === null ? null : round(blockedDx),
             stock_tfjs: stock === null ? null : round(stock),
             camflow_sync_every_8: round(pipelined),
           };
@@ -251,7 +257,8 @@ async function main() {
   // `kernels`: each training kernel camflow replaces or could switch, alone, each alternative on the same tensors: the
   // filter gradient (camflow's two programs) on the seed net's two largest convs (conv2, conv3); the bias gradients'
   // Sum over N, H, W (camflow's column sum, tfjs's transpose + reduce) of conv1–conv3's outputs; the input gradient
-  // (tfjs's naive Conv2DBackpropInput and its matmul program, `WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE`) of conv2 and conv3.
+  // (camflow's register-blocked program; tfjs's naive Conv2DBackpropInput and its matmul program,
+  // `WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE`; dX as a forward Conv2D) of conv2 and conv3.
   // The median of 5 after 2 warm-up calls (the first compiles the shader). Runs on lavapipe in minutes (quick: b2).
   if (probe.ok && parts.has('kernels')) {
     const choice = await initBackend('webgpu');
@@ -277,6 +284,9 @@ async function main() {
         useWebGpuConvFilterKernel(which);
         await time(`dw_${name}_b${b}_${which}`, () => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', dilations: 1, filterShape: [...filter] }) as tf.Tensor);
       }
+      useWebGpuConvInputKernel('camflow');
+      await time(`dx_${name}_b${b}_camflow`, () => tf.conv2dTranspose(dy, w, [...xShape], 1, 'valid'));
+      useWebGpuConvInputKernel('stock');
       for (const naive of [true, false]) {
         tf.env().set('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE', naive);
         await time(`dx_${name}_b${b}_${naive ? 'naive' : 'matmul'}`, () => tf.conv2dTranspose(dy, w, [...xShape], 1, 'valid'));

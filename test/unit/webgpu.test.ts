@@ -15,11 +15,13 @@ import {
   minMaxNormalise,
   parseExecutionProviders,
   planColumnSum,
+  planConvInput,
   planFilterGrad,
   probeWebGpu,
   registerWasmTrainingKernels,
   tf,
   useWebGpuConvFilterKernel,
+  useWebGpuConvInputKernel,
   useWebGpuSumKernel,
 } from '@camflow/common';
 
@@ -173,6 +175,71 @@ test(`the webgpu backend (TF_BACKEND=webgpu) computes conv filter gradients equa
     assert.ok(maxRel(dxCpu!, dxGpu!) < 1e-4, `dx differs by ${maxRel(dxCpu!, dxGpu!)} (${JSON.stringify(c)})`);
   }
   useWebGpuConvFilterKernel('camflow');
+});
+
+test('the input gradient is tiled 128 × 16 for narrow inputs, 64 × 32 otherwise, and folds tiles of rows past 65,535 into z', () => {
+  const g = { batch: 2, h: 124, w: 124, ci: 16, oh: 120, ow: 120, co: 32, kh: 5, kw: 5, sh: 1, sw: 1, top: 0, left: 0 };
+  const narrow = planConvInput(g);
+  assert.deepEqual([narrow.rows, narrow.cols, narrow.m, narrow.k], [8, 1, 2 * 124 * 124, 5 * 5 * 32]);
+  assert.deepEqual(narrow.dispatch, [1, Math.ceil((2 * 124 * 124) / 128), 1]);
+  const wide = planConvInput({ ...g, ci: 40 });
+  assert.deepEqual([wide.rows, wide.cols], [4, 2]);
+  assert.equal(wide.dispatch[0], 2);
+  // 65,536 tiles of 128 rows: one more than a dispatch dimension holds.
+  const folded = planConvInput({ ...g, batch: 1, h: 65_536 * 128, w: 1, oh: 65_536 * 128, ow: 1, kh: 1, kw: 1 });
+  assert.deepEqual(folded.dispatch, [1, 65_535, 2]);
+});
+
+test("the webgpu backend computes conv input gradients (dX) with camflow's blocked program when switched on, equal to the cpu backend", { skip: noAdapter, timeout: 300_000 }, async () => {
+  const choice = await initBackend('webgpu');
+  assert.equal(choice.backend, 'webgpu', `ladder fell to ${choice.backend}: ${choice.skipped.join('; ')}`);
+  useWebGpuConvInputKernel('camflow');
+  // The seed net's 5×5 valid convs (16 and 32 input channels), its 2-channel head, the fast preset's 3×3 same
+  // convs, strided ones (same and valid: terms off the stride grid), channels not a multiple of the tile, rows
+  // past one dispatch dimension (65,536 tiles of 128: folded into z).
+  const cases: { x: [number, number, number, number]; f: [number, number, number, number]; stride: number; pad: 'valid' | 'same' }[] = [
+    { x: [2, 20, 20, 16], f: [5, 5, 16, 32], stride: 1, pad: 'valid' },
+    { x: [3, 14, 14, 32], f: [5, 5, 32, 32], stride: 1, pad: 'valid' },
+    { x: [3, 22, 22, 32], f: [5, 5, 32, 2], stride: 1, pad: 'valid' },
+    { x: [2, 16, 16, 16], f: [3, 3, 16, 32], stride: 1, pad: 'same' },
+    { x: [3, 17, 15, 4], f: [3, 3, 4, 5], stride: 2, pad: 'same' },
+    { x: [2, 19, 18, 6], f: [4, 3, 6, 3], stride: 3, pad: 'valid' },
+    { x: [2, 12, 12, 40], f: [3, 3, 40, 20], stride: 1, pad: 'same' },
+    { x: [1, 2897, 2897, 1], f: [1, 1, 1, 1], stride: 1, pad: 'valid' },
+  ];
+  const random = (n: number, seed: number) => {
+    let s = seed;
+    return Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
+  };
+  const dxPrograms = () => Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache).filter((k) => k.startsWith('camflowConvDX')).length;
+  for (const c of cases) {
+    const info = tf.backend_util.computeConv2DInfo(c.x, c.f, c.stride, 1, c.pad);
+    const dyShape = [c.x[0], info.outHeight, info.outWidth, c.f[3]] as [number, number, number, number];
+    const [dys, fs] = [random(dyShape.reduce((a, b) => a * b), 5), random(c.f.reduce((a, b) => a * b), 6)];
+    const dx = async (backend: string) => {
+      await tf.setBackend(backend);
+      const [dy, f] = [tf.tensor4d(dys, dyShape), tf.tensor4d(fs, c.f)];
+      const before = backend === 'webgpu' ? dxPrograms() : 0;
+      const out = tf.conv2dTranspose(dy, f, c.x, c.stride, c.pad);
+      const result = { shape: out.shape, data: (await out.data()) as Float32Array, compiled: backend === 'webgpu' ? dxPrograms() - before : 0 };
+      tf.dispose([dy, f, out]);
+      return result;
+    };
+    const cpu = await dx('cpu');
+    const gpu = await dx('webgpu');
+    assert.deepEqual(gpu.shape, c.x);
+    assert.equal(gpu.compiled, 1, `camflow's dX program ran for ${JSON.stringify(c)}`);
+    assert.ok(maxRel(cpu.data, gpu.data) < 1e-5, `dX differs by ${maxRel(cpu.data, gpu.data)} (${JSON.stringify(c)})`);
+  }
+  // Switched off again (the default): the stock program runs.
+  useWebGpuConvInputKernel('stock');
+  const before = dxPrograms();
+  const dy = tf.randomUniform([1, 9, 9, 8]) as tf.Tensor4D;
+  const f = tf.randomUniform([3, 3, 4, 8]) as tf.Tensor4D;
+  const stock = tf.conv2dTranspose(dy, f, [1, 11, 11, 4], 1, 'valid');
+  await stock.data();
+  tf.dispose([dy, f, stock]);
+  assert.equal(dxPrograms(), before, 'the stock dX ran');
 });
 
 test('a few training steps of the fast preset on webgpu follow the wasm backend (the CPU trainer) step for step', { skip: noAdapter }, async () => {

@@ -7,6 +7,7 @@ export * from './onnx-export.js';
 export * from './ort-engine.js';
 export * from './quantize.js';
 export * from './webgpu.js';
-export { planFilterGrad, registerWebGpuTrainingKernels, useWebGpuConvFilterKernel, useWebGpuSumKernel } from './webgpu-kernels.js';
+export { planFilterGrad, registerWebGpuTrainingKernels, useWebGpuConvFilterKernel, useWebGpuConvInputKernel, useWebGpuSumKernel } from './webgpu-kernels.js';
+export { planConvInput } from './webgpu-conv-input.js';
 export { leadingAxesView, planColumnSum } from './webgpu-sum.js';
 export * from './onnx-gradients.js';

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { CamflowError } from '../errors.js';
+import { convInputKernel } from './webgpu-conv-input.js';
 import { columnSumKernel } from './webgpu-sum.js';
 import { BACKEND, type Info, type KernelArgs, TARGET_WORKGROUPS, type WebGpuBackend, type WebGpuProgram, runSplitReduction } from './webgpu-program.js';
 
@@ -25,7 +26,8 @@ import { BACKEND, type Info, type KernelArgs, TARGET_WORKGROUPS, type WebGpuBack
  * cpu backend's gradients in `test/unit/webgpu.test.ts` (on lavapipe where no GPU is present).
  *
  * `registerWebGpuTrainingKernels` also installs camflow's `Sum` over leading axes (the bias gradients:
- * `webgpu-sum.ts`).
+ * `webgpu-sum.ts`); camflow's register-blocked `Conv2DBackpropInput` (`webgpu-conv-input.ts`) is there to be
+ * switched on (`useWebGpuConvInputKernel`) if a GPU run shows it faster than the stock one.
  */
 
 type PadSpec = 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
@@ -258,9 +260,29 @@ export function useWebGpuSumKernel(which: 'camflow' | 'stock'): void {
   tf.registerKernel(which === 'stock' ? stockSum! : camflowSum!);
 }
 
-/** Replace the webgpu backend's Conv2DBackpropFilter and Sum once per process; safe to call again. */
+let stockInput: tf.KernelConfig | undefined;
+let camflowInput: tf.KernelConfig | undefined;
+/**
+ * Swap between tfjs's stock input gradient (dX; its vec4 program, 4 channels × 2 pixels per thread, no workgroup
+ * memory: the default) and camflow's register-blocked matrix product (`webgpu-conv-input.ts`). On lavapipe camflow's
+ * is 4× slower (barriers cost a CPU dearly); on a GPU it is untimed: `bench:gpu` times both, and this is the switch.
+ */
+export function useWebGpuConvInputKernel(which: 'camflow' | 'stock'): void {
+  registerWebGpuTrainingKernels();
+  tf.unregisterKernel('Conv2DBackpropInput', BACKEND);
+  tf.registerKernel(which === 'stock' ? stockInput! : camflowInput!);
+}
+
+/**
+ * Replace the webgpu backend's Conv2DBackpropFilter and Sum once per process (and prepare camflow's
+ * Conv2DBackpropInput, off by default: `useWebGpuConvInputKernel`); safe to call again.
+ */
 export function registerWebGpuTrainingKernels(): void {
   if (registered) return;
+  const input = tf.getKernel('Conv2DBackpropInput', BACKEND);
+  if (!input) throw new CamflowError('BACKEND', 'webgpu backend is not registered (import @tensorflow/tfjs-backend-webgpu first)');
+  stockInput = { ...input };
+  camflowInput = convInputKernel(stockInput);
   const sum = tf.getKernel('Sum', BACKEND);
   if (!sum) throw new CamflowError('BACKEND', 'webgpu backend is not registered (import @tensorflow/tfjs-backend-webgpu first)');
   stockSum = { ...sum };
