@@ -56,11 +56,7 @@ for (const seed of args.seeds.split(',').map(Number)) {
   const [posName, negName] = [classes[positive]!, classes.find((_, k) => k !== positive)!];
   const predictions: LabelledPrediction[] = p.map((v, i) => ({ truth: isPos[i] ? posName : negName, predicted: v >= 0.5 ? posName : negName, probability: v, confidence: Math.max(v, 1 - v) }));
   const all = classificationReport(predictions, classes, posName);
-  // Recall at specificity ≥ 0.97: the threshold above all but 3 % of the negatives.
-  const negatives = p.filter((_, i) => !isPos[i]).sort((a, b) => b - a);
-  const cut = negatives[Math.floor(0.03 * negatives.length)] ?? 1;
   const positives = isPos.filter(Boolean).length;
-  const recallAtSpec97 = p.filter((v, i) => isPos[i] && v > cut).length / Math.max(1, positives);
   // The same scores without the positives whose pixels show no stain (eval's `*_stain_supported`).
   const supported = split.validation.map((j, i) => !isPos[i] || stained[j]!);
   const onSupported = classificationReport(predictions.filter((_, i) => supported[i]), classes, posName);
@@ -74,7 +70,7 @@ for (const seed of args.seeds.split(',').map(Number)) {
     recall: r4(all.recall),
     specificity: r4(all.specificity),
     roc_auc: r4(all.rocAuc),
-    recall_at_spec_097: r4(recallAtSpec97),
+    recall_at_spec_097: r4(all.recallAtSpecificity?.recall ?? 0),
     positives_without_stain: isPos.filter((pos, i) => pos && !supported[i]).length,
     misses_without_stain: isPos.filter((pos, i) => pos && !supported[i] && p[i]! < 0.5).length,
     accuracy_stain_supported: r4(onSupported.accuracy),

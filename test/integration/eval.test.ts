@@ -41,11 +41,20 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
     const ok = results.filter((r) => r.status === 'ok');
     const correct = ok.filter((r) => isCellResult(r) && r.name.split('/')[0] === r.predicted.label).length;
     assert.equal(line.accuracy, Math.round((correct / ok.length) * 10_000) / 10_000);
-    for (const k of ['recall', 'specificity', 'roc_auc', 'ece', 'pointing', 'max_box_acc_v2']) assert.ok(line[k] >= 0 && line[k] <= 1, `${k}: ${line[k]}`);
+    // …and the ROC's recall at specificity ≥ 0.97 from the stored probabilities (the threshold above all but 3 % of
+    // the negatives).
+    const cells = ok.filter(isCellResult);
+    const pPos = (r: (typeof cells)[number]) => r.probabilities[line.positiveClass] ?? 0;
+    const negatives = cells.filter((r) => !r.name.startsWith(`${line.positiveClass}/`)).map(pPos).sort((a, b) => b - a);
+    const cut = negatives[Math.floor(0.03 * negatives.length)]!;
+    const positives = cells.filter((r) => r.name.startsWith(`${line.positiveClass}/`));
+    assert.equal(line.recall_at_spec_097, Math.round((positives.filter((r) => pPos(r) > cut).length / positives.length) * 10_000) / 10_000);
+    for (const k of ['recall', 'specificity', 'roc_auc', 'ece', 'recall_at_spec_097', 'pointing', 'max_box_acc_v2']) assert.ok(line[k] >= 0 && line[k] <= 1, `${k}: ${line[k]}`);
     assert.ok(line.localized_images > 0, 'the synthetic truth boxes were used');
     assert.ok(line.groups >= 2, 'per-patient rows from the S<n>_ prefix');
     const html = await readFile(join(out, 'index.html'), 'utf8');
     assert.match(html, /Confusion matrix/);
+    assert.match(html, /recall at specificity ≥ 97\.0 %/);
     assert.match(html, /Per patient \/ slide/);
     assert.match(html, /MaxBoxAccV2, threshold chosen on the other half/);
 

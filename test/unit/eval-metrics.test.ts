@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { classificationReport, expectedCalibrationError, maxBoxAccV2HeldOut, rocAuc, type LocalizationSample } from '@camflow/common';
+import { classificationReport, expectedCalibrationError, maxBoxAccV2HeldOut, recallAtSpecificity, rocAuc, type LocalizationSample } from '@camflow/common';
 
 test('ROC AUC by ranks: perfect, inverted, ties counted half', () => {
   assert.equal(rocAuc([0.9, 0.8, 0.2, 0.1], [true, true, false, false]), 1);
@@ -14,6 +14,27 @@ test('expected calibration error: perfectly calibrated bins give 0, overconfiden
   assert.equal(expectedCalibrationError([0.75, 0.75, 0.75, 0.75], [true, true, true, false]), 0);
   // All at 0.95 confidence, half right: |0.5 − 0.95| = 0.45.
   assert.ok(Math.abs(expectedCalibrationError([0.95, 0.95], [true, false]) - 0.45) < 1e-12);
+});
+
+test('recall at specificity ≥ s: the best recall of a threshold that calls at most ⌊(1 − s)·negatives⌋ negatives positive', () => {
+  // 100 negatives at 0.00 … 0.99, positives at 0.995, 0.985, 0.975, 0.965, 0.5: specificity 0.97 allows 3 false
+  // positives (0.99, 0.98, 0.97), so the threshold is the 4th highest negative, 0.96, and 4 of 5 positives are above it.
+  const neg = Array.from({ length: 100 }, (_, i) => i / 100);
+  const pos = [0.995, 0.985, 0.975, 0.965, 0.5];
+  const truth = [...pos.map(() => true), ...neg.map(() => false)];
+  const r = recallAtSpecificity([...pos, ...neg], truth, 0.97)!;
+  assert.equal(r.threshold, 0.96);
+  assert.equal(r.recall, 0.8);
+  assert.equal(r.specificity, 0.97);
+  // At 0.98 only 2 false positives: the threshold rises to 0.97 and the positive at 0.965 is lost.
+  assert.deepEqual(recallAtSpecificity([...pos, ...neg], truth, 0.98), { threshold: 0.97, recall: 0.6, specificity: 0.98 });
+  // Ties with the threshold are not called positive: a positive scored like the cut negative does not count.
+  assert.equal(recallAtSpecificity([0.5, 0.5, 0.1], [true, false, false], 1)!.recall, 0);
+  assert.equal(recallAtSpecificity([0.9], [true], 0.97), null);
+  assert.throws(() => recallAtSpecificity([0.9, 0.1], [true, false], 1.5), /minSpecificity/);
+  // The classification report reads it at 0.97.
+  const rows = [...pos, ...neg].map((p, i) => ({ truth: truth[i] ? 'P' : 'U', predicted: p >= 0.5 ? 'P' : 'U', probability: p, confidence: Math.max(p, 1 - p) }));
+  assert.deepEqual(classificationReport(rows, ['P', 'U'], 'P').recallAtSpecificity, r);
 });
 
 test('classification report: confusion, recall, specificity, the screening threshold and per-patient rows', () => {

@@ -3,6 +3,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import {
   InvalidParameterError,
+  ROC_SPECIFICITY,
   esc,
   evaluateForModel,
   stainPointingForBatch,
@@ -121,11 +122,19 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
       specificity: round(c.specificity),
       roc_auc: round(c.rocAuc),
       ece: round(c.ece),
+      ...(c.recallAtSpecificity ? { recall_at_spec_097: round(c.recallAtSpecificity.recall) } : {}),
       ...(c.screening ? { screen_threshold: round(c.screening.threshold), screen_recall: round(c.screening.recall), screen_specificity: round(c.screening.specificity) } : {}),
       ...(c.groups ? { groups: Object.keys(c.groups).length } : {}),
       ...(report.localization ? { pointing: round(report.localization.pointing), loc_iou50: round(report.localization.locIou50), max_box_acc_v2: round(report.localization.maxBoxAccV2), localized_images: report.localization.images } : {}),
       ...(report.stainPointing ? { pointing_stain: round(report.stainPointing.pointing), pointing_chance: round(report.stainPointing.chance), stain_images: report.stainPointing.images, no_stain_images: report.stainPointing.noStain } : {}),
-      ...(report.stainSupported ? { accuracy_stain_supported: round(report.stainSupported.accuracy), recall_stain_supported: round(report.stainSupported.recall), specificity_stain_supported: round(report.stainSupported.specificity) } : {}),
+      ...(report.stainSupported
+        ? {
+            accuracy_stain_supported: round(report.stainSupported.accuracy),
+            recall_stain_supported: round(report.stainSupported.recall),
+            specificity_stain_supported: round(report.stainSupported.specificity),
+            ...(report.stainSupported.recallAtSpecificity ? { recall_at_spec_097_stain_supported: round(report.stainSupported.recallAtSpecificity.recall) } : {}),
+          }
+        : {}),
       seconds: Math.round((Date.now() - t0) / 1000),
       report: html,
     },
@@ -176,6 +185,7 @@ async function writeEvalReport(dir: string, ctx: Context, model: ModelManifest, 
 <tr><td>specificity</td><td>${pct(c.specificity)}</td>${c.screening ? `<td>${pct(c.screening.specificity)}</td>` : ''}</tr>
 <tr><td>precision</td><td>${pct(c.precision)}</td>${c.screening ? `<td>${pct(c.screening.precision)}</td>` : ''}</tr>
 <tr><td>ROC AUC</td><td colspan="2">${c.rocAuc.toFixed(4)}</td></tr>
+${c.recallAtSpecificity ? `<tr><td>recall at specificity ≥ ${pct(ROC_SPECIFICITY)} (the best threshold on these images: P &gt; ${c.recallAtSpecificity.threshold.toFixed(3)})</td><td colspan="2">${pct(c.recallAtSpecificity.recall)} (specificity ${pct(c.recallAtSpecificity.specificity)})</td></tr>` : ''}
 <tr><td>ECE (10 bins)</td><td colspan="2">${c.ece.toFixed(4)}</td></tr></table>
 <h3>Confusion matrix (argmax)</h3>${matrix}
 ${groups}

@@ -29,6 +29,11 @@ export interface ClassificationReport extends BinaryScores {
   rocAuc: number;
   /** Expected calibration error of the predicted class's probability, 10 equal-width bins. */
   ece: number;
+  /**
+   * The ROC curve's best recall at specificity ≥ 0.97 (`recallAtSpecificity`), read off these images: what a
+   * threshold chosen on them would give — an upper bound for a threshold chosen beforehand. Null without both classes.
+   */
+  recallAtSpecificity: { specificity: number; recall: number; threshold: number } | null;
   /** The same scores at the model's screening threshold, when it has one. */
   screening?: BinaryScores & { threshold: number };
   /** Per patient / slide (when groups are known): images, accuracy, recall (null without positives), specificity. */
@@ -76,6 +81,29 @@ export function rocAuc(probabilities: ArrayLike<number>, positive: ArrayLike<boo
   return (rankSum - (pos.length * (pos.length + 1)) / 2) / (pos.length * neg.length);
 }
 
+/** The specificity at which `classificationReport` reads the ROC curve's recall (issue #9's screening target). */
+export const ROC_SPECIFICITY = 0.97;
+
+/**
+ * The highest recall of any threshold whose specificity is at least `minSpecificity` (pure): calling positive every
+ * image with P(positive) above the threshold, where the threshold is the (k+1)-th highest negative score and k the
+ * false positives `minSpecificity` allows. Null without positives or negatives.
+ * @example recallAtSpecificity([0.9, 0.8, 0.3, 0.1], [true, true, false, false], 0.97) // { recall: 1, specificity: 1, threshold: 0.3 }
+ */
+export function recallAtSpecificity(probabilities: ArrayLike<number>, positive: ArrayLike<boolean>, minSpecificity: number): { specificity: number; recall: number; threshold: number } | null {
+  if (!(minSpecificity >= 0 && minSpecificity <= 1)) throw new InvalidParameterError('minSpecificity', 'a number in [0, 1]', minSpecificity);
+  const pos: number[] = [];
+  const neg: number[] = [];
+  for (let i = 0; i < probabilities.length; i++) (positive[i] ? pos : neg).push(probabilities[i]!);
+  if (pos.length === 0 || neg.length === 0) return null;
+  neg.sort((a, b) => b - a);
+  // Floating-point care: 3 % of 100 negatives is 3 false positives, not 2.9999….
+  const allowed = Math.floor((1 - minSpecificity) * neg.length + 1e-9);
+  const threshold = allowed >= neg.length ? Number.NEGATIVE_INFINITY : neg[allowed]!;
+  const falsePositives = neg.filter((v) => v > threshold).length;
+  return { specificity: 1 - falsePositives / neg.length, recall: pos.filter((v) => v > threshold).length / pos.length, threshold };
+}
+
 /** Expected calibration error: |accuracy − confidence| per equal-width confidence bin, weighted by the bin's share. */
 export function expectedCalibrationError(confidence: ArrayLike<number>, correct: ArrayLike<boolean>, bins = 10): number {
   if (confidence.length === 0) return 0;
@@ -107,6 +135,7 @@ export function classificationReport(rows: LabelledPrediction[], classes: string
     positiveClass,
     rocAuc: rocAuc(rows.map((r) => r.probability), rows.map((r) => r.truth === positiveClass)),
     ece: expectedCalibrationError(rows.map((r) => r.confidence), rows.map((r) => r.predicted === r.truth)),
+    recallAtSpecificity: recallAtSpecificity(rows.map((r) => r.probability), rows.map((r) => r.truth === positiveClass), ROC_SPECIFICITY),
   };
   if (screeningThreshold !== undefined) {
     report.screening = { ...scores(rows, positiveClass, (r) => (r.probability >= screeningThreshold ? positiveClass : classes.length === 2 ? negativeClass : r.predicted), classes), threshold: screeningThreshold };

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { BACKEND, type Info, type KernelArgs, type WebGpuBackend, type WebGpuProgram } from './webgpu-program.js';
+import { BACKEND, type Info, MAX_WORKGROUPS_PER_DIMENSION, type KernelArgs, type WebGpuBackend, type WebGpuProgram } from './webgpu-program.js';
 
 /**
  * A register-blocked `Conv2DBackpropInput` (dX: the gradient of a convolution with respect to its input) for tfjs's
@@ -25,8 +25,6 @@ import { BACKEND, type Info, type KernelArgs, type WebGpuBackend, type WebGpuPro
  */
 
 const TILE = 16;
-/** WebGPU's default limit on workgroups per dispatch dimension: tiles of m past it fold into z. */
-const MAX_WORKGROUPS_PER_DIMENSION = 65535;
 
 export interface ConvInputGeometry {
   batch: number;

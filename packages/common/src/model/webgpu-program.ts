@@ -21,6 +21,8 @@ export interface WebGpuBackend extends tf.KernelBackend {
 }
 
 export const BACKEND = 'webgpu';
+/** WebGPU's default limit on workgroups per dispatch dimension (`maxComputeWorkgroupsPerDimension`). */
+export const MAX_WORKGROUPS_PER_DIMENSION = 65535;
 /** Workgroups to aim for per dispatch: an H100 has 132 multiprocessors, a few thousand keep every one busy. */
 export const TARGET_WORKGROUPS = 2048;
 

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { BACKEND, type Info, type KernelArgs, TARGET_WORKGROUPS, type WebGpuBackend, type WebGpuProgram, runSplitReduction } from './webgpu-program.js';
+import { BACKEND, type Info, MAX_WORKGROUPS_PER_DIMENSION, type KernelArgs, TARGET_WORKGROUPS, type WebGpuBackend, type WebGpuProgram, runSplitReduction } from './webgpu-program.js';
 
 /**
  * A faster `Sum` over leading axes for tfjs's WebGPU backend: the bias gradients of training.
@@ -17,8 +17,6 @@ import { BACKEND, type Info, type KernelArgs, TARGET_WORKGROUPS, type WebGpuBack
  */
 
 const THREADS = 256;
-/** WebGPU's default limit on workgroups per dispatch dimension (`maxComputeWorkgroupsPerDimension`). */
-const MAX_WORKGROUPS_PER_DIMENSION = 65535;
 /** The least rows a thread sums in one chunk, so that a workgroup is worth launching. */
 const MIN_ROWS_PER_THREAD = 8;
 
