@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { classificationReport, expectedCalibrationError, maxBoxAccV2HeldOut, recallAtSpecificity, rocAuc, type LocalizationSample } from '@camflow/common';
+import { classificationReport, expectedCalibrationError, groupOf, maxBoxAccV2HeldOut, recallAtSpecificity, rocAuc, type LocalizationSample } from '@camflow/common';
 
 test('ROC AUC by ranks: perfect, inverted, ties counted half', () => {
   assert.equal(rocAuc([0.9, 0.8, 0.2, 0.1], [true, true, false, false]), 1);
@@ -61,4 +61,20 @@ test('MaxBoxAccV2 with a held-out threshold scores the threshold chosen on the o
   assert.deepEqual([aToC.perIou['0.9']!.threshold, aToC.score], [0.1, 0], 'chosen on A (0.1), C is not localized there');
   const cToA = maxBoxAccV2HeldOut([c], [a], options);
   assert.deepEqual([cToA.perIou['0.9']!.threshold, cToA.score], [0.5, 1], 'chosen on C (0.5), A is localized there');
+});
+
+test("eval and dataset add read a name's patient with one default pattern: every NIH slide name, and the synthetic S<n>", async () => {
+  const { DEFAULT_GROUP_PATTERN: evalPattern } = await import('../../packages/cli/src/eval-command.ts');
+  const { DEFAULT_GROUP_PATTERN: datasetPattern } = await import('../../packages/ingest/src/datasets.ts');
+  assert.equal(evalPattern, datasetPattern);
+  const pattern = new RegExp(evalPattern);
+  // NIH names: C<n> then P<m> (slide), ThinF, BP<m>, AP<m>, …; the last three shapes escaped eval's earlier pattern.
+  const names: [string, string][] = [
+    ['Parasitized/C100P61ThinF_IMG_20150918_144104_cell_162.png', 'C100'],
+    ['Uninfected/C209ThinF_IMG_20151106_103507_cell_99.png', 'C209'],
+    ['Parasitized/C37BP2_thinF_IMG_20150620_133111a_cell_87.png', 'C37'],
+    ['Uninfected/C51AP12thinF_IMG_20150724_155547_cell_173.png', 'C51'],
+    ['Parasitized/S0_cell_000000.png', 'S0'],
+  ];
+  for (const [name, patient] of names) assert.equal(groupOf(name, pattern), patient, name);
 });

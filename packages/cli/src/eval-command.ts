@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import {
+  DEFAULT_GROUP_PATTERN,
   InvalidParameterError,
   ROC_SPECIFICITY,
   esc,
@@ -27,7 +28,7 @@ export interface EvalOptions {
   /** A labelled folder (`<folder>/<class>/<image>`) or a dataset (`name` or `name@version`). */
   source: string;
   model?: string;
-  /** A regex whose first group is the patient / slide in a file name (default: `^([A-Za-z]\d+)[_P]`: NIH `C<n>`, synthetic `S<n>`). */
+  /** A regex whose first group is the patient / slide in a file name (default: `DEFAULT_GROUP_PATTERN`, `^([A-Za-z]+\d+)`: NIH `C<n>`, synthetic `S<n>`). */
   groupPattern?: string;
   /** Truth boxes: a JSON map name → boxes, or the synthetic generator's `{ boxes: {…} }` (default: `<folder>/boxes.json`). */
   boxes?: string;
@@ -40,7 +41,7 @@ export interface EvalOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-export const DEFAULT_GROUP_PATTERN = '^([A-Za-z]\\d+)[_P]';
+export { DEFAULT_GROUP_PATTERN } from '@camflow/common/core';
 
 /** The labelled images of a folder or a dataset snapshot, each named `<class>/<file>`. */
 async function labelledSource(ctx: Context, source: string): Promise<{ files: SourceFile[]; folder?: string }> {

@@ -1,4 +1,5 @@
 import {
+  DEFAULT_GROUP_PATTERN,
   InvalidParameterError,
   datasetManifestSchema,
   datasetVersion,
@@ -32,8 +33,8 @@ export interface AddDatasetOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Default group: the NIH patient prefix `C<n>` of `C<n>P<m>ThinF_...` (or the synthetic `S<n>`). */
-export const DEFAULT_GROUP_PATTERN = '^([A-Za-z]+\\d+)';
+/** Default group: the NIH patient prefix `C<n>` (or the synthetic `S<n>`); one pattern, shared with `camflow eval`. */
+export { DEFAULT_GROUP_PATTERN } from '@camflow/common/core';
 
 /**
  * Register a labelled folder (`<folder>/<class>/<image>`) as an immutable, content-versioned dataset snapshot:

@@ -35,6 +35,13 @@ export interface EvaluationReport {
   skipped: { name: string; why: string }[];
 }
 
+/**
+ * The default patient / slide pattern of file names, for `dataset add` (patient splits) and `camflow eval` (per-patient
+ * rows) alike: leading letters and digits — NIH `C100P61ThinF_…`, `C209ThinF_…`, `C37BP2_…` → `C100`, `C209`, `C37`;
+ * synthetic `S0_cell_…` → `S0`.
+ */
+export const DEFAULT_GROUP_PATTERN = '^([A-Za-z]+\\d+)';
+
 /** The patient / slide of a result's name: the pattern's first capture group on the file name, if it matches. */
 export function groupOf(name: string, pattern: RegExp): string | undefined {
   return pattern.exec(name.split('/').pop()!)?.[1];
