@@ -1,15 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, readFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 
 /** A TCP port free right now (the worker binds it a moment later). */
 const freePort = () => new Promise<number>((resolve) => { const srv = createServer().listen(0, '127.0.0.1', () => { const { port } = srv.address() as { port: number }; srv.close(() => resolve(port)); }); });
-import { connectProducer, isCellResult, writeSyntheticDataset } from '@camflow/common';
+import { buildModel, connectProducer, isCellResult, writeSyntheticDataset } from '@camflow/common';
 import { buildApi } from '@camflow/ingest';
 import { readResults } from '../../packages/cli/src/wait.ts';
-import { publishUntrained, runCli, startCluster } from '../helpers/cluster.ts';
+import { publishAsIs, publishUntrained, runCli, startCluster } from '../helpers/cluster.ts';
 
 test('`camflow eval` scores a labelled folder through the queues: one JSON line, an HTML report, and the HTTP view of the same batch', async () => {
   const c = await startCluster();
@@ -105,6 +105,43 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
       await app.close();
       await apiRedis.quit();
     }
+
+    // A dataset snapshot: for the model's own snapshot only the images it was validated on (never trained on),
+    // unless --subset all, which says how many of the scored images trained it.
+    const added = await runCli(c, ['dataset', 'add', 'evalset', join(c.dir, 'labelled'), '--json']);
+    assert.equal(added.code, 0, added.stderr);
+    const snapshot = JSON.parse(added.stdout) as { version: string; items: number };
+    assert.equal(snapshot.items, 41);
+    const validation = [0, 3, 5, 20, 30, 40];
+    const own = buildModel('fast', 2, 3);
+    await publishAsIs(c.ctx.store, own, 'fast', 'm-own', { name: 'evalset', version: snapshot.version, trainItems: 41 - validation.length, validationItems: validation.length, splitBy: 'item', validation });
+    own.dispose();
+    const evalLine = async (args: string[]) => {
+      const r = await runCli(c, ['eval', ...args, '--out', join(c.dir, `eval-${args.join('-').replace(/\W+/g, '_')}`), '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout.trim()).eval as Record<string, unknown>;
+    };
+    const onValidation = await evalLine(['evalset', '--model', 'm-own']);
+    assert.deepEqual([onValidation.images, onValidation.subset, onValidation.training_images], [validation.length, 'validation', 0]);
+    const onAll = await evalLine(['evalset', '--model', 'm-own', '--subset', 'all']);
+    assert.deepEqual([onAll.images, onAll.subset, onAll.training_images], [41, 'all', 41 - validation.length]);
+    assert.match(await readFile(join(String(onAll.report)), 'utf8'), /35 of these images trained the model/);
+    // Another model's view of the same snapshot: all of it, nothing claimed about training images.
+    const other = await evalLine(['evalset', '--model', 'm-untrained']);
+    assert.deepEqual([other.images, other.subset, other.training_images], [41, 'all', undefined]);
+    const refused = await runCli(c, ['eval', 'evalset', '--model', 'm-untrained', '--subset', 'validation']);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /the model's own snapshot \(none@none\).*for --subset/);
+
+    // Mistakes fail before any work, naming what is wrong: a missing folder, class folders the model does not know.
+    const missing = await runCli(c, ['eval', join(c.dir, 'no-such-folder')]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /no such folder/);
+    await mkdir(join(c.dir, 'lower', 'parasitized'), { recursive: true });
+    await copyFile(join(c.dir, 'labelled', 'Uninfected', 'S0_cell_000000.png'), join(c.dir, 'lower', 'parasitized', 'a.png'));
+    const wrongClasses = await runCli(c, ['eval', join(c.dir, 'lower')]);
+    assert.equal(wrongClasses.code, 2);
+    assert.match(wrongClasses.stderr, /class folders named as model m-untrained's classes \(Parasitized, Uninfected\).*parasitized/);
   } finally {
     await c.close();
   }

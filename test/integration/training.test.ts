@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ObjectStore, createLogger, defaultLearningRate, initBackend, keys, preprocess, startS3, tf, trainJobSchema, writeSyntheticDataset, type LocalS3 } from '@camflow/common';
 import { addDataset } from '@camflow/ingest';
-import { augmentInto, classWeightsFor, drawAugmentation, evaluate, fitWithRestarts, gather, runTraining, splitIndices, trainingInputs } from '@camflow/trainer';
+import { augmentInto, classWeightsFor, drawAugmentation, evaluate, fitWithRestarts, gather, resolveSplitBy, runTraining, splitIndices, trainingInputs } from '@camflow/trainer';
 
 let s3: LocalS3;
 let store: ObjectStore;
@@ -145,6 +145,11 @@ test('the promotion gate runs production and candidate on the same validation im
   const base = { dataset: 'fit', preset: 'fast' as const, batchSize: 16, maxRestarts: 0, collapsePatience: 20 };
   const first = await runTraining({ ...base, epochs: 2, seed: 1 }, ctx('gate-1'));
   assert.ok(!first.skipped && first.promoted && first.comparison === undefined, 'the first model is promoted without a comparison');
+  // The manifest records which images it was validated on (what `camflow eval <its dataset>` scores): the split's.
+  const { manifest: fit } = await addDataset({ store, name: 'fit', folder: join(dir, 'fit'), size: 64 });
+  const resolved = resolveSplitBy(fit.items, 'auto');
+  assert.deepEqual(first.manifest.dataset.validation, splitIndices(fit.items, 0.15, 1, resolved).validation);
+  assert.equal(first.manifest.dataset.validation!.length, first.manifest.dataset.validationItems);
   // Same dataset, seed and fraction: the same validation images, so production scores what it recorded.
   const second = await runTraining({ ...base, epochs: 1, seed: 1, learningRate: 0.0001 }, ctx('gate-2'));
   assert.ok(!second.skipped && second.comparison);

@@ -69,10 +69,10 @@ export const COMMANDS: Record<string, CommandSpec> = {
     examples: ['camflow status b20261127-101500-0a1b2c3d4e5f --json'],
   },
   eval: {
-    usage: ['camflow eval FOLDER|DATASET[@V] [--model V] [--group-pattern RE] [--boxes F] [--truth auto|boxes|stain|none] [--out DIR]'],
-    summary: 'score a model on labelled images through the queues: HTML report + one JSON line',
-    options: ['model', 'group-pattern', 'boxes', 'truth', 'out'],
-    examples: ['camflow eval ./held-out-patients --group-pattern "^(C\\d+)"'],
+    usage: ['camflow eval FOLDER|DATASET[@V] [--model V] [--group-pattern RE] [--boxes F] [--truth auto|boxes|stain|none] [--subset auto|validation|all] [--out DIR]'],
+    summary: "score a model on labelled images through the queues: HTML report + one JSON line (the model's own dataset: its validation images unless --subset all)",
+    options: ['model', 'group-pattern', 'boxes', 'truth', 'subset', 'out'],
+    examples: ['camflow eval ./held-out-patients', 'camflow eval nih   # the validation patients of the model trained on dataset nih'],
   },
   batches: {
     usage: ['camflow batches list [--limit 50]', 'camflow batches cancel BATCH_ID', 'camflow batches repair BATCH_ID'],

@@ -37,26 +37,61 @@ export interface EvalOptions {
    * each positive image's pixels), `none`, or `auto` (default): boxes where given, else the stain.
    */
   truth?: 'auto' | 'boxes' | 'stain' | 'none';
+  /**
+   * Which images of a dataset snapshot: `validation` (the images the model was validated on, never trained on — needs
+   * the model's own snapshot), `all`, or `auto` (default): `validation` for the model's own snapshot when its split
+   * is recorded, else `all`. Folders are always scored whole.
+   */
+  subset?: 'auto' | 'validation' | 'all';
   out: string;
   onProgress?: (done: number, total: number) => void;
 }
 
 export { DEFAULT_GROUP_PATTERN } from '@camflow/common/core';
 
-/** The labelled images of a folder or a dataset snapshot, each named `<class>/<file>`. */
-async function labelledSource(ctx: Context, source: string): Promise<{ files: SourceFile[]; folder?: string }> {
-  const isFolder = await stat(source).then((s) => s.isDirectory(), () => false);
-  if (isFolder) {
+/** Which images of the source are scored, and how many of them the model trained on (when known). */
+interface Subset {
+  subset: 'folder' | 'validation' | 'all';
+  /** Images of the scored set that were the model's training images: known for its own snapshot only. */
+  trainingImages?: number;
+  /** Images in the snapshot (the scored set is a part of it for `validation`). */
+  of?: number;
+}
+
+/**
+ * The labelled images of a folder or a dataset snapshot, each named `<class>/<file>`: for the model's own snapshot,
+ * by default only the images it was validated on (`EvalOptions.subset`).
+ */
+async function labelledSource(ctx: Context, source: string, model: ModelManifest, want: 'auto' | 'validation' | 'all'): Promise<{ files: SourceFile[]; folder?: string } & Subset> {
+  const entry = await stat(source).catch(() => undefined);
+  if (entry?.isDirectory()) {
+    if (want === 'validation') throw new InvalidParameterError('--subset', 'validation only with a dataset snapshot (a folder is scored whole)', want);
     const files = (await listFolder(source)).filter((f) => f.name.includes('/'));
-    return { files, folder: source };
+    return { files, folder: source, subset: 'folder' };
   }
+  if (entry) throw new InvalidParameterError('source', 'a labelled folder (<folder>/<class>/<image>) or a dataset name[@version]', `${source} (a file)`);
+  if (/[/\\]/.test(source) || source.startsWith('.')) throw new InvalidParameterError('source', 'a labelled folder (<folder>/<class>/<image>) or a dataset name[@version]', `${source} (no such folder)`);
   const [name, version] = source.split('@');
   const manifest = await getDatasetManifest(ctx.store, name!, version ?? 'latest');
-  const files: SourceFile[] = manifest.items.map((item) => ({
-    name: `${manifest.classNames[item.label]}/${basename(item.name)}`,
-    read: () => ctx.store.get(keys.original(item.sha256, item.ext)),
-  }));
-  return { files };
+  const own = model.dataset.name === manifest.name && model.dataset.version === manifest.version;
+  const recorded = own ? model.dataset.validation : undefined;
+  if (want === 'validation' && !recorded) {
+    throw new InvalidParameterError(
+      '--subset',
+      `validation only for the model's own snapshot (${model.dataset.name}@${model.dataset.version}) with its split recorded (models published since 2026-11-28)`,
+      `${manifest.name}@${manifest.version} with model ${model.version}`,
+    );
+  }
+  const validation = want !== 'all' && recorded ? new Set(recorded) : undefined;
+  const files: SourceFile[] = manifest.items
+    .filter((_, i) => !validation || validation.has(i))
+    .map((item) => ({
+      name: `${manifest.classNames[item.label]}/${basename(item.name)}`,
+      read: () => ctx.store.get(keys.original(item.sha256, item.ext)),
+    }));
+  if (validation) return { files, subset: 'validation', trainingImages: 0, of: manifest.items.length };
+  // The model's own snapshot, whole: all but its validation images were training images.
+  return { files, subset: 'all', ...(own ? { trainingImages: model.dataset.trainItems } : {}), of: manifest.items.length };
 }
 
 async function readBoxes(path: string): Promise<Record<string, Box[]>> {
@@ -73,8 +108,16 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   const version = options.model ?? (await getProduction(ctx.store))?.version;
   if (!version) throw new NoModelError();
   const model = await getModelManifest(ctx.store, version);
-  const { files, folder } = await labelledSource(ctx, options.source);
+  const want = options.subset ?? 'auto';
+  if (!['auto', 'validation', 'all'].includes(want)) throw new InvalidParameterError('--subset', 'one of auto, validation, all', want);
+  const { files, folder, ...subset } = await labelledSource(ctx, options.source, model, want);
   if (files.length === 0) throw new InvalidParameterError('source', 'a labelled folder (<folder>/<class>/<image>) or a dataset', options.source);
+  // Scores need images under the model's class folders: a folder named otherwise would score nothing.
+  const folders = [...new Set(files.map((f) => f.name.split('/')[0]!))];
+  if (!folders.some((f) => model.classNames.includes(f))) {
+    throw new InvalidParameterError('source', `class folders named as model ${model.version}'s classes (${model.classNames.join(', ')})`, `${options.source} with folders ${folders.slice(0, 10).join(', ')}`);
+  }
+  if (subset.trainingImages) ctx.log.warn({ trainingImages: subset.trainingImages, images: files.length, model: version }, 'most of these images trained the model: its scores on them are not those of unseen images (--subset validation scores the rest)');
   let group: RegExp;
   try {
     group = new RegExp(options.groupPattern ?? DEFAULT_GROUP_PATTERN);
@@ -108,7 +151,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   const ok = results.filter(isCellResult);
   const stain = !boxes && (truth === 'auto' || truth === 'stain') ? await stainPointingForBatch(ctx.store, batch.batchId, ok, positiveClass) : undefined;
   const report: EvaluationReport = stain ? withStainAudit(scores, results, model, stain, { groupPattern: group }) : scores;
-  const html = await writeEvalReport(options.out, ctx, model, ok, report, positiveClass, group);
+  const html = await writeEvalReport(options.out, ctx, model, ok, report, positiveClass, group, subset);
   const c = report.classification;
   const round = (v: number) => Math.round(v * 10_000) / 10_000;
   const line = {
@@ -116,6 +159,8 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
       model: version,
       batchId: batch.batchId,
       images: c.images,
+      subset: subset.subset,
+      ...(subset.trainingImages !== undefined ? { training_images: subset.trainingImages } : {}),
       skipped: report.skipped.length,
       positiveClass,
       accuracy: round(c.accuracy),
@@ -146,7 +191,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '—' : `${(v * 100).toFixed(1)} %`);
 
 /** The HTML report: scores, confusion matrix, per-patient table, and the most confident errors with their overlays. */
-async function writeEvalReport(dir: string, ctx: Context, model: ModelManifest, ok: OkResult[], report: EvaluationReport, positiveClass: string, group: RegExp, worst = 24): Promise<string> {
+async function writeEvalReport(dir: string, ctx: Context, model: ModelManifest, ok: OkResult[], report: EvaluationReport, positiveClass: string, group: RegExp, subset: Subset, worst = 24): Promise<string> {
   await mkdir(join(dir, 'overlays'), { recursive: true });
   const c = report.classification;
   const errors = ok.filter((r) => r.name.split('/')[0] !== r.predicted.label).sort((a, b) => b.predicted.probability - a.predicted.probability).slice(0, worst);
@@ -179,6 +224,7 @@ async function writeEvalReport(dir: string, ctx: Context, model: ModelManifest, 
 <style>body{font:14px system-ui,sans-serif;margin:24px;background:#fafafa}figure{display:inline-block;margin:6px;text-align:center;width:150px}figcaption{font-size:11px;word-break:break-all}table.m td,table.m th{border:1px solid #ccc;padding:2px 8px}</style>
 <h1>camflow evaluation</h1>
 <p>Model <b>${esc(model.version)}</b> (${esc(model.preset)}, ${model.inputSize}², trained on ${esc(model.dataset.name)}@${esc(model.dataset.version)}). ${c.images} labelled images scored, ${report.skipped.length} skipped.</p>
+${subset.subset === 'validation' ? `<p>The model's validation images of its own snapshot (${c.images + report.skipped.length} of ${subset.of}): it never trained on them.</p>` : ''}${subset.trainingImages ? `<p style="color:#b00"><b>${subset.trainingImages} of these images trained the model</b>: these scores are not those of unseen images (<code>--subset validation</code> scores the others).</p>` : ''}
 <h2>Classification (positive class: ${esc(positiveClass)})</h2>
 <table class="m"><tr><th></th><th>argmax</th>${c.screening ? `<th>screening (P ≥ ${c.screening.threshold.toFixed(3)})</th>` : ''}</tr>
 <tr><td>accuracy</td><td>${pct(c.accuracy)}</td>${c.screening ? `<td>${pct(c.screening.accuracy)}</td>` : ''}</tr>

@@ -176,7 +176,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     preset: params.preset,
     inputSize: size,
     classNames: manifest.classNames,
-    dataset: { name: manifest.name, version: manifest.version, trainItems: split.train.length, validationItems: split.validation.length, splitBy },
+    dataset: { name: manifest.name, version: manifest.version, trainItems: split.train.length, validationItems: split.validation.length, splitBy, validation: split.validation },
     metrics: {
       valAccuracy: last.valAccuracy,
       valLoss: last.valLoss,

@@ -5,7 +5,7 @@ import type { CommandInput } from '../cli-io.js';
 
 /** `camflow eval`: see `camflow eval --help` (the command table in `commands.ts`). */
 export async function run({ v, rest }: CommandInput): Promise<void> {
-  if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow eval <labelled folder | dataset[@version]> [--model V] [--group-pattern RE] [--boxes boxes.json] [--truth auto|boxes|stain|none] [--out DIR]');
+  if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow eval <labelled folder | dataset[@version]> [--model V] [--group-pattern RE] [--boxes boxes.json] [--truth auto|boxes|stain|none] [--subset auto|validation|all] [--out DIR]');
   await withContext(async (ctx) => {
     const bar = v.json ? undefined : progressBar('evaluate');
     const { line } = await runEval(ctx, {
@@ -15,6 +15,7 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
       ...(v['group-pattern'] ? { groupPattern: v['group-pattern'] } : {}),
       ...(v.boxes ? { boxes: v.boxes } : {}),
       ...(v.truth ? { truth: v.truth as EvalOptions['truth'] } : {}),
+      ...(v.subset ? { subset: v.subset as EvalOptions['subset'] } : {}),
       ...(bar ? { onProgress: bar } : {}),
     });
     process.stdout.write(`${JSON.stringify(line)}\n`);

@@ -13,7 +13,15 @@ export const modelManifestSchema = z.object({
   preset: presetSchema,
   inputSize: z.number().int().positive(),
   classNames: z.array(z.string()).min(2),
-  dataset: z.object({ name: z.string(), version: z.string(), trainItems: z.number().int(), validationItems: z.number().int(), splitBy: z.string() }),
+  dataset: z.object({
+    name: z.string(),
+    version: z.string(),
+    trainItems: z.number().int(),
+    validationItems: z.number().int(),
+    splitBy: z.string(),
+    /** The validation images: indices into the snapshot's items (absent in versions published before it was recorded). */
+    validation: z.array(z.number().int().nonnegative()).optional(),
+  }),
   metrics: z.object({
     valAccuracy: z.number(),
     valLoss: z.number(),
