@@ -1,12 +1,10 @@
 // `npm run bench:nih [-- train flags]`: issue #9's measurement. Default training (`camflow train --dataset nih --wait`)
-// on the NIH dev cells, then `camflow eval` of the validation patients' cells (the trainer's own split) through the
-// queues. Real servers (spawned redis-server, s3rver), one `worker all` process, the CLI as a user runs it.
+// on the NIH dev cells, then `camflow eval nih` (the model's validation patients: the trainer's own split) through
+// the queues. Real servers (spawned redis-server, s3rver), one `worker all` process, the CLI as a user runs it.
 import { existsSync } from 'node:fs';
 import { cp, mkdir, writeFile } from 'node:fs/promises';
 import { readResults } from '../packages/cli/src/wait.ts';
 import { join } from 'node:path';
-import { keys } from '@camflow/common';
-import { splitIndices } from '../packages/trainer/src/split.ts';
 import { runCli, startCluster } from '../test/helpers/cluster.ts';
 
 const extra = process.argv.slice(2);
@@ -19,18 +17,9 @@ try {
   const t0 = Date.now();
   r = await runCli(c, ['train', '--dataset', 'nih', '--wait', '--json', ...extra]);
   console.log('train', (Date.now() - t0) / 1000, r.stdout.trim().split('\n').pop(), r.stderr.split('\n').filter((l) => /epoch/.test(l)).slice(-40).join('\n'));
-  // The same split as the trainer, over the registered manifest's items.
-  const latest = (await c.ctx.store.getJson(keys.datasetLatest('nih'))) as { version: string };
-  const manifest = (await c.ctx.store.getJson(keys.datasetManifest('nih', latest.version))) as { classNames: string[]; items: { name: string; label: number; group: string }[] };
-  const items = manifest.items.map((x) => ({ ...x, path: join(manifest.classNames[x.label]!, x.name.split('/').pop()!) }));
-  const split = splitIndices(items, 0.15, 42, 'group');
-  const out = join(c.dir, 'val');
-  for (const i of split.validation) {
-    await mkdir(join(out, items[i]!.path, '..'), { recursive: true });
-    await cp(join(src, items[i]!.path), join(out, items[i]!.path));
-  }
-  console.log('validation', split.validation.length);
-  r = await runCli(c, ['eval', out, '--json', '--out', join(c.dir, 'eval')]);
+  // The model's own dataset: eval scores the images it was validated on (the trainer's patient split), as a user
+  // runs it.
+  r = await runCli(c, ['eval', 'nih', '--json', '--out', join(c.dir, 'eval')]);
   console.log(r.stdout.trim().split('\n').pop(), r.code === 0 ? '' : r.stderr.slice(-2000));
   // With BENCH_NIH_REPORT=DIR the eval's HTML report (and its overlays) is copied there.
   if (process.env.BENCH_NIH_REPORT) await cp(join(c.dir, 'eval'), process.env.BENCH_NIH_REPORT, { recursive: true });

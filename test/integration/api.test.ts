@@ -133,6 +133,13 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.match(noDataset.stderr, /dataset not found: nosuchdataset \(add one with `camflow dataset add nosuchdataset FOLDER`\)/);
   await writeSyntheticDataset(join(c.dir, 'tiny-set'), { count: 8, seed: 3 });
   assert.equal((await runCli(c, ['dataset', 'add', 'tiny', join(c.dir, 'tiny-set')])).code, 0);
+  // The dataset is there, the version is not: say which one is.
+  const noVersion = await runCli(c, ['train', '--dataset', 'tiny', '--version', 'deadbeef']);
+  assert.equal(noVersion.code, 1);
+  assert.match(noVersion.stderr, /dataset version not found: tiny@deadbeef \(tiny's latest is tiny@\w+\)/);
+  const noFolder = await runCli(c, ['dataset', 'add', 'tiny', join(c.dir, 'no-such-folder')]);
+  assert.equal(noFolder.code, 2);
+  assert.match(noFolder.stderr, /for folder but received ".*no-such-folder \(no such folder\)"/);
   const badCron = await runCli(c, ['schedule', '--dataset', 'tiny', '--cron', 'a']);
   assert.equal(badCron.code, 2);
   assert.match(badCron.stderr, /--cron\/--tz/);

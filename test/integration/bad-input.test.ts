@@ -44,7 +44,7 @@ test('a labelled folder with a third, unknown class: its files are reported, the
   assert.match(manifest.rejected[0]!.error, /unknown class "Platelets"/);
 });
 
-test('an empty class folder or a class with a single image is refused with the class named', async () => {
+test('an empty class folder, a class with a single image, a missing folder are refused, naming what is wrong', async () => {
   const empty = await labelled('empty', { Parasitized: 3 });
   await mkdir(join(empty, 'Uninfected'), { recursive: true });
   await assert.rejects(addDataset({ store, name: 'empty', folder: empty, size: 32 }), (e: unknown) => e instanceof InvalidParameterError && /class "Uninfected"/.test(e.message));
@@ -52,6 +52,10 @@ test('an empty class folder or a class with a single image is refused with the c
   await assert.rejects(addDataset({ store, name: 'single', folder: single, size: 32 }), (e: unknown) => e instanceof InvalidParameterError && /class "Uninfected"/.test(e.message) && /at least 2/.test(e.message));
   const one = await labelled('oneclass', { Parasitized: 3 });
   await assert.rejects(addDataset({ store, name: 'oneclass', folder: one, size: 32 }), /at least two class folders/);
+  // A folder that is not there, or a file: named as such (not a raw ENOENT).
+  await assert.rejects(addDataset({ store, name: 'missing', folder: join(dir, 'no-such-folder'), size: 32 }), (e: unknown) => e instanceof InvalidParameterError && e.field === 'folder' && /no such folder/.test(e.message));
+  const file = join(single, 'Parasitized', (await readdir(join(single, 'Parasitized')))[0]!);
+  await assert.rejects(addDataset({ store, name: 'file', folder: file, size: 32 }), (e: unknown) => e instanceof InvalidParameterError && /a file/.test(e.message));
 });
 
 test('archive members with ../ or absolute paths stay metadata: nothing is written outside, names are cleaned', async () => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { ConfigError, InvalidParameterError, createLogger, keys, loadConfig, parseWith, camJobSchema, trainJobSchema } from '@camflow/common';
+import { ConfigError, InvalidParameterError, createLogger, keys, loadConfig, parseWith, camJobSchema, camOptionsSchema, trainJobSchema } from '@camflow/common';
 import { safeMemberName } from '@camflow/ingest';
 import { resolveSplitBy, splitIndices } from '@camflow/trainer';
 import { collapseEpoch, collapseReason } from '@camflow/trainer';
@@ -94,4 +94,19 @@ test('a run at chance counts as collapsed only after enough optimizer steps, how
   assert.equal(collapseEpoch(2, 1700, 32), 12);
   assert.ok(collapseEpoch(2, 1700, 32) * Math.ceil(1700 / 32) >= 600);
   assert.equal(collapseEpoch(20, 1700, 32), 20, 'a longer patience stands');
+});
+
+test("a schema's refusal reads as one sentence: the expectation without zod's lead, the value, and for a mistyped choice the one meant", () => {
+  const message = (schema: unknown, value: unknown, what: string) => {
+    try {
+      parseWith(schema as never, value, what);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return 'accepted';
+  };
+  assert.equal(message(camOptionsSchema, { kind: 'field' }, '--options'), 'Expected one of "auto"|"cells"|"fields" (did you mean "fields"?) for --options.kind but received "field"');
+  assert.equal(message(trainJobSchema, { dataset: 'x', epochs: 0 }, 'train job'), 'Expected number to be >0 for train job.epochs but received 0');
+  assert.equal(message(trainJobSchema, { dataset: 'x', epochs: 'a' }, 'train job'), 'Expected number for train job.epochs but received "a"');
+  assert.equal(message(camOptionsSchema, { kind: 'zzz' }, '--options'), 'Expected one of "auto"|"cells"|"fields" for --options.kind but received "zzz"');
 });

@@ -1,5 +1,8 @@
 // The CLI's commands, their options and help: one table, read by the parser (which options a command takes), the
 // global usage and each command's `--help`. Pure; `main.ts` does the work.
+import { suggest } from '@camflow/common/core';
+
+export { suggest };
 
 export interface CommandSpec {
   /** One line per form of the command. */
@@ -121,25 +124,6 @@ export function globalUsage(): string {
 export function commandHelp(name: string): string {
   const c = COMMANDS[name]!;
   return `${c.usage.join('\n')}\n\n${c.summary}\n\nExamples:\n${c.examples.map((e) => `  ${e}`).join('\n')}\n\nEvery command takes --json (stdout then holds only JSON). Configuration: environment variables (see the README).`;
-}
-
-/** Pure: Levenshtein distance (small strings). */
-export function distance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++)
-    for (let j = 1; j <= b.length; j++) d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-  return d[a.length]![b.length]!;
-}
-
-/** Pure: the closest candidate to a mistyped word, when it is close enough to be what was meant. */
-export function suggest(word: string, candidates: readonly string[]): string | undefined {
-  let best: { c: string; d: number } | undefined;
-  for (const c of candidates) {
-    const d = distance(word, c);
-    if (!best || d < best.d) best = { c, d };
-  }
-  return best && best.d <= Math.max(1, Math.floor(best.c.length / 3)) ? best.c : undefined;
 }
 
 /** Pure: why the options given are not what `command` takes, or undefined when they are. */

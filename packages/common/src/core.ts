@@ -2,6 +2,7 @@
 // generator, so a process that never runs a model (the API, `submit`, `status`) does not load them.
 export * from './errors.js';
 export * from './validate.js';
+export * from './suggest.js';
 export * from './config.js';
 export * from './logger.js';
 export * from './cam/index.js';

@@ -1,5 +1,6 @@
 import type { ZodType } from 'zod';
 import { InvalidParameterError } from './errors.js';
+import { suggest } from './suggest.js';
 
 /**
  * Parse `value` with a zod schema and turn the first issue into an InvalidParameterError that names the
@@ -15,5 +16,16 @@ export function parseWith<T>(schema: ZodType<T>, value: unknown, what: string): 
   for (const key of issue.path) {
     actual = actual !== null && typeof actual === 'object' ? (actual as Record<PropertyKey, unknown>)[key as PropertyKey] : undefined;
   }
-  throw new InvalidParameterError(path, issue.message, actual);
+  throw new InvalidParameterError(path, expectation(issue, actual), actual);
+}
+
+/**
+ * The expectation of a zod issue, in the error's own words ("Expected <this> for <field> but received <value>"):
+ * zod's message without its "Invalid option: expected" lead, and for a mistyped choice the one that was meant.
+ */
+function expectation(issue: { code: string; message: string; values?: readonly unknown[] }, actual: unknown): string {
+  const plain = issue.message.replace(/^(Invalid (option|input|value)|Too (small|big)): expected /, '').replace(/, received \w+$/, '');
+  const choices = issue.code === 'invalid_value' && issue.values ? issue.values.filter((v): v is string => typeof v === 'string') : [];
+  const near = typeof actual === 'string' && choices.length ? suggest(actual, choices) : undefined;
+  return near ? `${plain} (did you mean "${near}"?)` : plain;
 }

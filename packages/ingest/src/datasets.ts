@@ -13,7 +13,7 @@ import {
   type Logger,
   type ObjectStore,
 } from '@camflow/common/core';
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { listFolder } from './sources.js';
 import { rejectionReason, storeOriginal } from './store-image.js';
 
@@ -47,6 +47,8 @@ export async function addDataset(options: AddDatasetOptions): Promise<{ manifest
   const size = options.size ?? 128;
   const group = new RegExp(options.groupPattern ?? DEFAULT_GROUP_PATTERN);
   keys.datasetPrefix(name); // validates the name early
+  const entry = await stat(folder).catch(() => undefined);
+  if (!entry?.isDirectory()) throw new InvalidParameterError('folder', 'a folder of class folders (<folder>/<class>/<image>)', `${folder} (${entry ? 'a file' : 'no such folder'})`);
   const entries = await listFolder(folder);
   const rejected: { name: string; error: string }[] = [];
   const files: Extract<(typeof entries)[number], { read(): Promise<Buffer> }>[] = [];

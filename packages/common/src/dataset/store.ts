@@ -11,6 +11,11 @@ export async function getDatasetManifest(store: ObjectStore, name: string, versi
   if (version === 'latest' && !latest) throw missing();
   const resolved = version === 'latest' ? (latest as { version: string }).version : version;
   const manifest = await store.getJsonIfExists(keys.datasetManifest(name, resolved));
+  if (!manifest && version !== 'latest') {
+    // The dataset may exist and only the version be wrong: say which one is there.
+    const current = (await store.getJsonIfExists(keys.datasetLatest(name))) as { version: string } | undefined;
+    if (current) throw new NotFoundError('dataset version', `${name}@${version} (${name}'s latest is ${name}@${current.version})`);
+  }
   if (!manifest) throw missing();
   return parseWith(datasetManifestSchema, manifest, 'dataset manifest');
 }
