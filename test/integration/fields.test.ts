@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createRng, encodePng, fieldDocumentSchema, generateCell, generateField, iou, isCellResult, scoreDetections, type FieldResult } from '@camflow/common';
+import { createRng, encodePng, fieldDocumentSchema, generateCell, generateField, iou, isCellResult, keys, scoreDetections, type FieldResult } from '@camflow/common';
 import { readResults } from '../../packages/cli/src/wait.ts';
 import { buildApi } from '@camflow/ingest';
 import { connectProducer } from '@camflow/common';
@@ -95,6 +95,22 @@ test('a smear field submitted with the defaults is read as a field: cells found,
       // Levels 0…11 for 1400×1000 at 256-px tiles: 6×4 tiles at full size, 3×2, 2×1, then 1 each.
       assert.ok(tiles >= 6 * 4 + 3 * 2 + 2 + 9, `${tiles} tiles under ${key}`);
     }
+});
+
+test('one image is a batch of one: `submit field.png --wait` reads it as a field and prints its parasitemia; the summary pools the fields', async () => {
+  const run = await runCli(c, ['submit', join(c.dir, 'smears', 'field.png'), '--wait']);
+  assert.equal(run.code, 0, run.stderr);
+  const id = /batch (\S+) completed/.exec(run.stdout)![1]!;
+  const [line] = (await readResults(c.ctx.store, id)) as FieldResult[];
+  assert.equal(line!.name, 'field.png');
+  assert.equal(line!.kind, 'field');
+  const s = line!.field;
+  const summary = await c.ctx.store.getJson<{ fields: { images: number; cells: number; counted: number; infected: number; parasitemia: number; interval: [number, number] } }>(keys.resultsSummary(id));
+  assert.deepEqual(summary.fields, { images: 1, positiveClass: s.positiveClass, cells: s.cells, counted: s.counted, infected: s.infected, parasitemia: s.parasitemia, interval: s.interval });
+  assert.match(run.stdout, new RegExp(`1 field: ${s.infected} of ${s.counted} counted cells ${s.positiveClass}, parasitemia ${(s.parasitemia * 100).toFixed(1)} %`));
+  // The first batch (a field beside two cell crops): the fields' cells are pooled, the crops are not.
+  const first = await c.ctx.store.getJson<{ fields: { images: number; counted: number } }>(keys.resultsSummary(batchId));
+  assert.deepEqual([first.fields.images, first.fields.counted], [1, s.counted]);
 });
 
 test("a field's cells go over the worker pool as `field-cells` jobs of the cam queue, the chunk waiting for them; their working objects are removed after the commit", async () => {

@@ -17,6 +17,7 @@ import {
   deliverWebhook,
   finishListing,
   totalsOf,
+  wilsonInterval,
 } from '@camflow/common';
 
 export type { BatchSummary };
@@ -66,14 +67,22 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
   let items = 0;
   let ok = 0;
   const screen = { positiveClass: '', positive: 0, negative: 0 };
+  const fields = { images: 0, positiveClass: '', cells: 0, counted: 0, infected: 0 };
   const count = (l: ImageResult) => {
     items++;
     if (l.status === 'failed') failures[l.reason] = (failures[l.reason] ?? 0) + 1;
     else {
       ok++;
       if (l.kind === 'cell') byClass[l.predicted.label] = (byClass[l.predicted.label] ?? 0) + 1;
-      // A field counts once, under `field`; its cells' classes are in its own summary.
-      else byClass.field = (byClass.field ?? 0) + 1;
+      else {
+        // A field counts once, under `field`; its cells' classes are in its own summary, and pooled below.
+        byClass.field = (byClass.field ?? 0) + 1;
+        fields.images++;
+        fields.positiveClass ||= l.field.positiveClass;
+        fields.cells += l.field.cells;
+        fields.counted += l.field.counted;
+        fields.infected += l.field.infected;
+      }
     }
     if (isCellResult(l) && l.screen) {
       screen.positiveClass ||= l.screen.positiveClass;
@@ -109,6 +118,7 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
     failures,
     chunks: { total: info.chunks, failed: failedChunks.size },
     ...(screen.positive + screen.negative > 0 ? { screen } : {}),
+    ...(fields.images > 0 ? { fields: { ...fields, parasitemia: fields.counted ? fields.infected / fields.counted : 0, interval: wilsonInterval(fields.infected, fields.counted) } } : {}),
     ...(info.listing ? { listing: { source: info.listing.source, state: info.listing.state, pages: info.listing.pages, ...(info.listing.reason ? { reason: info.listing.reason } : {}) } } : {}),
     completedAt: new Date().toISOString(),
   };

@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
-import { extname, sep } from 'node:path';
+import { basename, extname, sep } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import yauzl from 'yauzl';
@@ -376,7 +376,7 @@ async function* s3Entries(url: string, options: S3SourceOptions, limits: SourceL
 
 /** A submission source: its entries, streamed in order. */
 export interface OpenedSource {
-  kind: 'folder' | 'tar' | 'zip' | 'upload' | 's3';
+  kind: 'folder' | 'file' | 'tar' | 'zip' | 'upload' | 's3';
   entries: AsyncIterable<SourceFile>;
 }
 
@@ -401,7 +401,12 @@ export async function openSource(path: string, limits: SourceLimits = defaultSou
   if (/\.(tar\.gz|tgz)$/i.test(path)) return { kind: 'tar', entries: tarEntries(path, true, limits) };
   if (/\.tar$/i.test(path)) return { kind: 'tar', entries: tarEntries(path, false, limits) };
   if (/\.zip$/i.test(path)) return { kind: 'zip', entries: zipEntries(path, limits) };
-  throw new InvalidParameterError('source', 'a folder or a .tar, .tar.gz, .tgz or .zip archive', path);
+  // One image (a smear field, a slide scan): a batch of one, named by its file name.
+  if (info.isFile() && looksLikeImage(path)) {
+    const name = basename(path);
+    return { kind: 'file', entries: fromArray([info.size > limits.maxFileBytes ? tooLarge(name, info.size, limits.maxFileBytes) : { name, read: () => readFile(path) }]) };
+  }
+  throw new InvalidParameterError('source', 'a folder, an image, or a .tar, .tar.gz, .tgz or .zip archive', path);
 }
 
 /** Uploaded files as a source. */

@@ -48,6 +48,9 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
     }
     const bar = v.json ? undefined : progressBar('localize');
     const status = await waitForBatch(ctx, info.batchId, 24 * 3600_000, (s) => (s.images ? bar?.(s.images.done, s.images.total, s.state === 'running' ? s.images.etaSeconds : undefined) : bar?.(s.chunks.done, s.chunks.total)));
-    print(v.json, status, `batch ${info.batchId} completed: ${JSON.stringify(status.summary)}`);
+    const f = status.summary?.fields;
+    const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
+    const fieldsLine = f ? `\n${f.images} field${f.images === 1 ? '' : 's'}: ${f.infected} of ${f.counted} counted cells ${f.positiveClass}, parasitemia ${pct(f.parasitemia)} [95 % ${pct(f.interval[0])} – ${pct(f.interval[1])}] (\`camflow results ${info.batchId}\` has each field)` : '';
+    print(v.json, status, `batch ${info.batchId} completed: ${JSON.stringify(status.summary)}${fieldsLine}`);
   });
 }

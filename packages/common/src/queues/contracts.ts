@@ -312,6 +312,13 @@ export const batchSummarySchema = z.object({
   chunks: z.object({ total: z.number().int().nonnegative(), failed: z.number().int().nonnegative() }),
   /** Screen-positive and screen-negative images at the model's operating point (models that have one). */
   screen: z.object({ positiveClass: z.string(), positive: z.number().int().nonnegative(), negative: z.number().int().nonnegative() }).optional(),
+  /**
+   * The batch's smear fields together (batches with fields): their cells pooled — counted cells, those predicted
+   * positive, parasitemia = infected / counted with its 95 % Wilson interval. Each field's own is in its result line.
+   */
+  fields: z
+    .object({ images: z.number().int().nonnegative(), positiveClass: z.string(), cells: z.number().int().nonnegative(), counted: z.number().int().nonnegative(), infected: z.number().int().nonnegative(), parasitemia: z.number().min(0).max(1), interval: z.tuple([z.number(), z.number()]) })
+    .optional(),
   /** An S3-prefix batch: how its listing ended (`done`, or `cancelled` / `failed` with the objects listed until then). */
   listing: z.object({ source: z.string(), state: z.enum(['listing', 'done', 'cancelled', 'failed']), pages: z.number().int().nonnegative(), reason: z.string().optional() }).optional(),
   completedAt: z.string(),
