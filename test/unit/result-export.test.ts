@@ -13,7 +13,7 @@ const cell = imageResultSchema.parse({
 });
 const field = imageResultSchema.parse({
   batchId: 'b1', imageId: 'i0000001', name: 'smear.jpg', status: 'ok', kind: 'field', sha256: 'b'.repeat(64), width: 5312, height: 2988, modelVersion: 'm1', precision: 'fp32',
-  field: { positiveClass: 'Parasitized', cells: 191, counted: 177, infected: 8, parasitemia: 8 / 177, interval: [0.023, 0.087], cellDiameter: 110 },
+  field: { positiveClass: 'Parasitized', cells: 191, counted: 177, infected: 8, parasitemia: 8 / 177, interval: [0.023, 0.087], screenPositive: 21, cellDiameter: 110 },
   outputs: { field: 'results/b1/i0000001/field.json', geojson: 'results/b1/i0000001/cells.geojson' },
 });
 const failed = imageResultSchema.parse({ batchId: 'b1', imageId: 'i0000002', name: '=HYPERLINK("x")', status: 'failed', reason: 'not-an-image', error: 'not an image: bytes 00 01' });
@@ -27,6 +27,8 @@ test('CSV: one row per line in order, a probability column per class, quoted per
   assert.ok(lines[1]!.startsWith('i0000000,"Parasitized/a,""b"".png",ok,cell,m1,fp32,onnxruntime/cpu,Parasitized,0.9,0.9,0.1,1,10,20,30,40,25,35'), lines[1]);
   const f = Object.fromEntries(header.map((h, i) => [h, lines[2]!.split(',')[i]]));
   assert.deepEqual([f.kind, f.cells, f.counted, f.infected, f.parasitemia_low, f.parasitemia_high], ['field', '191', '177', '8', '0.023', '0.087']);
+  // A field's screen_positive: its counted cells positive at the screening point (a cell's: 1 or 0).
+  assert.equal(f.screen_positive, '21');
   assert.ok(lines[3]!.includes(`"'=HYPERLINK(""x"")"`), 'a name starting with = cannot run as a formula');
   assert.ok(lines[3]!.includes('not-an-image'));
 });
