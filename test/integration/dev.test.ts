@@ -1,7 +1,7 @@
 // `camflow dev` as a user runs it: its data survives a restart, and SIGTERM stops its redis-server and s3rver.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -59,6 +59,10 @@ test('camflow dev keeps its data in --data-dir across restarts, and SIGTERM stop
   const second = await startDev(dataDir);
   try {
     assert.deepEqual(await store(second.env).getJsonIfExists('datasets/kept/latest.json'), { kept: true }, 'the data of the first run is still there');
+    // A second `camflow dev` on the same folder would run a second redis-server on the same AOF: refused at once.
+    const third = spawnSync(process.execPath, ['--import', 'tsx', join(root, 'packages/cli/src/main.ts'), 'dev', '--data-dir', dataDir], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(third.status, 2, third.stderr);
+    assert.match(third.stderr, new RegExp(`in use by pid ${second.child.pid}`));
   } finally {
     second.child.kill('SIGTERM');
     await second.exited;

@@ -34,3 +34,22 @@ test('commands that run no model (serve, submit, status, results) load neither t
   for (const command of ['serve', 'submit', 'status', 'results']) assert.equal(loads(command).tfjs, false, `camflow ${command} loaded tfjs`);
   assert.equal(loads('worker').tfjs, true, 'the probe sees tfjs where it is loaded');
 });
+
+test("camflow dev claims its data folder: a second one on the same folder is refused naming the holder; a dead holder's claim is taken over", async () => {
+  const { claimDataDir } = await import('../../packages/cli/src/dev-lock.ts');
+  const { mkdtemp, readFile, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { spawnSync } = await import('node:child_process');
+  const dir = await mkdtemp(join(tmpdir(), 'camflow-devlock-'));
+  const release = claimDataDir(dir);
+  assert.equal(await readFile(join(dir, 'dev.lock'), 'utf8'), String(process.pid));
+  assert.throws(() => claimDataDir(dir, 12345), (e: Error) => /--data-dir/.test(e.message) && new RegExp(`in use by pid ${process.pid}`).test(e.message));
+  release();
+  // A claim left by a process that has exited: taken over.
+  const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+  await writeFile(join(dir, 'dev.lock'), gone);
+  const again = claimDataDir(dir);
+  assert.equal(await readFile(join(dir, 'dev.lock'), 'utf8'), String(process.pid));
+  again();
+});

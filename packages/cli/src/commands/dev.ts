@@ -6,6 +6,7 @@ import { connectProducer, startRedis, startS3 } from '@camflow/common/core';
 import { buildApi } from '@camflow/ingest';
 import { createContext, ensureStore } from '../context.js';
 import { closeOnSignals, startWorkers } from '../workers.js';
+import { claimDataDir } from '../dev-lock.js';
 import type { CommandInput } from '../cli-io.js';
 
 /** `camflow dev`: see `camflow dev --help` (the command table in `commands.ts`). */
@@ -14,6 +15,7 @@ export async function run({ v }: CommandInput): Promise<void> {
   const dataDir = resolve(v['data-dir'] ?? join(process.env.XDG_DATA_HOME ?? join(homedir(), '.local', 'share'), 'camflow', 'dev'));
   await mkdir(join(dataDir, 'redis'), { recursive: true });
   await mkdir(join(dataDir, 's3'), { recursive: true });
+  claimDataDir(dataDir);
   const redis = await startRedis({ appendonly: true, dir: join(dataDir, 'redis') });
   // Whatever ends this process (signal, crash, the grace period running out mid-training), its servers stop.
   process.on('exit', () => redis.signalStop());
@@ -30,6 +32,7 @@ export async function run({ v }: CommandInput): Promise<void> {
   const host = process.env.API_HOST ?? '127.0.0.1';
   const address = await app.listen({ port: ctx.config.API_PORT, host }).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== 'EADDRINUSE') throw error;
+    process.stderr.write(`API_PORT ${ctx.config.API_PORT} is in use on ${host}: the API and viewer take a free port instead (below)\n`);
     return app.listen({ port: 0, host });
   });
   process.stdout.write(
