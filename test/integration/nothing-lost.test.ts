@@ -194,6 +194,12 @@ test('every CLI command fails fast, in one line naming what is unreachable; conf
     assert.ok(Date.now() - t1 < 10_000, `took ${Date.now() - t1} ms`);
     assert.equal(s3Down.code, 1);
     assert.match(s3Down.stderr, /S3 at http:\/\/127\.0\.0\.1:1, bucket \w+, is unreachable/);
+    // No credentials is not an outage: the line says what to set.
+    const t2 = Date.now();
+    const noCredentials = await camflow(c, ['models'], { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_CONFIG_FILE: '/nonexistent', AWS_EC2_METADATA_DISABLED: 'true' });
+    assert.ok(Date.now() - t2 < 10_000, `took ${Date.now() - t2} ms`);
+    assert.equal(noCredentials.code, 78, noCredentials.stderr);
+    assert.match(noCredentials.stderr, /needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/);
     // Endpoints that accept the connection and never answer: still one line within 10 s.
     const silent = createServer(() => undefined);
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
