@@ -91,6 +91,14 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   const cli = await runCli(c, ['results', info.batchId, '--format', 'csv', '--out', file]);
   assert.equal(cli.code, 0, cli.stderr);
   assert.equal(await readFile(file, 'utf8'), `${rows.join('\r\n')}\r\n`);
+  // --json keeps stdout JSON: what was written, where; CSV to stdout is refused under --json.
+  const written = await runCli(c, ['results', info.batchId, '--format', 'csv', '--out', file, '--json']);
+  assert.equal(written.code, 0, written.stderr);
+  assert.deepEqual(JSON.parse(written.stdout), { batchId: info.batchId, out: file, format: 'csv', bytes: Buffer.byteLength(await readFile(file, 'utf8')) });
+  const csvOnStdout = await runCli(c, ['results', info.batchId, '--format', 'csv', '--json']);
+  assert.deepEqual([csvOnStdout.code, csvOnStdout.stdout], [2, '']);
+  const help = await runCli(c, ['--json']);
+  assert.ok(JSON.parse(help.stdout).commands.submit, 'help under --json is JSON');
   // The batch list, newest first, over HTTP and from the CLI.
   const listed = (await json(fetch(`${base}/v1/batches?limit=5`, { headers: auth }))).batches as { batchId: string; state: string; images: { done: number } }[];
   const mine = listed.find((b) => b.batchId === info.batchId)!;

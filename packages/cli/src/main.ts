@@ -58,8 +58,9 @@ async function main(argv: string[]): Promise<void> {
     if (!Number.isFinite(n)) throw new CamflowError('USAGE', `--${String(name)} expects a number, got ${JSON.stringify(raw)}`);
     return n;
   };
+  // Help under --json is JSON too (the command table), so that stdout holds only JSON.
   if (!command || (command === 'help' && !rest[0])) {
-    process.stdout.write(`${globalUsage()}\n`);
+    process.stdout.write(v.json ? `${JSON.stringify({ commands: COMMANDS })}\n` : `${globalUsage()}\n`);
     return;
   }
   const named = command === 'help' ? rest[0]! : command;
@@ -68,7 +69,7 @@ async function main(argv: string[]): Promise<void> {
     throw new CamflowError('USAGE', `unknown command "${named}"${near ? `; did you mean "${near}"?` : ''} (camflow --help lists the commands)`);
   }
   if (v.help || command === 'help') {
-    process.stdout.write(`${commandHelp(named)}\n`);
+    process.stdout.write(v.json ? `${JSON.stringify({ command: named, ...COMMANDS[named] })}\n` : `${commandHelp(named)}\n`);
     return;
   }
   const given = Object.entries(v as Record<string, unknown>).filter(([, value]) => value !== undefined && value !== false).map(([k]) => k);
