@@ -14,3 +14,20 @@ test('progress counts the images of finished chunks, with the rate since submiss
   assert.deepEqual(imageProgress(info, [0, 1, 2], t + 64_000), { total: 600, done: 0 }, 'no rate before the first chunk');
   assert.deepEqual(imageProgress(info, [], t + 100_000).done, 600);
 });
+
+test('the CLI progress bar (not a terminal) writes a finished bar once, however often it is polled finished', async () => {
+  const { progressBar } = await import('../../packages/cli/src/cli-io.ts');
+  const written: string[] = [];
+  const write = process.stderr.write;
+  const tty = process.stderr.isTTY;
+  Object.defineProperty(process.stderr, 'isTTY', { value: false, configurable: true });
+  process.stderr.write = ((chunk: string) => (written.push(chunk), true)) as typeof process.stderr.write;
+  try {
+    const bar = progressBar('evaluate');
+    for (const done of [1, 4, 8, 8, 8, 8, 8]) bar(done, 8);
+  } finally {
+    process.stderr.write = write;
+    Object.defineProperty(process.stderr, 'isTTY', { value: tty, configurable: true });
+  }
+  assert.deepEqual(written, [`evaluate [${'#'.repeat(30)}] 8/8\n`]);
+});

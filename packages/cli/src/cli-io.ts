@@ -29,9 +29,15 @@ export const print = (json: boolean, value: unknown, human: string) => process.s
 export function progressBar(label: string) {
   const tty = process.stderr.isTTY;
   let last = 0;
+  // A finished bar is written once: polls that find it finished again (the batch still finalizing) say nothing.
+  let finished = '';
   return (done: number, total: number | undefined, etaSeconds?: number) => {
     const now = Date.now();
     if (done !== total && now - last < 200) return;
+    if (done === total) {
+      if (finished === `${done}/${total}`) return;
+      finished = `${done}/${total}`;
+    }
     last = now;
     if (total === undefined) {
       if (tty) process.stderr.write(`\r${label} ${done} entries`);

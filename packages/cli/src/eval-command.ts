@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import {
   DEFAULT_GROUP_PATTERN,
   InvalidParameterError,
@@ -242,7 +242,7 @@ ${report.stainSupported && report.stainPointing ? `<h2>Labels the pixels do not 
 <h2>Most confident errors</h2>${tiles.join('\n') || '<p>none</p>'}
 ${report.skipped.length ? `<h2>Skipped</h2><ul>${report.skipped.slice(0, 200).map((s) => `<li>${esc(s.name)}: ${esc(s.why)}</li>`).join('')}</ul>` : ''}
 `;
-  const path = join(dir, 'index.html');
+  const path = resolve(dir, 'index.html');
   await writeFile(path, html);
   return path;
 }
