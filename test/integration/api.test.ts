@@ -136,6 +136,10 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   // A CLI that explains itself: unknown things are named, with what to do.
   const noBatch = await runCli(c, ['status', 'nosuchbatch']);
   assert.deepEqual([noBatch.code, noBatch.stderr.trim()], [1, 'batch not found: nosuchbatch']);
+  const noPage = await runCli(c, ['open', 'nosuchbatch']);
+  assert.deepEqual([noPage.code, noPage.stdout, noPage.stderr.trim()], [1, '', 'batch not found: nosuchbatch']);
+  const page = await runCli(c, ['open', info.batchId, '--json']);
+  assert.match(JSON.parse(page.stdout).url, new RegExp(`/viewer/batches/${info.batchId}$`));
   const noDataset = await runCli(c, ['train', '--dataset', 'nosuchdataset']);
   assert.equal(noDataset.code, 1);
   assert.match(noDataset.stderr, /dataset not found: nosuchdataset \(add one with `camflow dataset add nosuchdataset FOLDER`\)/);

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
-import { loadConfig } from '@camflow/common/core';
-import { print } from '../cli-io.js';
+import { NotFoundError, loadConfig } from '@camflow/common/core';
+import { batchStatus } from '@camflow/ingest';
+import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
 /** `camflow open`: see `camflow open --help` (the command table in `commands.ts`). */
@@ -9,6 +10,12 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
   const config = loadConfig(process.env);
   const host = config.API_HOST === '0.0.0.0' || config.API_HOST === '::' ? '127.0.0.1' : config.API_HOST;
   const url = `http://${host}:${config.API_PORT}/viewer${rest[0] ? `/batches/${encodeURIComponent(rest[0])}` : ''}`;
+  // A batch that does not exist gets no page: say so instead of opening one.
+  if (rest[0]) {
+    await withContext(async (ctx) => {
+      if ((await batchStatus(ctx.store, ctx.queues.batch, rest[0]!)).state === 'unknown') throw new NotFoundError('batch', rest[0]!);
+    });
+  }
   print(v.json, { url }, url);
   if (!v.json && process.env.DISPLAY) spawn('xdg-open', [url], { stdio: 'ignore', detached: true }).on('error', () => undefined).unref();
 }
