@@ -145,6 +145,15 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.match(noDataset.stderr, /dataset not found: nosuchdataset \(add one with `camflow dataset add nosuchdataset FOLDER`\)/);
   await writeSyntheticDataset(join(c.dir, 'tiny-set'), { count: 8, seed: 3 });
   assert.equal((await runCli(c, ['dataset', 'add', 'tiny', join(c.dir, 'tiny-set')])).code, 0);
+  // Another folder under the same name: the new latest, said, the old one kept; `dataset list` shows both.
+  await writeSyntheticDataset(join(c.dir, 'tiny-set-2'), { count: 6, seed: 4 });
+  const second = await runCli(c, ['dataset', 'add', 'tiny', join(c.dir, 'tiny-set-2'), '--json']);
+  assert.equal(second.code, 0, second.stderr);
+  const replacing = JSON.parse(second.stdout) as { version: string; replaced: { version: string; items: number } };
+  assert.equal(replacing.replaced.items, 8);
+  const list = JSON.parse((await runCli(c, ['dataset', 'list', '--json'])).stdout) as { datasets: { name: string; latest: string; items: number; versions: string[] }[] };
+  const tiny = list.datasets.find((d) => d.name === 'tiny')!;
+  assert.deepEqual([tiny.latest, tiny.items, [...tiny.versions].sort()], [replacing.version, 6, [replacing.version, replacing.replaced.version].sort()]);
   // The dataset is there, the version is not: say which one is.
   const noVersion = await runCli(c, ['train', '--dataset', 'tiny', '--version', 'deadbeef']);
   assert.equal(noVersion.code, 1);

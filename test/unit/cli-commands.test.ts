@@ -53,3 +53,17 @@ test("camflow dev claims its data folder: a second one on the same folder is ref
   assert.equal(await readFile(join(dir, 'dev.lock'), 'utf8'), String(process.pid));
   again();
 });
+
+test('dataset add warns about a folder one level too high (class folders holding class folders) and classes far apart in size', async () => {
+  const { layoutWarnings } = await import('../../packages/ingest/src/datasets.ts');
+  const files = (cls: string, sub: string[], n: number) => sub.flatMap((s) => Array.from({ length: n }, (_, i) => ({ name: `${cls}/${s ? `${s}/` : ''}${i}.png` })));
+  // `dataset add x ./data` where ./data holds nih-cells-dev/{Parasitized,Uninfected} and smears/.
+  const tooHigh = new Map([['nih-cells-dev', files('nih-cells-dev', ['Parasitized', 'Uninfected'], 50)], ['smears', files('smears', [''], 3)]]);
+  const w = layoutWarnings(tooHigh, ['nih-cells-dev', 'smears']);
+  assert.equal(w.length, 2, w.join('\n'));
+  assert.match(w[0]!, /class "nih-cells-dev": all its 100 images sit in sub-folders \(Parasitized, Uninfected\)/);
+  assert.match(w[1]!, /"nih-cells-dev" has 100 images, "smears" 3/);
+  // A plain layout, and patients as sub-folders of every class (class/patient/image): quiet.
+  assert.deepEqual(layoutWarnings(new Map([['P', files('P', [''], 20)], ['U', files('U', [''], 25)]]), ['P', 'U']), []);
+  assert.deepEqual(layoutWarnings(new Map([['P', files('P', ['C1', 'C2'], 20)], ['U', files('U', ['C2', 'C3'], 25)]]), ['P', 'U']), []);
+});

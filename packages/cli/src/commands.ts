@@ -42,10 +42,10 @@ export const COMMANDS: Record<string, CommandSpec> = {
     examples: ['API_TOKEN=$(openssl rand -hex 16) camflow serve'],
   },
   dataset: {
-    usage: ['camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]'],
+    usage: ['camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]', 'camflow dataset list'],
     summary: 'snapshot a labelled folder (one sub-folder per class) as a versioned training dataset',
     options: ['size', 'classes', 'group-pattern'],
-    examples: ['camflow dataset add nih ./cell_images --group-pattern "^(C\\d+)"'],
+    examples: ['camflow dataset add nih ./cell_images --group-pattern "^(C\\d+)"', 'camflow dataset list --json'],
   },
   submit: {
     usage: [

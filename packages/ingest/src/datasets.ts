@@ -42,7 +42,37 @@ export { DEFAULT_GROUP_PATTERN } from '@camflow/common/core';
  * load), and a manifest. Registering the same folder again is a no-op returning the same version.
  * @example const m = await addDataset({ store, name: 'cells', folder: './cells' });
  */
-export async function addDataset(options: AddDatasetOptions): Promise<{ manifest: DatasetManifest; created: boolean }> {
+export interface AddDatasetResult {
+  manifest: DatasetManifest;
+  created: boolean;
+  /** What looks wrong but was accepted: images nested under a class folder's sub-folders, classes far apart in size. */
+  warnings: string[];
+  /** The version that was the dataset's latest before this one, when another (it stays addressable as name@version). */
+  replaced?: { version: string; items: number };
+}
+
+/** Pure: what looks wrong in a class layout but is accepted (each class's file names relative to the folder). */
+export function layoutWarnings(byClass: Map<string, { name: string }[]>, classNames: readonly string[]): string[] {
+  const warnings: string[] = [];
+  const nested = (cls: string) => (byClass.get(cls) ?? []).every((f) => f.name.split('/').length >= 3);
+  // Sub-folders in every class are a layout (class/patient/image); in one class beside flat ones, a folder too high.
+  const someFlat = classNames.some((c) => (byClass.get(c) ?? []).length > 0 && !nested(c));
+  for (const cls of classNames) {
+    const list = byClass.get(cls) ?? [];
+    const subfolders = new Set(list.map((f) => f.name.split('/')).filter((parts) => parts.length >= 3).map((parts) => parts[1]!));
+    if (someFlat && list.length > 0 && subfolders.size >= 2 && nested(cls)) {
+      const shown = [...subfolders].sort().slice(0, 4);
+      warnings.push(`class "${cls}": all its ${list.length} images sit in sub-folders (${shown.join(', ')}${subfolders.size > 4 ? ', …' : ''}) and are all labelled "${cls}"; if those sub-folders are the classes, give "${cls}" as the folder`);
+    }
+  }
+  const counts = classNames.map((c) => ({ c, n: (byClass.get(c) ?? []).length }));
+  const most = counts.reduce((a, b) => (b.n > a.n ? b : a));
+  const least = counts.reduce((a, b) => (b.n < a.n ? b : a));
+  if (least.n > 0 && most.n >= 10 * least.n) warnings.push(`classes far apart in size: "${most.c}" has ${most.n} images, "${least.c}" ${least.n} (the trainer weights the classes, but check the folder)`);
+  return warnings;
+}
+
+export async function addDataset(options: AddDatasetOptions): Promise<AddDatasetResult> {
   const { store, name, folder } = options;
   const size = options.size ?? 128;
   const group = new RegExp(options.groupPattern ?? DEFAULT_GROUP_PATTERN);
@@ -77,6 +107,8 @@ export async function addDataset(options: AddDatasetOptions): Promise<{ manifest
       for (const f of list) rejected.push({ name: f.name, error: `unknown class "${cls}" (expected one of ${classNames.join(', ')})` });
     }
   }
+  const warnings = layoutWarnings(byClass, classNames);
+  for (const w of warnings) options.log?.warn({ dataset: name }, w);
   const candidates = classNames.flatMap((cls, label) => (byClass.get(cls) ?? []).map((f) => ({ file: f, label })));
   const known = new Set<string>();
   let done = 0;
@@ -100,11 +132,15 @@ export async function addDataset(options: AddDatasetOptions): Promise<{ manifest
     if (n < 2) throw new InvalidParameterError(`class "${cls}"`, 'at least 2 readable images', n);
   }
   const version = datasetVersion(size, classNames, accepted.map((p) => p.item));
+  // The version this one replaces as the latest (said, never silent: `train --dataset` follows the latest).
+  const before = (await store.getJsonIfExists(keys.datasetLatest(name))) as { version: string } | undefined;
+  const previous = before && before.version !== version ? await store.getJsonIfExists(keys.datasetManifest(name, before.version)) : undefined;
+  const replaced = previous ? { version: before!.version, items: parseWith(datasetManifestSchema, previous, 'dataset manifest').items.length } : undefined;
   const existing = await store.getJsonIfExists(keys.datasetManifest(name, version));
   if (existing) {
     options.log?.info({ dataset: name, version }, 'dataset snapshot already registered');
     await store.putJson(keys.datasetLatest(name), { version });
-    return { manifest: parseWith(datasetManifestSchema, existing, 'dataset manifest'), created: false };
+    return { manifest: parseWith(datasetManifestSchema, existing, 'dataset manifest'), created: false, warnings, ...(replaced ? { replaced } : {}) };
   }
   const perShard = itemsPerShard(size);
   const per = size * size * 3;
@@ -125,5 +161,5 @@ export async function addDataset(options: AddDatasetOptions): Promise<{ manifest
   await store.putJson(keys.datasetManifest(name, version), manifest);
   await store.putJson(keys.datasetLatest(name), { version });
   options.log?.info({ dataset: name, version, items: items.length, rejected: rejected.length, shards: shards.length }, 'dataset snapshot registered');
-  return { manifest, created: true };
+  return { manifest, created: true, warnings, ...(replaced ? { replaced } : {}) };
 }

@@ -1,13 +1,20 @@
-import { CamflowError } from '@camflow/common/core';
+import { CamflowError, listDatasets } from '@camflow/common/core';
 import { addDataset } from '@camflow/ingest';
 import { print, progressBar, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
 /** `camflow dataset`: see `camflow dataset --help` (the command table in `commands.ts`). */
 export async function run({ v, rest, num }: CommandInput): Promise<void> {
-  if (rest[0] !== 'add' || !rest[1] || !rest[2]) throw new CamflowError('USAGE', 'usage: camflow dataset add NAME FOLDER');
+  if (rest[0] === 'list') {
+    await withContext(async (ctx) => {
+      const datasets = await listDatasets(ctx.store);
+      print(v.json, { datasets }, datasets.length ? datasets.map((d) => `${d.name}@${d.latest}  ${d.items} images ${JSON.stringify(d.counts)}  ${d.createdAt}${d.versions.length > 1 ? `  (${d.versions.length} versions)` : ''}`).join('\n') : 'no datasets yet (camflow dataset add NAME FOLDER)');
+    });
+    return;
+  }
+  if (rest[0] !== 'add' || !rest[1] || !rest[2]) throw new CamflowError('USAGE', 'usage: camflow dataset add NAME FOLDER | camflow dataset list');
   await withContext(async (ctx) => {
-    const { manifest, created } = await addDataset({
+    const { manifest, created, warnings, replaced } = await addDataset({
       store: ctx.store,
       name: rest[1]!,
       folder: rest[2]!,
@@ -19,6 +26,11 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
       onProgress: v.json ? undefined : progressBar('preprocess'),
     });
     const counts = Object.fromEntries(manifest.classNames.map((c, i) => [c, manifest.items.filter((it) => it.label === i).length]));
-    print(v.json, { dataset: manifest.name, version: manifest.version, created, items: manifest.items.length, counts, rejected: manifest.rejected }, `dataset ${manifest.name}@${manifest.version} ${created ? 'registered' : 'already registered'}: ${JSON.stringify(counts)}, ${manifest.rejected.length} refused${manifest.rejected.map((r) => `\n  ${r.name}: ${r.error}`).join('')}`);
+    const replacing = replaced ? `\nnow the latest ${manifest.name}, in place of ${manifest.name}@${replaced.version} (${replaced.items} images; still there as ${manifest.name}@${replaced.version})` : '';
+    print(
+      v.json,
+      { dataset: manifest.name, version: manifest.version, created, items: manifest.items.length, counts, rejected: manifest.rejected, warnings, ...(replaced ? { replaced } : {}) },
+      `dataset ${manifest.name}@${manifest.version} ${created ? 'registered' : 'already registered'}: ${JSON.stringify(counts)}, ${manifest.rejected.length} refused${manifest.rejected.map((r) => `\n  ${r.name}: ${r.error}`).join('')}${warnings.map((w) => `\nwarning: ${w}`).join('')}${replacing}`,
+    );
   });
 }

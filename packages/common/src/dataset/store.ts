@@ -31,3 +31,27 @@ export async function loadDatasetImages(store: ObjectStore, manifest: DatasetMan
   });
   return out;
 }
+
+/** One registered dataset: its latest snapshot and every version kept. */
+export interface DatasetListing {
+  name: string;
+  latest: string;
+  items: number;
+  counts: Record<string, number>;
+  createdAt: string;
+  versions: string[];
+}
+
+/** Every dataset in the store with its latest snapshot's size and classes (for `camflow dataset list`). */
+export async function listDatasets(store: ObjectStore): Promise<DatasetListing[]> {
+  const out: DatasetListing[] = [];
+  for (const prefix of await store.listPrefixes('datasets/')) {
+    const name = prefix.slice('datasets/'.length, -1);
+    const latest = (await store.getJsonIfExists(keys.datasetLatest(name))) as { version: string } | undefined;
+    if (!latest) continue; // shards without a committed snapshot
+    const m = await getDatasetManifest(store, name, latest.version);
+    const versions = (await store.listPrefixes(prefix)).map((p) => p.slice(prefix.length, -1));
+    out.push({ name, latest: m.version, items: m.items.length, counts: Object.fromEntries(m.classNames.map((c, i) => [c, m.items.filter((it) => it.label === i).length])), createdAt: m.createdAt, versions });
+  }
+  return out;
+}
