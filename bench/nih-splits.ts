@@ -75,6 +75,7 @@ for (const seed of args.seeds.split(',').map(Number)) {
     misses_without_stain: isPos.filter((pos, i) => pos && !supported[i] && p[i]! < 0.5).length,
     accuracy_stain_supported: r4(onSupported.accuracy),
     recall_stain_supported: r4(onSupported.recall),
+    recall_at_spec_097_stain_supported: r4(onSupported.recallAtSpecificity?.recall ?? 0),
     best_epoch: result.bestEpoch,
     epochs: result.history.length,
     seconds: Math.round((Date.now() - started) / 1000),
@@ -84,4 +85,4 @@ for (const seed of args.seeds.split(',').map(Number)) {
 }
 const mean = (k: string) => Math.round((rows.reduce((a, r) => a + r[k]!, 0) / rows.length) * 1e4) / 1e4;
 const spread = (k: string) => [Math.min(...rows.map((r) => r[k]!)), Math.max(...rows.map((r) => r[k]!))];
-console.log(JSON.stringify({ bench_nih_splits: { preset: defaults.preset, backend: backend.backend, seeds: rows.length, accuracy: mean('accuracy'), recall: mean('recall'), specificity: mean('specificity'), roc_auc: mean('roc_auc'), recall_at_spec_097: mean('recall_at_spec_097'), accuracy_stain_supported: mean('accuracy_stain_supported'), recall_stain_supported: mean('recall_stain_supported'), accuracy_range: spread('accuracy'), roc_auc_range: spread('roc_auc') } }));
+console.log(JSON.stringify({ bench_nih_splits: { preset: defaults.preset, backend: backend.backend, seeds: rows.length, accuracy: mean('accuracy'), recall: mean('recall'), specificity: mean('specificity'), roc_auc: mean('roc_auc'), recall_at_spec_097: mean('recall_at_spec_097'), accuracy_stain_supported: mean('accuracy_stain_supported'), recall_stain_supported: mean('recall_stain_supported'), recall_at_spec_097_stain_supported: mean('recall_at_spec_097_stain_supported'), accuracy_range: spread('accuracy'), roc_auc_range: spread('roc_auc') } }));
