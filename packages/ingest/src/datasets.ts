@@ -36,12 +36,6 @@ export interface AddDatasetOptions {
 /** Default group: the NIH patient prefix `C<n>` (or the synthetic `S<n>`); one pattern, shared with `camflow eval`. */
 export { DEFAULT_GROUP_PATTERN } from '@camflow/common/core';
 
-/**
- * Register a labelled folder (`<folder>/<class>/<image>`) as an immutable, content-versioned dataset snapshot:
- * originals stored content-addressed, images preprocessed with sharp into packed shards (O(N/1000) objects to
- * load), and a manifest. Registering the same folder again is a no-op returning the same version.
- * @example const m = await addDataset({ store, name: 'cells', folder: './cells' });
- */
 export interface AddDatasetResult {
   manifest: DatasetManifest;
   created: boolean;
@@ -72,6 +66,12 @@ export function layoutWarnings(byClass: Map<string, { name: string }[]>, classNa
   return warnings;
 }
 
+/**
+ * Register a labelled folder (`<folder>/<class>/<image>`) as an immutable, content-versioned dataset snapshot:
+ * originals stored content-addressed, images preprocessed with sharp into packed shards (O(N/1000) objects to
+ * load), and a manifest. Registering the same folder again is a no-op returning the same version.
+ * @example const m = await addDataset({ store, name: 'cells', folder: './cells' });
+ */
 export async function addDataset(options: AddDatasetOptions): Promise<AddDatasetResult> {
   const { store, name, folder } = options;
   const size = options.size ?? 128;
