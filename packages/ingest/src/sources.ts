@@ -395,7 +395,7 @@ export async function openSource(path: string, limits: SourceLimits = defaultSou
   try {
     info = await stat(path);
   } catch {
-    throw new InvalidParameterError('source', 'an existing folder or .tar/.tar.gz/.zip archive', path);
+    throw new InvalidParameterError('source', 'an existing folder, image, or .tar/.tar.gz/.zip archive', path);
   }
   if (info.isDirectory()) return { kind: 'folder', entries: fromArray(await listFolder(path, limits)) };
   if (/\.(tar\.gz|tgz)$/i.test(path)) return { kind: 'tar', entries: tarEntries(path, true, limits) };
