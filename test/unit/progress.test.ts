@@ -21,7 +21,10 @@ test('the CLI progress bar (not a terminal) writes a finished bar once, however 
   const write = process.stderr.write;
   const tty = process.stderr.isTTY;
   Object.defineProperty(process.stderr, 'isTTY', { value: false, configurable: true });
-  process.stderr.write = ((chunk: string) => (written.push(chunk), true)) as typeof process.stderr.write;
+  process.stderr.write = ((chunk: string) => {
+    written.push(chunk);
+    return true;
+  }) as typeof process.stderr.write;
   try {
     const bar = progressBar('evaluate');
     for (const done of [1, 4, 8, 8, 8, 8, 8]) bar(done, 8);

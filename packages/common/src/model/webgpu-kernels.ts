@@ -245,19 +245,22 @@ let filterProgram: 'tiled' | 'blocked' = 'blocked';
  * register-blocked program, the default), `camflow-tiled` (one output per thread), `stock`.
  */
 export function useWebGpuConvFilterKernel(which: 'camflow' | 'camflow-tiled' | 'stock'): void {
-  registerWebGpuTrainingKernels();
-  tf.unregisterKernel('Conv2DBackpropFilter', BACKEND);
-  tf.registerKernel(which === 'stock' ? stockConfig! : camflowConfig!);
+  swapKernel('Conv2DBackpropFilter', () => (which === 'stock' ? stockConfig! : camflowConfig!));
   filterProgram = which === 'camflow-tiled' ? 'tiled' : 'blocked';
+}
+
+/** Register the webgpu backend's kernel `name` as `config()` (read after camflow's kernels are prepared). */
+function swapKernel(name: string, config: () => tf.KernelConfig): void {
+  registerWebGpuTrainingKernels();
+  tf.unregisterKernel(name, BACKEND);
+  tf.registerKernel(config());
 }
 
 let stockSum: tf.KernelConfig | undefined;
 let camflowSum: tf.KernelConfig | undefined;
 /** Swap between camflow's column `Sum` (sums over leading axes: bias gradients) and tfjs's stock one (benchmarks). */
 export function useWebGpuSumKernel(which: 'camflow' | 'stock'): void {
-  registerWebGpuTrainingKernels();
-  tf.unregisterKernel('Sum', BACKEND);
-  tf.registerKernel(which === 'stock' ? stockSum! : camflowSum!);
+  swapKernel('Sum', () => (which === 'stock' ? stockSum! : camflowSum!));
 }
 
 let stockInput: tf.KernelConfig | undefined;
@@ -268,9 +271,7 @@ let camflowInput: tf.KernelConfig | undefined;
  * is 4× slower (barriers cost a CPU dearly); on a GPU it is untimed: `bench:gpu` times both, and this is the switch.
  */
 export function useWebGpuConvInputKernel(which: 'camflow' | 'stock'): void {
-  registerWebGpuTrainingKernels();
-  tf.unregisterKernel('Conv2DBackpropInput', BACKEND);
-  tf.registerKernel(which === 'stock' ? stockInput! : camflowInput!);
+  swapKernel('Conv2DBackpropInput', () => (which === 'stock' ? stockInput! : camflowInput!));
 }
 
 /**
