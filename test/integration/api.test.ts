@@ -251,6 +251,21 @@ test('options are checked at the edge against the model: unknown class, huge or 
   assert.ok(!JSON.stringify(await json(huge)).includes('xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'), 'the value is not echoed whole');
   const unknown = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { tagret: 'all' }) });
   assert.equal(unknown.status, 400);
+  const longKey = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { key: 'k'.repeat(5000) }) });
+  assert.equal(longKey.status, 413, 'a field over 4 KiB is too large, as a file over its limit is');
+  // The outputs option reads as the CLI's: `none` is an archive run.
+  const noneRes = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { outputs: 'none' }) });
+  assert.equal(noneRes.status, 202, await noneRes.clone().text());
+  const none = await json(noneRes);
+  await eventually('the archive-run upload to complete', async () => ((await json(fetch(`${base}/v1/batches/${none.batchId}`, { headers: auth }))).state === 'completed' ? true : undefined), 60_000, 200);
+  // Training: a mistyped field is refused, not dropped for its default (epochs 30).
+  const typo = await fetch(`${base}/v1/train`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ dataset: 'tiny', epoch: 3 }) });
+  assert.equal(typo.status, 400);
+  assert.match((await json(typo)).message, /epoch/);
+  // An S3 prefix with no source store configured: the client's request names a store this API cannot read.
+  const s3 = await fetch(`${base}/v1/batches`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ source: 's3://nobucket/x' }) });
+  assert.equal(s3.status, 400, await s3.clone().text());
+  assert.match((await json(s3)).message, /cannot list s3:\/\/nobucket\/x/);
   const broken = await fetch(`${base}/v1/batches`, {
     method: 'POST',
     headers: { ...auth, 'content-type': 'multipart/form-data; boundary=XYZ' },
@@ -258,6 +273,18 @@ test('options are checked at the edge against the model: unknown class, huge or 
   });
   assert.equal(broken.status, 400, await broken.clone().text());
   assert.equal((await json(broken)).error, 'bad_request');
+  // Upload names keep their folder (never above the root), so a labelled upload can be scored over HTTP; a batch with
+  // no name to read a class from is a 400 naming what eval needs, not scores of 0.
+  const cellBytes = await readFile(join(c.dir, 'batch-31', names[0]!));
+  const labelled = await json(fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([{ name: 'Parasitized/a.png', bytes: cellBytes }, { name: '../Uninfected/b.png', bytes: cellBytes }, { name: 'flat.png', bytes: cellBytes }]) }));
+  await eventually('the labelled upload to complete', async () => ((await json(fetch(`${base}/v1/batches/${labelled.batchId}`, { headers: auth }))).state === 'completed' ? true : undefined), 60_000, 200);
+  const lines = (await (await fetch(`${base}/v1/batches/${labelled.batchId}/results`, { headers: auth })).text()).trim().split('\n').map((l) => JSON.parse(l) as { name: string });
+  assert.deepEqual(lines.map((l) => l.name), ['Parasitized/a.png', 'Uninfected/b.png', 'flat.png']);
+  const scored = await json(fetch(`${base}/v1/batches/${labelled.batchId}/eval?truth=none`, { headers: auth }));
+  assert.equal(scored.classification.images, 2);
+  const flat = await fetch(`${base}/v1/batches/${none.batchId}/eval`, { headers: auth });
+  assert.equal(flat.status, 400);
+  assert.match((await json(flat)).message, /results named <class>\/<file> with the model's classes \(Parasitized, Uninfected\)/);
 });
 
 test('while Redis is down the API answers 503 at once and its probes name no internal address', async () => {

@@ -1,4 +1,4 @@
-import { CamflowError, camOptionsSchema, parseWith, outputSchema, s3SourceOptions } from '@camflow/common/core';
+import { CamflowError, camOptionsSchema, parseOutputs, parseWith, s3SourceOptions } from '@camflow/common/core';
 import { submitBatch } from '@camflow/ingest';
 import { waitForBatch } from '../wait.js';
 import { print, progressBar, withContext } from '../cli-io.js';
@@ -11,7 +11,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
     const options = parseWith(camOptionsSchema, {
       ...(v.target ? { target: v.target } : {}),
       ...(v.fraction ? { fraction: num('fraction') } : {}),
-      ...(v.outputs ? { outputs: v.outputs === 'none' ? [] : v.outputs.split(',').map((o) => parseWith(outputSchema, o, '--outputs')) } : {}),
+      ...(v.outputs ? { outputs: parseOutputs(v.outputs, '--outputs') } : {}),
       ...(v.precision ? { precision: v.precision } : {}),
       ...(v['no-cell-mask'] ? { restrictToCell: false } : {}),
       ...(v.kind ? { kind: v.kind } : {}),

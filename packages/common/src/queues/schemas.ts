@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseWith } from '../validate.js';
 
 /** Ids used in object keys: letters, digits, `_ . -`. */
 export const idSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'an id of letters, digits, _ . -').refine((v) => !v.includes('..'), 'no ".."');
@@ -6,6 +7,15 @@ export const sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex
 
 export const outputSchema = z.enum(['json', 'heatmap', 'overlay']);
 export type Output = z.infer<typeof outputSchema>;
+
+/**
+ * The outputs option as a user writes it (CLI `--outputs`, the HTTP `outputs` field): a comma list of
+ * json / heatmap / overlay, or `none` (archive runs: the result lines only).
+ * @example parseOutputs('json,overlay', '--outputs') // ['json', 'overlay']
+ */
+export function parseOutputs(value: string, field: string): Output[] {
+  return value.trim() === 'none' ? [] : value.split(',').map((o) => parseWith(outputSchema, o.trim(), field));
+}
 
 /** What a CAM run computes for each image. */
 export const precisionSchema = z.enum(['fp32', 'int8']);

@@ -26,7 +26,7 @@ import {
   getProduction,
   keys,
   listModels,
-  outputSchema,
+  parseOutputs,
   parseWith,
   promote,
   trainJobSchema,
@@ -53,7 +53,7 @@ import { Gauge } from 'prom-client';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import type { SourceFile } from '../sources.js';
+import { SourceError, safeMemberName, type SourceFile } from '../sources.js';
 
 export interface ApiDeps {
   config: Config;
@@ -104,7 +104,7 @@ function sessionToken(header: string | undefined): string | undefined {
 const MAX_FIELD_BYTES = 4096;
 
 function httpStatus(error: unknown): number {
-  if (error instanceof InvalidParameterError || error instanceof NoModelError) return 400;
+  if (error instanceof InvalidParameterError || error instanceof NoModelError || error instanceof SourceError) return 400;
   if (error instanceof NotFoundError) return 404;
   if (error instanceof KeyConflictError) return 409;
   if (isRedisDown(error) || error instanceof StorageError) return 503;
@@ -131,9 +131,10 @@ async function receiveUpload(req: FastifyRequest, spool: string, config: Config)
         if (part.file.truncated) throw tooLarge(`file ${JSON.stringify(part.filename)} exceeds ${config.MAX_UPLOAD_FILE_BYTES} bytes`);
         total += (await stat(path)).size;
         if (total > config.MAX_UPLOAD_BYTES) throw tooLarge(`request exceeds ${config.MAX_UPLOAD_BYTES} bytes`);
-        files.push({ name: part.filename || part.fieldname, read: () => readFile(path) });
+        // The name as sent, folders kept (`Parasitized/cell.png`: eval reads the class from it), never above the root.
+        files.push({ name: safeMemberName(part.filename || part.fieldname) || part.fieldname, read: () => readFile(path) });
       } else {
-        if ((part as { valueTruncated?: boolean }).valueTruncated) throw new InvalidParameterError(part.fieldname, `a value of at most ${MAX_FIELD_BYTES} bytes`, 'a longer value');
+        if ((part as { valueTruncated?: boolean }).valueTruncated) throw tooLarge(`field ${JSON.stringify(part.fieldname)} exceeds ${MAX_FIELD_BYTES} bytes`);
         fields[part.fieldname] = String(part.value);
       }
     }
@@ -155,7 +156,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     throw new ConfigError('API_TOKEN', 'required for the HTTP API (or set API_INSECURE=true for local use)');
   }
   const app = Fastify({ loggerInstance: deps.log.child({ component: 'api' }) as unknown as FastifyBaseLogger, bodyLimit: 1024 * 1024, genReqId: () => randomUUID() });
-  await app.register(multipart, { limits: { fileSize: config.MAX_UPLOAD_FILE_BYTES, files: config.MAX_UPLOAD_FILES, fields: 20, fieldSize: MAX_FIELD_BYTES } });
+  await app.register(multipart, { preservePath: true, limits: { fileSize: config.MAX_UPLOAD_FILE_BYTES, files: config.MAX_UPLOAD_FILES, fields: 20, fieldSize: MAX_FIELD_BYTES } });
 
   const expected = config.API_TOKEN ? Buffer.from(`Bearer ${config.API_TOKEN}`) : undefined;
   const matches = (bearer: string) => {
@@ -259,7 +260,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const submitOptions = (f: z.infer<typeof submitFields>) =>
     parseWith(
       camOptionsSchema,
-      { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs ? { outputs: f.outputs.split(',').map((o) => parseWith(outputSchema, o, 'outputs')) } : {}), ...(f.precision ? { precision: f.precision } : {}), ...(f.restrictToCell ? { restrictToCell: f.restrictToCell === 'true' } : {}), ...(f.kind ? { kind: f.kind } : {}), ...(f.cellDiameter !== undefined ? { cellDiameter: f.cellDiameter } : {}) },
+      { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs ? { outputs: parseOutputs(f.outputs, 'outputs') } : {}), ...(f.precision ? { precision: f.precision } : {}), ...(f.restrictToCell ? { restrictToCell: f.restrictToCell === 'true' } : {}), ...(f.kind ? { kind: f.kind } : {}), ...(f.cellDiameter !== undefined ? { cellDiameter: f.cellDiameter } : {}) },
       'options',
     );
   const submitFrom = (source: string | Awaited<ReturnType<typeof receiveUpload>>['files'], f: z.infer<typeof submitFields>) =>
@@ -342,6 +343,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const results = parseJsonLines((await store.get(key)).toString('utf8'), imageResultSchema, key);
     const groupOption = group ? { groupPattern: group } : {};
     const { positiveClass, ...report } = evaluateForModel(results, model, groupOption);
+    // Nothing scorable is not a score of 0: say what eval needs.
+    if (report.classification.images === 0) {
+      throw new InvalidParameterError('batch', `results named <class>/<file> with the model's classes (${model.classNames.join(', ')}): submit a labelled folder, or upload with filenames like ${model.classNames[0]}/cell.png`, `${id} (${results.length} results, none named so)`);
+    }
     if (query.truth === 'none') return report;
     const ok = results.filter(isCellResult);
     return withStainAudit(report, results, model, await stainPointingForBatch(store, id, ok, positiveClass), groupOption);
@@ -383,7 +388,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   app.post('/v1/train', async (req, reply) => {
-    const data = parseWith(trainJobSchema, req.body ?? {}, 'body');
+    // Strict: a mistyped field ("epoch") is refused, never dropped for its default.
+    const data = parseWith(trainJobSchema.strict(), req.body ?? {}, 'body');
     await getDatasetManifest(store, data.dataset, data.datasetVersion); // 404 naming the dataset, before anything is queued
     const job = await deps.queues.train.add('train', data, { attempts: 2, backoff: { type: 'exponential', delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 } });
     return reply.code(202).send({ jobId: job.id });
