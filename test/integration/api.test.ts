@@ -164,6 +164,16 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   const badCron = await runCli(c, ['schedule', '--dataset', 'tiny', '--cron', 'a']);
   assert.equal(badCron.code, 2);
   assert.match(badCron.stderr, /--cron\/--tz/);
+  // A field out of its range is a bad pattern too, not an internal error.
+  const outOfRange = await runCli(c, ['schedule', '--dataset', 'tiny', '--cron', '61 2 * * *']);
+  assert.equal(outOfRange.code, 2, outOfRange.stderr);
+  assert.match(outOfRange.stderr, /--cron\/--tz/);
+  // A bare `camflow worker` would start every role, the trainer included: the role is required.
+  const bareWorker = await runCli(c, ['worker']);
+  assert.deepEqual([bareWorker.code, /usage: camflow worker cam\|/.test(bareWorker.stderr)], [2, true], bareWorker.stderr);
+  const lst = await runCli(c, ['models', 'lst']);
+  assert.equal(lst.code, 2);
+  assert.match(lst.stderr, /unknown models subcommand "lst"/);
   const typo = await runCli(c, ['sumbit', 'x']);
   assert.deepEqual([typo.code, typo.stderr.trim()], [2, 'unknown command "sumbit"; did you mean "submit"? (camflow --help lists the commands)']);
   const badFormat = await runCli(c, ['results', info.batchId, '--format', 'xls']);

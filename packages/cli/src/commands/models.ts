@@ -1,6 +1,9 @@
-import { CamflowError, getProduction, listModels, getModelManifest, promote } from '@camflow/common/core';
+import { CamflowError, getProduction, listModels, getModelManifest, promote, type ModelManifest } from '@camflow/common/core';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
+
+/** A model's dataset without its validation indices (thousands of numbers: in the manifest, not in listings). */
+export const withoutSplit = ({ validation: _validation, ...dataset }: ModelManifest['dataset']) => dataset;
 
 /** `camflow models`: see `camflow models --help` (the command table in `commands.ts`). */
 export async function run({ v, rest }: CommandInput): Promise<void> {
@@ -11,10 +14,11 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
       print(v.json, channel, `production → ${channel.version}`);
       return;
     }
+    if (rest[0] !== undefined) throw new CamflowError('USAGE', `unknown models subcommand "${rest[0]}": camflow models [promote VERSION]`);
     const [models, production] = await Promise.all([listModels(ctx.store), getProduction(ctx.store)]);
     print(
       v.json,
-      { production: production?.version ?? null, models: models.map((m) => ({ version: m.version, preset: m.preset, valAccuracy: m.metrics.valAccuracy, dataset: m.dataset, int8: m.int8 ? { classAgreement: m.int8.classAgreement, boxIou: m.int8.boxIou } : null, screening: m.screening ?? null })) },
+      { production: production?.version ?? null, models: models.map((m) => ({ version: m.version, preset: m.preset, valAccuracy: m.metrics.valAccuracy, dataset: withoutSplit(m.dataset), int8: m.int8 ? { classAgreement: m.int8.classAgreement, boxIou: m.int8.boxIou } : null, screening: m.screening ?? null })) },
       models.map((m) => `${m.version === production?.version ? '*' : ' '} ${m.version}  ${m.preset}  val ${m.metrics.valAccuracy.toFixed(4)}  ${m.dataset.name}@${m.dataset.version}${m.int8 ? `  int8: agree ${m.int8.classAgreement.toFixed(3)} box IoU median ${m.int8.boxIou.median.toFixed(2)}` : ''}${m.screening ? `  screen: ${m.screening.positiveClass} ≥ ${m.screening.threshold.toFixed(3)} (val recall ${m.screening.validation.recall.toFixed(3)}, specificity ${m.screening.validation.specificity.toFixed(3)})` : ''}`).join('\n') || 'no models yet',
     );
   });

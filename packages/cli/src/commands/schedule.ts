@@ -14,7 +14,7 @@ export async function run({ v, num }: CommandInput): Promise<void> {
       ...(v.epochs ? { epochs: num('epochs') } : {}),
     }).catch((error: Error) => {
       // BullMQ's cron parser says "Invalid characters, got value: a": name the option and the expectation.
-      if (/invalid|cron|timezone/i.test(error.message) && !/redis|connect/i.test(error.message)) {
+      if (/invalid|cron|timezone|constraint|range/i.test(error.message) && !/redis|connect/i.test(error.message)) {
         throw new InvalidParameterError('--cron/--tz', `a cron pattern such as "0 2 * * *" and an IANA time zone (${error.message})`, `${v.cron} ${v.tz ?? 'UTC'}`);
       }
       throw error;

@@ -5,7 +5,9 @@ import type { CommandInput } from '../cli-io.js';
 
 /** `camflow worker`: see `camflow worker --help` (the command table in `commands.ts`). */
 export async function run({ rest }: CommandInput): Promise<void> {
-  const role = (rest[0] ?? 'all') as WorkerRole;
+  // The role is required: a bare `camflow worker` would start every role, the trainer included, on whatever it reaches.
+  if (!rest[0]) throw new CamflowError('USAGE', `usage: camflow worker ${workerRoles.join('|')}   (cam = chunks + finalizer + ingest)`);
+  const role = rest[0] as WorkerRole;
   if (!workerRoles.includes(role)) throw new CamflowError('USAGE', `worker role must be one of ${workerRoles.join(', ')}, got ${JSON.stringify(role)}`);
   const ctx = await createContext(process.env, `worker-${role}`);
   await ensureStore(ctx.store, ctx.config);
