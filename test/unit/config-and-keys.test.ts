@@ -83,6 +83,8 @@ test('collapse detection: dead features, constant predictions and chance accurac
   assert.match(collapseReason({ ...base, featureMean: 0 }, 0.5)!, /dead ReLU/);
   assert.match(collapseReason({ ...base, dominantShare: 1 }, 0.5)!, /constant predictions/);
   assert.match(collapseReason({ ...base, valAccuracy: 0.5 }, 0.5)!, /chance/);
+  // The message gives the majority share it compared with, not the accuracy as if it were that share.
+  assert.match(collapseReason({ ...base, valAccuracy: 0.686 }, 0.853)!, /validation accuracy 0\.686 not above the majority class's share \(0\.853\)/);
   // Learning (training loss well below ln 2) but not yet generalising to new patients: not a collapse.
   assert.equal(collapseReason({ ...base, loss: 0.6, valAccuracy: 0.41 }, 0.57), undefined);
 });
@@ -109,4 +111,6 @@ test("a schema's refusal reads as one sentence: the expectation without zod's le
   assert.equal(message(trainJobSchema, { dataset: 'x', epochs: 0 }, 'train job'), 'Expected number to be >0 for train job.epochs but received 0');
   assert.equal(message(trainJobSchema, { dataset: 'x', epochs: 'a' }, 'train job'), 'Expected number for train job.epochs but received "a"');
   assert.equal(message(camOptionsSchema, { kind: 'zzz' }, '--options'), 'Expected one of "auto"|"cells"|"fields" for --options.kind but received "zzz"');
+  // An unknown field: the value received is the field, with the known ones and the one meant.
+  assert.match(message(trainJobSchema.strict(), { dataset: 'x', epoch: 3 }, 'body'), /^Expected known fields only \(dataset, .*epochs.*\); did you mean "epochs"\? for body but received "epoch"$/);
 });

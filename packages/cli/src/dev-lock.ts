@@ -1,6 +1,6 @@
 import { openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidParameterError } from '@camflow/common/core';
+import { CamflowError, InvalidParameterError } from '@camflow/common/core';
 
 /** Is a process with this pid running (signal 0 checks without sending anything)? */
 function alive(pid: number): boolean {
@@ -38,7 +38,7 @@ export function claimDataDir(dir: string, pid = process.pid): () => void {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const holder = Number(readFileSync(path, 'utf8').trim());
       if (Number.isInteger(holder) && holder > 0 && alive(holder)) {
-        throw new InvalidParameterError('--data-dir', `a folder no other camflow dev uses (stop pid ${holder}, or give this one its own --data-dir)`, `${dir} (in use by pid ${holder})`);
+        throw new CamflowError('USAGE', `${dir} is in use by pid ${holder} (another camflow dev): stop it, or give this one its own --data-dir`);
       }
       unlinkSync(path); // a stale claim: its process is gone
     }

@@ -16,6 +16,13 @@ export function parseWith<T>(schema: ZodType<T>, value: unknown, what: string): 
   for (const key of issue.path) {
     actual = actual !== null && typeof actual === 'object' ? (actual as Record<PropertyKey, unknown>)[key as PropertyKey] : undefined;
   }
+  if (issue.code === 'unrecognized_keys') {
+    // The unknown field itself is the value received; the known ones (of a top-level object) give the suggestion.
+    const unknown = (issue as { keys?: string[] }).keys ?? [];
+    const shape = issue.path.length === 0 ? (schema as { shape?: Record<string, unknown> }).shape : undefined;
+    const near = unknown.length === 1 && shape ? suggest(unknown[0]!, Object.keys(shape)) : undefined;
+    throw new InvalidParameterError(path, `known fields only${shape ? ` (${Object.keys(shape).join(', ')})` : ''}${near ? `; did you mean "${near}"?` : ''}`, unknown.length === 1 ? unknown[0] : unknown);
+  }
   throw new InvalidParameterError(path, expectation(issue, actual), actual);
 }
 
@@ -24,7 +31,10 @@ export function parseWith<T>(schema: ZodType<T>, value: unknown, what: string): 
  * zod's message without its "Invalid option: expected" lead, and for a mistyped choice the one that was meant.
  */
 function expectation(issue: { code: string; message: string; values?: readonly unknown[] }, actual: unknown): string {
-  const plain = issue.message.replace(/^(Invalid (option|input|value)|Too (small|big)): expected /, '').replace(/, received \w+$/, '');
+  const plain = issue.message
+    .replace(/^(Invalid (option|input|value)|Too (small|big)): expected /, '')
+    .replace(/, received \w+$/, '')
+    .replace(/^Invalid string: must match pattern (.*)$/, 'a string matching $1');
   const choices = issue.code === 'invalid_value' && issue.values ? issue.values.filter((v): v is string => typeof v === 'string') : [];
   const near = typeof actual === 'string' && choices.length ? suggest(actual, choices) : undefined;
   return near ? `${plain} (did you mean "${near}"?)` : plain;

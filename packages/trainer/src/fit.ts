@@ -276,7 +276,7 @@ export function collapseReason(m: EpochMetrics, majorityRate: number, chanceLoss
   if (!Number.isFinite(m.loss) || !Number.isFinite(m.valLoss)) return `loss is not finite at epoch ${m.epoch}`;
   if (m.dominantShare >= 0.999) return `constant predictions at epoch ${m.epoch}`;
   if (m.valAccuracy <= majorityRate + 0.01 && atChance(m.loss, chanceLoss)) {
-    return `training loss ${m.loss.toFixed(3)} stuck at chance (${chanceLoss.toFixed(3)}) and validation accuracy ${m.valAccuracy.toFixed(3)} at the majority rate at epoch ${m.epoch}`;
+    return `training loss ${m.loss.toFixed(3)} stuck at chance (${chanceLoss.toFixed(3)}) and validation accuracy ${m.valAccuracy.toFixed(3)} not above the majority class's share (${majorityRate.toFixed(3)}) at epoch ${m.epoch}`;
   }
   return undefined;
 }

@@ -30,7 +30,7 @@ import {
 } from '@camflow/common';
 import { GradientPool } from './parallel.js';
 import { OrtGradients, type GradientEngine } from './ort-gradients.js';
-import { FitCancelled, evaluate, fitWithRestarts, predictProbabilities, type EpochMetrics, type FitParams, type TensorData } from './fit.js';
+import { FitCancelled, MIN_STEPS_BEFORE_COLLAPSE, evaluate, fitWithRestarts, predictProbabilities, type EpochMetrics, type FitParams, type TensorData } from './fit.js';
 import { gather, resolveSplitBy, splitIndices } from './split.js';
 import { promoteIfBetter, publishModel, type SameImagesComparison } from './publish.js';
 import { CheckpointStore, jobKey, paramsHash } from './checkpoint.js';
@@ -158,7 +158,10 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     result.model.dispose();
     await checkpoints.clear();
     // Never published, never promoted; retrying the same job would collapse the same way.
-    throw new UnrecoverableError(`training collapsed after ${result.attempts} attempt(s): ${result.collapseReason}`);
+    // How many optimizer steps each attempt had: a small set trained for few epochs may never leave chance.
+    const steps = Math.ceil(split.train.length / params.batchSize) * params.epochs;
+    const hint = steps < MIN_STEPS_BEFORE_COLLAPSE ? `; each attempt had at most ${steps} optimizer steps (${params.epochs} epochs of ${split.train.length} images), fewer than the ${MIN_STEPS_BEFORE_COLLAPSE} a net may need to leave chance: train for more epochs` : '';
+    throw new UnrecoverableError(`training collapsed after ${result.attempts} attempt(s): ${result.collapseReason}${hint}`);
   }
   // The published weights are the best epoch's, and so are the metrics that gate promotion.
   const last = result.history.find((h) => h.epoch === result.bestEpoch) ?? result.history[result.history.length - 1]!;
