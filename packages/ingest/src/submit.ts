@@ -77,7 +77,7 @@ export type SubmitResult = BatchInfo & { existing: boolean };
 
 export class NoModelError extends CamflowError {
   constructor() {
-    super('NO_MODEL', 'no production model: train one first (camflow train) or pass --model <version>');
+    super('NO_MODEL', 'no production model: train one first (camflow train, POST /v1/train) or name a version (--model, or the model field over HTTP)');
   }
 }
 

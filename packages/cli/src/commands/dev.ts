@@ -38,7 +38,7 @@ export async function run({ v }: CommandInput): Promise<void> {
   process.stdout.write(
     `camflow dev is up (data in ${dataDir}).\nviewer and API: ${address}/viewer  (token: ${ctx.config.API_TOKEN ? 'your API_TOKEN' : token})\nIn another shell:\n${Object.entries(env)
       .map(([k, val]) => `export ${k}=${val}`)
-      .join('\n')}\nexport API_PORT=${new URL(address).port}\n`,
+      .join('\n')}\nexport API_PORT=${new URL(address).port}${ctx.config.API_TOKEN ? '' : `\nexport API_TOKEN=${token}`}\n`,
   );
   closeOnSignals(async () => {
     await app.close();
