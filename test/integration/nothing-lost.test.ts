@@ -321,6 +321,11 @@ test('a cancelled batch: committed chunks keep their results, every other image 
     assert.equal(JSON.parse(again.stdout).action, 'none');
     const unknown = await camflow(c, ['batches', 'cancel', 'nosuchbatch']);
     assert.deepEqual([unknown.code, unknown.stderr.trim()], [1, 'batch not found: nosuchbatch']);
+    // The batch list says it was cancelled, not just completed.
+    const listed = JSON.parse((await camflow(c, ['batches', 'list', '--json'])).stdout) as { batches: { batchId: string; state: string; cancelled?: { at: string } }[] };
+    const row = listed.batches.find((b) => b.batchId === info.batchId)!;
+    assert.deepEqual([row.state, row.cancelled?.at], ['completed', report.cancelledAt]);
+    assert.match((await camflow(c, ['batches', 'list'])).stdout, new RegExp(`${info.batchId} .* completed, cancelled`));
   } finally {
     await c.close();
   }

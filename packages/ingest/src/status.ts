@@ -102,6 +102,8 @@ export interface BatchListing {
   images?: BatchStatus['images'];
   /** An S3-prefix batch: its listing's state and pages so far. */
   listing?: { state: string; pages: number };
+  /** Set when the batch was cancelled: a completed one then holds `cancelled` lines, not a full run. */
+  cancelled?: { at: string; reason: string };
 }
 
 /** The newest batches with their state and progress. */
@@ -120,6 +122,7 @@ export async function batchListing(store: ObjectStore, batchQueue: Queue, limit 
         rejected: info.rejected,
         ...(status.images ? { images: status.images } : {}),
         ...(info.listing ? { listing: { state: info.listing.state, pages: info.listing.pages } } : {}),
+        ...(status.cancelled ? { cancelled: status.cancelled } : {}),
       };
     }),
   );

@@ -96,7 +96,8 @@ export function registerViewer(app: FastifyInstance, store: ObjectStore): void {
       batches.map(async (b) => {
         const raw = await store.getJsonIfExists(keys.resultsSummary(b.batchId));
         const summary = raw === undefined ? undefined : batchSummarySchema.safeParse(raw).data;
-        const state = summary ? `completed: ${summary.ok} ok, ${summary.failed} failed` : 'not finished';
+        const cancelled = (await store.getJsonIfExists(keys.batchCancel(b.batchId))) !== undefined;
+        const state = `${summary ? `completed: ${summary.ok} ok, ${summary.failed} failed` : 'not finished'}${cancelled ? ' (cancelled)' : ''}`;
         return `<tr><td><a href="/viewer/batches/${esc(b.batchId)}">${esc(b.batchId)}</a></td><td>${esc(b.createdAt)}</td><td>${b.items}</td><td>${esc(b.modelVersion)}</td><td>${esc(state)}</td></tr>`;
       }),
     );
