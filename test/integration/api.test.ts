@@ -168,6 +168,12 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   const outOfRange = await runCli(c, ['schedule', '--dataset', 'tiny', '--cron', '61 2 * * *']);
   assert.equal(outOfRange.code, 2, outOfRange.stderr);
   assert.match(outOfRange.stderr, /--cron\/--tz/);
+  // The one schedule can be seen and taken away.
+  assert.equal((await runCli(c, ['schedule', '--dataset', 'tiny', '--cron', '0 2 * * *', '--tz', 'Europe/Paris'])).code, 0);
+  const shown = JSON.parse((await runCli(c, ['schedule', 'show', '--json'])).stdout) as { schedule: { pattern: string; tz: string; data: { dataset: string } } };
+  assert.deepEqual([shown.schedule.pattern, shown.schedule.tz, shown.schedule.data.dataset], ['0 2 * * *', 'Europe/Paris', 'tiny']);
+  assert.deepEqual(JSON.parse((await runCli(c, ['schedule', 'remove', '--json'])).stdout), { removed: true });
+  assert.deepEqual(JSON.parse((await runCli(c, ['schedule', 'show', '--json'])).stdout), { schedule: null });
   // A bare `camflow worker` would start every role, the trainer included: the role is required.
   const bareWorker = await runCli(c, ['worker']);
   assert.deepEqual([bareWorker.code, /usage: camflow worker cam\|/.test(bareWorker.stderr)], [2, true], bareWorker.stderr);

@@ -100,10 +100,10 @@ export const COMMANDS: Record<string, CommandSpec> = {
     examples: ['camflow train --dataset nih --wait', 'camflow train --cancel 42'],
   },
   schedule: {
-    usage: ['camflow schedule --dataset NAME --cron "0 2 * * *" [--tz Europe/Paris] [--preset fast|seed] [--epochs N]'],
-    summary: 'retrain nightly with the training defaults (skipped when the dataset has not changed since the production model)',
+    usage: ['camflow schedule --dataset NAME --cron "0 2 * * *" [--tz Europe/Paris] [--preset fast|seed] [--epochs N]', 'camflow schedule show', 'camflow schedule remove'],
+    summary: 'retrain on a schedule with the training defaults (skipped when the dataset has not changed since the production model); one schedule, replaced by the next `schedule`',
     options: ['dataset', 'cron', 'tz', 'preset', 'epochs'],
-    examples: ['camflow schedule --dataset nih --cron "0 2 * * *" --tz Europe/Paris'],
+    examples: ['camflow schedule --dataset nih --cron "0 2 * * *" --tz Europe/Paris', 'camflow schedule show --json', 'camflow schedule remove'],
   },
   models: {
     usage: ['camflow models [list]', 'camflow models promote VERSION'],

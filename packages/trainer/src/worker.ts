@@ -58,6 +58,18 @@ export async function enqueueTraining(queue: Queue, input: TrainJobInput): Promi
   return queue.add('train', data, trainJobOptions);
 }
 
+/** The retraining schedule, if one is installed: its pattern, zone, next run and the job it enqueues. */
+export async function getRetrainingSchedule(queue: Queue): Promise<{ id: string; pattern?: string; tz?: string; next?: number; data?: unknown } | undefined> {
+  const s = await queue.getJobScheduler(nightlySchedulerId);
+  if (!s) return undefined;
+  return { id: nightlySchedulerId, ...(s.pattern ? { pattern: s.pattern } : {}), ...(s.tz ? { tz: s.tz } : {}), ...(s.next !== undefined ? { next: s.next } : {}), ...(s.template?.data !== undefined ? { data: s.template.data } : {}) };
+}
+
+/** Remove the retraining schedule; whether there was one. A run already enqueued or running is left alone. */
+export async function removeRetrainingSchedule(queue: Queue): Promise<boolean> {
+  return queue.removeJobScheduler(nightlySchedulerId);
+}
+
 /**
  * Install (or update) the nightly retraining as a BullMQ job scheduler. The job skips when the dataset has not
  * changed since the production model.

@@ -1,11 +1,25 @@
 import { getDatasetManifest, CamflowError, InvalidParameterError } from '@camflow/common/core';
-import { scheduleRetraining } from '@camflow/trainer';
+import { getRetrainingSchedule, removeRetrainingSchedule, scheduleRetraining } from '@camflow/trainer';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
 /** `camflow schedule`: see `camflow schedule --help` (the command table in `commands.ts`). */
-export async function run({ v, num }: CommandInput): Promise<void> {
-  if (!v.dataset || !v.cron) throw new CamflowError('USAGE', 'usage: camflow schedule --dataset NAME --cron "0 2 * * *" [--tz ZONE]');
+export async function run({ v, rest, num }: CommandInput): Promise<void> {
+  // `schedule show` / `schedule remove`: the one retraining schedule, seen or taken away.
+  if (rest[0] === 'show' || rest[0] === 'remove') {
+    await withContext(async (ctx) => {
+      if (rest[0] === 'remove') {
+        const removed = await removeRetrainingSchedule(ctx.queues.train);
+        print(v.json, { removed }, removed ? 'retraining schedule removed' : 'no retraining schedule to remove');
+        return;
+      }
+      const s = await getRetrainingSchedule(ctx.queues.train);
+      print(v.json, { schedule: s ?? null }, s ? `retraining: ${s.pattern} (${s.tz ?? 'UTC'}), dataset ${(s.data as { dataset?: string } | undefined)?.dataset ?? '?'}; next run ${s.next ? new Date(s.next).toISOString() : 'unknown'}` : 'no retraining schedule (camflow schedule --dataset NAME --cron "0 2 * * *")');
+    });
+    return;
+  }
+  if (rest[0] !== undefined) throw new CamflowError('USAGE', `unknown schedule subcommand "${rest[0]}": camflow schedule --dataset NAME --cron PATTERN | schedule show | schedule remove`);
+  if (!v.dataset || !v.cron) throw new CamflowError('USAGE', 'usage: camflow schedule --dataset NAME --cron "0 2 * * *" [--tz ZONE] | camflow schedule show | camflow schedule remove');
   await withContext(async (ctx) => {
     await getDatasetManifest(ctx.store, v.dataset!);
     const s = await scheduleRetraining(ctx.queues.train, v.cron!, v.tz ?? 'UTC', {
@@ -19,6 +33,6 @@ export async function run({ v, num }: CommandInput): Promise<void> {
       }
       throw error;
     });
-    print(v.json, s, `nightly retraining scheduled (${v.cron}, ${v.tz ?? 'UTC'}); next run ${s.next ? new Date(s.next).toISOString() : 'unknown'}`);
+    print(v.json, s, `retraining scheduled (${v.cron}, ${v.tz ?? 'UTC'}; one schedule: this replaces any earlier one); next run ${s.next ? new Date(s.next).toISOString() : 'unknown'}`);
   });
 }
