@@ -67,3 +67,13 @@ test('dataset add warns about a folder one level too high (class folders holding
   assert.deepEqual(layoutWarnings(new Map([['P', files('P', [''], 20)], ['U', files('U', [''], 25)]]), ['P', 'U']), []);
   assert.deepEqual(layoutWarnings(new Map([['P', files('P', ['C1', 'C2'], 20)], ['U', files('U', ['C2', 'C3'], 25)]]), ['P', 'U']), []);
 });
+
+test('words beyond what a command takes are a usage error naming the first extra one; within it, none', async () => {
+  const { argumentProblem } = await import('../../packages/cli/src/commands.ts');
+  assert.equal(argumentProblem('status', ['b1', 'extra']), 'camflow status takes at most 1 argument; unexpected "extra" (see camflow status --help)');
+  assert.match(argumentProblem('open', ['a', 'b'])!, /unexpected "b"/);
+  assert.match(argumentProblem('train', ['cells'])!, /takes at most 0 arguments; unexpected "cells"/);
+  for (const [command, rest] of [['dataset', ['add', 'nih', './cells']], ['models', ['promote', 'm1']], ['batches', ['repair', 'b1']], ['worker', ['cam']], ['open', []], ['schedule', ['show']]] as const) {
+    assert.equal(argumentProblem(command, rest), undefined, `${command} ${rest.join(' ')}`);
+  }
+});

@@ -8,6 +8,8 @@ export interface CommandSpec {
   /** One line per form of the command. */
   usage: string[];
   summary: string;
+  /** The most words the command takes after its name (`dataset add NAME FOLDER`: 3); more is a usage error. */
+  maxArgs: number;
   /** Long options the command takes (besides --json and --help). */
   options: string[];
   examples: string[];
@@ -18,36 +20,42 @@ const TRAIN_OPTIONS = ['dataset', 'version', 'preset', 'epochs', 'lr', 'batch-si
 
 export const COMMANDS: Record<string, CommandSpec> = {
   demo: {
+    maxArgs: 0,
     usage: ['camflow demo [--out DIR] [--train-images N] [--held-out N] [--epochs N] [--seed N]'],
     summary: 'the whole pipeline on an embedded default (private redis-server + s3rver, synthetic cells and fields); one JSON line',
     options: ['out', 'train-images', 'held-out', 'epochs', 'seed'],
     examples: ['camflow demo', 'camflow demo --out /tmp/demo --epochs 3'],
   },
   dev: {
+    maxArgs: 0,
     usage: ['camflow dev [--data-dir DIR]'],
     summary: 'local redis-server + s3rver + every worker + the API and viewer; data kept in DIR (default ~/.local/share/camflow/dev)',
     options: ['data-dir'],
     examples: ['camflow dev', 'camflow dev --data-dir ./camflow-data'],
   },
   worker: {
+    maxArgs: 1,
     usage: ['camflow worker cam|chunks|finalizer|ingest|trainer|all   (cam = chunks + finalizer + ingest)'],
     summary: 'run workers against REDIS_URL / S3_ENDPOINT (one process per core or GPU, as many hosts as you like)',
     options: [],
     examples: ['camflow worker cam', 'METRICS_PORT=9464 camflow worker trainer'],
   },
   serve: {
+    maxArgs: 0,
     usage: ['camflow serve'],
     summary: 'the HTTP API, the viewer (/viewer) and the queue dashboard (/admin/queues) on API_HOST:API_PORT, behind API_TOKEN',
     options: [],
     examples: ['API_TOKEN=$(openssl rand -hex 16) camflow serve'],
   },
   dataset: {
+    maxArgs: 3,
     usage: ['camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]', 'camflow dataset list'],
     summary: 'snapshot a labelled folder (one sub-folder per class) as a versioned training dataset',
     options: ['size', 'classes', 'group-pattern'],
     examples: ['camflow dataset add nih ./cell_images --group-pattern "^(C\\d+)"', 'camflow dataset list --json'],
   },
   submit: {
+    maxArgs: 1,
     usage: [
       'camflow submit FOLDER|ARCHIVE|s3://BUCKET/PREFIX [--model V] [--target predicted|all|CLASS] [--fraction 0.2]',
       '               [--outputs json,heatmap,overlay|none] [--precision fp32|int8] [--chunk-size N] [--no-cell-mask]',
@@ -60,36 +68,42 @@ export const COMMANDS: Record<string, CommandSpec> = {
       'camflow submit ./urgent --priority high --webhook https://lims.example/camflow-done', 'SOURCE_S3_ENDPOINT=https://s3.lab.example camflow submit s3://slides/2026/ --key run-2026'],
   },
   open: {
+    maxArgs: 1,
     usage: ['camflow open [BATCH_ID]'],
     summary: "the results viewer's URL (opened in a browser when one is at hand)",
     options: [],
     examples: ['camflow open b20261127-101500-0a1b2c3d4e5f'],
   },
   status: {
+    maxArgs: 1,
     usage: ['camflow status BATCH_ID'],
     summary: 'state of a batch: images done with rate and time left, chunks, failures with the repair command',
     options: [],
     examples: ['camflow status b20261127-101500-0a1b2c3d4e5f --json'],
   },
   eval: {
+    maxArgs: 1,
     usage: ['camflow eval FOLDER|DATASET[@V] [--model V] [--group-pattern RE] [--boxes F] [--truth auto|boxes|stain|none] [--subset auto|validation|all] [--out DIR]'],
     summary: "score a model on labelled images through the queues: HTML report + one JSON line (the model's own dataset: its validation images unless --subset all)",
     options: ['model', 'group-pattern', 'boxes', 'truth', 'subset', 'out'],
     examples: ['camflow eval ./held-out-patients', 'camflow eval nih   # the validation patients of the model trained on dataset nih'],
   },
   batches: {
+    maxArgs: 2,
     usage: ['camflow batches list [--limit 50]', 'camflow batches cancel BATCH_ID', 'camflow batches repair BATCH_ID'],
     summary: 'the newest batches (state, images done, model); cancel one (every image still gets its line); re-create lost jobs from S3 and re-run a failed finalization',
     options: ['limit'],
     examples: ['camflow batches list --limit 10', 'camflow batches cancel b20261127-101500-0a1b2c3d4e5f', 'camflow batches repair b20261127-101500-0a1b2c3d4e5f'],
   },
   results: {
+    maxArgs: 1,
     usage: ['camflow results BATCH_ID [--format jsonl|csv|geojson] [--out FILE]'],
     summary: "a finished batch's results, one line per submitted entry (JSON Schema: docs/result-line.schema.json)",
     options: ['format', 'out'],
     examples: ['camflow results b20261127-101500-0a1b2c3d4e5f --format csv --out results.csv'],
   },
   train: {
+    maxArgs: 0,
     usage: [
       'camflow train --dataset NAME [--version V] [--preset fast|seed] [--epochs N] [--lr X] [--batch-size N]',
       '              [--split auto|item|group] [--val-fraction 0.15] [--patience 5] [--seed N] [--no-promote] [--wait]',
@@ -100,12 +114,14 @@ export const COMMANDS: Record<string, CommandSpec> = {
     examples: ['camflow train --dataset nih --wait', 'camflow train --cancel 42'],
   },
   schedule: {
+    maxArgs: 1,
     usage: ['camflow schedule --dataset NAME --cron "0 2 * * *" [--tz Europe/Paris] [--preset fast|seed] [--epochs N]', 'camflow schedule show', 'camflow schedule remove'],
     summary: 'retrain on a schedule with the training defaults (skipped when the dataset has not changed since the production model); one schedule, replaced by the next `schedule`',
     options: ['dataset', 'cron', 'tz', 'preset', 'epochs'],
     examples: ['camflow schedule --dataset nih --cron "0 2 * * *" --tz Europe/Paris', 'camflow schedule show --json', 'camflow schedule remove'],
   },
   models: {
+    maxArgs: 2,
     usage: ['camflow models [list]', 'camflow models promote VERSION'],
     summary: 'published model versions and their scores; make one production',
     options: [],
@@ -124,6 +140,13 @@ export function globalUsage(): string {
 export function commandHelp(name: string): string {
   const c = COMMANDS[name]!;
   return `${c.usage.join('\n')}\n\n${c.summary}\n\nExamples:\n${c.examples.map((e) => `  ${e}`).join('\n')}\n\nEvery command takes --json (stdout then holds only JSON). Configuration: environment variables (see the README).`;
+}
+
+/** Pure: why the words after the command are more than it takes, or undefined when they are not. */
+export function argumentProblem(command: string, rest: readonly string[]): string | undefined {
+  const spec = COMMANDS[command];
+  if (!spec || rest.length <= spec.maxArgs) return undefined;
+  return `camflow ${command} takes at most ${spec.maxArgs} argument${spec.maxArgs === 1 ? '' : 's'}; unexpected ${JSON.stringify(rest[spec.maxArgs])} (see camflow ${command} --help)`;
 }
 
 /** Pure: why the options given are not what `command` takes, or undefined when they are. */

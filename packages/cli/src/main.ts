@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { CamflowError, ConfigError, InvalidParameterError, errorMessage } from '@camflow/common/core';
 import type { CommandInput, Values } from './cli-io.js';
-import { ALL_OPTIONS, COMMANDS, commandHelp, globalUsage, optionProblem, suggest } from './commands.js';
+import { ALL_OPTIONS, COMMANDS, argumentProblem, commandHelp, globalUsage, optionProblem, suggest } from './commands.js';
 
 /**
  * One module per command (`commands/<name>.ts`; `commands.ts` holds their usage, options and examples), loaded when
@@ -73,7 +73,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const given = Object.entries(v as Record<string, unknown>).filter(([, value]) => value !== undefined && value !== false).map(([k]) => k);
-  const problem = optionProblem(command, given);
+  const problem = optionProblem(command, given) ?? argumentProblem(command, rest);
   if (problem) throw new CamflowError('USAGE', problem);
 
   const handler = HANDLERS[command];
