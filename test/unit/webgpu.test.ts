@@ -37,6 +37,12 @@ const maxRel = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   return m / scale;
 };
 
+/** `n` seeded floats in [-1, 1) (the same LCG as `randomImages`). */
+function randomFloats(n: number, seed: number): Float32Array {
+  let s = seed;
+  return Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
+}
+
 function randomImages(n: number, size: number, seed: number): Uint8Array[] {
   let s = seed;
   const next = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
@@ -111,13 +117,9 @@ test('the webgpu backend sums over leading axes (bias gradients) with camflow\'s
     // cannot dispatch this sum at all.)
     { shape: [2, 64 * 65_535 + 1], axis: 0, keepDims: false, ours: true },
   ];
-  const random = (n: number, seed: number) => {
-    let s = seed;
-    return Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
-  };
   const columnPrograms = () => Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache).filter((k) => k.startsWith('camflowColumnSum')).length;
   for (const c of cases) {
-    const values = random(c.shape.reduce((a, b) => a * b), 11);
+    const values = randomFloats(c.shape.reduce((a, b) => a * b), 11);
     const sum = async (backend: string) => {
       await tf.setBackend(backend);
       const x = tf.tensor(values, c.shape);
@@ -153,13 +155,9 @@ test(`the webgpu backend (TF_BACKEND=webgpu) computes conv filter gradients equa
     // More than one 64 × 32 block each way (m = 144, n = 40), with partial blocks.
     { x: [2, 12, 12, 16], f: [3, 3, 16, 40], stride: 1, pad: 'same' },
   ];
-  const random = (n: number, seed: number) => {
-    let s = seed;
-    return Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
-  };
   for (const c of cases) {
-    const xs = random(c.x.reduce((a, b) => a * b), 7);
-    const fs = random(c.f.reduce((a, b) => a * b), 8);
+    const xs = randomFloats(c.x.reduce((a, b) => a * b), 7);
+    const fs = randomFloats(c.f.reduce((a, b) => a * b), 8);
     // Each backend gets its own tensors (moving data off webgpu would need a synchronous read, which Node lacks).
     const grad = async (backend: string) => {
       await tf.setBackend(backend);
@@ -207,15 +205,11 @@ test("the webgpu backend computes conv input gradients (dX) with camflow's block
     { x: [2, 12, 12, 40], f: [3, 3, 40, 20], stride: 1, pad: 'same' },
     { x: [1, 2897, 2897, 1], f: [1, 1, 1, 1], stride: 1, pad: 'valid' },
   ];
-  const random = (n: number, seed: number) => {
-    let s = seed;
-    return Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1);
-  };
   const dxPrograms = () => Object.keys((tf.backend() as unknown as { pipelineCache: object }).pipelineCache).filter((k) => k.startsWith('camflowConvDX')).length;
   for (const c of cases) {
     const info = tf.backend_util.computeConv2DInfo(c.x, c.f, c.stride, 1, c.pad);
     const dyShape = [c.x[0], info.outHeight, info.outWidth, c.f[3]] as [number, number, number, number];
-    const [dys, fs] = [random(dyShape.reduce((a, b) => a * b), 5), random(c.f.reduce((a, b) => a * b), 6)];
+    const [dys, fs] = [randomFloats(dyShape.reduce((a, b) => a * b), 5), randomFloats(c.f.reduce((a, b) => a * b), 6)];
     const dx = async (backend: string) => {
       await tf.setBackend(backend);
       const [dy, f] = [tf.tensor4d(dys, dyShape), tf.tensor4d(fs, c.f)];
