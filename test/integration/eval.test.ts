@@ -98,7 +98,10 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
       // Per patient, how many positive labels show no stain: S99 holds just the relabelled cell.
       assert.match(stainHtml, /<tr><td>S99<\/td><td>1<\/td><td>1<\/td><td>1<\/td>/);
       const none = await fetch(`${base}/v1/batches/${line.batchId}/eval?truth=none`, { headers: { authorization: `Bearer ${token}` } });
-      assert.equal(((await none.json()) as { stainPointing?: unknown }).stainPointing, undefined);
+      const noneBody = (await none.json()) as { stainPointing?: unknown; classification: { groups: Record<string, unknown> } };
+      assert.equal(noneBody.stainPointing, undefined);
+      // With no groupPattern the API groups by the same default pattern as the CLI (and `dataset add`).
+      assert.equal(Object.keys(noneBody.classification.groups).length, line.groups);
       const bad = await fetch(`${base}/v1/batches/${line.batchId}/eval?groupPattern=${encodeURIComponent('(')}`, { headers: { authorization: `Bearer ${token}` } });
       assert.equal(bad.status, 400);
     } finally {

@@ -17,6 +17,7 @@ import {
   NotFoundError,
   camOptionsSchema,
   evaluateForModel,
+  DEFAULT_GROUP_PATTERN,
   esc,
   stainPointingForBatch,
   withStainAudit,
@@ -333,15 +334,16 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (status.state === 'unknown') throw new NotFoundError('batch', id);
     if (status.state !== 'completed') return reply.code(409).send({ error: 'not_ready', message: `batch ${id} is ${status.state}` });
     const model = await getModelManifest(store, status.info!.modelVersion);
-    let group: RegExp | undefined;
+    // The same default patient pattern as the CLI's eval and `dataset add`.
+    let group: RegExp;
     try {
-      group = query.groupPattern ? new RegExp(query.groupPattern) : undefined;
+      group = new RegExp(query.groupPattern ?? DEFAULT_GROUP_PATTERN);
     } catch {
       throw new InvalidParameterError('query.groupPattern', 'a regular expression', query.groupPattern);
     }
     const key = keys.resultsJsonl(id);
     const results = parseJsonLines((await store.get(key)).toString('utf8'), imageResultSchema, key);
-    const groupOption = group ? { groupPattern: group } : {};
+    const groupOption = { groupPattern: group };
     const { positiveClass, ...report } = evaluateForModel(results, model, groupOption);
     // Nothing scorable is not a score of 0: say what eval needs.
     if (report.classification.images === 0) {
