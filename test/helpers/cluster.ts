@@ -101,14 +101,21 @@ export async function startCluster(envOverrides: Record<string, string> = {}): P
 }
 
 /** Publish a model as it is (no training) under `version`: real weights, real files, instantly. */
-export async function publishAsIs(store: ObjectStore, model: tf.LayersModel, preset: PresetName, version: string, dataset: ModelManifest['dataset'] = { name: 'none', version: 'none', trainItems: 0, validationItems: 0, splitBy: 'item' }): Promise<ModelManifest> {
+export async function publishAsIs(
+  store: ObjectStore,
+  model: tf.LayersModel,
+  preset: PresetName,
+  version: string,
+  dataset: ModelManifest['dataset'] = { name: 'none', version: 'none', trainItems: 0, validationItems: 0, splitBy: 'item' },
+  o: { valAccuracy?: number; classNames?: string[] } = {},
+): Promise<ModelManifest> {
   return publishModel(store, model, {
     version,
     preset,
     inputSize: presets[preset].inputSize,
-    classNames: ['Parasitized', 'Uninfected'],
+    classNames: o.classNames ?? ['Parasitized', 'Uninfected'],
     dataset,
-    metrics: { valAccuracy: 0.5, valLoss: 0.69, epochs: 0, attempts: 1, history: [] },
+    metrics: { valAccuracy: o.valAccuracy ?? 0.5, valLoss: 0.69, epochs: 0, attempts: 1, history: [] },
     backend: 'none',
     createdAt: new Date().toISOString(),
   });

@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { connectProducer, writeSyntheticDataset, type createRedis } from '@camflow/common';
+import { buildModel, connectProducer, writeSyntheticDataset, type createRedis } from '@camflow/common';
 import { buildApi } from '@camflow/ingest';
 import { startCamWorkers, type CamWorkers } from '@camflow/cam-worker';
-import { publishUntrained, runCli, startCluster, syntheticFolder, eventually, sleep, type Cluster } from '../helpers/cluster.ts';
+import { publishAsIs, publishUntrained, runCli, startCluster, syntheticFolder, eventually, sleep, type Cluster } from '../helpers/cluster.ts';
 
 const TOKEN = 'test-token-0123456789abcdef';
 let c: Cluster;
@@ -177,6 +177,18 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   // A bare `camflow worker` would start every role, the trainer included: the role is required.
   const bareWorker = await runCli(c, ['worker']);
   assert.deepEqual([bareWorker.code, /usage: camflow worker cam\|/.test(bareWorker.stderr)], [2, true], bareWorker.stderr);
+  // An operator's promotion is done (a rollback may want a weaker model) but says what it replaced and why to look twice.
+  const weaker = buildModel('fast', 2, 5);
+  await publishAsIs(c.ctx.store, weaker, 'fast', 'm-weaker', undefined, { valAccuracy: 0.41, classNames: ['Infected', 'Uninfected'] });
+  weaker.dispose();
+  const promoted = await runCli(c, ['models', 'promote', 'm-weaker']);
+  assert.equal(promoted.code, 0, promoted.stderr);
+  assert.match(promoted.stdout, /^production → m-weaker \(was m-untrained\)\nwarning: m-weaker's validation accuracy 0\.4100 is below that of m-untrained, which it replaces \(0\.5000; same dataset version, each on its own validation images\)\nwarning: m-weaker names the classes Infected, Uninfected; m-untrained named Parasitized, Uninfected/);
+  const back = await json(fetch(`${base}/v1/models/m-untrained/promote`, { method: 'POST', headers: auth }));
+  assert.deepEqual([back.version, back.previous.version, back.warnings.length], ['m-untrained', 'm-weaker', 1], JSON.stringify(back));
+  assert.match(back.warnings[0], /m-untrained names the classes Parasitized, Uninfected; m-weaker named Infected, Uninfected/);
+  const same = JSON.parse((await runCli(c, ['models', 'promote', 'm-untrained', '--json'])).stdout);
+  assert.deepEqual([same.version, same.previous.version, same.warnings], ['m-untrained', 'm-untrained', []]);
   const lst = await runCli(c, ['models', 'lst']);
   assert.equal(lst.code, 2);
   assert.match(lst.stderr, /unknown models subcommand "lst"/);

@@ -1,4 +1,4 @@
-import { CamflowError, getProduction, listModels, getModelManifest, promote, type ModelManifest } from '@camflow/common/core';
+import { CamflowError, getProduction, listModels, getModelManifest, promoteByHand, type ModelManifest } from '@camflow/common/core';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
@@ -10,8 +10,9 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
   await withContext(async (ctx) => {
     if (rest[0] === 'promote') {
       if (!rest[1]) throw new CamflowError('USAGE', 'usage: camflow models promote VERSION');
-      const channel = await promote(ctx.store, await getModelManifest(ctx.store, rest[1]));
-      print(v.json, channel, `production → ${channel.version}`);
+      const promotion = await promoteByHand(ctx.store, await getModelManifest(ctx.store, rest[1]));
+      const { channel, previous } = promotion;
+      print(v.json, { ...channel, previous, warnings: promotion.warnings }, `production → ${channel.version}${previous && previous.version !== channel.version ? ` (was ${previous.version})` : previous ? ' (already production)' : ''}${promotion.warnings.map((w) => `\nwarning: ${w}`).join('')}`);
       return;
     }
     if (rest[0] !== undefined) throw new CamflowError('USAGE', `unknown models subcommand "${rest[0]}": camflow models [promote VERSION]`);

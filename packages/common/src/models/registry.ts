@@ -76,3 +76,35 @@ export async function promote(store: ObjectStore, manifest: ModelManifest): Prom
   await store.putJson(keys.productionChannel(), channel);
   return channel;
 }
+
+/** What an operator's promotion replaced, and what they should know about it. */
+export interface ManualPromotion {
+  channel: ProductionChannel;
+  previous: ProductionChannel | null;
+  /** Plain sentences; empty when nothing is worth a second look. */
+  warnings: string[];
+}
+
+/**
+ * An operator's promotion (`camflow models promote`, `POST /v1/models/:version/promote`): always done — a rollback is
+ * a legitimate reason to promote a weaker model — but said when the new production model scored lower than the one
+ * it replaces, or names other classes than it did.
+ */
+export async function promoteByHand(store: ObjectStore, manifest: ModelManifest): Promise<ManualPromotion> {
+  const previous = (await getProduction(store)) ?? null;
+  const warnings: string[] = [];
+  if (previous && previous.version !== manifest.version) {
+    if (manifest.metrics.valAccuracy < previous.valAccuracy) {
+      const same = previous.dataset.name === manifest.dataset.name && previous.dataset.version === manifest.dataset.version;
+      warnings.push(
+        `${manifest.version}'s validation accuracy ${manifest.metrics.valAccuracy.toFixed(4)} is below that of ${previous.version}, which it replaces (${previous.valAccuracy.toFixed(4)}; ${same ? 'same dataset version' : `datasets ${manifest.dataset.name}@${manifest.dataset.version} and ${previous.dataset.name}@${previous.dataset.version}`}, each on its own validation images)`,
+      );
+    }
+    const before = await store.getJsonIfExists(keys.modelFile(previous.version, 'manifest.json'));
+    const beforeClasses = before === undefined ? undefined : modelManifestSchema.safeParse(before).data?.classNames;
+    if (beforeClasses && beforeClasses.join('\u0000') !== manifest.classNames.join('\u0000')) {
+      warnings.push(`${manifest.version} names the classes ${manifest.classNames.join(', ')}; ${previous.version} named ${beforeClasses.join(', ')}: new results will carry the new names`);
+    }
+  }
+  return { channel: await promote(store, manifest), previous, warnings };
+}

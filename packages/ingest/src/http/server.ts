@@ -29,7 +29,7 @@ import {
   listModels,
   parseOutputs,
   parseWith,
-  promote,
+  promoteByHand,
   trainJobSchema,
   type Config,
   type Logger,
@@ -386,7 +386,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.post('/v1/models/:version/promote', async (req) => {
     const { version } = parseWith(versionParams, req.params, 'params');
-    return promote(store, await getModelManifest(store, version));
+    const { channel, previous, warnings } = await promoteByHand(store, await getModelManifest(store, version));
+    return { ...channel, previous, warnings };
   });
 
   app.post('/v1/train', async (req, reply) => {
