@@ -257,6 +257,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   createBullBoard({ queues: Object.values(deps.queues).map((q) => new BullMQAdapter(q)), serverAdapter: board, options: { uiConfig: { boardTitle: 'camflow queues' } } });
   board.setBasePath('/admin/queues');
   await app.register(board.registerPlugin(), { prefix: '/admin/queues' });
+  // bull-board's page links Google Fonts: a lab's network may have no way out, and a dashboard need not tell anyone
+  // it was opened. Its own CSS falls back to the system's sans-serif.
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (!req.url.startsWith('/admin/queues') || typeof payload !== 'string' || !String(reply.getHeader('content-type') ?? '').startsWith('text/html')) return payload;
+    return payload.replace(/<link[^>]*href="https?:\/\/[^"]*"[^>]*>/g, '');
+  });
 
   const submitOptions = (f: z.infer<typeof submitFields>) =>
     parseWith(
