@@ -51,6 +51,10 @@ test('probes are open; everything else needs the bearer token', async () => {
   assert.equal((await fetch(`${base}/v1/models`, { headers: { authorization: 'Bearer wrong-token-0123456789ab' } })).status, 401);
   const models = (await (await fetch(`${base}/v1/models`, { headers: auth })).json()) as { production: { version: string } };
   assert.equal(models.production.version, 'm-untrained');
+  // An unknown route answers in the API's one error shape, naming the method and path.
+  const nowhere = await fetch(`${base}/v1/batchs/b1?x=1`, { headers: auth });
+  assert.equal(nowhere.status, 404);
+  assert.deepEqual(await nowhere.json(), { error: 'not_found', message: 'no route GET /v1/batchs/b1 (the API is under /v1: see the README\'s HTTP API table)' });
 });
 
 test('an uploaded batch is localized; its results stream as JSONL; refused files carry their reason', async () => {

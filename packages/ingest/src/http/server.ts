@@ -204,6 +204,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     await reply.code(status).send({ error: errorName(status), message, ...(error instanceof InvalidParameterError ? { field: error.field } : {}), ...(error instanceof KeyConflictError ? { batchId: error.batchId } : {}) });
   });
 
+  // Fastify's own 404 body has another shape ({message, error: "Not Found", statusCode}): one shape for every error.
+  app.setNotFoundHandler(async (req, reply) => reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]} (the API is under /v1: see the README's HTTP API table)` }));
+
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_req, reply) => {
     // Each probe answers within 2 s, whatever the client's own retry settings.
