@@ -2,6 +2,7 @@ import { CamflowError, NotFoundError } from '@camflow/common/core';
 import { batchStatus } from '@camflow/ingest';
 import { print, formatDuration, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
+import { summaryText } from '../summary-text.js';
 
 /** `camflow status`: see `camflow status --help` (the command table in `commands.ts`). */
 export async function run({ v, rest }: CommandInput): Promise<void> {
@@ -13,6 +14,6 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
     const progress = im ? `images ${im.done}/${im.total}${im.perSecond !== undefined && status.state === 'running' ? ` (${im.perSecond}/s, about ${formatDuration(im.etaSeconds!)} left)` : ''}, ` : '';
     const listing = status.info?.listing;
     const listed = listing ? `listing ${listing.state}${listing.state === 'listing' ? ` (${listing.pages} pages so far)` : ` (${listing.pages} pages)`}${listing.reason ? `: ${listing.reason}` : ''}, ` : '';
-    print(v.json, status, `${status.batchId}: ${status.state}${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}, ${listed}${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.summary ? `\n${JSON.stringify(status.summary, null, 2)}` : ''}`);
+    print(v.json, status, `${status.batchId}: ${status.state}${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}, ${listed}${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.summary ? `\n${summaryText(status.summary)}` : ''}`);
   });
 }

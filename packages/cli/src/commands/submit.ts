@@ -3,6 +3,7 @@ import { submitBatch } from '@camflow/ingest';
 import { waitForBatch } from '../wait.js';
 import { print, progressBar, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
+import { summaryText } from '../summary-text.js';
 
 /** `camflow submit`: see `camflow submit --help` (the command table in `commands.ts`). */
 export async function run({ v, rest, num }: CommandInput): Promise<void> {
@@ -48,9 +49,6 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
     }
     const bar = v.json ? undefined : progressBar('localize');
     const status = await waitForBatch(ctx, info.batchId, 24 * 3600_000, (s) => (s.images ? bar?.(s.images.done, s.images.total, s.state === 'running' ? s.images.etaSeconds : undefined) : bar?.(s.chunks.done, s.chunks.total)));
-    const f = status.summary?.fields;
-    const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
-    const fieldsLine = f ? `\n${f.images} field${f.images === 1 ? '' : 's'}: ${f.infected} of ${f.counted} counted cells ${f.positiveClass}, parasitemia ${pct(f.parasitemia)} [95 % ${pct(f.interval[0])} – ${pct(f.interval[1])}] (\`camflow results ${info.batchId}\` has each field)` : '';
-    print(v.json, status, `batch ${info.batchId} completed: ${JSON.stringify(status.summary)}${fieldsLine}`);
+    print(v.json, status, `batch ${info.batchId} completed${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}${status.summary ? `\n${summaryText(status.summary)}` : ''}\n(\`camflow results ${info.batchId}\` has every image's line)`);
   });
 }

@@ -1,0 +1,24 @@
+import type { BatchSummary } from '@camflow/common/core';
+
+const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
+const counts = (r: Record<string, number>) =>
+  Object.entries(r)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
+
+/**
+ * A finished batch's summary in sentences (what `submit --wait` and `status` print without `--json`):
+ * how many entries ended how, by class and by reason, the screening split, and the fields' pooled parasitemia.
+ * @example summaryText(summary) // "6 images: 5 localized (Uninfected 3, Parasitized 2), 1 refused (not an image 1)…"
+ */
+export function summaryText(s: BatchSummary): string {
+  const lines = [
+    `${s.items} image${s.items === 1 ? '' : 's'}: ${s.ok} localized${s.ok ? ` (${counts(s.byClass)})` : ''}${s.failed ? `, ${s.failed} with a stated reason (${counts(s.failures)})` : ''}; model ${s.modelVersion}; completed ${s.completedAt}`,
+  ];
+  if (s.screen) lines.push(`screening: ${s.screen.positive} screen-positive for ${s.screen.positiveClass}, ${s.screen.negative} negative at the model's operating point`);
+  const f = s.fields;
+  if (f) lines.push(`${f.images} field${f.images === 1 ? '' : 's'}: ${f.infected} of ${f.counted} counted cells ${f.positiveClass}, parasitemia ${pct(f.parasitemia)} [95 % ${pct(f.interval[0])} – ${pct(f.interval[1])}]`);
+  if (s.listing) lines.push(`listing of ${s.listing.source}: ${s.listing.state} (${s.listing.pages} pages)${s.listing.reason ? `: ${s.listing.reason}` : ''}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,28 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { summaryText } from '../../packages/cli/src/summary-text.ts';
+
+test('a batch summary reads as sentences: entries by class and by reason, the screening split, the pooled fields', () => {
+  const text = summaryText({
+    batchId: 'b1',
+    modelVersion: 'm1',
+    items: 6,
+    ok: 5,
+    failed: 1,
+    byClass: { Parasitized: 2, Uninfected: 3 },
+    failures: { 'not an image': 1 },
+    chunks: { total: 2, failed: 0 },
+    screen: { positiveClass: 'Parasitized', positive: 3, negative: 2 },
+    fields: { images: 1, positiveClass: 'Parasitized', cells: 120, counted: 100, infected: 4, parasitemia: 0.04, interval: [0.0157, 0.0984] },
+    completedAt: '2026-11-28T12:00:00.000Z',
+  });
+  assert.equal(
+    text,
+    [
+      '6 images: 5 localized (Uninfected 3, Parasitized 2), 1 with a stated reason (not an image 1); model m1; completed 2026-11-28T12:00:00.000Z',
+      "screening: 3 screen-positive for Parasitized, 2 negative at the model's operating point",
+      '1 field: 4 of 100 counted cells Parasitized, parasitemia 4.0 % [95 % 1.6 % – 9.8 %]',
+    ].join('\n'),
+  );
+  assert.equal(summaryText({ batchId: 'b2', modelVersion: 'm1', items: 1, ok: 0, failed: 1, byClass: {}, failures: { 'image too large': 1 }, chunks: { total: 1, failed: 0 }, completedAt: 't' }), '1 image: 0 localized, 1 with a stated reason (image too large 1); model m1; completed t');
+});
