@@ -2,6 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { createRng, encodePng, fieldDocumentSchema, generateCell, generateField, iou, isCellResult, keys, scoreDetections, type FieldResult } from '@camflow/common';
 import { readResults } from '../../packages/cli/src/wait.ts';
 import { buildApi } from '@camflow/ingest';
@@ -215,4 +216,32 @@ test("a field whose part failed for good gets one failed line naming the part an
   const line = await assembleField(item as never, plan as never, [ok, 'ONNX Runtime: out of memory'], { store: c.ctx.store, job, write: () => assert.fail('nothing is written for a failed field') } as never);
   assert.equal(line.status, 'failed');
   assert.ok(line.status === 'failed' && line.reason === 'cells-failed' && /part 1 of the field's 0 cells \(2 parts\) failed after its retries: ONNX Runtime: out of memory/.test(line.error), JSON.stringify(line));
+});
+
+test('a greyscale field gets its own failed line saying why (cells are told apart by colour); the colour field and the crop in its chunk are unaffected', async () => {
+  const folder = join(c.dir, 'grey-mix');
+  await mkdir(folder, { recursive: true });
+  const colour = generateField(6, { width: 1200, height: 900, cells: 30, fov: false });
+  const grey = Uint8Array.from(colour.rgb);
+  for (let i = 0; i < grey.length; i += 3) grey[i] = grey[i + 1] = grey[i + 2] = Math.round(0.299 * grey[i]! + 0.587 * grey[i + 1]! + 0.114 * grey[i + 2]!);
+  await writeFile(join(folder, 'colour.png'), await encodePng(colour.rgb, colour.width, colour.height));
+  // Grey stored two ways: three equal channels, and a one-channel JPEG (what a monochrome camera writes).
+  await writeFile(join(folder, 'grey-rgb.png'), await encodePng(grey, colour.width, colour.height));
+  await writeFile(join(folder, 'grey-1ch.jpg'), await sharp(Buffer.from(grey), { raw: { width: colour.width, height: colour.height, channels: 3 } }).toColourspace('b-w').jpeg().toBuffer());
+  const cell = generateCell(createRng(3), 'Uninfected');
+  await writeFile(join(folder, 'cell.png'), await encodePng(cell.rgb, cell.width, cell.height));
+  const t0 = Date.now();
+  const run = await runCli(c, ['submit', folder, '--wait', '--json']);
+  assert.equal(run.code, 0, run.stderr);
+  const id = JSON.parse(run.stdout.trim().split('\n').pop()!).batchId as string;
+  const byName = new Map((await readResults(c.ctx.store, id)).map((r) => [r.name, r]));
+  assert.equal(byName.size, 4, 'one line per file');
+  for (const name of ['grey-rgb.png', 'grey-1ch.jpg']) {
+    const line = byName.get(name)!;
+    assert.deepEqual([line.status, line.status === 'failed' ? line.reason : ''], ['failed', 'greyscale'], JSON.stringify(line));
+    assert.match(line.status === 'failed' ? line.error : '', /no colour/);
+  }
+  assert.equal(byName.get('colour.png')!.status, 'ok');
+  assert.equal(byName.get('cell.png')!.status, 'ok');
+  assert.ok(Date.now() - t0 < 60_000, 'no retries of a failure that cannot change');
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cropCell, dropPlasmaBetweenCells, edgeContact, fillMaskHoles, keepLargestPiece, phantomRegions, trimPlasmaPockets, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, openLabels, wilsonInterval } from '@camflow/common';
+import { cropCell, dropPlasmaBetweenCells, edgeContact, fillMaskHoles, keepLargestPiece, phantomRegions, trimPlasmaPockets, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, openLabels, wilsonInterval, isColourless } from '@camflow/common';
 
 test("Otsu's threshold separates two populations", () => {
   const hist = new Array<number>(256).fill(0);
@@ -417,4 +417,27 @@ test("a hole the label map left inside a cell is the cell's own in its crop (no 
   const box = { x: 3, y: 3, width: 34, height: 34 };
   const crop = cropCell(rgb, w, { labels: { data: labels, width: w, height: h }, scale: 1, diameter: 32 }, 0, box);
   for (const [x, y] of [[24, 18], [25, 19]] as const) assert.equal(crop[((y - box.y) * box.width + (x - box.x)) * 3], 200, `hole pixel (${x}, ${y}) keeps the field's pixel`);
+});
+
+test('an image with nothing to find gives no cells and no NaN: a black image has no window circle, and its size estimate stays a cell size', async () => {
+  for (const v of [0, 40, 255]) {
+    const found = await findCells(new Uint8Array(800 * 600 * 3).fill(v), 800, 600);
+    assert.equal(found.cells.length, 0);
+    assert.equal(found.fov, undefined, `value ${v}: ${JSON.stringify(found.fov)}`);
+    assert.ok(found.diameter >= 8 && found.diameter <= 800, `diameter ${found.diameter}`);
+  }
+});
+
+test('a field without colour is told from a Giemsa field: grey stored as RGB (with JPEG-like chroma noise) is colourless, the colour field is not', () => {
+  const field = generateField(2, { width: 600, height: 400, cells: 12, fov: false });
+  assert.equal(isColourless(field.rgb), false);
+  const grey = Uint8Array.from(field.rgb);
+  for (let i = 0; i < grey.length; i += 3) {
+    const y = Math.round(0.299 * grey[i]! + 0.587 * grey[i + 1]! + 0.114 * grey[i + 2]!);
+    grey[i] = Math.min(255, y + (i % 7)); // a few levels of chroma noise
+    grey[i + 1] = y;
+    grey[i + 2] = Math.max(0, y - (i % 5));
+  }
+  assert.equal(isColourless(grey), true);
+  assert.equal(isColourless(new Uint8Array([10, 200, 10, 10, 200, 10])), false);
 });

@@ -123,6 +123,14 @@ function cachedInput(bytes: Uint8Array): ReturnType<typeof decodeRgbPng> {
  * storage or model error fails the chunk so that BullMQ retries it. The chunk's JSONL is written last: it is what
  * marks the chunk done, so a crash midway leaves nothing that looks finished, and a retry overwrites the same keys.
  */
+/** A result line as the finalizer will read it, or the image's failed line saying why it could not be. */
+export function committable(result: ImageResult | undefined, item: BatchItem, job: CamJob): ImageResult {
+  const failed = (error: string): ImageResult => ({ batchId: job.batchId, imageId: item.imageId, name: item.name, status: 'failed', reason: 'internal-error', error, modelVersion: job.modelVersion });
+  if (!result) return failed('no result was made for this image: a defect in camflow; please report it');
+  const parsed = imageResultSchema.safeParse(result);
+  return parsed.success ? result : failed(`its result line was not valid (${parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}): a defect in camflow; please report it with this image`.slice(0, 2000));
+}
+
 export async function processChunk(payload: unknown, ctx: ChunkContext): Promise<ChunkOutcome> {
   const job: CamJob = orFailForGood(() => parseWith(camJobSchema, payload, 'cam job'));
   const { store } = ctx;
@@ -323,8 +331,9 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   }
   const t2 = performance.now();
   await Promise.all(writes);
-  // Chunk results in submission order: the commit point of the chunk.
-  const lines = `${job.items.map((item) => JSON.stringify(results.get(item.imageId)!)).join('\n')}\n`;
+  // Chunk results in submission order: the commit point of the chunk. Each line is checked against the schema the
+  // finalizer reads it with: a line it would refuse (a defect) fails that image with the reason, never the batch.
+  const lines = `${job.items.map((item) => JSON.stringify(committable(results.get(item.imageId), item, job))).join('\n')}\n`;
   await store.put(keys.resultChunk(job.batchId, job.chunk), lines, 'application/x-ndjson');
   const t4 = performance.now();
   const outcome: ChunkOutcome = {

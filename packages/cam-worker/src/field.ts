@@ -21,6 +21,7 @@ import {
   decodeRegion,
   decodeRgb,
   inspectImage,
+  isColourless,
   tooLargeToReadWhole,
   defaultPositiveClass,
   fieldGeoJson,
@@ -122,6 +123,16 @@ export interface FieldContext {
   log: Logger;
 }
 
+/** What is wrong with a plan, in the schema's words (zod refuses NaN, which JSON would write as null); undefined when valid. */
+function planSchemaProblem(plan: FieldPlan): string | undefined {
+  try {
+    parseWith(fieldPlanSchema, plan, 'plan');
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
 const fieldFailure = (job: CamJob, item: BatchItem, reason: string, error: string): ImageResult => ({ batchId: job.batchId, imageId: item.imageId, name: item.name, status: 'failed', reason, error, modelVersion: job.modelVersion });
 
 /**
@@ -166,8 +177,13 @@ export async function planField(item: BatchItem, ctx: FieldContext): Promise<Fie
   let whiteCells = 0;
   const taken = new BoxIndex(512);
   try {
-    const regions: AsyncGenerator<Region> | Region[] = whole
-      ? [{ rgb: await decodeRgb(bytes, ctx.maxSlidePixels), left: 0, top: 0, core: { x0: 0, y0: 0, x1: width, y1: height } }]
+    const wholeRgb = whole ? await decodeRgb(bytes, ctx.maxSlidePixels) : undefined;
+    // Red cells, white cells and parasites are told apart by Giemsa's colours: a grey field would be misread.
+    if (wholeRgb && isColourless(wholeRgb.data)) {
+      return fieldFailure(job, item, 'greyscale', `the field has no colour (a greyscale image, ${width}×${height}): camflow finds cells and parasites by the Giemsa stain's colours; submit the colour image`);
+    }
+    const regions: AsyncGenerator<Region> | Region[] = wholeRgb
+      ? [{ rgb: wholeRgb, left: 0, top: 0, core: { x0: 0, y0: 0, x1: width, y1: height } }]
       : (async function* () {
           // The diameter, when not given, is estimated on the central region and kept for all.
           if (diameter === undefined) {
@@ -209,6 +225,9 @@ export async function planField(item: BatchItem, ctx: FieldContext): Promise<Fie
   }
   await flush();
   const plan: FieldPlan = { batchId: job.batchId, imageId: item.imageId, width, height, whole, diameter: diameter ?? 0, ...(fov ? { fov } : {}), regions: regionCount, whiteCells, cells, parts };
+  // Checked before it is written: a plan the next attempt would refuse fails this field, not its chunk.
+  const checked = planSchemaProblem(plan);
+  if (checked) return fieldFailure(job, item, 'field-failed', `the field's plan is not valid (${checked}): a defect in camflow's cell finding; please report it with this image`);
   // Written last: a plan in S3 means every part's inputs are there.
   await store.putJson(planKey, plan);
   ctx.log.info({ imageId: item.imageId, cells: cells.length, parts: parts.length, regions: regionCount }, 'field cells found');

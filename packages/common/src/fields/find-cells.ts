@@ -468,7 +468,8 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
     const coarse = resized(cv, rgb, width, height, s0);
     const { fg } = foreground(cv, coarse.px, coarse.w, coarse.h, 3, Infinity);
     const d = estimateDiameter(cv, fg, coarse.w, coarse.h);
-    diameter = d === undefined ? 100 : d / s0;
+    // No estimate, or one no cell can have (an image with no cells to tell apart: a whole-image "cell"): 100 px.
+    diameter = d === undefined || !(d / s0 >= 8 && d / s0 <= Math.min(2000, Math.max(width, height))) ? 100 : d / s0;
   }
   const scale = Math.min(1, WORK_DIAMETER / diameter);
   const { px, w, h } = resized(cv, rgb, width, height, scale);
@@ -596,7 +597,7 @@ export async function findCells(rgb: Uint8Array, width: number, height: number, 
     };
   });
   let fovCircle: FoundCells['fov'];
-  if (hasSurround) {
+  if (hasSurround && fov.some((v) => v > 0)) {
     let a = 0;
     let sx = 0;
     let sy = 0;

@@ -4,3 +4,4 @@ export * from './metrics.js';
 export * from './summary.js';
 export * from './heatmap.js';
 export * from './polygon-mask.js';
+export * from './colour.js';

@@ -1,0 +1,25 @@
+/** A pixel whose channels spread by more than this many levels has colour (JPEG chroma noise on grey stays below ~6). */
+const CHROMA_LEVELS = 16;
+/** Below this share of coloured pixels an image is grey: a Giemsa smear's plasma and cells are coloured almost everywhere. */
+const COLOURED_SHARE = 0.01;
+
+/**
+ * Whether an RGB image (`width × height × 3` bytes) holds no colour: a greyscale picture stored as RGB (a monochrome
+ * camera, a `b-w` JPEG decoded to sRGB). Reads ~250,000 pixels at most, evenly strided.
+ * @example isColourless(new Uint8Array([9, 9, 9, 200, 200, 200])) // true
+ */
+export function isColourless(rgb: Uint8Array): boolean {
+  const pixels = Math.floor(rgb.length / 3);
+  if (pixels === 0) return true;
+  const step = Math.max(1, Math.floor(pixels / 250_000));
+  let sampled = 0;
+  let coloured = 0;
+  for (let p = 0; p < pixels; p += step) {
+    const r = rgb[p * 3]!;
+    const g = rgb[p * 3 + 1]!;
+    const b = rgb[p * 3 + 2]!;
+    sampled++;
+    if (Math.max(r, g, b) - Math.min(r, g, b) > CHROMA_LEVELS) coloured++;
+  }
+  return coloured < COLOURED_SHARE * sampled;
+}
