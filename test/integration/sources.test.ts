@@ -236,6 +236,19 @@ test('an S3 prefix of another S3-compatible store, with its own credentials: eve
     }
     worker.kill('SIGTERM');
     await worker.exited;
+    // Ingest workers that cannot read the source (wrong key): a refusal no retry can change ends the listing at its
+    // first attempt, and `submit --wait` says so and exits 1 — the batch is complete but holds none of the prefix.
+    const denied = c.spawnWorker('cam', { ...env, SOURCE_AWS_ACCESS_KEY_ID: 'NOT-A-KEY' });
+    const t0 = Date.now();
+    const refused = await camflow(['submit', 's3://lab-archive/slides/2026', '--wait', '--json', '--key', 'denied'], env);
+    assert.equal(refused.code, 1, refused.stderr);
+    const refusedStatus = JSON.parse(refused.stdout.trim().split('\n').pop()!);
+    assert.equal(refusedStatus.summary.listing.state, 'failed');
+    assert.match(refused.stderr, /^the listing of s3:\/\/lab-archive\/slides\/2026 failed at page 0 \(0 objects listed\): listing page 0 failed for good: cannot list s3:\/\/lab-archive\/slides\/2026: /m);
+    assert.doesNotMatch(refusedStatus.summary.listing.reason, /after its retries/, 'not retried');
+    assert.ok(Date.now() - t0 < 30_000, `${Date.now() - t0} ms`);
+    denied.kill('SIGTERM');
+    await denied.exited;
   } finally {
     await archive.stop();
   }

@@ -1,4 +1,4 @@
-import type { FlowJob, FlowProducer, Job } from 'bullmq';
+import { UnrecoverableError, type FlowJob, type FlowProducer, type Job } from 'bullmq';
 import {
   batchInfoSchema,
   finalizeJobId,
@@ -22,7 +22,7 @@ import {
 } from '@camflow/common/core';
 import { chunkJobs, enqueueBatch } from './enqueue.js';
 import { ingestEntries } from './ingest-entries.js';
-import { fromArray, listS3Page, openS3Prefix, s3ObjectEntries, type S3SourceOptions, type SourceLimits } from './sources.js';
+import { SourceError, fromArray, listS3Page, openS3Prefix, s3ObjectEntries, type S3SourceOptions, type SourceLimits } from './sources.js';
 
 /** Keys per listing page (S3 lists at most 1,000 per request). */
 export const DEFAULT_LISTING_PAGE = 1000;
@@ -133,12 +133,15 @@ export async function processListingPage(payload: unknown, deps: ListingDeps, at
       source.store.destroy();
     }
   } catch (error) {
-    if (attempt.final) {
+    // A refusal no retry can change (the source's credentials or access) ends the listing now, not after the retries.
+    const permanent = error instanceof SourceError && error.permanent;
+    if (attempt.final || permanent) {
       // This page will not be tried again: the listing ends here, with the pages listed so far, so the batch still
       // completes and says why it is short.
-      const reason = `listing page ${page} failed after its retries: ${(error as Error).message}`;
+      const reason = `listing page ${page} failed ${permanent ? 'for good' : 'after its retries'}: ${(error as Error).message}`;
       await finishListing(store, info, job.totals, page, 'failed', reason).catch((e: Error) => log.error({ err: e, batchId }, 'could not record the listing failure'));
       log.error({ batchId, page, err: error }, 'listing failed for good');
+      if (permanent) throw new UnrecoverableError(reason);
     }
     throw error;
   }

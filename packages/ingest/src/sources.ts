@@ -26,9 +26,20 @@ export const defaultSourceLimits: SourceLimits = { maxFileBytes: 64 * 1024 ** 2,
 const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg', '.tif', '.tiff', '.webp']);
 
 export class SourceError extends CamflowError {
-  constructor(message: string) {
+  /** A refusal no retry can change (credentials, access, a missing bucket), as opposed to an outage. */
+  readonly permanent: boolean;
+  constructor(message: string, options: { permanent?: boolean } = {}) {
     super('SOURCE', message);
+    this.permanent = options.permanent ?? false;
   }
+}
+
+/** S3 errors that say the request will never succeed as made (bad or missing credentials, no access, no bucket). */
+const PERMANENT_S3_ERRORS = new Set(['CredentialsProviderError', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'AllAccessDisabled', 'NoSuchBucket', 'InvalidBucketName', 'AccountProblem']);
+function isPermanentS3Error(error: unknown): boolean {
+  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
+  const status = e.$metadata?.httpStatusCode;
+  return PERMANENT_S3_ERRORS.has(e.name ?? '') || status === 400 || status === 401 || status === 403 || status === 404;
 }
 
 const refuse = (name: string, reason: string, error: string): SourceFile => ({ name, refused: { reason, error } });
@@ -328,7 +339,7 @@ export async function listS3Page(source: S3Prefix, marker: string | undefined, p
   try {
     page = await source.store.client.send(new ListObjectsCommand({ Bucket: source.bucket, Prefix: source.prefix, MaxKeys: pageSize, ...(marker ? { Marker: marker } : {}) }));
   } catch (error) {
-    throw new SourceError(`cannot list ${source.url}: ${(error as Error).name === 'NoSuchBucket' ? 'no such bucket' : (error as Error).message}`);
+    throw new SourceError(`cannot list ${source.url}: ${(error as Error).name === 'NoSuchBucket' ? 'no such bucket' : (error as Error).message}`, { permanent: isPermanentS3Error(error) });
   }
   const contents = page.Contents ?? [];
   const last = contents.at(-1)?.Key;
