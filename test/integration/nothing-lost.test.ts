@@ -194,6 +194,19 @@ test('every CLI command fails fast, in one line naming what is unreachable; conf
     assert.ok(Date.now() - t1 < 10_000, `took ${Date.now() - t1} ms`);
     assert.equal(s3Down.code, 1);
     assert.match(s3Down.stderr, /S3 at http:\/\/127\.0\.0\.1:1, bucket \w+, is unreachable/);
+    // A password in an endpoint URL never reaches the terminal.
+    const s3UserInfo = await camflow(c, ['models'], { S3_ENDPOINT: 'http://lab:pw-in-url-77@127.0.0.1:1' });
+    assert.equal(s3UserInfo.code, 1);
+    assert.match(s3UserInfo.stderr, /S3 at http:\/\/127\.0\.0\.1:1\/?, bucket \w+, is unreachable/);
+    assert.ok(!s3UserInfo.stderr.includes('pw-in-url-77'), s3UserInfo.stderr);
+    // A REDIS_URL Redis cannot take (a database that is not a number) is a configuration error naming it, not a crash.
+    for (const url of [`${c.env.REDIS_URL}/abc`, 'notaurl:pass@x']) {
+      const bad = await camflow(c, ['models'], { REDIS_URL: url });
+      assert.equal(bad.code, 78, `${url}: ${bad.stderr}`);
+      assert.match(bad.stderr, /config: REDIS_URL: /);
+      assert.ok(!/at .*\.ts:\d+|ReplyError/.test(bad.stderr), bad.stderr);
+      assert.ok(!bad.stderr.includes('pass@'), bad.stderr);
+    }
     // No credentials is not an outage: the line says what to set.
     const t2 = Date.now();
     const noCredentials = await camflow(c, ['models'], { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_CONFIG_FILE: '/nonexistent', AWS_EC2_METADATA_DISABLED: 'true' });

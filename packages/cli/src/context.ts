@@ -8,6 +8,7 @@ import {
   createLogger,
   connectProducer,
   loadConfig,
+  withoutUserInfo,
   probeRedis,
   producerConnection,
   queueNames,
@@ -52,9 +53,9 @@ export async function ensureStore(store: ObjectStore, config: Config): Promise<v
     const cause = error instanceof StorageError ? ((error.cause as NodeJS.ErrnoException)?.code ?? (error.cause as Error)?.name ?? error.message) : (error as Error).message;
     // No credentials at all is not an outage: say what to set (the usual slip: `camflow dev`'s exports not run).
     if (cause === 'CredentialsProviderError') {
-      throw new ConfigError('AWS_ACCESS_KEY_ID', `S3 at ${config.S3_ENDPOINT ?? `AWS S3 (${config.S3_REGION})`} needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and S3_ENDPOINT for a local store; \`camflow dev\` prints all three)`);
+      throw new ConfigError('AWS_ACCESS_KEY_ID', `S3 at ${config.S3_ENDPOINT ? withoutUserInfo(config.S3_ENDPOINT) : `AWS S3 (${config.S3_REGION})`} needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and S3_ENDPOINT for a local store; \`camflow dev\` prints all three)`);
     }
-    throw new UnreachableError(`S3 at ${config.S3_ENDPOINT ?? `AWS S3 (${config.S3_REGION})`}, bucket ${config.S3_BUCKET},`, String(cause));
+    throw new UnreachableError(`S3 at ${config.S3_ENDPOINT ? withoutUserInfo(config.S3_ENDPOINT) : `AWS S3 (${config.S3_REGION})`}, bucket ${config.S3_BUCKET},`, String(cause));
   } finally {
     clearTimeout(timer);
   }

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { CamflowError, ConfigError, InvalidParameterError, errorMessage } from '@camflow/common/core';
+import { CamflowError, ConfigError, InvalidParameterError, errorMessage, redactLine } from '@camflow/common/core';
 import type { CommandInput, Values } from './cli-io.js';
 import { ALL_OPTIONS, COMMANDS, argumentProblem, commandHelp, globalUsage, optionProblem, suggest } from './commands.js';
 
@@ -85,7 +85,8 @@ main(process.argv.slice(2)).catch((error: unknown) => {
   // One line naming what is wrong; config errors name the variable. Exit codes: 78 configuration, 2 usage or
   // bad input, 1 anything else.
   const message = error instanceof CamflowError ? error.message : `error: ${errorMessage(error)}`;
-  process.stderr.write(`${message}\n`);
+  // Whatever the message quotes (an endpoint, a library's error), no credential reaches the terminal.
+  process.stderr.write(`${redactLine(message)}\n`);
   const code = error instanceof ConfigError || (error as CamflowError).code === 'CONFIG' ? 78 : error instanceof InvalidParameterError || (error as CamflowError).code === 'USAGE' || (error as CamflowError).code === 'KEY_CONFLICT' ? 2 : 1;
   process.exit(code);
 });

@@ -21,16 +21,39 @@ const providerList = new RegExp(`^\\s*(${EXECUTION_PROVIDERS.join('|')})(\\s*,\\
 /** `MAX_SLIDE_PIXELS`' default, also for callers that submit without a config. */
 export const DEFAULT_MAX_SLIDE_PIXELS = 2_000_000_000;
 
+/** A Redis URL ioredis reads as meant: its scheme, a host, and a database that is a number (`/abc` became `SELECT NaN`). */
+function isRedisUrl(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '' && /^\/?\d*$/.test(u.pathname);
+  } catch {
+    return false;
+  }
+}
+
+function httpUrl(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
 export const configSchema = z.object({
-  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  REDIS_URL: z
+    .string()
+    .url()
+    .refine(isRedisUrl, 'a redis:// or rediss:// URL, redis://[user:password@]host[:port][/db] with db a number')
+    .default('redis://127.0.0.1:6379'),
   QUEUE_PREFIX: z.string().regex(/^[a-zA-Z0-9_-]+$/, 'letters, digits, _ or -').default('camflow'),
-  S3_ENDPOINT: z.string().url().optional(),
+  S3_ENDPOINT: z.string().url().refine(httpUrl, 'an http:// or https:// URL').optional(),
   S3_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{2,62}$/, 'an S3 bucket name (3-63 lowercase chars)').default('camflow'),
   S3_REGION: z.string().min(1).default('us-east-1'),
   S3_FORCE_PATH_STYLE: boolish.default(true),
   S3_MAX_SOCKETS: positiveInt.default(32),
   /** `camflow submit s3://bucket/prefix` reads from this S3-compatible endpoint (default: AWS) with its own credentials. */
-  SOURCE_S3_ENDPOINT: z.string().url().optional(),
+  SOURCE_S3_ENDPOINT: z.string().url().refine(httpUrl, 'an http:// or https:// URL').optional(),
   SOURCE_S3_REGION: z.string().min(1).default('us-east-1'),
   SOURCE_S3_FORCE_PATH_STYLE: boolish.default(true),
   SOURCE_AWS_ACCESS_KEY_ID: z.string().min(1).optional(),

@@ -12,6 +12,8 @@ const SECRET_RULES: [RegExp, string][] = [
   // Credentials inside any string: bearer / basic tokens, passwords in URLs.
   [/\b(Bearer|Basic)(\s|\\t)+[A-Za-z0-9._~+/=-]+/gi, '$1 [redacted]'],
   [/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s"]*:)[^@/\s"]+@/gi, '$1[redacted]@'],
+  // Tokens in query strings (a client's ?token=…, fastify logs the URL as sent) and presigned-URL signatures.
+  [/([?&](?:token|access_token|api_token|apiToken|api_key|apikey|secret|password|passwd|auth|sig|signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)[^&#\s"]+/gi, '$1[redacted]'],
 ];
 
 /**
@@ -48,6 +50,23 @@ export function safeUrl(url: string): string {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';
     return parsed.toString();
+  } catch {
+    return '[unparseable url]';
+  }
+}
+
+/**
+ * A URL as it may be shown to a person: without user name and password (an endpoint may carry both).
+ * @example withoutUserInfo('http://lab:pw@10.0.0.5:9000') // 'http://10.0.0.5:9000'
+ */
+export function withoutUserInfo(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (!parsed.username && !parsed.password) return url;
+    parsed.username = '';
+    parsed.password = '';
+    const shown = parsed.toString();
+    return url.endsWith('/') || !shown.endsWith('/') ? shown : shown.slice(0, -1);
   } catch {
     return '[unparseable url]';
   }
