@@ -198,6 +198,19 @@ test('the viewer, in a real browser: sign in with the token, the batch list and 
     await page.mouse.click(point.x, point.y);
     await page.waitForFunction(() => /^cell \d+:/.test(document.getElementById('info')!.textContent ?? ''), { timeout: 5000 });
     if (process.env.CAMFLOW_SCREENSHOT) await page.screenshot({ path: process.env.CAMFLOW_SCREENSHOT });
+    // A field submitted without its pyramid (--outputs none): the page says so and still draws every cell.
+    const bare = await runCli(c, ['submit', join(c.dir, 'smears', 'field.png'), '--outputs', 'none', '--wait', '--json']);
+    assert.equal(bare.code, 0, bare.stderr);
+    const bareId = JSON.parse(bare.stdout.trim().split('\n').pop()!).batchId as string;
+    const bareLine = (await readResults(c.ctx.store, bareId))[0] as FieldResult;
+    assert.equal(bareLine.outputs.fieldDzi, undefined);
+    await page.goto(`${base}/viewer/batches/${bareId}/fields/${bareLine.imageId}`);
+    await page.waitForFunction(() => (window as unknown as { camflow?: { ready: boolean } }).camflow?.ready === true, { timeout: 30_000 });
+    assert.match(await page.$eval('#nopyramid', (e) => e.textContent ?? ''), /No Deep Zoom pyramid was written/);
+    assert.equal(await page.$('#heat'), null, 'no heatmap switch without a heatmap');
+    assert.equal(await page.$$eval('#cells polygon.cell', (p) => p.length), bareLine.field.cells);
+    const overlay = await page.$eval('#cells', (e) => { const r = (e as any).getBoundingClientRect(); return { w: r.width, h: r.height }; });
+    assert.ok(Math.abs(overlay.w / overlay.h - 1400 / 1000) < 0.02 && overlay.w > 100, `the outlines span the field's shape: ${JSON.stringify(overlay)}`);
     assert.deepEqual(problems, [], 'no console errors, no failed requests');
   } finally {
     // Closed whatever failed (no chromium at all included): an open server or connection would hang the file.

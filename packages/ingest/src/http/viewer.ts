@@ -163,13 +163,17 @@ if (cls) { cls.addEventListener('change', filter); minp.addEventListener('input'
     const data = { width: doc.width, height: doc.height, positiveClass: s.positiveClass, field: line.outputs.fieldDzi ? fileUrl(id, line.outputs.fieldDzi) : null, heatmap: line.outputs.heatmapDzi ? fileUrl(id, line.outputs.heatmapDzi) : null, cells };
     const body = `
 <p><a href="/viewer/batches/${esc(id)}">← batch ${esc(id)}</a> · <b>${esc(line.name)}</b>: ${s.cells} cells found, ${s.counted} counted (not cut by an edge), <b id="parasitemia">parasitemia ${pct(s.parasitemia)}</b> (${s.infected} ${esc(s.positiveClass)}; 95 % ${pct(s.interval[0])}–${pct(s.interval[1])})</p>
-<div class="panel"><label><input type="checkbox" id="heat" checked> CAM heatmap</label><label>opacity <input id="opacity" type="range" min="0" max="1" step="0.05" value="0.5"></label><label><input type="checkbox" id="outlines" checked> cells and parasite boxes</label><span id="info">Click a cell.</span></div>
+${data.field ? '' : `<p id="nopyramid" class="note">No Deep Zoom pyramid was written for this field (submitted with outputs that leave it out, e.g. <code>--outputs none</code>): the cells and parasite boxes are drawn on a blank field of its size.</p>`}
+<div class="panel">${data.heatmap ? '<label><input type="checkbox" id="heat" checked> CAM heatmap</label><label>opacity <input id="opacity" type="range" min="0" max="1" step="0.05" value="0.5"></label>' : ''}<label><input type="checkbox" id="outlines" checked> cells and parasite boxes</label><span id="info">Click a cell.</span></div>
 <div id="osd"></div>
 <script src="/viewer/assets/openseadragon.min.js"></script>
 <script>
 const data = ${JSON.stringify(data).replace(/</g, '\\u003c')};
 const ns = 'http://www.w3.org/2000/svg';
-const viewer = OpenSeadragon({ id: 'osd', prefixUrl: '/viewer/assets/images/', tileSources: data.field, showNavigator: true, gestureSettingsMouse: { clickToZoom: false } });
+// Without a pyramid: a blank image of the field's shape (at most 1,024 px a side; the outlines are vectors).
+const k = Math.min(1, 1024 / Math.max(data.width, data.height));
+const blank = { type: 'image', url: 'data:image/svg+xml,' + encodeURIComponent('<svg xmlns="' + ns + '" width="' + Math.max(1, Math.round(data.width * k)) + '" height="' + Math.max(1, Math.round(data.height * k)) + '"><rect width="100%" height="100%" fill="#202020"/></svg>') };
+const viewer = OpenSeadragon({ id: 'osd', prefixUrl: '/viewer/assets/images/', tileSources: data.field || blank, showNavigator: true, gestureSettingsMouse: { clickToZoom: false } });
 window.camflow = { viewer, ready: false, heat: null };
 viewer.addOnceHandler('open', () => {
   const svg = document.createElementNS(ns, 'svg');
@@ -199,7 +203,8 @@ viewer.addOnceHandler('open', () => {
       svg.appendChild(r);
     }
   }
-  viewer.addOverlay({ element: svg, location: viewer.viewport.imageToViewportRectangle(0, 0, data.width, data.height) });
+  // Over the whole first image: the field's pyramid, or the blank stand-in (whose pixels are not the field's).
+  viewer.addOverlay({ element: svg, location: viewer.world.getItemAt(0).getBounds() });
   new OpenSeadragon.MouseTracker({ element: svg, clickHandler: (e) => {
     // The tracker captures the pointer on the overlay itself: the polygon is the element under the click.
     const hit = document.elementFromPoint(e.originalEvent.clientX, e.originalEvent.clientY);
