@@ -187,7 +187,7 @@ test('every CLI command fails fast, in one line naming what is unreachable; conf
     assert.equal(redisDown.code, 1);
     const lines = redisDown.stderr.split('\n').filter((l) => l.trim() && !/AWS SDK|node >=22|a\.co|upgrade|trace-warnings|versions published|will require|To continue|npm warn/i.test(l));
     assert.equal(lines.length, 1, redisDown.stderr);
-    assert.match(lines[0]!, /^Redis at redis:\/\/127\.0\.0\.1:1 is unreachable/);
+    assert.match(lines[0]!, /^Redis at redis:\/\/127\.0\.0\.1:1 is unreachable: ECONNREFUSED$/);
     assert.ok(!redisDown.stderr.includes('s3cret-pass'));
     const t1 = Date.now();
     const s3Down = await camflow(c, ['models'], { S3_ENDPOINT: 'http://127.0.0.1:1' });

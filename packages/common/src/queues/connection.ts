@@ -69,18 +69,20 @@ export function isRedisDown(error: unknown): boolean {
 export async function probeRedis(url: string, timeoutMs = 5000, log?: Logger): Promise<Awaited<ReturnType<typeof checkRedis>>> {
   const where = safeRedisAddress(url);
   const client = new Redis({ ...redisOptions(url), lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: timeoutMs, retryStrategy: () => null });
-  client.on('error', () => undefined);
+  // The socket's own error (ECONNREFUSED, ENOTFOUND…) says more than ioredis's "Connection is closed." that follows.
+  let socketError: string | undefined;
+  client.on('error', (e: NodeJS.ErrnoException) => (socketError ??= e.code ?? e.message));
   let timer: NodeJS.Timeout | undefined;
   try {
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new UnreachableError(`Redis at ${where}`, `no answer within ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(() => reject(new UnreachableError(`Redis at ${where}`, socketError ?? `no answer within ${timeoutMs} ms`)), timeoutMs);
     });
     await Promise.race([client.connect(), timeout]);
     return await Promise.race([checkRedis(client, log), timeout]);
   } catch (error) {
     if (error instanceof CamflowError) throw error;
     const e = error as NodeJS.ErrnoException;
-    throw new UnreachableError(`Redis at ${where}`, e.code ?? e.message);
+    throw new UnreachableError(`Redis at ${where}`, socketError ?? e.code ?? e.message);
   } finally {
     clearTimeout(timer);
     client.disconnect();
