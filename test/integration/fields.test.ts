@@ -209,7 +209,7 @@ test('the viewer, in a real browser: sign in with the token, the batch list and 
     assert.match(await page.$eval('#nopyramid', (e) => e.textContent ?? ''), /No Deep Zoom pyramid was written/);
     assert.equal(await page.$('#heat'), null, 'no heatmap switch without a heatmap');
     assert.equal(await page.$$eval('#cells polygon.cell', (p) => p.length), bareLine.field.cells);
-    const overlay = await page.$eval('#cells', (e) => { const r = (e as any).getBoundingClientRect(); return { w: r.width, h: r.height }; });
+    const overlay = await page.$eval('#cells', (e) => { const r = (e as unknown as { getBoundingClientRect(): { width: number; height: number } }).getBoundingClientRect(); return { w: r.width, h: r.height }; });
     assert.ok(Math.abs(overlay.w / overlay.h - 1400 / 1000) < 0.02 && overlay.w > 100, `the outlines span the field's shape: ${JSON.stringify(overlay)}`);
     assert.deepEqual(problems, [], 'no console errors, no failed requests');
   } finally {
@@ -257,4 +257,26 @@ test('a greyscale field gets its own failed line saying why (cells are told apar
   assert.equal(byName.get('colour.png')!.status, 'ok');
   assert.equal(byName.get('cell.png')!.status, 'ok');
   assert.ok(Date.now() - t0 < 60_000, 'no retries of a failure that cannot change');
+});
+
+test("a committed line the result schema refuses (an older worker's, a defect) fails its own image at finalization, not the batch again and again", async () => {
+  const { finalizeBatch } = await import('@camflow/cam-worker');
+  const run = await runCli(c, ['submit', join(c.dir, 'smears'), '--kind', 'cells', '--wait', '--json']);
+  assert.equal(run.code, 0, run.stderr);
+  const status = JSON.parse(run.stdout.trim().split('\n').pop()!) as { batchId: string; info: { modelVersion: string } };
+  const before = await readResults(c.ctx.store, status.batchId);
+  const key = keys.resultChunk(status.batchId, 0);
+  const lines = (await c.ctx.store.get(key)).toString('utf8').trim().split('\n');
+  const broken = JSON.parse(lines[0]!) as Record<string, unknown>;
+  broken.featureSize = 'not a number';
+  lines[0] = JSON.stringify(broken);
+  await c.ctx.store.put(key, `${lines.join('\n')}\n`, 'application/x-ndjson');
+  const summary = await finalizeBatch({ batchId: status.batchId, modelVersion: status.info.modelVersion }, c.ctx.store, () => undefined, c.ctx.log);
+  const after = await readResults(c.ctx.store, status.batchId);
+  assert.deepEqual(after.map((r) => r.name), before.map((r) => r.name), 'one line per entry, same order');
+  const first = after.find((r) => r.imageId === broken.imageId)!;
+  assert.deepEqual([first.status, first.status === 'failed' && first.reason, first.name], ['failed', 'internal-error', broken.name]);
+  assert.match(first.status === 'failed' ? first.error : '', /featureSize/);
+  assert.deepEqual(after.filter((r) => r.imageId !== broken.imageId), before.filter((r) => r.imageId !== broken.imageId));
+  assert.equal(summary.failures['internal-error'], 1);
 });

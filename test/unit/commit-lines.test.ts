@@ -15,6 +15,8 @@ test("a chunk commits only lines the finalizer will read: a line its schema refu
   assert.equal(fixed.status, 'failed');
   assert.equal(fixed.status === 'failed' && fixed.reason, 'internal-error');
   assert.match(fixed.status === 'failed' ? fixed.error : '', /result line was not valid \(.+\): a defect in camflow/);
+  // The union's "Invalid input" is unfolded to the field that broke it.
+  assert.match(fixed.status === 'failed' ? fixed.error : '', /\((?!line:)\w+(\.\w+)*: /);
   const missing = committable(undefined, item, job);
   assert.deepEqual([missing.status, missing.status === 'failed' && missing.reason, missing.name], ['failed', 'internal-error', 'field.jpg']);
 });

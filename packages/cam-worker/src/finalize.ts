@@ -7,7 +7,6 @@ import {
   keys,
   manifestLineSchema,
   parseJsonLine,
-  parseJsonLines,
   parseWith,
   type BatchSummary,
   type ImageResult,
@@ -46,16 +45,34 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
   // multipart stream. Only the counters of the summary grow, and they are small.
   let chunk = -1;
   let chunkResults = new Map<string, ImageResult>();
+  /** Images of the loaded chunk whose committed line the schema refused, with the reason. */
+  let invalidLines = new Map<string, string>();
   let chunkFailure: string | undefined;
   const failedChunks = new Set<number>();
   const load = async (c: number) => {
     chunk = c;
     chunkResults = new Map();
+    invalidLines = new Map();
     chunkFailure = undefined;
     const key = keys.resultChunk(batchId, c);
     const body = await store.getIfExists(key);
     if (body) {
-      for (const r of parseJsonLines(body.toString('utf8'), imageResultSchema, key)) chunkResults.set(r.imageId, r);
+      // Line by line: a committed line the schema refuses (written by an older worker, a defect) fails its own image
+      // with the reason, never the whole batch's finalization again and again.
+      body
+        .toString('utf8')
+        .split('\n')
+        .forEach((raw, i) => {
+          if (raw.trim() === '') return;
+          try {
+            const r = parseJsonLine(raw, i + 1, imageResultSchema, key);
+            chunkResults.set(r.imageId, r);
+          } catch (error) {
+            const imageId = /"imageId"\s*:\s*"([^"]+)"/.exec(raw)?.[1];
+            log.error({ batchId, chunk: c, line: i + 1, err: (error as Error).message }, 'a committed result line is not valid: its image is reported failed');
+            if (imageId) invalidLines.set(imageId, (error as Error).message);
+          }
+        });
       return;
     }
     const record = await store.getJsonIfExists(keys.resultChunkFailure(batchId, c));
@@ -101,7 +118,10 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
       else {
         if (line.chunk !== chunk) await load(line.chunk);
         const why = chunkFailure ?? 'the chunk committed no result for this item';
-        r = chunkResults.get(line.imageId) ?? { batchId, imageId: line.imageId, name: line.name, status: 'failed', reason: 'chunk-failed', error: `chunk ${line.chunk} failed after its retries: ${why}`, modelVersion };
+        const invalid = invalidLines.get(line.imageId);
+        if (invalid !== undefined) r = { batchId, imageId: line.imageId, name: line.name, status: 'failed', reason: 'internal-error', error: `its committed result line was not valid (${invalid}): a defect in camflow; please report it`.slice(0, 2000), modelVersion };
+        else
+          r = chunkResults.get(line.imageId) ?? { batchId, imageId: line.imageId, name: line.name, status: 'failed', reason: 'chunk-failed', error: `chunk ${line.chunk} failed after its retries: ${why}`, modelVersion };
       }
       count(r);
       yield `${JSON.stringify(r)}\n`;

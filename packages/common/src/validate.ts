@@ -10,7 +10,7 @@ import { suggest } from './suggest.js';
 export function parseWith<T>(schema: ZodType<T>, value: unknown, what: string): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
+  const issue = firstIssue(result.error.issues);
   const path = issue.path.length > 0 ? `${what}.${issue.path.join('.')}` : what;
   let actual: unknown = value;
   for (const key of issue.path) {
@@ -38,4 +38,27 @@ function expectation(issue: { code: string; message: string; values?: readonly u
   const choices = issue.code === 'invalid_value' && issue.values ? issue.values.filter((v): v is string => typeof v === 'string') : [];
   const near = typeof actual === 'string' && choices.length ? suggest(actual, choices) : undefined;
   return near ? `${plain} (did you mean "${near}"?)` : plain;
+}
+
+interface Issue {
+  code: string;
+  message: string;
+  path: PropertyKey[];
+  errors?: Issue[][];
+  values?: readonly unknown[];
+}
+
+/**
+ * The issue worth naming: the first one, or for a value that matched no branch of a union ("Invalid input"), the
+ * first issue of the branch that got furthest into the value (its longest path), with the union's path in front.
+ * @example firstIssue(imageResultSchema.safeParse(line).error!.issues) // { path: ['featureSize'], … }
+ */
+export function firstIssue(issues: readonly unknown[]): Issue {
+  const issue = issues[0] as Issue;
+  if (issue.code !== 'invalid_union' || !issue.errors?.length) return issue;
+  const branches = issue.errors.filter((b) => b.length > 0).map((b) => firstIssue(b));
+  if (branches.length === 0) return issue;
+  // A branch whose discriminating literal failed (status: expected "ok") got nowhere: prefer the others.
+  const furthest = branches.reduce((best, b) => (b.path.length > best.path.length || (best.code === 'invalid_value' && b.code !== 'invalid_value') ? b : best));
+  return { ...furthest, path: [...issue.path, ...furthest.path] };
 }

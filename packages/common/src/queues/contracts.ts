@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { CamflowError, InvalidParameterError } from '../errors.js';
 import { batchItemSchema, camOptionsSchema, idSchema, precisionSchema, sha256Schema } from './schemas.js';
+import { firstIssue } from '../validate.js';
 
 /**
  * Every shape that one package stores or queues and another reads back: job ids, batch manifest lines, refusal
@@ -363,8 +364,8 @@ export function parseJsonLine<T>(raw: string, lineNo: number, schema: z.ZodType<
   }
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new ContractError(what, lineNo, `${issue.path.join('.') || 'line'}: ${issue.message}`);
+    const issue = firstIssue(parsed.error.issues);
+    throw new ContractError(what, lineNo, `${issue.path.map(String).join('.') || 'line'}: ${issue.message}`);
   }
   return parsed.data;
 }
