@@ -1,7 +1,7 @@
 /** A pixel whose channels spread by more than this many levels has colour (JPEG chroma noise on grey stays below ~6). */
-const CHROMA_LEVELS = 16;
-/** Below this share of coloured pixels an image is grey: a Giemsa smear's plasma and cells are coloured almost everywhere. */
-const COLOURED_SHARE = 0.01;
+const CHROMA_LEVELS = 12;
+/** Below this share of coloured pixels an image is grey (the palest real smear here: 12 % coloured at 16 levels). */
+const COLOURED_SHARE = 0.002;
 
 /**
  * Whether an RGB image (`width × height × 3` bytes) holds no colour: a greyscale picture stored as RGB (a monochrome
