@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { buildModel, connectProducer, writeSyntheticDataset, type createRedis } from '@camflow/common';
+import { buildModel, connectProducer, keys, writeSyntheticDataset, type createRedis } from '@camflow/common';
 import { buildApi } from '@camflow/ingest';
 import { startCamWorkers, type CamWorkers } from '@camflow/cam-worker';
 import { publishAsIs, publishUntrained, runCli, startCluster, syntheticFolder, eventually, sleep, type Cluster } from '../helpers/cluster.ts';
@@ -121,6 +121,9 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.match(boardHtml, /camflow queues/);
   // A lab's network may have no way out: the dashboard names no resource off this server (bull-board links Google Fonts).
   assert.deepEqual(boardHtml.match(/(?:href|src)="https?:[^"]*"/g) ?? [], []);
+  const encoded = await (await fetch(`${base}/admin/%71ueues`, { headers: auth })).text();
+  assert.match(encoded, /camflow queues/);
+  assert.deepEqual(encoded.match(/(?:href|src)="https?:[^"]*"/g) ?? [], [], 'the same page under an encoded path');
   const queues = (await json(fetch(`${base}/admin/queues/api/queues`, { headers: auth }))) as { queues: { name: string }[] };
   assert.ok(['cam', 'batch', 'train'].every((n) => queues.queues.some((q) => q.name === n)), JSON.stringify(queues.queues.map((q) => q.name)));
   // An archive-sized batch page: counts everything, shows the first 1,000 cells (results.jsonl read a line at a time).
@@ -196,6 +199,10 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.match(back.warnings[0], /m-untrained names the classes Parasitized, Uninfected; m-weaker named Infected, Uninfected/);
   const same = JSON.parse((await runCli(c, ['models', 'promote', 'm-untrained', '--json'])).stdout);
   assert.deepEqual([same.version, same.previous.version, same.warnings], ['m-untrained', 'm-untrained', []]);
+  // An unreadable channel is what a promotion repairs: replaced, and said.
+  await c.ctx.store.putJson(keys.productionChannel(), { version: 'm-untrained' });
+  const repaired = JSON.parse((await runCli(c, ['models', 'promote', 'm-untrained', '--json'])).stdout);
+  assert.deepEqual([repaired.version, repaired.previous, repaired.warnings], ['m-untrained', null, ['the production channel was unreadable (not a valid channel document): replaced']]);
   const lst = await runCli(c, ['models', 'lst']);
   assert.equal(lst.code, 2);
   assert.match(lst.stderr, /unknown models subcommand "lst"/);

@@ -244,7 +244,7 @@ test('an S3 prefix of another S3-compatible store, with its own credentials: eve
     assert.equal(refused.code, 1, refused.stderr);
     const refusedStatus = JSON.parse(refused.stdout.trim().split('\n').pop()!);
     assert.equal(refusedStatus.summary.listing.state, 'failed');
-    assert.match(refused.stderr, /^the listing of s3:\/\/lab-archive\/slides\/2026 failed at page 0 \(0 objects listed\): listing page 0 failed for good: cannot list s3:\/\/lab-archive\/slides\/2026: /m);
+    assert.match(refused.stderr, /^the listing of s3:\/\/lab-archive\/slides\/2026 failed at page 1 \(0 objects listed before it\): listing page 0 failed for good: cannot list s3:\/\/lab-archive\/slides\/2026: /m);
     assert.doesNotMatch(refusedStatus.summary.listing.reason, /after its retries/, 'not retried');
     assert.ok(Date.now() - t0 < 30_000, `${Date.now() - t0} ms`);
     denied.kill('SIGTERM');

@@ -44,9 +44,11 @@ test('log lines lose every secret: headers at any depth, bearer tokens in text, 
     // A token a client put in the query string (fastify logs the URL as sent), and presigned-URL signatures.
     url: '/v1/batches?token=tok-q1&limit=5&access_token=tok-q2&api_token=tok-q3',
     link: 'http://s3/x.png?X-Amz-Credential=AKIA9%2F2026&X-Amz-Signature=sig-77',
+    more: '/cb?client_secret=S3CR3T&refresh_token=rt-1&id_token=it-1&key=GOOGLEKEY&private_token=pt-1',
+    at: 'redis://:p@ss-tail@10.0.0.2:6379',
   });
   const out = redactLine(line);
-  for (const secret of ['tok-123456789', 'session=abc', 'k-999', 'dXNlcjpwYXNz', 'hunter2', 'AKIA1', 'shh', 'tok-2', 'tok-q1', 'tok-q2', 'tok-q3', 'AKIA9', 'sig-77']) assert.ok(!out.includes(secret), `${secret} leaked: ${out}`);
+  for (const secret of ['tok-123456789', 'session=abc', 'k-999', 'dXNlcjpwYXNz', 'hunter2', 'AKIA1', 'shh', 'tok-2', 'tok-q1', 'tok-q2', 'tok-q3', 'AKIA9', 'sig-77', 'S3CR3T', 'rt-1', 'it-1', 'GOOGLEKEY', 'pt-1', 'ss-tail']) assert.ok(!out.includes(secret), `${secret} leaked: ${out}`);
   assert.match(out, /\/v1\/batches\?token=\[redacted\]&limit=5&/, 'the rest of the URL stays readable');
   assert.doesNotThrow(() => JSON.parse(out), 'still JSON');
   assert.match(out, /redis:\/\/user:\[redacted\]@10\.0\.0\.1/);

@@ -441,3 +441,13 @@ test('a field without colour is told from a Giemsa field: grey stored as RGB (wi
   assert.equal(isColourless(grey), true);
   assert.equal(isColourless(new Uint8Array([10, 200, 10, 10, 200, 10])), false);
 });
+
+test('a colour field with few cells on a neutral background is not taken for grey', () => {
+  const w = 2592;
+  const h = 1944;
+  const rgb = new Uint8Array(w * h * 3).fill(200); // neutral grey-white background
+  // One pink 70-px cell.
+  for (let y = 0; y < 70; y++) for (let x = 0; x < 70; x++) if ((x - 35) ** 2 + (y - 35) ** 2 < 35 ** 2) rgb.set([220, 150, 170], ((y + 900) * w + x + 1200) * 3);
+  assert.equal(isColourless(rgb), false);
+  assert.equal(isColourless(new Uint8Array(w * h * 3).fill(200)), true);
+});

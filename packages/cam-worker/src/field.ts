@@ -180,7 +180,7 @@ export async function planField(item: BatchItem, ctx: FieldContext): Promise<Fie
     const wholeRgb = whole ? await decodeRgb(bytes, ctx.maxSlidePixels) : undefined;
     // Red cells, white cells and parasites are told apart by Giemsa's colours: a grey field would be misread.
     if (wholeRgb && isColourless(wholeRgb.data)) {
-      return fieldFailure(job, item, 'greyscale', `the field has no colour (a greyscale image, ${width}×${height}): camflow finds cells and parasites by the Giemsa stain's colours; submit the colour image`);
+      return fieldFailure(job, item, 'greyscale', `the field has no colour (${width}×${height}: a greyscale image, or no stained cell in view): camflow finds cells and parasites by the Giemsa stain's colours; submit the colour image`);
     }
     const regions: AsyncGenerator<Region> | Region[] = wholeRgb
       ? [{ rgb: wholeRgb, left: 0, top: 0, core: { x0: 0, y0: 0, x1: width, y1: height } }]

@@ -47,12 +47,15 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
   let chunkResults = new Map<string, ImageResult>();
   /** Images of the loaded chunk whose committed line the schema refused, with the reason. */
   let invalidLines = new Map<string, string>();
+  /** Invalid lines of the loaded chunk that name no image (not JSON, or the imageId itself broken). */
+  let unattributed = 0;
   let chunkFailure: string | undefined;
   const failedChunks = new Set<number>();
   const load = async (c: number) => {
     chunk = c;
     chunkResults = new Map();
     invalidLines = new Map();
+    unattributed = 0;
     chunkFailure = undefined;
     const key = keys.resultChunk(batchId, c);
     const body = await store.getIfExists(key);
@@ -71,6 +74,7 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
             const imageId = /"imageId"\s*:\s*"([^"]+)"/.exec(raw)?.[1];
             log.error({ batchId, chunk: c, line: i + 1, err: (error as Error).message }, 'a committed result line is not valid: its image is reported failed');
             if (imageId) invalidLines.set(imageId, (error as Error).message);
+            else unattributed++;
           }
         });
       return;
@@ -120,6 +124,8 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
         const why = chunkFailure ?? 'the chunk committed no result for this item';
         const invalid = invalidLines.get(line.imageId);
         if (invalid !== undefined) r = { batchId, imageId: line.imageId, name: line.name, status: 'failed', reason: 'internal-error', error: `its committed result line was not valid (${invalid}): a defect in camflow; please report it`.slice(0, 2000), modelVersion };
+        else if (!chunkResults.has(line.imageId) && unattributed > 0 && chunkFailure === undefined)
+          r = { batchId, imageId: line.imageId, name: line.name, status: 'failed', reason: 'internal-error', error: `chunk ${line.chunk} committed ${unattributed} result line(s) that name no image (see the finalizer's log): a defect in camflow; please report it`, modelVersion };
         else
           r = chunkResults.get(line.imageId) ?? { batchId, imageId: line.imageId, name: line.name, status: 'failed', reason: 'chunk-failed', error: `chunk ${line.chunk} failed after its retries: ${why}`, modelVersion };
       }

@@ -25,7 +25,7 @@ export const DEFAULT_MAX_SLIDE_PIXELS = 2_000_000_000;
 function isRedisUrl(url: string): boolean {
   try {
     const u = new URL(url);
-    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '' && /^\/?\d*$/.test(u.pathname);
+    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.hostname !== '' && /^\/?\d*$/.test(u.pathname) && u.search === '';
   } catch {
     return false;
   }
@@ -44,7 +44,7 @@ export const configSchema = z.object({
   REDIS_URL: z
     .string()
     .url()
-    .refine(isRedisUrl, 'a redis:// or rediss:// URL, redis://[user:password@]host[:port][/db] with db a number')
+    .refine(isRedisUrl, 'a redis:// or rediss:// URL: host, optional port and database number (e.g. redis://host:6379/0; a password goes before the host); no Unix socket, no query string')
     .default('redis://127.0.0.1:6379'),
   QUEUE_PREFIX: z.string().regex(/^[a-zA-Z0-9_-]+$/, 'letters, digits, _ or -').default('camflow'),
   S3_ENDPOINT: z.string().url().refine(httpUrl, 'an http:// or https:// URL').optional(),

@@ -11,9 +11,11 @@ const SECRET_RULES: [RegExp, string][] = [
   [new RegExp(`"(${SECRET_KEYS})"\\s*:\\s*(\\[[^\\]]*\\]|\\{[^{}]*\\})`, 'gi'), '"$1":"[redacted]"'],
   // Credentials inside any string: bearer / basic tokens, passwords in URLs.
   [/\b(Bearer|Basic)(\s|\\t)+[A-Za-z0-9._~+/=-]+/gi, '$1 [redacted]'],
-  [/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s"]*:)[^@/\s"]+@/gi, '$1[redacted]@'],
+  // (to the last @ before the host: an unencoded @ inside a password must not leave its tail)
+  [/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s"]*:)[^/\s"]*@/gi, '$1[redacted]@'],
   // Tokens in query strings (a client's ?token=…, fastify logs the URL as sent) and presigned-URL signatures.
-  [/([?&](?:token|access_token|api_token|apiToken|api_key|apikey|secret|password|passwd|auth|sig|signature|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token)=)[^&#\s"]+/gi, '$1[redacted]'],
+  // Any parameter whose name ends like a secret's: token, secret, password, key, signature, credential, auth.
+  [/([?&][^=&#\s"]*(?:token|secret|passw(?:or)?d|key|sig|signature|credential|auth)=)[^&#\s"]+/gi, '$1[redacted]'],
 ];
 
 /**

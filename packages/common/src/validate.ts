@@ -56,9 +56,15 @@ interface Issue {
 export function firstIssue(issues: readonly unknown[]): Issue {
   const issue = issues[0] as Issue;
   if (issue.code !== 'invalid_union' || !issue.errors?.length) return issue;
-  const branches = issue.errors.filter((b) => b.length > 0).map((b) => firstIssue(b));
+  const branches = issue.errors.filter((b) => b.length > 0).map((b) => ({ first: firstIssue(b), nowhere: gotNowhere(b) }));
   if (branches.length === 0) return issue;
-  // A branch whose discriminating literal failed (status: expected "ok") got nowhere: prefer the others.
-  const furthest = branches.reduce((best, b) => (b.path.length > best.path.length || (best.code === 'invalid_value' && b.code !== 'invalid_value') ? b : best));
+  // A branch whose discriminating literal failed at its top (status: expected "ok") got nowhere: the others first,
+  // then the branch whose issue lies deepest in the value.
+  const furthest = branches.reduce((best, b) => (b.nowhere !== best.nowhere ? (b.nowhere ? best : b) : b.first.path.length > best.first.path.length ? b : best)).first;
   return { ...furthest, path: [...issue.path, ...furthest.path] };
+}
+
+/** A union branch that failed on one of its own literals (one allowed value, at the branch's top level). */
+function gotNowhere(branch: Issue[]): boolean {
+  return branch.some((i) => i.code === 'invalid_value' && i.values?.length === 1 && i.path.length === 1);
 }

@@ -34,13 +34,13 @@ export class SourceError extends CamflowError {
   }
 }
 
-/** S3 errors that say the request will never succeed as made (bad or missing credentials, no access, no bucket). */
-const PERMANENT_S3_ERRORS = new Set(['CredentialsProviderError', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'AllAccessDisabled', 'NoSuchBucket', 'InvalidBucketName', 'AccountProblem']);
-function isPermanentS3Error(error: unknown): boolean {
-  const e = error as { name?: string; $metadata?: { httpStatusCode?: number } };
-  const status = e.$metadata?.httpStatusCode;
-  return PERMANENT_S3_ERRORS.has(e.name ?? '') || status === 400 || status === 401 || status === 403 || status === 404;
-}
+/**
+ * S3 error codes that say the request will never succeed as made (a wrong key or signature, no access, no such
+ * bucket). By code only: an HTTP status alone is not enough (a 400 RequestTimeout or ExpiredToken, a proxy's 404
+ * during a rolling update pass), and a credentials provider that found nothing may be an instance-metadata timeout.
+ */
+const PERMANENT_S3_ERRORS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'AllAccessDisabled', 'NoSuchBucket', 'InvalidBucketName', 'AccountProblem']);
+const isPermanentS3Error = (error: unknown): boolean => PERMANENT_S3_ERRORS.has((error as { name?: string }).name ?? '');
 
 const refuse = (name: string, reason: string, error: string): SourceFile => ({ name, refused: { reason, error } });
 const tooLarge = (name: string, bytes: number | string, limit: number) => refuse(name, 'file-too-large', `${bytes} bytes, above the limit of ${limit} bytes per file (MAX_FILE_BYTES)`);

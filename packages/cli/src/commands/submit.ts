@@ -50,7 +50,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
     const bar = v.json ? undefined : progressBar('localize');
     const status = await waitForBatch(ctx, info.batchId, 24 * 3600_000, (s) => (s.images ? bar?.(s.images.done, s.images.total, s.state === 'running' ? s.images.etaSeconds : undefined) : bar?.(s.chunks.done, s.chunks.total)));
     const listing = status.summary?.listing;
-    const listingFailed = listing?.state === 'failed' ? `the listing of ${listing.source} failed at page ${listing.pages} (${status.summary!.items} objects listed): ${listing.reason ?? 'no reason recorded'}` : undefined;
+    const listingFailed = listing?.state === 'failed' ? `the listing of ${listing.source} failed at page ${listing.pages + 1} (${status.summary!.items} objects listed before it): ${listing.reason ?? 'no reason recorded'}` : undefined;
     print(v.json, status, `batch ${info.batchId} completed${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}${status.summary ? `\n${summaryText(status.summary)}` : ''}\n(\`camflow results ${info.batchId}\` has every image's line)`);
     // Complete, but short of the prefix: not a success to a script that waited for it.
     if (listingFailed) throw new CamflowError('SOURCE', listingFailed);

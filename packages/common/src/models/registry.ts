@@ -91,8 +91,12 @@ export interface ManualPromotion {
  * it replaces, or names other classes than it did.
  */
 export async function promoteByHand(store: ObjectStore, manifest: ModelManifest): Promise<ManualPromotion> {
-  const previous = (await getProduction(store)) ?? null;
   const warnings: string[] = [];
+  // An unreadable channel is what a promotion repairs: replaced, and said.
+  const raw = await store.getJsonIfExists(keys.productionChannel());
+  const read = raw === undefined ? undefined : productionChannelSchema.safeParse(raw);
+  if (read && !read.success) warnings.push('the production channel was unreadable (not a valid channel document): replaced');
+  const previous = read?.success ? read.data : null;
   if (previous && previous.version !== manifest.version) {
     if (manifest.metrics.valAccuracy < previous.valAccuracy) {
       const same = previous.dataset.name === manifest.dataset.name && previous.dataset.version === manifest.dataset.version;

@@ -7,7 +7,7 @@ import { CamflowError } from '../errors.js';
 export function redisOptions(url: string): RedisOptions {
   const u = new URL(url);
   const options: RedisOptions = {
-    host: u.hostname,
+    host: u.hostname.replace(/^\[(.*)\]$/, '$1'), // an IPv6 literal without its brackets
     port: Number(u.port || 6379),
     maxRetriesPerRequest: null,
     enableReadyCheck: true,

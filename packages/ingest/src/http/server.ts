@@ -263,8 +263,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   // bull-board's page links Google Fonts: a lab's network may have no way out, and a dashboard need not tell anyone
   // it was opened. Its own CSS falls back to the system's sans-serif.
   app.addHook('onSend', async (req, reply, payload) => {
-    if (!req.url.startsWith('/admin/queues') || typeof payload !== 'string' || !String(reply.getHeader('content-type') ?? '').startsWith('text/html')) return payload;
-    return payload.replace(/<link[^>]*href="https?:\/\/[^"]*"[^>]*>/g, '');
+    // By route, not by the raw URL (`/admin/%71ueues` is routed to the same page).
+    if (!req.routeOptions.url?.startsWith('/admin/queues') || typeof payload !== 'string' || !String(reply.getHeader('content-type') ?? '').startsWith('text/html')) return payload;
+    return payload.replace(/<link\b[^>]*\bhref\s*=\s*["']?(?:https?:)?\/\/[^>]*>/gi, '');
   });
 
   const submitOptions = (f: z.infer<typeof submitFields>) =>
