@@ -203,7 +203,7 @@ test('every CLI command fails fast, in one line naming what is unreachable; conf
     for (const url of [`${c.env.REDIS_URL}/abc`, 'notaurl:pass@x']) {
       const bad = await camflow(c, ['models'], { REDIS_URL: url });
       assert.equal(bad.code, 78, `${url}: ${bad.stderr}`);
-      assert.match(bad.stderr, /config: REDIS_URL: a redis:// or rediss:// URL: host, optional port and database number/);
+      assert.match(bad.stderr, /config: REDIS_URL: a redis:\/\/ or rediss:\/\/ URL: host, optional port and database number/);
       assert.ok(!/at .*\.ts:\d+|ReplyError/.test(bad.stderr), bad.stderr);
       assert.ok(!bad.stderr.includes('pass@'), bad.stderr);
     }
