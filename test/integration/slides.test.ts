@@ -35,6 +35,8 @@ test('a field larger than MAX_FIELD_PIXELS (a tiled TIFF) is read region by regi
     assert.ok(isTiledTiff(tiff) && !isTiledTiff(await sharp(png).tiff().toBuffer()), 'the TIFF header says tiled or not');
     // The same slide as a PNG cannot be read region by region (libvips would decode it whole): refused at submission.
     await writeFile(join(folder, 'slide.png'), await sharp(tiff).png({ compressionLevel: 1 }).toBuffer());
+    // The same slide scanned in grey (one channel): refused by how it is stored, before any region is read.
+    await writeFile(join(folder, 'slide-grey.tiff'), await sharp(tiff).toColourspace('b-w').tiff({ tile: true, tileWidth: 256, tileHeight: 256, compression: 'jpeg', quality: 92 }).toBuffer());
     c.spawnWorker('cam');
     const run = await runCli(c, ['submit', folder, '--wait', '--json']);
     assert.equal(run.code, 0, run.stderr);
@@ -43,6 +45,8 @@ test('a field larger than MAX_FIELD_PIXELS (a tiled TIFF) is read region by regi
     const refused = lines.find((l) => l.name === 'slide.png')!;
     assert.equal(refused.status, 'failed');
     assert.ok(refused.status === 'failed' && refused.reason === 'too-many-pixels' && /tiled TIFF/.test(refused.error), JSON.stringify(refused));
+    const grey = lines.find((l) => l.name === 'slide-grey.tiff')!;
+    assert.deepEqual([grey.status, grey.status === 'failed' && grey.reason], ['failed', 'greyscale'], JSON.stringify(grey));
     const line = lines.find((l) => l.name === 'slide.tiff');
     assert.equal(line!.status, 'ok', JSON.stringify(line));
     const result = line as FieldResult;

@@ -177,8 +177,12 @@ export async function planField(item: BatchItem, ctx: FieldContext): Promise<Fie
   let whiteCells = 0;
   const taken = new BoxIndex(512);
   try {
+    // Red cells, white cells and parasites are told apart by Giemsa's colours: a grey field would be misread. A field
+    // read whole is judged by its pixels; a slide read region by region by how it is stored (one grey channel).
+    if (info.grey && !whole) {
+      return fieldFailure(job, item, 'greyscale', `the slide is stored in grey (one channel, ${width}×${height}): camflow finds cells and parasites by the Giemsa stain's colours; submit the colour scan`);
+    }
     const wholeRgb = whole ? await decodeRgb(bytes, ctx.maxSlidePixels) : undefined;
-    // Red cells, white cells and parasites are told apart by Giemsa's colours: a grey field would be misread.
     if (wholeRgb && isColourless(wholeRgb.data)) {
       return fieldFailure(job, item, 'greyscale', `the field has no colour (${width}×${height}: a greyscale image, or no stained cell in view): camflow finds cells and parasites by the Giemsa stain's colours; submit the colour image`);
     }

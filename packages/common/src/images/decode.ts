@@ -34,6 +34,8 @@ export interface ImageInfo {
   orientation: number;
   /** A TIFF stored in tiles: a region can be decoded without the rest (what whole-slide scans need). */
   tiled: boolean;
+  /** Stored with one grey channel (± alpha): no colour to read, whatever the pixels. */
+  grey: boolean;
 }
 
 /**
@@ -148,7 +150,7 @@ export async function inspectImage(bytes: Uint8Array, maxPixels = DEFAULT_MAX_PI
   if (width * height > maxPixels) {
     throw new ImageInputError('too-many-pixels', `image is ${width}×${height} = ${width * height} pixels, above the limit of ${maxPixels}`);
   }
-  return { format, ext, width, height, orientation: meta.orientation ?? 1, tiled: format === 'tiff' && isTiledTiff(bytes) };
+  return { format, ext, width, height, orientation: meta.orientation ?? 1, tiled: format === 'tiff' && isTiledTiff(bytes), grey: (meta.channels ?? 3) <= 2 || meta.space === 'b-w' || meta.space === 'grey16' };
 }
 
 /** The decoding pipeline: EXIF auto-orient, alpha flattened onto black, 8-bit sRGB, three channels. */
