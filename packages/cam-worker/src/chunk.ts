@@ -14,7 +14,7 @@ import {
   fieldCellsFailureSchema,
   fieldCellsResultSchema,
   imageResultSchema,
-  firstIssue,
+  issueText,
   parseJsonLines,
   type FieldCellsJob,
   type FieldCellsResult,
@@ -129,7 +129,7 @@ export function committable(result: ImageResult | undefined, item: BatchItem, jo
   const failed = (error: string): ImageResult => ({ batchId: job.batchId, imageId: item.imageId, name: item.name, status: 'failed', reason: 'internal-error', error, modelVersion: job.modelVersion });
   if (!result) return failed('no result was made for this image: a defect in camflow; please report it');
   const parsed = imageResultSchema.safeParse(result);
-  return parsed.success ? result : failed(`its result line was not valid (${((i) => `${i.path.map(String).join('.') || 'line'}: ${i.message}`)(firstIssue(parsed.error.issues))}): a defect in camflow; please report it with this image`.slice(0, 2000));
+  return parsed.success ? result : failed(`its result line was not valid (${issueText(parsed.error.issues)}): a defect in camflow; please report it with this image`.slice(0, 2000));
 }
 
 export async function processChunk(payload: unknown, ctx: ChunkContext): Promise<ChunkOutcome> {

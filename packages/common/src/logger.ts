@@ -46,17 +46,6 @@ export function createLogger(options: { level?: string; name?: string; destinati
   return pino(config, (options.destination ?? pino.destination(2)) as pino.DestinationStream);
 }
 
-/** Strip the password from a redis:// URL so it can be logged. */
-export function safeUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '[unparseable url]';
-  }
-}
-
 /**
  * A URL as it may be shown to a person: without user name and password (an endpoint may carry both).
  * @example withoutUserInfo('http://lab:pw@10.0.0.5:9000') // 'http://10.0.0.5:9000'

@@ -64,6 +64,15 @@ export function firstIssue(issues: readonly unknown[]): Issue {
   return { ...furthest, path: [...issue.path, ...furthest.path] };
 }
 
+/**
+ * The issue worth naming (`firstIssue`) as "path: message" ("line" when it is the value itself).
+ * @example issueText(imageResultSchema.safeParse(line).error!.issues) // "featureSize: Invalid input: …"
+ */
+export function issueText(issues: readonly unknown[]): string {
+  const issue = firstIssue(issues);
+  return `${issue.path.map(String).join('.') || 'line'}: ${issue.message}`;
+}
+
 /** A union branch that failed on one of its own literals (one allowed value, at the branch's top level). */
 function gotNowhere(branch: Issue[]): boolean {
   return branch.some((i) => i.code === 'invalid_value' && i.values?.length === 1 && i.path.length === 1);

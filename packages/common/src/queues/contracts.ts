@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { CamflowError, InvalidParameterError } from '../errors.js';
 import { batchItemSchema, camOptionsSchema, idSchema, precisionSchema, sha256Schema } from './schemas.js';
-import { firstIssue } from '../validate.js';
+import { issueText } from '../validate.js';
 
 /**
  * Every shape that one package stores or queues and another reads back: job ids, batch manifest lines, refusal
@@ -364,8 +364,7 @@ export function parseJsonLine<T>(raw: string, lineNo: number, schema: z.ZodType<
   }
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
-    const issue = firstIssue(parsed.error.issues);
-    throw new ContractError(what, lineNo, `${issue.path.map(String).join('.') || 'line'}: ${issue.message}`);
+    throw new ContractError(what, lineNo, issueText(parsed.error.issues));
   }
   return parsed.data;
 }
