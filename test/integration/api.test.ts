@@ -221,6 +221,10 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.equal((await json(other)).batchId, info.batchId);
   const metrics = await (await fetch(`${base}/metrics`)).text();
   assert.match(metrics, /camflow_queue_jobs\{queue="cam",state="completed",role="api"\} 2/);
+  // Who serves each queue: the in-process cam-workers (chunks and finalizer); no trainer, which a dashboard alerts on.
+  assert.match(metrics, /camflow_queue_workers\{queue="cam",role="api"\} 1\n/);
+  assert.match(metrics, /camflow_queue_workers\{queue="batch",role="api"\} 1\n/);
+  assert.match(metrics, /camflow_queue_workers\{queue="train",role="api"\} 0\n/);
 });
 
 test('an oversize upload is refused with 413 and the limit named; bad fields with 400 and the field named', async () => {

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Job } from 'bullmq';
 import { checkRedis, createRedis, encodePng, generateField, keys, listModels, startRedis, writeSyntheticDataset } from '@camflow/common';
 import { writeFile } from 'node:fs/promises';
-import { addDataset, submitBatch } from '@camflow/ingest';
+import { addDataset, batchStatus, submitBatch } from '@camflow/ingest';
 import { enqueueTraining, jobKey } from '@camflow/trainer';
 import type { ImageResult } from '@camflow/cam-worker';
 import { readResults, waitForBatch, waitForJob } from '../../packages/cli/src/wait.ts';
@@ -37,13 +37,24 @@ test('a cam-worker killed with SIGKILL mid-chunk: its chunk is recovered by anot
   try {
     await publishUntrained(c.ctx);
     const names = await syntheticFolder(c.dir, 240, 11);
-    const victim = c.spawnWorker('cam');
+    // Submitted before any worker runs: the batch says it waits for one, and promises no time.
     const info = await submit(c, join(c.dir, 'batch-11'), 40);
+    const said: string[] = [];
+    await assert.rejects(waitForBatch(c.ctx, info.batchId, 3000, undefined, (text) => said.push(text)), /not complete after 3000 ms/);
+    const noWorker = "no cam-worker is connected to Redis queue 'cam' (prefix camflow): the work waits until one starts: `camflow worker cam` (or `camflow dev`, or the compose file's cam-worker service), with the same REDIS_URL and QUEUE_PREFIX";
+    assert.deepEqual(said, [noWorker]);
+    const idle = await batchStatus(c.ctx.store, c.ctx.queues.batch, info.batchId, c.ctx.queues);
+    assert.deepEqual([idle.state, idle.workers, idle.waiting, idle.images], ['running', { cam: 0, finalizer: 0 }, noWorker, { total: 240, done: 0 }]);
+    const shown = await runCli(c, ['status', info.batchId]);
+    assert.equal(shown.stdout.trim().split('\n').pop(), noWorker, shown.stdout);
+    const victim = c.spawnWorker('cam');
     // Wait until the victim holds a chunk, then kill it without warning.
     const held = await eventually('the victim to hold a chunk', async () => {
       const active = await c.ctx.queues.cam.getActive();
       return active.find((j) => j.processedBy === `cam-${victim.pid}`);
     });
+    const served = await batchStatus(c.ctx.store, c.ctx.queues.batch, info.batchId, c.ctx.queues);
+    assert.deepEqual([served.workers, served.waiting], [{ cam: 1, finalizer: 1 }, undefined]);
     victim.kill('SIGKILL');
     await victim.exited;
     c.spawnWorker('cam');
@@ -205,10 +216,18 @@ test('`camflow train --cancel`: a running job stops within ten steps and publish
   try {
     await writeSyntheticDataset(join(c.dir, 'train'), { count: 200, seed: 16 });
     await addDataset({ store: c.ctx.store, name: 'cells', folder: join(c.dir, 'train'), size: 64 });
-    c.spawnWorker('trainer');
     const running = await enqueueTraining(c.ctx.queues.train, { dataset: 'cells', preset: 'fast', epochs: 30, maxRestarts: 0, collapsePatience: 99, earlyStopPatience: 99 });
+    // Queued before any trainer runs: a waiter is told that nothing serves the queue.
+    const said: string[] = [];
+    await assert.rejects(waitForJob(c.ctx.queues.train, running.id!, undefined, 3000, (text) => said.push(text)), /not finished after 3000 ms/);
+    assert.deepEqual(said, ["no trainer is connected to Redis queue 'train' (prefix camflow): the work waits until one starts: `camflow worker trainer` (or `camflow dev`, or the compose file's trainer service), with the same REDIS_URL and QUEUE_PREFIX"]);
+    c.spawnWorker('trainer');
     const waiting = await enqueueTraining(c.ctx.queues.train, { dataset: 'cells', preset: 'fast', epochs: 1 });
     await eventually('the first job to finish an epoch', async () => ((await Job.fromId(c.ctx.queues.train, running.id!))?.progress as { epoch?: number })?.epoch ? true : undefined, 120_000);
+    // Waiting behind a running job, with a trainer connected: nothing to say.
+    said.length = 0;
+    await assert.rejects(waitForJob(c.ctx.queues.train, waiting.id!, undefined, 2500, (text) => said.push(text)), /not finished after 2500 ms/);
+    assert.deepEqual(said, []);
     const removed = await runCli(c, ['train', '--cancel', waiting.id!, '--json']);
     assert.equal(removed.code, 0, removed.stderr);
     assert.deepEqual(JSON.parse(removed.stdout), { jobId: waiting.id, action: 'removed', state: 'waiting' });

@@ -1,16 +1,29 @@
 import { Job, type Queue } from 'bullmq';
 import { batchStatus, type BatchStatus } from '@camflow/ingest';
-import { StorageError, imageResultSchema, isRedisDown, keys, parseJsonLines, type ImageResult, type ObjectStore } from '@camflow/common/core';
+import { StorageError, connectedWorkers, imageResultSchema, isRedisDown, keys, noWorkerText, parseJsonLines, type ImageResult, type ObjectStore, type QueueName } from '@camflow/common/core';
 import type { Context } from './context.js';
 
-/** Poll a batch until its summary exists. */
-export async function waitForBatch(ctx: Context, batchId: string, timeoutMs = 30 * 60_000, onTick?: (s: BatchStatus) => void): Promise<BatchStatus> {
-  const deadline = Date.now() + timeoutMs;
+/** How long a waiter gives workers to connect before it says none has, and how often it counts them again. */
+const WORKER_GRACE_MS = 2000;
+const WORKER_RECOUNT_MS = 5000;
+
+/**
+ * Poll a batch until its summary exists. From two seconds in, every five, it also counts the workers connected to the
+ * queue the batch waits in: when there are none, `onWaiting` gets the sentence saying so (each distinct one once;
+ * by default written to stderr) — a batch with no worker would otherwise wait in silence.
+ */
+export async function waitForBatch(ctx: Context, batchId: string, timeoutMs = 30 * 60_000, onTick?: (s: BatchStatus) => void, onWaiting: (text: string) => void = warnOnce()): Promise<BatchStatus> {
+  const started = Date.now();
+  const deadline = started + timeoutMs;
   let storageTroubleSince: number | undefined;
+  let counted = 0;
   for (;;) {
     let status: BatchStatus;
     try {
-      status = await batchStatus(ctx.store, ctx.queues.batch, batchId);
+      const count = Date.now() - started >= WORKER_GRACE_MS && Date.now() - counted >= WORKER_RECOUNT_MS;
+      if (count) counted = Date.now();
+      status = await batchStatus(ctx.store, ctx.queues.batch, batchId, count ? ctx.queues : undefined);
+      if (status.waiting) onWaiting(status.waiting);
       storageTroubleSince = undefined;
     } catch (error) {
       // A Redis restart while waiting is not the batch's failure: keep polling until the deadline. Nor is a passing
@@ -34,16 +47,36 @@ export async function readResults(store: ObjectStore, batchId: string): Promise<
   return parseJsonLines((await store.get(key)).toString('utf8'), imageResultSchema, key);
 }
 
+/** A writer to stderr that writes each distinct line once (with a line break first when a progress bar may be on it). */
+export function warnOnce(): (text: string) => void {
+  const said = new Set<string>();
+  return (text) => {
+    if (said.has(text)) return;
+    said.add(text);
+    process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}camflow: ${text}\n`);
+  };
+}
+
 /**
  * Wait for a job by polling its state (no event can be missed, whenever the waiter starts), reporting each new
- * progress value. Rejects with the job's failure reason.
+ * progress value. Rejects with the job's failure reason. A job still waiting after two seconds with no worker
+ * connected to its queue is reported to `onWaiting` (as `waitForBatch` does).
  */
-export async function waitForJob<T>(queue: Queue, jobId: string, onProgress?: (p: unknown) => void, timeoutMs = 24 * 3600_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+export async function waitForJob<T>(queue: Queue, jobId: string, onProgress?: (p: unknown) => void, timeoutMs = 24 * 3600_000, onWaiting: (text: string) => void = warnOnce()): Promise<T> {
+  const started = Date.now();
+  const deadline = started + timeoutMs;
   let lastProgress = '';
+  let counted = 0;
   for (;;) {
     const job = await Job.fromId(queue, jobId);
     if (!job) throw new Error(`job ${jobId} not found in queue ${queue.name}`);
+    if (Date.now() - started >= WORKER_GRACE_MS && Date.now() - counted >= WORKER_RECOUNT_MS && !job.finishedOn) {
+      counted = Date.now();
+      if ((await job.getState()) !== 'active') {
+        const text = noWorkerText(queue.name as QueueName, await connectedWorkers(queue), queue.opts.prefix ?? 'bull');
+        if (text) onWaiting(text);
+      }
+    }
     const progress = JSON.stringify(job.progress);
     if (onProgress && progress !== lastProgress && typeof job.progress === 'object') onProgress(job.progress);
     lastProgress = progress;

@@ -1,5 +1,5 @@
 import { Job, type Queue } from 'bullmq';
-import { batchCancelSchema, batchInfoSchema, batchSummarySchema, finalizeJobId, keys, parseWith, publicReason, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common/core';
+import { batchCancelSchema, batchInfoSchema, batchSummarySchema, connectedWorkers, finalizeJobId, keys, noWorkerText, parseWith, publicReason, queueNames, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common/core';
 
 /**
  * - `running`: its jobs are queued or running.
@@ -23,10 +23,27 @@ export interface BatchStatus {
   cancelled?: { at: string; reason: string };
   /** Why a batch is failed or stalled, and what to do. */
   reason?: string;
+  /**
+   * Workers connected to the queues a running batch waits on (when asked for: `serving`); a count the Redis server
+   * would not give is left out.
+   */
+  workers?: { cam?: number; finalizer?: number; ingest?: number };
+  /** A running batch that cannot move: no worker is connected to the queue its next step waits in, and how to start one. */
+  waiting?: string;
 }
 
-/** Status of a batch from its stored objects (the source of truth) and its finalization job. */
-export async function batchStatus(store: ObjectStore, batchQueue: Queue, batchId: string): Promise<BatchStatus> {
+/** The queues whose workers `batchStatus` counts for a running batch (the chunks', and the listing's for S3 prefixes). */
+export interface ServingQueues {
+  cam: Queue;
+  ingest?: Queue | undefined;
+}
+
+/**
+ * Status of a batch from its stored objects (the source of truth) and its finalization job. With `serving`, a running
+ * batch also says how many workers are connected to the queues it waits on, and — when its next step waits in a
+ * queue no worker serves — `waiting` says so (and no time left is estimated: none can be).
+ */
+export async function batchStatus(store: ObjectStore, batchQueue: Queue, batchId: string, serving?: ServingQueues): Promise<BatchStatus> {
   const raw = await store.getJsonIfExists(keys.batchInfo(batchId));
   if (!raw) return { batchId, state: 'unknown', chunks: { total: 0, done: 0 } };
   const info = parseWith(batchInfoSchema, raw, 'batch info');
@@ -55,7 +72,24 @@ export async function batchStatus(store: ObjectStore, batchQueue: Queue, batchId
     const final = (await Job.fromId(batchQueue, finalizeJobId(batchId))) ?? job;
     return { batchId, state: 'failed', ...cancelled, info, chunks: { total: info.chunks, done }, images, reason: `finalization failed after ${final.attemptsMade} attempts: ${publicReason(new Error(final.failedReason))}; ${repair}` };
   }
-  return { batchId, state: 'running', ...cancelled, info, chunks: { total: info.chunks, done }, images };
+  const running: BatchStatus = { batchId, state: 'running', ...cancelled, info, chunks: { total: info.chunks, done }, images };
+  return serving ? withWorkers(running, batchQueue, serving) : running;
+}
+
+/** A running batch's workers, and what it waits for when a queue it needs has none. */
+async function withWorkers(status: BatchStatus, batchQueue: Queue, serving: ServingQueues): Promise<BatchStatus> {
+  const listing = status.info?.listing?.state === 'listing';
+  const [cam, finalizer, ingest] = await Promise.all([connectedWorkers(serving.cam), connectedWorkers(batchQueue), listing && serving.ingest ? connectedWorkers(serving.ingest) : undefined]);
+  const workers = { ...(cam !== undefined ? { cam } : {}), ...(finalizer !== undefined ? { finalizer } : {}), ...(ingest !== undefined ? { ingest } : {}) };
+  const prefix = serving.cam.opts.prefix ?? 'bull';
+  // The step the batch waits for: its listing, its chunks, or (every chunk done) its finalization.
+  const waiting =
+    (listing ? noWorkerText(queueNames.ingest, ingest, prefix) : undefined) ??
+    (status.chunks.done < status.chunks.total ? noWorkerText(queueNames.cam, cam, prefix) : noWorkerText(queueNames.batch, finalizer, prefix));
+  if (!waiting) return { ...status, workers };
+  // Nothing moves: a rate since submission would promise a time it cannot keep.
+  const images = status.images ? { total: status.images.total, done: status.images.done } : undefined;
+  return { ...status, ...(images ? { images } : {}), workers, waiting };
 }
 
 /** Pending chunks whose ids `batchStatus` reads for an exact image count; more are estimated. */

@@ -4,3 +4,4 @@ export * from './connection.js';
 export * from './contracts.js';
 export * from './train-cancel.js';
 export * from './listing.js';
+export * from './workers.js';

@@ -43,6 +43,7 @@ import {
   webhookUrlSchema,
   cancelTraining,
   getDatasetManifest,
+  connectedWorkers,
 } from '@camflow/common/core';
 import { submitBatch, KeyConflictError, NoModelError } from '../submit.js';
 import { batchListing, batchStatus } from '../status.js';
@@ -243,6 +244,19 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     },
   });
   new Gauge({
+    name: 'camflow_queue_workers',
+    help: 'Workers connected to each queue (absent when the Redis server refuses CLIENT LIST); 0 with jobs waiting means nothing moves',
+    labelNames: ['queue'],
+    registers: [metrics.registry],
+    async collect() {
+      this.reset();
+      for (const [name, q] of Object.entries(deps.queues)) {
+        const n = await connectedWorkers(q);
+        if (n !== undefined) this.set({ queue: name }, n);
+      }
+    },
+  });
+  new Gauge({
     name: 'camflow_production_model',
     help: 'The production model version (value 1)',
     labelNames: ['version'],
@@ -330,7 +344,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.get('/v1/batches/:id', async (req) => {
     const { id } = parseWith(batchIdParams, req.params, 'params');
-    const status = await batchStatus(store, deps.queues.batch, id);
+    const status = await batchStatus(store, deps.queues.batch, id, { cam: deps.queues.cam, ingest: deps.queues.ingest });
     if (status.state === 'unknown') throw new NotFoundError('batch', id);
     return status;
   });
