@@ -37,6 +37,12 @@ test('a field larger than MAX_FIELD_PIXELS (a tiled TIFF) is read region by regi
     await writeFile(join(folder, 'slide.png'), await sharp(tiff).png({ compressionLevel: 1 }).toBuffer());
     // The same slide scanned in grey (one channel): refused by how it is stored, before any region is read.
     await writeFile(join(folder, 'slide-grey.tiff'), await sharp(tiff).toColourspace('b-w').tiff({ tile: true, tileWidth: 256, tileHeight: 256, compression: 'jpeg', quality: 92 }).toBuffer());
+    // A grey scan stored as RGB (three equal channels; 2,400 × 1,800, above MAX_FIELD_PIXELS): judged by the pixels of
+    // its regions once read.
+    const greyPng = await sharp(tiff).extract({ left: 0, top: 0, width: 2400, height: 1800 }).toColourspace('b-w').png().toBuffer();
+    const greyRgb = await sharp(greyPng).toColourspace('srgb').tiff({ tile: true, tileWidth: 256, tileHeight: 256, compression: 'jpeg', quality: 92 }).toBuffer();
+    assert.equal((await sharp(greyRgb).metadata()).channels, 3, 'stored as RGB');
+    await writeFile(join(folder, 'slide-grey-rgb.tiff'), greyRgb);
     c.spawnWorker('cam');
     const run = await runCli(c, ['submit', folder, '--wait', '--json']);
     assert.equal(run.code, 0, run.stderr);
@@ -47,6 +53,8 @@ test('a field larger than MAX_FIELD_PIXELS (a tiled TIFF) is read region by regi
     assert.ok(refused.status === 'failed' && refused.reason === 'too-many-pixels' && /tiled TIFF/.test(refused.error), JSON.stringify(refused));
     const grey = lines.find((l) => l.name === 'slide-grey.tiff')!;
     assert.deepEqual([grey.status, grey.status === 'failed' && grey.reason], ['failed', 'greyscale'], JSON.stringify(grey));
+    const greyRgbLine = lines.find((l) => l.name === 'slide-grey-rgb.tiff')!;
+    assert.ok(greyRgbLine.status === 'failed' && greyRgbLine.reason === 'greyscale' && /^the slide has no colour \(2400×1800, \d+ regions read/.test(greyRgbLine.error), JSON.stringify(greyRgbLine));
     const line = lines.find((l) => l.name === 'slide.tiff');
     assert.equal(line!.status, 'ok', JSON.stringify(line));
     const result = line as FieldResult;

@@ -22,6 +22,9 @@ import {
   decodeRgb,
   inspectImage,
   isColourless,
+  countColour,
+  noColour,
+  type ColourCount,
   tooLargeToReadWhole,
   defaultPositiveClass,
   fieldGeoJson,
@@ -175,10 +178,12 @@ export async function planField(item: BatchItem, ctx: FieldContext): Promise<Fie
   let fov: FieldPlan['fov'];
   let regionCount = 0;
   let whiteCells = 0;
+  const colour: ColourCount = { sampled: 0, coloured: 0 };
   const taken = new BoxIndex(512);
   try {
     // Red cells, white cells and parasites are told apart by Giemsa's colours: a grey field would be misread. A field
-    // read whole is judged by its pixels; a slide read region by region by how it is stored (one grey channel).
+    // read whole is judged by its pixels; a slide read region by region by how it is stored (one grey channel) before
+    // any region is read, and by the pixels of all its regions once they are (grey stored as RGB).
     if (info.grey && !whole) {
       return fieldFailure(job, item, 'greyscale', `the slide is stored in grey (one channel, ${width}×${height}): camflow finds cells and parasites by the Giemsa stain's colours; submit the colour scan`);
     }
@@ -202,6 +207,7 @@ export async function planField(item: BatchItem, ctx: FieldContext): Promise<Fie
     for await (const region of regions) {
       regionCount++;
       const { rgb, left, top, core } = region;
+      if (!whole) countColour(rgb.data, colour);
       const found = await findCells(rgb.data, rgb.width, rgb.height, diameter !== undefined ? { diameter } : {});
       diameter ??= found.diameter;
       if (whole) fov = found.fov;
@@ -226,6 +232,9 @@ export async function planField(item: BatchItem, ctx: FieldContext): Promise<Fie
   } catch (error) {
     if (error instanceof ImageInputError) return fieldFailure(job, item, error.reason, error.message);
     throw error;
+  }
+  if (!whole && noColour(colour)) {
+    return fieldFailure(job, item, 'greyscale', `the slide has no colour (${width}×${height}, ${regionCount} regions read: a greyscale scan stored as RGB, or no stained cell in it): camflow finds cells and parasites by the Giemsa stain's colours; submit the colour scan`);
   }
   await flush();
   const plan: FieldPlan = { batchId: job.batchId, imageId: item.imageId, width, height, whole, diameter: diameter ?? 0, ...(fov ? { fov } : {}), regions: regionCount, whiteCells, cells, parts };

@@ -6,23 +6,35 @@ const CHROMA_LEVELS = 12;
  */
 const COLOURED_SHARE = 0.0002;
 
+/** Pixels sampled and, of them, pixels with colour: summed over the regions of a slide read piece by piece. */
+export interface ColourCount {
+  sampled: number;
+  coloured: number;
+}
+
+/**
+ * Count an RGB image's (`width × height × 3` bytes) coloured pixels, ~250,000 at most, evenly strided; added to
+ * `into` when given (a slide's regions one after another).
+ */
+export function countColour(rgb: Uint8Array, into: ColourCount = { sampled: 0, coloured: 0 }): ColourCount {
+  const pixels = Math.floor(rgb.length / 3);
+  const step = Math.max(1, Math.floor(pixels / 250_000));
+  for (let p = 0; p < pixels; p += step) {
+    const r = rgb[p * 3]!;
+    const g = rgb[p * 3 + 1]!;
+    const b = rgb[p * 3 + 2]!;
+    into.sampled++;
+    if (Math.max(r, g, b) - Math.min(r, g, b) > CHROMA_LEVELS) into.coloured++;
+  }
+  return into;
+}
+
+/** Pure: whether counted pixels say grey (fewer than 1 in 5,000 coloured; nothing sampled is grey too). */
+export const noColour = ({ sampled, coloured }: ColourCount): boolean => sampled === 0 || coloured < COLOURED_SHARE * sampled;
+
 /**
  * Whether an RGB image (`width × height × 3` bytes) holds no colour: a greyscale picture stored as RGB (a monochrome
  * camera, a `b-w` JPEG decoded to sRGB). Reads ~250,000 pixels at most, evenly strided.
  * @example isColourless(new Uint8Array([9, 9, 9, 200, 200, 200])) // true
  */
-export function isColourless(rgb: Uint8Array): boolean {
-  const pixels = Math.floor(rgb.length / 3);
-  if (pixels === 0) return true;
-  const step = Math.max(1, Math.floor(pixels / 250_000));
-  let sampled = 0;
-  let coloured = 0;
-  for (let p = 0; p < pixels; p += step) {
-    const r = rgb[p * 3]!;
-    const g = rgb[p * 3 + 1]!;
-    const b = rgb[p * 3 + 2]!;
-    sampled++;
-    if (Math.max(r, g, b) - Math.min(r, g, b) > CHROMA_LEVELS) coloured++;
-  }
-  return coloured < COLOURED_SHARE * sampled;
-}
+export const isColourless = (rgb: Uint8Array): boolean => noColour(countColour(rgb));
