@@ -173,7 +173,10 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.match(noFolder.stderr, /for folder but received ".*no-such-folder \(no such folder\)"/);
   const badCron = await runCli(c, ['schedule', '--dataset', 'tiny', '--cron', 'a']);
   assert.equal(badCron.code, 2);
-  assert.match(badCron.stderr, /--cron\/--tz/);
+  assert.match(badCron.stderr, /Expected five cron fields .* for --cron but received "a"/);
+  // Four fields: BullMQ would read them as a monthly run of a "nightly" job.
+  const fourFields = await runCli(c, ['schedule', '--dataset', 'tiny', '--cron', '0 2 * *']);
+  assert.deepEqual([fourFields.code, /for --cron but received "0 2 \* \*"/.test(fourFields.stderr)], [2, true], fourFields.stderr);
   // A field out of its range is a bad pattern too, not an internal error.
   const outOfRange = await runCli(c, ['schedule', '--dataset', 'tiny', '--cron', '61 2 * * *']);
   assert.equal(outOfRange.code, 2, outOfRange.stderr);
@@ -205,7 +208,11 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.deepEqual([repaired.version, repaired.previous, repaired.warnings], ['m-untrained', null, ['the production channel was unreadable (not a valid channel document): replaced']]);
   const lst = await runCli(c, ['models', 'lst']);
   assert.equal(lst.code, 2);
-  assert.match(lst.stderr, /unknown models subcommand "lst"/);
+  assert.match(lst.stderr, /unknown models subcommand "lst": camflow models \[list\] \| camflow models promote VERSION/);
+  // `models list`, as the help writes it, is `models`.
+  const modelList = await runCli(c, ['models', 'list', '--json']);
+  assert.equal(modelList.code, 0, modelList.stderr);
+  assert.equal(JSON.parse(modelList.stdout).production, 'm-untrained');
   const typo = await runCli(c, ['sumbit', 'x']);
   assert.deepEqual([typo.code, typo.stderr.trim()], [2, 'unknown command "sumbit"; did you mean "submit"? (camflow --help lists the commands)']);
   const badFormat = await runCli(c, ['results', info.batchId, '--format', 'xls']);

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { COMMANDS, commandHelp, globalUsage, optionProblem, suggest } from '../../packages/cli/src/commands.ts';
+import { joinNegativeValues } from '../../packages/cli/src/cli-io.ts';
 
 test('a mistyped command or option gets the closest real one suggested; nonsense gets none', () => {
   assert.equal(suggest('sumbit', Object.keys(COMMANDS)), 'submit');
@@ -76,4 +77,11 @@ test('words beyond what a command takes are a usage error naming the first extra
   for (const [command, rest] of [['dataset', ['add', 'nih', './cells']], ['models', ['promote', 'm1']], ['batches', ['repair', 'b1']], ['worker', ['cam']], ['open', []], ['schedule', ['show']]] as const) {
     assert.equal(argumentProblem(command, rest), undefined, `${command} ${rest.join(' ')}`);
   }
+});
+
+test('a negative number after an option is its value (`--epochs -1` reaches the epochs check), never an option', () => {
+  const takesValue = (name: string) => ['epochs', 'lr'].includes(name);
+  assert.deepEqual(joinNegativeValues(['train', '--epochs', '-1', '--lr', '-.5', '--wait'], takesValue), ['train', '--epochs=-1', '--lr=-.5', '--wait']);
+  // Not for flags, not for a following option, not for an option already written with "=".
+  assert.deepEqual(joinNegativeValues(['submit', '--wait', '-1', '--epochs', '--json', '--lr=-2'], takesValue), ['submit', '--wait', '-1', '--epochs', '--json', '--lr=-2']);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ContractError, chunkJobId, operatingPoint, publicReason, imageResultSchema, manifestLineSchema, parseJsonLines, redactLine, toJsonLines } from '@camflow/common';
+import { ContractError, chunkJobId, operatingPoint, publicReason, imageResultSchema, manifestLineSchema, parseJsonLines, redactLine, retrainingScheduleSchema, toJsonLines } from '@camflow/common';
 import { planBatches } from '@camflow/cam-worker';
 
 test('manifest lines are read back through their schema; a broken line names the object and the line', () => {
@@ -96,4 +96,15 @@ test('a CAM that peaks on the black background along the crop edge is restricted
   assert.ok(box && box.x >= 64, `box on the cell (right half): ${JSON.stringify(box)}`);
   // Not a crop on black (no background): no mask.
   assert.equal(cellForeground(new Uint8Array(size * size * 3).fill(120), size, 64, 64), undefined);
+});
+
+test('a retraining schedule is five cron fields or a macro, in a real time zone; 4 and 6 fields are refused', () => {
+  const ok = (cron: string, tz = 'UTC') => retrainingScheduleSchema.safeParse({ cron, tz }).success;
+  assert.deepEqual(['0 2 * * *', '30 1 * * MON-FRI', '*/15 * * * *', '@daily', '@weekly', ' 0 2 * * * '].map((c) => ok(c)), [true, true, true, true, true, true]);
+  assert.equal(ok('0 2 * * *', 'Europe/Paris'), true);
+  // BullMQ's parser reads "0 2 * *" as hour 0, day 2 (monthly) and a sixth field as seconds (every 5 s).
+  assert.deepEqual(['0 2 * *', '*/5 * * * * *', 'a', '', '0 2 * * * ;'].map((c) => ok(c)), [false, false, false, false, false]);
+  const zone = retrainingScheduleSchema.safeParse({ cron: '0 2 * * *', tz: 'Mars/Olympus' });
+  assert.equal(zone.success, false);
+  assert.deepEqual([zone.error!.issues[0]!.path, zone.error!.issues[0]!.message], [['tz'], 'an IANA time zone such as UTC or Europe/Paris']);
 });

@@ -62,3 +62,22 @@ export async function withContext<T>(fn: (ctx: Context) => Promise<T>): Promise<
   }
 }
 
+
+/**
+ * Pure: `--epochs -1` joined as `--epochs=-1` for options that take a value. Node's parser takes "-1" for an option
+ * of its own and says so in three lines; joined, the value reaches the option's own check, which names the option
+ * and what it expects.
+ * @example joinNegativeValues(['train', '--epochs', '-1'], (n) => n === 'epochs') // ['train', '--epochs=-1']
+ */
+export function joinNegativeValues(argv: string[], takesValue: (name: string) => boolean): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const name = /^--([^=]+)$/.exec(argv[i]!)?.[1];
+    const next = argv[i + 1];
+    if (name && next !== undefined && /^-(\d|\.\d)/.test(next) && takesValue(name)) {
+      out.push(`${argv[i]}=${next}`);
+      i++;
+    } else out.push(argv[i]!);
+  }
+  return out;
+}

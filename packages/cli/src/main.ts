@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { CamflowError, ConfigError, InvalidParameterError, errorMessage, redactLine } from '@camflow/common/core';
 import type { CommandInput, Values } from './cli-io.js';
+import { joinNegativeValues } from './cli-io.js';
 import { ALL_OPTIONS, COMMANDS, argumentProblem, commandHelp, globalUsage, optionProblem, suggest } from './commands.js';
 
 /**
@@ -36,7 +37,7 @@ const PARSE_OPTIONS = Object.fromEntries(
 /** Parse argv; an unknown option is a usage error that names it and suggests what was meant. */
 function parse(argv: string[]) {
   try {
-    return parseArgs({ args: argv, allowPositionals: true, options: PARSE_OPTIONS });
+    return parseArgs({ args: joinNegativeValues(argv, (name) => PARSE_OPTIONS[name]?.type === 'string'), allowPositionals: true, options: PARSE_OPTIONS });
   } catch (error) {
     const unknown = /Unknown option '-{1,2}([^']+)'/.exec((error as Error).message)?.[1];
     const command = argv.find((a) => !a.startsWith('-'));

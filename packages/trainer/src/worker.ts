@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { type Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { bullTelemetry, initBackend, instrumentWorker, trainCancelKey, nightlySchedulerId, type ProcessMetrics, parseWith, queueNames, bullConnection, trainJobSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
+import { bullTelemetry, initBackend, instrumentWorker, trainCancelKey, nightlySchedulerId, type ProcessMetrics, parseWith, queueNames, bullConnection, trainJobSchema, retrainingScheduleSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
 import { runTraining, type TrainOutcome } from './train-job.js';
 
 /** A training job's return value: the outcome without the (stored) manifest. */
@@ -76,7 +76,8 @@ export async function removeRetrainingSchedule(queue: Queue): Promise<boolean> {
  */
 export async function scheduleRetraining(queue: Queue, cron: string, tz: string, input: TrainJobInput): Promise<{ id: string; next?: number }> {
   const data = parseWith(trainJobSchema, { ...input, skipIfUnchanged: true }, 'train job');
-  const job = await queue.upsertJobScheduler(nightlySchedulerId, { pattern: cron, tz }, { name: 'retrain', data, opts: trainJobOptions });
+  const when = parseWith(retrainingScheduleSchema, { cron, tz }, 'schedule');
+  const job = await queue.upsertJobScheduler(nightlySchedulerId, { pattern: when.cron, tz: when.tz }, { name: 'retrain', data, opts: trainJobOptions });
   const scheduler = await queue.getJobScheduler(nightlySchedulerId);
   return { id: nightlySchedulerId, ...(scheduler?.next !== undefined ? { next: scheduler.next } : job?.timestamp ? { next: job.timestamp + (job.delay ?? 0) } : {}) };
 }

@@ -15,7 +15,7 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
       print(v.json, { ...channel, previous, warnings: promotion.warnings }, `production → ${channel.version}${previous && previous.version !== channel.version ? ` (was ${previous.version})` : previous ? ' (already production)' : ''}${promotion.warnings.map((w) => `\nwarning: ${w}`).join('')}`);
       return;
     }
-    if (rest[0] !== undefined) throw new CamflowError('USAGE', `unknown models subcommand "${rest[0]}": camflow models [promote VERSION]`);
+    if (rest[0] !== undefined && rest[0] !== 'list') throw new CamflowError('USAGE', `unknown models subcommand "${rest[0]}": camflow models [list] | camflow models promote VERSION`);
     const [models, production] = await Promise.all([listModels(ctx.store), getProduction(ctx.store)]);
     print(
       v.json,

@@ -1,4 +1,4 @@
-import { getDatasetManifest, CamflowError, InvalidParameterError } from '@camflow/common/core';
+import { getDatasetManifest, CamflowError, InvalidParameterError, retrainingScheduleSchema } from '@camflow/common/core';
 import { getRetrainingSchedule, removeRetrainingSchedule, scheduleRetraining } from '@camflow/trainer';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
@@ -20,6 +20,13 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
   }
   if (rest[0] !== undefined) throw new CamflowError('USAGE', `unknown schedule subcommand "${rest[0]}": camflow schedule --dataset NAME --cron PATTERN | schedule show | schedule remove`);
   if (!v.dataset || !v.cron) throw new CamflowError('USAGE', 'usage: camflow schedule --dataset NAME --cron "0 2 * * *" [--tz ZONE] | camflow schedule show | camflow schedule remove');
+  // The pattern and zone are checked before anything is contacted, naming the option that is wrong.
+  const when = retrainingScheduleSchema.safeParse({ cron: v.cron, tz: v.tz ?? 'UTC' });
+  if (!when.success) {
+    const issue = when.error.issues[0]!;
+    const flag = issue.path[0] === 'tz' ? '--tz' : '--cron';
+    throw new InvalidParameterError(flag, issue.message, flag === '--tz' ? (v.tz ?? 'UTC') : v.cron);
+  }
   await withContext(async (ctx) => {
     await getDatasetManifest(ctx.store, v.dataset!);
     const s = await scheduleRetraining(ctx.queues.train, v.cron!, v.tz ?? 'UTC', {

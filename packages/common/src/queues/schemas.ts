@@ -148,3 +148,27 @@ export const trainJobSchema = z.object({
 });
 export type TrainJob = z.infer<typeof trainJobSchema>;
 export type TrainJobInput = z.input<typeof trainJobSchema>;
+
+/** The macros BullMQ's cron parser reads in place of five fields. */
+const CRON_MACROS = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly'];
+
+/**
+ * When retraining runs: a standard five-field cron pattern (minute hour day-of-month month day-of-week) or a macro
+ * such as `@daily`, in an IANA time zone. BullMQ's parser also takes 4 fields (read as if the minute were missing: a
+ * "nightly" pattern that runs once a month) and 6 (seconds first: every 5 s): both refused here.
+ */
+export const retrainingScheduleSchema = z.object({
+  cron: z
+    .string()
+    .trim()
+    .refine((v) => CRON_MACROS.includes(v.toLowerCase()) || (v.split(/\s+/).length === 5 && v.split(/\s+/).every((f) => /^[A-Za-z0-9*?,/#LW-]+$/.test(f))), 'five cron fields (minute hour day-of-month month day-of-week), e.g. "0 2 * * *", or a macro (@daily, @weekly, @monthly, @hourly, @yearly)'),
+  tz: z.string().refine((tz) => {
+    try {
+      new Intl.DateTimeFormat('en', { timeZone: tz });
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'an IANA time zone such as UTC or Europe/Paris'),
+});
+export type RetrainingSchedule = z.infer<typeof retrainingScheduleSchema>;
