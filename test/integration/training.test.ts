@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ObjectStore, createLogger, defaultLearningRate, initBackend, keys, preprocess, startS3, tf, trainJobSchema, writeSyntheticDataset, type LocalS3 } from '@camflow/common';
 import { addDataset } from '@camflow/ingest';
-import { augmentInto, classWeightsFor, drawAugmentation, evaluate, fitWithRestarts, gather, resolveSplitBy, runTraining, splitIndices, trainingInputs } from '@camflow/trainer';
+import { augmentInto, classWeightsFor, drawAugmentation, evaluate, fitWithRestarts, gather, majorityClass, resolveSplitBy, runTraining, splitIndices, trainingInputs } from '@camflow/trainer';
 
 let s3: LocalS3;
 let store: ObjectStore;
@@ -158,6 +158,11 @@ test('the promotion gate runs production and candidate on the same validation im
   assert.equal(second.comparison.productionAccuracy, first.valAccuracy);
   assert.equal(second.promoted, second.comparison.candidateAccuracy >= second.comparison.productionAccuracy);
   assert.match(second.promotion, /on the same \d+ validation images/);
+  // One epoch at a tiny rate: a model no better than always answering the majority class is published with a
+  // warning that says so (in the outcome and its manifest), and only then.
+  const majority = majorityClass(second.manifest.dataset.validation!.map((i) => fit.items[i]!.label), 2);
+  assert.equal(second.valAccuracy <= majority.share + 0.01, (second.warnings ?? []).some((w) => /is no better than always answering (Parasitized|Uninfected)/.test(w)), `${second.valAccuracy} vs ${majority.share}: ${second.warnings}`);
+  assert.deepEqual(second.manifest.warnings, second.warnings);
   // Another split: production is measured again, on the candidate's images.
   const third = await runTraining({ ...base, epochs: 1, seed: 1, validationFraction: 0.4 }, ctx('gate-3'));
   assert.ok(!third.skipped && third.comparison);

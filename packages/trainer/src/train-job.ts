@@ -53,7 +53,7 @@ export interface TrainContext {
 
 export type TrainOutcome =
   | { skipped: true; reason: string }
-  | { skipped: false; version: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; epochs: number; resumedFromEpoch?: number; comparison?: SameImagesComparison; manifest: ModelManifest };
+  | { skipped: false; version: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; epochs: number; resumedFromEpoch?: number; comparison?: SameImagesComparison; warnings?: string[]; manifest: ModelManifest };
 
 /**
  * The training inputs of a preset, made exactly as serving makes them. The snapshot's shards hold the images at
@@ -130,6 +130,12 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   const train = gather(images, labels, split.train, size);
   const validation = gather(images, labels, split.validation, size);
   const fitParams = fitParamsFor(params, manifest.classNames.length);
+  const warnings: string[] = [];
+  const share = split.validation.length / n;
+  if (Math.abs(share - params.validationFraction) > 0.1) {
+    warnings.push(`the ${splitBy} split put ${split.validation.length} of ${n} images (${(share * 100).toFixed(0)} %) in validation, not the ${(params.validationFraction * 100).toFixed(0)} % asked (--val-fraction): ${splitBy === 'group' ? 'a few patients hold many of the images' : 'too few images to split finely'}; more images, or more patients, give a truer split`);
+    log.warn({ validation: split.validation.length, items: n, asked: params.validationFraction }, warnings[warnings.length - 1]!);
+  }
   log.info({ version: manifest.version, train: split.train.length, validation: split.validation.length, splitBy, preset: params.preset, learningRate: fitParams.learningRate, backend: ctx.backend }, 'training started');
   const checkpoints = new CheckpointStore(ctx.store, jobKey(ctx.jobId), paramsHash({ ...fitParams, dataset: manifest.version, split: splitBy, v: params.validationFraction }));
   const resume = await checkpoints.load();
@@ -165,6 +171,14 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   }
   // The published weights are the best epoch's, and so are the metrics that gate promotion.
   const last = result.history.find((h) => h.epoch === result.bestEpoch) ?? result.history[result.history.length - 1]!;
+  // A model that learnt something but no more than the majority class's share is published (it is not a collapse:
+  // its loss left chance), and said to be no better than always answering that class.
+  const majority = majorityClass(validation.labels, manifest.classNames.length);
+  if (last.valAccuracy <= majority.share + 0.01) {
+    const steps = Math.ceil(split.train.length / params.batchSize) * result.history.length;
+    warnings.push(`validation accuracy ${last.valAccuracy.toFixed(4)} is no better than always answering ${manifest.classNames[majority.label]} (${majority.share.toFixed(4)} of the ${validation.labels.length} validation images): it does not yet tell the classes apart (${steps} optimizer steps); train for more epochs or on more images`);
+    log.warn({ valAccuracy: last.valAccuracy, majorityShare: majority.share }, warnings[warnings.length - 1]!);
+  }
   // The screening operating point, chosen on the validation images with the published (best-epoch) weights.
   const positiveClass = params.positiveClass ?? defaultPositiveClass(manifest.classNames);
   const positiveIndex = manifest.classNames.indexOf(positiveClass);
@@ -192,6 +206,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     createdAt: new Date().toISOString(),
     screening,
     cellSide: medianCellSide(manifest.items),
+    ...(warnings.length ? { warnings } : {}),
   }, { int8: { calibration: train, evaluation: validation, log } });
   result.model.dispose();
   await checkpoints.clear();
@@ -208,8 +223,17 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     epochs: result.history.length,
     ...(resume ? { resumedFromEpoch: resume.epoch } : {}),
     ...(comparison ? { comparison } : {}),
+    ...(warnings.length ? { warnings } : {}),
     manifest: published,
   };
+}
+
+/** Pure: the most frequent label and its share of `labels` (the accuracy of always answering it). */
+export function majorityClass(labels: ArrayLike<number>, classes: number): { label: number; share: number } {
+  const counts = new Array<number>(classes).fill(0);
+  for (let i = 0; i < labels.length; i++) counts[labels[i]!]!++;
+  const label = counts.indexOf(Math.max(...counts));
+  return { label, share: counts[label]! / Math.max(1, labels.length) };
 }
 
 /**

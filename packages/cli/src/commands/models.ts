@@ -19,8 +19,8 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
     const [models, production] = await Promise.all([listModels(ctx.store), getProduction(ctx.store)]);
     print(
       v.json,
-      { production: production?.version ?? null, models: models.map((m) => ({ version: m.version, preset: m.preset, valAccuracy: m.metrics.valAccuracy, dataset: withoutSplit(m.dataset), int8: m.int8 ? { classAgreement: m.int8.classAgreement, boxIou: m.int8.boxIou } : null, screening: m.screening ?? null })) },
-      models.map((m) => `${m.version === production?.version ? '*' : ' '} ${m.version}  ${m.preset}  val ${m.metrics.valAccuracy.toFixed(4)}  ${m.dataset.name}@${m.dataset.version}${m.int8 ? `  int8: agree ${m.int8.classAgreement.toFixed(3)} box IoU median ${m.int8.boxIou.median.toFixed(2)}` : ''}${m.screening ? `  screen: ${m.screening.positiveClass} ≥ ${m.screening.threshold.toFixed(3)} (val recall ${m.screening.validation.recall.toFixed(3)}, specificity ${m.screening.validation.specificity.toFixed(3)})` : ''}`).join('\n') || 'no models yet',
+      { production: production?.version ?? null, models: models.map((m) => ({ version: m.version, preset: m.preset, valAccuracy: m.metrics.valAccuracy, dataset: withoutSplit(m.dataset), int8: m.int8 ? { classAgreement: m.int8.classAgreement, boxIou: m.int8.boxIou } : null, screening: m.screening ?? null, warnings: m.warnings ?? [] })) },
+      models.map((m) => `${m.version === production?.version ? '*' : ' '} ${m.version}  ${m.preset}  val ${m.metrics.valAccuracy.toFixed(4)}  ${m.dataset.name}@${m.dataset.version}${m.int8 ? `  int8: agree ${m.int8.classAgreement.toFixed(3)} box IoU median ${m.int8.boxIou.median.toFixed(2)}` : ''}${m.screening ? `  screen: ${m.screening.positiveClass} ≥ ${m.screening.threshold.toFixed(3)} (val recall ${m.screening.validation.recall.toFixed(3)}, specificity ${m.screening.validation.specificity.toFixed(3)})` : ''}${m.warnings?.length ? `  (published with ${m.warnings.length === 1 ? 'a warning' : `${m.warnings.length} warnings`}: camflow models --json)` : ''}`).join('\n') || 'no models yet',
     );
   });
 }

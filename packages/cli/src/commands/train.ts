@@ -38,10 +38,10 @@ export async function run({ v, num }: CommandInput): Promise<void> {
       const m = p as { epoch: number; loss: number; valAccuracy: number; attempt: number };
       if (!v.json) process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${m.loss.toFixed(4)} val accuracy ${m.valAccuracy.toFixed(4)}\n`);
     });
-    const o = outcome as { skipped: boolean; reason?: string; version?: string; valAccuracy?: number; epochs?: number; attempts?: number; promoted?: boolean; promotion?: string };
+    const o = outcome as { skipped: boolean; reason?: string; version?: string; valAccuracy?: number; epochs?: number; attempts?: number; promoted?: boolean; promotion?: string; warnings?: string[] };
     const human = o.skipped
       ? `training skipped: ${o.reason ?? 'nothing to do'}`
-      : `model ${o.version} published: validation accuracy ${o.valAccuracy?.toFixed(4)} after ${o.epochs} epochs (${o.attempts} attempt${o.attempts === 1 ? '' : 's'}); ${o.promoted ? 'promoted to production' : 'not promoted'}${o.promotion ? ` (${o.promotion})` : ''}`;
+      : `model ${o.version} published: validation accuracy ${o.valAccuracy?.toFixed(4)} after ${o.epochs} epochs (${o.attempts} attempt${o.attempts === 1 ? '' : 's'}); ${o.promoted ? 'promoted to production' : 'not promoted'}${o.promotion ? ` (${o.promotion})` : ''}${(o.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`;
     print(v.json, outcome, human);
   });
 }

@@ -40,6 +40,8 @@ export const modelManifestSchema = z.object({
   screening: screeningSchema.optional(),
   /** Median longer side of the training cells' originals, in pixels (what `kind: auto` compares images with). */
   cellSide: z.number().positive().optional(),
+  /** What the trainer found wrong with this run (no better than the majority class; a lopsided split): said again at a hand promotion. */
+  warnings: z.array(z.string()).optional(),
 });
 export type ModelManifest = z.infer<typeof modelManifestSchema>;
 
@@ -110,5 +112,6 @@ export async function promoteByHand(store: ObjectStore, manifest: ModelManifest)
       warnings.push(`${manifest.version} names the classes ${manifest.classNames.join(', ')}; ${previous.version} named ${beforeClasses.join(', ')}: new results will carry the new names`);
     }
   }
+  for (const w of manifest.warnings ?? []) warnings.push(`${manifest.version} was published with a warning: ${w}`);
   return { channel: await promote(store, manifest), previous, warnings };
 }
