@@ -142,9 +142,12 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
     assert.match(missing.stderr, /no such folder/);
     await mkdir(join(c.dir, 'lower', 'parasitized'), { recursive: true });
     await copyFile(join(c.dir, 'labelled', 'Uninfected', 'S0_cell_000000.png'), join(c.dir, 'lower', 'parasitized', 'a.png'));
+    // One folder right, one not: refused too (its images used to be submitted, then skipped in silence).
+    await mkdir(join(c.dir, 'lower', 'Uninfected'), { recursive: true });
+    await copyFile(join(c.dir, 'labelled', 'Uninfected', 'S0_cell_000000.png'), join(c.dir, 'lower', 'Uninfected', 'b.png'));
     const wrongClasses = await runCli(c, ['eval', join(c.dir, 'lower')]);
-    assert.equal(wrongClasses.code, 2);
-    assert.match(wrongClasses.stderr, /class folders named as model m-untrained's classes \(Parasitized, Uninfected\).*parasitized/);
+    assert.equal(wrongClasses.code, 2, wrongClasses.stdout);
+    assert.match(wrongClasses.stderr, /class folders named as model m-untrained's classes \(Parasitized, Uninfected\) for source but received "folder parasitized in /);
   } finally {
     await c.close();
   }

@@ -114,8 +114,10 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   if (files.length === 0) throw new InvalidParameterError('source', 'a labelled folder (<folder>/<class>/<image>) or a dataset', options.source);
   // Scores need images under the model's class folders: a folder named otherwise would score nothing.
   const folders = [...new Set(files.map((f) => f.name.split('/')[0]!))];
-  if (!folders.some((f) => model.classNames.includes(f))) {
-    throw new InvalidParameterError('source', `class folders named as model ${model.version}'s classes (${model.classNames.join(', ')})`, `${options.source} with folders ${folders.slice(0, 10).join(', ')}`);
+  // Every folder: one the model does not know would be submitted, then skipped when scored.
+  const unknown = folders.filter((f) => !model.classNames.includes(f));
+  if (unknown.length) {
+    throw new InvalidParameterError('source', `class folders named as model ${model.version}'s classes (${model.classNames.join(', ')})`, `folder${unknown.length === 1 ? '' : 's'} ${unknown.slice(0, 5).join(', ')} in ${options.source}`);
   }
   if (subset.trainingImages) ctx.log.warn({ trainingImages: subset.trainingImages, images: files.length, model: version }, 'most of these images trained the model: its scores on them are not those of unseen images (--subset validation scores the rest)');
   let group: RegExp;
