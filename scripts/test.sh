@@ -6,18 +6,30 @@
 # - every other file, one at a time (their redis-server, s3rver and workers are their own, on free ports): first the
 #   fault-injection files, which spend most of their time waiting out outages, kills and backoffs — so the shader
 #   compiles have a core — then the rest (node sorts the files of one run by name, hence two runs).
-# The WebGPU group's report is printed after the others'. Exits non-zero if either group failed.
+# When the WebGPU files are done, the same background stream runs the unit files and the integration files that assert
+# no timing (object store, bad input, pipeline, slides, fields), so both cores stay busy to the end.
+# The background stream's report is printed after the others'. Exits non-zero if either stream failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 node_test=(node --import tsx --test --test-concurrency=1 --test-timeout=600000)
 gpu=(test/unit/webgpu.test.ts test/integration/webgpu-serving.test.ts)
 waiting=(test/integration/faults.test.ts test/integration/nothing-lost.test.ts test/integration/sources.test.ts)
+beside=(test/integration/object-store.test.ts test/integration/bad-input.test.ts test/integration/pipeline.test.ts test/integration/slides.test.ts test/integration/fields.test.ts)
+for f in test/unit/*.test.ts; do
+  case " ${gpu[*]} " in *" $f "*) ;; *) beside+=("$f") ;; esac
+done
 rest=()
-for f in test/unit/*.test.ts test/integration/*.test.ts; do
-  case " ${gpu[*]} ${waiting[*]} " in *" $f "*) ;; *) rest+=("$f") ;; esac
+for f in test/integration/*.test.ts; do
+  case " ${gpu[*]} ${waiting[*]} ${beside[*]} " in *" $f "*) ;; *) rest+=("$f") ;; esac
 done
 log=$(mktemp -t camflow-webgpu-tests.XXXXXX)
-"${node_test[@]}" "${gpu[@]}" >"$log" 2>&1 &
+(
+  "${node_test[@]}" "${gpu[@]}"
+  gpu_rc=$?
+  "${node_test[@]}" "${beside[@]}"
+  beside_rc=$?
+  [ "$gpu_rc" -eq 0 ] && [ "$beside_rc" -eq 0 ]
+) >"$log" 2>&1 &
 gpu_pid=$!
 trap 'kill "$gpu_pid" 2>/dev/null; rm -f "$log"' EXIT
 trap 'exit 130' INT TERM
@@ -29,9 +41,9 @@ rest_rc=$?
 wait "$gpu_pid"
 gpu_rc=$?
 echo
-echo "── the WebGPU tests (${gpu[*]}), run beside the others: exit ${gpu_rc} ──"
+echo "── run beside the others: the WebGPU files (${gpu[*]}), then ${beside[*]}: exit ${gpu_rc} ──"
 cat "$log"
 if [ "$rest_rc" -ne 0 ] || [ "$gpu_rc" -ne 0 ]; then
-  echo "camflow tests failed: the other files exited ${rest_rc}, the WebGPU files ${gpu_rc}" >&2
+  echo "camflow tests failed: the files in front exited ${rest_rc}, those beside them ${gpu_rc}" >&2
   exit 1
 fi
