@@ -7,22 +7,31 @@ import type { Context } from './context.js';
 const WORKER_GRACE_MS = 2000;
 const WORKER_RECOUNT_MS = 5000;
 
+/** Whether a waiter should count workers now: from two seconds in, every five. */
+function workerCountDue(): () => boolean {
+  const started = Date.now();
+  let counted = 0;
+  return () => {
+    const now = Date.now();
+    if (now - started < WORKER_GRACE_MS || now - counted < WORKER_RECOUNT_MS) return false;
+    counted = now;
+    return true;
+  };
+}
+
 /**
  * Poll a batch until its summary exists. From two seconds in, every five, it also counts the workers connected to the
  * queue the batch waits in: when there are none, `onWaiting` gets the sentence saying so (each distinct one once;
  * by default written to stderr) — a batch with no worker would otherwise wait in silence.
  */
 export async function waitForBatch(ctx: Context, batchId: string, timeoutMs = 30 * 60_000, onTick?: (s: BatchStatus) => void, onWaiting: (text: string) => void = warnOnce()): Promise<BatchStatus> {
-  const started = Date.now();
-  const deadline = started + timeoutMs;
+  const deadline = Date.now() + timeoutMs;
+  const countDue = workerCountDue();
   let storageTroubleSince: number | undefined;
-  let counted = 0;
   for (;;) {
     let status: BatchStatus;
     try {
-      const count = Date.now() - started >= WORKER_GRACE_MS && Date.now() - counted >= WORKER_RECOUNT_MS;
-      if (count) counted = Date.now();
-      status = await batchStatus(ctx.store, ctx.queues.batch, batchId, count ? ctx.queues : undefined);
+      status = await batchStatus(ctx.store, ctx.queues.batch, batchId, countDue() ? ctx.queues : undefined);
       if (status.waiting) onWaiting(status.waiting);
       storageTroubleSince = undefined;
     } catch (error) {
@@ -63,15 +72,13 @@ export function warnOnce(): (text: string) => void {
  * connected to its queue is reported to `onWaiting` (as `waitForBatch` does).
  */
 export async function waitForJob<T>(queue: Queue, jobId: string, onProgress?: (p: unknown) => void, timeoutMs = 24 * 3600_000, onWaiting: (text: string) => void = warnOnce()): Promise<T> {
-  const started = Date.now();
-  const deadline = started + timeoutMs;
+  const deadline = Date.now() + timeoutMs;
+  const countDue = workerCountDue();
   let lastProgress = '';
-  let counted = 0;
   for (;;) {
     const job = await Job.fromId(queue, jobId);
     if (!job) throw new Error(`job ${jobId} not found in queue ${queue.name}`);
-    if (Date.now() - started >= WORKER_GRACE_MS && Date.now() - counted >= WORKER_RECOUNT_MS && !job.finishedOn) {
-      counted = Date.now();
+    if (!job.finishedOn && countDue()) {
       if ((await job.getState()) !== 'active') {
         const text = noWorkerText(queue.name as QueueName, await connectedWorkers(queue), queue.opts.prefix ?? 'bull');
         if (text) onWaiting(text);

@@ -78,6 +78,14 @@ const count = (d: TensorData) => d.labels.length;
  */
 export const MIN_STEPS_BEFORE_COLLAPSE = 600;
 
+/** Pure: the most frequent label and its share of `labels` (the accuracy of always answering it). */
+export function majorityClass(labels: ArrayLike<number>, classes: number): { label: number; share: number } {
+  const counts = new Array<number>(classes).fill(0);
+  for (let i = 0; i < labels.length; i++) counts[labels[i]!]!++;
+  const label = counts.indexOf(Math.max(...counts));
+  return { label, share: counts[label]! / Math.max(1, labels.length) };
+}
+
 /** The epoch from which a run at chance counts as collapsed: `patience` epochs, and enough steps. */
 export function collapseEpoch(patience: number, trainCount: number, batchSize: number): number {
   return Math.max(patience, Math.ceil(MIN_STEPS_BEFORE_COLLAPSE / Math.max(1, Math.ceil(trainCount / batchSize))));
@@ -322,9 +330,7 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
   const patience = collapseEpoch(params.patience ?? 2, count(train), params.batchSize);
   const weights = params.classWeights ? classWeightsFor(train.labels, params.numClasses) : undefined;
   if (weights) log?.info({ classWeights: weights }, 'unbalanced classes: weighting the loss');
-  const labelsCount = new Array<number>(params.numClasses).fill(0);
-  for (const l of validation.labels) labelsCount[l]!++;
-  const majorityRate = Math.max(...labelsCount) / Math.max(1, count(validation));
+  const majorityRate = majorityClass(validation.labels, params.numClasses).share;
   let lastReason: string | undefined;
   const resume = hooks.resume;
   for (let attempt = resume?.attempt ?? 0; attempt <= params.maxRestarts; attempt++) {

@@ -30,7 +30,7 @@ import {
 } from '@camflow/common';
 import { GradientPool } from './parallel.js';
 import { OrtGradients, type GradientEngine } from './ort-gradients.js';
-import { FitCancelled, MIN_STEPS_BEFORE_COLLAPSE, evaluate, fitWithRestarts, predictProbabilities, type EpochMetrics, type FitParams, type TensorData } from './fit.js';
+import { FitCancelled, MIN_STEPS_BEFORE_COLLAPSE, evaluate, fitWithRestarts, majorityClass, predictProbabilities, type EpochMetrics, type FitParams, type TensorData } from './fit.js';
 import { gather, resolveSplitBy, splitIndices } from './split.js';
 import { promoteIfBetter, publishModel, type SameImagesComparison } from './publish.js';
 import { CheckpointStore, jobKey, paramsHash } from './checkpoint.js';
@@ -226,14 +226,6 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     ...(warnings.length ? { warnings } : {}),
     manifest: published,
   };
-}
-
-/** Pure: the most frequent label and its share of `labels` (the accuracy of always answering it). */
-export function majorityClass(labels: ArrayLike<number>, classes: number): { label: number; share: number } {
-  const counts = new Array<number>(classes).fill(0);
-  for (let i = 0; i < labels.length; i++) counts[labels[i]!]!++;
-  const label = counts.indexOf(Math.max(...counts));
-  return { label, share: counts[label]! / Math.max(1, labels.length) };
 }
 
 /**
