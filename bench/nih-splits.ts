@@ -60,7 +60,8 @@ for (const seed of args.seeds.split(',').map(Number)) {
   // The same scores without the positives whose pixels show no stain (eval's `*_stain_supported`).
   const supported = split.validation.map((j, i) => !isPos[i] || stained[j]!);
   const onSupported = classificationReport(predictions.filter((_, i) => supported[i]), classes, posName);
-  const r4 = (v: number) => Math.round(v * 1e4) / 1e4;
+  // A validation split without both classes has no recall / specificity: NaN, printed as null, never a 0.
+  const r4 = (v: number | null) => (v === null ? Number.NaN : Math.round(v * 1e4) / 1e4);
   const row = {
     seed,
     validation: p.length,

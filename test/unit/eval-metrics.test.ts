@@ -51,6 +51,17 @@ test('classification report: confusion, recall, specificity, the screening thres
   });
 });
 
+test('a set of one class reports no specificity / recall / ROC AUC (null), never a 0 that reads as a failed model', () => {
+  const rows = [0.9, 0.8, 0.4].map((probability) => ({ truth: 'P', predicted: probability >= 0.5 ? 'P' : 'U', probability, confidence: Math.max(probability, 1 - probability) }));
+  const r = classificationReport(rows, ['P', 'U'], 'P', 0.3);
+  assert.deepEqual([r.accuracy, r.recall, r.specificity, r.rocAuc, r.recallAtSpecificity], [2 / 3, 2 / 3, null, null, null]);
+  assert.deepEqual([r.screening!.recall, r.screening!.specificity], [1, null]);
+  assert.equal(rocAuc([0.2, 0.7], [false, false]), null);
+  // Nothing called positive: no precision either.
+  const none = classificationReport([{ truth: 'U', predicted: 'U', probability: 0.1, confidence: 0.9 }], ['P', 'U'], 'P');
+  assert.deepEqual([none.recall, none.specificity, none.precision], [null, 1, null]);
+});
+
 test('MaxBoxAccV2 with a held-out threshold scores the threshold chosen on the other images', () => {
   // 4×1 maps; the truth box covers x ∈ [2, 4): an image is localized (IoU ≥ 0.9) when exactly x = 2, 3 are above τ.
   const sample = (values: number[]): LocalizationSample => ({ cam: Float32Array.from(values), width: 4, height: 1, truth: [{ x: 2, y: 0, width: 2, height: 1 }] });

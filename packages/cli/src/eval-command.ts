@@ -155,7 +155,8 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   const report: EvaluationReport = stain ? withStainAudit(scores, results, model, stain, { groupPattern: group }) : scores;
   const html = await writeEvalReport(options.out, ctx, model, ok, report, positiveClass, group, subset);
   const c = report.classification;
-  const round = (v: number) => Math.round(v * 10_000) / 10_000;
+  // Null stays null: a folder of one class has no specificity (or recall) and no ROC AUC.
+  const round = <T extends number | null>(v: T): T => (v === null ? v : (Math.round(v * 10_000) / 10_000) as T);
   const line = {
     eval: {
       model: version,
@@ -233,7 +234,7 @@ ${subset.subset === 'validation' ? `<p>The model's validation images of its own 
 <tr><td>recall</td><td>${pct(c.recall)}</td>${c.screening ? `<td>${pct(c.screening.recall)}</td>` : ''}</tr>
 <tr><td>specificity</td><td>${pct(c.specificity)}</td>${c.screening ? `<td>${pct(c.screening.specificity)}</td>` : ''}</tr>
 <tr><td>precision</td><td>${pct(c.precision)}</td>${c.screening ? `<td>${pct(c.screening.precision)}</td>` : ''}</tr>
-<tr><td>ROC AUC</td><td colspan="2">${c.rocAuc.toFixed(4)}</td></tr>
+<tr><td>ROC AUC</td><td colspan="2">${c.rocAuc === null ? '— (needs images of both classes)' : c.rocAuc.toFixed(4)}</td></tr>
 ${c.recallAtSpecificity ? `<tr><td>recall at specificity ≥ ${pct(ROC_SPECIFICITY)} (the best threshold on these images: P &gt; ${c.recallAtSpecificity.threshold.toFixed(3)})</td><td colspan="2">${pct(c.recallAtSpecificity.recall)} (specificity ${pct(c.recallAtSpecificity.specificity)})</td></tr>` : ''}
 <tr><td>ECE (10 bins)</td><td colspan="2">${c.ece.toFixed(4)}</td></tr></table>
 <h3>Confusion matrix (argmax)</h3>${matrix}

@@ -15,18 +15,20 @@ export interface LabelledPrediction {
 export interface BinaryScores {
   images: number;
   accuracy: number;
-  /** Sensitivity on the positive class. */
-  recall: number;
-  specificity: number;
-  precision: number;
+  /** Sensitivity on the positive class; null when no image is of the positive class (nothing to recall). */
+  recall: number | null;
+  /** Null when every image is of the positive class (nothing to be specific about). */
+  specificity: number | null;
+  /** Null when nothing was called positive. */
+  precision: number | null;
   /** `confusion[truth][predicted]`. */
   confusion: Record<string, Record<string, number>>;
 }
 
 export interface ClassificationReport extends BinaryScores {
   positiveClass: string;
-  /** Area under the ROC curve of P(positive) (ties counted half). */
-  rocAuc: number;
+  /** Area under the ROC curve of P(positive) (ties counted half); null without both classes. */
+  rocAuc: number | null;
   /** Expected calibration error of the predicted class's probability, 10 equal-width bins. */
   ece: number;
   /**
@@ -59,16 +61,17 @@ function scores(rows: LabelledPrediction[], positiveClass: string, call: (r: Lab
     else if (saidPos) fp++;
     else tn++;
   }
-  const div = (a: number, b: number) => (b > 0 ? a / b : 0);
-  return { images: rows.length, accuracy: div(correct, rows.length), recall: div(tp, tp + fn), specificity: div(tn, tn + fp), precision: div(tp, tp + fp), confusion };
+  // A rate with no denominator is unknown, not 0: a folder of infected cells has no specificity to report.
+  const div = (a: number, b: number) => (b > 0 ? a / b : null);
+  return { images: rows.length, accuracy: rows.length ? correct / rows.length : 0, recall: div(tp, tp + fn), specificity: div(tn, tn + fp), precision: div(tp, tp + fp), confusion };
 }
 
-/** ROC AUC by ranks (Mann–Whitney U): the chance a random positive scores above a random negative. */
-export function rocAuc(probabilities: ArrayLike<number>, positive: ArrayLike<boolean>): number {
+/** ROC AUC by ranks (Mann–Whitney U): the chance a random positive scores above a random negative; null without both. */
+export function rocAuc(probabilities: ArrayLike<number>, positive: ArrayLike<boolean>): number | null {
   const pos: number[] = [];
   const neg: number[] = [];
   for (let i = 0; i < probabilities.length; i++) (positive[i] ? pos : neg).push(probabilities[i]!);
-  if (pos.length === 0 || neg.length === 0) return 0;
+  if (pos.length === 0 || neg.length === 0) return null;
   const all = [...pos.map((v) => ({ v, p: true })), ...neg.map((v) => ({ v, p: false }))].sort((a, b) => a.v - b.v);
   let rankSum = 0;
   for (let i = 0; i < all.length; ) {
@@ -147,7 +150,7 @@ export function classificationReport(rows: LabelledPrediction[], classes: string
       [...byGroup.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([g, list]) => {
         const s = scores(list, positiveClass, (r) => r.predicted, classes);
         const positives = list.filter((r) => r.truth === positiveClass).length;
-        return [g, { images: list.length, positives, accuracy: s.accuracy, recall: positives ? s.recall : null, specificity: positives < list.length ? s.specificity : null }];
+        return [g, { images: list.length, positives, accuracy: s.accuracy, recall: s.recall, specificity: s.specificity }];
       }),
     );
   }
