@@ -213,6 +213,18 @@ test('every CLI command fails fast, in one line naming what is unreachable; conf
     assert.ok(Date.now() - t2 < 10_000, `took ${Date.now() - t2} ms`);
     assert.equal(noCredentials.code, 78, noCredentials.stderr);
     assert.match(noCredentials.stderr, /needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/);
+    // Credentials the store refuses, a bucket that does not exist: each names the variable to change, in one line.
+    const wrongKey = await camflow(c, ['models'], { AWS_ACCESS_KEY_ID: 'NOT-A-KEY', AWS_SECRET_ACCESS_KEY: 'wrong-secret-491' });
+    assert.equal(wrongKey.code, 78, wrongKey.stderr);
+    assert.match(wrongKey.stderr, /config: AWS_ACCESS_KEY_ID: S3 at http:\/\/127\.0\.0\.1:\d+ refused these credentials for bucket \w+ \(HTTP 403\)/);
+    assert.ok(!wrongKey.stderr.includes('wrong-secret-491'), wrongKey.stderr);
+    const typo = await camflow(c, ['dataset', 'list'], { S3_BUCKET: 'camflwo' });
+    assert.equal(typo.code, 78, typo.stderr);
+    assert.match(typo.stderr, /config: S3_BUCKET: S3 at http:\/\/127\.0\.0\.1:\d+ has no bucket "camflwo": check the name, or set S3_CREATE_BUCKET=true/);
+    // …and nothing was created under the typo; asked for, the bucket is made.
+    const created = await camflow(c, ['dataset', 'list'], { S3_BUCKET: 'camflwo', S3_CREATE_BUCKET: 'true' });
+    assert.equal(created.code, 0, created.stderr);
+    assert.equal((await camflow(c, ['dataset', 'list'], { S3_BUCKET: 'camflwo' })).code, 0);
     // Endpoints that accept the connection and never answer: still one line within 10 s.
     const silent = createServer(() => undefined);
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));

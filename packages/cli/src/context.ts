@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import {
   ConfigError,
   ObjectStore,
+  NotFoundError,
   StorageError,
   UnreachableError,
   createLogger,
@@ -42,23 +43,47 @@ export function storeFromConfig(config: Config, env: Record<string, string | und
   });
 }
 
-/** Create the bucket if needed; an unreachable store fails in seconds with one line naming it. */
+/**
+ * The bucket must answer (created when S3_CREATE_BUCKET); otherwise one line in seconds saying what is wrong: no
+ * answer, credentials refused, no such bucket, the wrong region — each naming the variable to change.
+ */
 export async function ensureStore(store: ObjectStore, config: Config): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   try {
     // However the endpoint fails to answer (refused, silent, blackholed), the command ends within seconds.
     const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer within 6000 ms')), 6000)));
-    await Promise.race([store.ensureBucket(), timeout]);
+    await Promise.race([store.ensureBucket(config.S3_CREATE_BUCKET), timeout]);
   } catch (error) {
-    const cause = error instanceof StorageError ? ((error.cause as NodeJS.ErrnoException)?.code ?? (error.cause as Error)?.name ?? error.message) : (error as Error).message;
-    // No credentials at all is not an outage: say what to set (the usual slip: `camflow dev`'s exports not run).
-    if (cause === 'CredentialsProviderError') {
-      throw new ConfigError('AWS_ACCESS_KEY_ID', `S3 at ${config.S3_ENDPOINT ? withoutUserInfo(config.S3_ENDPOINT) : `AWS S3 (${config.S3_REGION})`} needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and S3_ENDPOINT for a local store; \`camflow dev\` prints all three)`);
-    }
-    throw new UnreachableError(`S3 at ${config.S3_ENDPOINT ? withoutUserInfo(config.S3_ENDPOINT) : `AWS S3 (${config.S3_REGION})`}, bucket ${config.S3_BUCKET},`, String(cause));
+    throw storeProblem(error, config);
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Pure: what a failed bucket check means, as the error a user can act on. The SDK names a bodiless HEAD answer
+ * "Unknown", so the HTTP status decides: 403 is the credentials, 301 the region, 404 the bucket's name.
+ */
+export function storeProblem(error: unknown, config: Config): Error {
+  const where = config.S3_ENDPOINT ? `S3 at ${withoutUserInfo(config.S3_ENDPOINT)}` : `AWS S3 (${config.S3_REGION})`;
+  if (error instanceof NotFoundError) {
+    return new ConfigError('S3_BUCKET', `${where} has no bucket "${config.S3_BUCKET}": check the name, or set S3_CREATE_BUCKET=true to have camflow create it`);
+  }
+  const cause = error instanceof StorageError ? (error.cause as NodeJS.ErrnoException & { $metadata?: { httpStatusCode?: number } }) : undefined;
+  const status = cause?.$metadata?.httpStatusCode;
+  const name = cause ? (cause.code ?? cause.name ?? (error as Error).message) : (error as Error).message;
+  // No credentials at all is not an outage: say what to set (the usual slip: `camflow dev`'s exports not run).
+  if (name === 'CredentialsProviderError') {
+    return new ConfigError('AWS_ACCESS_KEY_ID', `${where} needs credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and S3_ENDPOINT for a local store; \`camflow dev\` prints all three)`);
+  }
+  if (status === 403) {
+    return new ConfigError('AWS_ACCESS_KEY_ID', `${where} refused these credentials for bucket ${config.S3_BUCKET} (HTTP 403): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that the key may use the bucket`);
+  }
+  if (status === 301) {
+    return new ConfigError('S3_REGION', `bucket ${config.S3_BUCKET} is not in region ${config.S3_REGION} (HTTP 301 from ${where}): set S3_REGION to the bucket's region`);
+  }
+  const detail = status !== undefined && name === 'Unknown' ? `HTTP ${status}` : String(name);
+  return new UnreachableError(`${where}, bucket ${config.S3_BUCKET},`, detail);
 }
 
 /**

@@ -52,6 +52,12 @@ export const configSchema = z.object({
   S3_REGION: z.string().min(1).default('us-east-1'),
   S3_FORCE_PATH_STYLE: boolish.default(true),
   S3_MAX_SOCKETS: positiveInt.default(32),
+  /**
+   * Create `S3_BUCKET` when it does not exist. Off by default: a mistyped bucket name would otherwise start an
+   * empty store (and `dataset add` would fill it) instead of failing with the name. `docker-compose.yml` sets it for
+   * its own SeaweedFS; `camflow dev` and the demo create their bucket with their store.
+   */
+  S3_CREATE_BUCKET: boolish.default(false),
   /** `camflow submit s3://bucket/prefix` reads from this S3-compatible endpoint (default: AWS) with its own credentials. */
   SOURCE_S3_ENDPOINT: z.string().url().refine(httpUrl, 'an http:// or https:// URL').optional(),
   SOURCE_S3_REGION: z.string().min(1).default('us-east-1'),

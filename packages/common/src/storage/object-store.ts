@@ -90,11 +90,16 @@ export class ObjectStore {
   }
 
   /** Create the bucket when it does not exist yet. */
-  async ensureBucket(): Promise<void> {
+  /**
+   * The bucket exists, or is created when `create` (the default, for stores camflow owns: tests, the demo); with
+   * `create` false a missing bucket is a NotFoundError — a mistyped name must not become a new, empty store.
+   */
+  async ensureBucket(create = true): Promise<void> {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
     } catch (error) {
       if (!isNotFound(error)) throw new StorageError('HeadBucket', this.bucket, error);
+      if (!create) throw new NotFoundError('bucket', this.bucket);
       await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
     }
   }
