@@ -146,14 +146,24 @@ export async function syntheticFolder(dir: string, count: number, seed: number):
   return names.sort();
 }
 
-/** Run the real CLI against a cluster; resolves with its exit code and output. */
-export function runCli(c: Pick<Cluster, 'env'>, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/**
+ * Run the real CLI against a cluster; resolves with its exit code and output. `interrupt`: send this signal once
+ * stderr matches `when` (a user's Ctrl-C at that moment).
+ */
+export function runCli(c: Pick<Cluster, 'env'>, args: string[], env: Record<string, string> = {}, interrupt?: { when: RegExp; signal: NodeJS.Signals }): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], { env: { ...process.env, ...c.env, ...env }, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    let sent = false;
     child.stdout!.on('data', (d) => (stdout += d));
-    child.stderr!.on('data', (d) => (stderr += d));
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+      if (interrupt && !sent && interrupt.when.test(stderr)) {
+        sent = true;
+        child.kill(interrupt.signal);
+      }
+    });
     child.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
 }

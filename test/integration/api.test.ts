@@ -185,6 +185,17 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.equal((await runCli(c, ['schedule', '--dataset', 'tiny', '--cron', '0 2 * * *', '--tz', 'Europe/Paris'])).code, 0);
   const shown = JSON.parse((await runCli(c, ['schedule', 'show', '--json'])).stdout) as { schedule: { pattern: string; tz: string; data: { dataset: string } } };
   assert.deepEqual([shown.schedule.pattern, shown.schedule.tz, shown.schedule.data.dataset], ['0 2 * * *', 'Europe/Paris', 'tiny']);
+  // The schedule takes `train`'s options, checked the same way, each error naming the flag that was typed.
+  const noPromote = await runCli(c, ['schedule', '--dataset', 'tiny', '--cron', '0 3 * * *', '--no-promote', '--val-fraction', '0.2', '--json']);
+  assert.equal(noPromote.code, 0, noPromote.stderr);
+  const kept = JSON.parse((await runCli(c, ['schedule', 'show', '--json'])).stdout) as { schedule: { pattern: string; data: { promote: boolean; validationFraction: number; skipIfUnchanged: boolean } } };
+  assert.deepEqual([kept.schedule.pattern, kept.schedule.data.promote, kept.schedule.data.validationFraction, kept.schedule.data.skipIfUnchanged], ['0 3 * * *', false, 0.2, true]);
+  for (const [args, flag] of [[['train', '--dataset', 'tiny', '--val-fraction', '2'], '--val-fraction'], [['schedule', '--dataset', 'tiny', '--cron', '0 2 * * *', '--batch-size', '0'], '--batch-size'], [['train', '--dataset', 'tiny', '--split', 'patient'], '--split']] as const) {
+    const bad = await runCli(c, [...args]);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, new RegExp(`^Expected .+ for ${flag} but received`, 'm'), bad.stderr);
+    assert.doesNotMatch(bad.stderr, /train job\./);
+  }
   assert.deepEqual(JSON.parse((await runCli(c, ['schedule', 'remove', '--json'])).stdout), { removed: true });
   assert.deepEqual(JSON.parse((await runCli(c, ['schedule', 'show', '--json'])).stdout), { schedule: null });
   // A bare `camflow worker` would start every role, the trainer included: the role is required.
@@ -311,6 +322,19 @@ test('options are checked at the edge against the model: unknown class, huge or 
   assert.equal(noneRes.status, 202, await noneRes.clone().text());
   const none = await json(noneRes);
   await eventually('the archive-run upload to complete', async () => ((await json(fetch(`${base}/v1/batches/${none.batchId}`, { headers: auth }))).state === 'completed' ? true : undefined), 60_000, 200);
+  // Training jobs over HTTP: queued, shown, listed (no trainer runs here: it waits), cancelled.
+  const queued = await fetch(`${base}/v1/train`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ dataset: 'tiny', epochs: 1, promote: false }) });
+  assert.equal(queued.status, 202, await queued.clone().text());
+  const { jobId } = await json(queued);
+  const one = await json(fetch(`${base}/v1/train/${jobId}`, { headers: auth }));
+  assert.deepEqual([one.jobId, one.state, one.dataset, one.datasetVersion, one.preset, one.origin, one.attemptsMade], [jobId, 'waiting', 'tiny', 'latest', 'fast', 'request', 0]);
+  const listed = await json(fetch(`${base}/v1/train?limit=5`, { headers: auth }));
+  assert.equal(listed.jobs[0].jobId, jobId);
+  const missing = await fetch(`${base}/v1/train/nosuchjob`, { headers: auth });
+  assert.equal(missing.status, 404);
+  assert.equal((await json(missing)).error, 'not_found');
+  assert.equal((await fetch(`${base}/v1/train?limit=0`, { headers: auth })).status, 400);
+  assert.equal((await json(fetch(`${base}/v1/train/${jobId}/cancel`, { method: 'POST', headers: auth }))).action, 'removed');
   // Training: a mistyped field is refused, not dropped for its default (epochs 30).
   const typo = await fetch(`${base}/v1/train`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ dataset: 'tiny', epoch: 3 }) });
   assert.equal(typo.status, 400);

@@ -211,7 +211,7 @@ test('a trainer killed mid-training resumes from its last epoch checkpoint and p
   }
 });
 
-test('`camflow train --cancel`: a running job stops within ten steps and publishes nothing; a waiting one is removed', async () => {
+test('`camflow train --cancel`: a running job stops within ten steps and publishes nothing; a waiting one is removed; `train list | show` report both; Ctrl-C ends a wait, not the training', async () => {
   const c = await startCluster();
   try {
     await writeSyntheticDataset(join(c.dir, 'train'), { count: 200, seed: 16 });
@@ -228,6 +228,21 @@ test('`camflow train --cancel`: a running job stops within ten steps and publish
     said.length = 0;
     await assert.rejects(waitForJob(c.ctx.queues.train, waiting.id!, undefined, 2500, (text) => said.push(text)), /not finished after 2500 ms/);
     assert.deepEqual(said, []);
+    // `train list` shows both, newest first; `show` one; Ctrl-C on a wait ends the wait, not the training.
+    const list = await runCli(c, ['train', 'list', '--json']);
+    assert.equal(list.code, 0, list.stderr);
+    const jobs = (JSON.parse(list.stdout) as { jobs: { jobId: string; state: string; dataset: string; origin: string; progress?: { epoch?: number } }[] }).jobs;
+    assert.deepEqual(jobs.map((j) => [j.jobId, j.state, j.dataset, j.origin]), [[waiting.id, 'waiting', 'cells', 'request'], [running.id, 'active', 'cells', 'request']]);
+    assert.ok(jobs[1]!.progress!.epoch! >= 1, JSON.stringify(jobs[1]));
+    const human = await runCli(c, ['train', 'list']);
+    assert.match(human.stdout, new RegExp(`^${running.id}  active  cells@latest  fast  queued \\S+ \\S+  epoch \\d+: loss \\d\\.\\d{4}, val accuracy \\d\\.\\d{4}$`, 'm'));
+    assert.match(human.stdout, new RegExp(`^${waiting.id}  waiting  cells@latest  fast  queued \\S+ \\S+  waiting for a trainer$`, 'm'));
+    const interrupted = await runCli(c, ['train', 'show', running.id!, '--wait'], {}, { when: /runs on in the trainer/, signal: 'SIGINT' });
+    assert.equal(interrupted.code, 130, interrupted.stderr);
+    assert.match(interrupted.stderr, new RegExp(`stopped waiting\\. training job ${running.id} runs on in the trainer: \`camflow train show ${running.id} --wait\` follows it again, \`camflow train --cancel ${running.id}\` stops it`));
+    assert.equal(await (await Job.fromId(c.ctx.queues.train, running.id!))!.getState(), 'active', 'Ctrl-C on the wait left the training running');
+    assert.match((await runCli(c, ['train', 'show', 'nosuchjob'])).stderr, /^training job not found: nosuchjob \(finished jobs are kept 7 days, failed ones 30\)$/m);
+    assert.match((await runCli(c, ['train', 'list', '--dataset', 'cells'])).stderr, /camflow train list does not take --dataset/);
     const removed = await runCli(c, ['train', '--cancel', waiting.id!, '--json']);
     assert.equal(removed.code, 0, removed.stderr);
     assert.deepEqual(JSON.parse(removed.stdout), { jobId: waiting.id, action: 'removed', state: 'waiting' });
@@ -240,6 +255,9 @@ test('`camflow train --cancel`: a running job stops within ten steps and publish
     assert.match(failed.failedReason, /^training cancelled by the operator during epoch \d+$/);
     assert.equal(failed.attemptsMade, 1, 'a cancelled run is not retried');
     assert.equal((await listModels(c.ctx.store)).length, 0, 'nothing published');
+    const shown = JSON.parse((await runCli(c, ['train', 'show', running.id!, '--json'])).stdout) as { state: string; failedReason: string; finishedAt: string };
+    assert.deepEqual([shown.state, shown.failedReason], ['failed', failed.failedReason]);
+    assert.ok(shown.finishedAt);
     assert.equal(await Job.fromId(c.ctx.queues.train, waiting.id!), undefined, 'the waiting job is gone');
     const unknown = await runCli(c, ['train', '--cancel', 'nosuchjob']);
     assert.deepEqual([unknown.code, unknown.stderr.trim()], [1, 'training job not found: nosuchjob']);

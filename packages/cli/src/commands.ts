@@ -103,21 +103,28 @@ export const COMMANDS: Record<string, CommandSpec> = {
     examples: ['camflow results b20261127-101500-0a1b2c3d4e5f --format csv --out results.csv'],
   },
   train: {
-    maxArgs: 0,
+    maxArgs: 2,
     usage: [
       'camflow train --dataset NAME [--version V] [--preset fast|seed] [--epochs N] [--lr X] [--batch-size N]',
       '              [--split auto|item|group] [--val-fraction 0.15] [--patience 5] [--seed N] [--no-promote] [--wait]',
+      'camflow train list            (recent training jobs: running, waiting, finished, failed)',
+      'camflow train show JOB_ID [--wait]',
       'camflow train --cancel JOB_ID',
     ],
     summary: 'train a model (defaults: ≤ 30 epochs with early stopping, lr 0.002 (seed preset: 0.0005) halved on plateaus, augmentation, class weights, best epoch published, screening threshold for recall 0.98)',
     options: [...TRAIN_OPTIONS, 'cancel'],
-    examples: ['camflow train --dataset nih --wait', 'camflow train --cancel 42'],
+    examples: ['camflow train --dataset nih --wait', 'camflow train list', 'camflow train show 42 --wait', 'camflow train --cancel 42'],
   },
   schedule: {
     maxArgs: 1,
-    usage: ['camflow schedule --dataset NAME --cron "0 2 * * *" [--tz Europe/Paris] [--preset fast|seed] [--epochs N]', 'camflow schedule show', 'camflow schedule remove'],
+    usage: [
+      'camflow schedule --dataset NAME --cron "0 2 * * *" [--tz Europe/Paris] [--preset fast|seed] [--epochs N] [--lr X]',
+      '                 [--batch-size N] [--split auto|item|group] [--val-fraction 0.15] [--patience 5] [--seed N] [--no-promote]',
+      'camflow schedule show',
+      'camflow schedule remove',
+    ],
     summary: 'retrain on a schedule with the training defaults (skipped when the dataset has not changed since the production model); one schedule, replaced by the next `schedule`',
-    options: ['dataset', 'cron', 'tz', 'preset', 'epochs'],
+    options: [...TRAIN_OPTIONS.filter((o) => o !== 'version' && o !== 'wait'), 'cron', 'tz'],
     examples: ['camflow schedule --dataset nih --cron "0 2 * * *" --tz Europe/Paris', 'camflow schedule show --json', 'camflow schedule remove'],
   },
   models: {

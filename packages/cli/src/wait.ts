@@ -95,3 +95,18 @@ export async function waitForJob<T>(queue: Queue, jobId: string, onProgress?: (p
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/**
+ * While a command waits for work that runs elsewhere (a batch, a training job), Ctrl-C ends the wait, not the work:
+ * `hint` — what goes on and how to follow or stop it — is written to stderr at once (a script's log has the id even
+ * if the wait is killed) and again on Ctrl-C, which then exits 130. Returns the function that removes the handler.
+ */
+export function interruptibleWait(hint: string): () => void {
+  process.stderr.write(`camflow: ${hint}\n`);
+  const onInterrupt = () => {
+    process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}camflow: stopped waiting. ${hint}\n`);
+    process.exit(130);
+  };
+  process.once('SIGINT', onInterrupt);
+  return () => process.off('SIGINT', onInterrupt);
+}

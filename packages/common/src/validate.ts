@@ -4,14 +4,17 @@ import { suggest } from './suggest.js';
 
 /**
  * Parse `value` with a zod schema and turn the first issue into an InvalidParameterError that names the
- * field path, the expectation and the value received.
+ * field path, the expectation and the value received. `names` renames top-level fields as the caller's user knows
+ * them (the CLI's flags: `validationFraction` is `--val-fraction` to someone who typed it).
  * @example const payload = parseWith(camJobSchema, job.data, 'cam job');
+ * @example parseWith(trainJobSchema, input, 'train job', { validationFraction: '--val-fraction' })
  */
-export function parseWith<T>(schema: ZodType<T>, value: unknown, what: string): T {
+export function parseWith<T>(schema: ZodType<T>, value: unknown, what: string, names: Record<string, string> = {}): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = firstIssue(result.error.issues);
-  const path = issue.path.length > 0 ? `${what}.${issue.path.join('.')}` : what;
+  const top = issue.path.length === 1 ? names[String(issue.path[0])] : undefined;
+  const path = top ?? (issue.path.length > 0 ? `${what}.${issue.path.join('.')}` : what);
   let actual: unknown = value;
   for (const key of issue.path) {
     actual = actual !== null && typeof actual === 'object' ? (actual as Record<PropertyKey, unknown>)[key as PropertyKey] : undefined;

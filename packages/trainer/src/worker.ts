@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { type Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { bullTelemetry, initBackend, instrumentWorker, trainCancelKey, nightlySchedulerId, type ProcessMetrics, parseWith, queueNames, bullConnection, trainJobSchema, retrainingScheduleSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
+import { bullTelemetry, initBackend, instrumentWorker, trainCancelKey, nightlySchedulerId, type ProcessMetrics, parseWith, queueNames, bullConnection, trainJobSchema, trainJobOptions, retrainingScheduleSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
 import { runTraining, type TrainOutcome } from './train-job.js';
 
 /** A training job's return value: the outcome without the (stored) manifest. */
@@ -50,7 +50,6 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
 }
 
 /** Training job options: bounded retries; the outcome kept a week for `camflow models`. */
-export const trainJobOptions = { attempts: 2, backoff: { type: 'exponential', delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } } as const;
 
 /** Enqueue a training run. */
 export async function enqueueTraining(queue: Queue, input: TrainJobInput): Promise<Job> {

@@ -2,6 +2,7 @@ import { getDatasetManifest, CamflowError, InvalidParameterError, retrainingSche
 import { getRetrainingSchedule, removeRetrainingSchedule, scheduleRetraining } from '@camflow/trainer';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
+import { trainJobFromFlags } from '../train-input.js';
 
 /** `camflow schedule`: see `camflow schedule --help` (the command table in `commands.ts`). */
 export async function run({ v, rest, num }: CommandInput): Promise<void> {
@@ -27,19 +28,17 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
     const flag = issue.path[0] === 'tz' ? '--tz' : '--cron';
     throw new InvalidParameterError(flag, issue.message, flag === '--tz' ? (v.tz ?? 'UTC') : v.cron);
   }
+  // The same training options as `camflow train`, checked the same way; each run trains the dataset's latest version.
+  const input = trainJobFromFlags({ v, num });
   await withContext(async (ctx) => {
     await getDatasetManifest(ctx.store, v.dataset!);
-    const s = await scheduleRetraining(ctx.queues.train, v.cron!, v.tz ?? 'UTC', {
-      dataset: v.dataset!,
-      ...(v.preset ? { preset: v.preset as 'fast' | 'seed' } : {}),
-      ...(v.epochs ? { epochs: num('epochs') } : {}),
-    }).catch((error: Error) => {
+    const s = await scheduleRetraining(ctx.queues.train, v.cron!, v.tz ?? 'UTC', input).catch((error: Error) => {
       // BullMQ's cron parser says "Invalid characters, got value: a": name the option and the expectation.
       if (/invalid|cron|timezone|constraint|range/i.test(error.message) && !/redis|connect/i.test(error.message)) {
         throw new InvalidParameterError('--cron/--tz', `a cron pattern such as "0 2 * * *" and an IANA time zone (${error.message})`, `${v.cron} ${v.tz ?? 'UTC'}`);
       }
       throw error;
     });
-    print(v.json, s, `retraining scheduled (${v.cron}, ${v.tz ?? 'UTC'}; one schedule: this replaces any earlier one); next run ${s.next ? new Date(s.next).toISOString() : 'unknown'}`);
+    print(v.json, s, `retraining scheduled (${v.cron}, ${v.tz ?? 'UTC'}; one schedule: this replaces any earlier one); next run ${s.next ? new Date(s.next).toISOString() : 'unknown'}${input.promote === false ? '; its models are published, not promoted' : ''}`);
   });
 }

@@ -1,6 +1,6 @@
 import { CamflowError, camOptionsSchema, parseOutputs, parseWith, s3SourceOptions } from '@camflow/common/core';
 import { submitBatch } from '@camflow/ingest';
-import { waitForBatch } from '../wait.js';
+import { interruptibleWait, waitForBatch } from '../wait.js';
 import { print, progressBar, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 import { summaryText } from '../summary-text.js';
@@ -48,7 +48,8 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
       return;
     }
     const bar = v.json ? undefined : progressBar('localize');
-    const status = await waitForBatch(ctx, info.batchId, 24 * 3600_000, (s) => (s.images ? bar?.(s.images.done, s.images.total, s.state === 'running' ? s.images.etaSeconds : undefined) : bar?.(s.chunks.done, s.chunks.total)));
+    const release = interruptibleWait(`batch ${info.batchId}${info.existing ? ' (already submitted)' : ''} runs on in the cam-workers: \`camflow status ${info.batchId}\` follows it, \`camflow batches cancel ${info.batchId}\` stops it`);
+    const status = await waitForBatch(ctx, info.batchId, 24 * 3600_000, (s) => (s.images ? bar?.(s.images.done, s.images.total, s.state === 'running' ? s.images.etaSeconds : undefined) : bar?.(s.chunks.done, s.chunks.total))).finally(release);
     const listing = status.summary?.listing;
     const listingFailed = listing?.state === 'failed' ? `the listing of ${listing.source} failed at page ${listing.pages + 1} (${status.summary!.items} objects listed before it): ${listing.reason ?? 'no reason recorded'}` : undefined;
     print(v.json, status, `batch ${info.batchId} completed${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}${status.summary ? `\n${summaryText(status.summary)}` : ''}\n(\`camflow results ${info.batchId}\` has every image's line)`);

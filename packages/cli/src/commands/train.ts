@@ -1,11 +1,70 @@
-import { cancelTraining, getDatasetManifest, CamflowError } from '@camflow/common/core';
+import { cancelTraining, getDatasetManifest, getTrainingJob, listTrainingJobs, CamflowError, type TrainingJobStatus } from '@camflow/common/core';
 import { enqueueTraining } from '@camflow/trainer';
-import { waitForJob } from '../wait.js';
+import { interruptibleWait, waitForJob } from '../wait.js';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
+import type { Context } from '../context.js';
+import { trainJobFromFlags } from '../train-input.js';
+
+const USAGE = 'usage: camflow train --dataset NAME [--wait] | camflow train list | camflow train show JOB_ID [--wait] | camflow train --cancel JOB_ID';
+
+/** Pure: one training job in a line — its id, state, dataset, and what it is doing or what came of it. */
+export function trainingJobLine(j: TrainingJobStatus): string {
+  const p = j.progress;
+  const doing =
+    j.state === 'failed'
+      ? `failed: ${j.failedReason ?? 'no reason recorded'}`
+      : j.outcome
+        ? j.outcome.skipped
+          ? `skipped: ${j.outcome.reason ?? 'nothing to do'}`
+          : `model ${j.outcome.version} (val accuracy ${j.outcome.valAccuracy?.toFixed(4)}, ${j.outcome.epochs} epochs; ${j.outcome.promoted ? 'promoted' : 'not promoted'})${j.outcome.warnings?.length ? ` with ${j.outcome.warnings.length === 1 ? 'a warning' : `${j.outcome.warnings.length} warnings`}` : ''}`
+        : p?.epoch !== undefined
+          ? `epoch ${p.epoch}: loss ${p.loss?.toFixed(4)}, val accuracy ${p.valAccuracy?.toFixed(4)}`
+          : j.state === 'active'
+            ? 'loading the dataset'
+            : 'waiting for a trainer';
+  return `${j.jobId}  ${j.state}  ${j.dataset}@${j.datasetVersion}  ${j.preset}  queued ${j.queuedAt.slice(0, 19).replace('T', ' ')}${j.origin === 'schedule' ? ' (schedule)' : ''}  ${doing}`;
+}
+
+/** Wait for a training job, epoch by epoch on stderr; Ctrl-C ends the wait, not the training. */
+async function follow(ctx: Context, jobId: string, json: boolean): Promise<void> {
+  const release = interruptibleWait(`training job ${jobId} runs on in the trainer: \`camflow train show ${jobId} --wait\` follows it again, \`camflow train --cancel ${jobId}\` stops it`);
+  try {
+    const outcome = await waitForJob(ctx.queues.train, jobId, (p) => {
+      const m = p as { epoch: number; loss: number; valAccuracy: number; attempt: number };
+      if (!json) process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${m.loss.toFixed(4)} val accuracy ${m.valAccuracy.toFixed(4)}\n`);
+    });
+    const o = outcome as { skipped: boolean; reason?: string; version?: string; valAccuracy?: number; epochs?: number; attempts?: number; promoted?: boolean; promotion?: string; warnings?: string[] };
+    const human = o.skipped
+      ? `training skipped: ${o.reason ?? 'nothing to do'}`
+      : `model ${o.version} published: validation accuracy ${o.valAccuracy?.toFixed(4)} after ${o.epochs} epochs (${o.attempts} attempt${o.attempts === 1 ? '' : 's'}); ${o.promoted ? 'promoted to production' : 'not promoted'}${o.promotion ? ` (${o.promotion})` : ''}${(o.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`;
+    print(json, outcome, human);
+  } finally {
+    release();
+  }
+}
 
 /** `camflow train`: see `camflow train --help` (the command table in `commands.ts`). */
-export async function run({ v, num }: CommandInput): Promise<void> {
+export async function run({ v, rest, num }: CommandInput): Promise<void> {
+  const [sub, id] = rest;
+  if (sub !== undefined) {
+    if (sub !== 'list' && sub !== 'show') throw new CamflowError('USAGE', `camflow train takes list or show JOB_ID, not "${sub}" (${USAGE})`);
+    const extra = Object.entries(v).filter(([k, val]) => val !== undefined && val !== false && k !== 'json' && !(k === 'wait' && sub === 'show')).map(([k]) => `--${k}`);
+    if (extra.length) throw new CamflowError('USAGE', `camflow train ${sub} does not take ${extra.join(', ')} (${USAGE})`);
+    if (sub === 'list' && id !== undefined) throw new CamflowError('USAGE', `camflow train list takes no argument; unexpected "${id}"`);
+    if (sub === 'show' && id === undefined) throw new CamflowError('USAGE', 'camflow train show needs the JOB_ID (`camflow train list` shows them)');
+    await withContext(async (ctx) => {
+      if (sub === 'list') {
+        const jobs = await listTrainingJobs(ctx.queues.train);
+        print(v.json, { jobs }, jobs.length ? jobs.map(trainingJobLine).join('\n') : 'no training jobs (finished ones are kept 7 days, failed ones 30)');
+        return;
+      }
+      const job = await getTrainingJob(ctx.queues.train, id!);
+      if (v.wait && !job.finishedAt) return follow(ctx, id!, v.json);
+      print(v.json, job, `${trainingJobLine(job)}${(job.outcome?.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`);
+    });
+    return;
+  }
   if (v.cancel) {
     await withContext(async (ctx) => {
       const report = await cancelTraining(ctx.queues.train, ctx.redis, ctx.config.QUEUE_PREFIX, v.cancel!);
@@ -14,34 +73,15 @@ export async function run({ v, num }: CommandInput): Promise<void> {
     });
     return;
   }
-  if (!v.dataset) throw new CamflowError('USAGE', 'usage: camflow train --dataset NAME | camflow train --cancel JOB_ID');
+  if (!v.dataset) throw new CamflowError('USAGE', USAGE);
+  const input = trainJobFromFlags({ v, num });
   await withContext(async (ctx) => {
     await getDatasetManifest(ctx.store, v.dataset!, v.version); // an unknown dataset fails here, not in the trainer
-    const job = await enqueueTraining(ctx.queues.train, {
-      dataset: v.dataset!,
-      ...(v.version ? { datasetVersion: v.version } : {}),
-      ...(v.preset ? { preset: v.preset as 'fast' | 'seed' } : {}),
-      ...(v.epochs ? { epochs: num('epochs') } : {}),
-      ...(v.lr ? { learningRate: num('lr') } : {}),
-      ...(v['batch-size'] ? { batchSize: num('batch-size') } : {}),
-      ...(v.split ? { splitBy: v.split as 'auto' | 'item' | 'group' } : {}),
-      ...(v.seed ? { seed: num('seed') } : {}),
-      ...(v['val-fraction'] ? { validationFraction: num('val-fraction') } : {}),
-      ...(v.patience ? { earlyStopPatience: num('patience') } : {}),
-      promote: !v['no-promote'],
-    });
+    const job = await enqueueTraining(ctx.queues.train, input);
     if (!v.wait) {
-      print(v.json, { jobId: job.id }, `training job ${job.id} queued`);
+      print(v.json, { jobId: job.id }, `training job ${job.id} queued (\`camflow train show ${job.id}\` follows it)`);
       return;
     }
-    const outcome = await waitForJob(ctx.queues.train, job.id!, (p) => {
-      const m = p as { epoch: number; loss: number; valAccuracy: number; attempt: number };
-      if (!v.json) process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${m.loss.toFixed(4)} val accuracy ${m.valAccuracy.toFixed(4)}\n`);
-    });
-    const o = outcome as { skipped: boolean; reason?: string; version?: string; valAccuracy?: number; epochs?: number; attempts?: number; promoted?: boolean; promotion?: string; warnings?: string[] };
-    const human = o.skipped
-      ? `training skipped: ${o.reason ?? 'nothing to do'}`
-      : `model ${o.version} published: validation accuracy ${o.valAccuracy?.toFixed(4)} after ${o.epochs} epochs (${o.attempts} attempt${o.attempts === 1 ? '' : 's'}); ${o.promoted ? 'promoted to production' : 'not promoted'}${o.promotion ? ` (${o.promotion})` : ''}${(o.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`;
-    print(v.json, outcome, human);
+    await follow(ctx, job.id!, v.json);
   });
 }

@@ -5,3 +5,4 @@ export * from './contracts.js';
 export * from './train-cancel.js';
 export * from './listing.js';
 export * from './workers.js';
+export * from './train-jobs.js';

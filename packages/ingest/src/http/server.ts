@@ -42,6 +42,9 @@ import {
   batchPrioritySchema,
   webhookUrlSchema,
   cancelTraining,
+  getTrainingJob,
+  listTrainingJobs,
+  trainJobOptions,
   getDatasetManifest,
   connectedWorkers,
 } from '@camflow/common/core';
@@ -418,8 +421,18 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     // Strict: a mistyped field ("epoch") is refused, never dropped for its default.
     const data = parseWith(trainJobSchema.strict(), req.body ?? {}, 'body');
     await getDatasetManifest(store, data.dataset, data.datasetVersion); // 404 naming the dataset, before anything is queued
-    const job = await deps.queues.train.add('train', data, { attempts: 2, backoff: { type: 'exponential', delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 } });
+    const job = await deps.queues.train.add('train', data, trainJobOptions);
     return reply.code(202).send({ jobId: job.id });
+  });
+
+  app.get('/v1/train', async (req) => {
+    const { limit } = parseWith(z.object({ limit: z.coerce.number().int().positive().max(500).default(20) }).strict(), req.query ?? {}, 'query');
+    return { jobs: await listTrainingJobs(deps.queues.train, limit) };
+  });
+
+  app.get('/v1/train/:jobId', async (req) => {
+    const { jobId } = parseWith(z.object({ jobId: z.string().min(1).max(200) }), req.params, 'params');
+    return getTrainingJob(deps.queues.train, jobId);
   });
 
   app.post('/v1/train/:jobId/cancel', async (req) => {

@@ -1,0 +1,91 @@
+import { z } from 'zod';
+import { Job, type JobType, type Queue } from 'bullmq';
+import { NotFoundError } from '../errors.js';
+import { trainJobSchema, type TrainJob } from './schemas.js';
+
+/**
+ * How every training job is queued (the CLI, the HTTP API and the schedule alike): two attempts, a week of finished
+ * jobs and a month of failed ones kept, so `camflow train list` can say what happened to last night's run.
+ */
+export const trainJobOptions = { attempts: 2, backoff: { type: 'exponential', delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } } as const;
+
+/** A training job as `camflow train list | show` and `GET /v1/train[/:jobId]` report it. */
+export const trainingJobStatusSchema = z.object({
+  jobId: z.string(),
+  /** BullMQ's state: waiting, delayed, prioritized, active, completed, failed (or unknown). */
+  state: z.string(),
+  /** `schedule` for a run the retraining schedule queued; `request` for `camflow train` / `POST /v1/train`. */
+  origin: z.enum(['request', 'schedule']),
+  dataset: z.string(),
+  datasetVersion: z.string(),
+  preset: z.string(),
+  queuedAt: z.string(),
+  startedAt: z.string().optional(),
+  finishedAt: z.string().optional(),
+  /** The last epoch reported (while it runs, and where it stopped). */
+  progress: z.object({ epoch: z.number(), loss: z.number(), valAccuracy: z.number(), attempt: z.number() }).partial().optional(),
+  /** Completed: the model published (or why it was skipped), whether it was promoted, the trainer's warnings. */
+  outcome: z
+    .object({
+      skipped: z.boolean(),
+      reason: z.string().optional(),
+      version: z.string().optional(),
+      valAccuracy: z.number().optional(),
+      epochs: z.number().optional(),
+      promoted: z.boolean().optional(),
+      promotion: z.string().optional(),
+      warnings: z.array(z.string()).optional(),
+    })
+    .optional(),
+  /** Failed: the trainer's reason. */
+  failedReason: z.string().optional(),
+  attemptsMade: z.number(),
+});
+export type TrainingJobStatus = z.infer<typeof trainingJobStatusSchema>;
+
+const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : undefined);
+
+/** Pure: a BullMQ training job and its state as a status (the outcome without the model manifest it carries). */
+export function trainingJobStatus(job: Job, state: string): TrainingJobStatus {
+  const data = trainJobSchema.safeParse(job.data);
+  const d: Partial<TrainJob> = data.success ? data.data : (job.data as Partial<TrainJob>);
+  const r = (job.returnvalue ?? undefined) as Record<string, unknown> | undefined;
+  const p = typeof job.progress === 'object' && job.progress !== null ? (job.progress as Record<string, number>) : undefined;
+  const pick = <K extends string>(o: Record<string, unknown>, names: K[]) => Object.fromEntries(names.filter((n) => o[n] !== undefined).map((n) => [n, o[n]]));
+  return trainingJobStatusSchema.parse({
+    jobId: job.id ?? job.name,
+    state,
+    origin: job.repeatJobKey || job.name === 'retrain' ? 'schedule' : 'request',
+    dataset: d.dataset ?? '?',
+    datasetVersion: d.datasetVersion ?? 'latest',
+    preset: d.preset ?? 'fast',
+    queuedAt: iso(job.timestamp) ?? new Date(0).toISOString(),
+    ...(job.processedOn ? { startedAt: iso(job.processedOn) } : {}),
+    ...(job.finishedOn ? { finishedAt: iso(job.finishedOn) } : {}),
+    ...(p ? { progress: pick(p, ['epoch', 'loss', 'valAccuracy', 'attempt']) } : {}),
+    ...(r && typeof r === 'object' && typeof r.skipped === 'boolean' ? { outcome: pick(r, ['skipped', 'reason', 'version', 'valAccuracy', 'epochs', 'promoted', 'promotion', 'warnings']) } : {}),
+    ...(state === 'failed' && job.failedReason ? { failedReason: job.failedReason } : {}),
+    attemptsMade: job.attemptsMade,
+  });
+}
+
+/** One training job's status; NotFoundError when the queue has no such job (never queued, or past its retention). */
+export async function getTrainingJob(queue: Queue, jobId: string): Promise<TrainingJobStatus> {
+  const job = await Job.fromId(queue, jobId);
+  if (!job) throw new NotFoundError('training job', `${jobId} (finished jobs are kept 7 days, failed ones 30)`);
+  return trainingJobStatus(job, await job.getState());
+}
+
+const STATES: JobType[] = ['active', 'waiting', 'prioritized', 'delayed', 'completed', 'failed'];
+
+/** The most recent training jobs, newest first: what runs, what waits, and what finished or failed lately. */
+export async function listTrainingJobs(queue: Queue, limit = 20): Promise<TrainingJobStatus[]> {
+  const found: { job: Job; state: string }[] = [];
+  for (const state of STATES) {
+    for (const job of await queue.getJobs([state], 0, limit - 1)) if (job) found.push({ job, state });
+  }
+  return found
+    .sort((a, b) => b.job.timestamp - a.job.timestamp)
+    .slice(0, limit)
+    .map(({ job, state }) => trainingJobStatus(job, state));
+}
