@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 
@@ -148,6 +148,26 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
     const wrongClasses = await runCli(c, ['eval', join(c.dir, 'lower')]);
     assert.equal(wrongClasses.code, 2, wrongClasses.stdout);
     assert.match(wrongClasses.stderr, /class folders named as model m-untrained's classes \(Parasitized, Uninfected\) for source but received "folder parasitized in /);
+    // A --boxes file that is missing or not boxes: refused naming the flag, the file and what is wrong.
+    const noBoxes = await runCli(c, ['eval', join(c.dir, 'labelled'), '--boxes', join(c.dir, 'no-such-boxes.json')]);
+    assert.equal(noBoxes.code, 2, noBoxes.stderr);
+    assert.match(noBoxes.stderr, /^Expected a JSON file of truth boxes: .* for --boxes but received ".*no-such-boxes\.json \(no such file\)"$/m);
+    await writeFile(join(c.dir, 'bad-boxes.json'), JSON.stringify({ 'Parasitized/a.png': [[1, 2, 3, 4]] }));
+    const badBoxes = await runCli(c, ['eval', join(c.dir, 'labelled'), '--boxes', join(c.dir, 'bad-boxes.json')]);
+    assert.equal(badBoxes.code, 2, badBoxes.stderr);
+    assert.match(badBoxes.stderr, /bad-boxes\.json \(at Parasitized\/a\.png\.0: /);
+    // One class only: scored, with no specificity and no ROC AUC to report (null), never a 0 read as a failure.
+    await mkdir(join(c.dir, 'only-positive', 'Parasitized'), { recursive: true });
+    for (const f of (await readdir(join(c.dir, 'labelled', 'Parasitized'))).slice(0, 3)) await copyFile(join(c.dir, 'labelled', 'Parasitized', f), join(c.dir, 'only-positive', 'Parasitized', f));
+    const onlyPositive = await runCli(c, ['eval', join(c.dir, 'only-positive'), '--truth', 'none', '--out', join(c.dir, 'eval-only-positive'), '--json']);
+    assert.equal(onlyPositive.code, 0, onlyPositive.stderr);
+    const op = JSON.parse(onlyPositive.stdout).eval;
+    assert.deepEqual([op.images, op.specificity, op.roc_auc, 'recall_at_spec_097' in op], [3, null, null, false]);
+    assert.equal(typeof op.recall, 'number');
+    // `dataset add` of one class folder says so, in words.
+    const oneClass = await runCli(c, ['dataset', 'add', 'oneclass', join(c.dir, 'only-positive')]);
+    assert.equal(oneClass.code, 2, oneClass.stderr);
+    assert.match(oneClass.stderr, /at least two class folders of images, .* \(a model learns to tell its classes apart\) for folder but received "one class folder \(Parasitized\) in /);
   } finally {
     await c.close();
   }

@@ -15,6 +15,7 @@ import {
   getProduction,
   keys,
   type Box,
+  truthBoxesSchema,
   type EvaluationReport,
   type ModelManifest,
   type OkResult,
@@ -94,9 +95,24 @@ async function labelledSource(ctx: Context, source: string, model: ModelManifest
   return { files, subset: 'all', ...(own ? { trainingImages: model.dataset.trainItems } : {}), of: manifest.items.length };
 }
 
+const BOXES_EXPECTED = 'a JSON file of truth boxes: {"<class>/<file>": [{"x", "y", "width", "height"}, …]} (or that object under "boxes")';
+
+/** The truth boxes of `--boxes`: a missing, unreadable or malformed file is refused naming it, before anything is submitted. */
 async function readBoxes(path: string): Promise<Record<string, Box[]>> {
-  const raw = JSON.parse(await readFile(path, 'utf8')) as { boxes?: Record<string, Box[]> } | Record<string, Box[]>;
-  return ('boxes' in raw && raw.boxes && !Array.isArray(raw.boxes) ? raw.boxes : raw) as Record<string, Box[]>;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(path, 'utf8'));
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    throw new InvalidParameterError('--boxes', BOXES_EXPECTED, `${path} (${e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'a folder' : e.code ? e.code : `not JSON: ${e.message}`})`);
+  }
+  const inner = raw !== null && typeof raw === 'object' && 'boxes' in raw && raw.boxes && typeof raw.boxes === 'object' && !Array.isArray(raw.boxes) ? raw.boxes : raw;
+  const parsed = truthBoxesSchema.safeParse(inner);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new InvalidParameterError('--boxes', BOXES_EXPECTED, `${path} (at ${issue.path.length ? issue.path.join('.') : 'the top'}: ${issue.message})`);
+  }
+  return parsed.data;
 }
 
 /**

@@ -101,7 +101,10 @@ export async function addDataset(options: AddDatasetOptions): Promise<AddDataset
   const folders = (await readdir(folder, { withFileTypes: true })).filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name);
   for (const f of folders) if (!byClass.has(f) && (!options.classes || options.classes.includes(f))) throw new InvalidParameterError(`class "${f}"`, 'a folder with at least 2 images', 'an empty folder');
   const classNames = options.classes ?? [...byClass.keys()].sort();
-  if (classNames.length < 2) throw new InvalidParameterError('classes', 'at least two class folders (<folder>/<class>/<image>)', classNames);
+  if (classNames.length < 2) {
+    const found = classNames.length === 0 ? 'no class folder with images' : `one class folder (${classNames[0]})`;
+    throw new InvalidParameterError('folder', 'at least two class folders of images, <folder>/<class>/<image> (a model learns to tell its classes apart)', `${found} in ${folder}`);
+  }
   for (const [cls, list] of byClass) {
     if (!classNames.includes(cls)) {
       for (const f of list) rejected.push({ name: f.name, error: `unknown class "${cls}" (expected one of ${classNames.join(', ')})` });

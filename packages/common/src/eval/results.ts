@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { iou, type Box } from '../cam/localize.js';
 import { camAtSize } from '../cam/cam.js';
 import { maxBoxAccV2, maxBoxAccV2HeldOut, type LocalizationSample } from '../cam/metrics.js';
@@ -5,6 +6,13 @@ import type { ImageResult, OkResult } from '../queues/contracts.js';
 import { defaultPositiveClass, type Screening } from '../screening/operating-point.js';
 import type { StainPointing } from './stain-pointing.js';
 import { classificationReport, type ClassificationReport, type LabelledPrediction } from './classification.js';
+
+/**
+ * A truth-boxes file (`boxes.json`, `camflow eval --boxes`): boxes per image name `<class>/<file>` in the image's
+ * pixels; the object may sit under `boxes` (as the synthetic sets write it, beside their counts).
+ */
+export const truthBoxesSchema = z.record(z.string(), z.array(z.object({ x: z.number(), y: z.number(), width: z.number().positive(), height: z.number().positive() })));
+export type TruthBoxes = z.infer<typeof truthBoxesSchema>;
 
 export interface LocalizationScores {
   /** Positive images with ground-truth boxes. */

@@ -14,7 +14,7 @@ function check(field: string, value: string, pattern: RegExp, expected: string):
   return value;
 }
 const sha = (v: string) => check('sha256', v, SHA256, '64 lowercase hex characters');
-const id = (field: string, v: string) => check(field, v, ID, 'an id of letters, digits, _ . - (max 128)');
+const id = (field: string, v: string) => check(field, v, ID, 'a name of letters, digits, _ . - (at most 128), starting with a letter or digit, without ".."');
 
 export const keys = {
   original: (sha256: string, ext: string) => `originals/${sha(sha256).slice(0, 2)}/${sha256}.${check('ext', ext, EXT, 'a lowercase extension')}`,
