@@ -26,7 +26,7 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
     async (job: Job): Promise<TrainResult> => {
       const outcome = await runTraining(job.data, {
         store: deps.store,
-        log: log.child({ jobId: job.id }),
+        log, // runTraining's logger adds jobId and dataset
         backend: backend.backend,
         threads: config.TRAIN_THREADS || availableParallelism(),
         gradients: config.TRAIN_GRADIENTS,
