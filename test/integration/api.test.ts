@@ -335,6 +335,26 @@ test('options are checked at the edge against the model: unknown class, huge or 
   assert.equal((await json(missing)).error, 'not_found');
   assert.equal((await fetch(`${base}/v1/train?limit=0`, { headers: auth })).status, 400);
   assert.equal((await json(fetch(`${base}/v1/train/${jobId}/cancel`, { method: 'POST', headers: auth }))).action, 'removed');
+  // Datasets and the retraining schedule over HTTP, in the CLI's shapes.
+  const datasets = await json(fetch(`${base}/v1/datasets`, { headers: auth }));
+  assert.deepEqual(datasets, JSON.parse((await runCli(c, ['dataset', 'list', '--json'])).stdout));
+  assert.ok(datasets.datasets.some((d: { name: string }) => d.name === 'tiny'));
+  const put = (body: unknown) => fetch(`${base}/v1/schedule`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const set = await put({ dataset: 'tiny', cron: '30 1 * * *', tz: 'Asia/Tokyo', promote: false });
+  assert.equal(set.status, 200, await set.clone().text());
+  assert.ok((await json(set)).next > Date.now());
+  const sched = await json(fetch(`${base}/v1/schedule`, { headers: auth }));
+  assert.deepEqual([sched.schedule.pattern, sched.schedule.tz, sched.schedule.data.dataset, sched.schedule.data.promote], ['30 1 * * *', 'Asia/Tokyo', 'tiny', false]);
+  assert.deepEqual(JSON.parse((await runCli(c, ['schedule', 'show', '--json'])).stdout), sched);
+  const badZone = await put({ dataset: 'tiny', cron: '30 1 * * *', tz: 'Mars/Olympus' });
+  assert.equal(badZone.status, 400);
+  assert.match((await json(badZone)).message, /for body\.tz but received "Mars\/Olympus"/);
+  const badField = await put({ dataset: 'tiny', cron: '30 1 * * *', epoch: 3 });
+  assert.equal(badField.status, 400);
+  assert.match((await json(badField)).message, /epochs/);
+  assert.equal((await put({ dataset: 'nosuchdataset', cron: '30 1 * * *' })).status, 404);
+  assert.deepEqual(await json(fetch(`${base}/v1/schedule`, { method: 'DELETE', headers: auth })), { removed: true });
+  assert.deepEqual(await json(fetch(`${base}/v1/schedule`, { headers: auth })), { schedule: null });
   // Training: a mistyped field is refused, not dropped for its default (epochs 30).
   const typo = await fetch(`${base}/v1/train`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ dataset: 'tiny', epoch: 3 }) });
   assert.equal(typo.status, 400);

@@ -30,7 +30,7 @@ import {
   type OkResult,
 } from '@camflow/common';
 import { KeyConflictError, addDataset, submitBatch } from '@camflow/ingest';
-import { enqueueTraining, scheduleRetraining } from '@camflow/trainer';
+import { enqueueTraining, scheduleRetraining } from '@camflow/common';
 import { ModelCache, processChunk, type ImageResult } from '@camflow/cam-worker';
 import { createContext, type Context } from '../../packages/cli/src/context.ts';
 import { startWorkers } from '../../packages/cli/src/workers.ts';

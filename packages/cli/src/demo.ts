@@ -2,7 +2,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { encodePng, fieldDocumentSchema, generateField, getModelManifest, scoreField, startRedis, startS3, writeSyntheticDataset, type Box, type FieldResult, type FieldScores } from '@camflow/common';
 import { addDataset, submitBatch } from '@camflow/ingest';
-import { enqueueTraining } from '@camflow/trainer';
+import { enqueueTraining } from '@camflow/common/core';
 import { createContext } from './context.js';
 import { startWorkers } from './workers.js';
 import { waitForJob, readResults, waitForBatch } from './wait.js';

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
-import { type Queue, Worker, type Job } from 'bullmq';
+import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { bullTelemetry, initBackend, instrumentWorker, trainCancelKey, nightlySchedulerId, type ProcessMetrics, parseWith, queueNames, bullConnection, trainJobSchema, trainJobOptions, retrainingScheduleSchema, type Config, type Logger, type ObjectStore, type TrainJobInput } from '@camflow/common';
+import { bullTelemetry, initBackend, instrumentWorker, trainCancelKey, type ProcessMetrics, queueNames, bullConnection, type Config, type Logger, type ObjectStore } from '@camflow/common';
 import { runTraining, type TrainOutcome } from './train-job.js';
 
 /** A training job's return value: the outcome without the (stored) manifest. */
@@ -50,33 +50,3 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
 }
 
 /** Training job options: bounded retries; the outcome kept a week for `camflow models`. */
-
-/** Enqueue a training run. */
-export async function enqueueTraining(queue: Queue, input: TrainJobInput): Promise<Job> {
-  const data = parseWith(trainJobSchema, input, 'train job');
-  return queue.add('train', data, trainJobOptions);
-}
-
-/** The retraining schedule, if one is installed: its pattern, zone, next run and the job it enqueues. */
-export async function getRetrainingSchedule(queue: Queue): Promise<{ id: string; pattern?: string; tz?: string; next?: number; data?: unknown } | undefined> {
-  const s = await queue.getJobScheduler(nightlySchedulerId);
-  if (!s) return undefined;
-  return { id: nightlySchedulerId, ...(s.pattern ? { pattern: s.pattern } : {}), ...(s.tz ? { tz: s.tz } : {}), ...(s.next !== undefined ? { next: s.next } : {}), ...(s.template?.data !== undefined ? { data: s.template.data } : {}) };
-}
-
-/** Remove the retraining schedule; whether there was one. A run already enqueued or running is left alone. */
-export async function removeRetrainingSchedule(queue: Queue): Promise<boolean> {
-  return queue.removeJobScheduler(nightlySchedulerId);
-}
-
-/**
- * Install (or update) the nightly retraining as a BullMQ job scheduler. The job skips when the dataset has not
- * changed since the production model.
- */
-export async function scheduleRetraining(queue: Queue, cron: string, tz: string, input: TrainJobInput): Promise<{ id: string; next?: number }> {
-  const data = parseWith(trainJobSchema, { ...input, skipIfUnchanged: true }, 'train job');
-  const when = parseWith(retrainingScheduleSchema, { cron, tz }, 'schedule');
-  const job = await queue.upsertJobScheduler(nightlySchedulerId, { pattern: when.cron, tz: when.tz }, { name: 'retrain', data, opts: trainJobOptions });
-  const scheduler = await queue.getJobScheduler(nightlySchedulerId);
-  return { id: nightlySchedulerId, ...(scheduler?.next !== undefined ? { next: scheduler.next } : job?.timestamp ? { next: job.timestamp + (job.delay ?? 0) } : {}) };
-}

@@ -1,5 +1,5 @@
 import { getDatasetManifest, CamflowError, InvalidParameterError, retrainingScheduleSchema } from '@camflow/common/core';
-import { getRetrainingSchedule, removeRetrainingSchedule, scheduleRetraining } from '@camflow/trainer';
+import { getRetrainingSchedule, removeRetrainingSchedule, scheduleRetraining } from '@camflow/common/core';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 import { trainJobFromFlags } from '../train-input.js';

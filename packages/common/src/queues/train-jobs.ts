@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import { Job, type JobType, type Queue } from 'bullmq';
 import { NotFoundError } from '../errors.js';
-import { trainJobSchema, type TrainJob } from './schemas.js';
+import { parseWith } from '../validate.js';
+import { nightlySchedulerId } from './names.js';
+import { retrainingScheduleSchema, trainJobSchema, type TrainJob, type TrainJobInput } from './schemas.js';
 
 /**
  * How every training job is queued (the CLI, the HTTP API and the schedule alike): two attempts, a week of finished
@@ -88,4 +90,34 @@ export async function listTrainingJobs(queue: Queue, limit = 20): Promise<Traini
     .sort((a, b) => b.job.timestamp - a.job.timestamp)
     .slice(0, limit)
     .map(({ job, state }) => trainingJobStatus(job, state));
+}
+
+/** Enqueue a training run. */
+export async function enqueueTraining(queue: Queue, input: TrainJobInput): Promise<Job> {
+  const data = parseWith(trainJobSchema, input, 'train job');
+  return queue.add('train', data, trainJobOptions);
+}
+
+/** The retraining schedule, if one is installed: its pattern, zone, next run and the job it enqueues. */
+export async function getRetrainingSchedule(queue: Queue): Promise<{ id: string; pattern?: string; tz?: string; next?: number; data?: unknown } | undefined> {
+  const s = await queue.getJobScheduler(nightlySchedulerId);
+  if (!s) return undefined;
+  return { id: nightlySchedulerId, ...(s.pattern ? { pattern: s.pattern } : {}), ...(s.tz ? { tz: s.tz } : {}), ...(s.next !== undefined ? { next: s.next } : {}), ...(s.template?.data !== undefined ? { data: s.template.data } : {}) };
+}
+
+/** Remove the retraining schedule; whether there was one. A run already enqueued or running is left alone. */
+export async function removeRetrainingSchedule(queue: Queue): Promise<boolean> {
+  return queue.removeJobScheduler(nightlySchedulerId);
+}
+
+/**
+ * Install (or update) the nightly retraining as a BullMQ job scheduler. The job skips when the dataset has not
+ * changed since the production model.
+ */
+export async function scheduleRetraining(queue: Queue, cron: string, tz: string, input: TrainJobInput): Promise<{ id: string; next?: number }> {
+  const data = parseWith(trainJobSchema, { ...input, skipIfUnchanged: true }, 'train job');
+  const when = parseWith(retrainingScheduleSchema, { cron, tz }, 'schedule');
+  const job = await queue.upsertJobScheduler(nightlySchedulerId, { pattern: when.cron, tz: when.tz }, { name: 'retrain', data, opts: trainJobOptions });
+  const scheduler = await queue.getJobScheduler(nightlySchedulerId);
+  return { id: nightlySchedulerId, ...(scheduler?.next !== undefined ? { next: scheduler.next } : job?.timestamp ? { next: job.timestamp + (job.delay ?? 0) } : {}) };
 }

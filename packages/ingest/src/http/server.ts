@@ -44,7 +44,12 @@ import {
   cancelTraining,
   getTrainingJob,
   listTrainingJobs,
-  trainJobOptions,
+  enqueueTraining,
+  getRetrainingSchedule,
+  removeRetrainingSchedule,
+  scheduleRetraining,
+  retrainingScheduleSchema,
+  listDatasets,
   getDatasetManifest,
   connectedWorkers,
 } from '@camflow/common/core';
@@ -421,7 +426,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     // Strict: a mistyped field ("epoch") is refused, never dropped for its default.
     const data = parseWith(trainJobSchema.strict(), req.body ?? {}, 'body');
     await getDatasetManifest(store, data.dataset, data.datasetVersion); // 404 naming the dataset, before anything is queued
-    const job = await deps.queues.train.add('train', data, trainJobOptions);
+    const job = await enqueueTraining(deps.queues.train, data);
     return reply.code(202).send({ jobId: job.id });
   });
 
@@ -434,6 +439,19 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const { jobId } = parseWith(z.object({ jobId: z.string().min(1).max(200) }), req.params, 'params');
     return getTrainingJob(deps.queues.train, jobId);
   });
+
+  app.get('/v1/datasets', async () => ({ datasets: await listDatasets(store) }));
+
+  // The one retraining schedule: seen, set (the training job's fields, strict, plus `cron` and `tz`), removed.
+  app.get('/v1/schedule', async () => ({ schedule: (await getRetrainingSchedule(deps.queues.train)) ?? null }));
+  app.put('/v1/schedule', async (req) => {
+    const { cron, tz, ...training } = (req.body ?? {}) as Record<string, unknown>;
+    const when = parseWith(retrainingScheduleSchema, { cron, tz: tz ?? 'UTC' }, 'body');
+    const data = parseWith(trainJobSchema.strict(), training, 'body');
+    await getDatasetManifest(store, data.dataset); // 404 naming the dataset, before anything is scheduled
+    return scheduleRetraining(deps.queues.train, when.cron, when.tz, data);
+  });
+  app.delete('/v1/schedule', async () => ({ removed: await removeRetrainingSchedule(deps.queues.train) }));
 
   app.post('/v1/train/:jobId/cancel', async (req) => {
     const { jobId } = parseWith(z.object({ jobId: z.string().min(1).max(200) }), req.params, 'params');
