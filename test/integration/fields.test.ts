@@ -231,7 +231,7 @@ test("a field whose part failed for good gets one failed line naming the part an
   assert.ok(line.status === 'failed' && line.reason === 'cells-failed' && /part 1 of the field's 0 cells \(2 parts\) failed after its retries: ONNX Runtime: out of memory/.test(line.error), JSON.stringify(line));
 });
 
-test('a greyscale field gets its own failed line saying why (cells are told apart by colour); the colour field and the crop in its chunk are unaffected', async () => {
+test('a greyscale field or cell crop gets its own failed line saying why (cells are told apart by colour); the colour field and the crop in its chunk are unaffected', async () => {
   const folder = join(c.dir, 'grey-mix');
   await mkdir(folder, { recursive: true });
   const colour = generateField(6, { width: 1200, height: 900, cells: 30, fov: false });
@@ -243,13 +243,16 @@ test('a greyscale field gets its own failed line saying why (cells are told apar
   await writeFile(join(folder, 'grey-1ch.jpg'), await sharp(Buffer.from(grey), { raw: { width: colour.width, height: colour.height, channels: 3 } }).toColourspace('b-w').jpeg().toBuffer());
   const cell = generateCell(createRng(3), 'Uninfected');
   await writeFile(join(folder, 'cell.png'), await encodePng(cell.rgb, cell.width, cell.height));
+  const greyCell = Uint8Array.from(cell.rgb);
+  for (let i = 0; i < greyCell.length; i += 3) greyCell[i] = greyCell[i + 1] = greyCell[i + 2] = Math.round(0.299 * greyCell[i]! + 0.587 * greyCell[i + 1]! + 0.114 * greyCell[i + 2]!);
+  await writeFile(join(folder, 'grey-cell.png'), await encodePng(greyCell, cell.width, cell.height));
   const t0 = Date.now();
   const run = await runCli(c, ['submit', folder, '--wait', '--json']);
   assert.equal(run.code, 0, run.stderr);
   const id = JSON.parse(run.stdout.trim().split('\n').pop()!).batchId as string;
   const byName = new Map((await readResults(c.ctx.store, id)).map((r) => [r.name, r]));
-  assert.equal(byName.size, 4, 'one line per file');
-  for (const name of ['grey-rgb.png', 'grey-1ch.jpg']) {
+  assert.equal(byName.size, 5, 'one line per file');
+  for (const name of ['grey-rgb.png', 'grey-1ch.jpg', 'grey-cell.png']) {
     const line = byName.get(name)!;
     assert.deepEqual([line.status, line.status === 'failed' ? line.reason : ''], ['failed', 'greyscale'], JSON.stringify(line));
     assert.match(line.status === 'failed' ? line.error : '', /no colour/);

@@ -451,3 +451,26 @@ test('a colour field with few cells on a neutral background is not taken for gre
   assert.equal(isColourless(rgb), false);
   assert.equal(isColourless(new Uint8Array(w * h * 3).fill(200)), true);
 });
+
+test('a cell crop is grey only when its channels are equal to within JPEG noise: the palest real crops (channels 10 apart) keep their class', async () => {
+  const { default: sharp } = await import('sharp');
+  const { preprocess, CELL_CHROMA_LEVELS, generateCell, createRng } = await import('@camflow/common');
+  const cell = generateCell(createRng(5), 'Uninfected');
+  // As pale as the palest NIH development crops: every channel 10 levels from the others (a field would call it grey).
+  const pale = Uint8Array.from(cell.rgb);
+  for (let i = 0; i < pale.length; i += 3) {
+    const y = Math.round((pale[i]! + pale[i + 1]! + pale[i + 2]!) / 3);
+    if (y > 20) [pale[i], pale[i + 1], pale[i + 2]] = [Math.min(255, y + 5), Math.max(0, y - 5), y];
+  }
+  const size = 64;
+  const input = async (rgb: Uint8Array, jpeg: boolean) => {
+    const raw = sharp(Buffer.from(rgb), { raw: { width: cell.width, height: cell.height, channels: 3 } });
+    return (await preprocess(await (jpeg ? raw.jpeg({ quality: 90 }) : raw.png()).toBuffer(), size, undefined, { keepOriginal: false })).input;
+  };
+  assert.equal(isColourless(await input(pale, false), CELL_CHROMA_LEVELS), false);
+  assert.equal(isColourless(await input(pale, false)), true, "the field's looser rule would have refused it");
+  assert.equal(isColourless(await input(cell.rgb, true), CELL_CHROMA_LEVELS), false);
+  const grey = Uint8Array.from(cell.rgb);
+  for (let i = 0; i < grey.length; i += 3) grey[i] = grey[i + 1] = grey[i + 2] = Math.round(0.299 * grey[i]! + 0.587 * grey[i + 1]! + 0.114 * grey[i + 2]!);
+  for (const jpeg of [false, true]) assert.equal(isColourless(await input(grey, jpeg), CELL_CHROMA_LEVELS), true, `grey as ${jpeg ? 'an RGB JPEG' : 'an RGB PNG'}`);
+});

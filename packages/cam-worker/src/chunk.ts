@@ -1,6 +1,8 @@
 import { UnrecoverableError, WaitingChildrenError } from 'bullmq';
 import {
   ImageInputError,
+  isColourless,
+  CELL_CHROMA_LEVELS,
   InvalidParameterError,
   NotFoundError,
   encodePng,
@@ -160,15 +162,19 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   const fetchLimit = createLimiter(ctx.storeParallelism);
   // Archive runs: the chunk's model inputs, made at ingest, in one object (absent for older batches).
   const pack = keepOriginal ? undefined : await readInputPack(store, job, engine.inputSize, log);
+  // A crop without colour (a monochrome camera, a `b-w` JPEG) would still get a class and a CAM — read off a stain
+  // that is not there. It gets its own failed line instead, as a grey field does.
+  const withColour = (d: Extract<Decoded, { input: Uint8Array }>): Decoded =>
+    isColourless(d.input, CELL_CHROMA_LEVELS) ? { item: d.item, error: new ImageInputError('greyscale', `the cell crop has no colour (${d.width}×${d.height}, a greyscale image): camflow tells parasites by the Giemsa stain's colours; submit the colour image`) } : d;
   const decode = (item: BatchItem) =>
     fetchLimit(async (): Promise<Decoded> => {
       // The packed input decoded in-process; else the original, decoded and resized.
       const packedPng = pack?.get(item.sha256);
       const input = packedPng && cachedInput(packedPng);
-      if (input && input.width === engine.inputSize && input.height === engine.inputSize) return { item, input: input.data, width: item.width, height: item.height };
+      if (input && input.width === engine.inputSize && input.height === engine.inputSize) return withColour({ item, input: input.data, width: item.width, height: item.height });
       const bytes = await store.get(keys.original(item.sha256, item.ext));
       try {
-        return { item, ...(await preprocess(bytes, engine.inputSize, ctx.maxPixels, { keepOriginal })) };
+        return withColour({ item, ...(await preprocess(bytes, engine.inputSize, ctx.maxPixels, { keepOriginal })) });
       } catch (error) {
         if (error instanceof ImageInputError) return { item, error };
         throw error;

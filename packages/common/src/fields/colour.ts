@@ -13,10 +13,18 @@ export interface ColourCount {
 }
 
 /**
- * Count an RGB image's (`width × height × 3` bytes) coloured pixels, ~250,000 at most, evenly strided; added to
- * `into` when given (a slide's regions one after another).
+ * A cell crop's pixel has colour above this spread. Tighter than a field's: the palest real NIH crops (washed-out
+ * uninfected cells) spread their channels by only 10–14 levels — 8 of the 2,000 development cells have no pixel
+ * above `CHROMA_LEVELS` — while a grey crop (three equal channels, a one-channel PNG or JPEG) spreads by 0–2 once
+ * resized to the model's input.
  */
-export function countColour(rgb: Uint8Array, into: ColourCount = { sampled: 0, coloured: 0 }): ColourCount {
+export const CELL_CHROMA_LEVELS = 3;
+
+/**
+ * Count an RGB image's (`width × height × 3` bytes) coloured pixels (channels spread by more than `chromaLevels`),
+ * ~250,000 at most, evenly strided; added to `into` when given (a slide's regions one after another).
+ */
+export function countColour(rgb: Uint8Array, into: ColourCount = { sampled: 0, coloured: 0 }, chromaLevels = CHROMA_LEVELS): ColourCount {
   const pixels = Math.floor(rgb.length / 3);
   const step = Math.max(1, Math.floor(pixels / 250_000));
   for (let p = 0; p < pixels; p += step) {
@@ -24,7 +32,7 @@ export function countColour(rgb: Uint8Array, into: ColourCount = { sampled: 0, c
     const g = rgb[p * 3 + 1]!;
     const b = rgb[p * 3 + 2]!;
     into.sampled++;
-    if (Math.max(r, g, b) - Math.min(r, g, b) > CHROMA_LEVELS) into.coloured++;
+    if (Math.max(r, g, b) - Math.min(r, g, b) > chromaLevels) into.coloured++;
   }
   return into;
 }
@@ -37,4 +45,4 @@ export const noColour = ({ sampled, coloured }: ColourCount): boolean => sampled
  * camera, a `b-w` JPEG decoded to sRGB). Reads ~250,000 pixels at most, evenly strided.
  * @example isColourless(new Uint8Array([9, 9, 9, 200, 200, 200])) // true
  */
-export const isColourless = (rgb: Uint8Array): boolean => noColour(countColour(rgb));
+export const isColourless = (rgb: Uint8Array, chromaLevels = CHROMA_LEVELS): boolean => noColour(countColour(rgb, undefined, chromaLevels));
