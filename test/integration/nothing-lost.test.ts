@@ -189,6 +189,16 @@ test('every CLI command fails fast, in one line naming what is unreachable; conf
     assert.equal(lines.length, 1, redisDown.stderr);
     assert.match(lines[0]!, /^Redis at redis:\/\/127\.0\.0\.1:1 is unreachable: ECONNREFUSED$/);
     assert.ok(!redisDown.stderr.includes('s3cret-pass'));
+    // A bad flag is named before anything is contacted: with Redis down, the answer is still about the flag.
+    for (const [args, text] of [
+      [['submit', c.dir, '--chunk-size', '0'], 'Expected an integer in [1, 10000] for --chunk-size but received 0'],
+      [['submit', c.dir, '--cell-diameter', '-3'], 'Expected number to be >=8 for --cell-diameter but received -3'],
+      [['submit', c.dir, '--priority', 'urgent'], 'Expected one of "high"|"normal"|"low" for --priority but received "urgent"'],
+      [['train', '--dataset', 'cells', '--val-fraction', '2'], 'Expected number to be <1 for --val-fraction but received 2'],
+    ] as const) {
+      const early = await camflow(c, [...args], { REDIS_URL: 'redis://127.0.0.1:1' });
+      assert.deepEqual([early.code, early.stderr.trim().split('\n').pop()], [2, text], early.stderr);
+    }
     const t1 = Date.now();
     const s3Down = await camflow(c, ['models'], { S3_ENDPOINT: 'http://127.0.0.1:1' });
     assert.ok(Date.now() - t1 < 10_000, `took ${Date.now() - t1} ms`);

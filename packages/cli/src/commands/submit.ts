@@ -1,23 +1,30 @@
-import { CamflowError, camOptionsSchema, parseOutputs, parseWith, s3SourceOptions } from '@camflow/common/core';
+import { CamflowError, InvalidParameterError, batchPrioritySchema, camOptionsSchema, parseOutputs, parseWith, s3SourceOptions } from '@camflow/common/core';
 import { submitBatch } from '@camflow/ingest';
 import { interruptibleWait, waitForBatch } from '../wait.js';
 import { print, progressBar, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 import { summaryText } from '../summary-text.js';
 
+/** The cam options' fields as the CLI's flags name them. */
+const SUBMIT_FLAGS: Record<string, string> = { target: '--target', fraction: '--fraction', outputs: '--outputs', precision: '--precision', restrictToCell: '--no-cell-mask', kind: '--kind', cellDiameter: '--cell-diameter' };
+
 /** `camflow submit`: see `camflow submit --help` (the command table in `commands.ts`). */
 export async function run({ v, rest, num }: CommandInput): Promise<void> {
   if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow submit PATH');
+  // Options are checked before anything is contacted, each error naming the flag that was typed.
+  const options = parseWith(camOptionsSchema, {
+    ...(v.target ? { target: v.target } : {}),
+    ...(v.fraction ? { fraction: num('fraction') } : {}),
+    ...(v.outputs ? { outputs: parseOutputs(v.outputs, '--outputs') } : {}),
+    ...(v.precision ? { precision: v.precision } : {}),
+    ...(v['no-cell-mask'] ? { restrictToCell: false } : {}),
+    ...(v.kind ? { kind: v.kind } : {}),
+    ...(v['cell-diameter'] ? { cellDiameter: num('cell-diameter') } : {}),
+  }, '--options', SUBMIT_FLAGS);
+  if (v.priority) parseWith(batchPrioritySchema, v.priority, '--priority');
+  const chunkSize = num('chunk-size');
+  if (chunkSize !== undefined && !(Number.isInteger(chunkSize) && chunkSize >= 1 && chunkSize <= 10_000)) throw new InvalidParameterError('--chunk-size', 'an integer in [1, 10000]', chunkSize);
   await withContext(async (ctx) => {
-    const options = parseWith(camOptionsSchema, {
-      ...(v.target ? { target: v.target } : {}),
-      ...(v.fraction ? { fraction: num('fraction') } : {}),
-      ...(v.outputs ? { outputs: parseOutputs(v.outputs, '--outputs') } : {}),
-      ...(v.precision ? { precision: v.precision } : {}),
-      ...(v['no-cell-mask'] ? { restrictToCell: false } : {}),
-      ...(v.kind ? { kind: v.kind } : {}),
-      ...(v['cell-diameter'] ? { cellDiameter: num('cell-diameter') } : {}),
-    }, '--options');
     const info = await submitBatch({
       store: ctx.store,
       flow: ctx.flow,
@@ -26,7 +33,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
       prefix: ctx.config.QUEUE_PREFIX,
       source: rest[0]!,
       options,
-      chunkSize: num('chunk-size', ctx.config.CAM_CHUNK_SIZE)!,
+      chunkSize: chunkSize ?? ctx.config.CAM_CHUNK_SIZE,
       limits: { maxFileBytes: ctx.config.MAX_FILE_BYTES, maxArchiveBytes: ctx.config.MAX_ARCHIVE_BYTES },
       s3Source: s3SourceOptions(ctx.config),
       listingPageSize: ctx.config.SOURCE_S3_PAGE_SIZE,
