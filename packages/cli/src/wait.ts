@@ -102,11 +102,12 @@ export async function waitForJob<T>(queue: Queue, jobId: string, onProgress?: (p
  * if the wait is killed) and again on Ctrl-C, which then exits 130. Returns the function that removes the handler.
  */
 export function interruptibleWait(hint: string): () => void {
-  process.stderr.write(`camflow: ${hint}\n`);
   const onInterrupt = () => {
     process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}camflow: stopped waiting. ${hint}\n`);
     process.exit(130);
   };
+  // The handler first: a Ctrl-C the moment the hint appears must not meet the default action (killed, nothing said).
   process.once('SIGINT', onInterrupt);
+  process.stderr.write(`camflow: ${hint}\n`);
   return () => process.off('SIGINT', onInterrupt);
 }
