@@ -258,9 +258,10 @@ test('an archive run gets its model inputs made at ingest, packed per chunk; its
       assert.ok(Math.max(...cam.featureCam.map((v, i) => Math.abs(v - d.cams[c]!.featureCam[i]!))) <= 1e-5, `${name}: class ${c} CAM`);
     }
   }
-  // A chunk really reads its pack: give one image a black input and run a chunk of it.
+  // A chunk really reads its pack: give one image a flat pink input (a black one would be refused as grey) and run a
+  // chunk of it.
   const victim = accepted.find((i) => i.name === 'zz-duplicate.png')!;
-  await ctx.store.put(keys.batchInputs('b-rerun', 0), packInputs(64, [{ sha256: victim.sha256, png: await encodePng(new Uint8Array(64 * 64 * 3), 64, 64) }]));
+  await ctx.store.put(keys.batchInputs('b-rerun', 0), packInputs(64, [{ sha256: victim.sha256, png: await encodePng(new Uint8Array(64 * 64 * 3).map((_, i) => [200, 90, 150][i % 3]!), 64, 64) }]));
   const models = new ModelCache(ctx.store, ctx.log, { kind: 'onnx', threads: 1 });
   const job: CamJob = { batchId: 'b-rerun', chunk: 0, modelVersion, items: [victim], options: { ...info.options } };
   await processChunk(job, { store: ctx.store, models, log: ctx.log, inferBatch: 8, storeParallelism: 4, maxPixels: 1e8, batchPixels: 1e7 });
@@ -268,7 +269,7 @@ test('an archive run gets its model inputs made at ingest, packed per chunk; its
   const rerun = JSON.parse((await ctx.store.get(keys.resultChunk('b-rerun', 0))).toString('utf8')) as ImageResult;
   const before = archive.get('zz-duplicate.png') as OkResult;
   assert.equal(rerun.status, 'ok');
-  assert.notDeepEqual((rerun as typeof before).cams[0]!.featureCam, before.cams[0]!.featureCam, 'the black input was used');
+  assert.notDeepEqual((rerun as typeof before).cams[0]!.featureCam, before.cams[0]!.featureCam, 'the pink input was used');
 });
 
 test('asking for int8 on a model published without an int8 graph is refused at submission, naming the field', async () => {

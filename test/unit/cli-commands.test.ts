@@ -73,8 +73,8 @@ test('words beyond what a command takes are a usage error naming the first extra
   const { argumentProblem } = await import('../../packages/cli/src/commands.ts');
   assert.equal(argumentProblem('status', ['b1', 'extra']), 'camflow status takes at most 1 argument; unexpected "extra" (see camflow status --help)');
   assert.match(argumentProblem('open', ['a', 'b'])!, /unexpected "b"/);
-  assert.match(argumentProblem('train', ['cells'])!, /takes at most 0 arguments; unexpected "cells"/);
-  for (const [command, rest] of [['dataset', ['add', 'nih', './cells']], ['models', ['promote', 'm1']], ['batches', ['repair', 'b1']], ['worker', ['cam']], ['open', []], ['schedule', ['show']]] as const) {
+  assert.match(argumentProblem('train', ['show', '42', 'cells'])!, /takes at most 2 arguments; unexpected "cells"/);
+  for (const [command, rest] of [['dataset', ['add', 'nih', './cells']], ['models', ['promote', 'm1']], ['batches', ['repair', 'b1']], ['worker', ['cam']], ['open', []], ['schedule', ['show']], ['train', ['show', '42']], ['train', ['list']]] as const) {
     assert.equal(argumentProblem(command, rest), undefined, `${command} ${rest.join(' ')}`);
   }
 });
