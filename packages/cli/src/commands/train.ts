@@ -1,5 +1,4 @@
-import { cancelTraining, getDatasetManifest, getTrainingJob, listTrainingJobs, CamflowError, type TrainingJobStatus } from '@camflow/common/core';
-import { enqueueTraining } from '@camflow/common/core';
+import { cancelTraining, enqueueTraining, getDatasetManifest, getTrainingJob, listTrainingJobs, CamflowError, type TrainingJobStatus } from '@camflow/common/core';
 import { interruptibleWait, waitForJob } from '../wait.js';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
