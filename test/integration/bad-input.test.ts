@@ -44,6 +44,15 @@ test('a labelled folder with a third, unknown class: its files are reported, the
   assert.match(manifest.rejected[0]!.error, /unknown class "Platelets"/);
 });
 
+test('a grey crop in a labelled folder is reported, not learned from (the cam-workers refuse grey crops too)', async () => {
+  const root = await labelled('grey', { Parasitized: 3, Uninfected: 3 });
+  const colour = await sharp(join(root, 'Uninfected', 'img0.png')).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  await sharp(colour.data, { raw: { width: colour.info.width, height: colour.info.height, channels: 3 } }).toColourspace('b-w').png().toFile(join(root, 'Uninfected', 'grey.png'));
+  const { manifest } = await addDataset({ store, name: 'grey', folder: root, size: 32 });
+  assert.equal(manifest.items.length, 6);
+  assert.deepEqual(manifest.rejected, [{ name: 'Uninfected/grey.png', error: "greyscale: no colour (a greyscale image): camflow tells parasites by the Giemsa stain's colours" }]);
+});
+
 test('an empty class folder, a class with a single image, a missing folder are refused, naming what is wrong', async () => {
   const empty = await labelled('empty', { Parasitized: 3 });
   await mkdir(join(empty, 'Uninfected'), { recursive: true });

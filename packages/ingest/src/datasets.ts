@@ -1,6 +1,9 @@
 import {
   DEFAULT_GROUP_PATTERN,
   InvalidParameterError,
+  ImageInputError,
+  isColourless,
+  CELL_CHROMA_LEVELS,
   datasetManifestSchema,
   datasetVersion,
   itemsPerShard,
@@ -120,6 +123,8 @@ export async function addDataset(options: AddDatasetOptions): Promise<AddDataset
       const bytes = await file.read();
       const { kind: _kind, ...stored } = await storeOriginal(store, bytes, options.maxPixels ?? 268_402_689, known);
       const { input } = await preprocess(bytes, size, options.maxPixels, { keepOriginal: false });
+      // The cam-workers refuse a grey crop (no stain to read); a model must not learn from one either.
+      if (isColourless(input, CELL_CHROMA_LEVELS)) throw new ImageInputError('greyscale', 'no colour (a greyscale image): camflow tells parasites by the Giemsa stain\'s colours');
       const base = file.name.split('/').pop()!;
       return { item: { name: file.name, ...stored, label, group: group.exec(base)?.[1] ?? base }, input };
     } catch (error) {
