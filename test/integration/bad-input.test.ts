@@ -4,6 +4,7 @@ import { mkdtemp, mkdir, writeFile, readFile, readdir, copyFile, stat } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import sharp from 'sharp';
 import { InvalidParameterError, ObjectStore, keys, startS3, writeSyntheticDataset, type LocalS3 } from '@camflow/common';
 import { addDataset, collectEntries, openSource } from '@camflow/ingest';
@@ -51,6 +52,10 @@ test('a grey crop in a labelled folder is reported, not learned from (the cam-wo
   const { manifest } = await addDataset({ store, name: 'grey', folder: root, size: 32 });
   assert.equal(manifest.items.length, 6);
   assert.deepEqual(manifest.rejected, [{ name: 'Uninfected/grey.png', error: "greyscale: no colour (a greyscale image): camflow tells parasites by the Giemsa stain's colours" }]);
+  // What the snapshot refuses is not stored; what it keeps is.
+  const digest = async (path: string) => createHash('sha256').update(await readFile(path)).digest('hex');
+  assert.equal(await store.exists(keys.original(await digest(join(root, 'Uninfected', 'grey.png')), 'png')), false, 'the refused grey crop was stored under originals/');
+  assert.equal(await store.exists(keys.original(await digest(join(root, 'Uninfected', 'img0.png')), 'png')), true);
 });
 
 test('an empty class folder, a class with a single image, a missing folder are refused, naming what is wrong', async () => {

@@ -18,7 +18,7 @@ import {
 } from '@camflow/common/core';
 import { readdir, stat } from 'node:fs/promises';
 import { listFolder } from './sources.js';
-import { rejectionReason, storeOriginal } from './store-image.js';
+import { checkOriginal, putOriginal, rejectionReason } from './store-image.js';
 
 export interface AddDatasetOptions {
   store: ObjectStore;
@@ -121,10 +121,12 @@ export async function addDataset(options: AddDatasetOptions): Promise<AddDataset
   const prepared = await mapLimit(candidates, options.concurrency ?? 8, async ({ file, label }) => {
     try {
       const bytes = await file.read();
-      const { kind: _kind, ...stored } = await storeOriginal(store, bytes, options.maxPixels ?? 268_402_689, known);
+      const { kind: _kind, format, ...stored } = await checkOriginal(bytes, options.maxPixels ?? 268_402_689);
       const { input } = await preprocess(bytes, size, options.maxPixels, { keepOriginal: false });
       // The cam-workers refuse a grey crop (no stain to read); a model must not learn from one either.
       if (isColourless(input, CELL_CHROMA_LEVELS)) throw new ImageInputError('greyscale', 'no colour (a greyscale image): camflow tells parasites by the Giemsa stain\'s colours');
+      // Only what the snapshot keeps is stored: a refused file leaves nothing under originals/.
+      await putOriginal(store, bytes, { ...stored, format }, known);
       const base = file.name.split('/').pop()!;
       return { item: { name: file.name, ...stored, label, group: group.exec(base)?.[1] ?? base }, input };
     } catch (error) {

@@ -14,6 +14,33 @@ export function rejectionReason(error: unknown): string {
 }
 
 /**
+ * Validate an image's header against the pixel limits (a cell within `maxPixels`; with `kindOf`, a field may be a
+ * whole-slide scan up to `maxSlidePixels`, read region by region) and name its content: nothing is stored.
+ */
+export async function checkOriginal(
+  bytes: Buffer,
+  maxPixels: number,
+  kindOf?: (width: number, height: number) => 'cell' | 'field',
+  maxSlidePixels = maxPixels,
+  maxFieldPixels = maxPixels,
+): Promise<StoredImage & { kind: 'cell' | 'field'; format: string }> {
+  const info = await inspectImage(bytes, Math.max(maxPixels, kindOf ? maxSlidePixels : maxPixels));
+  const kind = kindOf?.(info.width, info.height) ?? 'cell';
+  if (kind === 'cell' && info.width * info.height > maxPixels) {
+    throw new ImageInputError('too-many-pixels', `image is ${info.width}×${info.height} = ${info.width * info.height} pixels, above the limit of ${maxPixels} for a cell (a field may have up to ${maxSlidePixels}: --kind fields)`);
+  }
+  tooLargeToReadWhole(info, maxFieldPixels);
+  return { sha256: sha256Hex(bytes), ext: info.ext, width: info.width, height: info.height, kind, format: info.format };
+}
+
+/** Store checked bytes content-addressed under `originals/`, once per run (`known` holds the hashes stored). */
+export async function putOriginal(store: ObjectStore, bytes: Buffer, image: { sha256: string; ext: string; format: string }, known?: Set<string>): Promise<void> {
+  if (known?.has(image.sha256)) return;
+  await store.put(keys.original(image.sha256, image.ext), bytes, `image/${image.format}`);
+  known?.add(image.sha256);
+}
+
+/**
  * Validate an image's header and store its bytes content-addressed under `originals/`. `known` holds hashes
  * already stored in this run, so duplicates cost no second PUT.
  *
@@ -31,19 +58,10 @@ export async function storeOriginal(
   maxSlidePixels = maxPixels,
   maxFieldPixels = maxPixels,
 ): Promise<StoredImage & { kind: 'cell' | 'field'; inputPng?: Buffer }> {
-  // A field may be a whole-slide scan (up to `maxSlidePixels`, read region by region); a cell stays within `maxPixels`.
-  const info = await inspectImage(bytes, Math.max(maxPixels, kindOf ? maxSlidePixels : maxPixels));
-  const kind = kindOf?.(info.width, info.height) ?? 'cell';
-  if (kind === 'cell' && info.width * info.height > maxPixels) {
-    throw new ImageInputError('too-many-pixels', `image is ${info.width}×${info.height} = ${info.width * info.height} pixels, above the limit of ${maxPixels} for a cell (a field may have up to ${maxSlidePixels}: --kind fields)`);
-  }
-  tooLargeToReadWhole(info, maxFieldPixels);
-  const sha256 = sha256Hex(bytes);
-  if (!known?.has(sha256)) {
-    await store.put(keys.original(sha256, info.ext), bytes, `image/${info.format}`);
-    known?.add(sha256);
-  }
-  const stored = { sha256, ext: info.ext, width: info.width, height: info.height, kind };
+  const { format, ...checked } = await checkOriginal(bytes, maxPixels, kindOf, maxSlidePixels, maxFieldPixels);
+  await putOriginal(store, bytes, { ...checked, format }, known);
+  const { sha256, ext, width, height, kind } = checked;
+  const stored = { sha256, ext, width, height, kind };
   // A field's model inputs are its cells, found by the worker: nothing to pack for it here.
   if (!inputSize || kind === 'field') return stored;
   const input = await preprocess(bytes, inputSize, maxPixels, { keepOriginal: false }).then(
