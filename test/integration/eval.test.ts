@@ -58,6 +58,29 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
     assert.match(html, /Per patient \/ slide/);
     assert.match(html, /MaxBoxAccV2, threshold chosen on the other half/);
 
+    // Ctrl-C ends the wait, not the batch; the line says how to score that batch later, and `--batch` does so
+    // without submitting the images again.
+    const stopped = await runCli(c, ['eval', join(c.dir, 'labelled'), '--out', join(c.dir, 'eval-stopped')], {}, { when: /Ctrl-C ends the wait, not the work/, signal: 'SIGINT' });
+    assert.equal(stopped.code, 130, stopped.stderr);
+    const resume = /stopped waiting; this evaluation's batch (\S+) goes on in the cam-workers: `camflow eval \S+ --batch (\S+)` follows it/.exec(stopped.stderr);
+    assert.ok(resume && resume[1] === resume[2], stopped.stderr);
+    const again = await runCli(c, ['eval', join(c.dir, 'labelled'), '--batch', resume[1]!, '--out', join(c.dir, 'eval-again'), '--json']);
+    assert.equal(again.code, 0, again.stderr);
+    const againLine = JSON.parse(again.stdout.trim()).eval;
+    assert.deepEqual([againLine.batchId, againLine.images, againLine.accuracy, againLine.roc_auc], [resume[1], 41, line.accuracy, line.roc_auc]);
+    // A batch of other images, or none, is refused naming the flag.
+    await mkdir(join(c.dir, 'few', 'Parasitized'), { recursive: true });
+    await mkdir(join(c.dir, 'few', 'Uninfected'), { recursive: true });
+    for (const cls of ['Parasitized', 'Uninfected']) {
+      for (const f of (await readdir(join(c.dir, 'labelled', cls))).slice(0, 2)) await copyFile(join(c.dir, 'labelled', cls, f), join(c.dir, 'few', cls, f));
+    }
+    const mismatch = await runCli(c, ['eval', join(c.dir, 'few'), '--batch', line.batchId]);
+    assert.equal(mismatch.code, 2, mismatch.stderr);
+    assert.match(mismatch.stderr, new RegExp(`^Expected a batch of the 4 images of \\S+ for --batch but received "${line.batchId}, which holds 41"$`, 'm'));
+    assert.doesNotMatch(mismatch.stderr, /evaluate \[/, 'refused before any wait');
+    const noBatch = await runCli(c, ['eval', join(c.dir, 'few'), '--batch', 'b20990101-000000-000000000000']);
+    assert.match(noBatch.stderr, /batch not found: b20990101-000000-000000000000/);
+
     // The same scores over HTTP, for a completed batch whose names carry their class.
     const token = 'eval-token-0123456789abcdef';
     const apiRedis = await connectProducer(c.env.REDIS_URL!);

@@ -238,9 +238,9 @@ test('`camflow train --cancel`: a running job stops within ten steps and publish
     const human = await runCli(c, ['train', 'list']);
     assert.match(human.stdout, new RegExp(`^${running.id}  active  cells@latest  fast  queued \\S+ \\S+  epoch \\d+: loss \\d\\.\\d{4}, val accuracy \\d\\.\\d{4}$`, 'm'));
     assert.match(human.stdout, new RegExp(`^${waiting.id}  waiting  cells@latest  fast  queued \\S+ \\S+  waiting for a trainer$`, 'm'));
-    const interrupted = await runCli(c, ['train', 'show', running.id!, '--wait'], {}, { when: /runs on in the trainer/, signal: 'SIGINT' });
+    const interrupted = await runCli(c, ['train', 'show', running.id!, '--wait'], {}, { when: /Ctrl-C ends the wait, not the work/, signal: 'SIGINT' });
     assert.equal(interrupted.code, 130, interrupted.stderr);
-    assert.match(interrupted.stderr, new RegExp(`stopped waiting\\. training job ${running.id} runs on in the trainer: \`camflow train show ${running.id} --wait\` follows it again, \`camflow train --cancel ${running.id}\` stops it`));
+    assert.match(interrupted.stderr, new RegExp(`stopped waiting; training job ${running.id} goes on in the trainer: \`camflow train show ${running.id} --wait\` follows it, \`camflow train --cancel ${running.id}\` stops it`));
     assert.equal(await (await Job.fromId(c.ctx.queues.train, running.id!))!.getState(), 'active', 'Ctrl-C on the wait left the training running');
     assert.match((await runCli(c, ['train', 'show', 'nosuchjob'])).stderr, /^training job not found: nosuchjob \(finished jobs are kept 7 days, failed ones 30\)$/m);
     assert.match((await runCli(c, ['train', 'list', '--dataset', 'cells'])).stderr, /camflow train list does not take --dataset/);

@@ -83,10 +83,10 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   eval: {
     maxArgs: 1,
-    usage: ['camflow eval FOLDER|DATASET[@V] [--model V] [--group-pattern RE] [--boxes F] [--truth auto|boxes|stain|none] [--subset auto|validation|all] [--out DIR]'],
+    usage: ['camflow eval FOLDER|DATASET[@V] [--model V] [--group-pattern RE] [--boxes F] [--truth auto|boxes|stain|none] [--subset auto|validation|all] [--out DIR] [--batch BATCH_ID]'],
     summary: "score a model on labelled images through the queues: HTML report + one JSON line (the model's own dataset: its validation images unless --subset all)",
-    options: ['model', 'group-pattern', 'boxes', 'truth', 'subset', 'out'],
-    examples: ['camflow eval ./held-out-patients', 'camflow eval nih   # the validation patients of the model trained on dataset nih'],
+    options: ['model', 'group-pattern', 'boxes', 'truth', 'subset', 'out', 'batch'],
+    examples: ['camflow eval ./held-out-patients', 'camflow eval nih   # the validation patients of the model trained on dataset nih', 'camflow eval nih --batch b20261127-101500-0a1b2c3d4e5f   # score the batch of an eval stopped with Ctrl-C'],
   },
   batches: {
     maxArgs: 2,

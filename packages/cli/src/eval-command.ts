@@ -20,8 +20,10 @@ import {
   type ModelManifest,
   type OkResult,
   isCellResult,
+  NotFoundError,
+  type ImageResult,
 } from '@camflow/common/core';
-import { listFolder, submitBatch, NoModelError, type SourceFile } from '@camflow/ingest';
+import { batchStatus, listFolder, submitBatch, NoModelError, type SourceFile } from '@camflow/ingest';
 import type { Context } from './context.js';
 import { readResults, waitForBatch } from './wait.js';
 
@@ -45,10 +47,33 @@ export interface EvalOptions {
    */
   subset?: 'auto' | 'validation' | 'all';
   out: string;
+  /**
+   * A batch already submitted for this source (by a `camflow eval` whose wait was stopped with Ctrl-C): its results
+   * are scored instead of the images being submitted again. Its images must be the source's, localized by the model
+   * scored (by default the batch's own).
+   */
+  batch?: string;
   onProgress?: (done: number, total: number) => void;
+  /** Called once the batch is known, before the wait; returns what to call when the wait ends. */
+  onBatch?: (batchId: string) => () => void;
 }
 
 export { DEFAULT_GROUP_PATTERN } from '@camflow/common/core';
+
+/** A batch given with `--batch` must hold exactly the source's images, localized by the model scored. */
+function batchOfSource(batchId: string, results: ImageResult[], names: string[], version: string, source: string): void {
+  const expected = `a batch of the ${names.length} images of ${source} localized by model ${version}`;
+  const wanted = new Set(names);
+  const got = new Set(results.map((r) => r.name));
+  const missing = names.filter((n) => !got.has(n));
+  const extra = [...got].filter((n) => !wanted.has(n));
+  if (missing.length || extra.length) {
+    const detail = [missing.length ? `${missing.length} of the source's images not in it (${missing.slice(0, 3).join(', ')})` : '', extra.length ? `${extra.length} images not in the source (${extra.slice(0, 3).join(', ')})` : ''].filter(Boolean).join(', ');
+    throw new InvalidParameterError('--batch', expected, `${batchId}: ${detail}`);
+  }
+  const other = results.find((r) => 'modelVersion' in r && r.modelVersion !== undefined && r.modelVersion !== version);
+  if (other && 'modelVersion' in other) throw new InvalidParameterError('--batch', expected, `${batchId}, localized by model ${other.modelVersion}`);
+}
 
 /** Which images of the source are scored, and how many of them the model trained on (when known). */
 interface Subset {
@@ -121,7 +146,9 @@ async function readBoxes(path: string): Promise<Record<string, Box[]>> {
  * per patient), localization where truth boxes exist, an HTML report with the worst errors, and one JSON line.
  */
 export async function runEval(ctx: Context, options: EvalOptions): Promise<{ line: Record<string, unknown>; report: EvaluationReport; html: string }> {
-  const version = options.model ?? (await getProduction(ctx.store))?.version;
+  const given = options.batch ? await batchStatus(ctx.store, ctx.queues.batch, options.batch) : undefined;
+  if (given && given.state === 'unknown') throw new NotFoundError('batch', options.batch!);
+  const version = options.model ?? given?.info?.modelVersion ?? (await getProduction(ctx.store))?.version;
   if (!version) throw new NoModelError();
   const model = await getModelManifest(ctx.store, version);
   const want = options.subset ?? 'auto';
@@ -147,8 +174,10 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   const boxesPath = truth === 'stain' || truth === 'none' ? undefined : (options.boxes ?? (folder && existsSync(join(folder, 'boxes.json')) ? join(folder, 'boxes.json') : undefined));
   if (truth === 'boxes' && !boxesPath) throw new InvalidParameterError('--boxes', 'a boxes.json (or one in the folder) with --truth boxes', options.boxes);
   const boxes = boxesPath ? await readBoxes(boxesPath) : undefined;
+  // A batch of other images is refused before any wait (its names are checked once its results are in).
+  if (given?.info && given.info.items !== files.length) throw new InvalidParameterError('--batch', `a batch of the ${files.length} images of ${options.source}`, `${options.batch}, which holds ${given.info.items}`);
   const t0 = Date.now();
-  const batch = await submitBatch({
+  const batch = given ? { batchId: given.batchId } : await submitBatch({
     store: ctx.store,
     flow: ctx.flow,
     redis: ctx.redis,
@@ -163,8 +192,10 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
     maxPixels: ctx.config.MAX_IMAGE_PIXELS,
     log: ctx.log,
   });
-  await waitForBatch(ctx, batch.batchId, 24 * 3600_000, (s) => options.onProgress?.(s.chunks.done, s.chunks.total));
+  const release = options.onBatch?.(batch.batchId);
+  await waitForBatch(ctx, batch.batchId, 24 * 3600_000, (s) => options.onProgress?.(s.chunks.done, s.chunks.total)).finally(release);
   const results = await readResults(ctx.store, batch.batchId);
+  if (given) batchOfSource(options.batch!, results, files.map((f) => f.name), version, options.source);
   const { positiveClass, ...scores } = evaluateForModel(results, model, { groupPattern: group, ...(boxes ? { boxes } : {}) });
   const ok = results.filter(isCellResult);
   const stain = !boxes && (truth === 'auto' || truth === 'stain') ? await stainPointingForBatch(ctx.store, batch.batchId, ok, positiveClass) : undefined;

@@ -96,18 +96,32 @@ export async function waitForJob<T>(queue: Queue, jobId: string, onProgress?: (p
   }
 }
 
+/** Work that runs elsewhere while a command waits for it: what it is, where it runs, how to follow and stop it. */
+export interface WaitedWork {
+  /** e.g. "training job 7", "batch b2026…". */
+  what: string;
+  /** e.g. "the trainer", "the cam-workers". */
+  where: string;
+  /** The command that follows it again. */
+  follow: string;
+  /** The command that stops it. */
+  stop: string;
+}
+
 /**
  * While a command waits for work that runs elsewhere (a batch, a training job), Ctrl-C ends the wait, not the work:
- * `hint` — what goes on and how to follow or stop it — is written to stderr at once (a script's log has the id even
- * if the wait is killed) and again on Ctrl-C, which then exits 130. Returns the function that removes the handler.
+ * a line saying so — with the work's id and how to follow or stop it — is written to stderr at once (a script's log
+ * has the id even if the wait is killed), and on Ctrl-C a line saying the work goes on; the process then exits 130.
+ * Returns the function that removes the handler.
  */
-export function interruptibleWait(hint: string): () => void {
+export function interruptibleWait(work: WaitedWork): () => void {
+  const how = `\`${work.follow}\` follows it, \`${work.stop}\` stops it`;
   const onInterrupt = () => {
-    process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}camflow: stopped waiting. ${hint}\n`);
+    process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}camflow: stopped waiting; ${work.what} goes on in ${work.where}: ${how}\n`);
     process.exit(130);
   };
-  // The handler first: a Ctrl-C the moment the hint appears must not meet the default action (killed, nothing said).
+  // The handler first: a Ctrl-C the moment the line appears must not meet the default action (killed, nothing said).
   process.once('SIGINT', onInterrupt);
-  process.stderr.write(`camflow: ${hint}\n`);
+  process.stderr.write(`camflow: waiting for ${work.what} in ${work.where}; Ctrl-C ends the wait, not the work: ${how}\n`);
   return () => process.off('SIGINT', onInterrupt);
 }

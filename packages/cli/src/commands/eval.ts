@@ -1,11 +1,12 @@
 import { CamflowError } from '@camflow/common/core';
 import { runEval, type EvalOptions } from '../eval-command.js';
 import { progressBar, withContext } from '../cli-io.js';
+import { interruptibleWait } from '../wait.js';
 import type { CommandInput } from '../cli-io.js';
 
 /** `camflow eval`: see `camflow eval --help` (the command table in `commands.ts`). */
 export async function run({ v, rest }: CommandInput): Promise<void> {
-  if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow eval <labelled folder | dataset[@version]> [--model V] [--group-pattern RE] [--boxes boxes.json] [--truth auto|boxes|stain|none] [--subset auto|validation|all] [--out DIR]');
+  if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow eval <labelled folder | dataset[@version]> [--model V] [--group-pattern RE] [--boxes boxes.json] [--truth auto|boxes|stain|none] [--subset auto|validation|all] [--out DIR] [--batch BATCH_ID]');
   await withContext(async (ctx) => {
     const bar = v.json ? undefined : progressBar('evaluate');
     const { line } = await runEval(ctx, {
@@ -16,7 +17,10 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
       ...(v.boxes ? { boxes: v.boxes } : {}),
       ...(v.truth ? { truth: v.truth as EvalOptions['truth'] } : {}),
       ...(v.subset ? { subset: v.subset as EvalOptions['subset'] } : {}),
+      ...(v.batch ? { batch: v.batch } : {}),
       ...(bar ? { onProgress: bar } : {}),
+      // Ctrl-C ends the wait, not the batch: `--batch` scores it later without submitting the images again.
+      onBatch: (batchId) => interruptibleWait({ what: `this evaluation's batch ${batchId}`, where: 'the cam-workers', follow: `camflow eval ${rest[0]} --batch ${batchId}${v.model ? ` --model ${v.model}` : ''}`, stop: `camflow batches cancel ${batchId}` }),
     });
     process.stdout.write(`${JSON.stringify(line)}\n`);
   });

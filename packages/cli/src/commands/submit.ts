@@ -55,7 +55,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
       return;
     }
     const bar = v.json ? undefined : progressBar('localize');
-    const release = interruptibleWait(`batch ${info.batchId}${info.existing ? ' (already submitted)' : ''} runs on in the cam-workers: \`camflow status ${info.batchId}\` follows it, \`camflow batches cancel ${info.batchId}\` stops it`);
+    const release = interruptibleWait({ what: `batch ${info.batchId}${info.existing ? ' (already submitted)' : ''}`, where: 'the cam-workers', follow: `camflow status ${info.batchId}`, stop: `camflow batches cancel ${info.batchId}` });
     const status = await waitForBatch(ctx, info.batchId, 24 * 3600_000, (s) => (s.images ? bar?.(s.images.done, s.images.total, s.state === 'running' ? s.images.etaSeconds : undefined) : bar?.(s.chunks.done, s.chunks.total))).finally(release);
     const listing = status.summary?.listing;
     const listingFailed = listing?.state === 'failed' ? `the listing of ${listing.source} failed at page ${listing.pages + 1} (${status.summary!.items} objects listed before it): ${listing.reason ?? 'no reason recorded'}` : undefined;

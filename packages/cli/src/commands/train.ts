@@ -27,7 +27,7 @@ export function trainingJobLine(j: TrainingJobStatus): string {
 
 /** Wait for a training job, epoch by epoch on stderr; Ctrl-C ends the wait, not the training. */
 async function follow(ctx: Context, jobId: string, json: boolean): Promise<void> {
-  const release = interruptibleWait(`training job ${jobId} runs on in the trainer: \`camflow train show ${jobId} --wait\` follows it again, \`camflow train --cancel ${jobId}\` stops it`);
+  const release = interruptibleWait({ what: `training job ${jobId}`, where: 'the trainer', follow: `camflow train show ${jobId} --wait`, stop: `camflow train --cancel ${jobId}` });
   try {
     const outcome = await waitForJob(ctx.queues.train, jobId, (p) => {
       const m = p as { epoch: number; loss: number; valAccuracy: number; attempt: number };
