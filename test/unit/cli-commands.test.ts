@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { COMMANDS, commandHelp, globalUsage, optionProblem, suggest } from '../../packages/cli/src/commands.ts';
 import { joinNegativeValues } from '../../packages/cli/src/cli-io.ts';
@@ -84,4 +84,14 @@ test('a negative number after an option is its value (`--epochs -1` reaches the 
   assert.deepEqual(joinNegativeValues(['train', '--epochs', '-1', '--lr', '-.5', '--wait'], takesValue), ['train', '--epochs=-1', '--lr=-.5', '--wait']);
   // Not for flags, not for a following option, not for an option already written with "=".
   assert.deepEqual(joinNegativeValues(['submit', '--wait', '-1', '--epochs', '--json', '--lr=-2'], takesValue), ['submit', '--wait', '-1', '--epochs', '--json', '--lr=-2']);
+});
+
+test('a reader that closes the pipe early (`camflow … | head`) ends the command quietly, exit 0, no stack trace', async () => {
+  const main = fileURLToPath(new URL('../../packages/cli/src/main.ts', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', main, '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.destroy(); // closed before the command writes a byte: every write meets EPIPE
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  assert.deepEqual([code, stderr], [0, '']);
 });

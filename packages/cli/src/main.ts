@@ -25,6 +25,13 @@ const HANDLERS: Record<string, () => Promise<{ run(input: CommandInput): Promise
   models: () => import('./commands/models.js'),
 };
 
+// A reader that stops early (`camflow results B | head`) closes the pipe: the rest of the output has nowhere to go,
+// which is not an error — exit quietly, as Unix tools do, instead of a stack trace.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
 // The AWS SDK prints a 7-line notice on every command under Node 20 (its releases after January 2027 need Node 22):
 // noise for each CLI call; the README says so once. A user who sets the variable keeps their choice.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
