@@ -66,6 +66,11 @@ test('an empty class folder, a class with a single image, a missing folder are r
   await assert.rejects(addDataset({ store, name: 'single', folder: single, size: 32 }), (e: unknown) => e instanceof InvalidParameterError && /class "Uninfected"/.test(e.message) && /at least 2/.test(e.message));
   const one = await labelled('oneclass', { Parasitized: 3 });
   await assert.rejects(addDataset({ store, name: 'oneclass', folder: one, size: 32 }), /at least two class folders/);
+  // A patient pattern that is no regular expression, or has no capture group to name the patient: refused naming the
+  // flag (exit 2 from the CLI), before any image is read.
+  for (const pattern of ['(C\\d+', 'C\\d+']) {
+    await assert.rejects(addDataset({ store, name: 'pattern', folder: single, size: 32, groupPattern: pattern }), (e: unknown) => e instanceof InvalidParameterError && e.field === '--group-pattern' && e.message.includes('first capture group is the patient') && e.message.includes(JSON.stringify(pattern)));
+  }
   // A folder that is not there, or a file: named as such (not a raw ENOENT).
   await assert.rejects(addDataset({ store, name: 'missing', folder: join(dir, 'no-such-folder'), size: 32 }), (e: unknown) => e instanceof InvalidParameterError && e.field === 'folder' && /no such folder/.test(e.message));
   const file = join(single, 'Parasitized', (await readdir(join(single, 'Parasitized')))[0]!);

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import {
-  DEFAULT_GROUP_PATTERN,
+  compileGroupPattern,
   InvalidParameterError,
   ROC_SPECIFICITY,
   esc,
@@ -163,12 +163,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
     throw new InvalidParameterError('source', `class folders named as model ${model.version}'s classes (${model.classNames.join(', ')})`, `folder${unknown.length === 1 ? '' : 's'} ${unknown.slice(0, 5).join(', ')} in ${options.source}`);
   }
   if (subset.trainingImages) ctx.log.warn({ trainingImages: subset.trainingImages, images: files.length, model: version }, 'most of these images trained the model: its scores on them are not those of unseen images (--subset validation scores the rest)');
-  let group: RegExp;
-  try {
-    group = new RegExp(options.groupPattern ?? DEFAULT_GROUP_PATTERN);
-  } catch {
-    throw new InvalidParameterError('--group-pattern', 'a regular expression', options.groupPattern);
-  }
+  const group = compileGroupPattern(options.groupPattern, '--group-pattern');
   const truth = options.truth ?? 'auto';
   if (!['auto', 'boxes', 'stain', 'none'].includes(truth)) throw new InvalidParameterError('--truth', 'one of auto, boxes, stain, none', truth);
   const boxesPath = truth === 'stain' || truth === 'none' ? undefined : (options.boxes ?? (folder && existsSync(join(folder, 'boxes.json')) ? join(folder, 'boxes.json') : undefined));

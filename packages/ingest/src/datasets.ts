@@ -1,5 +1,5 @@
 import {
-  DEFAULT_GROUP_PATTERN,
+  compileGroupPattern,
   InvalidParameterError,
   ImageInputError,
   isColourless,
@@ -78,7 +78,7 @@ export function layoutWarnings(byClass: Map<string, { name: string }[]>, classNa
 export async function addDataset(options: AddDatasetOptions): Promise<AddDatasetResult> {
   const { store, name, folder } = options;
   const size = options.size ?? 128;
-  const group = new RegExp(options.groupPattern ?? DEFAULT_GROUP_PATTERN);
+  const group = compileGroupPattern(options.groupPattern, '--group-pattern');
   keys.datasetPrefix(name); // validates the name early
   const entry = await stat(folder).catch(() => undefined);
   if (!entry?.isDirectory()) throw new InvalidParameterError('folder', 'a folder of class folders (<folder>/<class>/<image>)', `${folder} (${entry ? 'a file' : 'no such folder'})`);

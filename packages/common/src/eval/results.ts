@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { InvalidParameterError } from '../errors.js';
 import { iou, type Box } from '../cam/localize.js';
 import { camAtSize } from '../cam/cam.js';
 import { maxBoxAccV2, maxBoxAccV2HeldOut, type LocalizationSample } from '../cam/metrics.js';
@@ -49,6 +50,23 @@ export interface EvaluationReport {
  * synthetic `S0_cell_…` → `S0`.
  */
 export const DEFAULT_GROUP_PATTERN = '^([A-Za-z]+\\d+)';
+
+/**
+ * A patient / slide pattern as given (`--group-pattern`, `groupPattern`), compiled: a regular expression with a capture
+ * group (the patient), or an error naming `field` — never a raw SyntaxError.
+ */
+export function compileGroupPattern(pattern: string | undefined, field: string): RegExp {
+  const expected = 'a regular expression whose first capture group is the patient or slide, e.g. ^([A-Za-z]+\\d+)';
+  let group: RegExp;
+  try {
+    group = new RegExp(pattern ?? DEFAULT_GROUP_PATTERN);
+  } catch {
+    throw new InvalidParameterError(field, expected, pattern);
+  }
+  // Groups of the pattern: an alternative that matches the empty string reports them all.
+  if (new RegExp(`${group.source}|`).exec('')!.length < 2) throw new InvalidParameterError(field, expected, pattern);
+  return group;
+}
 
 /** The patient / slide of a result's name: the pattern's first capture group on the file name, if it matches. */
 export function groupOf(name: string, pattern: RegExp): string | undefined {

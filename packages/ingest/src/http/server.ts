@@ -17,7 +17,7 @@ import {
   NotFoundError,
   camOptionsSchema,
   evaluateForModel,
-  DEFAULT_GROUP_PATTERN,
+  compileGroupPattern,
   esc,
   stainPointingForBatch,
   withStainAudit,
@@ -367,12 +367,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (status.state !== 'completed') return reply.code(409).send({ error: 'not_ready', message: `batch ${id} is ${status.state}` });
     const model = await getModelManifest(store, status.info!.modelVersion);
     // The same default patient pattern as the CLI's eval and `dataset add`.
-    let group: RegExp;
-    try {
-      group = new RegExp(query.groupPattern ?? DEFAULT_GROUP_PATTERN);
-    } catch {
-      throw new InvalidParameterError('query.groupPattern', 'a regular expression', query.groupPattern);
-    }
+    const group = compileGroupPattern(query.groupPattern, 'query.groupPattern');
     const key = keys.resultsJsonl(id);
     const results = parseJsonLines((await store.get(key)).toString('utf8'), imageResultSchema, key);
     const groupOption = { groupPattern: group };
