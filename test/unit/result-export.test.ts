@@ -35,13 +35,17 @@ test('CSV: one row per line in order, a probability column per class, quoted per
 
 test('GeoJSON: CAM boxes and peaks of cells in their image pixels, the fields’ own features, failures left out', async () => {
   const asked: string[] = [];
-  const fc = await resultsGeoJson(results, async (r) => {
+  // Two fields, each with its own `cell-0` (a field's cells.geojson numbers its cells from 0).
+  const field2 = imageResultSchema.parse({ ...field, imageId: 'i0000003', name: 'smear2.jpg', outputs: { field: 'results/b1/i0000003/field.json', geojson: 'results/b1/i0000003/cells.geojson' } });
+  const fc = await resultsGeoJson([...results, field2], async (r) => {
     asked.push(r.outputs.geojson);
-    return [{ type: 'Feature', geometry: { type: 'Polygon', coordinates: [] }, properties: { objectType: 'detection', name: 'cell 0' } }];
+    return [{ type: 'Feature', id: 'cell-0', geometry: { type: 'Polygon', coordinates: [] }, properties: { objectType: 'detection', name: 'cell 0' } }];
   });
-  assert.deepEqual(asked, ['results/b1/i0000001/cells.geojson']);
+  assert.deepEqual(asked, ['results/b1/i0000001/cells.geojson', 'results/b1/i0000003/cells.geojson']);
   const features = fc.features as { id?: string; geometry: { type: string; coordinates: unknown }; properties: Record<string, unknown> }[];
-  assert.equal(features.length, 3);
+  assert.equal(features.length, 4);
+  // One collection, one id per feature: a field's ids are prefixed with its image's id.
+  assert.deepEqual(features.map((f) => f.id), ['i0000000-box', 'i0000000-peak', 'i0000001-cell-0', 'i0000003-cell-0']);
   assert.deepEqual(features[0]!.geometry.coordinates, [[[10, 20], [40, 20], [40, 60], [10, 60], [10, 20]]]);
   assert.equal(features[0]!.properties.image, 'Parasitized/a,"b".png');
   assert.deepEqual(features[1]!.geometry, { type: 'Point', coordinates: [25, 35] });

@@ -91,14 +91,15 @@ const rect = (b: { x: number; y: number; width: number; height: number }) => [[b
  * The GeoJSON features of one result line. Every feature's coordinates are pixels of the image its
  * `properties.image` names (x right, y down, as QuPath reads them): per cell crop, the predicted class's CAM box as a
  * `detection` (plus its CAM peak as a point); per field, the features of its `cells.geojson` (cell outlines and
- * parasite boxes), given by `fieldFeatures`; failures have none (they are in the JSONL and CSV).
+ * parasite boxes, their ids prefixed with the image's id), given by `fieldFeatures`; failures have none (they are in the JSONL and CSV).
  */
 export async function featuresOf(r: ImageResult, fieldFeatures: (r: FieldResult) => Promise<unknown[]>): Promise<unknown[]> {
   if (r.status !== 'ok') return [];
   if (r.kind === 'field') {
+    // A field's own ids (`cell-0`, …) repeat from field to field: in one collection they are its image's.
     return (await fieldFeatures(r as FieldResult)).map((f) => {
-      const feature = f as { properties?: Record<string, unknown> };
-      return { ...feature, properties: { ...feature.properties, image: r.name, imageId: r.imageId } };
+      const feature = f as { id?: unknown; properties?: Record<string, unknown> };
+      return { ...feature, ...(feature.id !== undefined ? { id: `${r.imageId}-${String(feature.id)}` } : {}), properties: { ...feature.properties, image: r.name, imageId: r.imageId } };
     });
   }
   const cam = predictedCam(r);
