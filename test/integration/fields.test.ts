@@ -262,6 +262,20 @@ test('a greyscale field or cell crop gets its own failed line saying why (cells 
   assert.ok(Date.now() - t0 < 60_000, 'no retries of a failure that cannot change');
 });
 
+test('--kind fields on cell crops refuses each crop with its reason (never searched for cells); the field beside them is localized', async () => {
+  const run = await runCli(c, ['submit', join(c.dir, 'smears'), '--kind', 'fields', '--wait', '--json']);
+  assert.equal(run.code, 0, run.stderr);
+  const results = await readResults(c.ctx.store, JSON.parse(run.stdout.trim().split('\n').pop()!).batchId as string);
+  const byName = new Map(results.map((r) => [r.name, r]));
+  for (const name of ['cell-a.png', 'cell-b.png']) {
+    const line = byName.get(name)!;
+    assert.deepEqual([line.status, line.status === 'failed' ? line.reason : ''], ['failed', 'not-a-field'], JSON.stringify(line));
+    assert.match(line.status === 'failed' ? line.error : '', /less than 2 cells across .* a cell crop\? submit crops with --kind cells or auto/);
+  }
+  const fieldLine = byName.get('field.png')!;
+  assert.deepEqual([fieldLine.status, fieldLine.status === 'ok' && fieldLine.kind], ['ok', 'field']);
+});
+
 test("a committed line the result schema refuses (an older worker's, a defect) fails its own image at finalization, not the batch again and again", async () => {
   const { finalizeBatch } = await import('@camflow/cam-worker');
   const run = await runCli(c, ['submit', join(c.dir, 'smears'), '--kind', 'cells', '--wait', '--json']);

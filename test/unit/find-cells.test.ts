@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cropCell, dropPlasmaBetweenCells, edgeContact, fillMaskHoles, keepLargestPiece, phantomRegions, trimPlasmaPockets, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, openLabels, wilsonInterval, isColourless } from '@camflow/common';
+import { cropCell, dropPlasmaBetweenCells, edgeContact, fillMaskHoles, keepLargestPiece, phantomRegions, trimPlasmaPockets, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, openLabels, wilsonInterval, isColourless, kindContradiction } from '@camflow/common';
 
 test("Otsu's threshold separates two populations", () => {
   const hist = new Array<number>(256).fill(0);
@@ -90,6 +90,16 @@ test('a field is told from a cell by its size; an explicit kind wins', () => {
   assert.equal(itemKind('auto', 600, 540, 200), 'cell', "the model's own cell size moves the line");
   assert.equal(itemKind('cells', 5312, 2988), 'cell');
   assert.equal(itemKind('fields', 100, 100), 'field');
+  // An explicit kind the size contradicts is refused, never read the wrong way: a smear photo as one cell, a crop as
+  // a field to search for cells. Within the margins (8 cells across, 2 cells across) the user's word stands.
+  assert.equal(kindContradiction('cells', 5312, 2988)?.reason, 'not-a-cell');
+  assert.match(kindContradiction('cells', 2400, 1800)!.error, /^image is 2400×1800, more than 8 cells across both ways \(the model's cells are ~130 px\): a smear field\? submit fields with --kind fields or auto$/);
+  assert.equal(kindContradiction('cells', 1400, 1000), undefined);
+  assert.equal(kindContradiction('cells', 5312, 900), undefined, 'a strip is not more than 8 cells across both ways');
+  assert.equal(kindContradiction('fields', 142, 130)?.reason, 'not-a-field');
+  assert.equal(kindContradiction('fields', 300, 140), undefined);
+  assert.equal(kindContradiction('fields', 142, 130, 60), undefined, "the model's own cell size moves the line");
+  for (const [w, h] of [[142, 130], [5312, 2988]] as const) assert.equal(kindContradiction('auto', w, h), undefined);
 });
 
 test('the Wilson interval for a parasitemia', () => {

@@ -4,6 +4,7 @@ import {
   StorageError,
   isRefused,
   itemKind,
+  kindContradiction,
   keys,
   packInputs,
   sha256Hex,
@@ -142,7 +143,11 @@ export async function ingestEntries(source: OpenedSource, plan: EntryIngestPlan)
           plan.maxPixels,
           known,
           inputSize,
-          (w, h) => itemKind(options.kind, w, h, model.cellSide),
+          (w, h) => {
+            const contradiction = kindContradiction(options.kind, w, h, model.cellSide);
+            if (contradiction) throw new ImageInputError(contradiction.reason, contradiction.error);
+            return itemKind(options.kind, w, h, model.cellSide);
+          },
           plan.maxSlidePixels ?? DEFAULT_MAX_SLIDE_PIXELS,
           plan.maxFieldPixels ?? plan.maxPixels,
         );

@@ -95,6 +95,23 @@ export function itemKind(kind: CamOptions['kind'], width: number, height: number
   return Math.min(width, height) > 4 * cellSide ? 'field' : 'cell';
 }
 
+/**
+ * An explicit kind that the image's size contradicts — whatever camflow then reported would be confidently wrong — as
+ * a refusal: `cells` for an image more than 8× the typical cell side both ways (a smear field read as one cell), or
+ * `fields` for one under 2× it both ways (a single crop searched for cells). `auto` never contradicts.
+ * @example kindContradiction('cells', 5312, 2988)?.reason // 'not-a-cell'
+ */
+export function kindContradiction(kind: CamOptions['kind'], width: number, height: number, cellSide = DEFAULT_CELL_SIDE): { reason: string; error: string } | undefined {
+  const side = Math.round(cellSide);
+  if (kind === 'cells' && Math.min(width, height) > 8 * cellSide) {
+    return { reason: 'not-a-cell', error: `image is ${width}×${height}, more than 8 cells across both ways (the model's cells are ~${side} px): a smear field? submit fields with --kind fields or auto` };
+  }
+  if (kind === 'fields' && Math.max(width, height) < 2 * cellSide) {
+    return { reason: 'not-a-field', error: `image is ${width}×${height}, less than 2 cells across (the model's cells are ~${side} px): a cell crop? submit crops with --kind cells or auto` };
+  }
+  return undefined;
+}
+
 export const presetSchema = z.enum(['seed', 'fast']);
 export type PresetName = z.infer<typeof presetSchema>;
 
