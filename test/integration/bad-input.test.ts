@@ -52,6 +52,11 @@ test('a grey crop in a labelled folder is reported, not learned from (the cam-wo
   const { manifest } = await addDataset({ store, name: 'grey', folder: root, size: 32 });
   assert.equal(manifest.items.length, 6);
   assert.deepEqual(manifest.rejected, [{ name: 'Uninfected/grey.png', error: "greyscale: no colour (a greyscale image): camflow tells parasites by the Giemsa stain's colours" }]);
+  // A smear field in a class folder is not a cell to learn from.
+  const wide = await labelled('wide', { Parasitized: 3, Uninfected: 3 });
+  await sharp({ create: { width: 1200, height: 1100, channels: 3, background: { r: 200, g: 120, b: 160 } } }).png().toFile(join(wide, 'Parasitized', 'field.png'));
+  const withField = await addDataset({ store, name: 'wide', folder: wide, size: 32 });
+  assert.deepEqual(withField.manifest.rejected, [{ name: 'Parasitized/field.png', error: "not-a-cell: image is 1200×1100, more than 8 cells of ~130 px across both ways: a smear field? a dataset holds one cell per image" }]);
   // What the snapshot refuses is not stored; what it keeps is.
   const digest = async (path: string) => createHash('sha256').update(await readFile(path)).digest('hex');
   assert.equal(await store.exists(keys.original(await digest(join(root, 'Uninfected', 'grey.png')), 'png')), false, 'the refused grey crop was stored under originals/');

@@ -1,5 +1,7 @@
 import {
   compileGroupPattern,
+  kindContradiction,
+  DEFAULT_CELL_SIDE,
   InvalidParameterError,
   ImageInputError,
   isColourless,
@@ -122,6 +124,10 @@ export async function addDataset(options: AddDatasetOptions): Promise<AddDataset
     try {
       const bytes = await file.read();
       const { kind: _kind, format, ...stored } = await checkOriginal(bytes, options.maxPixels ?? 268_402_689);
+      // A smear field dropped into a class folder would be shrunk to one "cell" and learned as one: refused as submit
+      // refuses it under --kind cells.
+      const notACell = kindContradiction('cells', stored.width, stored.height);
+      if (notACell) throw new ImageInputError(notACell.reason, `image is ${stored.width}×${stored.height}, more than 8 cells of ~${DEFAULT_CELL_SIDE} px across both ways: a smear field? a dataset holds one cell per image`);
       const { input } = await preprocess(bytes, size, options.maxPixels, { keepOriginal: false });
       // The cam-workers refuse a grey crop (no stain to read); a model must not learn from one either.
       if (isColourless(input, CELL_CHROMA_LEVELS)) throw new ImageInputError('greyscale', 'no colour (a greyscale image): camflow tells parasites by the Giemsa stain\'s colours');
