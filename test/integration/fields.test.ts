@@ -107,7 +107,17 @@ test('one image is a batch of one: `submit field.png --wait` reads it as a field
   assert.equal(line!.kind, 'field');
   const s = line!.field;
   const summary = await c.ctx.store.getJson<{ fields: { images: number; cells: number; counted: number; infected: number; parasitemia: number; interval: [number, number] } }>(keys.resultsSummary(id));
-  assert.deepEqual(summary.fields, { images: 1, positiveClass: s.positiveClass, cells: s.cells, counted: s.counted, infected: s.infected, parasitemia: s.parasitemia, interval: s.interval });
+  assert.deepEqual(summary.fields, {
+    images: 1,
+    positiveClass: s.positiveClass,
+    cells: s.cells,
+    counted: s.counted,
+    infected: s.infected,
+    parasitemia: s.parasitemia,
+    interval: s.interval,
+    range: [s.parasitemia, s.parasitemia],
+    each: [{ name: 'field.png', counted: s.counted, infected: s.infected, parasitemia: s.parasitemia }],
+  });
   assert.match(run.stdout, new RegExp(`1 field: ${s.infected} of ${s.counted} counted cells ${s.positiveClass}, parasitemia ${(s.parasitemia * 100).toFixed(1)} %`));
   // `status` of the finished batch says the same in sentences, not a JSON dump.
   const status = await runCli(c, ['status', id]);

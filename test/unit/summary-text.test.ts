@@ -26,3 +26,21 @@ test('a batch summary reads as sentences: entries by class and by reason, the sc
   );
   assert.equal(summaryText({ batchId: 'b2', modelVersion: 'm1', items: 1, ok: 0, failed: 1, byClass: {}, failures: { 'image too large': 1 }, chunks: { total: 1, failed: 0 }, completedAt: 't' }), '1 image: 0 localized, 1 with a stated reason (image too large 1); model m1; completed t');
 });
+
+test('fields of several images: each field on its own line first (a pooled figure over fields of different patients belongs to none), the spread, then all pooled', () => {
+  const each = [
+    { name: 'NIH-Pf.jpg', counted: 44, infected: 12, parasitemia: 12 / 44 },
+    { name: 'uninfected.jpg', counted: 100, infected: 0, parasitemia: 0 },
+  ];
+  const base = { batchId: 'b3', modelVersion: 'm1', items: 2, ok: 2, failed: 0, byClass: { field: 2 }, failures: {}, chunks: { total: 1, failed: 0 }, completedAt: 't' };
+  const fields = { images: 2, positiveClass: 'Parasitized', cells: 150, counted: 144, infected: 12, parasitemia: 12 / 144, interval: [0.048, 0.14] as [number, number], range: [0, 12 / 44] as [number, number], each };
+  assert.deepEqual(summaryText({ ...base, fields }).split('\n').slice(1), [
+    '2 fields: 12 of 144 counted cells Parasitized; per field 0.0 % – 27.3 %',
+    '  NIH-Pf.jpg: 12 of 44, parasitemia 27.3 %',
+    '  uninfected.jpg: 0 of 100, parasitemia 0.0 %',
+    '  all 2 fields pooled (as one slide): parasitemia 8.3 % [95 % 4.8 % – 14.0 %]',
+  ]);
+  // More fields than the summary lists: the rest are named by the command that lists them.
+  const many = summaryText({ ...base, items: 12, ok: 12, fields: { ...fields, images: 12 } });
+  assert.match(many, /^ {2}… 10 more fields: `camflow results b3 --format csv` lists each$/m);
+});

@@ -17,6 +17,7 @@ import {
   finishListing,
   totalsOf,
   wilsonInterval,
+  FIELDS_IN_SUMMARY,
 } from '@camflow/common';
 
 export type { BatchSummary };
@@ -89,6 +90,8 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
   let ok = 0;
   const screen = { positiveClass: '', positive: 0, negative: 0 };
   const fields = { images: 0, positiveClass: '', cells: 0, counted: 0, infected: 0 };
+  const fieldRange: [number, number] = [1, 0];
+  const eachField: { name: string; counted: number; infected: number; parasitemia: number }[] = [];
   const count = (l: ImageResult) => {
     items++;
     if (l.status === 'failed') failures[l.reason] = (failures[l.reason] ?? 0) + 1;
@@ -103,6 +106,11 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
         fields.cells += l.field.cells;
         fields.counted += l.field.counted;
         fields.infected += l.field.infected;
+        if (l.field.counted > 0) {
+          fieldRange[0] = Math.min(fieldRange[0], l.field.parasitemia);
+          fieldRange[1] = Math.max(fieldRange[1], l.field.parasitemia);
+        }
+        if (eachField.length < FIELDS_IN_SUMMARY) eachField.push({ name: l.name, counted: l.field.counted, infected: l.field.infected, parasitemia: l.field.parasitemia });
       }
     }
     if (isCellResult(l) && l.screen) {
@@ -144,7 +152,9 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
     failures,
     chunks: { total: info.chunks, failed: failedChunks.size },
     ...(screen.positive + screen.negative > 0 ? { screen } : {}),
-    ...(fields.images > 0 ? { fields: { ...fields, parasitemia: fields.counted ? fields.infected / fields.counted : 0, interval: wilsonInterval(fields.infected, fields.counted) } } : {}),
+    ...(fields.images > 0
+      ? { fields: { ...fields, parasitemia: fields.counted ? fields.infected / fields.counted : 0, interval: wilsonInterval(fields.infected, fields.counted), ...(fieldRange[0] <= fieldRange[1] ? { range: fieldRange } : {}), each: eachField } }
+      : {}),
     ...(info.listing ? { listing: { source: info.listing.source, state: info.listing.state, pages: info.listing.pages, ...(info.listing.reason ? { reason: info.listing.reason } : {}) } } : {}),
     completedAt: new Date().toISOString(),
   };

@@ -9,7 +9,8 @@ const counts = (r: Record<string, number>) =>
 
 /**
  * A finished batch's summary in sentences (what `submit --wait` and `status` print without `--json`):
- * how many entries ended how, by class and by reason, the screening split, and the fields' pooled parasitemia.
+ * how many entries ended how, by class and by reason, the screening split, and the fields' parasitemia — each field's
+ * (the first ten), the spread, and all pooled (meaningful for the fields of one slide).
  * @example summaryText(summary) // "6 images: 5 localized (Uninfected 3, Parasitized 2), 1 refused (not an image 1)…"
  */
 export function summaryText(s: BatchSummary): string {
@@ -18,7 +19,14 @@ export function summaryText(s: BatchSummary): string {
   ];
   if (s.screen) lines.push(`screening: ${s.screen.positive} screen-positive for ${s.screen.positiveClass}, ${s.screen.negative} negative at the model's operating point`);
   const f = s.fields;
-  if (f) lines.push(`${f.images} field${f.images === 1 ? '' : 's'}: ${f.infected} of ${f.counted} counted cells ${f.positiveClass}, parasitemia ${pct(f.parasitemia)} [95 % ${pct(f.interval[0])} – ${pct(f.interval[1])}]`);
+  if (f && f.images === 1) lines.push(`1 field: ${f.infected} of ${f.counted} counted cells ${f.positiveClass}, parasitemia ${pct(f.parasitemia)} [95 % ${pct(f.interval[0])} – ${pct(f.interval[1])}]`);
+  else if (f) {
+    // Pooled cells mean something only for fields of one slide: each field's own comes first.
+    lines.push(`${f.images} fields: ${f.infected} of ${f.counted} counted cells ${f.positiveClass}${f.range ? `; per field ${pct(f.range[0])} – ${pct(f.range[1])}` : ''}`);
+    for (const e of f.each ?? []) lines.push(`  ${e.name}: ${e.infected} of ${e.counted}, parasitemia ${pct(e.parasitemia)}`);
+    if (f.each && f.images > f.each.length) lines.push(`  … ${f.images - f.each.length} more fields: \`camflow results ${s.batchId} --format csv\` lists each`);
+    lines.push(`  all ${f.images} fields pooled (as one slide): parasitemia ${pct(f.parasitemia)} [95 % ${pct(f.interval[0])} – ${pct(f.interval[1])}]`);
+  }
   if (s.listing) lines.push(`listing of ${s.listing.source}: ${s.listing.state} (${s.listing.pages} pages)${s.listing.reason ? `: ${s.listing.reason}` : ''}`);
   return lines.join('\n');
 }

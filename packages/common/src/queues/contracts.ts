@@ -301,6 +301,9 @@ export const listingPageSchema = z.object({
 });
 export type ListingPage = z.infer<typeof listingPageSchema>;
 
+/** How many fields a batch summary lists one by one (`fields.each`). */
+export const FIELDS_IN_SUMMARY = 10;
+
 /** `results/<id>/summary.json`. */
 export const batchSummarySchema = z.object({
   batchId: idSchema,
@@ -318,7 +321,19 @@ export const batchSummarySchema = z.object({
    * positive, parasitemia = infected / counted with its 95 % Wilson interval. Each field's own is in its result line.
    */
   fields: z
-    .object({ images: z.number().int().nonnegative(), positiveClass: z.string(), cells: z.number().int().nonnegative(), counted: z.number().int().nonnegative(), infected: z.number().int().nonnegative(), parasitemia: z.number().min(0).max(1), interval: z.tuple([z.number(), z.number()]) })
+    .object({
+      images: z.number().int().nonnegative(),
+      positiveClass: z.string(),
+      cells: z.number().int().nonnegative(),
+      counted: z.number().int().nonnegative(),
+      infected: z.number().int().nonnegative(),
+      parasitemia: z.number().min(0).max(1),
+      interval: z.tuple([z.number(), z.number()]),
+      /** The lowest and highest parasitemia of one field (fields with counted cells): a pooled figure hides a spread. */
+      range: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]).optional(),
+      /** The first `FIELDS_IN_SUMMARY` fields' own counts, in submission order (all of them in the result lines). */
+      each: z.array(z.object({ name: z.string(), counted: z.number().int().nonnegative(), infected: z.number().int().nonnegative(), parasitemia: z.number().min(0).max(1) })).optional(),
+    })
     .optional(),
   /** An S3-prefix batch: how its listing ended (`done`, or `cancelled` / `failed` with the objects listed until then). */
   listing: z.object({ source: z.string(), state: z.enum(['listing', 'done', 'cancelled', 'failed']), pages: z.number().int().nonnegative(), reason: z.string().optional() }).optional(),
