@@ -10,6 +10,12 @@ test('a mistyped command or option gets the closest real one suggested; nonsense
   assert.equal(suggest('stauts', Object.keys(COMMANDS)), 'status');
   assert.equal(suggest('fracton', COMMANDS.submit!.options), 'fraction');
   assert.equal(suggest('xyzzy', Object.keys(COMMANDS)), undefined);
+  // Swapped letters are one slip; other letter case and a longer or shorter form of the word are the word.
+  assert.equal(suggest('wiat', ['wait', 'json', 'help']), 'wait');
+  assert.equal(suggest('parasitized', ['predicted', 'all', 'Parasitized', 'Uninfected']), 'Parasitized');
+  assert.equal(suggest('fastest', ['seed', 'fast']), 'fast');
+  assert.equal(suggest('stat', Object.keys(COMMANDS)), 'status');
+  assert.equal(suggest('se', ['seed', 'fast']), undefined, 'two letters are no word');
 });
 
 test('each command takes only its own options (plus --json and --help), and says which it does not', () => {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { CamflowError, InvalidParameterError } from '../errors.js';
 import { batchItemSchema, camOptionsSchema, idSchema, precisionSchema, sha256Schema } from './schemas.js';
 import { issueText } from '../validate.js';
+import { suggest } from '../suggest.js';
 
 /**
  * Every shape that one package stores or queues and another reads back: job ids, batch manifest lines, refusal
@@ -393,5 +394,6 @@ export const toJsonLines = (lines: readonly unknown[]): string => lines.map((l) 
  */
 export function checkTarget(target: string, classNames: readonly string[], field = 'options.target'): void {
   if (target === 'predicted' || target === 'all' || classNames.includes(target)) return;
-  throw new InvalidParameterError(field, `"predicted", "all" or one of the model's classes (${classNames.join(', ')})`, target);
+  const near = suggest(target, ['predicted', 'all', ...classNames]);
+  throw new InvalidParameterError(field, `"predicted", "all" or one of the model's classes (${classNames.join(', ')})${near ? ` — did you mean "${near}"?` : ''}`, target);
 }
