@@ -107,6 +107,8 @@ test("a schema's refusal reads as one sentence: the expectation without zod's le
     }
     return 'accepted';
   };
+  // A value that was not given is said so, not printed as JavaScript's `undefined`.
+  assert.equal(new InvalidParameterError('--boxes', 'a boxes.json', undefined).message, 'Expected a boxes.json for --boxes but received nothing');
   assert.equal(message(camOptionsSchema, { kind: 'field' }, '--options'), 'Expected one of "auto"|"cells"|"fields" (did you mean "fields"?) for --options.kind but received "field"');
   assert.equal(message(trainJobSchema, { dataset: 'x', epochs: 0 }, 'train job'), 'Expected number to be >0 for train job.epochs but received 0');
   assert.equal(message(trainJobSchema, { dataset: 'x', epochs: 'a' }, 'train job'), 'Expected number for train job.epochs but received "a"');

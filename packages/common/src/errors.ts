@@ -14,6 +14,7 @@ export class CamflowError extends Error {
 }
 
 function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
   if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
   if (value instanceof Uint8Array) return `${value.constructor.name}(${value.length})`;
   if (Array.isArray(value)) return `array(${value.length})`;
