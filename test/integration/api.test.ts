@@ -91,6 +91,10 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   const fc = (await geo.json()) as { features: { properties: { image: string } }[] };
   assert.ok(fc.features.length >= 6 && fc.features.every((f) => names.includes(f.properties.image)), 'boxes and peaks of the six cells, none for the refused file');
   assert.equal((await fetch(`${base}/v1/batches/${info.batchId}/results?format=xml`, { headers: auth })).status, 400);
+  // `status` counts the images the workers took and, beside them, the entries refused at submission: 6 + 1 = the
+  // summary's 7, never two totals that disagree.
+  const statusLine = await runCli(c, ['status', info.batchId]);
+  assert.match(statusLine.stdout, new RegExp(`^${info.batchId}: completed, images 6/6 \\+ 1 refused at submission, chunks 2/2\\n7 images: 6 localized`));
   const file = join(c.dir, 'export.csv');
   const cli = await runCli(c, ['results', info.batchId, '--format', 'csv', '--out', file]);
   assert.equal(cli.code, 0, cli.stderr);

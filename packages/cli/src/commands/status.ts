@@ -11,7 +11,9 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
     const status = await batchStatus(ctx.store, ctx.queues.batch, rest[0]!, ctx.queues);
     if (status.state === 'unknown') throw new NotFoundError('batch', rest[0]!);
     const im = status.images;
-    const progress = im ? `images ${im.done}/${im.total}${im.perSecond !== undefined && im.etaSeconds !== undefined && status.state === 'running' ? ` (${im.perSecond}/s, about ${formatDuration(im.etaSeconds)} left)` : ''}, ` : '';
+    // `images` counts what the workers take; entries refused at submission already have their lines, said beside.
+    const refused = status.info?.rejected ? ` + ${status.info.rejected} refused at submission` : '';
+    const progress = im ? `images ${im.done}/${im.total}${im.perSecond !== undefined && im.etaSeconds !== undefined && status.state === 'running' ? ` (${im.perSecond}/s, about ${formatDuration(im.etaSeconds)} left)` : ''}${refused}, ` : '';
     const listing = status.info?.listing;
     const listed = listing ? `listing ${listing.state}${listing.state === 'listing' ? ` (${listing.pages} pages so far)` : ` (${listing.pages} pages)`}${listing.reason ? `: ${listing.reason}` : ''}, ` : '';
     print(v.json, status, `${status.batchId}: ${status.state}${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}, ${listed}${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.waiting ? `\n${status.waiting}` : ''}${status.summary ? `\n${summaryText(status.summary)}` : ''}`);
