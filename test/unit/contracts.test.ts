@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ContractError, chunkJobId, operatingPoint, publicReason, imageResultSchema, manifestLineSchema, parseJsonLines, redactLine, retrainingScheduleSchema, toJsonLines } from '@camflow/common';
+import { ContractError, chunkJobId, operatingPoint, publicReason, imageResultSchema, manifestLineSchema, parseJsonLines, redactLine, retrainingScheduleSchema, toJsonLines, trainingJobStatus } from '@camflow/common';
 import { planBatches } from '@camflow/cam-worker';
 
 test('manifest lines are read back through their schema; a broken line names the object and the line', () => {
@@ -107,4 +107,13 @@ test('a retraining schedule is five cron fields or a macro, in a real time zone;
   const zone = retrainingScheduleSchema.safeParse({ cron: '0 2 * * *', tz: 'Mars/Olympus' });
   assert.equal(zone.success, false);
   assert.deepEqual([zone.error!.issues[0]!.path, zone.error!.issues[0]!.message], [['tz'], 'an IANA time zone such as UTC or Europe/Paris']);
+});
+
+test('a training job whose loss diverged (NaN, stored by BullMQ as JSON null) lists as such instead of breaking the list', () => {
+  const job = { id: '7', name: 'train', data: { dataset: 'cells' }, progress: JSON.parse(JSON.stringify({ epoch: 2, loss: Number.NaN, valAccuracy: 0.5, attempt: 0 })), timestamp: 1_700_000_000_000, attemptsMade: 1, failedReason: 'collapsed' };
+  const status = trainingJobStatus(job as unknown as Parameters<typeof trainingJobStatus>[0], 'failed');
+  assert.deepEqual(status.progress, { epoch: 2, loss: null, valAccuracy: 0.5, attempt: 0 });
+  // Before it is stored (the trainer's own report): NaN too.
+  const live = trainingJobStatus({ ...job, progress: { epoch: 1, loss: Number.POSITIVE_INFINITY, valAccuracy: Number.NaN, attempt: 0 } } as unknown as Parameters<typeof trainingJobStatus>[0], 'active');
+  assert.deepEqual(live.progress, { epoch: 1, loss: null, valAccuracy: null, attempt: 0 });
 });

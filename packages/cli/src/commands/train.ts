@@ -18,20 +18,23 @@ export function trainingJobLine(j: TrainingJobStatus): string {
           ? `skipped: ${j.outcome.reason ?? 'nothing to do'}`
           : `model ${j.outcome.version} (val accuracy ${j.outcome.valAccuracy?.toFixed(4)}, ${j.outcome.epochs} epochs; ${j.outcome.promoted ? 'promoted' : 'not promoted'})${j.outcome.warnings?.length ? ` with ${j.outcome.warnings.length === 1 ? 'a warning' : `${j.outcome.warnings.length} warnings`}` : ''}`
         : p?.epoch !== undefined
-          ? `epoch ${p.epoch}: loss ${p.loss?.toFixed(4)}, val accuracy ${p.valAccuracy?.toFixed(4)}`
+          ? `epoch ${p.epoch}: loss ${num4(p.loss)}, val accuracy ${num4(p.valAccuracy)}`
           : j.state === 'active'
             ? 'loading the dataset'
             : 'waiting for a trainer';
   return `${j.jobId}  ${j.state}  ${j.dataset}@${j.datasetVersion}  ${j.preset}  queued ${j.queuedAt.slice(0, 19).replace('T', ' ')}${j.origin === 'schedule' ? ' (schedule)' : ''}  ${doing}`;
 }
 
+/** A loss or accuracy to 4 places; one that diverged (NaN: null once stored as JSON) said in words. */
+const num4 = (v: number | null | undefined) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(4) : 'not a number (diverged)');
+
 /** Wait for a training job, epoch by epoch on stderr; Ctrl-C ends the wait, not the training. */
 async function follow(ctx: Context, jobId: string, json: boolean): Promise<void> {
   const release = interruptibleWait({ what: `training job ${jobId}`, where: 'the trainer', follow: `camflow train show ${jobId} --wait`, stop: `camflow train --cancel ${jobId}` });
   try {
     const outcome = await waitForJob(ctx.queues.train, jobId, (p) => {
-      const m = p as { epoch: number; loss: number; valAccuracy: number; attempt: number };
-      if (!json) process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${m.loss.toFixed(4)} val accuracy ${m.valAccuracy.toFixed(4)}\n`);
+      const m = p as { epoch: number; loss: number | null; valAccuracy: number | null; attempt: number };
+      if (!json) process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${num4(m.loss)} val accuracy ${num4(m.valAccuracy)}\n`);
     });
     const o = outcome as { skipped: boolean; reason?: string; version?: string; valAccuracy?: number; epochs?: number; attempts?: number; promoted?: boolean; promotion?: string; warnings?: string[] };
     const human = o.skipped

@@ -25,7 +25,8 @@ export const trainingJobStatusSchema = z.object({
   startedAt: z.string().optional(),
   finishedAt: z.string().optional(),
   /** The last epoch reported (while it runs, and where it stopped). */
-  progress: z.object({ epoch: z.number(), loss: z.number(), valAccuracy: z.number(), attempt: z.number() }).partial().optional(),
+  // A loss that diverged (NaN, infinite) is stored by BullMQ's JSON as null: said as such, never a broken list.
+  progress: z.object({ epoch: z.number(), loss: z.number().nullable(), valAccuracy: z.number().nullable(), attempt: z.number() }).partial().optional(),
   /** Completed: the model published (or why it was skipped), whether it was promoted, the trainer's warnings. */
   outcome: z
     .object({
@@ -64,7 +65,7 @@ export function trainingJobStatus(job: Job, state: string): TrainingJobStatus {
     queuedAt: iso(job.timestamp) ?? new Date(0).toISOString(),
     ...(job.processedOn ? { startedAt: iso(job.processedOn) } : {}),
     ...(job.finishedOn ? { finishedAt: iso(job.finishedOn) } : {}),
-    ...(p ? { progress: pick(p, ['epoch', 'loss', 'valAccuracy', 'attempt']) } : {}),
+    ...(p ? { progress: Object.fromEntries(Object.entries(pick(p, ['epoch', 'loss', 'valAccuracy', 'attempt'])).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? null : v])) } : {}),
     ...(r && typeof r === 'object' && typeof r.skipped === 'boolean' ? { outcome: pick(r, ['skipped', 'reason', 'version', 'valAccuracy', 'epochs', 'promoted', 'promotion', 'warnings']) } : {}),
     ...(state === 'failed' && job.failedReason ? { failedReason: job.failedReason } : {}),
     attemptsMade: job.attemptsMade,
