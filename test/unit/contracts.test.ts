@@ -104,6 +104,11 @@ test('a retraining schedule is five cron fields or a macro, in a real time zone;
   assert.equal(ok('0 2 * * *', 'Europe/Paris'), true);
   // BullMQ's parser reads "0 2 * *" as hour 0, day 2 (monthly) and a sixth field as seconds (every 5 s).
   assert.deepEqual(['0 2 * *', '*/5 * * * * *', 'a', '', '0 2 * * * ;'].map((c) => ok(c)), [false, false, false, false, false]);
+  // Five fields of the right characters that name no time: out of range, refused with the parser's reason.
+  assert.deepEqual(['61 2 * * *', '0 25 * * *', '0 2 32 * *'].map((c) => ok(c)), [false, false, false]);
+  const range = retrainingScheduleSchema.safeParse({ cron: '0 25 * * *', tz: 'UTC' });
+  assert.deepEqual(range.error!.issues[0]!.path, ['cron']);
+  assert.match(range.error!.issues[0]!.message, /expected range 0-23/);
   const zone = retrainingScheduleSchema.safeParse({ cron: '0 2 * * *', tz: 'Mars/Olympus' });
   assert.equal(zone.success, false);
   assert.deepEqual([zone.error!.issues[0]!.path, zone.error!.issues[0]!.message], [['tz'], 'an IANA time zone such as UTC or Europe/Paris']);

@@ -1,3 +1,4 @@
+import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { parseWith } from '../validate.js';
 
@@ -187,5 +188,13 @@ export const retrainingScheduleSchema = z.object({
       return false;
     }
   }, 'an IANA time zone such as UTC or Europe/Paris'),
+}).superRefine((v, ctx) => {
+  // Fields of the right shape can still name no time ("61 2 * * *"): the parser BullMQ schedules with says so here,
+  // so the CLI and the HTTP API refuse it as bad input rather than failing inside the queue.
+  try {
+    CronExpressionParser.parse(v.cron, { tz: v.tz });
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', path: ['cron'], message: `a cron pattern whose fields are in range, e.g. "0 2 * * *" (${error instanceof Error ? error.message : String(error)})` });
+  }
 });
 export type RetrainingSchedule = z.infer<typeof retrainingScheduleSchema>;

@@ -442,7 +442,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.put('/v1/schedule', async (req) => {
     const { cron, tz, ...training } = (req.body ?? {}) as Record<string, unknown>;
     const when = parseWith(retrainingScheduleSchema, { cron, tz: tz ?? 'UTC' }, 'body');
-    const data = parseWith(trainJobSchema.strict(), training, 'body');
+    // As the CLI's `schedule`: every run trains the dataset's latest version (a pinned one would be skipped as unchanged
+    // every night after the first).
+    const data = parseWith(trainJobSchema.omit({ datasetVersion: true, skipIfUnchanged: true }).strict(), training, 'body');
     await getDatasetManifest(store, data.dataset); // 404 naming the dataset, before anything is scheduled
     return scheduleRetraining(deps.queues.train, when.cron, when.tz, data);
   });
