@@ -62,8 +62,9 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
     // without submitting the images again.
     const stopped = await runCli(c, ['eval', join(c.dir, 'labelled'), '--out', join(c.dir, 'eval-stopped')], {}, { when: /Ctrl-C ends the wait, not the work/, signal: 'SIGINT' });
     assert.equal(stopped.code, 130, stopped.stderr);
-    const resume = /stopped waiting; this evaluation's batch (\S+) goes on in the cam-workers: `camflow eval \S+ --batch (\S+)` follows it/.exec(stopped.stderr);
-    assert.ok(resume && resume[1] === resume[2], stopped.stderr);
+    // The command it prints keeps every flag given (here --out) and scores that batch.
+    const resume = /stopped waiting; this evaluation's batch (\S+) goes on in the cam-workers: `camflow eval \S+ --out (\S+) --batch (\S+)` follows it/.exec(stopped.stderr);
+    assert.ok(resume && resume[1] === resume[3] && resume[2] === join(c.dir, 'eval-stopped'), stopped.stderr);
     const again = await runCli(c, ['eval', join(c.dir, 'labelled'), '--batch', resume[1]!, '--out', join(c.dir, 'eval-again'), '--json']);
     assert.equal(again.code, 0, again.stderr);
     const againLine = JSON.parse(again.stdout.trim()).eval;
@@ -155,6 +156,10 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
     // Another model's view of the same snapshot: all of it, nothing claimed about training images.
     const other = await evalLine(['evalset', '--model', 'm-untrained']);
     assert.deepEqual([other.images, other.subset, other.training_images], [41, 'all', undefined]);
+    // A batch of another model than the one asked for: refused before any wait.
+    const otherModel = await runCli(c, ['eval', join(c.dir, 'labelled'), '--batch', line.batchId, '--model', 'm-own']);
+    assert.equal(otherModel.code, 2, otherModel.stderr);
+    assert.match(otherModel.stderr, new RegExp(`Expected a batch localized by model m-own \\(--model\\) for --batch but received "${line.batchId}, localized by m-untrained"`));
     const refused = await runCli(c, ['eval', 'evalset', '--model', 'm-untrained', '--subset', 'validation']);
     assert.equal(refused.code, 2);
     assert.match(refused.stderr, /the model's own snapshot \(none@none\).*for --subset/);

@@ -169,7 +169,8 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   const boxesPath = truth === 'stain' || truth === 'none' ? undefined : (options.boxes ?? (folder && existsSync(join(folder, 'boxes.json')) ? join(folder, 'boxes.json') : undefined));
   if (truth === 'boxes' && !boxesPath) throw new InvalidParameterError('--boxes', 'a boxes.json (or one in the folder) with --truth boxes', options.boxes);
   const boxes = boxesPath ? await readBoxes(boxesPath) : undefined;
-  // A batch of other images is refused before any wait (its names are checked once its results are in).
+  // A batch of other images, or of another model, is refused before any wait (names are checked once results are in).
+  if (given?.info && given.info.modelVersion !== version) throw new InvalidParameterError('--batch', `a batch localized by model ${version} (--model)`, `${options.batch}, localized by ${given.info.modelVersion}`);
   if (given?.info && given.info.items !== files.length) throw new InvalidParameterError('--batch', `a batch of the ${files.length} images of ${options.source}`, `${options.batch}, which holds ${given.info.items}`);
   const t0 = Date.now();
   const batch = given ? { batchId: given.batchId } : await submitBatch({

@@ -4,6 +4,15 @@ import { progressBar, withContext } from '../cli-io.js';
 import { interruptibleWait } from '../wait.js';
 import type { CommandInput } from '../cli-io.js';
 
+/** A word as a POSIX shell reads it back: bare when it is plain, else single-quoted. */
+const shellWord = (w: string) => (/^[A-Za-z0-9_./:@=+,-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
+
+/** The same evaluation, every flag given kept, scoring `batchId` instead of submitting the images again. */
+function resumeCommand(source: string, v: CommandInput['v'], batchId: string): string {
+  const flags = (['model', 'group-pattern', 'boxes', 'truth', 'subset', 'out'] as const).flatMap((k) => (v[k] !== undefined ? [`--${k}`, v[k]!] : []));
+  return ['camflow', 'eval', source, ...flags, '--batch', batchId].map(shellWord).join(' ');
+}
+
 /** `camflow eval`: see `camflow eval --help` (the command table in `commands.ts`). */
 export async function run({ v, rest }: CommandInput): Promise<void> {
   if (!rest[0]) throw new CamflowError('USAGE', 'usage: camflow eval <labelled folder | dataset[@version]> [--model V] [--group-pattern RE] [--boxes boxes.json] [--truth auto|boxes|stain|none] [--subset auto|validation|all] [--out DIR] [--batch BATCH_ID]');
@@ -20,7 +29,7 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
       ...(v.batch ? { batch: v.batch } : {}),
       ...(bar ? { onProgress: bar } : {}),
       // Ctrl-C ends the wait, not the batch: `--batch` scores it later without submitting the images again.
-      onBatch: (batchId) => interruptibleWait({ what: `this evaluation's batch ${batchId}`, where: 'the cam-workers', follow: `camflow eval ${rest[0]} --batch ${batchId}${v.model ? ` --model ${v.model}` : ''}`, stop: `camflow batches cancel ${batchId}` }),
+      onBatch: (batchId) => interruptibleWait({ what: `this evaluation's batch ${batchId}`, where: 'the cam-workers', follow: resumeCommand(rest[0]!, v, batchId), stop: `camflow batches cancel ${batchId}` }),
     });
     process.stdout.write(`${JSON.stringify(line)}\n`);
   });
