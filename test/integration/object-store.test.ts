@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { ObjectStore, startS3 } from '@camflow/common';
+import { ObjectStore, StorageError, startS3 } from '@camflow/common';
 
 test('an object written as a stream of 200,000 lines (multipart, ~22 MB) reads back line by line, in order', async () => {
   const s3 = await startS3({ bucket: 'stream-test' });
@@ -46,4 +46,18 @@ test('the local servers a process starts without a folder keep their data in a t
   const dirs = JSON.parse(out.trim().split('\n').pop()!) as string[];
   assert.equal(dirs.length, 2);
   for (const d of dirs) assert.equal(existsSync(d), false, `${d} left behind`);
+});
+
+test('services started together may all create the bucket: each finds it theirs; an invalid name is a storage error naming the status', async () => {
+  const s3 = await startS3({ bucket: 'existing' });
+  try {
+    const fresh = () => new ObjectStore({ bucket: 'made-together', endpoint: s3.endpoint, credentials: s3.credentials });
+    await Promise.all(Array.from({ length: 6 }, () => fresh().ensureBucket(true)));
+    await fresh().put('a.txt', 'x');
+    assert.equal(await fresh().exists('a.txt'), true);
+    const invalid = new ObjectStore({ bucket: 'Not_A_Valid_Bucket', endpoint: s3.endpoint, credentials: s3.credentials });
+    await assert.rejects(invalid.ensureBucket(true), (e: unknown) => e instanceof StorageError && /Not_A_Valid_Bucket/.test((e as Error).message));
+  } finally {
+    await s3.stop();
+  }
 });

@@ -89,10 +89,11 @@ export class ObjectStore {
     this.client = new S3Client(config);
   }
 
-  /** Create the bucket when it does not exist yet. */
   /**
    * The bucket exists, or is created when `create` (the default, for stores camflow owns: tests, the demo); with
-   * `create` false a missing bucket is a NotFoundError — a mistyped name must not become a new, empty store.
+   * `create` false a missing bucket is a NotFoundError — a mistyped name must not become a new, empty store. Services
+   * started together may all create it: the ones that lose the race find it theirs. A refused creation (access, an
+   * invalid name) is a StorageError, so its HTTP status reaches the caller's message.
    */
   async ensureBucket(create = true): Promise<void> {
     try {
@@ -100,7 +101,18 @@ export class ObjectStore {
     } catch (error) {
       if (!isNotFound(error)) throw new StorageError('HeadBucket', this.bucket, error);
       if (!create) throw new NotFoundError('bucket', this.bucket);
-      await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
+      try {
+        await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
+      } catch (createError) {
+        // Created meanwhile by another service (BucketAlreadyOwnedByYou; s3rver says BucketAlreadyExists): ours if it
+        // answers now.
+        const name = (createError as { name?: string }).name;
+        if (name === 'BucketAlreadyOwnedByYou' || name === 'BucketAlreadyExists') {
+          const usable = await this.client.send(new HeadBucketCommand({ Bucket: this.bucket })).then(() => true, () => false);
+          if (usable) return;
+        }
+        throw new StorageError('CreateBucket', this.bucket, createError);
+      }
     }
   }
 
