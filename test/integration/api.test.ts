@@ -189,6 +189,14 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.equal((await runCli(c, ['schedule', '--dataset', 'tiny', '--cron', '0 2 * * *', '--tz', 'Europe/Paris'])).code, 0);
   const shown = JSON.parse((await runCli(c, ['schedule', 'show', '--json'])).stdout) as { schedule: { pattern: string; tz: string; data: { dataset: string } } };
   assert.deepEqual([shown.schedule.pattern, shown.schedule.tz, shown.schedule.data.dataset], ['0 2 * * *', 'Europe/Paris', 'tiny']);
+  // Its next run is listed as due then (not as waiting for a trainer); it goes with the schedule, not alone.
+  const trainJobs = JSON.parse((await runCli(c, ['train', 'list', '--json'])).stdout) as { jobs: { jobId: string; state: string; origin: string; dueAt?: string }[] };
+  const next = trainJobs.jobs.find((j) => j.state === 'delayed' && j.origin === 'schedule');
+  assert.ok(next?.dueAt && Date.parse(next.dueAt) > Date.now(), JSON.stringify(trainJobs));
+  assert.match((await runCli(c, ['train', 'list'])).stdout, new RegExp(`^${next.jobId.replace(/[:]/g, '.')}  delayed  tiny@latest  fast  queued \\S+ \\S+ \\(schedule\\)  scheduled for ${next.dueAt.slice(0, 19).replace('T', ' ')} UTC$`, 'm'));
+  const cancelNext = await runCli(c, ['train', '--cancel', next.jobId]);
+  assert.equal(cancelNext.code, 2, cancelNext.stderr);
+  assert.match(cancelNext.stderr, /the retraining schedule's next run goes with the schedule: `camflow schedule remove`/);
   // The schedule takes `train`'s options, checked the same way, each error naming the flag that was typed.
   const noPromote = await runCli(c, ['schedule', '--dataset', 'tiny', '--cron', '0 3 * * *', '--no-promote', '--val-fraction', '0.2', '--json']);
   assert.equal(noPromote.code, 0, noPromote.stderr);

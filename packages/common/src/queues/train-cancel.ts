@@ -1,6 +1,6 @@
 import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { NotFoundError } from '../errors.js';
+import { InvalidParameterError, NotFoundError } from '../errors.js';
 import { trainCancelKey } from './names.js';
 
 export interface TrainCancelReport {
@@ -15,6 +15,10 @@ export async function cancelTraining(queue: Queue, redis: Redis, prefix: string,
   const job = await Job.fromId(queue, jobId);
   if (!job) throw new NotFoundError('training job', jobId);
   const state = await job.getState();
+  // The schedule's next run belongs to the schedule: BullMQ refuses to remove it alone.
+  if (job.repeatJobKey && state === 'delayed') {
+    throw new InvalidParameterError('jobId', 'a queued or running training job (the retraining schedule\'s next run goes with the schedule: `camflow schedule remove`, DELETE /v1/schedule)', jobId);
+  }
   if (state === 'waiting' || state === 'delayed' || state === 'prioritized' || state === 'waiting-children') {
     await job.remove();
     return { jobId, action: 'removed', state };

@@ -22,6 +22,8 @@ export const trainingJobStatusSchema = z.object({
   datasetVersion: z.string(),
   preset: z.string(),
   queuedAt: z.string(),
+  /** A delayed job (the schedule's next run): when it is due. */
+  dueAt: z.string().optional(),
   startedAt: z.string().optional(),
   finishedAt: z.string().optional(),
   /** The last epoch reported (while it runs, and where it stopped). */
@@ -63,6 +65,7 @@ export function trainingJobStatus(job: Job, state: string): TrainingJobStatus {
     datasetVersion: d.datasetVersion ?? 'latest',
     preset: d.preset ?? 'fast',
     queuedAt: iso(job.timestamp) ?? new Date(0).toISOString(),
+    ...(state === 'delayed' && job.delay ? { dueAt: iso(job.timestamp + job.delay) } : {}),
     ...(job.processedOn ? { startedAt: iso(job.processedOn) } : {}),
     ...(job.finishedOn ? { finishedAt: iso(job.finishedOn) } : {}),
     ...(p ? { progress: Object.fromEntries(Object.entries(pick(p, ['epoch', 'loss', 'valAccuracy', 'attempt'])).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? null : v])) } : {}),
