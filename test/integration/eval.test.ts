@@ -184,6 +184,13 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
     const badBoxes = await runCli(c, ['eval', join(c.dir, 'labelled'), '--boxes', join(c.dir, 'bad-boxes.json')]);
     assert.equal(badBoxes.code, 2, badBoxes.stderr);
     assert.match(badBoxes.stderr, /bad-boxes\.json \(at Parasitized\/a\.png\.0: /);
+    // Boxes keyed by bare file names name no image of the folder (<class>/<file>): refused before any work, rather
+    // than an evaluation with no localization scores and no word why.
+    const bare = Object.fromEntries(Object.entries(JSON.parse(await readFile(join(c.dir, 'labelled', 'boxes.json'), 'utf8')).boxes as Record<string, unknown>).map(([k, v]) => [k.split('/').pop()!, v]));
+    await writeFile(join(c.dir, 'bare-boxes.json'), JSON.stringify(bare));
+    const bareBoxes = await runCli(c, ['eval', join(c.dir, 'labelled'), '--boxes', join(c.dir, 'bare-boxes.json')]);
+    assert.equal(bareBoxes.code, 2, bareBoxes.stderr);
+    assert.match(bareBoxes.stderr, /^Expected boxes keyed by the source's image names, <class>\/<file> \(e\.g\. "(Parasitized|Uninfected)\/S\d+_cell_\d+\.png"\) for --boxes but received ".*bare-boxes\.json: none of its \d+ names is one/m);
     // One class only: scored, with no specificity and no ROC AUC to report (null), never a 0 read as a failure.
     await mkdir(join(c.dir, 'only-positive', 'Parasitized'), { recursive: true });
     for (const f of (await readdir(join(c.dir, 'labelled', 'Parasitized'))).slice(0, 3)) await copyFile(join(c.dir, 'labelled', 'Parasitized', f), join(c.dir, 'only-positive', 'Parasitized', f));

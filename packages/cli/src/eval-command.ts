@@ -169,6 +169,16 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   const boxesPath = truth === 'stain' || truth === 'none' ? undefined : (options.boxes ?? (folder && existsSync(join(folder, 'boxes.json')) ? join(folder, 'boxes.json') : undefined));
   if (truth === 'boxes' && !boxesPath) throw new InvalidParameterError('--boxes', 'a boxes.json (or one in the folder) with --truth boxes', options.boxes);
   const boxes = boxesPath ? await readBoxes(boxesPath) : undefined;
+  if (boxes) {
+    // Boxes keyed otherwise than the images (bare file names, absolute paths) would score no localization, silently.
+    const names = new Set(files.map((f) => f.name));
+    const boxNames = Object.keys(boxes);
+    const matched = boxNames.filter((n) => names.has(n)).length;
+    if (matched === 0) {
+      throw new InvalidParameterError('--boxes', `boxes keyed by the source's image names, <class>/<file> (e.g. "${files[0]!.name}")`, `${boxesPath}: ${boxNames.length ? `none of its ${boxNames.length} names is one (e.g. "${boxNames[0]}")` : 'no boxes'}`);
+    }
+    if (matched < boxNames.length) ctx.log.warn({ boxes: boxesPath, matched, unmatched: boxNames.length - matched, example: boxNames.find((n) => !names.has(n)) }, 'some names in the boxes file are no image of the source: their boxes are not used');
+  }
   // A batch of other images, or of another model, is refused before any wait (names are checked once results are in).
   if (given?.info && given.info.modelVersion !== version) throw new InvalidParameterError('--batch', `a batch localized by model ${version} (--model)`, `${options.batch}, localized by ${given.info.modelVersion}`);
   if (given?.info && given.info.items !== files.length) throw new InvalidParameterError('--batch', `a batch of the ${files.length} images of ${options.source}`, `${options.batch}, which holds ${given.info.items}`);
