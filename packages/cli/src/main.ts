@@ -29,7 +29,8 @@ const HANDLERS: Record<string, () => Promise<{ run(input: CommandInput): Promise
 // which is not an error — exit quietly, as Unix tools do, instead of a stack trace.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   if (error.code === 'EPIPE') process.exit(0);
-  throw error;
+  process.stderr.write(`${redactLine(`error: writing the output failed: ${errorMessage(error)}`)}\n`);
+  process.exit(1);
 });
 
 // The AWS SDK prints a 7-line notice on every command under Node 20 (its releases after January 2027 need Node 22):
