@@ -321,15 +321,10 @@ export const batchSummarySchema = z.object({
    * The batch's smear fields together (batches with fields): their cells pooled — counted cells, those predicted
    * positive, parasitemia = infected / counted with its 95 % Wilson interval. Each field's own is in its result line.
    */
-  fields: z
-    .object({
+  fields: fieldSummarySchema
+    .pick({ positiveClass: true, cells: true, counted: true, infected: true, parasitemia: true, interval: true })
+    .extend({
       images: z.number().int().nonnegative(),
-      positiveClass: z.string(),
-      cells: z.number().int().nonnegative(),
-      counted: z.number().int().nonnegative(),
-      infected: z.number().int().nonnegative(),
-      parasitemia: z.number().min(0).max(1),
-      interval: z.tuple([z.number(), z.number()]),
       /** The lowest and highest parasitemia of one field (fields with counted cells): a pooled figure hides a spread. */
       range: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]).optional(),
       /** The first `FIELDS_IN_SUMMARY` fields' own counts, in submission order (all of them in the result lines). */
