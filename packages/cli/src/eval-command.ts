@@ -60,9 +60,9 @@ export interface EvalOptions {
 
 export { DEFAULT_GROUP_PATTERN } from '@camflow/common/core';
 
-/** A batch given with `--batch` must hold exactly the source's images, localized by the model scored. */
-function batchOfSource(batchId: string, results: ImageResult[], names: string[], version: string, source: string): void {
-  const expected = `a batch of the ${names.length} images of ${source} localized by model ${version}`;
+/** A batch given with `--batch` must hold exactly the source's images (its model is checked before the wait). */
+function batchOfSource(batchId: string, results: ImageResult[], names: string[], source: string): void {
+  const expected = `a batch of the ${names.length} images of ${source}`;
   const wanted = new Set(names);
   const got = new Set(results.map((r) => r.name));
   const missing = names.filter((n) => !got.has(n));
@@ -71,8 +71,6 @@ function batchOfSource(batchId: string, results: ImageResult[], names: string[],
     const detail = [missing.length ? `${missing.length} of the source's images not in it (${missing.slice(0, 3).join(', ')})` : '', extra.length ? `${extra.length} images not in the source (${extra.slice(0, 3).join(', ')})` : ''].filter(Boolean).join(', ');
     throw new InvalidParameterError('--batch', expected, `${batchId}: ${detail}`);
   }
-  const other = results.find((r) => 'modelVersion' in r && r.modelVersion !== undefined && r.modelVersion !== version);
-  if (other && 'modelVersion' in other) throw new InvalidParameterError('--batch', expected, `${batchId}, localized by model ${other.modelVersion}`);
 }
 
 /** Which images of the source are scored, and how many of them the model trained on (when known). */
@@ -201,7 +199,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   const release = options.onBatch?.(batch.batchId);
   await waitForBatch(ctx, batch.batchId, 24 * 3600_000, (s) => options.onProgress?.(s.chunks.done, s.chunks.total)).finally(release);
   const results = await readResults(ctx.store, batch.batchId);
-  if (given) batchOfSource(options.batch!, results, files.map((f) => f.name), version, options.source);
+  if (given) batchOfSource(options.batch!, results, files.map((f) => f.name), options.source);
   const { positiveClass, ...scores } = evaluateForModel(results, model, { groupPattern: group, ...(boxes ? { boxes } : {}) });
   const ok = results.filter(isCellResult);
   const stain = !boxes && (truth === 'auto' || truth === 'stain') ? await stainPointingForBatch(ctx.store, batch.batchId, ok, positiveClass) : undefined;
