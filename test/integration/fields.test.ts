@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { createRng, encodePng, fieldDocumentSchema, generateCell, generateField, iou, isCellResult, keys, scoreDetections, type FieldResult } from '@camflow/common';
@@ -96,6 +96,47 @@ test('a smear field submitted with the defaults is read as a field: cells found,
       // Levels 0…11 for 1400×1000 at 256-px tiles: 6×4 tiles at full size, 3×2, 2×1, then 1 each.
       assert.ok(tiles >= 6 * 4 + 3 * 2 + 2 + 9, `${tiles} tiles under ${key}`);
     }
+});
+
+test('`camflow download` copies the batch to a folder: each key of the result lines is a file there, byte for byte; a second run keeps what is there; --only picks kinds', async () => {
+  const out = join(c.dir, 'download');
+  const prefix = keys.resultPrefix(batchId);
+  const first = await runCli(c, ['download', batchId, '--out', out, '--json']);
+  assert.equal(first.code, 0, first.stderr);
+  const report = JSON.parse(first.stdout) as { batchId: string; out: string; files: number; bytes: number; kept: number };
+  // Everything stored for the batch but the workers' chunk records (results.jsonl holds their lines).
+  const stored = (await c.ctx.store.list(prefix)).filter((o) => !o.key.startsWith(`${prefix}chunks/`));
+  assert.deepEqual([report.batchId, report.out, report.files, report.kept], [batchId, out, stored.length, 0]);
+  assert.equal(report.bytes, stored.reduce((sum, o) => sum + o.size, 0));
+  const local = (await readdir(out, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => join(e.parentPath ?? e.path, e.name).slice(out.length + 1)).sort();
+  assert.deepEqual(local, stored.map((o) => o.key.slice(prefix.length)).sort(), 'no chunk record, no .part file left');
+  const results = await readResults(c.ctx.store, batchId);
+  const outputs = results.flatMap((r) => (r.status === 'ok' ? Object.values(r.outputs).filter((k): k is string => typeof k === 'string') : []));
+  assert.ok(outputs.some((k) => k.endsWith('.overlay.png')) && outputs.some((k) => k.endsWith('.dzi')) && outputs.some((k) => k.endsWith('.geojson')), outputs.join(' '));
+  for (const key of [...outputs, keys.resultsJsonl(batchId)]) {
+    assert.ok((await readFile(join(out, key.slice(prefix.length)))).equals(await c.ctx.store.get(key)), `${key} byte for byte`);
+  }
+  // Run again (after Ctrl-C, say): what is there with the stored size is kept; a file cut short is copied again.
+  await writeFile(join(out, 'summary.json'), '{');
+  const again = await runCli(c, ['download', batchId, '--out', out]);
+  assert.equal(again.code, 0, again.stderr);
+  const summaryBytes = stored.find((o) => o.key === keys.resultsSummary(batchId))!.size;
+  assert.equal(again.stdout, `downloaded 1 files (${(summaryBytes / 1e6).toFixed(1)} MB), ${stored.length - 1} already there to ${out}\n`);
+  assert.ok((await readFile(join(out, 'summary.json'))).equals(await c.ctx.store.get(keys.resultsSummary(batchId))));
+  // --only: the fields' answers and GeoJSON, for QuPath, without the tiles.
+  const fieldsOnly = join(c.dir, 'download-fields');
+  const picked = await runCli(c, ['download', batchId, '--out', fieldsOnly, '--only', 'fields', '--json']);
+  assert.equal(picked.code, 0, picked.stderr);
+  const field = results.find((r) => r.name === 'field.png')!;
+  assert.deepEqual((await readdir(join(fieldsOnly, 'fields', field.imageId))).sort(), ['cells.geojson', 'field.json']);
+  assert.deepEqual(await readdir(fieldsOnly), ['fields']);
+  // Asked wrong: the flag is named with the kinds (before anything is contacted); an unknown batch is named.
+  const bad = await runCli(c, ['download', batchId, '--only', 'tile', '--out', join(c.dir, 'never')]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /did you mean "tiles"\?\) for --only but received "tile"/);
+  const none = await runCli(c, ['download', 'nosuchbatch', '--out', join(c.dir, 'never')]);
+  assert.deepEqual([none.code, none.stderr.trim()], [1, 'batch not found: nosuchbatch']);
+  await assert.rejects(readdir(join(c.dir, 'never')), /ENOENT/, 'nothing made for a refused download');
 });
 
 test('one image is a batch of one: `submit field.png --wait` reads it as a field and prints its parasitemia; the summary pools the fields', async () => {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { parseDownloadKinds, resultFileKind } from '../../packages/ingest/src/download.ts';
 import { formatForAccept, imageResultSchema, resultLineJsonSchema, resultsCsv, resultsGeoJson, type ImageResult } from '@camflow/common';
 
 const cell = imageResultSchema.parse({
@@ -65,4 +66,22 @@ test('docs/result-line.schema.json is the JSON Schema generated from the result 
   assert.deepEqual(committed, resultLineJsonSchema());
   const text = JSON.stringify(committed);
   for (const word of ['featureCam', 'regions', 'original-image pixels', 'parasitemia']) assert.ok(text.includes(word), word);
+});
+
+test("a stored result file's kind, for `camflow download --only`, comes from its path under the batch's prefix; chunk records are never downloaded", () => {
+  assert.equal(resultFileKind('results.jsonl'), 'results');
+  assert.equal(resultFileKind('summary.json'), 'results');
+  assert.equal(resultFileKind('i0000003.json'), 'json');
+  assert.equal(resultFileKind('i0000003.heatmap.png'), 'heatmap');
+  assert.equal(resultFileKind('i0000003.overlay.png'), 'overlay');
+  assert.equal(resultFileKind('fields/i0000004/field.json'), 'fields');
+  assert.equal(resultFileKind('fields/i0000004/cells.geojson'), 'fields');
+  assert.equal(resultFileKind('fields/i0000004/heatmap.dzi'), 'tiles');
+  assert.equal(resultFileKind('fields/i0000004/field_files/11/3_2.jpeg'), 'tiles');
+  assert.equal(resultFileKind('chunks/000001.jsonl'), undefined);
+  assert.equal(resultFileKind('chunks/000001.failed.json'), undefined);
+  assert.equal(resultFileKind('notes.txt'), 'other', 'a file this version does not know is downloaded with everything, never silently dropped');
+  assert.deepEqual(parseDownloadKinds('results, fields', '--only'), ['results', 'fields']);
+  assert.throws(() => parseDownloadKinds('overlays', '--only'), /did you mean "overlay"\?\) for --only but received "overlays"/);
+  assert.throws(() => parseDownloadKinds(',', '--only'), /Expected a comma list of results, json, heatmap, overlay, fields, tiles for --only but received ","/);
 });

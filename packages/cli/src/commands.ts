@@ -102,6 +102,13 @@ export const COMMANDS: Record<string, CommandSpec> = {
     options: ['format', 'out'],
     examples: ['camflow results b20261127-101500-0a1b2c3d4e5f --format csv --out results.csv'],
   },
+  download: {
+    maxArgs: 1,
+    usage: ['camflow download BATCH_ID [--out DIR] [--only results,json,heatmap,overlay,fields,tiles]'],
+    summary: "copy a finished batch's files to DIR (default ./BATCH_ID): the result lines, each cell's JSON, heatmap and overlay, each field's field.json, GeoJSON and Deep Zoom tiles; a second run resumes",
+    options: ['out', 'only'],
+    examples: ['camflow download b20261127-101500-0a1b2c3d4e5f', 'camflow download b20261127-101500-0a1b2c3d4e5f --out ./smears-results --only results,fields'],
+  },
   train: {
     maxArgs: 2,
     usage: [

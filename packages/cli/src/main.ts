@@ -20,6 +20,7 @@ const HANDLERS: Record<string, () => Promise<{ run(input: CommandInput): Promise
   eval: () => import('./commands/eval.js'),
   batches: () => import('./commands/batches.js'),
   results: () => import('./commands/results.js'),
+  download: () => import('./commands/download.js'),
   train: () => import('./commands/train.js'),
   schedule: () => import('./commands/schedule.js'),
   models: () => import('./commands/models.js'),

@@ -12,3 +12,4 @@ export * from './cancel.js';
 export * from './listing.js';
 export * from './ingest-entries.js';
 export * from './worker.js';
+export * from './download.js';

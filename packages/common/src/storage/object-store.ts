@@ -12,7 +12,10 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { createInterface } from 'node:readline';
 import { Agent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
@@ -173,6 +176,36 @@ export class ObjectStore {
     }
   }
 
+  /**
+   * Copy an object to a local file, streamed (memory: the stream's buffer, whatever its size). Written beside the file
+   * as `FILE.part` and renamed when complete, so an interrupted copy never looks like a finished one.
+   * NotFoundError when absent.
+   */
+  async download(key: string, file: string): Promise<number> {
+    let body: Readable;
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      body = out.Body as Readable;
+    } catch (error) {
+      if (isNotFound(error)) throw new NotFoundError('object', key);
+      throw new StorageError('GET', key, error);
+    }
+    const part = `${file}.part`;
+    const sink = createWriteStream(part);
+    let diskError: Error | undefined;
+    sink.on('error', (error) => (diskError = error));
+    try {
+      await pipeline(body, sink);
+    } catch (error) {
+      await rm(part, { force: true });
+      // A local write error (disk full, permissions) is the disk's, not the store's.
+      if (diskError) throw new CamflowError('WRITE_FAILED', `could not write ${file}: ${diskError.message}`, { cause: diskError });
+      throw new StorageError('GET', key, error);
+    }
+    await rename(part, file);
+    return sink.bytesWritten;
+  }
+
   /** Write an object from a stream of chunks (multipart past 8 MiB): memory is a few parts, whatever its size. */
   async putStream(key: string, body: AsyncIterable<string | Uint8Array>, contentType = 'application/octet-stream'): Promise<void> {
     // An error of the body's producer (a corrupt input it reads, say) is its own error, not a storage one.
@@ -251,11 +284,26 @@ export class ObjectStore {
    */
   async list(prefix: string): Promise<{ key: string; size: number }[]> {
     const out: { key: string; size: number }[] = [];
-    await this.pages(prefix, undefined, (page) => {
-      for (const o of page.Contents ?? []) out.push({ key: o.Key!, size: o.Size ?? 0 });
-      return true;
-    });
+    for await (const page of this.listPages(prefix)) out.push(...page);
     return out;
+  }
+
+  /** The keys under a prefix a page (≤ 1,000) at a time, read as they are consumed: memory is one page. */
+  async *listPages(prefix: string): AsyncGenerator<{ key: string; size: number }[]> {
+    let marker: string | undefined;
+    for (;;) {
+      let page: ListObjectsCommandOutput;
+      try {
+        page = await this.client.send(new ListObjectsCommand({ Bucket: this.bucket, Prefix: prefix, ...(marker ? { Marker: marker } : {}) }));
+      } catch (error) {
+        throw new StorageError('LIST', prefix, error);
+      }
+      const objects = (page.Contents ?? []).map((o) => ({ key: o.Key!, size: o.Size ?? 0 }));
+      if (objects.length) yield objects;
+      const last = objects.map((o) => o.key).sort().pop();
+      if (!page.IsTruncated || !last) return;
+      marker = page.NextMarker ?? last;
+    }
   }
 
   /** The "folders" directly under a prefix (S3 common prefixes with delimiter `/`), at most `max` of them. */
