@@ -137,6 +137,8 @@ test('`camflow download` copies the batch to a folder: each key of the result li
   const none = await runCli(c, ['download', 'nosuchbatch', '--out', join(c.dir, 'never')]);
   assert.deepEqual([none.code, none.stderr.trim()], [1, 'batch not found: nosuchbatch']);
   await assert.rejects(readdir(join(c.dir, 'never')), /ENOENT/, 'nothing made for a refused download');
+  const onFile = await runCli(c, ['download', batchId, '--out', join(out, 'summary.json')]);
+  assert.deepEqual([onFile.code, onFile.stderr.trim()], [2, `Expected a folder (made when missing) for --out but received "${join(out, 'summary.json')} (a file)"`]);
 });
 
 test('one image is a batch of one: `submit field.png --wait` reads it as a field and prints its parasitemia; the summary pools the fields', async () => {

@@ -69,6 +69,7 @@ export async function downloadBatchFiles(store: ObjectStore, batchId: string, ou
     return kind !== undefined && (!options.only || (kind !== 'other' && options.only.includes(kind)));
   };
   const report: DownloadReport = { batchId, out: root, files: 0, bytes: 0, kept: 0 };
+  if ((await stat(root).catch(() => undefined))?.isDirectory() === false) throw new InvalidParameterError('--out', 'a folder (made when missing)', `${out} (a file)`);
   await mkdir(root, { recursive: true });
   for await (const page of store.listPages(prefix)) {
     const made = new Set<string>();
