@@ -81,6 +81,38 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
     assert.doesNotMatch(mismatch.stderr, /evaluate \[/, 'refused before any wait');
     const noBatch = await runCli(c, ['eval', join(c.dir, 'few'), '--batch', 'b20990101-000000-000000000000']);
     assert.match(noBatch.stderr, /batch not found: b20990101-000000-000000000000/);
+    // A batch eval would not have made is refused before any wait: one localized with `submit`'s --target predicted
+    // (the positive class's CAM only where the model already said positive: a pointing score over those alone), a
+    // cancelled one, one of as many images under other names.
+    for (const cls of ['Parasitized', 'Uninfected']) {
+      await mkdir(join(c.dir, 'same', cls), { recursive: true });
+      await mkdir(join(c.dir, 'renamed', cls), { recursive: true });
+      for (const f of await readdir(join(c.dir, 'labelled', cls))) {
+        await copyFile(join(c.dir, 'labelled', cls, f), join(c.dir, 'same', cls, f));
+        await copyFile(join(c.dir, 'labelled', cls, f), join(c.dir, 'renamed', cls, `copy-${f}`));
+      }
+    }
+    // (The cam queue is paused while this batch is looked at, so it is cancelled before the workers finish it.)
+    await c.ctx.queues.cam.pause();
+    const plain = await runCli(c, ['submit', join(c.dir, 'same'), '--json']);
+    assert.equal(plain.code, 0, plain.stderr);
+    const plainId = JSON.parse(plain.stdout.trim().split('\n').pop()!).batchId as string;
+    const predictedOnly = await runCli(c, ['eval', join(c.dir, 'labelled'), '--batch', plainId]);
+    assert.equal(predictedOnly.code, 2, predictedOnly.stderr);
+    assert.match(predictedOnly.stderr, new RegExp(`^Expected a batch localized with --target all, as eval submits .* for --batch but received "${plainId}, localized with --target predicted"$`, 'm'));
+    assert.doesNotMatch(predictedOnly.stderr, /evaluate \[/);
+    assert.equal((await runCli(c, ['batches', 'cancel', plainId])).code, 0);
+    const cancelled = await runCli(c, ['eval', join(c.dir, 'labelled'), '--batch', plainId, '--truth', 'none']);
+    assert.equal(cancelled.code, 2, cancelled.stderr);
+    assert.match(cancelled.stderr, new RegExp(`for --batch but received "${plainId}, cancelled at \\d{4}-`));
+    await c.ctx.queues.cam.resume();
+    const renamed = await runCli(c, ['submit', join(c.dir, 'renamed'), '--target', 'all', '--json']);
+    assert.equal(renamed.code, 0, renamed.stderr);
+    const otherId = JSON.parse(renamed.stdout.trim().split('\n').pop()!).batchId as string;
+    const otherNames = await runCli(c, ['eval', join(c.dir, 'labelled'), '--batch', otherId]);
+    assert.equal(otherNames.code, 2, otherNames.stderr);
+    assert.match(otherNames.stderr, new RegExp(`for --batch but received "${otherId}: 41 of the source's images not in it \\(Parasitized/.*\\), 41 images not in the source \\(`));
+    assert.doesNotMatch(otherNames.stderr, /evaluate \[/);
 
     // The same scores over HTTP, for a completed batch whose names carry their class.
     const token = 'eval-token-0123456789abcdef';

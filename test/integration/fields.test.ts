@@ -103,10 +103,10 @@ test('`camflow download` copies the batch to a folder: each key of the result li
   const prefix = keys.resultPrefix(batchId);
   const first = await runCli(c, ['download', batchId, '--out', out, '--json']);
   assert.equal(first.code, 0, first.stderr);
-  const report = JSON.parse(first.stdout) as { batchId: string; out: string; files: number; bytes: number; kept: number };
+  const report = JSON.parse(first.stdout) as { batchId: string; out: string; files: number; bytes: number; kept: number; skipped: number };
   // Everything stored for the batch but the workers' chunk records (results.jsonl holds their lines).
   const stored = (await c.ctx.store.list(prefix)).filter((o) => !o.key.startsWith(`${prefix}chunks/`));
-  assert.deepEqual([report.batchId, report.out, report.files, report.kept], [batchId, out, stored.length, 0]);
+  assert.deepEqual([report.batchId, report.out, report.files, report.kept, report.skipped], [batchId, out, stored.length, 0, 0]);
   assert.equal(report.bytes, stored.reduce((sum, o) => sum + o.size, 0));
   const local = (await readdir(out, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => join(e.parentPath ?? e.path, e.name).slice(out.length + 1)).sort();
   assert.deepEqual(local, stored.map((o) => o.key.slice(prefix.length)).sort(), 'no chunk record, no .part file left');
@@ -116,13 +116,19 @@ test('`camflow download` copies the batch to a folder: each key of the result li
   for (const key of [...outputs, keys.resultsJsonl(batchId)]) {
     assert.ok((await readFile(join(out, key.slice(prefix.length)))).equals(await c.ctx.store.get(key)), `${key} byte for byte`);
   }
-  // Run again (after Ctrl-C, say): what is there with the stored size is kept; a file cut short is copied again.
+  // Run again (after Ctrl-C, say): what a copy left is kept; a file cut short, or changed since at the same size, is
+  // copied again. A "folder" object (an S3 console's marker) is skipped with a warning, never made a file.
+  const summaryBytes = stored.find((o) => o.key === keys.resultsSummary(batchId))!.size;
   await writeFile(join(out, 'summary.json'), '{');
+  await writeFile(join(out, 'results.jsonl'), 'x'.repeat(stored.find((o) => o.key === keys.resultsJsonl(batchId))!.size));
+  await c.ctx.store.put(`${prefix}fields/`, '');
   const again = await runCli(c, ['download', batchId, '--out', out]);
   assert.equal(again.code, 0, again.stderr);
-  const summaryBytes = stored.find((o) => o.key === keys.resultsSummary(batchId))!.size;
-  assert.equal(again.stdout, `downloaded 1 files (${(summaryBytes / 1e6).toFixed(1)} MB), ${stored.length - 1} already there to ${out}\n`);
-  assert.ok((await readFile(join(out, 'summary.json'))).equals(await c.ctx.store.get(keys.resultsSummary(batchId))));
+  const jsonlBytes = stored.find((o) => o.key === keys.resultsJsonl(batchId))!.size;
+  assert.equal(again.stdout, `downloaded 2 files (${((summaryBytes + jsonlBytes) / 1e6).toFixed(1)} MB), ${stored.length - 2} already there, 1 skipped to ${out}\n`);
+  assert.equal(again.stderr, `warning: ${prefix}fields/ not downloaded: a folder marker, not a file\n`);
+  for (const key of [keys.resultsSummary(batchId), keys.resultsJsonl(batchId)]) assert.ok((await readFile(join(out, key.slice(prefix.length)))).equals(await c.ctx.store.get(key)), key);
+  await c.ctx.store.deleteMany([`${prefix}fields/`]);
   // --only: the fields' answers and GeoJSON, for QuPath, without the tiles.
   const fieldsOnly = join(c.dir, 'download-fields');
   const picked = await runCli(c, ['download', batchId, '--out', fieldsOnly, '--only', 'fields', '--json']);

@@ -109,6 +109,10 @@ test("a schema's refusal reads as one sentence: the expectation without zod's le
   };
   // A value that was not given is said so, not printed as JavaScript's `undefined`.
   assert.equal(new InvalidParameterError('--boxes', 'a boxes.json', undefined).message, 'Expected a boxes.json for --boxes but received nothing');
+  // What was found is said whole (here the detail past 80 characters is the point), a pasted blob cut at 300.
+  const found = 'b20261129T032120-5023028c0ffe: 41 of the source\'s images not in it (Parasitized/a.png, Parasitized/b.png), 41 images not in the source (Parasitized/copy-a.png)';
+  assert.equal(new InvalidParameterError('--batch', 'a batch of these images', found).message, `Expected a batch of these images for --batch but received ${JSON.stringify(found)}`);
+  assert.equal(new InvalidParameterError('--key', 'a key', 'k'.repeat(1000)).message, `Expected a key for --key but received "${'k'.repeat(297)}..."`);
   assert.equal(message(camOptionsSchema, { kind: 'field' }, '--options'), 'Expected one of "auto"|"cells"|"fields" (did you mean "fields"?) for --options.kind but received "field"');
   assert.equal(message(trainJobSchema, { dataset: 'x', epochs: 0 }, 'train job'), 'Expected number to be >0 for train job.epochs but received 0');
   assert.equal(message(trainJobSchema, { dataset: 'x', epochs: 'a' }, 'train job'), 'Expected number for train job.epochs but received "a"');

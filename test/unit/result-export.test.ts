@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { parseDownloadKinds, resultFileKind } from '../../packages/ingest/src/download.ts';
+import { localPath, parseDownloadKinds, resultFileKind } from '../../packages/ingest/src/download.ts';
 import { formatForAccept, imageResultSchema, resultLineJsonSchema, resultsCsv, resultsGeoJson, type ImageResult } from '@camflow/common';
 
 const cell = imageResultSchema.parse({
@@ -84,4 +84,14 @@ test("a stored result file's kind, for `camflow download --only`, comes from its
   assert.deepEqual(parseDownloadKinds('results, fields', '--only'), ['results', 'fields']);
   assert.throws(() => parseDownloadKinds('overlays', '--only'), /did you mean "overlay"\?\) for --only but received "overlays"/);
   assert.throws(() => parseDownloadKinds(',', '--only'), /Expected a comma list of results, json, heatmap, overlay, fields, tiles for --only but received ","/);
+});
+
+test('a downloaded key becomes a file under the folder, or is skipped saying why: folder markers and paths leading out of it', () => {
+  assert.deepEqual(localPath('/data/b1', 'fields/i0000004/cells.geojson'), { file: '/data/b1/fields/i0000004/cells.geojson' });
+  assert.deepEqual(localPath('/data/b1', '..notes.txt'), { file: '/data/b1/..notes.txt' }, 'a name starting with two dots stays inside');
+  assert.deepEqual(localPath('/data/b1', 'fields/'), { skip: 'a folder marker, not a file' });
+  assert.deepEqual(localPath('/data/b1', ''), { skip: 'a folder marker, not a file' });
+  assert.deepEqual(localPath('/data/b1', '../../etc/passwd'), { skip: 'its path leads out of /data/b1' });
+  assert.deepEqual(localPath('/data/b1', 'fields/../../b2/x.json'), { skip: 'its path leads out of /data/b1' });
+  assert.deepEqual(localPath('/data/b1', '/etc/passwd'), { skip: 'its path leads out of /data/b1' });
 });

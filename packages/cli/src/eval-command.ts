@@ -21,7 +21,8 @@ import {
   type OkResult,
   isCellResult,
   NotFoundError,
-  type ImageResult,
+  manifestLineSchema,
+  parseJsonLines,
 } from '@camflow/common/core';
 import { batchStatus, listFolder, submitBatch, NoModelError, type SourceFile } from '@camflow/ingest';
 import type { Context } from './context.js';
@@ -61,7 +62,7 @@ export interface EvalOptions {
 export { DEFAULT_GROUP_PATTERN } from '@camflow/common/core';
 
 /** A batch given with `--batch` must hold exactly the source's images (its model is checked before the wait). */
-function batchOfSource(batchId: string, results: ImageResult[], names: string[], source: string): void {
+function batchOfSource(batchId: string, results: readonly { name: string }[], names: string[], source: string): void {
   const expected = `a batch of the ${names.length} images of ${source}`;
   const wanted = new Set(names);
   const got = new Set(results.map((r) => r.name));
@@ -180,6 +181,17 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   // A batch of other images, or of another model, is refused before any wait (names are checked once results are in).
   if (given?.info && given.info.modelVersion !== version) throw new InvalidParameterError('--batch', `a batch localized by model ${version} (--model)`, `${options.batch}, localized by ${given.info.modelVersion}`);
   if (given?.info && given.info.items !== files.length) throw new InvalidParameterError('--batch', `a batch of the ${files.length} images of ${options.source}`, `${options.batch}, which holds ${given.info.items}`);
+  if (given?.info && truth !== 'none' && given.info.options.target !== 'all') {
+    // Localization is scored on the positive class's CAM, which `--target predicted` computes only for the images the
+    // model already called positive: a pointing score over those alone.
+    throw new InvalidParameterError('--batch', "a batch localized with --target all, as eval submits (localization is scored on every image's positive-class CAM), or --truth none", `${options.batch}, localized with --target ${given.info.options.target}`);
+  }
+  if (given?.cancelled) throw new InvalidParameterError('--batch', 'a batch that was not cancelled (its cancelled images have no result to score)', `${options.batch}, cancelled at ${given.cancelled.at}`);
+  if (given) {
+    // Its entries' names, before any wait (an S3-prefix batch still listing has no manifest yet: checked after).
+    const manifest = await ctx.store.getIfExists(keys.batchManifest(given.batchId));
+    if (manifest) batchOfSource(options.batch!, parseJsonLines(manifest.toString('utf8'), manifestLineSchema, keys.batchManifest(given.batchId)), files.map((f) => f.name), options.source);
+  }
   const t0 = Date.now();
   const batch = given ? { batchId: given.batchId } : await submitBatch({
     store: ctx.store,

@@ -15,7 +15,9 @@ export class CamflowError extends Error {
 
 function describe(value: unknown): string {
   if (value === undefined) return 'nothing';
-  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+  // A string is a value typed or a sentence saying what was found (the names a batch lacks, a file's problem): kept
+  // whole up to 300 characters; a pasted blob is cut.
+  if (typeof value === 'string') return JSON.stringify(value.length > 300 ? `${value.slice(0, 297)}...` : value);
   if (value instanceof Uint8Array) return `${value.constructor.name}(${value.length})`;
   if (Array.isArray(value)) return `array(${value.length})`;
   try {

@@ -1,7 +1,7 @@
 // A finished batch's stored files (result lines, per-cell JSON and images, field answers, GeoJSON, Deep Zoom
 // pyramids) copied to a local folder: the keys in result lines' `outputs` become paths under that folder.
 import { mkdir, stat } from 'node:fs/promises';
-import { dirname, relative, resolve, sep } from 'node:path';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
 import { CamflowError, InvalidParameterError, keys, mapLimit, parseWith, type ObjectStore } from '@camflow/common/core';
 
@@ -42,8 +42,10 @@ export interface DownloadReport {
   /** Files copied by this run, and their bytes. */
   files: number;
   bytes: number;
-  /** Files already in the folder with the stored size (an earlier run's): kept, not copied again. */
+  /** Files already in the folder as an earlier run left them (the stored size and modification time): kept. */
   kept: number;
+  /** Stored keys that cannot be a file under the folder (a "folder" marker, a path leading out of it): not copied. */
+  skipped: number;
 }
 
 export interface DownloadOptions {
@@ -52,44 +54,66 @@ export interface DownloadOptions {
   /** Objects copied at once (default 8). */
   concurrency?: number;
   onProgress?: (report: DownloadReport) => void;
+  /** Told of each key skipped, with why. */
+  onSkip?: (key: string, reason: string) => void;
 }
+
+/** Where a key under the batch's prefix goes in the folder, or why it cannot go there. */
+export function localPath(root: string, path: string): { file: string } | { skip: string } {
+  if (path === '' || path.endsWith('/')) return { skip: 'a folder marker, not a file' };
+  const file = resolve(root, path);
+  const inside = relative(root, file);
+  // Keys are the workers' own, but the bucket may be shared: nothing is written outside the folder.
+  if (inside === '' || inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) return { skip: `its path leads out of ${root}` };
+  return { file };
+}
+
+/** A local file an earlier run wrote: the stored size and, where the store gives one, its time to the second. */
+const sameFile = (there: { size: number; mtimeMs: number }, object: { size: number; modified?: Date | undefined }) =>
+  there.size === object.size && (!object.modified || Math.floor(there.mtimeMs / 1000) === Math.floor(object.modified.getTime() / 1000));
 
 /**
  * Copy a finished batch's files to `out` (created when missing), a page of keys at a time: memory is one listing page
- * and `concurrency` streams, whatever the batch's size. A file already there with the stored size is kept, so a run
- * cut short is resumed by running it again; an interrupted copy leaves only a `.part` file. `undefined` when the batch
- * has no results yet (unknown or not finished: the caller says which).
+ * and `concurrency` streams, whatever the batch's size. A file already there as a copy left it (the stored size and
+ * modification time) is kept, so a run cut short is resumed by running it again; an interrupted copy leaves only a
+ * `.part` file. A key that cannot be a file under `out` is skipped and told to `onSkip`, the rest still copied.
+ * `undefined` when the batch is not finished (or unknown: the caller says which).
  */
 export async function downloadBatchFiles(store: ObjectStore, batchId: string, out: string, options: DownloadOptions = {}): Promise<DownloadReport | undefined> {
-  if (!(await store.exists(keys.resultsJsonl(batchId)))) return undefined;
+  // summary.json is the finalizer's last write: before it, results.jsonl may be there while the batch is not finished.
+  if (!(await store.exists(keys.resultsSummary(batchId)))) return undefined;
   const root = resolve(out);
   const prefix = keys.resultPrefix(batchId);
   const wanted = (path: string) => {
     const kind = resultFileKind(path);
     return kind !== undefined && (!options.only || (kind !== 'other' && options.only.includes(kind)));
   };
-  const report: DownloadReport = { batchId, out: root, files: 0, bytes: 0, kept: 0 };
+  const report: DownloadReport = { batchId, out: root, files: 0, bytes: 0, kept: 0, skipped: 0 };
   if ((await stat(root).catch(() => undefined))?.isDirectory() === false) throw new InvalidParameterError('--out', 'a folder (made when missing)', `${out} (a file)`);
   await mkdir(root, { recursive: true });
   for await (const page of store.listPages(prefix)) {
     const made = new Set<string>();
-    await mapLimit(page.filter((o) => wanted(o.key.slice(prefix.length))), options.concurrency ?? 8, async ({ key, size }) => {
-      const file = resolve(root, key.slice(prefix.length));
-      // Keys are the workers' own, but the bucket may be shared: nothing is written outside the folder.
-      const inside = relative(root, file);
-      if (inside.startsWith('..') || inside.startsWith(sep) || inside === '') throw new CamflowError('UNSAFE_KEY', `stored key ${key} would be written outside ${root}: not downloaded`);
-      const there = await stat(file).catch(() => undefined);
-      if (there?.isFile() && there.size === size) {
+    await mapLimit(page.filter((o) => wanted(o.key.slice(prefix.length))), options.concurrency ?? 8, async (object) => {
+      const where = localPath(root, object.key.slice(prefix.length));
+      if ('skip' in where) {
+        report.skipped++;
+        options.onSkip?.(object.key, where.skip);
+        return;
+      }
+      const there = await stat(where.file).catch(() => undefined);
+      if (there?.isFile() && sameFile(there, object)) {
         report.kept++;
         return;
       }
-      const folder = dirname(file);
+      const folder = dirname(where.file);
       if (!made.has(folder)) {
-        await mkdir(folder, { recursive: true });
+        await mkdir(folder, { recursive: true }).catch((error: Error) => {
+          throw new CamflowError('WRITE_FAILED', `could not make the folder ${folder}: ${error.message}`, { cause: error });
+        });
         made.add(folder);
       }
       // Read after the await: `report.bytes += await …` would add to the total as it was before the copy began.
-      const bytes = await store.download(key, file);
+      const { bytes } = await store.download(object.key, where.file);
       report.bytes += bytes;
       report.files++;
     });

@@ -4,7 +4,7 @@ import { withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
-const line = (r: DownloadReport) => `${r.files} files (${mb(r.bytes)})${r.kept ? `, ${r.kept} already there` : ''}`;
+const line = (r: DownloadReport) => `${r.files} files (${mb(r.bytes)})${r.kept ? `, ${r.kept} already there` : ''}${r.skipped ? `, ${r.skipped} skipped` : ''}`;
 
 /** `camflow download`: see `camflow download --help` (the command table in `commands.ts`). */
 export async function run({ v, rest }: CommandInput): Promise<void> {
@@ -20,7 +20,8 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
       said = Date.now();
       process.stderr.write(`downloading ${batchId}: ${line(r)} so far\n`);
     };
-    const report = await downloadBatchFiles(ctx.store, batchId, out, { only, onProgress });
+    const onSkip = (key: string, reason: string) => process.stderr.write(`warning: ${key} not downloaded: ${reason}\n`);
+    const report = await downloadBatchFiles(ctx.store, batchId, out, { only, onProgress, onSkip });
     if (!report) {
       const status = await batchStatus(ctx.store, ctx.queues.batch, batchId);
       if (status.state === 'unknown') throw new NotFoundError('batch', batchId);

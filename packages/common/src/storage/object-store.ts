@@ -13,7 +13,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createWriteStream } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
+import { rename, rm, utimes } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createInterface } from 'node:readline';
@@ -21,6 +22,13 @@ import { Agent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { CamflowError, NotFoundError } from '../errors.js';
+
+/** One entry of a listing: its key, size in bytes and, where the store says, when it was last written. */
+export interface StoredObject {
+  key: string;
+  size: number;
+  modified?: Date;
+}
 
 /** Bodies above this size go through a multipart upload. */
 const MULTIPART_THRESHOLD = 16 * 1024 * 1024;
@@ -178,32 +186,41 @@ export class ObjectStore {
 
   /**
    * Copy an object to a local file, streamed (memory: the stream's buffer, whatever its size). Written beside the file
-   * as `FILE.part` and renamed when complete, so an interrupted copy never looks like a finished one.
-   * NotFoundError when absent.
+   * under a name of its own (`FILE.<pid>-<random>.part`: two copies into one folder never share one) and renamed when
+   * every byte the store announced has arrived, so an interrupted copy never looks like a finished one; the file then
+   * carries the object's modification time. NotFoundError when absent; a local failure is a WRITE_FAILED naming the file.
    */
-  async download(key: string, file: string): Promise<number> {
-    let body: Readable;
+  async download(key: string, file: string): Promise<{ bytes: number; modified?: Date }> {
+    let out: GetObjectCommandOutput;
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      body = out.Body as Readable;
+      out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
     } catch (error) {
       if (isNotFound(error)) throw new NotFoundError('object', key);
       throw new StorageError('GET', key, error);
     }
-    const part = `${file}.part`;
+    const part = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.part`;
     const sink = createWriteStream(part);
     let diskError: Error | undefined;
     sink.on('error', (error) => (diskError = error));
     try {
-      await pipeline(body, sink);
+      await pipeline(out.Body as Readable, sink);
+      if (out.ContentLength !== undefined && sink.bytesWritten !== out.ContentLength) {
+        throw new StorageError('GET', key, new Error(`the body ended after ${sink.bytesWritten} of ${out.ContentLength} bytes`));
+      }
     } catch (error) {
       await rm(part, { force: true });
       // A local write error (disk full, permissions) is the disk's, not the store's.
       if (diskError) throw new CamflowError('WRITE_FAILED', `could not write ${file}: ${diskError.message}`, { cause: diskError });
-      throw new StorageError('GET', key, error);
+      throw error instanceof StorageError ? error : new StorageError('GET', key, error);
     }
-    await rename(part, file);
-    return sink.bytesWritten;
+    try {
+      if (out.LastModified) await utimes(part, out.LastModified, out.LastModified);
+      await rename(part, file);
+    } catch (error) {
+      await rm(part, { force: true });
+      throw new CamflowError('WRITE_FAILED', `could not write ${file}: ${(error as Error).message}`, { cause: error });
+    }
+    return { bytes: sink.bytesWritten, ...(out.LastModified ? { modified: out.LastModified } : {}) };
   }
 
   /** Write an object from a stream of chunks (multipart past 8 MiB): memory is a few parts, whatever its size. */
@@ -282,14 +299,14 @@ export class ObjectStore {
    * s3rver answers truncated v2 listings with a DES-encrypted continuation token that OpenSSL 3 cannot make, so any
    * v2 listing past 1,000 keys fails there; v1 works on every S3-compatible store.
    */
-  async list(prefix: string): Promise<{ key: string; size: number }[]> {
-    const out: { key: string; size: number }[] = [];
+  async list(prefix: string): Promise<StoredObject[]> {
+    const out: StoredObject[] = [];
     for await (const page of this.listPages(prefix)) out.push(...page);
     return out;
   }
 
   /** The keys under a prefix a page (≤ 1,000) at a time, read as they are consumed: memory is one page. */
-  async *listPages(prefix: string): AsyncGenerator<{ key: string; size: number }[]> {
+  async *listPages(prefix: string): AsyncGenerator<StoredObject[]> {
     let marker: string | undefined;
     for (;;) {
       let page: ListObjectsCommandOutput;
@@ -298,7 +315,7 @@ export class ObjectStore {
       } catch (error) {
         throw new StorageError('LIST', prefix, error);
       }
-      const objects = (page.Contents ?? []).map((o) => ({ key: o.Key!, size: o.Size ?? 0 }));
+      const objects = (page.Contents ?? []).map((o) => ({ key: o.Key!, size: o.Size ?? 0, ...(o.LastModified ? { modified: o.LastModified } : {}) }));
       if (objects.length) yield objects;
       const last = objects.map((o) => o.key).sort().pop();
       if (!page.IsTruncated || !last) return;
