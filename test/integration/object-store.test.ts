@@ -56,7 +56,7 @@ test('services started together may all create the bucket: each finds it theirs;
     await fresh().put('a.txt', 'x');
     assert.equal(await fresh().exists('a.txt'), true);
     const invalid = new ObjectStore({ bucket: 'Not_A_Valid_Bucket', endpoint: s3.endpoint, credentials: s3.credentials });
-    await assert.rejects(invalid.ensureBucket(true), (e: unknown) => e instanceof StorageError && /Not_A_Valid_Bucket/.test((e as Error).message));
+    await assert.rejects(invalid.ensureBucket(true), (e: unknown) => e instanceof StorageError && /^S3 CreateBucket Not_A_Valid_Bucket failed: .* \(HTTP 400\)$/.test((e as Error).message));
   } finally {
     await s3.stop();
   }

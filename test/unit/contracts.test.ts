@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { trainingJobLine } from '../../packages/cli/src/commands/train.ts';
 import assert from 'node:assert/strict';
 import { ContractError, chunkJobId, operatingPoint, publicReason, imageResultSchema, manifestLineSchema, parseJsonLines, redactLine, retrainingScheduleSchema, toJsonLines, trainingJobStatus } from '@camflow/common';
 import { planBatches } from '@camflow/cam-worker';
@@ -121,4 +122,16 @@ test('a training job whose loss diverged (NaN, stored by BullMQ as JSON null) li
   // Before it is stored (the trainer's own report): NaN too.
   const live = trainingJobStatus({ ...job, progress: { epoch: 1, loss: Number.POSITIVE_INFINITY, valAccuracy: Number.NaN, attempt: 0 } } as unknown as Parameters<typeof trainingJobStatus>[0], 'active');
   assert.deepEqual(live.progress, { epoch: 1, loss: null, valAccuracy: null, attempt: 0 });
+});
+
+test("a training job waiting out its retry backoff is listed as retrying with the failed attempt's reason, never as scheduled for a time already past", () => {
+  const scheduled = { id: 'repeat:abc:1', name: 'retrain', repeatJobKey: 'abc', data: { dataset: 'cells' }, timestamp: 1_700_000_000_000, delay: 3_600_000, attemptsMade: 0 };
+  const next = trainingJobStatus(scheduled as unknown as Parameters<typeof trainingJobStatus>[0], 'delayed');
+  assert.equal(next.dueAt, new Date(1_700_003_600_000).toISOString());
+  assert.equal(next.failedReason, undefined);
+  // BullMQ moves a failed attempt back to delayed with the backoff as its delay, the first queued time kept.
+  const retry = trainingJobStatus({ ...scheduled, delay: 5000, attemptsMade: 1, failedReason: 'S3 GET datasets/cells failed' } as unknown as Parameters<typeof trainingJobStatus>[0], 'delayed');
+  assert.deepEqual([retry.dueAt, retry.failedReason, retry.attemptsMade], [undefined, 'S3 GET datasets/cells failed', 1]);
+  assert.match(trainingJobLine(next), /  scheduled for 2023-11-14 23:13:20 UTC$/);
+  assert.match(trainingJobLine(retry), /  retrying soon: attempt 1 failed: S3 GET datasets\/cells failed$/);
 });

@@ -40,7 +40,14 @@ test('fields of several images: each field on its own line first (a pooled figur
     '  uninfected.jpg: 0 of 100, parasitemia 0.0 %',
     '  all 2 fields pooled (as one slide): parasitemia 8.3 % [95 % 4.8 % – 14.0 %]',
   ]);
-  // More fields than the summary lists: the rest are named by the command that lists them.
-  const many = summaryText({ ...base, items: 12, ok: 12, fields: { ...fields, images: 12 } });
-  assert.match(many, /^ {2}… 10 more fields: `camflow results b3 --format csv` lists each$/m);
+  // More fields than the summary lists (it lists the first 10): the rest are named by the command that lists them.
+  const ten = Array.from({ length: 10 }, (_, i) => ({ name: `f${i}.jpg`, counted: 10, infected: 1, parasitemia: 0.1 }));
+  const many = summaryText({ ...base, items: 12, ok: 12, fields: { ...fields, images: 12, each: ten } });
+  assert.match(many, /^ {2}… 2 more fields: `camflow results b3 --format csv` lists each$/m);
+  // A field with no cell counted has no parasitemia (never "0.0 %", which reads as a clean smear); nor has a batch of such.
+  const blank = { name: 'blank.jpg', counted: 0, infected: 0, parasitemia: 0 };
+  assert.equal(summaryText({ ...base, fields: { ...fields, each: [each[0]!, blank] } }).split('\n')[3], '  blank.jpg: no cell counted (none found, or all cut by the edge): parasitemia not measured');
+  const empty = { images: 1, positiveClass: 'Parasitized', cells: 0, counted: 0, infected: 0, parasitemia: 0, interval: [0, 0] as [number, number], each: [blank] };
+  assert.equal(summaryText({ ...base, items: 1, ok: 1, fields: empty }).split('\n')[1], '1 field: no cell counted (none found, or all cut by the edge): parasitemia not measured');
+  assert.equal(summaryText({ ...base, fields: { ...empty, images: 2, each: [blank, blank] } }).split('\n').pop(), '  all 2 fields pooled (as one slide): no cell counted (none found, or all cut by the edge): parasitemia not measured');
 });

@@ -21,7 +21,9 @@ export function trainingJobLine(j: TrainingJobStatus): string {
           ? `epoch ${p.epoch}: loss ${num4(p.loss)}, val accuracy ${num4(p.valAccuracy)}`
           : j.state === 'active'
             ? 'loading the dataset'
-            : j.dueAt
+            : j.state === 'delayed' && j.attemptsMade > 0
+              ? `retrying soon: attempt ${j.attemptsMade} failed: ${j.failedReason ?? 'no reason recorded'}`
+              : j.dueAt
               ? `scheduled for ${j.dueAt.slice(0, 19).replace('T', ' ')} UTC`
               : 'waiting for a trainer';
   return `${j.jobId}  ${j.state}  ${j.dataset}@${j.datasetVersion}  ${j.preset}  queued ${j.queuedAt.slice(0, 19).replace('T', ' ')}${j.origin === 'schedule' ? ' (schedule)' : ''}  ${doing}`;

@@ -42,7 +42,7 @@ export const trainingJobStatusSchema = z.object({
       warnings: z.array(z.string()).optional(),
     })
     .optional(),
-  /** Failed: the trainer's reason. */
+  /** Failed, or delayed for a retry: the trainer's reason (the last attempt's). */
   failedReason: z.string().optional(),
   attemptsMade: z.number(),
 });
@@ -65,12 +65,14 @@ export function trainingJobStatus(job: Job, state: string): TrainingJobStatus {
     datasetVersion: d.datasetVersion ?? 'latest',
     preset: d.preset ?? 'fast',
     queuedAt: iso(job.timestamp) ?? new Date(0).toISOString(),
-    ...(state === 'delayed' && job.delay ? { dueAt: iso(job.timestamp + job.delay) } : {}),
+    // A delayed job not yet tried is the schedule's next run, due at its delay past the queued time; one tried already
+    // waits out its retry backoff (BullMQ keeps the first queued time, so that sum would lie in the past).
+    ...(state === 'delayed' && job.delay && !job.attemptsMade ? { dueAt: iso(job.timestamp + job.delay) } : {}),
     ...(job.processedOn ? { startedAt: iso(job.processedOn) } : {}),
     ...(job.finishedOn ? { finishedAt: iso(job.finishedOn) } : {}),
     ...(p ? { progress: Object.fromEntries(Object.entries(pick(p, ['epoch', 'loss', 'valAccuracy', 'attempt'])).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? null : v])) } : {}),
     ...(r && typeof r === 'object' && typeof r.skipped === 'boolean' ? { outcome: pick(r, ['skipped', 'reason', 'version', 'valAccuracy', 'epochs', 'promoted', 'promotion', 'warnings']) } : {}),
-    ...(state === 'failed' && job.failedReason ? { failedReason: job.failedReason } : {}),
+    ...((state === 'failed' || (state === 'delayed' && job.attemptsMade > 0)) && job.failedReason ? { failedReason: job.failedReason } : {}),
     attemptsMade: job.attemptsMade,
   });
 }

@@ -45,7 +45,8 @@ export interface ObjectStoreOptions {
 /** An S3 request failed for a reason other than "not found" (outage, auth, throttling). Retryable. */
 export class StorageError extends CamflowError {
   constructor(operation: string, key: string, cause: unknown) {
-    super('STORAGE', `S3 ${operation} ${key} failed: ${publicReason(cause)}`, { cause });
+    const status = (cause as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+    super('STORAGE', `S3 ${operation} ${key} failed: ${publicReason(cause)}${status ? ` (HTTP ${status})` : ''}`, { cause });
   }
 }
 
@@ -117,10 +118,14 @@ export class ObjectStore {
       } catch (createError) {
         // Created meanwhile by another service (BucketAlreadyOwnedByYou; s3rver says BucketAlreadyExists): ours if it
         // answers now.
+        // AWS answers a creation racing another with 409 OperationAborted: the bucket is there a moment later.
         const name = (createError as { name?: string }).name;
-        if (name === 'BucketAlreadyOwnedByYou' || name === 'BucketAlreadyExists') {
-          const usable = await this.client.send(new HeadBucketCommand({ Bucket: this.bucket })).then(() => true, () => false);
-          if (usable) return;
+        const status = (createError as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+        if (name === 'BucketAlreadyOwnedByYou' || name === 'BucketAlreadyExists' || status === 409) {
+          for (let attempt = 0; attempt < 10; attempt++) {
+            if (await this.client.send(new HeadBucketCommand({ Bucket: this.bucket })).then(() => true, () => false)) return;
+            await new Promise((resolve) => setTimeout(resolve, 200));
+          }
         }
         throw new StorageError('CreateBucket', this.bucket, createError);
       }
