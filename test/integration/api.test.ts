@@ -257,6 +257,56 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.match(metrics, /camflow_queue_workers\{queue="train",role="api"\} 0\n/);
 });
 
+test('`dataset remove`: refused while the production model, the schedule or a training job needs it; a latest version removed hands "latest" to the newest left; the whole dataset goes with every version', async () => {
+  await writeSyntheticDataset(join(c.dir, 'rm-a'), { count: 6, seed: 11 });
+  await writeSyntheticDataset(join(c.dir, 'rm-b'), { count: 6, seed: 12 });
+  const a = JSON.parse((await runCli(c, ['dataset', 'add', 'rm', join(c.dir, 'rm-a'), '--json'])).stdout).version as string;
+  const b = JSON.parse((await runCli(c, ['dataset', 'add', 'rm', join(c.dir, 'rm-b'), '--json'])).stdout).version as string;
+  // The production model's own validation images are rm@a's: removing it would break `camflow eval rm`.
+  const model = buildModel('fast', 2, 7);
+  await publishAsIs(c.ctx.store, model, 'fast', 'm-on-rm', { name: 'rm', version: a, trainItems: 4, validationItems: 2, splitBy: 'item' });
+  model.dispose();
+  assert.equal((await runCli(c, ['models', 'promote', 'm-on-rm'])).code, 0);
+  const inProduction = await runCli(c, ['dataset', 'remove', `rm@${a}`]);
+  assert.deepEqual([inProduction.code, inProduction.stderr.trim()], [1, `rm@${a} is not removed: the production model m-on-rm was trained on rm@${a}, and \`camflow eval rm\` scores it on that version's validation images; promote another model first (\`camflow models promote VERSION\`)`]);
+  const conflict = await fetch(`${base}/v1/datasets/rm?version=${a}`, { method: 'DELETE', headers: auth });
+  assert.equal(conflict.status, 409);
+  assert.deepEqual(await conflict.json(), { error: 'conflict', message: inProduction.stderr.trim() });
+  assert.equal((await runCli(c, ['models', 'promote', 'm-untrained'])).code, 0);
+  // The schedule trains the dataset: the whole of it is refused (one version may go: the schedule takes the latest).
+  assert.equal((await runCli(c, ['schedule', '--dataset', 'rm', '--cron', '0 2 * * *'])).code, 0);
+  const scheduled = await runCli(c, ['dataset', 'remove', 'rm']);
+  assert.deepEqual([scheduled.code, scheduled.stderr.trim()], [1, 'dataset rm is not removed: the retraining schedule trains it (0 2 * * *); `camflow schedule remove` first']);
+  assert.equal((await runCli(c, ['schedule', 'remove'])).code, 0);
+  // A training job queued on its latest (no trainer runs here, so it waits).
+  const queued = JSON.parse((await runCli(c, ['train', '--dataset', 'rm', '--json'])).stdout).jobId as string;
+  const busy = await runCli(c, ['dataset', 'remove', `rm@${b}`]);
+  assert.deepEqual([busy.code, busy.stderr.trim()], [1, `rm@${b} is not removed: training job ${queued} (waiting) is on it; wait for it, or \`camflow train --cancel JOB_ID\``]);
+  assert.equal((await runCli(c, ['train', '--cancel', queued])).code, 0);
+  // Nothing needs it now: the latest version goes, and "latest" is the newest version left.
+  const objects = (await c.ctx.store.list(`datasets/rm/${b}/`)).length;
+  assert.ok(objects >= 2, 'a manifest and its shards');
+  const removed = await runCli(c, ['dataset', 'remove', `rm@${b}`]);
+  assert.deepEqual([removed.code, removed.stdout], [0, `removed rm@${b}, ${objects} objects; the latest rm is rm@${a}; the images' originals are kept (batches may share them)\n`], removed.stderr);
+  assert.deepEqual(await c.ctx.store.list(`datasets/rm/${b}/`), []);
+  const listed = JSON.parse((await runCli(c, ['dataset', 'list', '--json'])).stdout).datasets.find((d: { name: string }) => d.name === 'rm');
+  assert.deepEqual([listed.latest, listed.versions], [a, [a]]);
+  // The whole dataset, over HTTP: every version, and the pointer.
+  const whole = await fetch(`${base}/v1/datasets/rm`, { method: 'DELETE', headers: auth });
+  assert.equal(whole.status, 200);
+  const body = (await whole.json()) as { dataset: string; removed: string[]; latest: string | null };
+  assert.deepEqual([body.dataset, body.removed, body.latest], ['rm', [a], null]);
+  assert.deepEqual(await c.ctx.store.list('datasets/rm/'), []);
+  assert.match((await runCli(c, ['train', '--dataset', 'rm'])).stderr, /dataset not found: rm/);
+  // Unknown names and versions are named; a malformed NAME@VERSION is a usage error.
+  const none = await runCli(c, ['dataset', 'remove', 'nosuch']);
+  assert.deepEqual([none.code, none.stderr.trim()], [1, 'dataset not found: nosuch (`camflow dataset list` lists them)']);
+  const noVersion = await runCli(c, ['dataset', 'remove', 'tiny@dzzz']);
+  assert.match(noVersion.stderr, /^dataset version not found: tiny@dzzz \(tiny has d[0-9a-f]{12}, d[0-9a-f]{12}\)$/m);
+  assert.equal((await runCli(c, ['dataset', 'remove', 'tiny@'])).code, 2);
+  assert.equal((await fetch(`${base}/v1/datasets/tiny?version=..`, { method: 'DELETE', headers: auth })).status, 400);
+});
+
 test('an oversize upload is refused with 413 and the limit named; bad fields with 400 and the field named', async () => {
   const big = { name: "big.png", bytes: Buffer.alloc(300_000) };
   const res = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([big]) });

@@ -49,10 +49,10 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   dataset: {
     maxArgs: 3,
-    usage: ['camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]', 'camflow dataset list'],
-    summary: 'snapshot a labelled folder (one sub-folder per class) as a versioned training dataset',
+    usage: ['camflow dataset add NAME FOLDER [--size 128] [--classes A,B] [--group-pattern RE]', 'camflow dataset list', 'camflow dataset remove NAME[@VERSION]   (refused while the production model, the schedule or a training job needs it)'],
+    summary: 'snapshot a labelled folder (one sub-folder per class) as a versioned training dataset; list them; remove one or a version',
     options: ['size', 'classes', 'group-pattern'],
-    examples: ['camflow dataset add nih ./cell_images --group-pattern "^(C\\d+)"', 'camflow dataset list --json'],
+    examples: ['camflow dataset add nih ./cell_images --group-pattern "^(C\\d+)"', 'camflow dataset list --json', 'camflow dataset remove nih@d3f2a9c0b1e4d'],
   },
   submit: {
     maxArgs: 1,

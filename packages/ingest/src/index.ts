@@ -13,3 +13,4 @@ export * from './listing.js';
 export * from './ingest-entries.js';
 export * from './worker.js';
 export * from './download.js';
+export * from './dataset-remove.js';

@@ -1,5 +1,5 @@
-import { CamflowError, listDatasets } from '@camflow/common/core';
-import { addDataset } from '@camflow/ingest';
+import { CamflowError, InvalidParameterError, listDatasets } from '@camflow/common/core';
+import { addDataset, removeDataset } from '@camflow/ingest';
 import { print, progressBar, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
@@ -12,7 +12,19 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
     });
     return;
   }
-  if (rest[0] !== 'add' || !rest[1] || !rest[2]) throw new CamflowError('USAGE', 'usage: camflow dataset add NAME FOLDER | camflow dataset list');
+  if (rest[0] === 'remove') {
+    if (!rest[1] || rest[2]) throw new CamflowError('USAGE', 'usage: camflow dataset remove NAME[@VERSION]');
+    const [name, version, extra] = rest[1].split('@');
+    if (!name || version === '' || extra !== undefined) throw new InvalidParameterError('NAME[@VERSION]', 'a dataset name, or name@version (`camflow dataset list` lists them)', rest[1]);
+    await withContext(async (ctx) => {
+      const r = await removeDataset(ctx.store, ctx.queues.train, name, version);
+      const what = version === undefined ? `dataset ${name} (${r.removed.length} version${r.removed.length === 1 ? '' : 's'})` : `${name}@${version}`;
+      const latest = version === undefined ? '' : r.latest === null ? `; ${name} has no version left` : `; the latest ${name} is ${name}@${r.latest}`;
+      print(v.json, r, `removed ${what}, ${r.objects} objects${latest}; the images' originals are kept (batches may share them)`);
+    });
+    return;
+  }
+  if (rest[0] !== 'add' || !rest[1] || !rest[2]) throw new CamflowError('USAGE', 'usage: camflow dataset add NAME FOLDER | camflow dataset list | camflow dataset remove NAME[@VERSION]');
   await withContext(async (ctx) => {
     const { manifest, created, warnings, replaced } = await addDataset({
       store: ctx.store,

@@ -10,6 +10,7 @@ import type { FlowProducer, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import {
+  idSchema,
   ConfigError,
   InvalidParameterError,
   StorageError,
@@ -58,6 +59,7 @@ import { batchListing, batchStatus } from '../status.js';
 import { repairBatch } from '../repair.js';
 import { exportBatchResults } from '../results.js';
 import { cancelBatch } from '../cancel.js';
+import { removeDataset } from '../dataset-remove.js';
 import { registerViewer } from './viewer.js';
 import { Gauge } from 'prom-client';
 import { createBullBoard } from '@bull-board/api';
@@ -436,6 +438,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   app.get('/v1/datasets', async () => ({ datasets: await listDatasets(store) }));
+  // A dataset, or one version (`?version=`): 409 naming what still needs it (the production model, the schedule, a job).
+  app.delete('/v1/datasets/:name', async (req) => {
+    const { name } = parseWith(z.object({ name: idSchema }), req.params, 'params');
+    const { version } = parseWith(z.object({ version: idSchema.optional() }).strict(), req.query ?? {}, 'query');
+    return removeDataset(store, deps.queues.train, name, version);
+  });
 
   // The one retraining schedule: seen, set (the training job's fields, strict, plus `cron` and `tz`), removed.
   app.get('/v1/schedule', async () => ({ schedule: (await getRetrainingSchedule(deps.queues.train)) ?? null }));

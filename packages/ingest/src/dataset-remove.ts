@@ -1,0 +1,98 @@
+// Removing a dataset, or one version of it: refused while something still needs it (the production model's own
+// validation images, the retraining schedule, a training job queued or running on it); otherwise the snapshot's
+// objects are deleted, the "latest" pointer first, so no reader ever sees a half-removed version.
+import type { Queue } from 'bullmq';
+import {
+  CamflowError,
+  datasetManifestSchema,
+  getProduction,
+  getRetrainingSchedule,
+  keys,
+  listTrainingJobs,
+  NotFoundError,
+  parseWith,
+  type ObjectStore,
+} from '@camflow/common/core';
+
+/** The dataset (or version) is still needed: what needs it and what to do first. HTTP 409, exit 1. */
+export class DatasetInUseError extends CamflowError {
+  readonly statusCode = 409;
+  constructor(message: string) {
+    super('DATASET_IN_USE', message);
+  }
+}
+
+export interface DatasetRemoval {
+  dataset: string;
+  /** The versions removed. */
+  removed: string[];
+  /** Objects deleted (manifests and shards). */
+  objects: number;
+  /** The latest version now: unchanged, the newest one left when the latest was removed, or null when none is left. */
+  latest: string | null;
+}
+
+/** How many training jobs to look through for ones on the dataset (queued or running ones are the newest). */
+const JOBS_LOOKED_AT = 200;
+
+/**
+ * Remove `name@version`, or every version of `name` when `version` is absent. The images' originals stay (stored
+ * once by content, they may be a batch's as well).
+ */
+export async function removeDataset(store: ObjectStore, trainQueue: Queue, name: string, version?: string): Promise<DatasetRemoval> {
+  const prefix = keys.datasetPrefix(name);
+  const latest = ((await store.getJsonIfExists(keys.datasetLatest(name))) as { version: string } | undefined)?.version;
+  const versions = (await store.listPrefixes(prefix)).map((p) => p.slice(prefix.length, -1));
+  if (!latest && versions.length === 0) throw new NotFoundError('dataset', `${name} (\`camflow dataset list\` lists them)`);
+  if (version !== undefined && !versions.includes(version)) {
+    throw new NotFoundError('dataset version', `${name}@${version} (${name} has ${versions.join(', ') || 'no version'})`);
+  }
+  const doomed = version === undefined ? versions : [version];
+  const what = version === undefined ? `dataset ${name}` : `${name}@${version}`;
+
+  const production = await getProduction(store);
+  if (production && production.dataset.name === name && doomed.includes(production.dataset.version)) {
+    throw new DatasetInUseError(`${what} is not removed: the production model ${production.version} was trained on ${name}@${production.dataset.version}, and \`camflow eval ${name}\` scores it on that version's validation images; promote another model first (\`camflow models promote VERSION\`)`);
+  }
+  const schedule = await getRetrainingSchedule(trainQueue);
+  if (version === undefined && schedule && (schedule.data as { dataset?: string } | undefined)?.dataset === name) {
+    throw new DatasetInUseError(`${what} is not removed: the retraining schedule trains it (${schedule.pattern ?? 'a schedule'}); \`camflow schedule remove\` first`);
+  }
+  const onIt = (await listTrainingJobs(trainQueue, JOBS_LOOKED_AT)).filter(
+    (j) => ['active', 'waiting', 'prioritized', 'delayed'].includes(j.state) && j.dataset === name && (version === undefined || j.datasetVersion === version || (j.datasetVersion === 'latest' && version === latest)),
+  );
+  if (onIt.length) {
+    throw new DatasetInUseError(`${what} is not removed: training job${onIt.length === 1 ? '' : 's'} ${onIt.map((j) => `${j.jobId} (${j.state})`).join(', ')} ${onIt.length === 1 ? 'is' : 'are'} on it; wait for ${onIt.length === 1 ? 'it' : 'them'}, or \`camflow train --cancel JOB_ID\``);
+  }
+
+  // The pointer first: from here on no reader resolves `latest` to a version being removed.
+  let now: string | null = latest ?? null;
+  if (latest && doomed.includes(latest)) {
+    now = await newestOf(store, name, versions.filter((v) => !doomed.includes(v)));
+    if (now) await store.putJson(keys.datasetLatest(name), { version: now });
+    else await store.deleteMany([keys.datasetLatest(name)]);
+  }
+  let objects = 0;
+  for (const v of doomed) {
+    // Its manifest before its shards: a snapshot without a manifest is invisible (as one cut short by `dataset add`).
+    const manifest = keys.datasetManifest(name, v);
+    const rest: string[] = [];
+    for await (const page of store.listPages(`${prefix}${v}/`)) for (const o of page) if (o.key !== manifest) rest.push(o.key);
+    await store.deleteMany([manifest]);
+    await store.deleteMany(rest);
+    objects += rest.length + 1;
+  }
+  return { dataset: name, removed: doomed, objects, latest: now };
+}
+
+/** The most recently created of these versions (by their manifests), or null when none has a manifest. */
+async function newestOf(store: ObjectStore, name: string, versions: string[]): Promise<string | null> {
+  let best: { version: string; createdAt: string } | undefined;
+  for (const v of versions) {
+    const raw = await store.getJsonIfExists(keys.datasetManifest(name, v));
+    if (raw === undefined) continue;
+    const m = parseWith(datasetManifestSchema, raw, 'dataset manifest');
+    if (!best || m.createdAt > best.createdAt) best = { version: v, createdAt: m.createdAt };
+  }
+  return best?.version ?? null;
+}
