@@ -132,6 +132,6 @@ test("a training job waiting out its retry backoff is listed as retrying with th
   // BullMQ moves a failed attempt back to delayed with the backoff as its delay, the first queued time kept.
   const retry = trainingJobStatus({ ...scheduled, delay: 5000, attemptsMade: 1, failedReason: 'S3 GET datasets/cells failed' } as unknown as Parameters<typeof trainingJobStatus>[0], 'delayed');
   assert.deepEqual([retry.dueAt, retry.failedReason, retry.attemptsMade], [undefined, 'S3 GET datasets/cells failed', 1]);
-  assert.match(trainingJobLine(next), /  scheduled for 2023-11-14 23:13:20 UTC$/);
-  assert.match(trainingJobLine(retry), /  retrying soon: attempt 1 failed: S3 GET datasets\/cells failed$/);
+  assert.match(trainingJobLine(next), / {2}scheduled for 2023-11-14 23:13:20 UTC$/);
+  assert.match(trainingJobLine(retry), / {2}retrying soon: attempt 1 failed: S3 GET datasets\/cells failed$/);
 });
