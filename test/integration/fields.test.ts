@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { createRng, encodePng, fieldDocumentSchema, generateCell, generateField, iou, isCellResult, keys, scoreDetections, type FieldResult } from '@camflow/common';
+import { createRng, encodePng, fieldDocumentSchema, generateCell, generateField, iou, isCellResult, keys, scoreDetections, smallFieldWarning, type FieldResult } from '@camflow/common';
 import { readResults } from '../../packages/cli/src/wait.ts';
 import { buildApi } from '@camflow/ingest';
 import { connectProducer } from '@camflow/common';
@@ -145,6 +145,26 @@ test('`camflow download` copies the batch to a folder: each key of the result li
   await assert.rejects(readdir(join(c.dir, 'never')), /ENOENT/, 'nothing made for a refused download');
   const onFile = await runCli(c, ['download', batchId, '--out', join(out, 'summary.json')]);
   assert.deepEqual([onFile.code, onFile.stderr.trim()], [2, `Expected a folder (made when missing) for --out but received "${join(out, 'summary.json')} (a file)"`]);
+});
+
+test('a single cell photographed larger, read as a field by its size under `auto`, carries a warning saying to submit it with --kind cells; with it, it is a cell', async () => {
+  const cell = generateCell(createRng(77), 'Parasitized');
+  const big = await sharp(Buffer.from(cell.rgb), { raw: { width: cell.width, height: cell.height, channels: 3 } }).resize(560, 560, { kernel: 'cubic' }).png().toBuffer();
+  await mkdir(join(c.dir, 'big'), { recursive: true });
+  await writeFile(join(c.dir, 'big', 'big-cell.png'), big);
+  const run = await runCli(c, ['submit', join(c.dir, 'big', 'big-cell.png'), '--wait']);
+  assert.equal(run.code, 0, run.stderr);
+  const id = /batch (\S+) completed/.exec(run.stdout)![1]!;
+  const [line] = await readResults(c.ctx.store, id);
+  assert.ok(line && line.status === 'ok' && line.kind === 'field', JSON.stringify(line));
+  const f = (line as FieldResult).field;
+  assert.ok(f.counted < 10, `${f.counted} cells counted`);
+  assert.equal(f.warning, smallFieldWarning('auto', 560, 560, f.counted));
+  assert.ok(run.stdout.includes(`warning: ${f.warning}`), run.stdout);
+  const asCell = await runCli(c, ['submit', join(c.dir, 'big', 'big-cell.png'), '--kind', 'cells', '--wait', '--json']);
+  assert.equal(asCell.code, 0, asCell.stderr);
+  const [cellLine] = await readResults(c.ctx.store, JSON.parse(asCell.stdout.trim().split('\n').pop()!).batchId);
+  assert.deepEqual([cellLine!.status, cellLine!.status === 'ok' && cellLine!.kind], ['ok', 'cell']);
 });
 
 test('one image is a batch of one: `submit field.png --wait` reads it as a field and prints its parasitemia; the summary pools the fields', async () => {

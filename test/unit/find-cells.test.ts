@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cropCell, dropPlasmaBetweenCells, edgeContact, fillMaskHoles, keepLargestPiece, phantomRegions, trimPlasmaPockets, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, openLabels, wilsonInterval, isColourless, kindContradiction } from '@camflow/common';
+import { cropCell, dropPlasmaBetweenCells, edgeContact, fillMaskHoles, keepLargestPiece, phantomRegions, trimPlasmaPockets, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, openLabels, wilsonInterval, isColourless, kindContradiction, smallFieldWarning } from '@camflow/common';
 
 test("Otsu's threshold separates two populations", () => {
   const hist = new Array<number>(256).fill(0);
@@ -100,6 +100,13 @@ test('a field is told from a cell by its size; an explicit kind wins', () => {
   assert.equal(kindContradiction('fields', 300, 140), undefined);
   assert.equal(kindContradiction('fields', 142, 130, 60), undefined, "the model's own cell size moves the line");
   for (const [w, h] of [[142, 130], [5312, 2988]] as const) assert.equal(kindContradiction('auto', w, h), undefined);
+  // `auto` reads by size alone: a small image it read as a field, where few cells were counted, may be one large cell
+  // (a 560 px crop of a parasitized cell came back "0 of 1, 0.0 %"): kept, with a warning saying what to do.
+  assert.equal(smallFieldWarning('auto', 560, 560, 1), 'only 1 cell counted in this 560×560 image, read as a field because it is more than 4 cells of ~130 px across: if it is one cell photographed larger, submit it with --kind cells');
+  assert.match(smallFieldWarning('auto', 700, 620, 0)!, /^only 0 cells counted/);
+  assert.equal(smallFieldWarning('auto', 700, 620, 10), undefined, 'ten cells counted: a field');
+  assert.equal(smallFieldWarning('auto', 2400, 1800, 3), undefined, 'more than 8 cells across: a field with few cells (a sparse smear)');
+  assert.equal(smallFieldWarning('fields', 560, 560, 1), undefined, 'the user said fields');
 });
 
 test('the Wilson interval for a parasitemia', () => {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { summaryText } from '../../packages/cli/src/summary-text.ts';
+import { smallFieldWarning } from '@camflow/common/core';
 
 test('a batch summary reads as sentences: entries by class and by reason, the screening split, the pooled fields', () => {
   const text = summaryText({
@@ -50,4 +51,9 @@ test('fields of several images: each field on its own line first (a pooled figur
   const empty = { images: 1, positiveClass: 'Parasitized', cells: 0, counted: 0, infected: 0, parasitemia: 0, interval: [0, 0] as [number, number], each: [blank] };
   assert.equal(summaryText({ ...base, items: 1, ok: 1, fields: empty }).split('\n')[1], '1 field: no cell counted (none found, or all cut by the edge): parasitemia not measured');
   assert.equal(summaryText({ ...base, fields: { ...empty, images: 2, each: [blank, blank] } }).split('\n').pop(), '  all 2 fields pooled (as one slide): no cell counted (none found, or all cut by the edge): parasitemia not measured');
+  // A field that may be one large cell says so under its figure.
+  const warning = smallFieldWarning('auto', 560, 560, 1)!;
+  const oneCell = { name: 'big-cell.png', counted: 1, infected: 0, parasitemia: 0, warning };
+  assert.deepEqual(summaryText({ ...base, items: 1, ok: 1, fields: { ...empty, counted: 1, interval: [0, 0.793] as [number, number], each: [oneCell] } }).split('\n').slice(1), ['1 field: 0 of 1 counted cells Parasitized, parasitemia 0.0 % [95 % 0.0 % – 79.3 %]', `warning: ${warning}`]);
+  assert.deepEqual(summaryText({ ...base, fields: { ...fields, each: [each[0]!, oneCell] } }).split('\n').slice(3, 5), ['  big-cell.png: 0 of 1, parasitemia 0.0 %', `    warning: ${warning}`]);
 });

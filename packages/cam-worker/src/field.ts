@@ -32,6 +32,7 @@ import {
   keys,
   resizeRgb,
   summariseField,
+  smallFieldWarning,
   unpackInputs,
   type BatchItem,
   type CamJob,
@@ -357,7 +358,9 @@ export async function assembleField(item: BatchItem, plan: FieldPlan, parts: (Fi
     }
   }
   cells.sort((a, b) => a.cell - b.cell);
-  const summary = summariseField(cells, positiveClass, { diameter: plan.diameter, whiteCells: plan.whiteCells, ...(plan.fov ? { fov: plan.fov } : {}) });
+  const counted = summariseField(cells, positiveClass, { diameter: plan.diameter, whiteCells: plan.whiteCells, ...(plan.fov ? { fov: plan.fov } : {}) });
+  const warning = smallFieldWarning(job.options.kind, width, height, counted.counted, manifest.cellSide);
+  const summary = warning ? { ...counted, warning } : counted;
   const fieldKey = keys.resultField(job.batchId, item.imageId);
   const geojsonKey = keys.resultGeojson(job.batchId, item.imageId);
   const document: FieldDocument = { batchId: job.batchId, imageId: item.imageId, name: item.name, width, height, modelVersion: job.modelVersion, summary, cells };

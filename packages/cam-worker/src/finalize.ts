@@ -91,7 +91,7 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
   const screen = { positiveClass: '', positive: 0, negative: 0 };
   const fields = { images: 0, positiveClass: '', cells: 0, counted: 0, infected: 0 };
   const fieldRange: [number, number] = [1, 0];
-  const eachField: { name: string; counted: number; infected: number; parasitemia: number }[] = [];
+  const eachField: { name: string; counted: number; infected: number; parasitemia: number; warning?: string }[] = [];
   const count = (l: ImageResult) => {
     items++;
     if (l.status === 'failed') failures[l.reason] = (failures[l.reason] ?? 0) + 1;
@@ -110,7 +110,7 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
           fieldRange[0] = Math.min(fieldRange[0], l.field.parasitemia);
           fieldRange[1] = Math.max(fieldRange[1], l.field.parasitemia);
         }
-        if (eachField.length < FIELDS_IN_SUMMARY) eachField.push({ name: l.name, counted: l.field.counted, infected: l.field.infected, parasitemia: l.field.parasitemia });
+        if (eachField.length < FIELDS_IN_SUMMARY) eachField.push({ name: l.name, counted: l.field.counted, infected: l.field.infected, parasitemia: l.field.parasitemia, ...(l.field.warning ? { warning: l.field.warning } : {}) });
       }
     }
     if (isCellResult(l) && l.screen) {

@@ -127,6 +127,8 @@ export const fieldSummarySchema = z.object({
   /** The cell diameter used for finding (given, or estimated from the field), field pixels. */
   cellDiameter: z.number(),
   fov: z.object({ cx: z.number(), cy: z.number(), r: z.number() }).optional(),
+  /** Why this answer may not be what it seems (e.g. a single large cell read as a field under `auto`). */
+  warning: z.string().optional(),
 });
 export type FieldSummary = z.infer<typeof fieldSummarySchema>;
 
@@ -328,7 +330,7 @@ export const batchSummarySchema = z.object({
       /** The lowest and highest parasitemia of one field (fields with counted cells): a pooled figure hides a spread. */
       range: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]).optional(),
       /** The first `FIELDS_IN_SUMMARY` fields' own counts, in submission order (all of them in the result lines). */
-      each: z.array(z.object({ name: z.string(), counted: z.number().int().nonnegative(), infected: z.number().int().nonnegative(), parasitemia: z.number().min(0).max(1) })).optional(),
+      each: z.array(z.object({ name: z.string(), counted: z.number().int().nonnegative(), infected: z.number().int().nonnegative(), parasitemia: z.number().min(0).max(1), warning: z.string().optional() })).optional(),
     })
     .optional(),
   /** An S3-prefix batch: how its listing ended (`done`, or `cancelled` / `failed` with the objects listed until then). */

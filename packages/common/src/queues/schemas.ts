@@ -96,6 +96,21 @@ export function itemKind(kind: CamOptions['kind'], width: number, height: number
   return Math.min(width, height) > 4 * cellSide ? 'field' : 'cell';
 }
 
+/** Fewer counted cells than this in a small image read as a field under `auto`: said in a warning (below). */
+export const FEW_FIELD_CELLS = 10;
+
+/**
+ * `auto` reads an image as a field by its size alone, in cells of the model's training size: a single cell photographed
+ * larger (a high-resolution crop, 560 px where the model's cells are 130 px) is then a "field" of one or no counted
+ * cells, and its parasitemia (0 of 1: 0 %) says nothing about the cell. Such a result is kept but carries this warning:
+ * a field read under `auto`, less than 8 cells across, with fewer than `FEW_FIELD_CELLS` cells counted.
+ * @example smallFieldWarning('auto', 560, 560, 1) // 'only 1 cell counted in this 560×560 image, read as a field …'
+ */
+export function smallFieldWarning(kind: CamOptions['kind'], width: number, height: number, counted: number, cellSide = DEFAULT_CELL_SIDE): string | undefined {
+  if (kind !== 'auto' || counted >= FEW_FIELD_CELLS || Math.min(width, height) >= 8 * cellSide) return undefined;
+  return `only ${counted} cell${counted === 1 ? '' : 's'} counted in this ${width}×${height} image, read as a field because it is more than 4 cells of ~${Math.round(cellSide)} px across: if it is one cell photographed larger, submit it with --kind cells`;
+}
+
 /**
  * An explicit kind that the image's size contradicts — whatever camflow then reported would be confidently wrong — as
  * a refusal: `cells` for an image more than 8× the typical cell side both ways (a smear field read as one cell), or

@@ -119,7 +119,7 @@ export function registerViewer(app: FastifyInstance, store: ObjectStore): void {
       })
       .join('');
     const fieldRows = fields
-      .map((f) => `<tr class="field"><td><a href="/viewer/batches/${esc(id)}/fields/${esc(f.imageId)}">${esc(f.name)}</a></td><td>${f.field.cells}</td><td>${f.field.counted}</td><td>${f.field.infected}</td><td>${f.field.counted ? `${pct(f.field.parasitemia)} (95 % ${pct(f.field.interval[0])}–${pct(f.field.interval[1])})` : 'not measured: no cell counted'}</td></tr>`)
+      .map((f) => `<tr class="field"><td><a href="/viewer/batches/${esc(id)}/fields/${esc(f.imageId)}">${esc(f.name)}</a></td><td>${f.field.cells}</td><td>${f.field.counted}</td><td>${f.field.infected}</td><td>${f.field.counted ? `${pct(f.field.parasitemia)} (95 % ${pct(f.field.interval[0])}–${pct(f.field.interval[1])})` : 'not measured: no cell counted'}${f.field.warning ? `<br><span class="bad">warning: ${esc(f.field.warning)}</span>` : ''}</td></tr>`)
       .join('');
     const body = `
 <p>${counts.cells} cells, ${counts.fields} fields, <span class="${counts.failed ? 'bad' : ''}">${counts.failed} failed</span>.</p>
@@ -162,7 +162,7 @@ if (cls) { cls.addEventListener('change', filter); minp.addEventListener('input'
     const cells = doc.cells.map((c) => ({ cell: c.cell, label: c.predicted.label, p: c.probabilities[s.positiveClass] ?? 0, polygon: c.polygon, clipped: c.clipped, peak: c.peak, parasite: c.predicted.label === s.positiveClass ? c.parasiteBox : null }));
     const data = { width: doc.width, height: doc.height, positiveClass: s.positiveClass, field: line.outputs.fieldDzi ? fileUrl(id, line.outputs.fieldDzi) : null, heatmap: line.outputs.heatmapDzi ? fileUrl(id, line.outputs.heatmapDzi) : null, cells };
     const body = `
-<p><a href="/viewer/batches/${esc(id)}">← batch ${esc(id)}</a> · <b>${esc(line.name)}</b>: ${s.cells} cells found, ${s.counted} counted (not cut by an edge), <b id="parasitemia">${s.counted ? `parasitemia ${pct(s.parasitemia)}</b> (${s.infected} ${esc(s.positiveClass)}; 95 % ${pct(s.interval[0])}–${pct(s.interval[1])})` : 'parasitemia not measured</b> (no cell counted)'}</p>
+<p><a href="/viewer/batches/${esc(id)}">← batch ${esc(id)}</a> · <b>${esc(line.name)}</b>: ${s.cells} cells found, ${s.counted} counted (not cut by an edge), <b id="parasitemia">${s.counted ? `parasitemia ${pct(s.parasitemia)}</b> (${s.infected} ${esc(s.positiveClass)}; 95 % ${pct(s.interval[0])}–${pct(s.interval[1])})` : 'parasitemia not measured</b> (no cell counted)'}</p>${s.warning ? `<p class="bad" id="warning">warning: ${esc(s.warning)}</p>` : ''}
 ${data.field ? '' : `<p id="nopyramid" class="note">No Deep Zoom pyramid was written for this field (submitted with outputs that leave it out, e.g. <code>--outputs none</code>): the cells and parasite boxes are drawn on a blank field of its size.</p>`}
 <div class="panel">${data.heatmap ? '<label><input type="checkbox" id="heat" checked> CAM heatmap</label><label>opacity <input id="opacity" type="range" min="0" max="1" step="0.05" value="0.5"></label>' : ''}<label><input type="checkbox" id="outlines" checked> cells and parasite boxes</label><span id="info">Click a cell.</span></div>
 <div id="osd"></div>
