@@ -449,6 +449,13 @@ test('options are checked at the edge against the model: unknown class, huge or 
   assert.deepEqual(lines.map((l) => l.name), ['Parasitized/a.png', 'Uninfected/b.png', 'flat.png']);
   const scored = await json(fetch(`${base}/v1/batches/${labelled.batchId}/eval?truth=none`, { headers: auth }));
   assert.equal(scored.classification.images, 2);
+  // Uploaded with the default target (predicted): the stain audit would lose exactly the model's misses (no positive-
+  // class CAM where it said negative), so it is skipped, saying why — or refused when asked for by name.
+  const audited = await json(fetch(`${base}/v1/batches/${labelled.batchId}/eval`, { headers: auth }));
+  assert.deepEqual([audited.classification.images, audited.stainPointing, audited.stainSkipped], [2, undefined, "the stain audit needs every image's Parasitized CAM: this batch was localized with target predicted, which computes it only where the model said Parasitized; submit with target=all"]);
+  const stainAsked = await fetch(`${base}/v1/batches/${labelled.batchId}/eval?truth=stain`, { headers: auth });
+  assert.equal(stainAsked.status, 400);
+  assert.match((await json(stainAsked)).message, /^Expected none for a batch not localized with target=all \(the stain audit needs .*\) for query\.truth but received "stain"$/);
   const flat = await fetch(`${base}/v1/batches/${none.batchId}/eval`, { headers: auth });
   assert.equal(flat.status, 400);
   assert.match((await json(flat)).message, /results named <class>\/<file> with the model's classes \(Parasitized, Uninfected\)/);

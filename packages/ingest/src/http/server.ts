@@ -379,6 +379,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       throw new InvalidParameterError('batch', `results named <class>/<file> with the model's classes (${model.classNames.join(', ')}): submit a labelled folder, or upload with filenames like ${model.classNames[0]}/cell.png`, `${id} (${results.length} results, none named so)`);
     }
     if (query.truth === 'none') return report;
+    // The audit reads every positive image's positive-class CAM: a batch localized with `target: predicted` has one only
+    // where the model said positive, so its misses (the cells the audit is for) would drop out unsaid.
+    const target = status.info!.options.target;
+    if (target !== 'all') {
+      const why = `the stain audit needs every image's ${positiveClass} CAM: this batch was localized with target ${target}, which computes it only where the model said ${positiveClass}; submit with target=all`;
+      if (query.truth === 'stain') throw new InvalidParameterError('query.truth', `none for a batch not localized with target=all (${why})`, query.truth);
+      return { ...report, stainSkipped: why };
+    }
     const ok = results.filter(isCellResult);
     return withStainAudit(report, results, model, await stainPointingForBatch(store, id, ok, positiveClass), groupOption);
   });
