@@ -185,6 +185,14 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
     const onAll = await evalLine(['evalset', '--model', 'm-own', '--subset', 'all']);
     assert.deepEqual([onAll.images, onAll.subset, onAll.training_images], [41, 'all', 41 - validation.length]);
     assert.match(await readFile(join(String(onAll.report)), 'utf8'), /35 of these images trained the model/);
+    // The same images as a folder (dev cells copied aside): found by content to be the model's training images, said.
+    const asFolder = await evalLine([join(c.dir, 'labelled'), '--model', 'm-own']);
+    // 35 training images, and one validation image with a training image's content (the relabelled copy of S0's cell).
+    const items = (await c.ctx.store.getJson<{ items: { name: string; sha256: string }[] }>(`datasets/evalset/${snapshot.version}/manifest.json`)).items;
+    const twins = validation.filter((i) => items.some((t, j) => !validation.includes(j) && t.sha256 === items[i]!.sha256)).map((i) => items[i]!.name);
+    assert.deepEqual(twins.length, 1, JSON.stringify(twins));
+    assert.deepEqual([asFolder.images, asFolder.subset, asFolder.training_images], [41, 'folder', 41 - validation.length + 1]);
+    assert.match(await readFile(join(String(asFolder.report)), 'utf8'), /36 of these images trained the model<\/b>: these scores are not those of unseen images \(the same content as its training images in evalset@/);
     // Another model's view of the same snapshot: all of it, nothing claimed about training images.
     const other = await evalLine(['evalset', '--model', 'm-untrained']);
     assert.deepEqual([other.images, other.subset, other.training_images], [41, 'all', undefined]);

@@ -119,6 +119,22 @@ async function labelledSource(ctx: Context, source: string, model: ModelManifest
   return { files, subset: 'all', ...(own ? { trainingImages: model.dataset.trainItems } : {}), of: manifest.items.length };
 }
 
+/**
+ * How many of a batch's images are, by content, training images of the model (its snapshot's items outside the
+ * validation split it recorded); undefined when that cannot be known (no split recorded, the snapshot removed).
+ */
+async function trainingImagesAmong(ctx: Context, model: ModelManifest, results: readonly { status: string; sha256?: string }[]): Promise<number | undefined> {
+  if (!model.dataset.validation) return undefined;
+  const snapshot = await getDatasetManifest(ctx.store, model.dataset.name, model.dataset.version).catch((error: unknown) => {
+    if (error instanceof NotFoundError) return undefined;
+    throw error;
+  });
+  if (!snapshot) return undefined;
+  const validation = new Set(model.dataset.validation);
+  const training = new Set(snapshot.items.filter((_, i) => !validation.has(i)).map((item) => item.sha256));
+  return results.filter((r) => r.sha256 !== undefined && training.has(r.sha256)).length;
+}
+
 const BOXES_EXPECTED = 'a JSON file of truth boxes: {"<class>/<file>": [{"x", "y", "width", "height"}, …]} (or that object under "boxes")';
 
 /** The truth boxes of `--boxes`: a missing, unreadable or malformed file is refused naming it, before anything is submitted. */
@@ -212,6 +228,12 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   await waitForBatch(ctx, batch.batchId, 24 * 3600_000, (s) => options.onProgress?.(s.chunks.done, s.chunks.total)).finally(release);
   const results = await readResults(ctx.store, batch.batchId);
   if (given) batchOfSource(options.batch!, results, files.map((f) => f.name), options.source);
+  if (subset.subset === 'folder') {
+    // A folder may hold the model's own training images (dev cells copied aside): found by content, said plainly.
+    const seen = await trainingImagesAmong(ctx, model, results);
+    if (seen !== undefined) subset.trainingImages = seen;
+    if (seen) ctx.log.warn({ trainingImages: seen, images: results.length, model: version, dataset: `${model.dataset.name}@${model.dataset.version}` }, 'some of these images trained the model (same content as its training images): its scores on them are not those of unseen images');
+  }
   const { positiveClass, ...scores } = evaluateForModel(results, model, { groupPattern: group, ...(boxes ? { boxes } : {}) });
   const ok = results.filter(isCellResult);
   const stain = !boxes && (truth === 'auto' || truth === 'stain') ? await stainPointingForBatch(ctx.store, batch.batchId, ok, positiveClass) : undefined;
@@ -290,7 +312,7 @@ async function writeEvalReport(dir: string, ctx: Context, model: ModelManifest, 
 <style>body{font:14px system-ui,sans-serif;margin:24px;background:#fafafa}figure{display:inline-block;margin:6px;text-align:center;width:150px}figcaption{font-size:11px;word-break:break-all}table.m td,table.m th{border:1px solid #ccc;padding:2px 8px}</style>
 <h1>camflow evaluation</h1>
 <p>Model <b>${esc(model.version)}</b> (${esc(model.preset)}, ${model.inputSize}², trained on ${esc(model.dataset.name)}@${esc(model.dataset.version)}). ${c.images} labelled images scored, ${report.skipped.length} skipped.</p>
-${subset.subset === 'validation' ? `<p>The model's validation images of its own snapshot (${c.images + report.skipped.length} of ${subset.of}): it never trained on them.</p>` : ''}${subset.trainingImages ? `<p style="color:#b00"><b>${subset.trainingImages} of these images trained the model</b>: these scores are not those of unseen images (<code>--subset validation</code> scores the others).</p>` : ''}
+${subset.subset === 'validation' ? `<p>The model's validation images of its own snapshot (${c.images + report.skipped.length} of ${subset.of}): it never trained on them.</p>` : ''}${subset.trainingImages ? `<p style="color:#b00"><b>${subset.trainingImages} of these images trained the model</b>: these scores are not those of unseen images (${subset.subset === 'folder' ? `the same content as its training images in ${esc(`${model.dataset.name}@${model.dataset.version}`)}; <code>camflow eval ${esc(model.dataset.name)}</code> scores its validation images` : '<code>--subset validation</code> scores the others'}).</p>` : ''}
 <h2>Classification (positive class: ${esc(positiveClass)})</h2>
 <table class="m"><tr><th></th><th>argmax</th>${c.screening ? `<th>screening (P ≥ ${c.screening.threshold.toFixed(3)})</th>` : ''}</tr>
 <tr><td>accuracy</td><td>${pct(c.accuracy)}</td>${c.screening ? `<td>${pct(c.screening.accuracy)}</td>` : ''}</tr>
