@@ -80,6 +80,14 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   const lines = (await results.text()).trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(lines.length, 7);
   assert.equal(lines.find((l) => l.name === 'notes.png').reason, 'unsupported-format');
+  // A stored file, by its path under the batch or by the key a line's `outputs` gives, as it is written there.
+  const overlayKey = lines.find((l) => l.status === 'ok').outputs.overlay as string;
+  const byKey = await fetch(`${base}/v1/batches/${info.batchId}/files/${overlayKey}`, { headers: auth });
+  assert.deepEqual([byKey.status, byKey.headers.get('content-type')], [200, 'image/png']);
+  const byPath = await fetch(`${base}/v1/batches/${info.batchId}/files/${overlayKey.split('/').pop()}`, { headers: auth });
+  assert.ok(Buffer.from(await byPath.arrayBuffer()).equals(Buffer.from(await byKey.arrayBuffer())));
+  assert.deepEqual(await json(fetch(`${base}/v1/batches/${info.batchId}/files/nope.png`, { headers: auth })), { error: 'not_found', message: `result file not found: nope.png in batch ${info.batchId}` });
+  assert.deepEqual(await json(fetch(`${base}/v1/batches/nosuchbatch/files/x.png`, { headers: auth })), { error: 'not_found', message: 'batch not found: nosuchbatch' });
   // The same results as CSV (Accept) and GeoJSON (?format=), and through the CLI to a file.
   const csv = await fetch(`${base}/v1/batches/${info.batchId}/results`, { headers: { ...auth, accept: 'text/csv' } });
   assert.match(csv.headers.get('content-type')!, /^text\/csv/);

@@ -106,10 +106,21 @@ test('`camflow download` copies the batch to a folder: each key of the result li
   const report = JSON.parse(first.stdout) as { batchId: string; out: string; files: number; bytes: number; kept: number; skipped: number };
   // Everything stored for the batch but the workers' chunk records (results.jsonl holds their lines).
   const stored = (await c.ctx.store.list(prefix)).filter((o) => !o.key.startsWith(`${prefix}chunks/`));
-  assert.deepEqual([report.batchId, report.out, report.files, report.kept, report.skipped], [batchId, out, stored.length, 0, 0]);
-  assert.equal(report.bytes, stored.reduce((sum, o) => sum + o.size, 0));
-  const local = (await readdir(out, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => join(e.parentPath ?? e.path, e.name).slice(out.length + 1)).sort();
-  assert.deepEqual(local, stored.map((o) => o.key.slice(prefix.length)).sort(), 'no chunk record, no .part file left');
+  // …and results.csv beside them: the lines as a spreadsheet, its *_file columns paths in this folder.
+  const csv = await readFile(join(out, 'results.csv'), 'utf8');
+  assert.equal(csv, (await runCli(c, ['results', batchId, '--format', 'csv'])).stdout);
+  assert.deepEqual([report.batchId, report.out, report.files, report.kept, report.skipped], [batchId, out, stored.length + 1, 0, 0]);
+  assert.equal(report.bytes, stored.reduce((sum, o) => sum + o.size, 0) + Buffer.byteLength(csv));
+  const files = async () => (await readdir(out, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => join(e.parentPath ?? e.path, e.name).slice(out.length + 1)).sort();
+  assert.deepEqual(await files(), [...stored.map((o) => o.key.slice(prefix.length)), 'results.csv'].sort(), 'no chunk record, no .part file left');
+  const header = csv.split('\r\n')[0]!.split(',');
+  for (const row of csv.trimEnd().split('\r\n').slice(1)) {
+    const cells = row.split(',');
+    for (const column of ['overlay_file', 'heatmap_file', 'json_file', 'geojson_file']) {
+      const path = cells[header.indexOf(column)];
+      if (path) assert.ok((await readFile(join(out, path))).length > 0, `${column} ${path} is a file in the folder`);
+    }
+  }
   const results = await readResults(c.ctx.store, batchId);
   const outputs = results.flatMap((r) => (r.status === 'ok' ? Object.values(r.outputs).filter((k): k is string => typeof k === 'string') : []));
   assert.ok(outputs.some((k) => k.endsWith('.overlay.png')) && outputs.some((k) => k.endsWith('.dzi')) && outputs.some((k) => k.endsWith('.geojson')), outputs.join(' '));
@@ -117,7 +128,9 @@ test('`camflow download` copies the batch to a folder: each key of the result li
     assert.ok((await readFile(join(out, key.slice(prefix.length)))).equals(await c.ctx.store.get(key)), `${key} byte for byte`);
   }
   // Run again (after Ctrl-C, say): what a copy left is kept; a file cut short, or changed since at the same size, is
-  // copied again. A "folder" object (an S3 console's marker) is skipped with a warning, never made a file.
+  // copied again; a killed copy's .part file is removed. A "folder" object (an S3 console's marker) is skipped with a
+  // warning, never made a file.
+  await writeFile(join(out, 'fields', 'left-by-kill-9.json.2147483646-0a1b2c3d.part'), '{"half":');
   const summaryBytes = stored.find((o) => o.key === keys.resultsSummary(batchId))!.size;
   await writeFile(join(out, 'summary.json'), '{');
   await writeFile(join(out, 'results.jsonl'), 'x'.repeat(stored.find((o) => o.key === keys.resultsJsonl(batchId))!.size));
@@ -125,7 +138,8 @@ test('`camflow download` copies the batch to a folder: each key of the result li
   const again = await runCli(c, ['download', batchId, '--out', out]);
   assert.equal(again.code, 0, again.stderr);
   const jsonlBytes = stored.find((o) => o.key === keys.resultsJsonl(batchId))!.size;
-  assert.equal(again.stdout, `downloaded 2 files (${((summaryBytes + jsonlBytes) / 1e6).toFixed(1)} MB), ${stored.length - 2} already there, 1 skipped to ${out}\n`);
+  assert.equal(again.stdout, `downloaded 3 files (${((summaryBytes + jsonlBytes + Buffer.byteLength(csv)) / 1e6).toFixed(1)} MB), ${stored.length - 2} already there, 1 skipped to ${out}\n`);
+  assert.deepEqual(await files(), [...stored.map((o) => o.key.slice(prefix.length)), 'results.csv'].sort(), 'the stale .part removed');
   assert.equal(again.stderr, `warning: ${prefix}fields/ not downloaded: a folder marker, not a file\n`);
   for (const key of [keys.resultsSummary(batchId), keys.resultsJsonl(batchId)]) assert.ok((await readFile(join(out, key.slice(prefix.length)))).equals(await c.ctx.store.get(key)), key);
   await c.ctx.store.deleteMany([`${prefix}fields/`]);
@@ -135,7 +149,7 @@ test('`camflow download` copies the batch to a folder: each key of the result li
   assert.equal(picked.code, 0, picked.stderr);
   const field = results.find((r) => r.name === 'field.png')!;
   assert.deepEqual((await readdir(join(fieldsOnly, 'fields', field.imageId))).sort(), ['cells.geojson', 'field.json']);
-  assert.deepEqual(await readdir(fieldsOnly), ['fields']);
+  assert.deepEqual(await readdir(fieldsOnly), ['fields'], 'no results.csv unless results are asked for');
   // Asked wrong: the flag is named with the kinds (before anything is contacted); an unknown batch is named.
   const bad = await runCli(c, ['download', batchId, '--only', 'tile', '--out', join(c.dir, 'never')]);
   assert.equal(bad.code, 2);

@@ -30,6 +30,12 @@ test('CSV: one row per line in order, a probability column per class, quoted per
   assert.deepEqual([f.kind, f.cells, f.counted, f.infected, f.parasitemia_low, f.parasitemia_high], ['field', '191', '177', '8', '0.023', '0.087']);
   // A field's screen_positive: its counted cells positive at the screening point (a cell's: 1 or 0).
   assert.equal(f.screen_positive, '21');
+  // Each output as a path under the batch's folder: where `camflow download` puts it (and /v1/batches/:id/files/<path>).
+  assert.deepEqual([f.json_file, f.geojson_file, f.overlay_file, f.heatmap_file], ['i0000001/field.json', 'i0000001/cells.geojson', '', '']);
+  const drawn = imageResultSchema.parse({ ...cell, name: 'Parasitized/x.png', outputs: { overlay: 'results/b1/i0000000.overlay.png', heatmap: 'results/b1/i0000000.heatmap.png', json: 'results/b1/i0000000.json' } });
+  const c = Object.fromEntries(header.map((h, i) => [h, resultsCsv([drawn]).trimEnd().split('\r\n')[1]!.split(',')[i]]));
+  assert.deepEqual([c.overlay_file, c.heatmap_file, c.json_file, c.geojson_file], ['i0000000.overlay.png', 'i0000000.heatmap.png', 'i0000000.json', '']);
+  assert.deepEqual(header.slice(-5), ['warning', 'overlay_file', 'heatmap_file', 'json_file', 'geojson_file'], 'new columns come last: older readers keep their positions');
   assert.ok(lines[3]!.includes(`"'=HYPERLINK(""x"")"`), 'a name starting with = cannot run as a formula');
   assert.ok(lines[3]!.includes('not-an-image'));
 });

@@ -17,6 +17,9 @@ export interface CommandInput {
   num: (name: keyof Values, fallback?: number) => number | undefined;
 }
 
+/** A word as a POSIX shell reads it back: bare when it is plain, else single-quoted. */
+export const shellWord = (w: string) => (/^[A-Za-z0-9_./:@=+,-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
+
 /** 75 → "1 min 15 s", 4000 → "1 h 7 min". */
 export function formatDuration(seconds: number): string {
   if (seconds < 60) return `${seconds} s`;

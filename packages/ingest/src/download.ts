@@ -1,8 +1,11 @@
 // A finished batch's stored files (result lines, per-cell JSON and images, field answers, GeoJSON, Deep Zoom
 // pyramids) copied to a local folder: the keys in result lines' `outputs` become paths under that folder.
-import { mkdir, stat } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, opendir, rename, rm, stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
+import { exportBatchResults } from './results.js';
 import { CamflowError, InvalidParameterError, keys, mapLimit, parseWith, type ObjectStore } from '@camflow/common/core';
 
 /**
@@ -91,6 +94,7 @@ export async function downloadBatchFiles(store: ObjectStore, batchId: string, ou
   const report: DownloadReport = { batchId, out: root, files: 0, bytes: 0, kept: 0, skipped: 0 };
   if ((await stat(root).catch(() => undefined))?.isDirectory() === false) throw new InvalidParameterError('--out', 'a folder (made when missing)', `${out} (a file)`);
   await mkdir(root, { recursive: true });
+  let jsonlCopied = false;
   for await (const page of store.listPages(prefix)) {
     const made = new Set<string>();
     await mapLimit(page.filter((o) => wanted(o.key.slice(prefix.length))), options.concurrency ?? 8, async (object) => {
@@ -114,10 +118,57 @@ export async function downloadBatchFiles(store: ObjectStore, batchId: string, ou
       }
       // Read after the await: `report.bytes += await …` would add to the total as it was before the copy began.
       const { bytes } = await store.download(object.key, where.file);
+      if (object.key === keys.resultsJsonl(batchId)) jsonlCopied = true;
       report.bytes += bytes;
       report.files++;
     });
     options.onProgress?.(report);
   }
+  // Beside the lines, the same as a spreadsheet (`camflow results --format csv`; its *_file columns are paths in this
+  // folder), written again whenever results.jsonl was.
+  const csv = resolve(root, 'results.csv');
+  if ((!options.only || options.only.includes('results')) && (jsonlCopied || !(await stat(csv).catch(() => undefined)))) {
+    const exported = await exportBatchResults(store, batchId, 'csv');
+    if (exported) {
+      const part = `${csv}.${process.pid}.part`;
+      const sink = createWriteStream(part);
+      await pipeline(exported.body, sink);
+      await rename(part, csv);
+      report.files++;
+      report.bytes += sink.bytesWritten;
+    }
+  }
+  await removeStaleParts(root);
   return report;
+}
+
+/** A copy's temporary name (`FILE.<pid>-<hex>.part`, `results.csv.<pid>.part`) and the process that wrote it. */
+const PART = /\.(\d+)(?:-[0-9a-f]{8})?\.part$/;
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * The `.part` files a killed copy (`kill -9`, a power cut) left in the folder, those of processes no longer running:
+ * removed once a run has copied everything. One folder open at a time (memory: the folders still to visit).
+ */
+async function removeStaleParts(root: string): Promise<void> {
+  const folders = [root];
+  while (folders.length) {
+    const folder = folders.pop()!;
+    for await (const entry of await opendir(folder)) {
+      const path = resolve(folder, entry.name);
+      if (entry.isDirectory()) folders.push(path);
+      else {
+        const pid = PART.exec(entry.name)?.[1];
+        if (pid && Number(pid) !== process.pid && !alive(Number(pid))) await rm(path, { force: true });
+      }
+    }
+  }
 }

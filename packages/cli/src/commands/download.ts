@@ -1,6 +1,6 @@
 import { CamflowError, NotFoundError } from '@camflow/common/core';
 import { batchStatus, downloadBatchFiles, parseDownloadKinds, type DownloadReport } from '@camflow/ingest';
-import { withContext } from '../cli-io.js';
+import { shellWord, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
@@ -21,7 +21,14 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
       process.stderr.write(`downloading ${batchId}: ${line(r)} so far\n`);
     };
     const onSkip = (key: string, reason: string) => process.stderr.write(`warning: ${key} not downloaded: ${reason}\n`);
-    const report = await downloadBatchFiles(ctx.store, batchId, out, { only, onProgress, onSkip });
+    // Ctrl-C: what is copied stays; the same command resumes (a copy cut short is a .part file, removed then).
+    const resume = ['camflow', 'download', batchId, '--out', out, ...(v.only ? ['--only', v.only] : [])].map(shellWord).join(' ');
+    const stop = () => {
+      process.stderr.write(`\nstopped; the files copied so far are in ${out}: \`${resume}\` copies the rest\n`);
+      process.exit(130);
+    };
+    process.once('SIGINT', stop);
+    const report = await downloadBatchFiles(ctx.store, batchId, out, { only, onProgress, onSkip }).finally(() => process.off('SIGINT', stop));
     if (!report) {
       const status = await batchStatus(ctx.store, ctx.queues.batch, batchId);
       if (status.state === 'unknown') throw new NotFoundError('batch', batchId);

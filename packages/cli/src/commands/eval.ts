@@ -1,11 +1,8 @@
 import { CamflowError } from '@camflow/common/core';
 import { runEval, type EvalOptions } from '../eval-command.js';
-import { progressBar, withContext } from '../cli-io.js';
+import { progressBar, shellWord, withContext } from '../cli-io.js';
 import { interruptibleWait } from '../wait.js';
 import type { CommandInput } from '../cli-io.js';
-
-/** A word as a POSIX shell reads it back: bare when it is plain, else single-quoted. */
-const shellWord = (w: string) => (/^[A-Za-z0-9_./:@=+,-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
 
 /** The same evaluation, every flag given kept, scoring `batchId` instead of submitting the images again. */
 function resumeCommand(source: string, v: CommandInput['v'], batchId: string): string {

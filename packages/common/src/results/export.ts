@@ -43,7 +43,18 @@ const CSV_COLUMNS = [
   'imageId', 'name', 'status', 'kind', 'modelVersion', 'precision', 'engine', 'predicted', 'probability',
   'screen_positive', 'box_x', 'box_y', 'box_width', 'box_height', 'peak_x', 'peak_y',
   'cells', 'counted', 'infected', 'parasitemia', 'parasitemia_low', 'parasitemia_high', 'reason', 'error',
+  'warning', 'overlay_file', 'heatmap_file', 'json_file', 'geojson_file',
 ] as const;
+
+/**
+ * A stored output as a path under the batch's folder (`results/<batchId>/` off): where `camflow download` puts it, and
+ * the `<path>` of `GET /v1/batches/:id/files/<path>`.
+ * @example batchFilePath('b1', 'results/b1/fields/i0000001/cells.geojson') // 'fields/i0000001/cells.geojson'
+ */
+export function batchFilePath(batchId: string, key: string | undefined): string | undefined {
+  const prefix = `results/${batchId}/`;
+  return key === undefined ? undefined : key.startsWith(prefix) ? key.slice(prefix.length) : key;
+}
 
 /** The predicted class's localization (its box and CAM peak), in the image's pixels. */
 function predictedCam(r: OkResult) {
@@ -66,17 +77,22 @@ export function csvRow(r: ImageResult, classes: readonly string[]): string {
   if (r.status === 'failed') Object.assign(row, { reason: r.reason, error: r.error });
   else if (r.kind === 'field') {
     const f = (r as FieldResult).field;
-    Object.assign(row, { kind: 'field', precision: r.precision, engine: r.engine, screen_positive: f.screenPositive, cells: f.cells, counted: f.counted, infected: f.infected, parasitemia: f.parasitemia, parasitemia_low: f.interval[0], parasitemia_high: f.interval[1] });
+    const o = (r as FieldResult).outputs;
+    Object.assign(row, {
+      kind: 'field', precision: r.precision, engine: r.engine, screen_positive: f.screenPositive, cells: f.cells, counted: f.counted, infected: f.infected, parasitemia: f.parasitemia, parasitemia_low: f.interval[0], parasitemia_high: f.interval[1],
+      warning: f.warning, overlay_file: batchFilePath(r.batchId, o.overlay), json_file: batchFilePath(r.batchId, o.field), geojson_file: batchFilePath(r.batchId, o.geojson),
+    });
   } else {
     const cam = predictedCam(r);
     Object.assign(row, {
       kind: 'cell', precision: r.precision, engine: r.engine, predicted: r.predicted.label, probability: r.predicted.probability,
       screen_positive: r.screen ? (r.screen.positive ? 1 : 0) : undefined,
       box_x: cam?.box?.x, box_y: cam?.box?.y, box_width: cam?.box?.width, box_height: cam?.box?.height, peak_x: cam?.peak.x, peak_y: cam?.peak.y,
+      overlay_file: batchFilePath(r.batchId, r.outputs.overlay), heatmap_file: batchFilePath(r.batchId, r.outputs.heatmap), json_file: batchFilePath(r.batchId, r.outputs.json),
     });
     for (const c of classes) row[`P(${c})`] = r.probabilities[c];
   }
-  return `${header.map((h) => csvCell(row[h], h === 'name' || h === 'error')).join(',')}\r\n`;
+  return `${header.map((h) => csvCell(row[h], h === 'name' || h === 'error' || h === 'warning')).join(',')}\r\n`;
 }
 
 /** Pure: a whole batch as CSV, one row per result line in the same order (classes: those seen in the lines). */

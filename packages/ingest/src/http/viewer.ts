@@ -83,10 +83,15 @@ export function registerViewer(app: FastifyInstance, store: ObjectStore): void {
   // A batch's stored results (overlays, field.json, GeoJSON, Deep Zoom descriptors and tiles), under its prefix only.
   app.get('/v1/batches/:id/files/*', async (req, reply) => {
     const { id } = parseWith(idParam, req.params, 'params');
-    const rest = parseWith(filePath, (req.params as Record<string, string>)['*'], 'path');
+    const given = parseWith(filePath, (req.params as Record<string, string>)['*'], 'path');
+    // A result line's `outputs` value (the whole key, `results/<id>/…`) is taken as it is written there.
+    const rest = given.startsWith(keys.resultPrefix(id)) ? given.slice(keys.resultPrefix(id).length) : given;
     const key = keys.resultPrefix(id) + rest;
     const bytes = await store.getIfExists(key);
-    if (!bytes) throw new NotFoundError('result file', rest);
+    if (!bytes) {
+      if (!(await store.exists(keys.batchInfo(id)))) throw new NotFoundError('batch', id);
+      throw new NotFoundError('result file', `${rest} in batch ${id}`);
+    }
     return reply.type(CONTENT_TYPES[rest.split('.').pop()!] ?? 'application/octet-stream').header('cache-control', 'private, max-age=3600').send(bytes);
   });
 
