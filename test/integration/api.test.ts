@@ -233,6 +233,7 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.match(back.warnings[0], /m-untrained names the classes Parasitized, Uninfected; m-weaker named Infected, Uninfected/);
   const same = JSON.parse((await runCli(c, ['models', 'promote', 'm-untrained', '--json'])).stdout);
   assert.deepEqual([same.version, same.previous.version, same.warnings], ['m-untrained', 'm-untrained', []]);
+  assert.ok(back.promotedAt && same.promotedAt === back.promotedAt, 'promoting production again changes nothing, its time included');
   // An unreadable channel is what a promotion repairs: replaced, and said.
   await c.ctx.store.putJson(keys.productionChannel(), { version: 'm-untrained' });
   const repaired = JSON.parse((await runCli(c, ['models', 'promote', 'm-untrained', '--json'])).stdout);
@@ -339,6 +340,17 @@ test('an oversize upload is refused with 413 and the limit named; bad fields wit
   const train = await fetch(`${base}/v1/train`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ dataset: 'cells', epochs: -1 }) });
   assert.equal(train.status, 400);
   assert.equal((await json(train)).field, 'body.epochs');
+  // A body of the wrong kind is named as such (415), not read as missing fields; an archive is not unpacked from a
+  // request (the CLI and S3 prefixes read archives), refused whole with the way to send it.
+  const formTrain = await fetch(`${base}/v1/train`, { method: 'POST', headers: auth, body: await form([], { dataset: 'cells' }) });
+  assert.equal(formTrain.status, 415);
+  assert.deepEqual(await json(formTrain), { error: 'unsupported_media_type', message: 'Expected application/json (a JSON object body) for content-type but received "multipart/form-data"', field: 'content-type' });
+  const rawImage = await fetch(`${base}/v1/batches`, { method: 'POST', headers: { ...auth, 'content-type': 'image/png' }, body: small.bytes });
+  assert.equal(rawImage.status, 415);
+  assert.equal((await json(rawImage)).message, 'content-type image/png is not taken by POST /v1/batches: send multipart/form-data (files) or application/json');
+  const zipped = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small, { name: 'cells.zip', bytes: Buffer.from('PK\u0003\u0004') }]) });
+  assert.equal(zipped.status, 400);
+  assert.match((await json(zipped)).message, /an archive is read by `camflow submit ARCHIVE` or from an S3 prefix, or upload the images in it for files but received "cells\.zip"$/);
 });
 
 test('without API_TOKEN the API refuses to start, naming the variable', async () => {

@@ -150,6 +150,13 @@ test('start-up warns when Redis persistence is off', async () => {
     const report = await checkRedis(client);
     assert.equal(report.appendonly, 'no');
     assert.ok(report.problems.some((p) => /AOF\) is off/.test(p) && /batches repair/.test(p)), report.problems.join('\n'));
+    // The services say it at their start; a one-shot command does not repeat it above its own answer on every run.
+    const cli = fileURLToPath(new URL('../../packages/cli/src/main.ts', import.meta.url));
+    const env = { ...process.env, REDIS_URL: redis.url, AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', S3_ENDPOINT: '' };
+    const out = spawnSync(process.execPath, ['--import', 'tsx', cli, 'status', 'b1'], { env, encoding: 'utf8' });
+    assert.equal(out.status, 78, out.stderr);
+    assert.match(out.stderr, /config: AWS_ACCESS_KEY_ID/, 'it got past Redis');
+    assert.doesNotMatch(out.stderr, /AOF/);
   } finally {
     await client.quit();
     await redis.stop();

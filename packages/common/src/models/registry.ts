@@ -113,5 +113,7 @@ export async function promoteByHand(store: ObjectStore, manifest: ModelManifest)
     }
   }
   for (const w of manifest.warnings ?? []) warnings.push(`${manifest.version} was published with a warning: ${w}`);
+  // Already production: nothing to write (its promotedAt stays the time it was promoted).
+  if (previous && previous.version === manifest.version) return { channel: previous, previous, warnings };
   return { channel: await promote(store, manifest), previous, warnings };
 }

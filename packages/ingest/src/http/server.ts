@@ -11,6 +11,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import {
   idSchema,
+  CamflowError,
   ConfigError,
   InvalidParameterError,
   StorageError,
@@ -112,22 +113,37 @@ function sessionToken(header: string | undefined): string | undefined {
   return undefined;
 }
 
+/**
+ * The body of a route that takes JSON: a form or multipart body (whose fields the route would not see) is a 415
+ * naming the content type to send, not a "received nothing" for its first field.
+ */
+function jsonBody(req: FastifyRequest): unknown {
+  const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== '' && type !== 'application/json') {
+    throw Object.assign(new InvalidParameterError('content-type', 'application/json (a JSON object body)', type), { statusCode: 415 });
+  }
+  return req.body ?? {};
+}
+
 /** The fields a multipart submission may carry (longer values are refused, not truncated). */
 const MAX_FIELD_BYTES = 4096;
 
 function httpStatus(error: unknown): number {
+  const explicit = (error as { statusCode?: number }).statusCode;
+  if (error instanceof CamflowError && explicit) return explicit;
+  if ((error as { code?: string }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return 415;
   if (error instanceof InvalidParameterError || error instanceof NoModelError || error instanceof SourceError) return 400;
   if (error instanceof NotFoundError) return 404;
   if (error instanceof KeyConflictError) return 409;
   if (isRedisDown(error) || error instanceof StorageError) return 503;
   const code = (error as { code?: string; statusCode?: number }).code;
   if (code === 'FST_REQ_FILE_TOO_LARGE' || code === 'FST_PARTS_LIMIT' || code === 'FST_FILES_LIMIT' || code === 'FST_FIELDS_LIMIT') return 413;
-  if (code === 'FST_PROTO_VIOLATION' || code === 'FST_INVALID_MULTIPART_CONTENT_TYPE' || code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return 400;
+  if (code === 'FST_PROTO_VIOLATION' || code === 'FST_INVALID_MULTIPART_CONTENT_TYPE') return 400;
   const status = (error as { statusCode?: number }).statusCode;
   return status && status >= 400 && status < 600 ? status : 500;
 }
 
-const errorName = (status: number) => ({ 400: 'bad_request', 404: 'not_found', 409: 'conflict', 413: 'payload_too_large', 503: 'unavailable' })[status] ?? 'error';
+const errorName = (status: number) => ({ 400: 'bad_request', 404: 'not_found', 409: 'conflict', 413: 'payload_too_large', 415: 'unsupported_media_type', 503: 'unavailable' })[status] ?? 'error';
 
 /** Read a multipart submission: files spooled into `spool` (bounded by the upload limits), fields by name. */
 async function receiveUpload(req: FastifyRequest, spool: string, config: Config): Promise<{ files: SourceFile[]; fields: Record<string, string> }> {
@@ -210,6 +226,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (status === 413) message = `upload too large: ${(error as Error).message} (limits: ${config.MAX_UPLOAD_FILE_BYTES} bytes per file, ${config.MAX_UPLOAD_BYTES} per request, ${MAX_FIELD_BYTES} bytes per field)`;
     else if (status === 503) message = `${error instanceof StorageError ? 'the object store' : 'Redis'} is unavailable; retry later`;
     else if (status >= 500) message = `internal error; see the server log for request ${req.id}`;
+    else if ((error as { code?: string }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      message = `content-type ${String(req.headers['content-type'] ?? 'none').split(';')[0]} is not taken by ${req.method} ${req.url.split('?')[0]}: send multipart/form-data (files) or application/json`;
+    }
     else message = (error as Error).message;
     if (status >= 500) deps.log.error({ err: error, reqId: req.id }, 'request failed');
     await reply.code(status).send({ error: errorName(status), message, ...(error instanceof InvalidParameterError ? { field: error.field } : {}), ...(error instanceof KeyConflictError ? { batchId: error.batchId } : {}) });
@@ -339,6 +358,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     try {
       const { files, fields } = await receiveUpload(req, spool, config);
       if (files.length === 0) throw new InvalidParameterError('files', 'at least one uploaded file', 0);
+      // An archive is read by `camflow submit ARCHIVE` (or from S3), not unpacked from a request: refused whole, not
+      // taken and answered later with an "unsupported-format" line.
+      const archive = files.find((file) => /\.(zip|tar|tgz|tar\.gz)$/i.test(file.name));
+      if (archive) throw new InvalidParameterError('files', 'image files (PNG, JPEG, TIFF, WebP); an archive is read by `camflow submit ARCHIVE` or from an S3 prefix, or upload the images in it', archive.name);
       const f = parseWith(submitFields, fields, 'fields');
       const info = await submitFrom(files, f);
       return reply.code(info.existing ? 200 : 202).send(info);
@@ -429,7 +452,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.post('/v1/train', async (req, reply) => {
     // Strict: a mistyped field ("epoch") is refused, never dropped for its default.
-    const data = parseWith(trainJobSchema.strict(), req.body ?? {}, 'body');
+    const data = parseWith(trainJobSchema.strict(), jsonBody(req), 'body');
     await getDatasetManifest(store, data.dataset, data.datasetVersion); // 404 naming the dataset, before anything is queued
     const job = await enqueueTraining(deps.queues.train, data);
     return reply.code(202).send({ jobId: job.id });
@@ -456,7 +479,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   // The one retraining schedule: seen, set (the training job's fields, strict, plus `cron` and `tz`), removed.
   app.get('/v1/schedule', async () => ({ schedule: (await getRetrainingSchedule(deps.queues.train)) ?? null }));
   app.put('/v1/schedule', async (req) => {
-    const { cron, tz, ...training } = (req.body ?? {}) as Record<string, unknown>;
+    const { cron, tz, ...training } = jsonBody(req) as Record<string, unknown>;
     const when = parseWith(retrainingScheduleSchema, { cron, tz: tz ?? 'UTC' }, 'body');
     // As the CLI's `schedule`: every run trains the dataset's latest version (a pinned one would be skipped as unchanged
     // every night after the first).
