@@ -95,8 +95,8 @@ export async function createContext(env: Record<string, string | undefined> = pr
   const log = createLogger({ level: config.LOG_LEVEL, name });
   const store = storeFromConfig(config, env);
   // The server's settings (eviction, persistence) are the services' to report, at their start: a one-shot command
-  // repeating them on every run would bury its own answer.
-  await probeRedis(config.REDIS_URL, 5000, name === 'cli' ? undefined : log);
+  // repeating them on every run would bury its own answer (the demo's Redis is its own, thrown away after).
+  await probeRedis(config.REDIS_URL, 5000, name === 'cli' || name === 'demo' ? undefined : log);
   await startTracing(config.OTEL_EXPORTER_OTLP_ENDPOINT, `camflow-${name}`, log);
   const opts = { connection: producerConnection(config.REDIS_URL), prefix: config.QUEUE_PREFIX, ...bullTelemetry() };
   const queues = { cam: new Queue(queueNames.cam, opts), batch: new Queue(queueNames.batch, opts), train: new Queue(queueNames.train, opts), ingest: new Queue(queueNames.ingest, opts) };
