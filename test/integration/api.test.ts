@@ -307,6 +307,15 @@ test('`dataset remove`: refused while the production model, the schedule or a tr
   assert.deepEqual([body.dataset, body.removed, body.latest], ['rm', [a], null]);
   assert.deepEqual(await c.ctx.store.list('datasets/rm/'), []);
   assert.match((await runCli(c, ['train', '--dataset', 'rm'])).stderr, /dataset not found: rm/);
+  // A pointer to a version no longer there (a removal that raced an add) hides that dataset only, and a removal of
+  // the dataset clears it.
+  await c.ctx.store.putJson('datasets/ghost/latest.json', { version: 'd000000000000' });
+  const withGhost = await runCli(c, ['dataset', 'list', '--json']);
+  assert.equal(withGhost.code, 0, withGhost.stderr);
+  assert.deepEqual(JSON.parse(withGhost.stdout).datasets.map((d: { name: string }) => d.name).includes('ghost'), false);
+  const exorcised = JSON.parse((await runCli(c, ['dataset', 'remove', 'ghost', '--json'])).stdout);
+  assert.deepEqual([exorcised.removed, exorcised.latest], [[], null]);
+  assert.deepEqual(await c.ctx.store.list('datasets/ghost/'), []);
   // Unknown names and versions are named; a malformed NAME@VERSION is a usage error.
   const none = await runCli(c, ['dataset', 'remove', 'nosuch']);
   assert.deepEqual([none.code, none.stderr.trim()], [1, 'dataset not found: nosuch (`camflow dataset list` lists them)']);

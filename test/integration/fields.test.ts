@@ -131,6 +131,10 @@ test('`camflow download` copies the batch to a folder: each key of the result li
   // copied again; a killed copy's .part file is removed. A "folder" object (an S3 console's marker) is skipped with a
   // warning, never made a file.
   await writeFile(join(out, 'fields', 'left-by-kill-9.json.2147483646-0a1b2c3d.part'), '{"half":');
+  // …but only camflow's own, where a batch's files go: the user's files are theirs.
+  await mkdir(join(out, 'mine'), { recursive: true });
+  await writeFile(join(out, 'mine', 'scan.json.2147483646-0a1b2c3d.part'), 'mine');
+  await writeFile(join(out, 'notes.12345.part'), 'mine');
   const summaryBytes = stored.find((o) => o.key === keys.resultsSummary(batchId))!.size;
   await writeFile(join(out, 'summary.json'), '{');
   await writeFile(join(out, 'results.jsonl'), 'x'.repeat(stored.find((o) => o.key === keys.resultsJsonl(batchId))!.size));
@@ -139,7 +143,7 @@ test('`camflow download` copies the batch to a folder: each key of the result li
   assert.equal(again.code, 0, again.stderr);
   const jsonlBytes = stored.find((o) => o.key === keys.resultsJsonl(batchId))!.size;
   assert.equal(again.stdout, `downloaded 3 files (${((summaryBytes + jsonlBytes + Buffer.byteLength(csv)) / 1e6).toFixed(1)} MB), ${stored.length - 2} already there, 1 skipped to ${out}\n`);
-  assert.deepEqual(await files(), [...stored.map((o) => o.key.slice(prefix.length)), 'results.csv'].sort(), 'the stale .part removed');
+  assert.deepEqual(await files(), [...stored.map((o) => o.key.slice(prefix.length)), 'results.csv', 'mine/scan.json.2147483646-0a1b2c3d.part', 'notes.12345.part'].sort(), 'the stale .part removed, the user\'s files kept');
   assert.equal(again.stderr, `warning: ${prefix}fields/ not downloaded: a folder marker, not a file\n`);
   for (const key of [keys.resultsSummary(batchId), keys.resultsJsonl(batchId)]) assert.ok((await readFile(join(out, key.slice(prefix.length)))).equals(await c.ctx.store.get(key)), key);
   await c.ctx.store.deleteMany([`${prefix}fields/`]);

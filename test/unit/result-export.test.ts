@@ -15,7 +15,7 @@ const cell = imageResultSchema.parse({
 const field = imageResultSchema.parse({
   batchId: 'b1', imageId: 'i0000001', name: 'smear.jpg', status: 'ok', kind: 'field', sha256: 'b'.repeat(64), width: 5312, height: 2988, modelVersion: 'm1', precision: 'fp32',
   field: { positiveClass: 'Parasitized', cells: 191, counted: 177, infected: 8, parasitemia: 8 / 177, interval: [0.023, 0.087], screenPositive: 21, cellDiameter: 110 },
-  outputs: { field: 'results/b1/i0000001/field.json', geojson: 'results/b1/i0000001/cells.geojson' },
+  outputs: { field: 'results/b1/fields/i0000001/field.json', geojson: 'results/b1/fields/i0000001/cells.geojson' },
 });
 const failed = imageResultSchema.parse({ batchId: 'b1', imageId: 'i0000002', name: '=HYPERLINK("x")', status: 'failed', reason: 'not-an-image', error: 'not an image: bytes 00 01' });
 const results: ImageResult[] = [cell, field, failed];
@@ -31,7 +31,7 @@ test('CSV: one row per line in order, a probability column per class, quoted per
   // A field's screen_positive: its counted cells positive at the screening point (a cell's: 1 or 0).
   assert.equal(f.screen_positive, '21');
   // Each output as a path under the batch's folder: where `camflow download` puts it (and /v1/batches/:id/files/<path>).
-  assert.deepEqual([f.json_file, f.geojson_file, f.overlay_file, f.heatmap_file], ['i0000001/field.json', 'i0000001/cells.geojson', '', '']);
+  assert.deepEqual([f.json_file, f.geojson_file, f.overlay_file, f.heatmap_file], ['fields/i0000001/field.json', 'fields/i0000001/cells.geojson', '', '']);
   const drawn = imageResultSchema.parse({ ...cell, name: 'Parasitized/x.png', outputs: { overlay: 'results/b1/i0000000.overlay.png', heatmap: 'results/b1/i0000000.heatmap.png', json: 'results/b1/i0000000.json' } });
   const c = Object.fromEntries(header.map((h, i) => [h, resultsCsv([drawn]).trimEnd().split('\r\n')[1]!.split(',')[i]]));
   assert.deepEqual([c.overlay_file, c.heatmap_file, c.json_file, c.geojson_file], ['i0000000.overlay.png', 'i0000000.heatmap.png', 'i0000000.json', '']);
@@ -43,12 +43,12 @@ test('CSV: one row per line in order, a probability column per class, quoted per
 test('GeoJSON: CAM boxes and peaks of cells in their image pixels, the fields’ own features, failures left out', async () => {
   const asked: string[] = [];
   // Two fields, each with its own `cell-0` (a field's cells.geojson numbers its cells from 0).
-  const field2 = imageResultSchema.parse({ ...field, imageId: 'i0000003', name: 'smear2.jpg', outputs: { field: 'results/b1/i0000003/field.json', geojson: 'results/b1/i0000003/cells.geojson' } });
+  const field2 = imageResultSchema.parse({ ...field, imageId: 'i0000003', name: 'smear2.jpg', outputs: { field: 'results/b1/fields/i0000003/field.json', geojson: 'results/b1/fields/i0000003/cells.geojson' } });
   const fc = await resultsGeoJson([...results, field2], async (r) => {
     asked.push(r.outputs.geojson);
     return [{ type: 'Feature', id: 'cell-0', geometry: { type: 'Polygon', coordinates: [] }, properties: { objectType: 'detection', name: 'cell 0' } }];
   });
-  assert.deepEqual(asked, ['results/b1/i0000001/cells.geojson', 'results/b1/i0000003/cells.geojson']);
+  assert.deepEqual(asked, ['results/b1/fields/i0000001/cells.geojson', 'results/b1/fields/i0000003/cells.geojson']);
   const features = fc.features as { id?: string; geometry: { type: string; coordinates: unknown }; properties: Record<string, unknown> }[];
   assert.equal(features.length, 4);
   // One collection, one id per feature: a field's ids are prefixed with its image's id.

@@ -3,6 +3,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import {
   compileGroupPattern,
+  defaultPositiveClass,
   InvalidParameterError,
   ROC_SPECIFICITY,
   esc,
@@ -197,7 +198,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   // A batch of other images, or of another model, is refused before any wait (names are checked once results are in).
   if (given?.info && given.info.modelVersion !== version) throw new InvalidParameterError('--batch', `a batch localized by model ${version} (--model)`, `${options.batch}, localized by ${given.info.modelVersion}`);
   if (given?.info && given.info.items !== files.length) throw new InvalidParameterError('--batch', `a batch of the ${files.length} images of ${options.source}`, `${options.batch}, which holds ${given.info.items}`);
-  if (given?.info && truth !== 'none' && given.info.options.target !== 'all') {
+  if (given?.info && truth !== 'none' && given.info.options.target !== 'all' && given.info.options.target !== (model.screening?.positiveClass ?? defaultPositiveClass(model.classNames))) {
     // Localization is scored on the positive class's CAM, which `--target predicted` computes only for the images the
     // model already called positive: a pointing score over those alone.
     throw new InvalidParameterError('--batch', "a batch localized with --target all, as eval submits (localization is scored on every image's positive-class CAM), or --truth none", `${options.batch}, localized with --target ${given.info.options.target}`);

@@ -44,6 +44,7 @@ export async function removeDataset(store: ObjectStore, trainQueue: Queue, name:
   const latest = ((await store.getJsonIfExists(keys.datasetLatest(name))) as { version: string } | undefined)?.version;
   const versions = (await store.listPrefixes(prefix)).map((p) => p.slice(prefix.length, -1));
   if (!latest && versions.length === 0) throw new NotFoundError('dataset', `${name} (\`camflow dataset list\` lists them)`);
+  // Not serialized with `dataset add` of the same name: run one at a time (a removal that sees an add finish says so).
   if (version !== undefined && !versions.includes(version)) {
     throw new NotFoundError('dataset version', `${name}@${version} (${name} has ${versions.join(', ') || 'no version'})`);
   }
@@ -58,8 +59,14 @@ export async function removeDataset(store: ObjectStore, trainQueue: Queue, name:
   if (version === undefined && schedule && (schedule.data as { dataset?: string } | undefined)?.dataset === name) {
     throw new DatasetInUseError(`${what} is not removed: the retraining schedule trains it (${schedule.pattern ?? 'a schedule'}); \`camflow schedule remove\` first`);
   }
+  // A job on `latest` resolves it when it starts: a running one may be loading any version it found then, a queued
+  // one will take the latest. The schedule's next run resolves it when it fires (nothing to wait for now).
   const onIt = (await listTrainingJobs(trainQueue, JOBS_LOOKED_AT)).filter(
-    (j) => ['active', 'waiting', 'prioritized', 'delayed'].includes(j.state) && j.dataset === name && (version === undefined || j.datasetVersion === version || (j.datasetVersion === 'latest' && version === latest)),
+    (j) =>
+      ['active', 'waiting', 'prioritized', 'delayed'].includes(j.state) &&
+      !(j.origin === 'schedule' && j.state === 'delayed' && !j.attemptsMade) &&
+      j.dataset === name &&
+      (version === undefined || j.datasetVersion === version || (j.datasetVersion === 'latest' && (j.state === 'active' || version === latest))),
   );
   if (onIt.length) {
     throw new DatasetInUseError(`${what} is not removed: training job${onIt.length === 1 ? '' : 's'} ${onIt.map((j) => `${j.jobId} (${j.state})`).join(', ')} ${onIt.length === 1 ? 'is' : 'are'} on it; wait for ${onIt.length === 1 ? 'it' : 'them'}, or \`camflow train --cancel JOB_ID\``);
@@ -82,7 +89,14 @@ export async function removeDataset(store: ObjectStore, trainQueue: Queue, name:
     await store.deleteMany(rest);
     objects += rest.length + 1;
   }
-  return { dataset: name, removed: doomed, objects, latest: now };
+  if (version === undefined) {
+    // The pointer again (a dangling one left by an earlier, interrupted removal goes too), then what may have come
+    // meanwhile: a `dataset add` of this name that ran during the removal is said, not left half-deleted in silence.
+    await store.deleteMany([keys.datasetLatest(name)]);
+    const late = await store.listPrefixes(prefix);
+    if (late.length) throw new DatasetInUseError(`dataset ${name} was removed, but \`dataset add ${name}\` wrote ${late.map((p) => p.slice(prefix.length, -1)).join(', ')} meanwhile: run \`camflow dataset remove ${name}\` again once it is done`);
+  }
+  return { dataset: name, removed: doomed, objects, latest: version === undefined ? null : now };
 }
 
 /** The most recently created of these versions (by their manifests), or null when none has a manifest. */

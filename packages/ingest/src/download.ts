@@ -1,5 +1,6 @@
 // A finished batch's stored files (result lines, per-cell JSON and images, field answers, GeoJSON, Deep Zoom
 // pyramids) copied to a local folder: the keys in result lines' `outputs` become paths under that folder.
+import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, opendir, rename, rm, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
@@ -130,10 +131,16 @@ export async function downloadBatchFiles(store: ObjectStore, batchId: string, ou
   if ((!options.only || options.only.includes('results')) && (jsonlCopied || !(await stat(csv).catch(() => undefined)))) {
     const exported = await exportBatchResults(store, batchId, 'csv');
     if (exported) {
-      const part = `${csv}.${process.pid}.part`;
+      const part = `${csv}.${process.pid}-${randomBytes(4).toString('hex')}.part`;
       const sink = createWriteStream(part);
-      await pipeline(exported.body, sink);
-      await rename(part, csv);
+      try {
+        await pipeline(exported.body, sink);
+        await rename(part, csv);
+      } catch (error) {
+        await rm(part, { force: true });
+        if (error instanceof CamflowError) throw error;
+        throw new CamflowError('WRITE_FAILED', `could not write ${csv}: ${(error as Error).message}`, { cause: error });
+      }
       report.files++;
       report.bytes += sink.bytesWritten;
     }
@@ -142,8 +149,8 @@ export async function downloadBatchFiles(store: ObjectStore, batchId: string, ou
   return report;
 }
 
-/** A copy's temporary name (`FILE.<pid>-<hex>.part`, `results.csv.<pid>.part`) and the process that wrote it. */
-const PART = /\.(\d+)(?:-[0-9a-f]{8})?\.part$/;
+/** A copy's temporary name, `FILE.<pid>-<8 hex>.part`, and the process that wrote it. */
+const PART = /\.(\d+)-[0-9a-f]{8}\.part$/;
 
 const alive = (pid: number) => {
   try {
@@ -155,17 +162,21 @@ const alive = (pid: number) => {
 };
 
 /**
- * The `.part` files a killed copy (`kill -9`, a power cut) left in the folder, those of processes no longer running:
- * removed once a run has copied everything. One folder open at a time (memory: the folders still to visit).
+ * The `.part` files a killed copy (`kill -9`, a power cut) left where a batch's files go — the folder itself (not its
+ * other sub-folders: `--out` may be a folder of the user's own) and its `fields/` — named as camflow names them, of
+ * processes no longer running on this host: removed once a run has copied everything. One folder open at a time.
  */
 async function removeStaleParts(root: string): Promise<void> {
   const folders = [root];
   while (folders.length) {
     const folder = folders.pop()!;
-    for await (const entry of await opendir(folder)) {
+    const dir = await opendir(folder).catch(() => undefined);
+    if (!dir) continue;
+    for await (const entry of dir) {
       const path = resolve(folder, entry.name);
-      if (entry.isDirectory()) folders.push(path);
-      else {
+      if (entry.isDirectory()) {
+        if (folder !== root || entry.name === 'fields') folders.push(path);
+      } else {
         const pid = PART.exec(entry.name)?.[1];
         if (pid && Number(pid) !== process.pid && !alive(Number(pid))) await rm(path, { force: true });
       }

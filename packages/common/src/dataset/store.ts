@@ -49,7 +49,12 @@ export async function listDatasets(store: ObjectStore): Promise<DatasetListing[]
     const name = prefix.slice('datasets/'.length, -1);
     const latest = (await store.getJsonIfExists(keys.datasetLatest(name))) as { version: string } | undefined;
     if (!latest) continue; // shards without a committed snapshot
-    const m = await getDatasetManifest(store, name, latest.version);
+    // A pointer to a version no longer there (a removal that raced an add) hides that dataset, not every other one.
+    const m = await getDatasetManifest(store, name, latest.version).catch((error: unknown) => {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
+    });
+    if (!m) continue;
     const versions = (await store.listPrefixes(prefix)).map((p) => p.slice(prefix.length, -1));
     out.push({ name, latest: m.version, items: m.items.length, counts: Object.fromEntries(m.classNames.map((c, i) => [c, m.items.filter((it) => it.label === i).length])), createdAt: m.createdAt, versions });
   }

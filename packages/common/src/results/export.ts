@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { keys } from '../storage/keys.js';
 import { imageResultSchema, type FieldResult, type ImageResult, type OkResult } from '../queues/contracts.js';
 
 /** The formats a batch's results can be read in: `camflow results --format`, HTTP `Accept` / `?format=`. */
@@ -52,7 +53,7 @@ const CSV_COLUMNS = [
  * @example batchFilePath('b1', 'results/b1/fields/i0000001/cells.geojson') // 'fields/i0000001/cells.geojson'
  */
 export function batchFilePath(batchId: string, key: string | undefined): string | undefined {
-  const prefix = `results/${batchId}/`;
+  const prefix = keys.resultPrefix(batchId);
   return key === undefined ? undefined : key.startsWith(prefix) ? key.slice(prefix.length) : key;
 }
 

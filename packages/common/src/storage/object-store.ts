@@ -357,11 +357,15 @@ export class ObjectStore {
   async deleteMany(keyList: string[]): Promise<void> {
     for (let i = 0; i < keyList.length; i += 1000) {
       const page = keyList.slice(i, i + 1000);
+      let failed: { Key?: string; Code?: string; Message?: string } | undefined;
       try {
-        await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: page.map((Key) => ({ Key })) } }));
+        const out = await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: page.map((Key) => ({ Key })) } }));
+        // S3 answers 200 and lists the keys it could not delete (access, throttling, object lock) in `Errors`.
+        failed = out.Errors?.[0];
       } catch (error) {
         throw new StorageError('DELETE', page[0] ?? '', error);
       }
+      if (failed) throw new StorageError('DELETE', failed.Key ?? page[0] ?? '', Object.assign(new Error(failed.Message ?? 'not deleted'), { code: failed.Code }));
     }
   }
 

@@ -405,8 +405,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     // The audit reads every positive image's positive-class CAM: a batch localized with `target: predicted` has one only
     // where the model said positive, so its misses (the cells the audit is for) would drop out unsaid.
     const target = status.info!.options.target;
-    if (target !== 'all') {
-      const why = `the stain audit needs every image's ${positiveClass} CAM: this batch was localized with target ${target}, which computes it only where the model said ${positiveClass}; submit with target=all`;
+    if (target !== 'all' && target !== positiveClass) {
+      const why = `the stain audit needs every image's ${positiveClass} CAM: this batch was localized with target ${target}, ${target === 'predicted' ? `which computes it only where the model said ${positiveClass}` : `whose CAM is another class's`}; submit with target=all`;
       if (query.truth === 'stain') throw new InvalidParameterError('query.truth', `none for a batch not localized with target=all (${why})`, query.truth);
       return { ...report, stainSkipped: why };
     }
