@@ -150,18 +150,22 @@ export class ObjectStore {
     }
   }
 
+  /** An object's response, its body not yet read; NotFoundError when absent, StorageError for any other failure. */
+  private async getObject(key: string): Promise<GetObjectCommandOutput> {
+    try {
+      return await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (error) {
+      if (isNotFound(error)) throw new NotFoundError('object', key);
+      throw new StorageError('GET', key, error);
+    }
+  }
+
   /** Bytes of an object; NotFoundError when absent. */
   async get(key: string): Promise<Buffer> {
     // A body cut off after its headers (a connection reset; s3rver, which writes objects in place, aborts a read that
     // races a write of the same key) is read again twice: the SDK's own retries end when the headers arrive.
     for (let attempt = 0; ; attempt++) {
-      let out: GetObjectCommandOutput;
-      try {
-        out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      } catch (error) {
-        if (isNotFound(error)) throw new NotFoundError('object', key);
-        throw new StorageError('GET', key, error);
-      }
+      const out = await this.getObject(key);
       try {
         const bytes = await out.Body!.transformToByteArray();
         return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -174,14 +178,7 @@ export class ObjectStore {
 
   /** The lines of a text object, streamed (memory: one line and the stream's buffer); NotFoundError when absent. */
   async *lines(key: string): AsyncGenerator<string> {
-    let body: Readable;
-    try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      body = out.Body as Readable;
-    } catch (error) {
-      if (isNotFound(error)) throw new NotFoundError('object', key);
-      throw new StorageError('GET', key, error);
-    }
+    const body = (await this.getObject(key)).Body as Readable;
     try {
       yield* createInterface({ input: body, crlfDelay: Infinity });
     } catch (error) {
@@ -196,13 +193,7 @@ export class ObjectStore {
    * carries the object's modification time. NotFoundError when absent; a local failure is a WRITE_FAILED naming the file.
    */
   async download(key: string, file: string): Promise<{ bytes: number; modified?: Date }> {
-    let out: GetObjectCommandOutput;
-    try {
-      out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-    } catch (error) {
-      if (isNotFound(error)) throw new NotFoundError('object', key);
-      throw new StorageError('GET', key, error);
-    }
+    const out = await this.getObject(key);
     const part = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.part`;
     const sink = createWriteStream(part);
     let diskError: Error | undefined;
