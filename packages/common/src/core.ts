@@ -9,6 +9,7 @@ export * from './cam/index.js';
 export * from './images/index.js';
 export * from './storage/keys.js';
 export * from './storage/object-store.js';
+export * from './storage/local-file.js';
 export * from './queues/index.js';
 export * from './dataset/manifest.js';
 export * from './dataset/store.js';

@@ -1,13 +1,10 @@
 // A finished batch's stored files (result lines, per-cell JSON and images, field answers, GeoJSON, Deep Zoom
 // pyramids) copied to a local folder: the keys in result lines' `outputs` become paths under that folder.
-import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, opendir, rename, rm, stat } from 'node:fs/promises';
-import { pipeline } from 'node:stream/promises';
+import { mkdir, opendir, rm, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
 import { exportBatchResults } from './results.js';
-import { CamflowError, InvalidParameterError, keys, mapLimit, parseWith, type ObjectStore } from '@camflow/common/core';
+import { CamflowError, InvalidParameterError, keys, mapLimit, PART_FILE, parseWith, writeLocalFile, type ObjectStore } from '@camflow/common/core';
 
 /**
  * What can be downloaded, by kind: `results` (results.jsonl, summary.json), the per-cell outputs a batch was asked for
@@ -131,26 +128,14 @@ export async function downloadBatchFiles(store: ObjectStore, batchId: string, ou
   if ((!options.only || options.only.includes('results')) && (jsonlCopied || !(await stat(csv).catch(() => undefined)))) {
     const exported = await exportBatchResults(store, batchId, 'csv');
     if (exported) {
-      const part = `${csv}.${process.pid}-${randomBytes(4).toString('hex')}.part`;
-      const sink = createWriteStream(part);
-      try {
-        await pipeline(exported.body, sink);
-        await rename(part, csv);
-      } catch (error) {
-        await rm(part, { force: true });
-        if (error instanceof CamflowError) throw error;
-        throw new CamflowError('WRITE_FAILED', `could not write ${csv}: ${(error as Error).message}`, { cause: error });
-      }
+      const bytes = await writeLocalFile(csv, exported.body);
+      report.bytes += bytes;
       report.files++;
-      report.bytes += sink.bytesWritten;
     }
   }
   await removeStaleParts(root);
   return report;
 }
-
-/** A copy's temporary name, `FILE.<pid>-<8 hex>.part`, and the process that wrote it. */
-const PART = /\.(\d+)-[0-9a-f]{8}\.part$/;
 
 const alive = (pid: number) => {
   try {
@@ -177,7 +162,7 @@ async function removeStaleParts(root: string): Promise<void> {
       if (entry.isDirectory()) {
         if (folder !== root || entry.name === 'fields') folders.push(path);
       } else {
-        const pid = PART.exec(entry.name)?.[1];
+        const pid = PART_FILE.exec(entry.name)?.[1];
         if (pid && Number(pid) !== process.pid && !alive(Number(pid))) await rm(path, { force: true });
       }
     }

@@ -12,16 +12,13 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { createWriteStream } from 'node:fs';
-import { rename, rm, utimes } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { createInterface } from 'node:readline';
 import { Agent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { CamflowError, NotFoundError } from '../errors.js';
+import { writeLocalFile } from './local-file.js';
 
 /** One entry of a listing: its key, size in bytes and, where the store says, when it was last written. */
 export interface StoredObject {
@@ -194,29 +191,12 @@ export class ObjectStore {
    */
   async download(key: string, file: string): Promise<{ bytes: number; modified?: Date }> {
     const out = await this.getObject(key);
-    const part = `${file}.${process.pid}-${randomBytes(4).toString('hex')}.part`;
-    const sink = createWriteStream(part);
-    let diskError: Error | undefined;
-    sink.on('error', (error) => (diskError = error));
-    try {
-      await pipeline(out.Body as Readable, sink);
-      if (out.ContentLength !== undefined && sink.bytesWritten !== out.ContentLength) {
-        throw new StorageError('GET', key, new Error(`the body ended after ${sink.bytesWritten} of ${out.ContentLength} bytes`));
-      }
-    } catch (error) {
-      await rm(part, { force: true });
-      // A local write error (disk full, permissions) is the disk's, not the store's.
-      if (diskError) throw new CamflowError('WRITE_FAILED', `could not write ${file}: ${diskError.message}`, { cause: diskError });
-      throw error instanceof StorageError ? error : new StorageError('GET', key, error);
-    }
-    try {
-      if (out.LastModified) await utimes(part, out.LastModified, out.LastModified);
-      await rename(part, file);
-    } catch (error) {
-      await rm(part, { force: true });
-      throw new CamflowError('WRITE_FAILED', `could not write ${file}: ${(error as Error).message}`, { cause: error });
-    }
-    return { bytes: sink.bytesWritten, ...(out.LastModified ? { modified: out.LastModified } : {}) };
+    const bytes = await writeLocalFile(file, out.Body as Readable, {
+      expectedBytes: out.ContentLength,
+      modified: out.LastModified,
+      sourceError: (error) => new StorageError('GET', key, error),
+    });
+    return { bytes, ...(out.LastModified ? { modified: out.LastModified } : {}) };
   }
 
   /** Write an object from a stream of chunks (multipart past 8 MiB): memory is a few parts, whatever its size. */
