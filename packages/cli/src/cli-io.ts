@@ -55,7 +55,7 @@ export function progressBar(label: string) {
 }
 
 export async function withContext<T>(fn: (ctx: Context) => Promise<T>): Promise<T> {
-  const ctx = await createContext(process.env, 'cli');
+  const ctx = await createContext(process.env, 'cli', false);
   try {
     await ensureStore(ctx.store, ctx.config);
     return await fn(ctx);

@@ -88,15 +88,15 @@ export function storeProblem(error: unknown, config: Config): Error {
 
 /**
  * Build a command's context. Redis is probed first and must answer within 5 s (one line naming it otherwise);
- * queues and flows are producers without an offline queue, so nothing hangs while Redis is down.
+ * queues and flows are producers without an offline queue, so nothing hangs while Redis is down. `service`: a
+ * long-running process (worker, API, dev), which reports the Redis server's settings (eviction, persistence) at its
+ * start; a one-shot command (or the demo, whose Redis is its own and thrown away) does not repeat them on every run.
  */
-export async function createContext(env: Record<string, string | undefined> = process.env, name = 'camflow'): Promise<Context> {
+export async function createContext(env: Record<string, string | undefined> = process.env, name = 'camflow', service = true): Promise<Context> {
   const config = loadConfig(env);
   const log = createLogger({ level: config.LOG_LEVEL, name });
   const store = storeFromConfig(config, env);
-  // The server's settings (eviction, persistence) are the services' to report, at their start: a one-shot command
-  // repeating them on every run would bury its own answer (the demo's Redis is its own, thrown away after).
-  await probeRedis(config.REDIS_URL, 5000, name === 'cli' || name === 'demo' ? undefined : log);
+  await probeRedis(config.REDIS_URL, 5000, service ? log : undefined);
   await startTracing(config.OTEL_EXPORTER_OTLP_ENDPOINT, `camflow-${name}`, log);
   const opts = { connection: producerConnection(config.REDIS_URL), prefix: config.QUEUE_PREFIX, ...bullTelemetry() };
   const queues = { cam: new Queue(queueNames.cam, opts), batch: new Queue(queueNames.batch, opts), train: new Queue(queueNames.train, opts), ingest: new Queue(queueNames.ingest, opts) };

@@ -41,7 +41,7 @@ export async function runDemo(options: DemoOptions): Promise<Record<string, unkn
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     CAM_CHUNK_SIZE: process.env.CAM_CHUNK_SIZE ?? '64',
   };
-  const ctx = await createContext(env, 'demo');
+  const ctx = await createContext(env, 'demo', false);
   const workers = await startWorkers('all', ctx.config, ctx.store, ctx.log);
   try {
     await ctx.store.ensureBucket();
