@@ -21,16 +21,16 @@ export function summaryText(s: BatchSummary): string {
   const f = s.fields;
   // No counted cell is no measurement: never "0.0 %", which reads as a smear found clean.
   const none = 'no cell counted (none found, or all cut by the edge): parasitemia not measured';
+  const figure = (p: { parasitemia: number; interval: [number, number] }) => `parasitemia ${pct(p.parasitemia)} [95 % ${pct(p.interval[0])} – ${pct(p.interval[1])}]`;
   if (f && f.images === 1) {
-    lines.push(f.counted ? `1 field: ${f.infected} of ${f.counted} counted cells ${f.positiveClass}, parasitemia ${pct(f.parasitemia)} [95 % ${pct(f.interval[0])} – ${pct(f.interval[1])}]` : `1 field: ${none}`);
+    lines.push(f.counted ? `1 field: ${f.infected} of ${f.counted} counted cells ${f.positiveClass}, ${figure(f)}` : `1 field: ${none}`);
     if (f.each?.[0]?.warning) lines.push(`warning: ${f.each[0].warning}`);
-  }
-  else if (f) {
+  } else if (f) {
     // Pooled cells mean something only for fields of one slide: each field's own comes first.
     lines.push(`${f.images} fields: ${f.infected} of ${f.counted} counted cells ${f.positiveClass}${f.range ? `; per field ${pct(f.range[0])} – ${pct(f.range[1])}` : ''}`);
     for (const e of f.each ?? []) lines.push(`  ${e.name}: ${e.counted ? `${e.infected} of ${e.counted}, parasitemia ${pct(e.parasitemia)}` : none}${e.warning ? `\n    warning: ${e.warning}` : ''}`);
     if (f.each && f.images > f.each.length) lines.push(`  … ${f.images - f.each.length} more fields: \`camflow results ${s.batchId} --format csv\` lists each`);
-    lines.push(`  all ${f.images} fields pooled (as one slide): ${f.counted ? `parasitemia ${pct(f.parasitemia)} [95 % ${pct(f.interval[0])} – ${pct(f.interval[1])}]` : none}`);
+    lines.push(`  all ${f.images} fields pooled (as one slide): ${f.counted ? figure(f) : none}`);
   }
   if (s.listing) lines.push(`listing of ${s.listing.source}: ${s.listing.state} (${s.listing.pages} pages)${s.listing.reason ? `: ${s.listing.reason}` : ''}`);
   return lines.join('\n');
