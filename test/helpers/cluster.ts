@@ -107,7 +107,7 @@ export async function publishAsIs(
   preset: PresetName,
   version: string,
   dataset: ModelManifest['dataset'] = { name: 'none', version: 'none', trainItems: 0, validationItems: 0, splitBy: 'item' },
-  o: { valAccuracy?: number; classNames?: string[] } = {},
+  o: { valAccuracy?: number; classNames?: string[]; screening?: ModelManifest['screening'] } = {},
 ): Promise<ModelManifest> {
   return publishModel(store, model, {
     version,
@@ -118,13 +118,14 @@ export async function publishAsIs(
     metrics: { valAccuracy: o.valAccuracy ?? 0.5, valLoss: 0.69, epochs: 0, attempts: 1, history: [] },
     backend: 'none',
     createdAt: new Date().toISOString(),
+    ...(o.screening ? { screening: o.screening } : {}),
   });
 }
 
-/** Publish an untrained `fast` model and make it production. */
-export async function publishUntrained(ctx: Context, version = 'm-untrained', seed = 1): Promise<ModelManifest> {
+/** Publish an untrained `fast` model and make it production (with a screening operating point when given). */
+export async function publishUntrained(ctx: Context, version = 'm-untrained', seed = 1, screening?: ModelManifest['screening']): Promise<ModelManifest> {
   const model = buildModel('fast', 2, seed);
-  const manifest = await publishAsIs(ctx.store, model, 'fast', version);
+  const manifest = await publishAsIs(ctx.store, model, 'fast', version, undefined, { screening });
   model.dispose();
   await promote(ctx.store, manifest);
   return manifest;

@@ -20,7 +20,8 @@ let field: ReturnType<typeof generateField>;
 before(async () => {
   // 8 cells per part: the field's ~40 cells go over the pool as several `field-cells` jobs.
   c = await startCluster({ FIELD_CELLS_PER_JOB: '8' });
-  await publishUntrained(c.ctx);
+  // With a screening operating point, as the trainer publishes every model.
+  await publishUntrained(c.ctx, 'm-untrained', 1, { positiveClass: 'Parasitized', threshold: 0.05, targetRecall: 0.98, validation: { images: 100, recall: 0.98, specificity: 0.6 } });
   const folder = join(c.dir, 'smears');
   await mkdir(folder, { recursive: true });
   // A field (no eyepiece window, 40 cells attempted) next to two cell crops: `kind: auto` tells them apart.
@@ -46,11 +47,16 @@ test('a smear field submitted with the defaults is read as a field: cells found,
     assert.equal(results.length, 3, 'one line per submitted file');
     const cells = results.filter(isCellResult);
     assert.deepEqual(cells.map((r) => r.name).sort(), ['cell-a.png', 'cell-b.png']);
+    // Cell crops carry the model's screening call; a field's cells do not (the threshold is chosen on crops).
+    for (const r of cells) assert.equal(r.screen?.threshold, 0.05, r.name);
     const line = results.find((r) => r.name === 'field.png') as FieldResult;
     assert.equal(line.status, 'ok');
     assert.equal(line.kind, 'field', 'a 1400×1000 image is a field under kind auto');
 
-    const doc = fieldDocumentSchema.parse(JSON.parse((await c.ctx.store.get(line.outputs.field)).toString('utf8')));
+    const raw = JSON.parse((await c.ctx.store.get(line.outputs.field)).toString('utf8'));
+    assert.ok(raw.cells.length > 0 && raw.cells.every((x: object) => !('screen' in x)), 'no screening call on field cells');
+    assert.ok(!('screenPositive' in raw.summary) && !('screenPositive' in line.field));
+    const doc = fieldDocumentSchema.parse(raw);
     const s = doc.summary;
     assert.deepEqual(s, line.field, 'the result line carries the field summary');
     assert.equal(doc.cells.length, s.cells);

@@ -53,7 +53,7 @@ import {
   iou,
   camAtSize,
 } from '@camflow/common';
-import { localizeImage, screenCall } from './localize-image.js';
+import { localizeImage } from './localize-image.js';
 import type { ModelCache } from './model-cache.js';
 import { orFailForGood } from './unrecoverable.js';
 
@@ -301,7 +301,6 @@ export async function localizeFieldCells(payload: unknown, ctx: FieldCellsContex
         cell,
         predicted: loc.predicted,
         probabilities: loc.probabilities,
-        ...(manifest.screening ? { screen: screenCall(manifest.screening, loc.probabilities) } : {}),
         peak: cam.peak,
         parasiteBox: cam.box ? { x: cam.box.x, y: cam.box.y, width: cam.box.width, height: cam.box.height } : null,
         featureCam: cam.featureCam,
@@ -351,7 +350,6 @@ export async function assembleField(item: BatchItem, plan: FieldPlan, parts: (Fi
         clipped,
         predicted: l.predicted,
         probabilities: l.probabilities,
-        ...(l.screen ? { screen: l.screen } : {}),
         peak: { x: box.x + l.peak.x, y: box.y + l.peak.y },
         parasiteBox: l.parasiteBox ? { x: box.x + l.parasiteBox.x, y: box.y + l.parasiteBox.y, width: l.parasiteBox.width, height: l.parasiteBox.height } : null,
       });

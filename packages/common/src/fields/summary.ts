@@ -8,7 +8,6 @@ import { wilsonInterval } from './metrics.js';
 export function summariseField(cells: FieldCell[], positiveClass: string, found: { diameter: number; whiteCells?: number; fov?: { cx: number; cy: number; r: number } }): FieldSummary {
   const counted = cells.filter((c) => !c.clipped);
   const infected = counted.filter((c) => c.predicted.label === positiveClass).length;
-  const screened = counted.filter((c) => c.screen !== undefined);
   return {
     positiveClass,
     cells: cells.length,
@@ -16,7 +15,6 @@ export function summariseField(cells: FieldCell[], positiveClass: string, found:
     infected,
     parasitemia: counted.length === 0 ? 0 : infected / counted.length,
     interval: wilsonInterval(infected, counted.length),
-    ...(screened.length > 0 ? { screenPositive: screened.filter((c) => c.screen!.positive).length } : {}),
     ...(found.whiteCells !== undefined ? { whiteCells: found.whiteCells } : {}),
     cellDiameter: Math.round(found.diameter * 10) / 10,
     ...(found.fov ? { fov: found.fov } : {}),
@@ -55,7 +53,6 @@ export function fieldGeoJson(cells: FieldCell[], positiveClass: string): { type:
           'CAM peak x': c.peak.x,
           'CAM peak y': c.peak.y,
           clipped: c.clipped ? 1 : 0,
-          ...(c.screen ? { 'screen positive': c.screen.positive ? 1 : 0 } : {}),
         },
       },
     });

@@ -93,7 +93,11 @@ export const failedResultSchema = z.object({
 
 const boxSchema = z.object({ x: z.number(), y: z.number(), width: z.number(), height: z.number() });
 
-/** One red cell found in a field, classified and localized; every coordinate in field pixels. */
+/**
+ * One red cell found in a field, classified and localized; every coordinate in field pixels. No screening call: the
+ * model's operating point is chosen on cell crops and does not hold on the cells camflow cuts from a field (README,
+ * "Smear fields"); the field's count uses the argmax.
+ */
 export const fieldCellSchema = z.object({
   cell: z.number().int().nonnegative(),
   box: boxSchema,
@@ -103,7 +107,6 @@ export const fieldCellSchema = z.object({
   clipped: z.boolean(),
   predicted: z.object({ index: z.number().int().nonnegative(), label: z.string(), probability: z.number() }),
   probabilities: z.record(z.string(), z.number()),
-  screen: screenSchema.optional(),
   /** The positive class's CAM: its peak and its box (20 %-of-max rule), restricted to the cell. */
   peak: z.object({ x: z.number(), y: z.number() }),
   parasiteBox: boxSchema.nullable(),
@@ -120,8 +123,6 @@ export const fieldSummarySchema = z.object({
   infected: z.number().int().nonnegative(),
   parasitemia: z.number().min(0).max(1),
   interval: z.tuple([z.number(), z.number()]),
-  /** Counted cells positive at the model's screening operating point (models that have one). */
-  screenPositive: z.number().int().nonnegative().optional(),
   /** White cells found (a large, very dark nucleus): not red cells, so neither counted nor classified. */
   whiteCells: z.number().int().nonnegative().optional(),
   /** The cell diameter used for finding (given, or estimated from the field), field pixels. */
@@ -204,7 +205,6 @@ export const localizedFieldCellSchema = z.object({
   cell: z.number().int().nonnegative(),
   predicted: fieldCellSchema.shape.predicted,
   probabilities: fieldCellSchema.shape.probabilities,
-  screen: screenSchema.optional(),
   peak: fieldCellSchema.shape.peak,
   parasiteBox: boxSchema.nullable(),
   /** The positive class's raw CAM at feature resolution: the field's stitched heatmap is painted from it. */

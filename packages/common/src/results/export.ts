@@ -69,8 +69,8 @@ export function csvHeader(classes: readonly string[]): string {
 
 /**
  * Pure: one result line as a CSV row. Cells give their class, probability, screening call (`screen_positive` 1 / 0),
- * the predicted class's box and CAM peak (image pixels); fields their counts (`screen_positive`: counted cells
- * positive at the screening point) and parasitemia with its 95 % interval; failures their reason.
+ * the predicted class's box and CAM peak (image pixels); fields their counts and parasitemia with its 95 % interval
+ * (no screening call: the operating point is chosen on crops); failures their reason.
  */
 export function csvRow(r: ImageResult, classes: readonly string[]): string {
   const header = [...CSV_COLUMNS.slice(0, 9), ...classes.map((c) => `P(${c})`), ...CSV_COLUMNS.slice(9)];
@@ -80,7 +80,7 @@ export function csvRow(r: ImageResult, classes: readonly string[]): string {
     const f = (r as FieldResult).field;
     const o = (r as FieldResult).outputs;
     Object.assign(row, {
-      kind: 'field', precision: r.precision, engine: r.engine, screen_positive: f.screenPositive, cells: f.cells, counted: f.counted, infected: f.infected, parasitemia: f.parasitemia, parasitemia_low: f.interval[0], parasitemia_high: f.interval[1],
+      kind: 'field', precision: r.precision, engine: r.engine, cells: f.cells, counted: f.counted, infected: f.infected, parasitemia: f.parasitemia, parasitemia_low: f.interval[0], parasitemia_high: f.interval[1],
       warning: f.warning, overlay_file: batchFilePath(r.batchId, o.overlay), json_file: batchFilePath(r.batchId, o.field), geojson_file: batchFilePath(r.batchId, o.geojson),
     });
   } else {
