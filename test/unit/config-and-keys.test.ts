@@ -13,6 +13,12 @@ test('config has working defaults and parses numbers and booleans', () => {
   assert.equal(c.REDIS_URL, 'redis://127.0.0.1:6379');
 });
 
+test('QUEUE_PREFIX may be a Redis Cluster hash tag, as the README advises (`{camflow}`: every queue key in one slot)', () => {
+  assert.equal(loadConfig({ QUEUE_PREFIX: '{camflow}' }).QUEUE_PREFIX, '{camflow}');
+  assert.equal(loadConfig({ QUEUE_PREFIX: 'lab_2' }).QUEUE_PREFIX, 'lab_2');
+  for (const bad of ['{camflow', 'cam:flow', '{}', 'a{b}']) assert.throws(() => loadConfig({ QUEUE_PREFIX: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'QUEUE_PREFIX', bad);
+});
+
 test('a malformed variable fails with one line naming it', () => {
   for (const [variable, value] of [['CAM_CHUNK_SIZE', 'lots'], ['REDIS_URL', 'not a url'], ['S3_BUCKET', 'A'], ['LOG_LEVEL', 'loud']] as const) {
     assert.throws(

@@ -46,7 +46,8 @@ export const configSchema = z.object({
     .url()
     .refine(isRedisUrl, 'a redis:// or rediss:// URL: host, optional port and database number (e.g. redis://host:6379/0; a password goes before the host); no Unix socket, no query string')
     .default('redis://127.0.0.1:6379'),
-  QUEUE_PREFIX: z.string().regex(/^[a-zA-Z0-9_-]+$/, 'letters, digits, _ or -').default('camflow'),
+  /** BullMQ's key prefix; `{name}` (a hash tag) keeps every queue key in one Redis Cluster slot. */
+  QUEUE_PREFIX: z.string().regex(/^(\{[a-zA-Z0-9_-]+\}|[a-zA-Z0-9_-]+)$/, 'letters, digits, _ or -, or such a name in braces (a Redis Cluster hash tag)').default('camflow'),
   S3_ENDPOINT: z.string().url().refine(httpUrl, 'an http:// or https:// URL').optional(),
   S3_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{2,62}$/, 'an S3 bucket name (3-63 lowercase chars)').default('camflow'),
   S3_REGION: z.string().min(1).default('us-east-1'),
