@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildModel, connectProducer, keys, writeSyntheticDataset, type createRedis } from '@camflow/common';
-import { buildApi } from '@camflow/ingest';
+import { buildApi, datasetLockKey, withDatasetLock } from '@camflow/ingest';
 import { startCamWorkers, type CamWorkers } from '@camflow/cam-worker';
 import { publishAsIs, publishUntrained, runCli, startCluster, syntheticFolder, eventually, sleep, type Cluster } from '../helpers/cluster.ts';
 
@@ -323,6 +323,39 @@ test('`dataset remove`: refused while the production model, the schedule or a tr
   assert.match(noVersion.stderr, /^dataset version not found: tiny@dzzz \(tiny has d[0-9a-f]{12}, d[0-9a-f]{12}\)$/m);
   assert.equal((await runCli(c, ['dataset', 'remove', 'tiny@'])).code, 2);
   assert.equal((await fetch(`${base}/v1/datasets/tiny?version=..`, { method: 'DELETE', headers: auth })).status, 400);
+});
+
+test('one add or remove of a dataset at a time: while one runs, another `dataset add`, `dataset remove` or DELETE of the name is refused at once, naming the holder; a holder killed outright frees the name when its lease runs out', async () => {
+  await writeSyntheticDataset(join(c.dir, 'lk'), { count: 6, seed: 13 });
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let started!: () => void;
+  const holding = new Promise<void>((resolve) => (started = resolve));
+  const holder = withDatasetLock({ redis: c.ctx.redis, prefix: 'camflow', name: 'lk', command: 'camflow dataset add' }, async () => {
+    started();
+    await held;
+  });
+  await holding;
+  const refusal = new RegExp(`^dataset lk is being changed by \`camflow dataset add\` \\(pid ${process.pid} on \\S+, since \\S+\\): one add or remove of a dataset at a time; run this again when it has finished$`);
+  const add = await runCli(c, ['dataset', 'add', 'lk', join(c.dir, 'lk')]);
+  assert.equal(add.code, 1);
+  assert.match(add.stderr.trim(), refusal);
+  assert.match((await runCli(c, ['dataset', 'remove', 'lk'])).stderr.trim(), refusal);
+  const del = await fetch(`${base}/v1/datasets/lk`, { method: 'DELETE', headers: auth });
+  assert.equal(del.status, 409);
+  assert.match(((await del.json()) as { message: string }).message, refusal);
+  assert.deepEqual(await c.ctx.store.list('datasets/lk/'), [], 'the refused add wrote nothing');
+  release();
+  await holder;
+  assert.equal(await c.ctx.redis.exists(datasetLockKey('camflow', 'lk')), 0, 'released when done');
+  const added = await runCli(c, ['dataset', 'add', 'lk', join(c.dir, 'lk'), '--json']);
+  assert.equal(added.code, 0, added.stderr);
+  // A holder killed outright (no release, no renewal): its lease runs out and the name is free again.
+  await c.ctx.redis.set(datasetLockKey('camflow', 'lk'), JSON.stringify({ token: 't', command: 'camflow dataset add', pid: 1, host: 'gone', since: new Date().toISOString() }), 'PX', 2000);
+  assert.equal((await fetch(`${base}/v1/datasets/lk`, { method: 'DELETE', headers: auth })).status, 409);
+  await sleep(2100);
+  const removed = await runCli(c, ['dataset', 'remove', 'lk']);
+  assert.equal(removed.code, 0, removed.stderr);
 });
 
 test('an oversize upload is refused with 413 and the limit named; bad fields with 400 and the field named', async () => {

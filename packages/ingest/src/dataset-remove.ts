@@ -13,6 +13,7 @@ import {
   parseWith,
   type ObjectStore,
 } from '@camflow/common/core';
+import { withDatasetLock, type DatasetLockOptions } from './dataset-lock.js';
 
 /** The dataset (or version) is still needed: what needs it and what to do first. HTTP 409, exit 1. */
 export class DatasetInUseError extends CamflowError {
@@ -37,14 +38,24 @@ const JOBS_LOOKED_AT = 200;
 
 /**
  * Remove `name@version`, or every version of `name` when `version` is absent. The images' originals stay (stored
- * once by content, they may be a batch's as well).
+ * once by content, they may be a batch's as well). Holds the dataset's lease (`withDatasetLock`, in Redis beside the
+ * queues) throughout: refused while a `dataset add` or another removal of the name runs.
  */
-export async function removeDataset(store: ObjectStore, trainQueue: Queue, name: string, version?: string): Promise<DatasetRemoval> {
+export async function removeDataset(
+  store: ObjectStore,
+  trainQueue: Queue,
+  lease: Omit<DatasetLockOptions, 'name'>,
+  name: string,
+  version?: string,
+): Promise<DatasetRemoval> {
+  return withDatasetLock({ ...lease, name }, () => removeHeld(store, trainQueue, name, version));
+}
+
+async function removeHeld(store: ObjectStore, trainQueue: Queue, name: string, version?: string): Promise<DatasetRemoval> {
   const prefix = keys.datasetPrefix(name);
   const latest = ((await store.getJsonIfExists(keys.datasetLatest(name))) as { version: string } | undefined)?.version;
   const versions = (await store.listPrefixes(prefix)).map((p) => p.slice(prefix.length, -1));
   if (!latest && versions.length === 0) throw new NotFoundError('dataset', `${name} (\`camflow dataset list\` lists them)`);
-  // Not serialized with `dataset add` of the same name: run one at a time (a removal that sees an add finish says so).
   if (version !== undefined && !versions.includes(version)) {
     throw new NotFoundError('dataset version', `${name}@${version} (${name} has ${versions.join(', ') || 'no version'})`);
   }
@@ -91,7 +102,8 @@ export async function removeDataset(store: ObjectStore, trainQueue: Queue, name:
   }
   if (version === undefined) {
     // The pointer again (a dangling one left by an earlier, interrupted removal goes too), then what may have come
-    // meanwhile: a `dataset add` of this name that ran during the removal is said, not left half-deleted in silence.
+    // meanwhile from a writer that takes no lease (an older camflow, a script calling `addDataset` directly): said, not
+    // left half-deleted in silence.
     await store.deleteMany([keys.datasetLatest(name)]);
     const late = await store.listPrefixes(prefix);
     if (late.length) throw new DatasetInUseError(`dataset ${name} was removed, but \`dataset add ${name}\` wrote ${late.map((p) => p.slice(prefix.length, -1)).join(', ')} meanwhile: run \`camflow dataset remove ${name}\` again once it is done`);

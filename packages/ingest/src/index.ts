@@ -14,3 +14,4 @@ export * from './ingest-entries.js';
 export * from './worker.js';
 export * from './download.js';
 export * from './dataset-remove.js';
+export * from './dataset-lock.js';

@@ -1,5 +1,5 @@
 import { CamflowError, InvalidParameterError, listDatasets } from '@camflow/common/core';
-import { addDataset, removeDataset } from '@camflow/ingest';
+import { addDataset, removeDataset, withDatasetLock } from '@camflow/ingest';
 import { print, progressBar, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
@@ -17,7 +17,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
     const [name, version, extra] = rest[1].split('@');
     if (!name || version === '' || extra !== undefined) throw new InvalidParameterError('NAME[@VERSION]', 'a dataset name, or name@version (`camflow dataset list` lists them)', rest[1]);
     await withContext(async (ctx) => {
-      const r = await removeDataset(ctx.store, ctx.queues.train, name, version);
+      const r = await removeDataset(ctx.store, ctx.queues.train, { redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX, command: 'camflow dataset remove', log: ctx.log }, name, version);
       const what = version === undefined ? `dataset ${name} (${r.removed.length} version${r.removed.length === 1 ? '' : 's'})` : `${name}@${version}`;
       const latest = version === undefined ? '' : r.latest === null ? `; ${name} has no version left` : `; the latest ${name} is ${name}@${r.latest}`;
       print(v.json, r, `removed ${what}, ${r.objects} objects${latest}; the images' originals are kept (batches may share them)`);
@@ -26,7 +26,8 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
   }
   if (rest[0] !== 'add' || !rest[1] || !rest[2]) throw new CamflowError('USAGE', 'usage: camflow dataset add NAME FOLDER | camflow dataset list | camflow dataset remove NAME[@VERSION]');
   await withContext(async (ctx) => {
-    const { manifest, created, warnings, replaced } = await addDataset({
+    const lease = { redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX, name: rest[1]!, command: 'camflow dataset add', log: ctx.log };
+    const { manifest, created, warnings, replaced } = await withDatasetLock(lease, () => addDataset({
       store: ctx.store,
       name: rest[1]!,
       folder: rest[2]!,
@@ -36,7 +37,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
       maxPixels: ctx.config.MAX_IMAGE_PIXELS,
       log: ctx.log,
       onProgress: v.json ? undefined : progressBar('preprocess'),
-    });
+    }));
     const counts = Object.fromEntries(manifest.classNames.map((c, i) => [c, manifest.items.filter((it) => it.label === i).length]));
     const replacing = replaced ? `\nnow the latest ${manifest.name}, in place of ${manifest.name}@${replaced.version} (${replaced.items} images; still there as ${manifest.name}@${replaced.version})` : '';
     print(

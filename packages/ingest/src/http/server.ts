@@ -473,7 +473,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.delete('/v1/datasets/:name', async (req) => {
     const { name } = parseWith(z.object({ name: idSchema }), req.params, 'params');
     const { version } = parseWith(z.object({ version: idSchema.optional() }).strict(), req.query ?? {}, 'query');
-    return removeDataset(store, deps.queues.train, name, version);
+    return removeDataset(store, deps.queues.train, { redis: deps.redis, prefix: config.QUEUE_PREFIX, command: 'DELETE /v1/datasets' }, name, version);
   });
 
   // The one retraining schedule: seen, set (the training job's fields, strict, plus `cron` and `tz`), removed.
