@@ -51,7 +51,7 @@ test('a grey crop in a labelled folder is reported, not learned from (the cam-wo
   await sharp(colour.data, { raw: { width: colour.info.width, height: colour.info.height, channels: 3 } }).toColourspace('b-w').png().toFile(join(root, 'Uninfected', 'grey.png'));
   const { manifest } = await addDataset({ store, name: 'grey', folder: root, size: 32 });
   assert.equal(manifest.items.length, 6);
-  assert.deepEqual(manifest.rejected, [{ name: 'Uninfected/grey.png', error: "greyscale: no colour (a greyscale image): camflow tells parasites by the Giemsa stain's colours" }]);
+  assert.deepEqual(manifest.rejected, [{ name: 'Uninfected/grey.png', error: "greyscale: the cell crop has no colour (stored as one grey channel, 119×106): camflow tells parasites (and, in a field, cells) by the Giemsa stain's colours; submit the colour image" }]);
   // A smear field in a class folder is not a cell to learn from.
   const wide = await labelled('wide', { Parasitized: 3, Uninfected: 3 });
   await sharp({ create: { width: 1200, height: 1100, channels: 3, background: { r: 200, g: 120, b: 160 } } }).png().toFile(join(wide, 'Parasitized', 'field.png'));

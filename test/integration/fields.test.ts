@@ -2,8 +2,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import sharp from 'sharp';
-import { createRng, encodePng, fieldDocumentSchema, generateCell, generateField, iou, isCellResult, keys, scoreDetections, smallFieldWarning, type FieldResult } from '@camflow/common';
+import { createRng, encodePng, manifestLineSchema, parseJsonLines, fieldDocumentSchema, generateCell, generateField, iou, isCellResult, keys, scoreDetections, smallFieldWarning, type FieldResult } from '@camflow/common';
 import { readResults } from '../../packages/cli/src/wait.ts';
 import { buildApi } from '@camflow/ingest';
 import { connectProducer } from '@camflow/common';
@@ -18,8 +19,9 @@ let batchId: string;
 let field: ReturnType<typeof generateField>;
 
 before(async () => {
-  // 8 cells per part: the field's ~40 cells go over the pool as several `field-cells` jobs.
-  c = await startCluster({ FIELD_CELLS_PER_JOB: '8' });
+  // 8 cells per part: the field's ~40 cells go over the pool as several `field-cells` jobs. The queue prefix is a
+  // Redis Cluster hash tag, as the README advises there: flows name their parents and children with it.
+  c = await startCluster({ FIELD_CELLS_PER_JOB: '8', QUEUE_PREFIX: '{camflow}' });
   // With a screening operating point, as the trainer publishes every model.
   await publishUntrained(c.ctx, 'm-untrained', 1, { positiveClass: 'Parasitized', threshold: 0.05, targetRecall: 0.98, validation: { images: 100, recall: 0.98, specificity: 0.6 } });
   const folder = join(c.dir, 'smears');
@@ -102,6 +104,12 @@ test('a smear field submitted with the defaults is read as a field: cells found,
       // Levels 0…11 for 1400×1000 at 256-px tiles: 6×4 tiles at full size, 3×2, 2×1, then 1 each.
       assert.ok(tiles >= 6 * 4 + 3 * 2 + 2 + 9, `${tiles} tiles under ${key}`);
     }
+});
+
+test('QUEUE_PREFIX={camflow} (a hash tag): every queue key carries it, and the flows above ran under it', async () => {
+  const all = await c.ctx.redis.keys('*');
+  assert.ok(all.some((k) => k.startsWith('{camflow}:cam:')) && all.some((k) => k.startsWith('{camflow}:batch:')), all.slice(0, 20).join(' '));
+  assert.deepEqual(all.filter((k) => !k.startsWith('{camflow}:')), [], 'no key outside the prefix');
 });
 
 test('`camflow download` copies the batch to a folder: each key of the result lines is a file there, byte for byte; a second run keeps what is there; --only picks kinds', async () => {
@@ -334,7 +342,7 @@ test("a field whose part failed for good gets one failed line naming the part an
   assert.ok(line.status === 'failed' && line.reason === 'cells-failed' && /part 1 of the field's 0 cells \(2 parts\) failed after its retries: ONNX Runtime: out of memory/.test(line.error), JSON.stringify(line));
 });
 
-test('a greyscale field or cell crop gets its own failed line saying why (cells are told apart by colour); the colour field and the crop in its chunk are unaffected', async () => {
+test('a greyscale field or cell crop gets its own failed line saying why (cells are told apart by colour) — refused at submission, nothing stored, where its header or a crop\'s pixels show it; the colour field and the crop in its chunk are unaffected', async () => {
   const folder = join(c.dir, 'grey-mix');
   await mkdir(folder, { recursive: true });
   const colour = generateField(6, { width: 1200, height: 900, cells: 30, fov: false });
@@ -363,6 +371,16 @@ test('a greyscale field or cell crop gets its own failed line saying why (cells 
   assert.equal(byName.get('colour.png')!.status, 'ok');
   assert.equal(byName.get('cell.png')!.status, 'ok');
   assert.ok(Date.now() - t0 < 60_000, 'no retries of a failure that cannot change');
+  // A one-channel file (its header) and a grey crop (decoded at ingest, as the worker would) never reach a worker:
+  // refused in the batch manifest, their bytes not stored. A field stored grey as RGB needs its pixels: the worker's.
+  const manifest = parseJsonLines((await c.ctx.store.get(keys.batchManifest(id))).toString('utf8'), manifestLineSchema, 'manifest');
+  const refused = new Map(manifest.filter((l) => 'reason' in l).map((l) => [l.name, l]));
+  assert.deepEqual([...refused.keys()].sort(), ['grey-1ch.jpg', 'grey-cell.png']);
+  for (const name of ['grey-1ch.jpg', 'grey-cell.png']) {
+    const bytes = await readFile(join(folder, name));
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    assert.deepEqual(await c.ctx.store.list(`originals/${sha.slice(0, 2)}/${sha}`), [], `${name}: no original stored`);
+  }
 });
 
 test('--kind fields on cell crops refuses each crop with its reason (never searched for cells); the field beside them is localized', async () => {

@@ -145,8 +145,9 @@ test('a batch with bad files completes: every item once, good images localized, 
   const info = await submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: 'camflow', source: batchDir, chunkSize: 3, options: { target: 'all' }, idempotencyKey: 'batch-one' });
   drawnBatch = info.batchId;
   assert.equal(info.items, good.length + 4);
-  assert.equal(info.rejected, 2); // text and empty are refused at ingest; the truncated one fails at decode
-  assert.equal(info.uniqueImages, good.length + 1); // the duplicate is stored once
+  // Text, empty and truncated are refused at ingest (a cell crop is decoded there, as a worker would): never queued.
+  assert.equal(info.rejected, 3);
+  assert.equal(info.uniqueImages, good.length); // the duplicate is stored once, the refused files not at all
   await waitForBatch(ctx, info.batchId, 120_000);
   const results = await readResults(ctx.store, info.batchId);
   const names = results.map((r) => r.name).sort();

@@ -1,8 +1,7 @@
 import { UnrecoverableError, WaitingChildrenError } from 'bullmq';
 import {
   ImageInputError,
-  isColourless,
-  CELL_CHROMA_LEVELS,
+  greyCellRefusal,
   InvalidParameterError,
   NotFoundError,
   encodePng,
@@ -164,8 +163,10 @@ export async function processChunk(payload: unknown, ctx: ChunkContext): Promise
   const pack = keepOriginal ? undefined : await readInputPack(store, job, engine.inputSize, log);
   // A crop without colour (a monochrome camera, a `b-w` JPEG) would still get a class and a CAM — read off a stain
   // that is not there. It gets its own failed line instead, as a grey field does.
-  const withColour = (d: Extract<Decoded, { input: Uint8Array }>): Decoded =>
-    isColourless(d.input, CELL_CHROMA_LEVELS) ? { item: d.item, error: new ImageInputError('greyscale', `the cell crop has no colour (${d.width}×${d.height}, a greyscale image): camflow tells parasites by the Giemsa stain's colours; submit the colour image`) } : d;
+  const withColour = (d: Extract<Decoded, { input: Uint8Array }>): Decoded => {
+    const grey = greyCellRefusal(d.input, d.width, d.height);
+    return grey ? { item: d.item, error: grey } : d;
+  };
   const decode = (item: BatchItem) =>
     fetchLimit(async (): Promise<Decoded> => {
       // The packed input decoded in-process; else the original, decoded and resized.

@@ -22,6 +22,7 @@ import {
   decodeRgb,
   inspectImage,
   isColourless,
+  greyImageRefusal,
   countColour,
   noColour,
   type ColourCount,
@@ -186,7 +187,7 @@ export async function planField(item: BatchItem, ctx: FieldContext): Promise<Fie
     // read whole is judged by its pixels; a slide read region by region by how it is stored (one grey channel) before
     // any region is read, and by the pixels of all its regions once they are (grey stored as RGB).
     if (info.grey && !whole) {
-      return fieldFailure(job, item, 'greyscale', `the slide is stored in grey (one channel, ${width}×${height}): camflow finds cells and parasites by the Giemsa stain's colours; submit the colour scan`);
+      return fieldFailure(job, item, 'greyscale', greyImageRefusal('field', width, height).message);
     }
     const wholeRgb = whole ? await decodeRgb(bytes, ctx.maxSlidePixels) : undefined;
     if (wholeRgb && isColourless(wholeRgb.data)) {

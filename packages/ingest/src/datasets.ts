@@ -4,8 +4,7 @@ import {
   DEFAULT_CELL_SIDE,
   InvalidParameterError,
   ImageInputError,
-  isColourless,
-  CELL_CHROMA_LEVELS,
+  greyCellRefusal,
   datasetManifestSchema,
   datasetVersion,
   itemsPerShard,
@@ -130,7 +129,8 @@ export async function addDataset(options: AddDatasetOptions): Promise<AddDataset
       if (notACell) throw new ImageInputError(notACell.reason, `image is ${stored.width}×${stored.height}, more than 8 cells of ~${DEFAULT_CELL_SIDE} px across both ways: a smear field? a dataset holds one cell per image`);
       const { input } = await preprocess(bytes, size, options.maxPixels, { keepOriginal: false });
       // The cam-workers refuse a grey crop (no stain to read); a model must not learn from one either.
-      if (isColourless(input, CELL_CHROMA_LEVELS)) throw new ImageInputError('greyscale', 'no colour (a greyscale image): camflow tells parasites by the Giemsa stain\'s colours');
+      const grey = greyCellRefusal(input, stored.width, stored.height);
+      if (grey) throw grey;
       // Only what the snapshot keeps is stored: a refused file leaves nothing under originals/.
       await putOriginal(store, bytes, { ...stored, format }, known);
       const base = file.name.split('/').pop()!;

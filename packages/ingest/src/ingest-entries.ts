@@ -89,9 +89,10 @@ export const imageIdFor = (n: number) => `i${String(n).padStart(7, '0')}`;
 
 /**
  * Validate and store every entry of a source content-addressed, and give each one manifest line: accepted (with its
- * chunk) or refused with a reason. Entries stream with 8 in flight; lines are committed in submission order. Archive
- * runs (no heatmap or overlay) get their model inputs made here, once, and packed per chunk: a cam-worker then makes
- * one GET per chunk instead of one per image. Memory is bounded by one chunk's inputs.
+ * chunk) or refused with a reason. Entries stream with 8 in flight; lines are committed in submission order. Cell
+ * crops are decoded and resized to the model's input here, so one a cam-worker would refuse (undecodable pixels, no
+ * colour) is refused now. Archive runs (no heatmap or overlay) keep those inputs, packed per chunk: a cam-worker then
+ * makes one GET per chunk instead of one per image. Memory is bounded by one chunk's inputs.
  */
 export async function ingestEntries(source: OpenedSource, plan: EntryIngestPlan): Promise<IngestedEntries> {
   const { store, batchId, options, model, chunkSize } = plan;
@@ -122,7 +123,6 @@ export async function ingestEntries(source: OpenedSource, plan: EntryIngestPlan)
       // Chunks follow submission order over the accepted entries; the manifest line carries its chunk.
       e.line.chunk = firstChunk + Math.floor(accepted++ / chunkSize);
       if (!inputSize) continue;
-      // An input that did not decode at ingest is absent from the pack: the worker decodes the original itself.
       if (e.inputPng) unpacked.push({ sha256: e.line.sha256, png: e.inputPng });
       if (accepted % chunkSize === 0) await writePack();
     }
@@ -142,7 +142,7 @@ export async function ingestEntries(source: OpenedSource, plan: EntryIngestPlan)
           bytes,
           plan.maxPixels,
           known,
-          inputSize,
+          { size: model.inputSize, pack: inputSize !== undefined },
           (w, h) => {
             const contradiction = kindContradiction(options.kind, w, h, model.cellSide);
             if (contradiction) throw new ImageInputError(contradiction.reason, contradiction.error);

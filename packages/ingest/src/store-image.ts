@@ -1,4 +1,4 @@
-import { ImageInputError, tooLargeToReadWhole, encodePng, errorMessage, inspectImage, keys, preprocess, sha256Hex, type ObjectStore } from '@camflow/common/core';
+import { ImageInputError, tooLargeToReadWhole, encodePng, errorMessage, greyCellRefusal, greyImageRefusal, inspectImage, keys, preprocess, sha256Hex, type ObjectStore } from '@camflow/common/core';
 
 export interface StoredImage {
   sha256: string;
@@ -30,6 +30,7 @@ export async function checkOriginal(
     throw new ImageInputError('too-many-pixels', `image is ${info.width}×${info.height} = ${info.width * info.height} pixels, above the limit of ${maxPixels} for a cell (a field may have up to ${maxSlidePixels}: --kind fields)`);
   }
   tooLargeToReadWhole(info, maxFieldPixels);
+  if (info.grey) throw greyImageRefusal(kind, info.width, info.height);
   return { sha256: sha256Hex(bytes), ext: info.ext, width: info.width, height: info.height, kind, format: info.format };
 }
 
@@ -41,35 +42,34 @@ export async function putOriginal(store: ObjectStore, bytes: Buffer, image: { sh
 }
 
 /**
- * Validate an image's header and store its bytes content-addressed under `originals/`. `known` holds hashes
- * already stored in this run, so duplicates cost no second PUT.
+ * Validate an image and store its bytes content-addressed under `originals/`. `known` holds hashes already stored
+ * in this run, so duplicates cost no second PUT.
  *
- * With `inputSize`, also return the model input as a lossless PNG (`inputPng`), for the chunk's input pack. It is
- * a cache: an image that does not decode gets none, and the cam-worker then decodes the original itself and fails
- * that item with the reason.
+ * A cell crop is also decoded and resized to the model's input here (`cellInput.size`), so what a cam-worker would
+ * refuse — pixels that do not decode, a crop without colour — is refused now, with its reason, and nothing of it is
+ * stored. With `cellInput.pack`, the model input comes back as a lossless PNG (`inputPng`) for the chunk's input
+ * pack. A field is searched for cells by the worker: here only its header is read (a one-channel field is refused).
  */
 export async function storeOriginal(
   store: ObjectStore,
   bytes: Buffer,
   maxPixels: number,
   known?: Set<string>,
-  inputSize?: number,
+  cellInput?: { size: number; pack: boolean },
   kindOf?: (width: number, height: number) => 'cell' | 'field',
   maxSlidePixels = maxPixels,
   maxFieldPixels = maxPixels,
 ): Promise<StoredImage & { kind: 'cell' | 'field'; inputPng?: Buffer }> {
   const { format, ...checked } = await checkOriginal(bytes, maxPixels, kindOf, maxSlidePixels, maxFieldPixels);
-  await putOriginal(store, bytes, { ...checked, format }, known);
   const { sha256, ext, width, height, kind } = checked;
   const stored = { sha256, ext, width, height, kind };
-  // A field's model inputs are its cells, found by the worker: nothing to pack for it here.
-  if (!inputSize || kind === 'field') return stored;
-  const input = await preprocess(bytes, inputSize, maxPixels, { keepOriginal: false }).then(
-    (p) => p.input,
-    (error: unknown) => {
-      if (error instanceof ImageInputError) return undefined;
-      throw error;
-    },
-  );
-  return input ? { ...stored, inputPng: await encodePng(input, inputSize, inputSize) } : stored;
+  let inputPng: Buffer | undefined;
+  if (cellInput && kind === 'cell') {
+    const { input } = await preprocess(bytes, cellInput.size, maxPixels, { keepOriginal: false });
+    const grey = greyCellRefusal(input, width, height);
+    if (grey) throw grey;
+    if (cellInput.pack) inputPng = await encodePng(input, cellInput.size, cellInput.size);
+  }
+  await putOriginal(store, bytes, { ...checked, format }, known);
+  return inputPng ? { ...stored, inputPng } : stored;
 }

@@ -1,3 +1,5 @@
+import { ImageInputError } from '../errors.js';
+
 /** A pixel whose channels spread by more than this many levels has colour (JPEG chroma noise on grey stays below ~6). */
 const CHROMA_LEVELS = 12;
 /**
@@ -46,3 +48,19 @@ export const noColour = ({ sampled, coloured }: ColourCount): boolean => sampled
  * @example isColourless(new Uint8Array([9, 9, 9, 200, 200, 200])) // true
  */
 export const isColourless = (rgb: Uint8Array, chromaLevels = CHROMA_LEVELS): boolean => noColour(countColour(rgb, undefined, chromaLevels));
+
+const STAIN = "camflow tells parasites (and, in a field, cells) by the Giemsa stain's colours";
+
+/**
+ * The refusal of a cell crop whose model input (`width × height` original, resized) has no colour, else undefined.
+ * One rule and one message wherever a crop is checked: at ingest, in `dataset add`, in the cam-worker.
+ */
+export function greyCellRefusal(input: Uint8Array, width: number, height: number): ImageInputError | undefined {
+  if (!isColourless(input, CELL_CHROMA_LEVELS)) return undefined;
+  return new ImageInputError('greyscale', `the cell crop has no colour (${width}×${height}, a greyscale image): ${STAIN}; submit the colour image`);
+}
+
+/** The refusal of an image stored in grey (one channel, or grey with alpha: a monochrome camera, a `b-w` JPEG), read off its header. */
+export function greyImageRefusal(kind: 'cell' | 'field', width: number, height: number): ImageInputError {
+  return new ImageInputError('greyscale', `the ${kind === 'cell' ? 'cell crop' : 'image'} has no colour (stored as one grey channel, ${width}×${height}): ${STAIN}; submit the colour image`);
+}
