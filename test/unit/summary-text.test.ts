@@ -26,6 +26,9 @@ test('a batch summary reads as sentences: entries by class and by reason, the sc
     ].join('\n'),
   );
   assert.equal(summaryText({ batchId: 'b2', modelVersion: 'm1', items: 1, ok: 0, failed: 1, byClass: {}, failures: { 'image too large': 1 }, chunks: { total: 1, failed: 0 }, completedAt: 't' }), '1 image: 0 localized, 1 with a stated reason (image too large 1); model m1; completed t');
+  // A model promoted by hand despite its warning: every summary of its batches says so.
+  const warned = summaryText({ batchId: 'b3', modelVersion: 'm2', items: 1, ok: 1, failed: 0, byClass: { Uninfected: 1 }, failures: {}, chunks: { total: 1, failed: 0 }, modelWarnings: ['validation accuracy 0.58 is no better than always answering Uninfected'], completedAt: 't' });
+  assert.equal(warned.split('\n')[1], 'warning: model m2 was published with a warning: validation accuracy 0.58 is no better than always answering Uninfected');
 });
 
 test('fields of several images: each field on its own line first (a pooled figure over fields of different patients belongs to none), the spread, then all pooled', () => {

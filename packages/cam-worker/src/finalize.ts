@@ -17,6 +17,7 @@ import {
   finishListing,
   totalsOf,
   wilsonInterval,
+  getModelManifest,
   FIELDS_IN_SUMMARY,
 } from '@camflow/common';
 
@@ -142,6 +143,8 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
     }
   }
   await store.putStream(keys.resultsJsonl(batchId), results(), 'application/x-ndjson');
+  // A model promoted by hand despite its warnings (e.g. no better than one class): the summary carries them.
+  const modelWarnings = (await getModelManifest(store, modelVersion).catch(() => undefined))?.warnings;
   const summary: BatchSummary = {
     batchId,
     modelVersion,
@@ -156,6 +159,7 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
       ? { fields: { ...fields, parasitemia: fields.counted ? fields.infected / fields.counted : 0, interval: wilsonInterval(fields.infected, fields.counted), ...(fieldRange[0] <= fieldRange[1] ? { range: fieldRange } : {}), each: eachField } }
       : {}),
     ...(info.listing ? { listing: { source: info.listing.source, state: info.listing.state, pages: info.listing.pages, ...(info.listing.reason ? { reason: info.listing.reason } : {}) } } : {}),
+    ...(modelWarnings?.length ? { modelWarnings } : {}),
     completedAt: new Date().toISOString(),
   };
   // summary.json last: it is what marks the batch completed.

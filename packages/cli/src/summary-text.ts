@@ -32,6 +32,7 @@ export function summaryText(s: BatchSummary): string {
     if (f.each && f.images > f.each.length) lines.push(`  … ${f.images - f.each.length} more fields: \`camflow results ${s.batchId} --format csv\` lists each`);
     lines.push(`  all ${f.images} fields pooled (as one slide): ${f.counted ? figure(f) : none}`);
   }
+  for (const w of s.modelWarnings ?? []) lines.push(`warning: model ${s.modelVersion} was published with a warning: ${w}`);
   if (s.listing) lines.push(`listing of ${s.listing.source}: ${s.listing.state} (${s.listing.pages} pages)${s.listing.reason ? `: ${s.listing.reason}` : ''}`);
   return lines.join('\n');
 }

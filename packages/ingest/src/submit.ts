@@ -11,6 +11,7 @@ import {
   camOptionsSchema,
   checkTarget,
   getModelManifest,
+  listModels,
   isRefused,
   sha256Hex,
   getProduction,
@@ -76,9 +77,19 @@ export interface SubmitOptions {
 export type SubmitResult = BatchInfo & { existing: boolean };
 
 export class NoModelError extends CamflowError {
-  constructor() {
-    super('NO_MODEL', 'no production model: train one first (camflow train, POST /v1/train) or name a version (--model, or the model field over HTTP)');
+  /** `newest`: the newest model published but never promoted, with the warning that kept it out. */
+  constructor(newest?: { version: string; warning?: string | undefined }) {
+    const unpromoted = newest
+      ? `; ${newest.version} was published but not promoted${newest.warning ? ` (${newest.warning})` : ''}: \`camflow models promote ${newest.version}\` serves it anyway`
+      : '';
+    super('NO_MODEL', `no production model: train one first (camflow train, POST /v1/train) or name a version (--model, or the model field over HTTP)${unpromoted}`);
   }
+}
+
+/** The refusal to submit without a production model, naming the newest model published (and what kept it out). */
+export async function noModelError(store: ObjectStore): Promise<NoModelError> {
+  const newest = (await listModels(store)).at(-1);
+  return new NoModelError(newest && { version: newest.version, warning: newest.warnings?.[0] });
 }
 
 /** The idempotency key is already taken by a batch with other content (HTTP 409). */
@@ -150,7 +161,7 @@ async function submitInSpan(opts: SubmitOptions): Promise<SubmitResult> {
   // Fail here, not after ingesting everything, when Redis is down.
   await claims.redis.ping();
   const modelVersion = opts.modelVersion ?? (await getProduction(store))?.version;
-  if (!modelVersion) throw new NoModelError();
+  if (!modelVersion) throw await noModelError(store);
   const model = await getModelManifest(store, modelVersion); // fails early on an unknown version
   // Everything a worker would refuse is refused here: a class the model does not have, a graph it lacks.
   checkTarget(options.target, model.classNames, 'options.target');

@@ -60,10 +60,23 @@ export interface SameImagesComparison {
 /**
  * Promotion gate: at least as good as production. With `comparison` (both models run on the candidate's validation
  * images) the decision is made on the same cells; without one (no production yet, or other classes) it falls back to
- * each model's own validation accuracy.
+ * each model's own validation accuracy. A model that tells the classes apart no better than always answering the
+ * majority class (`notLearnt`: why) is never promoted — not even as the first model: it would count every cell as
+ * that class. `camflow models promote` still can.
  */
-export async function promoteIfBetter(store: ObjectStore, manifest: ModelManifest, log?: Logger, comparison?: SameImagesComparison): Promise<{ promoted: boolean; production?: ProductionChannel; reason: string }> {
+export async function promoteIfBetter(
+  store: ObjectStore,
+  manifest: ModelManifest,
+  log?: Logger,
+  comparison?: SameImagesComparison,
+  notLearnt?: string,
+): Promise<{ promoted: boolean; production?: ProductionChannel; reason: string }> {
   const current = await getProduction(store);
+  if (notLearnt) {
+    const reason = `${notLearnt} (\`camflow models promote ${manifest.version}\` to serve it anyway)`;
+    log?.warn({ version: manifest.version, production: current?.version ?? null }, `not promoted: ${reason}`);
+    return { promoted: false, ...(current ? { production: current } : {}), reason };
+  }
   if (current && comparison && comparison.production === current.version) {
     const same = `on the same ${comparison.images} validation images: ${comparison.candidateAccuracy.toFixed(4)} vs production ${current.version} ${comparison.productionAccuracy.toFixed(4)}`;
     if (comparison.candidateAccuracy < comparison.productionAccuracy) {

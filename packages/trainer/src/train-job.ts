@@ -174,10 +174,12 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   // A model that learnt something but no more than the majority class's share is published (it is not a collapse:
   // its loss left chance), and said to be no better than always answering that class.
   const majority = majorityClass(validation.labels, manifest.classNames.length);
+  let notLearnt: string | undefined;
   if (last.valAccuracy <= majority.share + 0.01) {
     const steps = Math.ceil(split.train.length / params.batchSize) * result.history.length;
-    warnings.push(`validation accuracy ${last.valAccuracy.toFixed(4)} is no better than always answering ${manifest.classNames[majority.label]} (${majority.share.toFixed(4)} of the ${validation.labels.length} validation images): it does not yet tell the classes apart (${steps} optimizer steps); train for more epochs or on more images`);
-    log.warn({ valAccuracy: last.valAccuracy, majorityShare: majority.share }, warnings[warnings.length - 1]!);
+    notLearnt = `validation accuracy ${last.valAccuracy.toFixed(4)} is no better than always answering ${manifest.classNames[majority.label]} (${majority.share.toFixed(4)} of the ${validation.labels.length} validation images): it does not yet tell the classes apart (${steps} optimizer steps); train for more epochs or on more images`;
+    warnings.push(notLearnt);
+    log.warn({ valAccuracy: last.valAccuracy, majorityShare: majority.share }, notLearnt);
   }
   // The screening operating point, chosen on the validation images with the published (best-epoch) weights.
   const positiveClass = params.positiveClass ?? defaultPositiveClass(manifest.classNames);
@@ -212,7 +214,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   await checkpoints.clear();
   log.info({ version, valAccuracy: last.valAccuracy, resumedFromEpoch: resume?.epoch }, 'model published');
   const comparison = params.promote ? await compareWithProduction(ctx.store, manifest, split.validation, published, validation, log) : undefined;
-  const gate = params.promote ? await promoteIfBetter(ctx.store, published, log, comparison) : { promoted: false, reason: 'promotion not requested' };
+  const gate = params.promote ? await promoteIfBetter(ctx.store, published, log, comparison, notLearnt) : { promoted: false, reason: 'promotion not requested' };
   return {
     skipped: false,
     version,

@@ -335,6 +335,8 @@ export const batchSummarySchema = z.object({
     .optional(),
   /** An S3-prefix batch: how its listing ended (`done`, or `cancelled` / `failed` with the objects listed until then). */
   listing: z.object({ source: z.string(), state: z.enum(['listing', 'done', 'cancelled', 'failed']), pages: z.number().int().nonnegative(), reason: z.string().optional() }).optional(),
+  /** The warnings the model was published with (e.g. no better than always answering one class): read the results with them. */
+  modelWarnings: z.array(z.string()).optional(),
   completedAt: z.string(),
 });
 export type BatchSummary = z.infer<typeof batchSummarySchema>;
