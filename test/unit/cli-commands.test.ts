@@ -61,7 +61,7 @@ test("camflow dev claims its data folder: a second one on the same folder is ref
   again();
 });
 
-test('dataset add warns about a folder one level too high (class folders holding class folders) and classes far apart in size', async () => {
+test('dataset add finds a folder one level too high (class folders holding class folders; refused unless --classes names them) and classes far apart in size', async () => {
   const { layoutWarnings } = await import('../../packages/ingest/src/datasets.ts');
   const files = (cls: string, sub: string[], n: number) => sub.flatMap((s) => Array.from({ length: n }, (_, i) => ({ name: `${cls}/${s ? `${s}/` : ''}${i}.png` })));
   // `dataset add x ./data` where ./data holds nih-cells-dev/{Parasitized,Uninfected} and smears/.
@@ -100,4 +100,21 @@ test('a reader that closes the pipe early (`camflow … | head`) ends the comman
   child.stderr.on('data', (d) => (stderr += d));
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   assert.deepEqual([code, stderr], [0, '']);
+});
+
+test('a number option given empty or in hex is a usage error naming it, never silently the default or another number', async () => {
+  const main = fileURLToPath(new URL('../../packages/cli/src/main.ts', import.meta.url));
+  // No Redis answers on port 1: the options are read (and refused) before anything is reached.
+  const env = { ...process.env, REDIS_URL: 'redis://127.0.0.1:1' };
+  for (const [args, said] of [
+    [['submit', '.', '--fraction', ''], '--fraction expects a number, got ""'],
+    [['submit', '.', '--fraction', '0x1'], '--fraction expects a number, got "0x1"'],
+    [['train', '--dataset', 'x', '--epochs', ''], '--epochs expects a number, got ""'],
+  ] as const) {
+    const child = spawn(process.execPath, ['--import', 'tsx', main, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    assert.deepEqual([code, stderr.trim()], [2, said], args.join(' '));
+  }
 });

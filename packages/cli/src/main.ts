@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { CamflowError, ConfigError, InvalidParameterError, errorMessage, redactLine } from '@camflow/common/core';
+import { CamflowError, ConfigError, InvalidParameterError, errorMessage, parseDecimal, redactLine } from '@camflow/common/core';
 import type { CommandInput, Values } from './cli-io.js';
 import { joinNegativeValues } from './cli-io.js';
 import { ALL_OPTIONS, COMMANDS, argumentProblem, commandHelp, globalUsage, optionProblem, suggest } from './commands.js';
@@ -64,8 +64,8 @@ async function main(argv: string[]): Promise<void> {
   const num = (name: keyof typeof v, fallback?: number) => {
     const raw = v[name];
     if (raw === undefined) return fallback;
-    const n = Number(raw);
-    if (!Number.isFinite(n)) throw new CamflowError('USAGE', `--${String(name)} expects a number, got ${JSON.stringify(raw)}`);
+    const n = typeof raw === 'string' ? parseDecimal(raw) : undefined;
+    if (n === undefined) throw new CamflowError('USAGE', `--${String(name)} expects a number, got ${JSON.stringify(raw)}`);
     return n;
   };
   // Help under --json is JSON too (the command table), so that stdout holds only JSON.

@@ -1,4 +1,4 @@
-import type { ZodType } from 'zod';
+import { z, type ZodType } from 'zod';
 import { InvalidParameterError } from './errors.js';
 import { suggest } from './suggest.js';
 
@@ -80,3 +80,26 @@ export function issueText(issues: readonly unknown[]): string {
 function gotNowhere(branch: Issue[]): boolean {
   return branch.some((i) => i.code === 'invalid_value' && i.values?.length === 1 && i.path.length === 1);
 }
+
+/** A number as people write one in decimal: `12`, `-0.3`, `.5`, `1e-3` (not `""`, `0x1`, `1_000` or `Infinity`). */
+const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
+/**
+ * Pure: a typed number (a CLI flag, a form field, a query parameter) read as what it says, or undefined. `Number()`
+ * alone reads `""` and `" "` as 0 and `0x1` as 1 — a silent misreading of a value the user meant otherwise.
+ * @example parseDecimal('0.3') // 0.3
+ * @example parseDecimal('') // undefined
+ */
+export function parseDecimal(raw: string): number | undefined {
+  const text = raw.trim();
+  if (!DECIMAL.test(text)) return undefined;
+  const n = Number(text);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/**
+ * A number field that may arrive as text (multipart forms, query strings): decimal text becomes its number, anything
+ * else is refused by `schema` naming what it received (`Expected number … but received ""`).
+ * @example decimal(z.number().int().positive()).parse('12') // 12
+ */
+export const decimal = <T extends ZodType<number>>(schema: T) => z.preprocess((v) => (typeof v === 'string' ? (parseDecimal(v) ?? v) : v), schema);

@@ -14,12 +14,12 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
   // Options are checked before anything is contacted, each error naming the flag that was typed.
   const options = parseWith(camOptionsSchema, {
     ...(v.target ? { target: v.target } : {}),
-    ...(v.fraction ? { fraction: num('fraction') } : {}),
+    ...(v.fraction !== undefined ? { fraction: num('fraction') } : {}),
     ...(v.outputs ? { outputs: parseOutputs(v.outputs, '--outputs') } : {}),
     ...(v.precision ? { precision: v.precision } : {}),
     ...(v['no-cell-mask'] ? { restrictToCell: false } : {}),
     ...(v.kind ? { kind: v.kind } : {}),
-    ...(v['cell-diameter'] ? { cellDiameter: num('cell-diameter') } : {}),
+    ...(v['cell-diameter'] !== undefined ? { cellDiameter: num('cell-diameter') } : {}),
   }, '--options', SUBMIT_FLAGS);
   if (v.priority) parseWith(batchPrioritySchema, v.priority, '--priority');
   const chunkSize = num('chunk-size');
