@@ -249,6 +249,21 @@ test('an S3 prefix of another S3-compatible store, with its own credentials: eve
     assert.ok(Date.now() - t0 < 30_000, `${Date.now() - t0} ms`);
     denied.kill('SIGTERM');
     await denied.exited;
+    // Ingest workers pointed at a store that does not answer: retried (it may come back), and `status` meanwhile
+    // says which attempt failed and why, naming the setting — not a listing that seems not to have started.
+    const astray = c.spawnWorker('cam', { ...env, SOURCE_S3_ENDPOINT: 'http://127.0.0.1:1' });
+    const queued = await camflow(['submit', 's3://lab-archive/slides/2026', '--json', '--key', 'astray'], env);
+    assert.equal(queued.code, 0, queued.stderr);
+    const astrayId = JSON.parse(queued.stdout.trim().split('\n').pop()!).batchId as string;
+    const said = await eventually('status to show the failed listing attempt', async () => {
+      const st = await camflow(['status', astrayId], env);
+      return /^listing page 0: attempt \d+ of \d+ failed/m.test(st.stdout) ? st.stdout : undefined;
+    }, 60_000);
+    assert.match(said, /, listing under way \(0 pages so far\), /);
+    assert.match(said, /^listing page 0: attempt \d+ of \d+ failed \(cannot list s3:\/\/lab-archive\/slides\/2026: S3 at <endpoint> does not answer \(ECONNREFUSED\): check SOURCE_S3_ENDPOINT .*\); it is tried again$/m);
+    assert.equal((await camflow(['batches', 'cancel', astrayId], env)).code, 0);
+    astray.kill('SIGTERM');
+    await astray.exited;
   } finally {
     await archive.stop();
   }

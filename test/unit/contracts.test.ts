@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import { trainingJobLine } from '../../packages/cli/src/commands/train.ts';
 import assert from 'node:assert/strict';
-import { ContractError, chunkJobId, operatingPoint, publicReason, imageResultSchema, manifestLineSchema, parseJsonLines, redactLine, retrainingScheduleSchema, toJsonLines, trainingJobStatus } from '@camflow/common';
+import { ContractError, probeRedis, chunkJobId, operatingPoint, publicReason, imageResultSchema, manifestLineSchema, parseJsonLines, redactLine, retrainingScheduleSchema, toJsonLines, trainingJobStatus } from '@camflow/common';
 import { planBatches } from '@camflow/cam-worker';
 
 test('manifest lines are read back through their schema; a broken line names the object and the line', () => {
@@ -60,6 +60,8 @@ test('reasons that reach results and responses carry no internal address', () =>
   const text = publicReason(e);
   assert.ok(!/10\.1\.2\.3|minio\.internal|9000/.test(text), text);
   assert.match(text, /ECONNREFUSED/);
+  // A source the user named (s3://bucket/prefix) is kept: it is not where a server listens.
+  assert.equal(publicReason(new Error('cannot list s3://lab-archive/slides: S3 at http://10.0.0.9:9000 does not answer')), 'cannot list s3://lab-archive/slides: S3 at <endpoint> does not answer');
 });
 
 test('the screening threshold reaches the target recall on the validation images, midway to the next lower score', () => {
@@ -134,4 +136,21 @@ test("a training job waiting out its retry backoff is listed as retrying with th
   assert.deepEqual([retry.dueAt, retry.failedReason, retry.attemptsMade], [undefined, 'S3 GET datasets/cells failed', 1]);
   assert.match(trainingJobLine(next), / {2}scheduled for 2023-11-14 23:13:20 UTC$/);
   assert.match(trainingJobLine(retry), / {2}retrying soon: attempt 1 failed: S3 GET datasets\/cells failed$/);
+});
+
+test('a REDIS_URL that reaches some other server (an HTTP port) is said to be not Redis, within the timeout, never "Please report this"', async () => {
+  const { createServer } = await import('node:http');
+  const server = createServer((_req, res) => res.end('hello'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const t0 = Date.now();
+  try {
+    await assert.rejects(probeRedis(`redis://127.0.0.1:${port}`, 3000), (e: unknown) => {
+      assert.equal((e as Error).message, `Redis at redis://127.0.0.1:${port} is unreachable: that port answers, but not as Redis (its reply began with "H": an HTTP server?): check REDIS_URL`);
+      return true;
+    });
+    assert.ok(Date.now() - t0 < 3500, `${Date.now() - t0} ms`);
+  } finally {
+    server.close();
+  }
 });

@@ -5,7 +5,7 @@ import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import yauzl from 'yauzl';
 import { ListObjectsCommand, GetObjectCommand, type ListObjectsCommandOutput } from '@aws-sdk/client-s3';
-import { CamflowError, ImageInputError, InvalidParameterError, ObjectStore, type Refusal } from '@camflow/common/core';
+import { CamflowError, ImageInputError, InvalidParameterError, ObjectStore, withoutUserInfo, type Refusal } from '@camflow/common/core';
 
 /**
  * An entry of a submission: a display name (its relative path inside the source; metadata only) and either its
@@ -41,6 +41,29 @@ export class SourceError extends CamflowError {
  */
 const PERMANENT_S3_ERRORS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'AllAccessDisabled', 'NoSuchBucket', 'InvalidBucketName', 'AccountProblem']);
 const isPermanentS3Error = (error: unknown): boolean => PERMANENT_S3_ERRORS.has((error as { name?: string }).name ?? '');
+
+/** Every process that lists a source reads these of its own environment: the CLI at submit, then each ingest worker. */
+const WHERE_SET = 'in the environment of the process listing it — the submitting command and every ingest worker (`camflow worker ingest`, `camflow dev`) read their own';
+
+/**
+ * Pure: why a source store refused or did not answer, with the setting that decides it (`where`: the store asked).
+ * @example sourceProblem(Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }), 'AWS S3 (us-east-1)')
+ */
+export function sourceProblem(error: unknown, where: string): string {
+  const e = error as NodeJS.ErrnoException & { name?: string };
+  const code = e.code ?? '';
+  if (e.name === 'CredentialsProviderError' || /could not load credentials/i.test(e.message)) {
+    return `${where} needs credentials: set SOURCE_AWS_ACCESS_KEY_ID and SOURCE_AWS_SECRET_ACCESS_KEY ${WHERE_SET}`;
+  }
+  if (e.name === 'InvalidAccessKeyId' || e.name === 'SignatureDoesNotMatch' || e.name === 'AccessDenied') {
+    return `${where} refused these credentials (${e.name}): check SOURCE_AWS_ACCESS_KEY_ID and SOURCE_AWS_SECRET_ACCESS_KEY ${WHERE_SET}`;
+  }
+  if (e.name === 'NoSuchBucket') return `no such bucket (asked ${where}; the bucket is the URL's first part, SOURCE_S3_ENDPOINT names the store)`;
+  if (/^(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH)$/.test(code)) {
+    return `${where} does not answer (${code}): check SOURCE_S3_ENDPOINT (and SOURCE_S3_REGION) ${WHERE_SET}`;
+  }
+  return `${where}: ${e.message}`;
+}
 
 const refuse = (name: string, reason: string, error: string): SourceFile => ({ name, refused: { reason, error } });
 const tooLarge = (name: string, bytes: number | string, limit: number) => refuse(name, 'file-too-large', `${bytes} bytes, above the limit of ${limit} bytes per file (MAX_FILE_BYTES)`);
@@ -312,12 +335,15 @@ export interface S3Prefix {
   bucket: string;
   prefix: string;
   store: ObjectStore;
+  /** The store asked, as errors name it (`S3 at http://…`, `AWS S3 (region)`): no credentials in it. */
+  where: string;
 }
 
 export function openS3Prefix(url: string, options: S3SourceOptions = {}): S3Prefix {
   const { bucket, prefix } = parseS3Url(url);
   const store = new ObjectStore({ bucket, endpoint: options.endpoint, region: options.region, forcePathStyle: options.forcePathStyle, credentials: options.credentials, maxSockets: 8 });
-  return { url, bucket, prefix, store };
+  const where = options.endpoint ? `S3 at ${withoutUserInfo(options.endpoint)}` : `AWS S3 (${options.region ?? 'us-east-1'})`;
+  return { url, bucket, prefix, store, where };
 }
 
 /** One page of an S3 listing: the objects (folder markers left out) and whether more follow after the last key. */
@@ -339,7 +365,7 @@ export async function listS3Page(source: S3Prefix, marker: string | undefined, p
   try {
     page = await source.store.client.send(new ListObjectsCommand({ Bucket: source.bucket, Prefix: source.prefix, MaxKeys: pageSize, ...(marker ? { Marker: marker } : {}) }));
   } catch (error) {
-    throw new SourceError(`cannot list ${source.url}: ${(error as Error).name === 'NoSuchBucket' ? 'no such bucket' : (error as Error).message}`, { permanent: isPermanentS3Error(error) });
+    throw new SourceError(`cannot list ${source.url}: ${sourceProblem(error, source.where)}`, { permanent: isPermanentS3Error(error) });
   }
   const contents = page.Contents ?? [];
   const last = contents.at(-1)?.Key;

@@ -1,5 +1,5 @@
 import { Job, type Queue } from 'bullmq';
-import { batchCancelSchema, batchInfoSchema, batchSummarySchema, connectedWorkers, finalizeJobId, keys, noWorkerText, parseWith, publicReason, queueNames, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common/core';
+import { batchCancelSchema, batchInfoSchema, batchSummarySchema, connectedWorkers, finalizeJobId, keys, listingPageJobId, noWorkerText, parseWith, publicReason, queueNames, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common/core';
 
 /**
  * - `running`: its jobs are queued or running.
@@ -30,6 +30,8 @@ export interface BatchStatus {
   workers?: { cam?: number; finalizer?: number; ingest?: number };
   /** A running batch that cannot move: no worker is connected to the queue its next step waits in, and how to start one. */
   waiting?: string;
+  /** An S3-prefix batch whose current listing page failed and will be tried again: which attempt, and why. */
+  listingRetry?: string;
 }
 
 /** The queues whose workers `batchStatus` counts for a running batch (the chunks', and the listing's for S3 prefixes). */
@@ -81,6 +83,12 @@ async function withWorkers(status: BatchStatus, batchQueue: Queue, serving: Serv
   const listing = status.info?.listing?.state === 'listing';
   const [cam, finalizer, ingest] = await Promise.all([connectedWorkers(serving.cam), connectedWorkers(batchQueue), listing && serving.ingest ? connectedWorkers(serving.ingest) : undefined]);
   const workers = { ...(cam !== undefined ? { cam } : {}), ...(finalizer !== undefined ? { finalizer } : {}), ...(ingest !== undefined ? { ingest } : {}) };
+  // A listing page between its tries says why (a source the ingest workers cannot read would otherwise look like
+  // a listing that has not started).
+  const page = listing && serving.ingest ? await Job.fromId(serving.ingest, listingPageJobId(status.batchId, status.info!.listing!.pages)) : undefined;
+  const retried = page && page.attemptsMade > 0 && page.failedReason && !(await page.isCompleted());
+  const listingRetry = retried ? `listing page ${status.info!.listing!.pages}: attempt ${page.attemptsMade} of ${page.opts.attempts ?? 1} failed (${publicReason(new Error(page.failedReason))}); it is tried again` : undefined;
+  if (listingRetry) status = { ...status, listingRetry };
   const prefix = serving.cam.opts.prefix ?? 'bull';
   // The step the batch waits for: its listing, its chunks, or (every chunk done) its finalization.
   const waiting =

@@ -15,7 +15,8 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
     const refused = status.info?.rejected ? ` + ${status.info.rejected} refused at submission` : '';
     const progress = im ? `images ${im.done}/${im.total}${im.perSecond !== undefined && im.etaSeconds !== undefined && status.state === 'running' ? ` (${im.perSecond}/s, about ${formatDuration(im.etaSeconds)} left)` : ''}${refused}, ` : '';
     const listing = status.info?.listing;
-    const listed = listing ? `listing ${listing.state}${listing.state === 'listing' ? ` (${listing.pages} pages so far)` : ` (${listing.pages} pages)`}${listing.reason ? `: ${listing.reason}` : ''}, ` : '';
-    print(v.json, status, `${status.batchId}: ${status.state}${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}, ${listed}${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.waiting ? `\n${status.waiting}` : ''}${status.summary ? `\n${summaryText(status.summary)}` : ''}`);
+    const pages = (n: number) => `${n} page${n === 1 ? '' : 's'}`;
+    const listed = listing ? `listing ${listing.state === 'listing' ? `under way (${pages(listing.pages)} so far)` : `${listing.state} (${pages(listing.pages)})`}${listing.reason ? `: ${listing.reason}` : ''}, ` : '';
+    print(v.json, status, `${status.batchId}: ${status.state}${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}, ${listed}${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.listingRetry ? `\n${status.listingRetry}` : ''}${status.waiting ? `\n${status.waiting}` : ''}${status.summary ? `\n${summaryText(status.summary)}` : ''}`);
   });
 }

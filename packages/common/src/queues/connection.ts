@@ -71,7 +71,7 @@ export async function probeRedis(url: string, timeoutMs = 5000, log?: Logger): P
   const client = new Redis({ ...redisOptions(url), lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: timeoutMs, retryStrategy: () => null });
   // The socket's own error (ECONNREFUSED, ENOTFOUND…) says more than ioredis's "Connection is closed." that follows.
   let socketError: string | undefined;
-  client.on('error', (e: NodeJS.ErrnoException) => (socketError ??= e.code ?? e.message));
+  client.on('error', (e: NodeJS.ErrnoException) => (socketError ??= notRedis(e) ?? e.code ?? e.message));
   let timer: NodeJS.Timeout | undefined;
   try {
     const timeout = new Promise<never>((_, reject) => {
@@ -87,6 +87,17 @@ export async function probeRedis(url: string, timeoutMs = 5000, log?: Logger): P
     clearTimeout(timer);
     client.disconnect();
   }
+}
+
+/**
+ * Pure: a server that answered, but not in Redis's protocol (an HTTP server, S3, the API's own port), said as such —
+ * instead of ioredis's "Protocol error, got "H" as reply type byte. Please report this."
+ */
+export function notRedis(error: { message?: string }): string | undefined {
+  const m = /Protocol error, got "(.*?)" as reply type byte/.exec(error.message ?? '');
+  if (!m) return undefined;
+  const looksHttp = m[1] === 'H';
+  return `that port answers, but not as Redis (its reply began with ${JSON.stringify(m[1])}${looksHttp ? ': an HTTP server?' : ''}): check REDIS_URL`;
 }
 
 /** host:port of a Redis URL, without credentials. */

@@ -54,7 +54,8 @@ export class StorageError extends CamflowError {
 export function publicReason(error: unknown): string {
   const e = error as { code?: string; name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
   const message = (e?.message ?? String(error))
-    .replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"')]+/gi, '<endpoint>')
+    // Not an s3:// URL: that is a bucket and prefix the user named (a source), not where a server listens.
+    .replace(/\b(?!s3:)[a-z][a-z0-9+.-]*:\/\/[^\s"')]+/gi, '<endpoint>')
     .replace(/\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b/g, '<address>')
     .replace(/\[[0-9a-f:]+\](?::\d+)?/gi, '<address>');
   const code = e?.code && !message.includes(e.code) ? ` (${e.code})` : '';
