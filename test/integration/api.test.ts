@@ -369,6 +369,12 @@ test('an oversize upload is refused with 413 and the limit named; bad fields wit
   const bad = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { chunkSize: 'lots' }) });
   assert.equal(bad.status, 400);
   assert.equal((await json(bad)).field, 'fields.chunkSize');
+  // Numbers in a form are read as written: an empty field or hex is refused, never taken as 0 or 1.
+  for (const fraction of ['', '0x1', '1e400', ' ']) {
+    const r = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { fraction }) });
+    assert.equal(r.status, 400, JSON.stringify(fraction));
+    assert.equal((await json(r)).field, 'fields.fraction');
+  }
   const unknown = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { precision: 'fp8' }) });
   assert.equal(unknown.status, 400);
   assert.equal((await json(unknown)).field, 'options.precision');
@@ -390,6 +396,12 @@ test('an oversize upload is refused with 413 and the limit named; bad fields wit
   const rawImage = await fetch(`${base}/v1/batches`, { method: 'POST', headers: { ...auth, 'content-type': 'image/png' }, body: small.bytes });
   assert.equal(rawImage.status, 415);
   assert.equal((await json(rawImage)).message, 'content-type image/png is not taken by POST /v1/batches: send multipart/form-data (files) or application/json');
+  // Types fastify itself parses (text, urlencoded forms) are as unwelcome there: the same 415, never a 400.
+  for (const type of ['text/plain', 'application/x-www-form-urlencoded']) {
+    const r = await fetch(`${base}/v1/batches`, { method: 'POST', headers: { ...auth, 'content-type': type }, body: 'source=s3://x/y' });
+    assert.equal(r.status, 415, type);
+    assert.equal((await json(r)).message, `content-type ${type} is not taken by POST /v1/batches: send multipart/form-data (files) or application/json`);
+  }
   const zipped = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small, { name: 'cells.zip', bytes: Buffer.from('PK\u0003\u0004') }]) });
   assert.equal(zipped.status, 400);
   assert.match((await json(zipped)).message, /an archive is read by `camflow submit ARCHIVE` or from an S3 prefix, or upload the images in it for files but received "cells\.zip"$/);
@@ -476,6 +488,9 @@ test('options are checked at the edge against the model: unknown class, huge or 
   const badField = await put({ dataset: 'tiny', cron: '30 1 * * *', epoch: 3 });
   assert.equal(badField.status, 400);
   assert.match((await json(badField)).message, /epochs/);
+  // A misnamed field is told every field the schedule takes, its own `cron` and `tz` among them.
+  const misnamed = await json(await put({ dataset: 'tiny', cron: '30 1 * * *', timezone: 'UTC' }));
+  assert.match(misnamed.message, /^Expected known fields only \(dataset, .*, cron, tz\) for body but received "timezone"$/);
   assert.equal((await put({ dataset: 'nosuchdataset', cron: '30 1 * * *' })).status, 404);
   // A pattern of the right shape that names no time is bad input (400 naming the field), not a 500 from the queue;
   // a schedule trains the latest version, so a pinned one is refused as the CLI refuses --version.

@@ -37,6 +37,19 @@ async function labelled(name: string, layout: Record<string, number>): Promise<s
   return root;
 }
 
+test('a folder given one level too high (a class folder holding the class folders) is refused before anything is stored, naming the folder to give; with the classes named it is taken as it is', async () => {
+  const root = await labelled('high', { 'cells/Parasitized': 3, 'cells/Uninfected': 3, mixed: 3 });
+  await assert.rejects(addDataset({ store, name: 'high', folder: root, size: 32 }), (e: unknown) => {
+    assert.ok(e instanceof InvalidParameterError && e.field === 'folder', String(e));
+    assert.match(e.message, /^Expected class folders holding their images \(<folder>\/<class>\/<image>\), or the classes named \(--classes cells,mixed\) to take this layout as it is for folder but received ".*high: class \\"cells\\": all its 6 images sit in sub-folders \(Parasitized, Uninfected\) and are all labelled \\"cells\\"; if those sub-folders are the classes, give \\"cells\\" as the folder"$/);
+    return true;
+  });
+  assert.deepEqual(await store.list('datasets/high/'), [], 'nothing registered, the latest left as it was');
+  const named = await addDataset({ store, name: 'high', folder: root, size: 32, classes: ['cells', 'mixed'] });
+  assert.deepEqual([named.manifest.classNames, named.manifest.items.length], [['cells', 'mixed'], 9]);
+  assert.match(named.warnings[0]!, /all its 6 images sit in sub-folders/, 'still said');
+});
+
 test('a labelled folder with a third, unknown class: its files are reported, the dataset keeps the named classes', async () => {
   const root = await labelled('three', { Parasitized: 3, Uninfected: 3, Platelets: 2 });
   const { manifest } = await addDataset({ store, name: 'three', folder: root, size: 32, classes: ['Parasitized', 'Uninfected'] });

@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { ConfigError, InvalidParameterError, createLogger, keys, loadConfig, parseWith, camJobSchema, camOptionsSchema, trainJobSchema } from '@camflow/common';
-import { safeMemberName } from '@camflow/ingest';
+import { z } from 'zod';
+import { ConfigError, InvalidParameterError, createLogger, decimal, parseDecimal, keys, loadConfig, parseWith, camJobSchema, camOptionsSchema, trainJobSchema } from '@camflow/common';
+import { safeMemberName, sourceProblem } from '@camflow/ingest';
 import { resolveSplitBy, splitIndices } from '@camflow/trainer';
 import { collapseEpoch, collapseReason } from '@camflow/trainer';
 
@@ -17,6 +18,15 @@ test('QUEUE_PREFIX may be a Redis Cluster hash tag, as the README advises (`{cam
   assert.equal(loadConfig({ QUEUE_PREFIX: '{camflow}' }).QUEUE_PREFIX, '{camflow}');
   assert.equal(loadConfig({ QUEUE_PREFIX: 'lab_2' }).QUEUE_PREFIX, 'lab_2');
   for (const bad of ['{camflow', 'cam:flow', '{}', 'a{b}']) assert.throws(() => loadConfig({ QUEUE_PREFIX: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'QUEUE_PREFIX', bad);
+});
+
+test('numbers typed as text are read as written: decimal only, never "" as 0 or 0x1 as 1', () => {
+  for (const [text, n] of [['12', 12], ['-0.3', -0.3], ['.5', 0.5], ['1e-3', 0.001], [' 2 ', 2]] as const) assert.equal(parseDecimal(text), n, text);
+  for (const text of ['', ' ', '0x1', '1_000', 'Infinity', '1e400', '1,5', '2x']) assert.equal(parseDecimal(text), undefined, text);
+  const fraction = z.object({ fraction: decimal(z.number().gt(0).lte(1)) });
+  assert.deepEqual(parseWith(fraction, { fraction: '0.3' }, 'fields'), { fraction: 0.3 });
+  assert.deepEqual(parseWith(fraction, { fraction: 0.3 }, 'fields'), { fraction: 0.3 });
+  assert.throws(() => parseWith(fraction, { fraction: '' }, 'fields'), (e: unknown) => e instanceof InvalidParameterError && e.message === 'Expected number for fields.fraction but received ""');
 });
 
 test('a malformed variable fails with one line naming it', () => {
@@ -125,4 +135,16 @@ test("a schema's refusal reads as one sentence: the expectation without zod's le
   assert.equal(message(camOptionsSchema, { kind: 'zzz' }, '--options'), 'Expected one of "auto"|"cells"|"fields" for --options.kind but received "zzz"');
   // An unknown field: the value received is the field, with the known ones and the one meant.
   assert.match(message(trainJobSchema.strict(), { dataset: 'x', epoch: 3 }, 'body'), /^Expected known fields only \(dataset, .*epochs.*\); did you mean "epochs"\? for body but received "epoch"$/);
+});
+
+test('a source store that cannot be listed is named with the setting that decides it, for every process that lists it', () => {
+  const named = (name: string, message: string, code?: string) => Object.assign(new Error(message), { name, ...(code ? { code } : {}) });
+  assert.equal(
+    sourceProblem(named('CredentialsProviderError', 'Could not load credentials from any providers'), 'AWS S3 (us-east-1)'),
+    'AWS S3 (us-east-1) needs credentials: set SOURCE_AWS_ACCESS_KEY_ID and SOURCE_AWS_SECRET_ACCESS_KEY in the environment of the process listing it — the submitting command and every ingest worker (`camflow worker ingest`, `camflow dev`) read their own',
+  );
+  assert.match(sourceProblem(named('InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist'), 'S3 at http://lab:9000'), /^S3 at http:\/\/lab:9000 refused these credentials \(InvalidAccessKeyId\): check SOURCE_AWS_ACCESS_KEY_ID/);
+  assert.equal(sourceProblem(named('NoSuchBucket', 'The specified bucket does not exist'), 'S3 at http://lab:9000'), "no such bucket (asked S3 at http://lab:9000; the bucket is the URL's first part, SOURCE_S3_ENDPOINT names the store)");
+  assert.match(sourceProblem(named('Error', 'getaddrinfo ENOTFOUND s3.us-east-1.amazonaws.com', 'ENOTFOUND'), 'AWS S3 (us-east-1)'), /^AWS S3 \(us-east-1\) does not answer \(ENOTFOUND\): check SOURCE_S3_ENDPOINT/);
+  assert.equal(sourceProblem(named('SlowDown', 'Please reduce your request rate'), 'AWS S3 (eu-west-1)'), 'AWS S3 (eu-west-1): Please reduce your request rate');
 });

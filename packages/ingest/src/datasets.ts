@@ -49,8 +49,17 @@ export interface AddDatasetResult {
   replaced?: { version: string; items: number };
 }
 
-/** Pure: what looks wrong in a class layout but is accepted (each class's file names relative to the folder). */
+/** Pure: what looks wrong in a class layout (each class's file names relative to the folder). */
 export function layoutWarnings(byClass: Map<string, { name: string }[]>, classNames: readonly string[]): string[] {
+  return [...misplacedClasses(byClass, classNames), ...sizeWarnings(byClass, classNames)];
+}
+
+/**
+ * Pure: class folders that hold class folders — a folder given one level too high (`data/` holding `cells/{P,U}` and
+ * `smears/`): every image of such a "class" would be learned under the wrong name. Sub-folders in every class are a
+ * layout (class/patient/image), not this.
+ */
+export function misplacedClasses(byClass: Map<string, { name: string }[]>, classNames: readonly string[]): string[] {
   const warnings: string[] = [];
   const nested = (cls: string) => (byClass.get(cls) ?? []).every((f) => f.name.split('/').length >= 3);
   // Sub-folders in every class are a layout (class/patient/image); in one class beside flat ones, a folder too high.
@@ -63,6 +72,11 @@ export function layoutWarnings(byClass: Map<string, { name: string }[]>, classNa
       warnings.push(`class "${cls}": all its ${list.length} images sit in sub-folders (${shown.join(', ')}${subfolders.size > 4 ? ', …' : ''}) and are all labelled "${cls}"; if those sub-folders are the classes, give "${cls}" as the folder`);
     }
   }
+  return warnings;
+}
+
+function sizeWarnings(byClass: Map<string, { name: string }[]>, classNames: readonly string[]): string[] {
+  const warnings: string[] = [];
   const counts = classNames.map((c) => ({ c, n: (byClass.get(c) ?? []).length }));
   const most = counts.reduce((a, b) => (b.n > a.n ? b : a));
   const least = counts.reduce((a, b) => (b.n < a.n ? b : a));
@@ -113,6 +127,12 @@ export async function addDataset(options: AddDatasetOptions): Promise<AddDataset
     if (!classNames.includes(cls)) {
       for (const f of list) rejected.push({ name: f.name, error: `unknown class "${cls}" (expected one of ${classNames.join(', ')})` });
     }
+  }
+  // A folder given one level too high would be registered — and become the latest — under the wrong class names:
+  // refused before any image is read, unless the classes were named (the layout is then what the user means).
+  const misplaced = options.classes ? [] : misplacedClasses(byClass, classNames);
+  if (misplaced.length) {
+    throw new InvalidParameterError('folder', `class folders holding their images (<folder>/<class>/<image>), or the classes named (--classes ${classNames.join(',')}) to take this layout as it is`, `${folder}: ${misplaced.join('; ')}`);
   }
   const warnings = layoutWarnings(byClass, classNames);
   for (const w of warnings) options.log?.warn({ dataset: name }, w);

@@ -31,6 +31,7 @@ import {
   listModels,
   parseOutputs,
   parseWith,
+  decimal,
   promoteByHand,
   trainJobSchema,
   type Config,
@@ -82,13 +83,13 @@ const versionParams = z.object({ version: z.string().regex(/^[A-Za-z0-9][A-Za-z0
 const submitFields = z
   .object({
     target: z.string().max(128).optional(),
-    fraction: z.coerce.number().optional(),
+    fraction: decimal(z.number()).optional(),
     outputs: z.string().max(64).optional(),
     precision: z.string().max(16).optional(),
     restrictToCell: z.enum(['true', 'false']).optional(),
     kind: z.string().max(16).optional(),
-    cellDiameter: z.coerce.number().optional(),
-    chunkSize: z.coerce.number().int().positive().max(10_000).optional(),
+    cellDiameter: decimal(z.number()).optional(),
+    chunkSize: decimal(z.number().int().positive().max(10_000)).optional(),
     key: z.string().min(1).max(200).optional(),
     model: z.string().max(128).optional(),
     priority: batchPrioritySchema.optional(),
@@ -351,7 +352,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       const info = await submitFrom(source, f);
       return reply.code(info.existing ? 200 : 202).send(info);
     }
-    if (!req.isMultipart()) throw new InvalidParameterError('body', 'multipart/form-data with image files, or JSON {"source": "s3://bucket/prefix"}', req.headers['content-type']);
+    // A body fastify parsed as something else (text/plain, a urlencoded form): the same 415 as a type it has no parser for.
+    if (!req.isMultipart()) throw Object.assign(new Error('neither multipart nor JSON'), { code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE' });
     // Uploaded files are spooled to a private temporary folder, not held in memory: a request's memory is a few
     // files in flight whatever its size. The folder is removed when the request ends, however it ends.
     const spool = await mkdtemp(join(tmpdir(), 'camflow-upload-'));
@@ -419,7 +421,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     return repairBatch({ store, flow: deps.flow, queues: deps.queues, batchId: id, log: deps.log });
   });
 
-  const listQuery = z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50) });
+  const listQuery = z.object({ limit: decimal(z.number().int().min(1).max(1000)).default(50) });
   app.get('/v1/batches', async (req) => {
     const { limit } = parseWith(listQuery, req.query ?? {}, 'query');
     return { batches: await batchListing(store, deps.queues.batch, limit) };
@@ -459,7 +461,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   app.get('/v1/train', async (req) => {
-    const { limit } = parseWith(z.object({ limit: z.coerce.number().int().positive().max(500).default(20) }).strict(), req.query ?? {}, 'query');
+    const { limit } = parseWith(z.object({ limit: decimal(z.number().int().positive().max(500)).default(20) }).strict(), req.query ?? {}, 'query');
     return { jobs: await listTrainingJobs(deps.queues.train, limit) };
   });
 
@@ -479,11 +481,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   // The one retraining schedule: seen, set (the training job's fields, strict, plus `cron` and `tz`), removed.
   app.get('/v1/schedule', async () => ({ schedule: (await getRetrainingSchedule(deps.queues.train)) ?? null }));
   app.put('/v1/schedule', async (req) => {
-    const { cron, tz, ...training } = jsonBody(req) as Record<string, unknown>;
-    const when = parseWith(retrainingScheduleSchema, { cron, tz: tz ?? 'UTC' }, 'body');
+    const body = jsonBody(req);
     // As the CLI's `schedule`: every run trains the dataset's latest version (a pinned one would be skipped as unchanged
-    // every night after the first).
-    const data = parseWith(trainJobSchema.omit({ datasetVersion: true, skipIfUnchanged: true }).strict(), training, 'body');
+    // every night after the first). One strict shape for the fields' names, so a typo is told every field it may be.
+    const trainingFields = trainJobSchema.omit({ datasetVersion: true, skipIfUnchanged: true });
+    parseWith(trainingFields.extend({ cron: z.unknown(), tz: z.unknown() }).partial().strict(), body, 'body');
+    const { cron, tz, ...training } = body as Record<string, unknown>;
+    const when = parseWith(retrainingScheduleSchema, { cron, tz: tz ?? 'UTC' }, 'body');
+    const data = parseWith(trainingFields.strict(), training, 'body');
     await getDatasetManifest(store, data.dataset); // 404 naming the dataset, before anything is scheduled
     return scheduleRetraining(deps.queues.train, when.cron, when.tz, data);
   });
