@@ -348,8 +348,10 @@ test('one add or remove of a dataset at a time: while one runs, another `dataset
   release();
   await holder;
   assert.equal(await c.ctx.redis.exists(datasetLockKey('camflow', 'lk')), 0, 'released when done');
-  const added = await runCli(c, ['dataset', 'add', 'lk', join(c.dir, 'lk'), '--json']);
+  // (LOG_LEVEL unset, as a user runs it: a one-shot command's stderr holds no info-level JSON log line.)
+  const added = await runCli(c, ['dataset', 'add', 'lk', join(c.dir, 'lk'), '--json'], { LOG_LEVEL: '' });
   assert.equal(added.code, 0, added.stderr);
+  assert.doesNotMatch(added.stderr, /"level":30/, added.stderr);
   // A holder killed outright (no release, no renewal): its lease runs out and the name is free again.
   await c.ctx.redis.set(datasetLockKey('camflow', 'lk'), JSON.stringify({ token: 't', command: 'camflow dataset add', pid: 1, host: 'gone', since: new Date().toISOString() }), 'PX', 2000);
   assert.equal((await fetch(`${base}/v1/datasets/lk`, { method: 'DELETE', headers: auth })).status, 409);
@@ -369,6 +371,12 @@ test('an oversize upload is refused with 413 and the limit named; bad fields wit
   const bad = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { chunkSize: 'lots' }) });
   assert.equal(bad.status, 400);
   assert.equal((await json(bad)).field, 'fields.chunkSize');
+  // A field given twice has no one meaning: refused naming both values.
+  const twice = await form([small], { target: 'Parasitized' });
+  twice.append('target', 'Uninfected');
+  const dup = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: twice });
+  assert.equal(dup.status, 400);
+  assert.deepEqual(await json(dup), { error: 'bad_request', message: 'Expected one value for fields.target but received "\\"Parasitized\\" and \\"Uninfected\\""', field: 'fields.target' });
   // Numbers in a form are read as written: an empty field or hex is refused, never taken as 0 or 1.
   for (const fraction of ['', '0x1', '1e400', ' ']) {
     const r = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { fraction }) });

@@ -14,6 +14,7 @@ import {
   getProduction,
   keys,
   listModels,
+  getTrainingJob,
   nightlySchedulerId,
   preprocess,
   startRedis,
@@ -123,6 +124,10 @@ test('a collapsed training run is never published or promoted', async () => {
   // A learning rate of 1 blows the weights up: NaN loss or dead features, every attempt.
   const job = await enqueueTraining(ctx.queues.train, { dataset: 'cells', preset: 'fast', epochs: 2, learningRate: 1, maxRestarts: 1, seed: 3 });
   await assert.rejects(waitForJob(ctx.queues.train, job.id!, undefined, 300_000), /collapsed/);
+  // The restart is said where a user looks (`train show`, GET /v1/train/:id), counted from 1, with its reason.
+  const status = await getTrainingJob(ctx.queues.train, job.id!);
+  assert.equal(status.progress?.attempt, 2, JSON.stringify(status.progress));
+  assert.match(status.progress?.restarts?.[0] ?? '', /^attempt 1 collapsed \(.+\); restarted with a new initialisation$/);
   assert.equal((await listModels(ctx.store)).length, 1);
   assert.equal((await getProduction(ctx.store))?.version, modelVersion);
 });

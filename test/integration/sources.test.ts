@@ -244,7 +244,7 @@ test('an S3 prefix of another S3-compatible store, with its own credentials: eve
     assert.equal(refused.code, 1, refused.stderr);
     const refusedStatus = JSON.parse(refused.stdout.trim().split('\n').pop()!);
     assert.equal(refusedStatus.summary.listing.state, 'failed');
-    assert.match(refused.stderr, /^the listing of s3:\/\/lab-archive\/slides\/2026 failed at page 1 \(0 objects listed before it\): listing page 0 failed for good: cannot list s3:\/\/lab-archive\/slides\/2026: /m);
+    assert.match(refused.stderr, /^the listing of s3:\/\/lab-archive\/slides\/2026 failed at page 1 \(0 objects listed before it\): listing page 1 failed for good: cannot list s3:\/\/lab-archive\/slides\/2026: /m);
     assert.doesNotMatch(refusedStatus.summary.listing.reason, /after its retries/, 'not retried');
     assert.ok(Date.now() - t0 < 30_000, `${Date.now() - t0} ms`);
     denied.kill('SIGTERM');
@@ -257,10 +257,10 @@ test('an S3 prefix of another S3-compatible store, with its own credentials: eve
     const astrayId = JSON.parse(queued.stdout.trim().split('\n').pop()!).batchId as string;
     const said = await eventually('status to show the failed listing attempt', async () => {
       const st = await camflow(['status', astrayId], env);
-      return /^listing page 0: attempt \d+ of \d+ failed/m.test(st.stdout) ? st.stdout : undefined;
+      return /^listing page 1: attempt \d+ of \d+ failed/m.test(st.stdout) ? st.stdout : undefined;
     }, 60_000);
     assert.match(said, /, listing under way \(0 pages so far\), /);
-    assert.match(said, /^listing page 0: attempt \d+ of \d+ failed \(cannot list s3:\/\/lab-archive\/slides\/2026: S3 at <endpoint> does not answer \(ECONNREFUSED\): check SOURCE_S3_ENDPOINT .*\); it is tried again$/m);
+    assert.match(said, /^listing page 1: attempt \d+ of \d+ failed \(cannot list s3:\/\/lab-archive\/slides\/2026: S3 at <endpoint> does not answer \(ECONNREFUSED\): check SOURCE_S3_ENDPOINT .*\); it is tried again$/m);
     assert.equal((await camflow(['batches', 'cancel', astrayId], env)).code, 0);
     astray.kill('SIGTERM');
     await astray.exited;

@@ -118,3 +118,11 @@ test('a number option given empty or in hex is a usage error naming it, never si
     assert.deepEqual([code, stderr.trim()], [2, said], args.join(' '));
   }
 });
+
+test("schedule show gives the next run in the schedule's own zone (and UTC) and what each run trains", async () => {
+  const { nextRunText, scheduledTrainingText } = await import('../../packages/cli/src/commands/schedule.ts');
+  assert.equal(nextRunText(Date.parse('2026-11-30T01:00:00Z'), 'Europe/Paris'), '2026-11-30 02:00 Europe/Paris (2026-11-30T01:00:00.000Z)');
+  assert.equal(nextRunText(Date.parse('2026-11-30T01:00:00Z'), 'UTC'), '2026-11-30T01:00:00.000Z');
+  assert.equal(nextRunText(undefined, 'UTC'), 'unknown');
+  assert.equal(scheduledTrainingText({ dataset: 'cells', preset: 'fast', epochs: 2, promote: false }), 'dataset cells (its latest version), preset fast, up to 2 epochs, models published, not promoted');
+});

@@ -27,6 +27,9 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
 }
 
+/** Pure: a count with its noun, singular for one: `counted(1, 'page')` → "1 page", `counted(3, 'chunk')` → "3 chunks". */
+export const counted = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;
+
 export const print = (json: boolean, value: unknown, human: string) => process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human}\n`);
 
 export function progressBar(label: string) {

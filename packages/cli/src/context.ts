@@ -94,7 +94,8 @@ export function storeProblem(error: unknown, config: Config): Error {
  */
 export async function createContext(env: Record<string, string | undefined> = process.env, name = 'camflow', service = true): Promise<Context> {
   const config = loadConfig(env);
-  const log = createLogger({ level: config.LOG_LEVEL, name });
+  // A one-shot command prints its own report: its log says only what went wrong, unless LOG_LEVEL asks for more.
+  const log = createLogger({ level: service || env.LOG_LEVEL ? config.LOG_LEVEL : 'warn', name });
   const store = storeFromConfig(config, env);
   await probeRedis(config.REDIS_URL, 5000, service ? log : undefined);
   await startTracing(config.OTEL_EXPORTER_OTLP_ENDPOINT, `camflow-${name}`, log);

@@ -56,7 +56,7 @@ export async function runDemo(options: DemoOptions): Promise<Record<string, unkn
     const job = await enqueueTraining(ctx.queues.train, { dataset: 'synthetic-cells', preset: 'fast', epochs: options.epochs, learningRate: 0.002, batchSize: 32, seed: options.seed });
     const trained = await waitForJob<{ version: string; valAccuracy: number; promoted: boolean }>(ctx.queues.train, job.id!, (p) => {
       const m = p as { epoch: number; loss: number; valAccuracy: number; seconds: number; attempt: number };
-      say(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${m.loss.toFixed(4)}, val accuracy ${m.valAccuracy.toFixed(4)}, ${m.seconds.toFixed(1)} s`);
+      say(`epoch ${m.epoch} (attempt ${m.attempt}): loss ${m.loss.toFixed(4)}, val accuracy ${m.valAccuracy.toFixed(4)}, ${m.seconds.toFixed(1)} s`);
     });
     say(`model ${trained.version} published (val accuracy ${trained.valAccuracy.toFixed(4)}, promoted: ${trained.promoted})`);
     const submitStarted = performance.now();

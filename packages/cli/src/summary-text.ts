@@ -1,4 +1,5 @@
 import type { BatchSummary } from '@camflow/common/core';
+import { counted } from './cli-io.js';
 
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
 const counts = (r: Record<string, number>) =>
@@ -33,6 +34,6 @@ export function summaryText(s: BatchSummary): string {
     lines.push(`  all ${f.images} fields pooled (as one slide): ${f.counted ? figure(f) : none}`);
   }
   for (const w of s.modelWarnings ?? []) lines.push(`warning: model ${s.modelVersion} was published with a warning: ${w}`);
-  if (s.listing) lines.push(`listing of ${s.listing.source}: ${s.listing.state} (${s.listing.pages} pages)${s.listing.reason ? `: ${s.listing.reason}` : ''}`);
+  if (s.listing) lines.push(`listing of ${s.listing.source}: ${s.listing.state} (${counted(s.listing.pages, 'page')})${s.listing.reason ? `: ${s.listing.reason}` : ''}`);
   return lines.join('\n');
 }

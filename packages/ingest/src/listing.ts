@@ -138,7 +138,7 @@ export async function processListingPage(payload: unknown, deps: ListingDeps, at
     if (attempt.final || permanent) {
       // This page will not be tried again: the listing ends here, with the pages listed so far, so the batch still
       // completes and says why it is short.
-      const reason = `listing page ${page} failed ${permanent ? 'for good' : 'after its retries'}: ${(error as Error).message}`;
+      const reason = `listing page ${page + 1} failed ${permanent ? 'for good' : 'after its retries'}: ${(error as Error).message}`;
       await finishListing(store, info, job.totals, page, 'failed', reason).catch((e: Error) => log.error({ err: e, batchId }, 'could not record the listing failure'));
       log.error({ batchId, page, err: error }, 'listing failed for good');
       if (permanent) throw new UnrecoverableError(reason);

@@ -87,7 +87,7 @@ async function withWorkers(status: BatchStatus, batchQueue: Queue, serving: Serv
   // a listing that has not started).
   const page = listing && serving.ingest ? await Job.fromId(serving.ingest, listingPageJobId(status.batchId, status.info!.listing!.pages)) : undefined;
   const retried = page && page.attemptsMade > 0 && page.failedReason && !(await page.isCompleted());
-  const listingRetry = retried ? `listing page ${status.info!.listing!.pages}: attempt ${page.attemptsMade} of ${page.opts.attempts ?? 1} failed (${publicReason(new Error(page.failedReason))}); it is tried again` : undefined;
+  const listingRetry = retried ? `listing page ${status.info!.listing!.pages + 1}: attempt ${page.attemptsMade} of ${page.opts.attempts ?? 1} failed (${publicReason(new Error(page.failedReason))}); it is tried again` : undefined;
   if (listingRetry) status = { ...status, listingRetry };
   const prefix = serving.cam.opts.prefix ?? 'bull';
   // The step the batch waits for: its listing, its chunks, or (every chunk done) its finalization.

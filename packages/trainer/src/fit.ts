@@ -299,6 +299,8 @@ export interface FitCheckpoint {
 
 export interface FitHooks {
   onEpoch?: (m: EpochMetrics, attempt: number) => void | Promise<void>;
+  /** A collapsed attempt (0-based) about to be restarted with a new initialisation, and why it collapsed. */
+  onRestart?: (attempt: number, reason: string) => void | Promise<void>;
   /** Called after every epoch with the weights; persist it to resume a crashed run. */
   checkpoint?: (c: FitCheckpoint) => Promise<void>;
   /** A checkpoint to resume from (same params). */
@@ -470,6 +472,7 @@ export async function fitWithRestarts(params: FitParams, train: TensorData, vali
     lastReason = collapsed;
     log?.warn({ attempt, reason: collapsed }, 'training run collapsed; restarting with a new initialisation');
     if (attempt === params.maxRestarts) return { model, history, bestEpoch: history.length, attempts: attempt + 1, collapsed: true, collapseReason: lastReason };
+    await hooks.onRestart?.(attempt, collapsed);
     model.dispose();
   }
   throw new Error('unreachable');

@@ -48,12 +48,13 @@ export interface TrainContext {
   /** Job identity: makes the published version deterministic for a retried job. */
   jobId: string;
   jobTimestamp: number;
-  progress?: (p: { attempt: number } & EpochMetrics) => Promise<void> | void;
+  /** Each epoch: its attempt (from 1) and metrics, and the restarts so far (each collapsed attempt and why). */
+  progress?: (p: { attempt: number; restarts?: string[] } & EpochMetrics) => Promise<void> | void;
 }
 
 export type TrainOutcome =
   | { skipped: true; reason: string }
-  | { skipped: false; version: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; epochs: number; resumedFromEpoch?: number; comparison?: SameImagesComparison; warnings?: string[]; manifest: ModelManifest };
+  | { skipped: false; version: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; restarts?: string[]; epochs: number; resumedFromEpoch?: number; comparison?: SameImagesComparison; warnings?: string[]; manifest: ModelManifest };
 
 /**
  * The training inputs of a preset, made exactly as serving makes them. The snapshot's shards hold the images at
@@ -141,10 +142,15 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   const resume = await checkpoints.load();
   if (resume) log.warn({ attempt: resume.attempt, epoch: resume.epoch }, 'resuming training from its last checkpoint');
   const pool = await gradientEngine(ctx, params.preset, manifest.classNames.length, log);
+  // A collapsed attempt restarted is said where the user looks (the progress, the outcome), not only in the log.
+  const restarts: string[] = [];
   const result = await fitWithRestarts(fitParams, train, validation, {
     onEpoch: async (m, attempt) => {
-      log.info({ attempt, ...m }, 'epoch');
-      await ctx.progress?.({ attempt, ...m });
+      log.info({ attempt: attempt + 1, ...m }, 'epoch');
+      await ctx.progress?.({ attempt: attempt + 1, ...m, ...(restarts.length ? { restarts: [...restarts] } : {}) });
+    },
+    onRestart: (attempt, reason) => {
+      restarts.push(`attempt ${attempt + 1} collapsed (${reason}); restarted with a new initialisation`);
     },
     checkpoint: (c) => checkpoints.save(c),
     ...(resume ? { resume } : {}),
@@ -222,6 +228,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     promoted: gate.promoted,
     promotion: gate.reason,
     attempts: result.attempts,
+    ...(restarts.length ? { restarts } : {}),
     epochs: result.history.length,
     ...(resume ? { resumedFromEpoch: resume.epoch } : {}),
     ...(comparison ? { comparison } : {}),

@@ -35,7 +35,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
       ...(v.classes ? { classes: v.classes.split(',') } : {}),
       ...(v['group-pattern'] ? { groupPattern: v['group-pattern'] } : {}),
       maxPixels: ctx.config.MAX_IMAGE_PIXELS,
-      log: ctx.log,
+      // No log: every warning and the outcome are printed below (once, in words).
       onProgress: v.json ? undefined : progressBar('preprocess'),
     }));
     const counts = Object.fromEntries(manifest.classNames.map((c, i) => [c, manifest.items.filter((it) => it.label === i).length]));

@@ -4,6 +4,28 @@ import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 import { trainJobFromFlags } from '../train-input.js';
 
+/**
+ * Pure: a run's time in the schedule's own zone, and in UTC: "2026-11-30 02:00 Europe/Paris (2026-11-30T01:00:00.000Z)".
+ * @example nextRunText(Date.parse('2026-11-30T01:00:00Z'), 'Europe/Paris')
+ */
+export function nextRunText(next: number | undefined, tz: string): string {
+  if (!next) return 'unknown';
+  const local = new Date(next).toLocaleString('sv-SE', { timeZone: tz, hour12: false }).slice(0, 16);
+  const utc = new Date(next).toISOString();
+  return tz === 'UTC' || tz === 'Etc/UTC' ? utc : `${local} ${tz} (${utc})`;
+}
+
+/** Pure: what each scheduled run trains, in words (the options a user gave show among the defaults they filled). */
+export function scheduledTrainingText(data: Record<string, unknown> | undefined): string {
+  const d = data ?? {};
+  const parts = [`dataset ${String(d.dataset ?? '?')} (its latest version)`];
+  if (d.preset !== undefined) parts.push(`preset ${String(d.preset)}`);
+  if (d.epochs !== undefined) parts.push(`up to ${String(d.epochs)} epochs`);
+  if (d.learningRate !== undefined) parts.push(`lr ${String(d.learningRate)}`);
+  if (d.promote === false) parts.push('models published, not promoted');
+  return parts.join(', ');
+}
+
 /** `camflow schedule`: see `camflow schedule --help` (the command table in `commands.ts`). */
 export async function run({ v, rest, num }: CommandInput): Promise<void> {
   // `schedule show` / `schedule remove`: the one retraining schedule, seen or taken away.
@@ -15,7 +37,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
         return;
       }
       const s = await getRetrainingSchedule(ctx.queues.train);
-      print(v.json, { schedule: s ?? null }, s ? `retraining: ${s.pattern} (${s.tz ?? 'UTC'}), dataset ${(s.data as { dataset?: string } | undefined)?.dataset ?? '?'}; next run ${s.next ? new Date(s.next).toISOString() : 'unknown'}` : 'no retraining schedule (camflow schedule --dataset NAME --cron "0 2 * * *")');
+      print(v.json, { schedule: s ?? null }, s ? `retraining: ${s.pattern} (${s.tz ?? 'UTC'}), ${scheduledTrainingText(s.data as Record<string, unknown> | undefined)}; next run ${nextRunText(s.next, s.tz ?? 'UTC')}` : 'no retraining schedule (camflow schedule --dataset NAME --cron "0 2 * * *")');
     });
     return;
   }
@@ -39,6 +61,6 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
       }
       throw error;
     });
-    print(v.json, s, `retraining scheduled (${v.cron}, ${v.tz ?? 'UTC'}; one schedule: this replaces any earlier one); next run ${s.next ? new Date(s.next).toISOString() : 'unknown'}${input.promote === false ? '; its models are published, not promoted' : ''}`);
+    print(v.json, s, `retraining scheduled (${v.cron}, ${v.tz ?? 'UTC'}; one schedule: this replaces any earlier one); next run ${nextRunText(s.next, v.tz ?? 'UTC')}${input.promote === false ? '; its models are published, not promoted' : ''}`);
   });
 }

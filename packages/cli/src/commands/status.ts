@@ -1,6 +1,6 @@
 import { CamflowError, NotFoundError } from '@camflow/common/core';
 import { batchStatus } from '@camflow/ingest';
-import { print, formatDuration, withContext } from '../cli-io.js';
+import { counted, print, formatDuration, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 import { summaryText } from '../summary-text.js';
 
@@ -15,8 +15,7 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
     const refused = status.info?.rejected ? ` + ${status.info.rejected} refused at submission` : '';
     const progress = im ? `images ${im.done}/${im.total}${im.perSecond !== undefined && im.etaSeconds !== undefined && status.state === 'running' ? ` (${im.perSecond}/s, about ${formatDuration(im.etaSeconds)} left)` : ''}${refused}, ` : '';
     const listing = status.info?.listing;
-    const pages = (n: number) => `${n} page${n === 1 ? '' : 's'}`;
-    const listed = listing ? `listing ${listing.state === 'listing' ? `under way (${pages(listing.pages)} so far)` : `${listing.state} (${pages(listing.pages)})`}${listing.reason ? `: ${listing.reason}` : ''}, ` : '';
+    const listed = listing ? `listing ${listing.state === 'listing' ? `under way (${counted(listing.pages, 'page')} so far)` : `${listing.state} (${counted(listing.pages, 'page')})`}${listing.reason ? `: ${listing.reason}` : ''}, ` : '';
     print(v.json, status, `${status.batchId}: ${status.state}${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}, ${listed}${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.listingRetry ? `\n${status.listingRetry}` : ''}${status.waiting ? `\n${status.waiting}` : ''}${status.summary ? `\n${summaryText(status.summary)}` : ''}`);
   });
 }

@@ -1,7 +1,7 @@
 import { CamflowError, InvalidParameterError, batchPrioritySchema, camOptionsSchema, parseOutputs, parseWith, s3SourceOptions } from '@camflow/common/core';
 import { submitBatch } from '@camflow/ingest';
 import { interruptibleWait, waitForBatch } from '../wait.js';
-import { print, progressBar, withContext } from '../cli-io.js';
+import { counted, print, progressBar, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 import { summaryText } from '../summary-text.js';
 
@@ -50,7 +50,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
       onProgress: v.json ? undefined : progressBar('ingest'),
     });
     if (!v.wait) {
-      const what = info.listing && info.listing.state === 'listing' ? `${info.listing.source} is being listed by the ingest workers, ${info.listing.pageSize} keys a page (\`camflow status ${info.batchId}\` shows it grow)` : `${info.accepted} images, ${info.rejected} refused, ${info.chunks} chunks`;
+      const what = info.listing && info.listing.state === 'listing' ? `${info.listing.source} is being listed by the ingest workers, ${info.listing.pageSize} keys a page (\`camflow status ${info.batchId}\` shows it grow)` : `${counted(info.accepted, 'image')}, ${info.rejected} refused, ${counted(info.chunks, 'chunk')}`;
       print(v.json, info, `batch ${info.batchId}${info.existing ? ' (already submitted)' : ''}: ${what}, model ${info.modelVersion}`);
       return;
     }

@@ -16,9 +16,9 @@ export function trainingJobLine(j: TrainingJobStatus): string {
       : j.outcome
         ? j.outcome.skipped
           ? `skipped: ${j.outcome.reason ?? 'nothing to do'}`
-          : `model ${j.outcome.version} (val accuracy ${j.outcome.valAccuracy?.toFixed(4)}, ${j.outcome.epochs} epochs; ${j.outcome.promoted ? 'promoted' : 'not promoted'})${j.outcome.warnings?.length ? ` with ${j.outcome.warnings.length === 1 ? 'a warning' : `${j.outcome.warnings.length} warnings`}` : ''}`
+          : `model ${j.outcome.version} (val accuracy ${j.outcome.valAccuracy?.toFixed(4)}, ${j.outcome.epochs} epochs${(j.outcome.attempts ?? 1) > 1 ? `, attempt ${j.outcome.attempts}` : ''}; ${j.outcome.promoted ? 'promoted' : 'not promoted'})${j.outcome.warnings?.length ? ` with ${j.outcome.warnings.length === 1 ? 'a warning' : `${j.outcome.warnings.length} warnings`}` : ''}`
         : p?.epoch !== undefined
-          ? `epoch ${p.epoch}: loss ${num4(p.loss)}, val accuracy ${num4(p.valAccuracy)}`
+          ? `epoch ${p.epoch}${(p.attempt ?? 1) > 1 ? ` of attempt ${p.attempt}` : ''}: loss ${num4(p.loss)}, val accuracy ${num4(p.valAccuracy)}`
           : j.state === 'active'
             ? 'loading the dataset'
             : j.state === 'delayed' && j.attemptsMade > 0
@@ -36,11 +36,17 @@ const num4 = (v: number | null | undefined) => (typeof v === 'number' && Number.
 async function follow(ctx: Context, jobId: string, json: boolean): Promise<void> {
   const release = interruptibleWait({ what: `training job ${jobId}`, where: 'the trainer', follow: `camflow train show ${jobId} --wait`, stop: `camflow train --cancel ${jobId}` });
   try {
+    let restartsSaid = 0;
     const outcome = await waitForJob(ctx.queues.train, jobId, (p) => {
-      const m = p as { epoch: number; loss: number | null; valAccuracy: number | null; attempt: number };
-      if (!json) process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${num4(m.loss)} val accuracy ${num4(m.valAccuracy)}\n`);
+      const m = p as { epoch: number; loss: number | null; valAccuracy: number | null; attempt: number; restarts?: string[] };
+      if (json) return;
+      for (const r of (m.restarts ?? []).slice(restartsSaid)) process.stderr.write(`${r}\n`);
+      restartsSaid = Math.max(restartsSaid, m.restarts?.length ?? 0);
+      process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt}): loss ${num4(m.loss)} val accuracy ${num4(m.valAccuracy)}\n`);
     });
-    const o = outcome as { skipped: boolean; reason?: string; version?: string; valAccuracy?: number; epochs?: number; attempts?: number; promoted?: boolean; promotion?: string; warnings?: string[] };
+    const o = outcome as { skipped: boolean; reason?: string; version?: string; valAccuracy?: number; epochs?: number; attempts?: number; restarts?: string[]; promoted?: boolean; promotion?: string; warnings?: string[] };
+    // Restarts not yet said by an epoch line (a collapse after the last one reported): said now.
+    for (const r of (o.restarts ?? []).slice(restartsSaid)) if (!json) process.stderr.write(`${r}\n`);
     const human = o.skipped
       ? `training skipped: ${o.reason ?? 'nothing to do'}`
       : `model ${o.version} published: validation accuracy ${o.valAccuracy?.toFixed(4)} after ${o.epochs} epochs (${o.attempts} attempt${o.attempts === 1 ? '' : 's'}); ${o.promoted ? 'promoted to production' : 'not promoted'}${o.promotion ? ` (${o.promotion})` : ''}${(o.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`;
@@ -67,7 +73,8 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
       }
       const job = await getTrainingJob(ctx.queues.train, id!);
       if (v.wait && !job.finishedAt) return follow(ctx, id!, v.json);
-      print(v.json, job, `${trainingJobLine(job)}${(job.outcome?.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`);
+      const restarts = job.outcome?.restarts ?? job.progress?.restarts ?? [];
+      print(v.json, job, `${trainingJobLine(job)}${restarts.map((r) => `\n${r}`).join('')}${(job.outcome?.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`);
     });
     return;
   }

@@ -28,7 +28,8 @@ export const trainingJobStatusSchema = z.object({
   finishedAt: z.string().optional(),
   /** The last epoch reported (while it runs, and where it stopped). */
   // A loss that diverged (NaN, infinite) is stored by BullMQ's JSON as null: said as such, never a broken list.
-  progress: z.object({ epoch: z.number(), loss: z.number().nullable(), valAccuracy: z.number().nullable(), attempt: z.number() }).partial().optional(),
+  // `attempt` counts from 1: a collapsed attempt is restarted with a new initialisation (`restarts` says which and why).
+  progress: z.object({ epoch: z.number(), loss: z.number().nullable(), valAccuracy: z.number().nullable(), attempt: z.number(), restarts: z.array(z.string()) }).partial().optional(),
   /** Completed: the model published (or why it was skipped), whether it was promoted, the trainer's warnings. */
   outcome: z
     .object({
@@ -37,6 +38,9 @@ export const trainingJobStatusSchema = z.object({
       version: z.string().optional(),
       valAccuracy: z.number().optional(),
       epochs: z.number().optional(),
+      /** Training attempts in this run (1 + the collapsed ones restarted), and why each restart happened. */
+      attempts: z.number().optional(),
+      restarts: z.array(z.string()).optional(),
       promoted: z.boolean().optional(),
       promotion: z.string().optional(),
       warnings: z.array(z.string()).optional(),
@@ -70,8 +74,8 @@ export function trainingJobStatus(job: Job, state: string): TrainingJobStatus {
     ...(state === 'delayed' && job.delay && !job.attemptsMade ? { dueAt: iso(job.timestamp + job.delay) } : {}),
     ...(job.processedOn ? { startedAt: iso(job.processedOn) } : {}),
     ...(job.finishedOn ? { finishedAt: iso(job.finishedOn) } : {}),
-    ...(p ? { progress: Object.fromEntries(Object.entries(pick(p, ['epoch', 'loss', 'valAccuracy', 'attempt'])).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? null : v])) } : {}),
-    ...(r && typeof r === 'object' && typeof r.skipped === 'boolean' ? { outcome: pick(r, ['skipped', 'reason', 'version', 'valAccuracy', 'epochs', 'promoted', 'promotion', 'warnings']) } : {}),
+    ...(p ? { progress: Object.fromEntries(Object.entries(pick(p, ['epoch', 'loss', 'valAccuracy', 'attempt', 'restarts'])).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? null : v])) } : {}),
+    ...(r && typeof r === 'object' && typeof r.skipped === 'boolean' ? { outcome: pick(r, ['skipped', 'reason', 'version', 'valAccuracy', 'epochs', 'attempts', 'restarts', 'promoted', 'promotion', 'warnings']) } : {}),
     ...((state === 'failed' || (state === 'delayed' && job.attemptsMade > 0)) && job.failedReason ? { failedReason: job.failedReason } : {}),
     attemptsMade: job.attemptsMade,
   });

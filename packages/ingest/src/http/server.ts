@@ -164,6 +164,8 @@ async function receiveUpload(req: FastifyRequest, spool: string, config: Config)
         files.push({ name: safeMemberName(part.filename || part.fieldname) || part.fieldname, read: () => readFile(path) });
       } else {
         if ((part as { valueTruncated?: boolean }).valueTruncated) throw tooLarge(`field ${JSON.stringify(part.fieldname)} exceeds ${MAX_FIELD_BYTES} bytes`);
+        // A field sent twice (`target=a`, `target=b`) has no one meaning: refused, never the last one silently.
+        if (Object.hasOwn(fields, part.fieldname)) throw new InvalidParameterError(`fields.${part.fieldname}`, 'one value', `${JSON.stringify(fields[part.fieldname])} and ${JSON.stringify(String(part.value))}`);
         fields[part.fieldname] = String(part.value);
       }
     }
