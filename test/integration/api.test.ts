@@ -360,6 +360,29 @@ test('one add or remove of a dataset at a time: while one runs, another `dataset
   assert.equal(removed.code, 0, removed.stderr);
 });
 
+test('a dataset lease is renewed while its command runs, and a command whose lease was lost stops before its next write', async () => {
+  const lease = { redis: c.ctx.redis, prefix: 'camflow', name: 'renewed', command: 'camflow dataset add', leaseMs: 300 };
+  // Held three leases long: renewed, so another command is still refused at twice the lease.
+  await withDatasetLock(lease, async () => {
+    await sleep(600);
+    await assert.rejects(withDatasetLock({ ...lease, command: 'camflow dataset remove' }, async () => undefined), /is being changed by `camflow dataset add`/);
+    await sleep(300);
+  });
+  assert.equal(await c.ctx.redis.exists(datasetLockKey('camflow', 'renewed')), 0);
+  // Lost (a Redis that dropped its data, then another command took the name): the fence throws, naming the holder.
+  await assert.rejects(
+    withDatasetLock(lease, async (held) => {
+      await held();
+      await c.ctx.redis.set(datasetLockKey('camflow', 'renewed'), JSON.stringify({ token: 'x', command: 'camflow dataset remove', pid: 7, host: 'lab', since: 'then' }));
+      await held();
+      assert.fail('the fence let a write through');
+    }),
+    /dataset renewed: this command's lease ran out before it finished \(now held by `camflow dataset remove` \(pid 7 on lab, since then\)\)/,
+  );
+  assert.equal(await c.ctx.redis.exists(datasetLockKey('camflow', 'renewed')), 1, "another command's lease is not released by this one");
+  await c.ctx.redis.del(datasetLockKey('camflow', 'renewed'));
+});
+
 test('an oversize upload is refused with 413 and the limit named; bad fields with 400 and the field named', async () => {
   const big = { name: "big.png", bytes: Buffer.alloc(300_000) };
   const res = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([big]) });
@@ -517,7 +540,9 @@ test('options are checked at the edge against the model: unknown class, huge or 
   // An S3 prefix with no source store configured: the client's request names a store this API cannot read.
   const s3 = await fetch(`${base}/v1/batches`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ source: 's3://nobucket/x' }) });
   assert.equal(s3.status, 400, await s3.clone().text());
-  assert.match((await json(s3)).message, /cannot list s3:\/\/nobucket\/x/);
+  const s3Message = (await json(s3)).message as string;
+  assert.match(s3Message, /cannot list s3:\/\/nobucket\/x/);
+  assert.doesNotMatch(s3Message, /https?:\/\/|\b\d{1,3}(\.\d{1,3}){3}\b/, 'no address of a store in a response');
   const broken = await fetch(`${base}/v1/batches`, {
     method: 'POST',
     headers: { ...auth, 'content-type': 'multipart/form-data; boundary=XYZ' },

@@ -217,7 +217,9 @@ test('a model no better than always answering one class is published but never p
   assert.deepEqual([gate.promoted, gate.reason], [false, `${why} (\`camflow models promote m-not-learnt\` to serve it anyway)`]);
   assert.equal((await getProduction(store))?.version, production.version, 'production unchanged');
   // With no production model at all, the refusal to submit names the newest model and what kept it out.
-  await store.putJson(keys.modelFile('m-not-learnt', 'manifest.json'), { ...candidate, warnings: [why], createdAt: new Date().toISOString() });
+  // (Its first warning is another one: the reason named is the one that kept it out.)
+  const split = 'the group split put 40 of 200 images (20 %) in validation, not the 15 % asked (--val-fraction)';
+  await store.putJson(keys.modelFile('m-not-learnt', 'manifest.json'), { ...candidate, warnings: [split, why], notLearnt: why, createdAt: new Date().toISOString() });
   const e = await noModelError(store);
-  assert.equal(e.message, `no production model: train one first (camflow train, POST /v1/train) or name a version (--model, or the model field over HTTP); m-not-learnt was published but not promoted (${why}): \`camflow models promote m-not-learnt\` serves it anyway`);
+  assert.equal(e.message, `no production model: train one first (camflow train, POST /v1/train) or name a version (--model, or the model field over HTTP); m-not-learnt was published but not promoted (${why}): \`camflow models promote m-not-learnt\` (POST /v1/models/m-not-learnt/promote) serves it anyway`);
 });

@@ -141,8 +141,11 @@ test('a source store that cannot be listed is named with the setting that decide
   const named = (name: string, message: string, code?: string) => Object.assign(new Error(message), { name, ...(code ? { code } : {}) });
   assert.equal(
     sourceProblem(named('CredentialsProviderError', 'Could not load credentials from any providers'), 'AWS S3 (us-east-1)'),
-    'AWS S3 (us-east-1) needs credentials: set SOURCE_AWS_ACCESS_KEY_ID and SOURCE_AWS_SECRET_ACCESS_KEY in the environment of the process listing it — the submitting command and every ingest worker (`camflow worker ingest`, `camflow dev`) read their own',
+    'AWS S3 (us-east-1) needs credentials: set SOURCE_AWS_ACCESS_KEY_ID and SOURCE_AWS_SECRET_ACCESS_KEY in the environment of each process that lists it — the submitting command or API server (`camflow serve`) and every ingest worker (`camflow worker ingest`, `camflow dev`) read their own',
   );
+  // Refused keys that were not SOURCE_AWS_* (the SDK's chain found some, perhaps camflow's own): said.
+  assert.match(sourceProblem(named('InvalidAccessKeyId', 'no such key'), 'S3 at http://lab:9000', false), /check SOURCE_AWS_ACCESS_KEY_ID and SOURCE_AWS_SECRET_ACCESS_KEY \(none is set here: the AWS SDK's default chain was used/);
+  assert.equal(sourceProblem('a string thrown', 'AWS S3 (us-east-1)'), 'AWS S3 (us-east-1): a string thrown');
   assert.match(sourceProblem(named('InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist'), 'S3 at http://lab:9000'), /^S3 at http:\/\/lab:9000 refused these credentials \(InvalidAccessKeyId\): check SOURCE_AWS_ACCESS_KEY_ID/);
   assert.equal(sourceProblem(named('NoSuchBucket', 'The specified bucket does not exist'), 'S3 at http://lab:9000'), "no such bucket (asked S3 at http://lab:9000; the bucket is the URL's first part, SOURCE_S3_ENDPOINT names the store)");
   assert.match(sourceProblem(named('Error', 'getaddrinfo ENOTFOUND s3.us-east-1.amazonaws.com', 'ENOTFOUND'), 'AWS S3 (us-east-1)'), /^AWS S3 \(us-east-1\) does not answer \(ENOTFOUND\): check SOURCE_S3_ENDPOINT/);

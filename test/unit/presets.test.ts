@@ -41,3 +41,21 @@ test('an initialisation whose ReLU head is shut on the training images is drawn 
   assert.ok(result.history[0]!.featureMean > 0, 'the run trained with a live head');
   result.model.dispose();
 });
+
+test('a model that learnt nothing is told from a good one on unbalanced cells and from a class-weighted screen', async () => {
+  const { notLearntReason } = await import('@camflow/trainer');
+  const classes = ['Parasitized', 'Uninfected'];
+  const repeat = (v: number, n: number) => new Array<number>(n).fill(v);
+  // Always the majority class: not learnt, whatever the balance.
+  const labels = [...repeat(0, 35), ...repeat(1, 65)];
+  assert.match(notLearntReason(labels, repeat(1, 100), classes, 40) ?? '', /^validation accuracy 0\.6500 is no better than always answering Uninfected \(0\.6500 of the 100 validation images\), balanced accuracy 0\.5000 \(chance 0\.50\)/);
+  // A perfect model where 99 % of the cells are one class: learnt (accuracy cannot beat the share by 0.01).
+  const rare = [0, ...repeat(1, 99)];
+  assert.equal(notLearntReason(rare, rare, classes, 40), undefined);
+  // A class-weighted screen: accuracy below the majority share, every parasitized cell found — learnt.
+  const screen = [...repeat(0, 35), ...repeat(0, 40), ...repeat(1, 25)];
+  assert.equal(notLearntReason(labels, screen, classes, 40), undefined, 'accuracy 0.60 < 0.65, balanced accuracy 0.69');
+  // Barely off chance both ways: not learnt.
+  const coin = labels.map((l, i) => (i % 2 === 0 ? l : 1 - l));
+  assert.ok(notLearntReason(labels, coin, classes, 40));
+});

@@ -18,6 +18,7 @@ import {
   totalsOf,
   wilsonInterval,
   getModelManifest,
+  NotFoundError,
   FIELDS_IN_SUMMARY,
 } from '@camflow/common';
 
@@ -143,8 +144,13 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
     }
   }
   await store.putStream(keys.resultsJsonl(batchId), results(), 'application/x-ndjson');
-  // A model promoted by hand despite its warnings (e.g. no better than one class): the summary carries them.
-  const modelWarnings = (await getModelManifest(store, modelVersion).catch(() => undefined))?.warnings;
+  // A model the trainer would not promote (it does not yet tell the classes apart), served anyway (promoted by hand,
+  // or named with --model): every summary of its batches says so. A storage error fails this try (it is retried).
+  const served = await getModelManifest(store, modelVersion).catch((error: unknown) => {
+    if (error instanceof NotFoundError) return undefined;
+    throw error;
+  });
+  const modelWarnings = served?.notLearnt ? [served.notLearnt] : undefined;
   const summary: BatchSummary = {
     batchId,
     modelVersion,

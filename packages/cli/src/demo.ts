@@ -56,11 +56,11 @@ export async function runDemo(options: DemoOptions): Promise<Record<string, unkn
     const job = await enqueueTraining(ctx.queues.train, { dataset: 'synthetic-cells', preset: 'fast', epochs: options.epochs, learningRate: 0.002, batchSize: 32, seed: options.seed });
     const trained = await waitForJob<{ version: string; valAccuracy: number; promoted: boolean }>(ctx.queues.train, job.id!, (p) => {
       const m = p as { epoch: number; loss: number; valAccuracy: number; seconds: number; attempt: number };
-      say(`epoch ${m.epoch} (attempt ${m.attempt}): loss ${m.loss.toFixed(4)}, val accuracy ${m.valAccuracy.toFixed(4)}, ${m.seconds.toFixed(1)} s`);
+      say(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${m.loss.toFixed(4)}, val accuracy ${m.valAccuracy.toFixed(4)}, ${m.seconds.toFixed(1)} s`);
     });
-    say(`model ${trained.version} published (val accuracy ${trained.valAccuracy.toFixed(4)}, promoted: ${trained.promoted})`);
+    say(`model ${trained.version} published (val accuracy ${trained.valAccuracy.toFixed(4)}, promoted: ${trained.promoted}); the demo localizes with it`);
     const submitStarted = performance.now();
-    const batch = await submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX, source: heldDir, options: { target: 'all' }, chunkSize: ctx.config.CAM_CHUNK_SIZE, log: ctx.log });
+    const batch = await submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX, source: heldDir, modelVersion: trained.version, options: { target: 'all' }, chunkSize: ctx.config.CAM_CHUNK_SIZE, log: ctx.log });
     say(`batch ${batch.batchId}: ${batch.accepted} images in ${batch.chunks} chunks (${batch.rejected} refused: the sidecar boxes.json is not an image)`);
     await waitForBatch(ctx, batch.batchId);
     const camSeconds = (performance.now() - submitStarted) / 1000;
@@ -75,7 +75,7 @@ export async function runDemo(options: DemoOptions): Promise<Record<string, unkn
     const fields = [generateField(options.seed + 11, { fov: true }), generateField(options.seed + 12, { fov: false })];
     for (const [i, f] of fields.entries()) await writeFile(join(fieldDir, `field-${i}.png`), await encodePng(f.rgb, f.width, f.height));
     say(`submitting ${fields.length} synthetic smear fields (${fields.map((f) => f.cells.length).join(' and ')} cells)`);
-    const fieldBatch = await submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX, source: fieldDir, chunkSize: ctx.config.CAM_CHUNK_SIZE, log: ctx.log });
+    const fieldBatch = await submitBatch({ store: ctx.store, flow: ctx.flow, redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX, source: fieldDir, modelVersion: trained.version, chunkSize: ctx.config.CAM_CHUNK_SIZE, log: ctx.log });
     await waitForBatch(ctx, fieldBatch.batchId);
     const fieldScores: FieldScores[] = [];
     for (const r of await readResults(ctx.store, fieldBatch.batchId)) {

@@ -25,7 +25,7 @@ import {
   manifestLineSchema,
   parseJsonLines,
 } from '@camflow/common/core';
-import { batchStatus, listFolder, submitBatch, NoModelError, type SourceFile } from '@camflow/ingest';
+import { batchStatus, listFolder, submitBatch, noModelError, type SourceFile } from '@camflow/ingest';
 import type { Context } from './context.js';
 import { readResults, waitForBatch } from './wait.js';
 
@@ -165,7 +165,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   const given = options.batch ? await batchStatus(ctx.store, ctx.queues.batch, options.batch) : undefined;
   if (given && given.state === 'unknown') throw new NotFoundError('batch', options.batch!);
   const version = options.model ?? given?.info?.modelVersion ?? (await getProduction(ctx.store))?.version;
-  if (!version) throw new NoModelError();
+  if (!version) throw await noModelError(ctx.store);
   const model = await getModelManifest(ctx.store, version);
   const want = options.subset ?? 'auto';
   if (!['auto', 'validation', 'all'].includes(want)) throw new InvalidParameterError('--subset', 'one of auto, validation, all', want);

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { keys, parseWith, type Logger } from '@camflow/common/core';
+import { keys, type Logger } from '@camflow/common/core';
 import { DatasetInUseError } from './dataset-remove.js';
 
 /** Who holds a dataset's lease: shown to whoever is refused. */
@@ -31,11 +31,24 @@ export interface DatasetLockOptions {
   log?: Logger;
 }
 
+/** Who holds a lease, in words, from its stored value (a value camflow did not write is "another command"). */
+function holderText(raw: string | null): string {
+  if (raw === null) return 'another command';
+  try {
+    const h = datasetLeaseSchema.parse(JSON.parse(raw));
+    return `\`${h.command}\` (pid ${h.pid} on ${h.host}, since ${h.since})`;
+  } catch {
+    return 'another command';
+  }
+}
+
 /**
  * Run `fn` holding the dataset's lease. Refused at once (DatasetInUseError: exit 1, HTTP 409) while another command
- * holds it, naming that command, its process and since when — never waiting behind it unseen.
+ * holds it, naming that command, its process and since when — never waiting behind it unseen. `fn` gets `held()`,
+ * a fence to call before each step that writes or deletes: it throws when the lease was lost meanwhile (renewal
+ * blocked past the lease, a Redis that lost its data) so a step never runs beside another command's.
  */
-export async function withDatasetLock<T>(o: DatasetLockOptions, fn: () => Promise<T>): Promise<T> {
+export async function withDatasetLock<T>(o: DatasetLockOptions, fn: (held: () => Promise<void>) => Promise<T>): Promise<T> {
   keys.datasetPrefix(o.name); // validates the name before a Redis key is made of it
   const leaseMs = o.leaseMs ?? 30_000;
   const key = datasetLockKey(o.prefix, o.name);
@@ -43,13 +56,17 @@ export async function withDatasetLock<T>(o: DatasetLockOptions, fn: () => Promis
   const value = JSON.stringify(lease);
   for (let attempt = 0; ; attempt++) {
     if ((await o.redis.set(key, value, 'PX', leaseMs, 'NX')) === 'OK') break;
-    const held = await o.redis.get(key);
-    // Released between our SET and our GET: try once more.
-    if (held === null && attempt === 0) continue;
-    const h = held ? parseWith(datasetLeaseSchema, JSON.parse(held), 'dataset lease') : undefined;
-    const who = h ? `\`${h.command}\` (pid ${h.pid} on ${h.host}, since ${h.since})` : 'another command';
-    throw new DatasetInUseError(`dataset ${o.name} is being changed by ${who}: one add or remove of a dataset at a time; run this again when it has finished`);
+    const holder = await o.redis.get(key);
+    // Released between our SET and our GET: try again (a few times; then it is busy enough to say so).
+    if (holder === null && attempt < 3) continue;
+    throw new DatasetInUseError(`dataset ${o.name} is being changed by ${holderText(holder)}: one add or remove of a dataset at a time; run this again when it has finished`);
   }
+  const held = async () => {
+    const now = await o.redis.get(key);
+    if (now !== value) {
+      throw new DatasetInUseError(`dataset ${o.name}: this command's lease ran out before it finished (now held by ${holderText(now)}); nothing more was changed — run it again`);
+    }
+  };
   let lost = false;
   const renew = setInterval(() => {
     o.redis.eval(RENEW, 1, key, value, String(leaseMs)).then(
@@ -63,7 +80,7 @@ export async function withDatasetLock<T>(o: DatasetLockOptions, fn: () => Promis
   }, Math.max(50, Math.floor(leaseMs / 3)));
   renew.unref();
   try {
-    return await fn();
+    return await fn(held);
   } finally {
     clearInterval(renew);
     await o.redis.eval(RELEASE, 1, key, value).catch(() => undefined);

@@ -48,10 +48,10 @@ export async function removeDataset(
   name: string,
   version?: string,
 ): Promise<DatasetRemoval> {
-  return withDatasetLock({ ...lease, name }, () => removeHeld(store, trainQueue, name, version));
+  return withDatasetLock({ ...lease, name }, (held) => removeHeld(store, trainQueue, held, name, version));
 }
 
-async function removeHeld(store: ObjectStore, trainQueue: Queue, name: string, version?: string): Promise<DatasetRemoval> {
+async function removeHeld(store: ObjectStore, trainQueue: Queue, held: () => Promise<void>, name: string, version?: string): Promise<DatasetRemoval> {
   const prefix = keys.datasetPrefix(name);
   const latest = ((await store.getJsonIfExists(keys.datasetLatest(name))) as { version: string } | undefined)?.version;
   const versions = (await store.listPrefixes(prefix)).map((p) => p.slice(prefix.length, -1));
@@ -84,6 +84,7 @@ async function removeHeld(store: ObjectStore, trainQueue: Queue, name: string, v
   }
 
   // The pointer first: from here on no reader resolves `latest` to a version being removed.
+  await held();
   let now: string | null = latest ?? null;
   if (latest && doomed.includes(latest)) {
     now = await newestOf(store, name, versions.filter((v) => !doomed.includes(v)));
@@ -96,6 +97,7 @@ async function removeHeld(store: ObjectStore, trainQueue: Queue, name: string, v
     const manifest = keys.datasetManifest(name, v);
     const rest: string[] = [];
     for await (const page of store.listPages(`${prefix}${v}/`)) for (const o of page) if (o.key !== manifest) rest.push(o.key);
+    await held();
     await store.deleteMany([manifest]);
     await store.deleteMany(rest);
     objects += rest.length + 1;

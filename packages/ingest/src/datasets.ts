@@ -35,6 +35,8 @@ export interface AddDatasetOptions {
   concurrency?: number;
   log?: Logger;
   onProgress?: (done: number, total: number) => void;
+  /** Called before the snapshot's manifest and the `latest` pointer are written: throws to stop (a lost lease). */
+  beforeCommit?: () => Promise<void>;
 }
 
 /** Default group: the NIH patient prefix `C<n>` (or the synthetic `S<n>`); one pattern, shared with `camflow eval`. */
@@ -175,6 +177,7 @@ export async function addDataset(options: AddDatasetOptions): Promise<AddDataset
   const existing = await store.getJsonIfExists(keys.datasetManifest(name, version));
   if (existing) {
     options.log?.info({ dataset: name, version }, 'dataset snapshot already registered');
+    await options.beforeCommit?.();
     await store.putJson(keys.datasetLatest(name), { version });
     return { manifest: parseWith(datasetManifestSchema, existing, 'dataset manifest'), created: false, warnings, ...(replaced ? { replaced } : {}) };
   }
@@ -194,6 +197,7 @@ export async function addDataset(options: AddDatasetOptions): Promise<AddDataset
   }
   const manifest: DatasetManifest = { name, version, createdAt: new Date().toISOString(), classNames, size, items, shards, rejected };
   // The manifest is the commit point: shards without a manifest are invisible.
+  await options.beforeCommit?.();
   await store.putJson(keys.datasetManifest(name, version), manifest);
   await store.putJson(keys.datasetLatest(name), { version });
   options.log?.info({ dataset: name, version, items: items.length, rejected: rejected.length, shards: shards.length }, 'dataset snapshot registered');

@@ -43,20 +43,22 @@ const PERMANENT_S3_ERRORS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatc
 const isPermanentS3Error = (error: unknown): boolean => PERMANENT_S3_ERRORS.has((error as { name?: string }).name ?? '');
 
 /** Every process that lists a source reads these of its own environment: the CLI at submit, then each ingest worker. */
-const WHERE_SET = 'in the environment of the process listing it — the submitting command and every ingest worker (`camflow worker ingest`, `camflow dev`) read their own';
+const WHERE_SET = 'in the environment of each process that lists it — the submitting command or API server (`camflow serve`) and every ingest worker (`camflow worker ingest`, `camflow dev`) read their own';
+/** Without SOURCE_AWS_*, the SDK's default chain answers: perhaps camflow's own store keys, which the source refuses. */
+const DEFAULT_CHAIN = ' (none is set here: the AWS SDK\'s default chain was used — AWS_ACCESS_KEY_ID, a profile or an instance role — perhaps camflow\'s own store keys)';
 
 /**
  * Pure: why a source store refused or did not answer, with the setting that decides it (`where`: the store asked).
  * @example sourceProblem(Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }), 'AWS S3 (us-east-1)')
  */
-export function sourceProblem(error: unknown, where: string): string {
-  const e = error as NodeJS.ErrnoException & { name?: string };
+export function sourceProblem(error: unknown, where: string, sourceKeys = true): string {
+  const e = (error instanceof Error ? error : new Error(String(error))) as NodeJS.ErrnoException & { name?: string };
   const code = e.code ?? '';
   if (e.name === 'CredentialsProviderError' || /could not load credentials/i.test(e.message)) {
     return `${where} needs credentials: set SOURCE_AWS_ACCESS_KEY_ID and SOURCE_AWS_SECRET_ACCESS_KEY ${WHERE_SET}`;
   }
   if (e.name === 'InvalidAccessKeyId' || e.name === 'SignatureDoesNotMatch' || e.name === 'AccessDenied') {
-    return `${where} refused these credentials (${e.name}): check SOURCE_AWS_ACCESS_KEY_ID and SOURCE_AWS_SECRET_ACCESS_KEY ${WHERE_SET}`;
+    return `${where} refused these credentials (${e.name}): check SOURCE_AWS_ACCESS_KEY_ID and SOURCE_AWS_SECRET_ACCESS_KEY${sourceKeys ? '' : DEFAULT_CHAIN} ${WHERE_SET}`;
   }
   if (e.name === 'NoSuchBucket') return `no such bucket (asked ${where}; the bucket is the URL's first part, SOURCE_S3_ENDPOINT names the store)`;
   if (/^(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH)$/.test(code)) {
@@ -337,13 +339,15 @@ export interface S3Prefix {
   store: ObjectStore;
   /** The store asked, as errors name it (`S3 at http://…`, `AWS S3 (region)`): no credentials in it. */
   where: string;
+  /** Whether SOURCE_AWS_* gave the credentials (else the SDK's default chain did). */
+  sourceKeys: boolean;
 }
 
 export function openS3Prefix(url: string, options: S3SourceOptions = {}): S3Prefix {
   const { bucket, prefix } = parseS3Url(url);
   const store = new ObjectStore({ bucket, endpoint: options.endpoint, region: options.region, forcePathStyle: options.forcePathStyle, credentials: options.credentials, maxSockets: 8 });
   const where = options.endpoint ? `S3 at ${withoutUserInfo(options.endpoint)}` : `AWS S3 (${options.region ?? 'us-east-1'})`;
-  return { url, bucket, prefix, store, where };
+  return { url, bucket, prefix, store, where, sourceKeys: options.credentials !== undefined };
 }
 
 /** One page of an S3 listing: the objects (folder markers left out) and whether more follow after the last key. */
@@ -365,7 +369,7 @@ export async function listS3Page(source: S3Prefix, marker: string | undefined, p
   try {
     page = await source.store.client.send(new ListObjectsCommand({ Bucket: source.bucket, Prefix: source.prefix, MaxKeys: pageSize, ...(marker ? { Marker: marker } : {}) }));
   } catch (error) {
-    throw new SourceError(`cannot list ${source.url}: ${sourceProblem(error, source.where)}`, { permanent: isPermanentS3Error(error) });
+    throw new SourceError(`cannot list ${source.url}: ${sourceProblem(error, source.where, source.sourceKeys)}`, { permanent: isPermanentS3Error(error) });
   }
   const contents = page.Contents ?? [];
   const last = contents.at(-1)?.Key;

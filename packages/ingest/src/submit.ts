@@ -77,10 +77,10 @@ export interface SubmitOptions {
 export type SubmitResult = BatchInfo & { existing: boolean };
 
 export class NoModelError extends CamflowError {
-  /** `newest`: the newest model published but never promoted, with the warning that kept it out. */
-  constructor(newest?: { version: string; warning?: string | undefined }) {
+  /** `newest`: the newest model published but never promoted, with what kept it out when the trainer said. */
+  constructor(newest?: { version: string; why?: string | undefined }) {
     const unpromoted = newest
-      ? `; ${newest.version} was published but not promoted${newest.warning ? ` (${newest.warning})` : ''}: \`camflow models promote ${newest.version}\` serves it anyway`
+      ? `; ${newest.version} was published but not promoted${newest.why ? ` (${newest.why})` : ''}: \`camflow models promote ${newest.version}\` (POST /v1/models/${newest.version}/promote) serves it anyway`
       : '';
     super('NO_MODEL', `no production model: train one first (camflow train, POST /v1/train) or name a version (--model, or the model field over HTTP)${unpromoted}`);
   }
@@ -88,8 +88,9 @@ export class NoModelError extends CamflowError {
 
 /** The refusal to submit without a production model, naming the newest model published (and what kept it out). */
 export async function noModelError(store: ObjectStore): Promise<NoModelError> {
-  const newest = (await listModels(store)).at(-1);
-  return new NoModelError(newest && { version: newest.version, warning: newest.warnings?.[0] });
+  // The hint is a courtesy: a listing that fails leaves the plain refusal, never another error in its place.
+  const newest = (await listModels(store).catch(() => [])).at(-1);
+  return new NoModelError(newest && { version: newest.version, why: newest.notLearnt });
 }
 
 /** The idempotency key is already taken by a batch with other content (HTTP 409). */

@@ -86,6 +86,34 @@ export function majorityClass(labels: ArrayLike<number>, classes: number): { lab
   return { label, share: counts[label]! / Math.max(1, labels.length) };
 }
 
+/**
+ * Pure: why a model does not yet tell the classes apart, or undefined when it does. Not learnt: no more accurate than
+ * always answering the majority class **and** a balanced accuracy (the mean of the per-class recalls) within 0.1 of
+ * chance (1 / classes). Both, so that a good model on very unbalanced cells (99 % one class: accuracy cannot beat
+ * the share by much) and a class-weighted screen (accuracy traded for recall) are never taken for one that learnt
+ * nothing.
+ * @example notLearntReason([0, 0, 1], [0, 0, 0], ['Parasitized', 'Uninfected'], 10) // "… no better than always answering Parasitized …"
+ */
+export function notLearntReason(labels: ArrayLike<number>, predicted: ArrayLike<number>, classNames: readonly string[], steps: number): string | undefined {
+  const k = classNames.length;
+  const majority = majorityClass(labels, k);
+  let right = 0;
+  const seen = new Array<number>(k).fill(0);
+  const hit = new Array<number>(k).fill(0);
+  for (let i = 0; i < labels.length; i++) {
+    seen[labels[i]!]!++;
+    if (predicted[i] === labels[i]) {
+      right++;
+      hit[labels[i]!]!++;
+    }
+  }
+  const accuracy = right / Math.max(1, labels.length);
+  const present = seen.map((n, c) => (n > 0 ? hit[c]! / n : undefined)).filter((r): r is number => r !== undefined);
+  const balanced = present.reduce((a, b) => a + b, 0) / Math.max(1, present.length);
+  if (accuracy > majority.share + 0.01 || balanced > 1 / k + 0.1) return undefined;
+  return `validation accuracy ${accuracy.toFixed(4)} is no better than always answering ${classNames[majority.label]} (${majority.share.toFixed(4)} of the ${labels.length} validation images), balanced accuracy ${balanced.toFixed(4)} (chance ${(1 / k).toFixed(2)}): it does not yet tell the classes apart (${steps} optimizer steps); train for more epochs or on more images`;
+}
+
 /** The epoch from which a run at chance counts as collapsed: `patience` epochs, and enough steps. */
 export function collapseEpoch(patience: number, trainCount: number, batchSize: number): number {
   return Math.max(patience, Math.ceil(MIN_STEPS_BEFORE_COLLAPSE / Math.max(1, Math.ceil(trainCount / batchSize))));

@@ -30,7 +30,7 @@ import {
 } from '@camflow/common';
 import { GradientPool } from './parallel.js';
 import { OrtGradients, type GradientEngine } from './ort-gradients.js';
-import { FitCancelled, MIN_STEPS_BEFORE_COLLAPSE, evaluate, fitWithRestarts, majorityClass, predictProbabilities, type EpochMetrics, type FitParams, type TensorData } from './fit.js';
+import { FitCancelled, MIN_STEPS_BEFORE_COLLAPSE, evaluate, fitWithRestarts, notLearntReason, predictProbabilities, type EpochMetrics, type FitParams, type TensorData } from './fit.js';
 import { gather, resolveSplitBy, splitIndices } from './split.js';
 import { promoteIfBetter, publishModel, type SameImagesComparison } from './publish.js';
 import { CheckpointStore, jobKey, paramsHash } from './checkpoint.js';
@@ -48,7 +48,7 @@ export interface TrainContext {
   /** Job identity: makes the published version deterministic for a retried job. */
   jobId: string;
   jobTimestamp: number;
-  /** Each epoch: its attempt (from 1) and metrics, and the restarts so far (each collapsed attempt and why). */
+  /** Each epoch: its attempt (from 0, as stored since the first release) and metrics, and the restarts so far. */
   progress?: (p: { attempt: number; restarts?: string[] } & EpochMetrics) => Promise<void> | void;
 }
 
@@ -146,8 +146,8 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   const restarts: string[] = [];
   const result = await fitWithRestarts(fitParams, train, validation, {
     onEpoch: async (m, attempt) => {
-      log.info({ attempt: attempt + 1, ...m }, 'epoch');
-      await ctx.progress?.({ attempt: attempt + 1, ...m, ...(restarts.length ? { restarts: [...restarts] } : {}) });
+      log.info({ attempt, ...m }, 'epoch');
+      await ctx.progress?.({ attempt, ...m, ...(restarts.length ? { restarts: [...restarts] } : {}) });
     },
     onRestart: (attempt, reason) => {
       restarts.push(`attempt ${attempt + 1} collapsed (${reason}); restarted with a new initialisation`);
@@ -177,21 +177,20 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   }
   // The published weights are the best epoch's, and so are the metrics that gate promotion.
   const last = result.history.find((h) => h.epoch === result.bestEpoch) ?? result.history[result.history.length - 1]!;
-  // A model that learnt something but no more than the majority class's share is published (it is not a collapse:
-  // its loss left chance), and said to be no better than always answering that class.
-  const majority = majorityClass(validation.labels, manifest.classNames.length);
-  let notLearnt: string | undefined;
-  if (last.valAccuracy <= majority.share + 0.01) {
-    const steps = Math.ceil(split.train.length / params.batchSize) * result.history.length;
-    notLearnt = `validation accuracy ${last.valAccuracy.toFixed(4)} is no better than always answering ${manifest.classNames[majority.label]} (${majority.share.toFixed(4)} of the ${validation.labels.length} validation images): it does not yet tell the classes apart (${steps} optimizer steps); train for more epochs or on more images`;
-    warnings.push(notLearnt);
-    log.warn({ valAccuracy: last.valAccuracy, majorityShare: majority.share }, notLearnt);
-  }
   // The screening operating point, chosen on the validation images with the published (best-epoch) weights.
   const positiveClass = params.positiveClass ?? defaultPositiveClass(manifest.classNames);
   const positiveIndex = manifest.classNames.indexOf(positiveClass);
   if (positiveIndex < 0) throw new UnrecoverableError(`positiveClass "${positiveClass}" is not one of the dataset's classes (${manifest.classNames.join(', ')})`);
-  const probabilities = (await predictProbabilities(result.model, validation)).map((p) => p[positiveIndex]!);
+  const predictions = await predictProbabilities(result.model, validation);
+  const probabilities = predictions.map((p) => p[positiveIndex]!);
+  // A model that learnt nothing usable (not a collapse: its loss left chance) is published with a warning saying so,
+  // and never promoted by the trainer (`notLearnt` in its manifest).
+  const steps = Math.ceil(split.train.length / params.batchSize) * result.history.length;
+  const notLearnt = notLearntReason(validation.labels, predictions.map((p) => p.indexOf(Math.max(...p))), manifest.classNames, steps);
+  if (notLearnt) {
+    warnings.push(notLearnt);
+    log.warn({ valAccuracy: last.valAccuracy }, notLearnt);
+  }
   const point = operatingPoint(probabilities, Array.from(validation.labels, (l) => l === positiveIndex), params.screenRecall);
   const screening: Screening = { positiveClass, threshold: point.threshold, targetRecall: params.screenRecall, validation: { images: probabilities.length, recall: point.recall, specificity: point.specificity } };
   log.info(screening, 'screening operating point');
@@ -213,6 +212,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     backend: pool instanceof OrtGradients ? `${ctx.backend}, gradients on onnxruntime-${pool.provider}` : ctx.backend,
     createdAt: new Date().toISOString(),
     screening,
+    ...(notLearnt ? { notLearnt } : {}),
     cellSide: medianCellSide(manifest.items),
     ...(warnings.length ? { warnings } : {}),
   }, { int8: { calibration: train, evaluation: validation, log } });

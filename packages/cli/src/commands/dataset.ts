@@ -27,7 +27,8 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
   if (rest[0] !== 'add' || !rest[1] || !rest[2]) throw new CamflowError('USAGE', 'usage: camflow dataset add NAME FOLDER | camflow dataset list | camflow dataset remove NAME[@VERSION]');
   await withContext(async (ctx) => {
     const lease = { redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX, name: rest[1]!, command: 'camflow dataset add', log: ctx.log };
-    const { manifest, created, warnings, replaced } = await withDatasetLock(lease, () => addDataset({
+    const { manifest, created, warnings, replaced } = await withDatasetLock(lease, (held) => addDataset({
+      beforeCommit: held,
       store: ctx.store,
       name: rest[1]!,
       folder: rest[2]!,

@@ -10,7 +10,8 @@ import { trainJobFromFlags } from '../train-input.js';
  */
 export function nextRunText(next: number | undefined, tz: string): string {
   if (!next) return 'unknown';
-  const local = new Date(next).toLocaleString('sv-SE', { timeZone: tz, hour12: false }).slice(0, 16);
+  const parts = Object.fromEntries(new Intl.DateTimeFormat('en-US', { timeZone: tz, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit' }).formatToParts(new Date(next)).map((p) => [p.type, p.value]));
+  const local = `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}`;
   const utc = new Date(next).toISOString();
   return tz === 'UTC' || tz === 'Etc/UTC' ? utc : `${local} ${tz} (${utc})`;
 }

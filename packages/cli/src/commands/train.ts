@@ -18,7 +18,7 @@ export function trainingJobLine(j: TrainingJobStatus): string {
           ? `skipped: ${j.outcome.reason ?? 'nothing to do'}`
           : `model ${j.outcome.version} (val accuracy ${j.outcome.valAccuracy?.toFixed(4)}, ${j.outcome.epochs} epochs${(j.outcome.attempts ?? 1) > 1 ? `, attempt ${j.outcome.attempts}` : ''}; ${j.outcome.promoted ? 'promoted' : 'not promoted'})${j.outcome.warnings?.length ? ` with ${j.outcome.warnings.length === 1 ? 'a warning' : `${j.outcome.warnings.length} warnings`}` : ''}`
         : p?.epoch !== undefined
-          ? `epoch ${p.epoch}${(p.attempt ?? 1) > 1 ? ` of attempt ${p.attempt}` : ''}: loss ${num4(p.loss)}, val accuracy ${num4(p.valAccuracy)}`
+          ? `epoch ${p.epoch}${(p.attempt ?? 0) > 0 ? ` of attempt ${(p.attempt ?? 0) + 1}` : ''}: loss ${num4(p.loss)}, val accuracy ${num4(p.valAccuracy)}`
           : j.state === 'active'
             ? 'loading the dataset'
             : j.state === 'delayed' && j.attemptsMade > 0
@@ -42,7 +42,7 @@ async function follow(ctx: Context, jobId: string, json: boolean): Promise<void>
       if (json) return;
       for (const r of (m.restarts ?? []).slice(restartsSaid)) process.stderr.write(`${r}\n`);
       restartsSaid = Math.max(restartsSaid, m.restarts?.length ?? 0);
-      process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt}): loss ${num4(m.loss)} val accuracy ${num4(m.valAccuracy)}\n`);
+      process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${num4(m.loss)} val accuracy ${num4(m.valAccuracy)}\n`);
     });
     const o = outcome as { skipped: boolean; reason?: string; version?: string; valAccuracy?: number; epochs?: number; attempts?: number; restarts?: string[]; promoted?: boolean; promotion?: string; warnings?: string[] };
     // Restarts not yet said by an epoch line (a collapse after the last one reported): said now.

@@ -42,6 +42,8 @@ export const modelManifestSchema = z.object({
   cellSide: z.number().positive().optional(),
   /** What the trainer found wrong with this run (no better than the majority class; a lopsided split): said again at a hand promotion. */
   warnings: z.array(z.string()).optional(),
+  /** Why the trainer does not promote it: it does not yet tell the classes apart (`camflow models promote` still can). */
+  notLearnt: z.string().optional(),
 });
 export type ModelManifest = z.infer<typeof modelManifestSchema>;
 

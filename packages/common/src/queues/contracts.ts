@@ -107,6 +107,8 @@ export const fieldCellSchema = z.object({
   clipped: z.boolean(),
   predicted: z.object({ index: z.number().int().nonnegative(), label: z.string(), probability: z.number() }),
   probabilities: z.record(z.string(), z.number()),
+  /** Deprecated, no longer written: lines written before 2026-11-29 carried a screening call uncalibrated on field cells. */
+  screen: screenSchema.optional().describe('Deprecated: written only before 2026-11-29 (uncalibrated on field cells); ignore'),
   /** The positive class's CAM: its peak and its box (20 %-of-max rule), restricted to the cell. */
   peak: z.object({ x: z.number(), y: z.number() }),
   parasiteBox: boxSchema.nullable(),
@@ -123,6 +125,8 @@ export const fieldSummarySchema = z.object({
   infected: z.number().int().nonnegative(),
   parasitemia: z.number().min(0).max(1),
   interval: z.tuple([z.number(), z.number()]),
+  /** Deprecated, no longer written: a count at the crops' screening point, uncalibrated on field cells (before 2026-11-29). */
+  screenPositive: z.number().int().nonnegative().optional().describe('Deprecated: written only before 2026-11-29 (uncalibrated on field cells); ignore'),
   /** White cells found (a large, very dark nucleus): not red cells, so neither counted nor classified. */
   whiteCells: z.number().int().nonnegative().optional(),
   /** The cell diameter used for finding (given, or estimated from the field), field pixels. */
@@ -335,7 +339,7 @@ export const batchSummarySchema = z.object({
     .optional(),
   /** An S3-prefix batch: how its listing ended (`done`, or `cancelled` / `failed` with the objects listed until then). */
   listing: z.object({ source: z.string(), state: z.enum(['listing', 'done', 'cancelled', 'failed']), pages: z.number().int().nonnegative(), reason: z.string().optional() }).optional(),
-  /** The warnings the model was published with (e.g. no better than always answering one class): read the results with them. */
+  /** The model's trainer would not promote it (it does not yet tell the classes apart), and why: read the results with that. */
   modelWarnings: z.array(z.string()).optional(),
   completedAt: z.string(),
 });

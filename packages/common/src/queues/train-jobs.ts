@@ -28,7 +28,8 @@ export const trainingJobStatusSchema = z.object({
   finishedAt: z.string().optional(),
   /** The last epoch reported (while it runs, and where it stopped). */
   // A loss that diverged (NaN, infinite) is stored by BullMQ's JSON as null: said as such, never a broken list.
-  // `attempt` counts from 1: a collapsed attempt is restarted with a new initialisation (`restarts` says which and why).
+  // `attempt` counts from 0 (the CLI prints it from 1): a collapsed attempt is restarted with a new initialisation,
+  // `restarts` says which and why (in words, counted from 1).
   progress: z.object({ epoch: z.number(), loss: z.number().nullable(), valAccuracy: z.number().nullable(), attempt: z.number(), restarts: z.array(z.string()) }).partial().optional(),
   /** Completed: the model published (or why it was skipped), whether it was promoted, the trainer's warnings. */
   outcome: z

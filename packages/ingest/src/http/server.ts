@@ -31,6 +31,7 @@ import {
   listModels,
   parseOutputs,
   parseWith,
+  publicReason,
   decimal,
   promoteByHand,
   trainJobSchema,
@@ -232,6 +233,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     else if ((error as { code?: string }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       message = `content-type ${String(req.headers['content-type'] ?? 'none').split(';')[0]} is not taken by ${req.method} ${req.url.split('?')[0]}: send multipart/form-data (files) or application/json`;
     }
+    // A source store's refusal names where it was asked: over HTTP without its address (as `status` shows it).
+    else if (error instanceof SourceError) message = publicReason(error);
     else message = (error as Error).message;
     if (status >= 500) deps.log.error({ err: error, reqId: req.id }, 'request failed');
     await reply.code(status).send({ error: errorName(status), message, ...(error instanceof InvalidParameterError ? { field: error.field } : {}), ...(error instanceof KeyConflictError ? { batchId: error.batchId } : {}) });
