@@ -258,7 +258,7 @@ test('an S3 prefix of another S3-compatible store, with its own credentials: eve
     const said = await eventually('status to show the failed listing attempt', async () => {
       const st = await camflow(['status', astrayId], env);
       return /^listing page 1: attempt \d+ of \d+ failed/m.test(st.stdout) ? st.stdout : undefined;
-    }, 60_000);
+    }, 60_000, 1000);
     assert.match(said, /, listing under way \(0 pages so far\), /);
     assert.match(said, /^listing page 1: attempt \d+ of \d+ failed \(cannot list s3:\/\/lab-archive\/slides\/2026: S3 at <endpoint> does not answer \(ECONNREFUSED\): check SOURCE_S3_ENDPOINT .*\); it is tried again$/m);
     assert.equal((await camflow(['batches', 'cancel', astrayId], env)).code, 0);
