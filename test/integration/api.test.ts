@@ -102,7 +102,7 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   // `status` counts the images the workers took and, beside them, the entries refused at submission: 6 + 1 = the
   // summary's 7, never two totals that disagree.
   const statusLine = await runCli(c, ['status', info.batchId]);
-  assert.match(statusLine.stdout, new RegExp(`^${info.batchId}: completed, images 6/6 \\+ 1 refused at submission, chunks 2/2\\n7 images: 6 localized`));
+  assert.match(statusLine.stdout, new RegExp(`^${info.batchId}: completed, images 6/6 \\+ 1 refused at submission, chunks 2/2\\n7 files: 6 localized`));
   const file = join(c.dir, 'export.csv');
   const cli = await runCli(c, ['results', info.batchId, '--format', 'csv', '--out', file]);
   assert.equal(cli.code, 0, cli.stderr);

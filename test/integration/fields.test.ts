@@ -223,7 +223,7 @@ test('one image is a batch of one: `submit field.png --wait` reads it as a field
   // `status` of the finished batch says the same in sentences, not a JSON dump.
   const status = await runCli(c, ['status', id]);
   assert.equal(status.code, 0, status.stderr);
-  assert.match(status.stdout, new RegExp(`^${id}: completed, images 1/1, chunks 1/1\\n1 image: 1 localized \\(.+\\); model \\S+; completed \\S+\\n(screening: .*\\n)?1 field: ${s.infected} of ${s.counted} counted cells`));
+  assert.match(status.stdout, new RegExp(`^${id}: completed, images 1/1, chunks 1/1\\n1 file: 1 localized \\(.+\\); model \\S+; completed \\S+\\n(screening: .*\\n)?1 field: ${s.infected} of ${s.counted} counted cells`));
   assert.doesNotMatch(status.stdout, /[{}]/);
   // The first batch (a field beside two cell crops): the fields' cells are pooled, the crops are not.
   const first = await c.ctx.store.getJson<{ fields: { images: number; counted: number } }>(keys.resultsSummary(batchId));

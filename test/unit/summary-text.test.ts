@@ -20,12 +20,12 @@ test('a batch summary reads as sentences: entries by class and by reason, the sc
   assert.equal(
     text,
     [
-      '6 images: 5 localized (Uninfected 3, Parasitized 2), 1 with a stated reason (not an image 1); model m1; completed 2026-11-28T12:00:00.000Z',
+      '6 files: 5 localized (Uninfected 3, Parasitized 2), 1 with a stated reason (not an image 1); model m1; completed 2026-11-28T12:00:00.000Z',
       "screening: 3 screen-positive for Parasitized, 2 negative at the model's operating point",
       '1 field: 4 of 100 counted cells Parasitized, parasitemia 4.0 % [95 % 1.6 % – 9.8 %]',
     ].join('\n'),
   );
-  assert.equal(summaryText({ batchId: 'b2', modelVersion: 'm1', items: 1, ok: 0, failed: 1, byClass: {}, failures: { 'image too large': 1 }, chunks: { total: 1, failed: 0 }, completedAt: 't' }), '1 image: 0 localized, 1 with a stated reason (image too large 1); model m1; completed t');
+  assert.equal(summaryText({ batchId: 'b2', modelVersion: 'm1', items: 1, ok: 0, failed: 1, byClass: {}, failures: { 'image too large': 1 }, chunks: { total: 1, failed: 0 }, completedAt: 't' }), '1 file: 0 localized, 1 with a stated reason (image too large 1); model m1; completed t');
   // A model promoted by hand despite its warning: every summary of its batches says so.
   const warned = summaryText({ batchId: 'b3', modelVersion: 'm2', items: 1, ok: 1, failed: 0, byClass: { Uninfected: 1 }, failures: {}, chunks: { total: 1, failed: 0 }, modelWarnings: ['validation accuracy 0.58 is no better than always answering Uninfected'], completedAt: 't' });
   assert.equal(warned.split('\n')[1], 'warning: model m2 was published with a warning: validation accuracy 0.58 is no better than always answering Uninfected');

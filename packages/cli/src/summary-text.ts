@@ -12,11 +12,12 @@ const counts = (r: Record<string, number>) =>
  * A finished batch's summary in sentences (what `submit --wait` and `status` print without `--json`):
  * how many entries ended how, by class and by reason, the screening split, and the fields' parasitemia — each field's
  * (the first ten), the spread, and all pooled (meaningful for the fields of one slide).
- * @example summaryText(summary) // "6 images: 5 localized (Uninfected 3, Parasitized 2), 1 refused (not an image 1)…"
+ * @example summaryText(summary) // "6 files: 5 localized (Uninfected 3, Parasitized 2), 1 refused (not an image 1)…"
  */
 export function summaryText(s: BatchSummary): string {
   const lines = [
-    `${s.items} image${s.items === 1 ? '' : 's'}: ${s.ok} localized${s.ok ? ` (${counts(s.byClass)})` : ''}${s.failed ? `, ${s.failed} with a stated reason (${counts(s.failures)})` : ''}; model ${s.modelVersion}; completed ${s.completedAt}`,
+    // Every submitted file is counted (a README.txt beside the images too: its line says why it was refused).
+    `${counted(s.items, 'file')}: ${s.ok} localized${s.ok ? ` (${counts(s.byClass)})` : ''}${s.failed ? `, ${s.failed} with a stated reason (${counts(s.failures)})` : ''}; model ${s.modelVersion}; completed ${s.completedAt}`,
   ];
   if (s.screen) lines.push(`screening: ${s.screen.positive} screen-positive for ${s.screen.positiveClass}, ${s.screen.negative} negative at the model's operating point`);
   const f = s.fields;
