@@ -36,17 +36,21 @@ const num4 = (v: number | null | undefined) => (typeof v === 'number' && Number.
 async function follow(ctx: Context, jobId: string, json: boolean): Promise<void> {
   const release = interruptibleWait({ what: `training job ${jobId}`, where: 'the trainer', follow: `camflow train show ${jobId} --wait`, stop: `camflow train --cancel ${jobId}` });
   try {
+    // Each restart said once, when a report first carries it.
     let restartsSaid = 0;
+    const sayRestarts = (restarts: string[] = []) => {
+      for (const r of restarts.slice(restartsSaid)) process.stderr.write(`${r}\n`);
+      restartsSaid = Math.max(restartsSaid, restarts.length);
+    };
     const outcome = await waitForJob(ctx.queues.train, jobId, (p) => {
       const m = p as { epoch: number; loss: number | null; valAccuracy: number | null; attempt: number; restarts?: string[] };
       if (json) return;
-      for (const r of (m.restarts ?? []).slice(restartsSaid)) process.stderr.write(`${r}\n`);
-      restartsSaid = Math.max(restartsSaid, m.restarts?.length ?? 0);
+      sayRestarts(m.restarts);
       process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${num4(m.loss)} val accuracy ${num4(m.valAccuracy)}\n`);
     });
     const o = outcome as { skipped: boolean; reason?: string; version?: string; valAccuracy?: number; epochs?: number; attempts?: number; restarts?: string[]; promoted?: boolean; promotion?: string; warnings?: string[] };
     // Restarts not yet said by an epoch line (a collapse after the last one reported): said now.
-    for (const r of (o.restarts ?? []).slice(restartsSaid)) if (!json) process.stderr.write(`${r}\n`);
+    if (!json) sayRestarts(o.restarts);
     const human = o.skipped
       ? `training skipped: ${o.reason ?? 'nothing to do'}`
       : `model ${o.version} published: validation accuracy ${o.valAccuracy?.toFixed(4)} after ${o.epochs} epochs (${o.attempts} attempt${o.attempts === 1 ? '' : 's'}); ${o.promoted ? 'promoted to production' : 'not promoted'}${o.promotion ? ` (${o.promotion})` : ''}${(o.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`;

@@ -127,6 +127,13 @@ function jsonBody(req: FastifyRequest): unknown {
   return req.body ?? {};
 }
 
+/** A body of a type the route does not take (415), said with the route and what to send. */
+function unsupportedMediaType(req: FastifyRequest): CamflowError {
+  const type = String(req.headers['content-type'] ?? 'none').split(';')[0];
+  const message = `content-type ${type} is not taken by ${req.method} ${req.url.split('?')[0]}: send multipart/form-data (files) or application/json`;
+  return Object.assign(new CamflowError('UNSUPPORTED_MEDIA_TYPE', message), { statusCode: 415 });
+}
+
 /** The fields a multipart submission may carry (longer values are refused, not truncated). */
 const MAX_FIELD_BYTES = 4096;
 
@@ -230,9 +237,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (status === 413) message = `upload too large: ${(error as Error).message} (limits: ${config.MAX_UPLOAD_FILE_BYTES} bytes per file, ${config.MAX_UPLOAD_BYTES} per request, ${MAX_FIELD_BYTES} bytes per field)`;
     else if (status === 503) message = `${error instanceof StorageError ? 'the object store' : 'Redis'} is unavailable; retry later`;
     else if (status >= 500) message = `internal error; see the server log for request ${req.id}`;
-    else if ((error as { code?: string }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      message = `content-type ${String(req.headers['content-type'] ?? 'none').split(';')[0]} is not taken by ${req.method} ${req.url.split('?')[0]}: send multipart/form-data (files) or application/json`;
-    }
+    else if ((error as { code?: string }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') message = unsupportedMediaType(req).message;
     // A source store's refusal names where it was asked: over HTTP without its address (as `status` shows it).
     else if (error instanceof SourceError) message = publicReason(error);
     else message = (error as Error).message;
@@ -358,7 +363,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       return reply.code(info.existing ? 200 : 202).send(info);
     }
     // A body fastify parsed as something else (text/plain, a urlencoded form): the same 415 as a type it has no parser for.
-    if (!req.isMultipart()) throw Object.assign(new Error('neither multipart nor JSON'), { code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE' });
+    if (!req.isMultipart()) throw unsupportedMediaType(req);
     // Uploaded files are spooled to a private temporary folder, not held in memory: a request's memory is a few
     // files in flight whatever its size. The folder is removed when the request ends, however it ends.
     const spool = await mkdtemp(join(tmpdir(), 'camflow-upload-'));
