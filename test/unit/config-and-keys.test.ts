@@ -38,6 +38,22 @@ test('a malformed variable fails with one line naming it', () => {
   }
 });
 
+test('a number variable is read as decimal digits only: hex, separators, fractions and blanks are refused, naming the variable', () => {
+  assert.equal(loadConfig({ API_PORT: '8081' }).API_PORT, 8081);
+  assert.equal(loadConfig({ CAM_CHUNK_SIZE: ' 128 ' }).CAM_CHUNK_SIZE, 128);
+  assert.equal(loadConfig({ CAM_THREADS: '0' }).CAM_THREADS, 0);
+  assert.equal(loadConfig({ METRICS_PORT: '9464' }).METRICS_PORT, 9464);
+  for (const [variable, value] of [['API_PORT', '0x1F90'], ['CAM_CHUNK_SIZE', '12abc'], ['MAX_FILE_BYTES', '64_000'], ['CAM_CONCURRENCY', '2.5'], ['TRAIN_THREADS', ' '], ['METRICS_PORT', '0b1']] as const) {
+    assert.throws(
+      () => loadConfig({ [variable]: value }),
+      (e: unknown) => e instanceof ConfigError && e.variable === variable && e.message.includes(`(got ${JSON.stringify(value)})`),
+      `${variable}=${JSON.stringify(value)}`,
+    );
+  }
+  // Out of range still says the range.
+  assert.throws(() => loadConfig({ CAM_CHUNK_SIZE: '20000' }), /CAM_CHUNK_SIZE: .*10000/);
+});
+
 test('logs redact credentials and tokens', () => {
   const lines: string[] = [];
   const sink = new Writable({ write: (chunk, _enc, cb) => (lines.push(String(chunk)), cb()) });
