@@ -31,6 +31,7 @@ import {
   type OkResult,
 } from '@camflow/common';
 import { KeyConflictError, addDataset, submitBatch } from '@camflow/ingest';
+import { CheckpointStore, jobKey, paramsHash } from '@camflow/trainer';
 import { enqueueTraining, scheduleRetraining } from '@camflow/common';
 import { ModelCache, processChunk, type ImageResult } from '@camflow/cam-worker';
 import { createContext, type Context } from '../../packages/cli/src/context.ts';
@@ -130,6 +131,22 @@ test('a collapsed training run is never published or promoted', async () => {
   assert.match(status.progress?.restarts?.[0] ?? '', /^attempt 1 collapsed \(.+\); restarted with a new initialisation$/);
   assert.equal((await listModels(ctx.store)).length, 1);
   assert.equal((await getProduction(ctx.store))?.version, modelVersion);
+});
+
+test('a training checkpoint keeps the restarts said so far, so a job resumed after a crash still reports them', async () => {
+  const checkpoints = new CheckpointStore(ctx.store, jobKey('restart-spec'), paramsHash({ lr: 1 }));
+  const weights = [tf.tensor([1, 2, 3, 4], [2, 2]), tf.tensor([5], [1])];
+  const restarts = ['attempt 1 collapsed (NaN loss); restarted with a new initialisation'];
+  await checkpoints.save({ attempt: 1, epoch: 2, history: [], weights }, restarts);
+  const loaded = await checkpoints.load();
+  assert.deepEqual(loaded?.restarts, restarts);
+  assert.equal(loaded?.attempt, 1);
+  assert.deepEqual(Array.from(await loaded!.weights[0]!.data()), [1, 2, 3, 4]);
+  // A checkpoint without restarts (and one written before they were kept) loads with none.
+  await checkpoints.save({ attempt: 0, epoch: 1, history: [], weights });
+  assert.deepEqual((await checkpoints.load())?.restarts, []);
+  tf.dispose([...weights, ...loaded!.weights]);
+  await checkpoints.clear();
 });
 
 test('a batch with bad files completes: every item once, good images localized, bad ones failed with a reason', async () => {

@@ -8,7 +8,12 @@ interface CheckpointMeta {
   epoch: number;
   history: EpochMetrics[];
   shapes: number[][];
+  /** The attempts restarted before this checkpoint and why, so that a resumed job still reports them. */
+  restarts?: string[];
 }
+
+/** A checkpoint as loaded: what `fit` resumes from, and the restarts said so far. */
+export type LoadedCheckpoint = FitCheckpoint & { restarts: string[] };
 
 /** Key-safe identity of a job (scheduler job ids contain ':'). */
 export const jobKey = (jobId: string) => `j${createHash('sha256').update(jobId).digest('hex').slice(0, 20)}`;
@@ -26,7 +31,7 @@ export class CheckpointStore {
     private readonly hash: string,
   ) {}
 
-  async save(c: FitCheckpoint): Promise<void> {
+  async save(c: FitCheckpoint, restarts: readonly string[] = []): Promise<void> {
     const arrays = (await Promise.all(c.weights.map((w) => w.data()))) as Float32Array[];
     const total = arrays.reduce((n, a) => n + a.length, 0);
     const flat = new Float32Array(total);
@@ -36,12 +41,12 @@ export class CheckpointStore {
       o += a.length;
     }
     await this.store.put(keys.trainCheckpointWeights(this.key), new Uint8Array(flat.buffer));
-    const meta: CheckpointMeta = { paramsHash: this.hash, attempt: c.attempt, epoch: c.epoch, history: c.history, shapes: c.weights.map((w) => w.shape) };
+    const meta: CheckpointMeta = { paramsHash: this.hash, attempt: c.attempt, epoch: c.epoch, history: c.history, shapes: c.weights.map((w) => w.shape), ...(restarts.length ? { restarts: [...restarts] } : {}) };
     await this.store.putJson(keys.trainCheckpoint(this.key), meta);
   }
 
   /** The last checkpoint of this job with the same parameters, if any. */
-  async load(): Promise<FitCheckpoint | undefined> {
+  async load(): Promise<LoadedCheckpoint | undefined> {
     const meta = await this.store.getJsonIfExists<CheckpointMeta>(keys.trainCheckpoint(this.key));
     if (!meta || meta.paramsHash !== this.hash) return undefined;
     const bytes = await this.store.get(keys.trainCheckpointWeights(this.key));
@@ -53,7 +58,7 @@ export class CheckpointStore {
       o += n;
       return t;
     });
-    return { attempt: meta.attempt, epoch: meta.epoch, history: meta.history, weights };
+    return { attempt: meta.attempt, epoch: meta.epoch, history: meta.history, weights, restarts: meta.restarts ?? [] };
   }
 
   async clear(): Promise<void> {

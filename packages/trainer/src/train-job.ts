@@ -143,7 +143,8 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   if (resume) log.warn({ attempt: resume.attempt, epoch: resume.epoch }, 'resuming training from its last checkpoint');
   const pool = await gradientEngine(ctx, params.preset, manifest.classNames.length, log);
   // A collapsed attempt restarted is said where the user looks (the progress, the outcome), not only in the log.
-  const restarts: string[] = [];
+  // Kept in the checkpoint, so a job resumed after a crash still says the restarts before it.
+  const restarts: string[] = [...(resume?.restarts ?? [])];
   const result = await fitWithRestarts(fitParams, train, validation, {
     onEpoch: async (m, attempt) => {
       log.info({ attempt, ...m }, 'epoch');
@@ -152,7 +153,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     onRestart: (attempt, reason) => {
       restarts.push(`attempt ${attempt + 1} collapsed (${reason}); restarted with a new initialisation`);
     },
-    checkpoint: (c) => checkpoints.save(c),
+    checkpoint: (c) => checkpoints.save(c, restarts),
     ...(resume ? { resume } : {}),
     ...(pool ? { pool } : {}),
     ...(ctx.cancelled ? { cancelled: ctx.cancelled } : {}),
