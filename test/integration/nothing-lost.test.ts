@@ -118,6 +118,36 @@ test('a Redis that lost everything (restart without persistence): status says st
   }
 });
 
+test('a batch remembers its QUEUE_PREFIX: status and repair under another prefix name it instead of calling the batch stalled', async () => {
+  const c = await startCluster();
+  try {
+    await publishUntrained(c.ctx);
+    const names = await syntheticFolder(c.dir, 6, 48);
+    const lab = { QUEUE_PREFIX: 'lab-a' };
+    const submitted = await camflow(c, ['submit', join(c.dir, 'batch-48'), '--key', 'k-48', '--json'], lab);
+    assert.equal(submitted.code, 0, submitted.stderr);
+    const { batchId } = JSON.parse(submitted.stdout) as { batchId: string };
+    // Under the default prefix its jobs are not to be seen: said plainly, and repair re-creates nothing here.
+    const elsewhere = `batch ${batchId} was queued under QUEUE_PREFIX=lab-a, not camflow: its jobs and workers are there; set QUEUE_PREFIX=lab-a to follow or repair it`;
+    for (const args of [['status', batchId], ['batches', 'repair', batchId]]) {
+      const out = await camflow(c, args);
+      assert.deepEqual([out.code, out.stderr.trim().split('\n').pop()], [1, elsewhere], `${args.join(' ')}: ${out.stderr}`);
+    }
+    assert.equal(await c.ctx.queues.cam.count(), 0, 'nothing enqueued under the default prefix');
+    const here = await camflow(c, ['status', batchId, '--json'], lab);
+    assert.equal(JSON.parse(here.stdout).state, 'running', here.stderr);
+    c.spawnWorker('cam', lab);
+    const done = await camflow(c, ['submit', join(c.dir, 'batch-48'), '--key', 'k-48', '--wait', '--json'], lab);
+    assert.deepEqual([done.code, JSON.parse(done.stdout.trim().split('\n').pop()!).batchId], [0, batchId], done.stderr);
+    // Finished, it reads the same from any prefix: its results are in the object store.
+    const finished = await camflow(c, ['status', batchId, '--json']);
+    assert.equal(JSON.parse(finished.stdout).state, 'completed', finished.stderr);
+    assertExactlyOnce(await readResults(c.ctx.store, batchId), names);
+  } finally {
+    await c.close();
+  }
+});
+
 test('re-running `camflow submit` with its key re-creates the jobs of a batch that Redis lost', async () => {
   const c = await startCluster();
   try {

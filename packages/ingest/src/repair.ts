@@ -1,4 +1,5 @@
 import { Job, type FlowJob, type FlowProducer, type Queue } from 'bullmq';
+import { assertSameQueuePrefix } from './status.js';
 import {
   NotFoundError,
   acceptedLineSchema,
@@ -49,6 +50,7 @@ export async function repairBatch(deps: { store: ObjectStore; flow: FlowProducer
   const info = parseWith(batchInfoSchema, raw, 'batch info');
   const report = (action: RepairReport['action'], state: RepairReport['state'], committed: number, recreated: number[], failed: number[]): RepairReport => ({ batchId, action, state, committed, recreated, failed });
   if (await store.exists(keys.resultsSummary(batchId))) return report('none', 'completed', info.chunks, [], []);
+  assertSameQueuePrefix(info, deps.queues.batch);
 
   const committed: number[] = [];
   const failed: number[] = [];

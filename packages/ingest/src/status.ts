@@ -1,5 +1,5 @@
 import { Job, type Queue } from 'bullmq';
-import { batchCancelSchema, batchInfoSchema, batchSummarySchema, connectedWorkers, finalizeJobId, keys, listingPageJobId, noWorkerText, parseWith, publicReason, queueNames, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common/core';
+import { CamflowError, batchCancelSchema, batchInfoSchema, batchSummarySchema, connectedWorkers, finalizeJobId, keys, listingPageJobId, noWorkerText, parseWith, publicReason, queueNames, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common/core';
 
 /**
  * - `running`: its jobs are queued or running.
@@ -34,6 +34,23 @@ export interface BatchStatus {
   listingRetry?: string;
 }
 
+/**
+ * A batch queued under another QUEUE_PREFIX than the command's: its jobs and workers are there, so here it would look
+ * stalled and a repair would run it a second time on this prefix's workers. HTTP 409.
+ */
+export class OtherQueuePrefixError extends CamflowError {
+  readonly statusCode = 409;
+  constructor(batchId: string, queuedUnder: string, here: string) {
+    super('OTHER_QUEUE_PREFIX', `batch ${batchId} was queued under QUEUE_PREFIX=${queuedUnder}, not ${here}: its jobs and workers are there; set QUEUE_PREFIX=${queuedUnder} to follow or repair it`);
+  }
+}
+
+/** Throws OtherQueuePrefixError when a batch's jobs were queued under another prefix than `queue`'s. */
+export function assertSameQueuePrefix(info: BatchInfo, queue: Queue): void {
+  const here = queue.opts.prefix ?? 'bull';
+  if (info.queuePrefix !== undefined && info.queuePrefix !== here) throw new OtherQueuePrefixError(info.batchId, info.queuePrefix, here);
+}
+
 /** The queues whose workers `batchStatus` counts for a running batch (the chunks', and the listing's for S3 prefixes). */
 export interface ServingQueues {
   cam: Queue;
@@ -53,6 +70,7 @@ export async function batchStatus(store: ObjectStore, batchQueue: Queue, batchId
   const cancelled = cancelRaw ? (({ cancelledAt, reason }) => ({ cancelled: { at: cancelledAt, reason } }))(parseWith(batchCancelSchema, cancelRaw, 'batch cancellation')) : {};
   const summary = await store.getJsonIfExists(keys.resultsSummary(batchId));
   if (summary) return { batchId, state: 'completed', ...cancelled, info, chunks: { total: info.chunks, done: info.chunks }, images: { total: info.accepted, done: info.accepted }, summary: parseWith(batchSummarySchema, summary, 'batch summary') };
+  assertSameQueuePrefix(info, batchQueue);
   const job = await Job.fromId(batchQueue, finalizeJobId(batchId));
   const repair = `run \`camflow batches repair ${batchId}\` (HTTP: POST /v1/batches/${batchId}/repair)`;
   if (!job) {

@@ -230,6 +230,7 @@ async function submitInSpan(opts: SubmitOptions): Promise<SubmitResult> {
     backoffMs,
     fingerprint: fingerprint.digest(),
     ...(digest ? { keyDigest: digest } : {}),
+    queuePrefix: opts.prefix,
     priority: opts.priority ?? 'normal',
     ...(opts.webhook ? { webhook: opts.webhook } : {}),
   }, 'batch info');
@@ -287,6 +288,7 @@ async function submitListed(
       backoffMs: p.backoffMs,
       fingerprint: p.fingerprint,
       ...(p.digest ? { keyDigest: p.digest } : {}),
+      queuePrefix: opts.prefix,
       priority: opts.priority ?? 'normal',
       ...(opts.webhook ? { webhook: opts.webhook } : {}),
       listing: { source: url, pageSize, state: 'listing', pages: 0 },

@@ -254,6 +254,11 @@ export const batchInfoSchema = z.object({
   fingerprint: z.string(),
   /** The idempotency key's digest, when the batch was submitted with one. */
   keyDigest: z.string().optional(),
+  /**
+   * The QUEUE_PREFIX its jobs were queued under (absent on batches submitted before 2026-11-29): status and repair
+   * under another prefix say so rather than call the batch stalled and re-create its jobs there.
+   */
+  queuePrefix: z.string().optional(),
   /** Scheduling between batches: a `high` batch's chunks are taken before any `normal` one's, `low` after. */
   priority: batchPrioritySchema.default('normal'),
   /** Told (HTTP POST, signed with WEBHOOK_SECRET) when the batch completes. */
