@@ -134,6 +134,11 @@ test('a batch remembers its QUEUE_PREFIX: status and repair under another prefix
       assert.deepEqual([out.code, out.stderr.trim().split('\n').pop()], [1, elsewhere], `${args.join(' ')}: ${out.stderr}`);
     }
     assert.equal(await c.ctx.queues.cam.count(), 0, 'nothing enqueued under the default prefix');
+    // A cancellation is a marker in the object store: it works from any prefix, and the prefix's workers honour it.
+    await syntheticFolder(c.dir, 2, 49);
+    const other = JSON.parse((await camflow(c, ['submit', join(c.dir, 'batch-49'), '--json'], lab)).stdout) as { batchId: string };
+    const cancelled = await camflow(c, ['batches', 'cancel', other.batchId, '--json']);
+    assert.equal(JSON.parse(cancelled.stdout).action, 'cancelled', cancelled.stderr);
     const here = await camflow(c, ['status', batchId, '--json'], lab);
     assert.equal(JSON.parse(here.stdout).state, 'running', here.stderr);
     c.spawnWorker('cam', lab);
@@ -143,6 +148,8 @@ test('a batch remembers its QUEUE_PREFIX: status and repair under another prefix
     const finished = await camflow(c, ['status', batchId, '--json']);
     assert.equal(JSON.parse(finished.stdout).state, 'completed', finished.stderr);
     assertExactlyOnce(await readResults(c.ctx.store, batchId), names);
+    await waitForBatch(c.ctx, other.batchId, 60_000);
+    assert.deepEqual((await readResults(c.ctx.store, other.batchId)).map((r) => (r.status === 'failed' ? r.reason : r.status)), ['cancelled', 'cancelled']);
   } finally {
     await c.close();
   }
