@@ -126,3 +126,11 @@ test("schedule show gives the next run in the schedule's own zone (and UTC) and 
   assert.equal(nextRunText(undefined, 'UTC'), 'unknown');
   assert.equal(scheduledTrainingText({ dataset: 'cells', preset: 'fast', epochs: 2, promote: false }), 'dataset cells (its latest version), preset fast, up to 2 epochs, models published, not promoted');
 });
+
+test('train says when it stopped early and which epoch it published', async () => {
+  const { epochsText } = await import('../../packages/cli/src/commands/train.ts');
+  assert.equal(epochsText({ epochs: 9, epochsAsked: 20, bestEpoch: 6 }), '9 of 20 epochs (stopped early: the validation loss stopped improving; the best, epoch 6, is published)');
+  assert.equal(epochsText({ epochs: 20, epochsAsked: 20, bestEpoch: 20 }), '20 epochs');
+  assert.equal(epochsText({ epochs: 20, epochsAsked: 20, bestEpoch: 17 }), '20 epochs (the best, epoch 17, is published)');
+  assert.equal(epochsText({ epochs: 1 }), '1 epoch', 'an outcome stored before epochsAsked was kept');
+});

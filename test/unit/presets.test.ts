@@ -43,7 +43,7 @@ test('an initialisation whose ReLU head is shut on the training images is drawn 
 });
 
 test('a model that learnt nothing is told from a good one on unbalanced cells and from a class-weighted screen', async () => {
-  const { notLearntReason } = await import('@camflow/trainer');
+  const { notLearntReason, belowMajorityWarning } = await import('@camflow/trainer');
   const classes = ['Parasitized', 'Uninfected'];
   const repeat = (v: number, n: number) => new Array<number>(n).fill(v);
   // Always the majority class: not learnt, whatever the balance.
@@ -55,6 +55,10 @@ test('a model that learnt nothing is told from a good one on unbalanced cells an
   // A class-weighted screen: accuracy below the majority share, every parasitized cell found — learnt.
   const screen = [...repeat(0, 35), ...repeat(0, 40), ...repeat(1, 25)];
   assert.equal(notLearntReason(labels, screen, classes, 40), undefined, 'accuracy 0.60 < 0.65, balanced accuracy 0.69');
+  // …but it is published with the baseline it misses said (as a newcomer's 0.57 model on 69 %-parasitized validation cells was).
+  assert.match(belowMajorityWarning(labels, screen, classes) ?? '', /^validation accuracy 0\.6000 is below always answering Uninfected \(0\.6500 of the 100 validation images\); balanced accuracy 0\.6923 \(chance 0\.50\): it tells the classes apart only partly/);
+  assert.equal(belowMajorityWarning(labels, labels, classes), undefined, 'a perfect model: no warning');
+  assert.equal(belowMajorityWarning(labels, repeat(1, 100), classes), undefined, 'not learnt is said by notLearntReason, not twice');
   // Barely off chance both ways: not learnt.
   const coin = labels.map((l, i) => (i % 2 === 0 ? l : 1 - l));
   assert.ok(notLearntReason(labels, coin, classes, 40));

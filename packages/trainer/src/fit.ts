@@ -96,6 +96,25 @@ export function majorityClass(labels: ArrayLike<number>, classes: number): { lab
  */
 export function notLearntReason(labels: ArrayLike<number>, predicted: ArrayLike<number>, classNames: readonly string[], steps: number): string | undefined {
   const k = classNames.length;
+  const { accuracy, balanced, majority } = classificationScores(labels, predicted, k);
+  if (accuracy > majority.share + 0.01 || balanced > 1 / k + 0.1) return undefined;
+  return `validation accuracy ${accuracy.toFixed(4)} is no better than always answering ${classNames[majority.label]} (${majority.share.toFixed(4)} of the ${labels.length} validation images), balanced accuracy ${balanced.toFixed(4)} (chance ${(1 / k).toFixed(2)}): it does not yet tell the classes apart (${steps} optimizer steps); train for more epochs or on more images`;
+}
+
+/**
+ * Pure: a warning for a model that tells the classes apart (not `notLearntReason`'s case) yet is no more accurate than
+ * always answering the majority class — published and promotable, but a user should see the baseline it misses.
+ * @example belowMajorityWarning([0, 0, 0, 1], [0, 1, 1, 1], ['Parasitized', 'Uninfected']) // "validation accuracy 0.5000 is below …"
+ */
+export function belowMajorityWarning(labels: ArrayLike<number>, predicted: ArrayLike<number>, classNames: readonly string[]): string | undefined {
+  const k = classNames.length;
+  const { accuracy, balanced, majority } = classificationScores(labels, predicted, k);
+  if (accuracy > majority.share + 0.01 || balanced <= 1 / k + 0.1) return undefined;
+  return `validation accuracy ${accuracy.toFixed(4)} is ${accuracy < majority.share ? 'below' : 'no better than'} always answering ${classNames[majority.label]} (${majority.share.toFixed(4)} of the ${labels.length} validation images); balanced accuracy ${balanced.toFixed(4)} (chance ${(1 / k).toFixed(2)}): it tells the classes apart only partly — train for more epochs or on more images, unless it trades accuracy for the recall of a class on purpose`;
+}
+
+/** Pure: accuracy, balanced accuracy (mean recall of the classes present) and the majority class of `labels`. */
+function classificationScores(labels: ArrayLike<number>, predicted: ArrayLike<number>, k: number): { accuracy: number; balanced: number; majority: { label: number; share: number } } {
   const majority = majorityClass(labels, k);
   let right = 0;
   const seen = new Array<number>(k).fill(0);
@@ -107,11 +126,8 @@ export function notLearntReason(labels: ArrayLike<number>, predicted: ArrayLike<
       hit[labels[i]!]!++;
     }
   }
-  const accuracy = right / Math.max(1, labels.length);
   const present = seen.map((n, c) => (n > 0 ? hit[c]! / n : undefined)).filter((r): r is number => r !== undefined);
-  const balanced = present.reduce((a, b) => a + b, 0) / Math.max(1, present.length);
-  if (accuracy > majority.share + 0.01 || balanced > 1 / k + 0.1) return undefined;
-  return `validation accuracy ${accuracy.toFixed(4)} is no better than always answering ${classNames[majority.label]} (${majority.share.toFixed(4)} of the ${labels.length} validation images), balanced accuracy ${balanced.toFixed(4)} (chance ${(1 / k).toFixed(2)}): it does not yet tell the classes apart (${steps} optimizer steps); train for more epochs or on more images`;
+  return { accuracy: right / Math.max(1, labels.length), balanced: present.reduce((a, b) => a + b, 0) / Math.max(1, present.length), majority };
 }
 
 /** The epoch from which a run at chance counts as collapsed: `patience` epochs, and enough steps. */

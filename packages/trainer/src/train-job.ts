@@ -30,7 +30,7 @@ import {
 } from '@camflow/common';
 import { GradientPool } from './parallel.js';
 import { OrtGradients, type GradientEngine } from './ort-gradients.js';
-import { FitCancelled, MIN_STEPS_BEFORE_COLLAPSE, evaluate, fitWithRestarts, notLearntReason, predictProbabilities, type EpochMetrics, type FitParams, type TensorData } from './fit.js';
+import { FitCancelled, MIN_STEPS_BEFORE_COLLAPSE, evaluate, fitWithRestarts, notLearntReason, belowMajorityWarning, predictProbabilities, type EpochMetrics, type FitParams, type TensorData } from './fit.js';
 import { gather, resolveSplitBy, splitIndices } from './split.js';
 import { promoteIfBetter, publishModel, type SameImagesComparison } from './publish.js';
 import { CheckpointStore, jobKey, paramsHash } from './checkpoint.js';
@@ -54,7 +54,7 @@ export interface TrainContext {
 
 export type TrainOutcome =
   | { skipped: true; reason: string }
-  | { skipped: false; version: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; restarts?: string[]; epochs: number; resumedFromEpoch?: number; comparison?: SameImagesComparison; warnings?: string[]; manifest: ModelManifest };
+  | { skipped: false; version: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; restarts?: string[]; epochs: number; epochsAsked: number; bestEpoch: number; resumedFromEpoch?: number; comparison?: SameImagesComparison; warnings?: string[]; manifest: ModelManifest };
 
 /**
  * The training inputs of a preset, made exactly as serving makes them. The snapshot's shards hold the images at
@@ -187,10 +187,13 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   // A model that learnt nothing usable (not a collapse: its loss left chance) is published with a warning saying so,
   // and never promoted by the trainer (`notLearnt` in its manifest).
   const steps = Math.ceil(split.train.length / params.batchSize) * result.history.length;
-  const notLearnt = notLearntReason(validation.labels, predictions.map((p) => p.indexOf(Math.max(...p))), manifest.classNames, steps);
-  if (notLearnt) {
-    warnings.push(notLearnt);
-    log.warn({ valAccuracy: last.valAccuracy }, notLearnt);
+  const argmax = predictions.map((p) => p.indexOf(Math.max(...p)));
+  const notLearnt = notLearntReason(validation.labels, argmax, manifest.classNames, steps);
+  const weak = notLearnt ? undefined : belowMajorityWarning(validation.labels, argmax, manifest.classNames);
+  for (const warning of [notLearnt, weak]) {
+    if (!warning) continue;
+    warnings.push(warning);
+    log.warn({ valAccuracy: last.valAccuracy }, warning);
   }
   const point = operatingPoint(probabilities, Array.from(validation.labels, (l) => l === positiveIndex), params.screenRecall);
   const screening: Screening = { positiveClass, threshold: point.threshold, targetRecall: params.screenRecall, validation: { images: probabilities.length, recall: point.recall, specificity: point.specificity } };
@@ -231,6 +234,8 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     attempts: result.attempts,
     ...(restarts.length ? { restarts } : {}),
     epochs: result.history.length,
+    epochsAsked: params.epochs,
+    bestEpoch: last.epoch,
     ...(resume ? { resumedFromEpoch: resume.epoch } : {}),
     ...(comparison ? { comparison } : {}),
     ...(warnings.length ? { warnings } : {}),

@@ -1,6 +1,6 @@
 import { cancelTraining, enqueueTraining, getDatasetManifest, getTrainingJob, listTrainingJobs, CamflowError, type TrainingJobStatus } from '@camflow/common/core';
 import { interruptibleWait, waitForJob } from '../wait.js';
-import { print, withContext } from '../cli-io.js';
+import { counted, print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 import type { Context } from '../context.js';
 import { trainJobFromFlags } from '../train-input.js';
@@ -48,12 +48,12 @@ async function follow(ctx: Context, jobId: string, json: boolean): Promise<void>
       sayRestarts(m.restarts);
       process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${num4(m.loss)} val accuracy ${num4(m.valAccuracy)}\n`);
     });
-    const o = outcome as { skipped: boolean; reason?: string; version?: string; valAccuracy?: number; epochs?: number; attempts?: number; restarts?: string[]; promoted?: boolean; promotion?: string; warnings?: string[] };
+    const o = outcome as { skipped: boolean; reason?: string; version?: string; valAccuracy?: number; epochs?: number; epochsAsked?: number; bestEpoch?: number; attempts?: number; restarts?: string[]; promoted?: boolean; promotion?: string; warnings?: string[] };
     // Restarts not yet said by an epoch line (a collapse after the last one reported): said now.
     if (!json) sayRestarts(o.restarts);
     const human = o.skipped
       ? `training skipped: ${o.reason ?? 'nothing to do'}`
-      : `model ${o.version} published: validation accuracy ${o.valAccuracy?.toFixed(4)} after ${o.epochs} epochs (${o.attempts} attempt${o.attempts === 1 ? '' : 's'}); ${o.promoted ? 'promoted to production' : 'not promoted'}${o.promotion ? ` (${o.promotion})` : ''}${(o.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`;
+      : `model ${o.version} published: validation accuracy ${o.valAccuracy?.toFixed(4)} after ${epochsText(o)} (${o.attempts} attempt${o.attempts === 1 ? '' : 's'}); ${o.promoted ? 'promoted to production' : 'not promoted'}${o.promotion ? ` (${o.promotion})` : ''}${(o.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`;
     print(json, outcome, human);
   } finally {
     release();
@@ -101,4 +101,12 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
     }
     await follow(ctx, job.id!, v.json);
   });
+}
+
+/** "9 of 20 epochs (stopped early: …; the best, epoch 6, is published)", or "20 epochs" (best epoch said when not the last). */
+export function epochsText(o: { epochs?: number; epochsAsked?: number; bestEpoch?: number }): string {
+  const epochs = o.epochs ?? 0;
+  const best = o.bestEpoch !== undefined && o.bestEpoch !== epochs ? `the best, epoch ${o.bestEpoch}, is published` : '';
+  if (o.epochsAsked !== undefined && epochs < o.epochsAsked) return `${epochs} of ${o.epochsAsked} epochs (stopped early: the validation loss stopped improving${best ? `; ${best}` : ''})`;
+  return `${counted(epochs, 'epoch')}${best ? ` (${best})` : ''}`;
 }
