@@ -87,6 +87,13 @@ test('bad files fail with specific reasons', async () => {
   assert.equal(isTruncated(jpg), false);
   const gif = await solid(4, 4, 3, [1, 2, 3]).gif().toBuffer();
   assert.equal(await reason(inspectImage(gif)), 'unsupported-format');
+  // A TIFF cut short (its directory, written after the pixels, is gone) or a bare TIFF header is a TIFF that is
+  // truncated, not "not a supported image".
+  const tif = await solid(600, 400, 3, [1, 2, 3]).tiff({ tile: true, tileWidth: 256, tileHeight: 256, compression: 'jpeg' }).toBuffer();
+  assert.equal(isTruncated(tif), false);
+  for (const cut of [tif.subarray(0, tif.length >> 1), Buffer.from('II*\0'), Buffer.from('MM\0*\0\0\0\x08')]) {
+    assert.equal(await reason(inspectImage(cut)), 'truncated', `${cut.length} bytes`);
+  }
 });
 
 test('a decompression bomb is refused from its header, before any pixel is decoded', async () => {

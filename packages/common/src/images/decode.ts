@@ -51,27 +51,65 @@ export function tooLargeToReadWhole(info: { width: number; height: number; forma
   }
 }
 
-/** Whether a TIFF's first image directory has tiles (tags 322/323, TileWidth/TileLength), from the header bytes. */
-export function isTiledTiff(bytes: Uint8Array): boolean {
-  if (bytes.length < 8) return false;
+interface TiffEntry {
+  type: number;
+  count: number;
+  /** Where the values are: inline in the entry when they fit, else at the offset the entry names. */
+  at: number;
+}
+
+/**
+ * The first image directory of a TIFF, read from its bytes: `undefined` when the bytes are not a TIFF, `cut` when they
+ * end before the header, the directory or a strip or tile it names (a file cut short; `tags` when the directory was read).
+ */
+function firstTiffDirectory(bytes: Uint8Array): { cut: boolean; tags?: Map<number, TiffEntry> } | undefined {
   const little = bytes[0] === 0x49 && bytes[1] === 0x49;
-  if (!little && !(bytes[0] === 0x4d && bytes[1] === 0x4d)) return false;
+  if (bytes.length < 4 || (!little && !(bytes[0] === 0x4d && bytes[1] === 0x4d))) return undefined;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const magic = view.getUint16(2, little);
   // Classic TIFF (42): 2-byte entry count, 12-byte entries; BigTIFF (43): 8-byte count and offsets, 20-byte entries.
   const big = magic === 43;
-  if (magic !== 42 && !big) return false;
+  if (magic !== 42 && !big) return undefined;
+  if (bytes.length < (big ? 16 : 8)) return { cut: true };
   const ifd = big ? Number(view.getBigUint64(8, little)) : view.getUint32(4, little);
-  if (ifd + (big ? 8 : 2) > bytes.length) return false;
+  if (ifd < 8 || ifd + (big ? 8 : 2) > bytes.length) return { cut: true };
   const count = big ? Number(view.getBigUint64(ifd, little)) : view.getUint16(ifd, little);
   const first = ifd + (big ? 8 : 2);
+  if (first + count * (big ? 20 : 12) > bytes.length) return { cut: true };
+  const tags = new Map<number, TiffEntry>();
+  const sizes: Record<number, number> = { 1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 16: 8, 17: 8, 18: 8 };
   for (let i = 0; i < count; i++) {
-    const at = first + i * (big ? 20 : 12);
-    if (at + 2 > bytes.length) return false;
-    const tag = view.getUint16(at, little);
-    if (tag === 322 || tag === 323) return true;
+    const e = first + i * (big ? 20 : 12);
+    const type = view.getUint16(e + 2, little);
+    const n = big ? Number(view.getBigUint64(e + 4, little)) : view.getUint32(e + 4, little);
+    const inline = n * (sizes[type] ?? 1) <= (big ? 8 : 4);
+    const at = inline ? e + (big ? 12 : 8) : big ? Number(view.getBigUint64(e + 12, little)) : view.getUint32(e + 8, little);
+    tags.set(view.getUint16(e, little), { type, count: n, at });
   }
-  return false;
+  // The pixels: every strip (273/279) or tile (324/325) must end within the file.
+  const value = (entry: TiffEntry, k: number): number | undefined => {
+    const size = sizes[entry.type] ?? 0;
+    const o = entry.at + k * size;
+    if (o + size > bytes.length) return undefined;
+    return entry.type === 3 ? view.getUint16(o, little) : entry.type === 4 ? view.getUint32(o, little) : entry.type === 16 ? Number(view.getBigUint64(o, little)) : undefined;
+  };
+  for (const [offsetsTag, countsTag] of [[273, 279], [324, 325]] as const) {
+    const offsets = tags.get(offsetsTag);
+    const counts = tags.get(countsTag);
+    if (!offsets || !counts) continue;
+    for (let k = 0; k < Math.min(offsets.count, counts.count); k++) {
+      const o = value(offsets, k);
+      const c = value(counts, k);
+      if (o === undefined || c === undefined || o + c > bytes.length) return { cut: true, tags };
+    }
+  }
+  return { cut: false, tags };
+}
+
+/** Whether a TIFF's first image directory has tiles (tags 322/323, TileWidth/TileLength), from the header bytes. */
+export function isTiledTiff(bytes: Uint8Array): boolean {
+  const dir = firstTiffDirectory(bytes);
+  return dir?.tags !== undefined && (dir.tags.has(322) || dir.tags.has(323));
 }
 
 export const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
@@ -83,7 +121,8 @@ const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
 const PNG_IEND = Buffer.from('IEND');
 
 /**
- * Is the file cut short? Decided from the bytes (PNG without its IEND chunk, JPEG without its EOI marker), since
+ * Is the file cut short? Decided from the bytes (PNG without its IEND chunk, JPEG without its EOI marker, a TIFF
+ * ending before its directory or a strip or tile it names), since
  * libvips' error text is not reliable when several decodes fail at once ("Unknown error").
  */
 export function isTruncated(bytes: Uint8Array): boolean {
@@ -95,12 +134,16 @@ export function isTruncated(bytes: Uint8Array): boolean {
     for (let i = tail.length - 2; i >= 0; i--) if (tail[i] === 0xff && tail[i + 1] === 0xd9) return false;
     return true;
   }
-  return false;
+  return firstTiffDirectory(bytes)?.cut === true;
 }
 
 function classify(error: unknown, bytes?: Uint8Array): ImageInputError {
   const message = error instanceof Error ? error.message : String(error);
-  if (bytes && isTruncated(bytes)) return new ImageInputError('truncated', `image data is truncated: ${message}`, { cause: error });
+  if (bytes && isTruncated(bytes)) {
+    // libvips calls a TIFF whose directory is missing "unsupported image format": not the news here.
+    const detail = /unsupported image format/i.test(message) ? `the file ends at ${bytes.length} bytes, before the data its header points to` : message;
+    return new ImageInputError('truncated', `image data is truncated: ${detail}`, { cause: error });
+  }
   if (/pixel limit/i.test(message)) return new ImageInputError('too-many-pixels', `image exceeds the pixel limit: ${message}`, { cause: error });
   if (/unsupported image format/i.test(message)) return new ImageInputError('unsupported-format', 'not a supported image (PNG, JPEG, TIFF or WebP)', { cause: error });
   if (/premature end|truncat|unexpected end|not enough data/i.test(message)) {
