@@ -383,6 +383,19 @@ test('a greyscale field or cell crop gets its own failed line saying why (cells 
   }
 });
 
+test('`submit --wait` of files none of which can be localized (a TIFF cut short, a text file) exits 1 saying so and why, after every file got its line', async () => {
+  const folder = join(c.dir, 'nothing-good');
+  await mkdir(folder, { recursive: true });
+  const tif = await sharp({ create: { width: 900, height: 700, channels: 3, background: { r: 200, g: 120, b: 160 } } }).tiff({ tile: true, pyramid: true, compression: 'jpeg' }).toBuffer();
+  await writeFile(join(folder, 'cut.tif'), tif.subarray(0, tif.length >> 1));
+  await writeFile(join(folder, 'notes.txt'), 'slide 7, stained 2026-11-28\n');
+  const run = await runCli(c, ['submit', folder, '--wait', '--json']);
+  const batchId = JSON.parse(run.stdout.trim().split('\n').pop()!).batchId as string;
+  assert.deepEqual([run.code, run.stderr.trim().split('\n').pop()], [1, `none of the 2 files was localized (truncated 1, unsupported-format 1): \`camflow results ${batchId}\` gives each one's reason`], run.stderr);
+  const lines = await readResults(c.ctx.store, batchId);
+  assert.deepEqual(lines.map((r) => [r.name, r.status === 'failed' ? r.reason : r.status]).sort(), [['cut.tif', 'truncated'], ['notes.txt', 'unsupported-format']]);
+});
+
 test('--kind fields on cell crops refuses each crop with its reason (never searched for cells); the field beside them is localized', async () => {
   const run = await runCli(c, ['submit', join(c.dir, 'smears'), '--kind', 'fields', '--wait', '--json']);
   assert.equal(run.code, 0, run.stderr);

@@ -40,8 +40,8 @@ test('fields of several images: each field on its own line first (a pooled figur
   const fields = { images: 2, positiveClass: 'Parasitized', cells: 150, counted: 144, infected: 12, parasitemia: 12 / 144, interval: [0.048, 0.14] as [number, number], range: [0, 12 / 44] as [number, number], each };
   assert.deepEqual(summaryText({ ...base, fields }).split('\n').slice(1), [
     '2 fields: 12 of 144 counted cells Parasitized; per field 0.0 % – 27.3 %',
-    '  NIH-Pf.jpg: 12 of 44, parasitemia 27.3 %',
-    '  uninfected.jpg: 0 of 100, parasitemia 0.0 %',
+    '  NIH-Pf.jpg: 12 of 44, parasitemia 27.3 % [95 % 16.3 % – 41.8 %]',
+    '  uninfected.jpg: 0 of 100, parasitemia 0.0 % [95 % 0.0 % – 3.7 %]',
     '  all 2 fields pooled (as one slide): parasitemia 8.3 % [95 % 4.8 % – 14.0 %]',
   ]);
   // More fields than the summary lists (it lists the first 10): the rest are named by the command that lists them.
@@ -58,5 +58,5 @@ test('fields of several images: each field on its own line first (a pooled figur
   const warning = smallFieldWarning('auto', 560, 560, 1)!;
   const oneCell = { name: 'big-cell.png', counted: 1, infected: 0, parasitemia: 0, warning };
   assert.deepEqual(summaryText({ ...base, items: 1, ok: 1, fields: { ...empty, counted: 1, interval: [0, 0.793] as [number, number], each: [oneCell] } }).split('\n').slice(1), ['1 field: 0 of 1 counted cells Parasitized, parasitemia 0.0 % [95 % 0.0 % – 79.3 %]', `warning: ${warning}`]);
-  assert.deepEqual(summaryText({ ...base, fields: { ...fields, each: [each[0]!, oneCell] } }).split('\n').slice(3, 5), ['  big-cell.png: 0 of 1, parasitemia 0.0 %', `    warning: ${warning}`]);
+  assert.deepEqual(summaryText({ ...base, fields: { ...fields, each: [each[0]!, oneCell] } }).split('\n').slice(3, 5), ['  big-cell.png: 0 of 1, parasitemia 0.0 % [95 % 0.0 % – 79.3 %]', `    warning: ${warning}`]);
 });

@@ -1,4 +1,4 @@
-import type { BatchSummary } from '@camflow/common/core';
+import { wilsonInterval, type BatchSummary } from '@camflow/common/core';
 import { counted } from './cli-io.js';
 
 const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
@@ -30,7 +30,7 @@ export function summaryText(s: BatchSummary): string {
   } else if (f) {
     // Pooled cells mean something only for fields of one slide: each field's own comes first.
     lines.push(`${f.images} fields: ${f.infected} of ${f.counted} counted cells ${f.positiveClass}${f.range ? `; per field ${pct(f.range[0])} – ${pct(f.range[1])}` : ''}`);
-    for (const e of f.each ?? []) lines.push(`  ${e.name}: ${e.counted ? `${e.infected} of ${e.counted}, parasitemia ${pct(e.parasitemia)}` : none}${e.warning ? `\n    warning: ${e.warning}` : ''}`);
+    for (const e of f.each ?? []) lines.push(`  ${e.name}: ${e.counted ? `${e.infected} of ${e.counted}, ${figure({ parasitemia: e.parasitemia, interval: wilsonInterval(e.infected, e.counted) })}` : none}${e.warning ? `\n    warning: ${e.warning}` : ''}`);
     if (f.each && f.images > f.each.length) lines.push(`  … ${f.images - f.each.length} more fields: \`camflow results ${s.batchId} --format csv\` lists each`);
     lines.push(`  all ${f.images} fields pooled (as one slide): ${f.counted ? figure(f) : none}`);
   }

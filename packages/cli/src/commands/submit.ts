@@ -62,5 +62,11 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
     print(v.json, status, `batch ${info.batchId} completed${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}${status.summary ? `\n${summaryText(status.summary)}` : ''}\n(\`camflow results ${info.batchId}\` has every image's line)`);
     // Complete, but short of the prefix: not a success to a script that waited for it.
     if (listingFailed) throw new CamflowError('SOURCE', listingFailed);
+    // Complete, and not one file localized (all refused or failed, not cancelled): neither.
+    const s = status.summary;
+    if (s && s.items > 0 && s.ok === 0 && !status.cancelled) {
+      const reasons = Object.entries(s.failures).sort((a, b) => b[1] - a[1]).map(([reason, n]) => `${reason} ${n}`).join(', ');
+      throw new CamflowError('NOTHING_LOCALIZED', `none of the ${counted(s.items, 'file')} was localized (${reasons}): \`camflow results ${info.batchId}\` gives each one's reason`);
+    }
   });
 }
