@@ -270,6 +270,12 @@ test('the viewer, in a real browser: sign in with the token, the batch list and 
     await Promise.all([page.waitForNavigation(), page.click('button[type=submit]')]);
     const cookies = await browser.cookies();
     assert.ok(cookies.some((k) => k.name === 'camflow_token' && k.httpOnly), 'the session is an HttpOnly cookie');
+    // A mistyped batch in the address bar: a page saying so, with the way back (not the API's JSON).
+    const missing = await page.goto(`${base}/viewer/batches/nosuchbatch`);
+    assert.equal(missing?.status(), 404);
+    assert.equal(await page.$eval('p.bad', (e) => e.textContent), 'batch not found: nosuchbatch');
+    problems.length = 0; // that 404 was asked for
+    await page.goto(`${base}/viewer`);
     // Batch list → batch page.
     assert.ok(await page.$(`a[href="/viewer/batches/${batchId}"]`), 'the batch is listed');
     await Promise.all([page.waitForNavigation(), page.click(`a[href="/viewer/batches/${batchId}"]`)]);
@@ -290,6 +296,8 @@ test('the viewer, in a real browser: sign in with the token, the batch list and 
     assert.equal(await page.$$eval('#cells polygon.cell', (p) => p.length), doc.cells.length);
     assert.equal(await page.$$eval('#cells rect.parasite', (p) => p.length), doc.cells.filter((x) => x.parasiteBox && x.predicted.label === doc.summary.positiveClass).length);
     assert.match(await page.$eval('#parasitemia', (e) => e.textContent ?? ''), /parasitemia \d+\.\d %/);
+    // The heatmap's colour scale says what it measures (comparable across cells: CAM times the probability).
+    assert.match(await page.$eval('#legend', (e) => e.textContent ?? ''), /^P\(Parasitized\) × CAM: 0 +1$/);
     const opacity = () => page.evaluate(() => (window as unknown as { camflow: { heat: { getOpacity(): number } } }).camflow.heat.getOpacity());
     assert.equal(await opacity(), 0.5);
     await page.click('#heat');

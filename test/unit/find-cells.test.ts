@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cropCell, dropPlasmaBetweenCells, edgeContact, fillMaskHoles, keepLargestPiece, phantomRegions, trimPlasmaPockets, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, openLabels, wilsonInterval, isColourless, kindContradiction, smallFieldWarning } from '@camflow/common';
+import { cropCell, dropPlasmaBetweenCells, edgeContact, fillMaskHoles, keepLargestPiece, phantomRegions, trimPlasmaPockets, findCells, itemKind, floodFromSeeds, largestPiecePerLabel, generateField, otsuThreshold, polygonMask, scoreDetections, splitClumps, enclosingCircle, openLabels, wilsonInterval, isColourless, kindContradiction, smallFieldWarning, paintCellHeat, jet } from '@camflow/common';
 
 test("Otsu's threshold separates two populations", () => {
   const hist = new Array<number>(256).fill(0);
@@ -490,4 +490,18 @@ test('a cell crop is grey only when its channels are equal to within JPEG noise:
   const grey = Uint8Array.from(cell.rgb);
   for (let i = 0; i < grey.length; i += 3) grey[i] = grey[i + 1] = grey[i + 2] = Math.round(0.299 * grey[i]! + 0.587 * grey[i + 1]! + 0.114 * grey[i + 2]!);
   for (const jpeg of [false, true]) assert.equal(isColourless(await input(grey, jpeg), CELL_CHROMA_LEVELS), true, `grey as ${jpeg ? 'an RGB JPEG' : 'an RGB PNG'}`);
+});
+
+test("a field's heatmap compares across cells: each cell's CAM times its probability, so a cell called uninfected stays cold", () => {
+  const box = { x: 1, y: 1, width: 2, height: 2 };
+  const map = Float32Array.from([0, 0.5, 0.5, 1]); // normalised alone: every cell's peak is 1
+  const paint = (gain: number) => {
+    const rgba = new Uint8Array(4 * 4 * 4);
+    paintCellHeat(rgba, 4, box, map, () => true, { gain });
+    return [...rgba.subarray((2 * 4 + 2) * 4, (2 * 4 + 2) * 4 + 4)]; // the peak's pixel, (2, 2)
+  };
+  assert.deepEqual(paint(0.95), [...jet(0.95), 255], 'a parasitized cell: its peak is hot');
+  assert.deepEqual(paint(0.02), [...jet(0.02), 255], 'an uninfected cell: its peak is cold');
+  assert.ok(paint(0.02)[0]! === 0 && paint(0.02)[2]! > 100, `blue, not red: ${paint(0.02)}`);
+  assert.throws(() => paint(1.5), /Expected a probability in \[0, 1\] for gain but received 1\.5/);
 });

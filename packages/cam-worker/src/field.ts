@@ -342,7 +342,7 @@ export async function assembleField(item: BatchItem, plan: FieldPlan, parts: (Fi
       if (heat) {
         const inside = polygonMask(polygon, box);
         const { map } = camAtSize(Float32Array.from(l.featureCam), l.featureSize.height, l.featureSize.width, box.height, box.width, inside);
-        paintCellHeat(heat, heatWidth, box, map, (x, y) => inside[(y - box.y) * box.width + (x - box.x)] === 1, heatScale);
+        paintCellHeat(heat, heatWidth, box, map, (x, y) => inside[(y - box.y) * box.width + (x - box.x)] === 1, { scale: heatScale, gain: l.probabilities[positiveClass] ?? 0 });
       }
       cells.push({
         cell: l.cell,

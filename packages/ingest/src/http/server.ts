@@ -63,7 +63,7 @@ import { repairBatch } from '../repair.js';
 import { exportBatchResults } from '../results.js';
 import { cancelBatch } from '../cancel.js';
 import { removeDataset } from '../dataset-remove.js';
-import { registerViewer } from './viewer.js';
+import { isViewerPage, registerViewer, viewerErrorPage } from './viewer.js';
 import { Gauge } from 'prom-client';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
@@ -242,6 +242,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     else if (error instanceof SourceError) message = publicReason(error);
     else message = (error as Error).message;
     if (status >= 500) deps.log.error({ err: error, reqId: req.id }, 'request failed');
+    if (isViewerPage(req.url)) return reply.code(status).type('text/html; charset=utf-8').send(viewerErrorPage(status, message));
     await reply.code(status).send({ error: errorName(status), message, ...(error instanceof InvalidParameterError ? { field: error.field } : {}), ...(error instanceof KeyConflictError ? { batchId: error.batchId } : {}) });
   });
 

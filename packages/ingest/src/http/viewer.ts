@@ -8,6 +8,7 @@ import {
   batchSummarySchema,
   esc,
   fieldDocumentSchema,
+  jet,
   keys,
   parseWith,
   type FieldResult,
@@ -37,11 +38,25 @@ const filePath = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_./-]{0,300}$/).refine
 
 const CONTENT_TYPES: Record<string, string> = { png: 'image/png', jpeg: 'image/jpeg', jpg: 'image/jpeg', json: 'application/json', geojson: 'application/geo+json', dzi: 'application/xml', jsonl: 'application/x-ndjson' };
 
-const STYLE = `body{font:14px system-ui,sans-serif;margin:0;background:#f6f6f4;color:#222}header{background:#2d2346;color:#fff;padding:10px 20px}header a{color:#fff;text-decoration:none;font-weight:600}main{padding:16px 20px}table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:4px 10px;text-align:left}figure{display:inline-block;margin:6px;width:150px;text-align:center;vertical-align:top}figure img{width:140px;height:140px;object-fit:contain;background:#000}figcaption{font-size:11px;word-break:break-all}.bad{color:#b00}#osd{width:100%;height:72vh;background:#111}.panel{display:flex;gap:18px;align-items:center;margin:8px 0}#info{min-height:1.5em}`;
+/** The heatmap's colour scale, from the same colour map the tiles were painted with (jet), and what it measures. */
+function heatLegend(positiveClass: string): string {
+  const stops = Array.from({ length: 9 }, (_, i) => `rgb(${jet(i / 8).join(',')}) ${(i * 12.5).toFixed(1)}%`).join(',');
+  return `<span id="legend" title="Each cell's CAM of ${esc(positiveClass)}, normalised to its own peak, times the cell's probability of ${esc(positiveClass)}: a cell the model calls negative stays cold">P(${esc(positiveClass)}) × CAM: 0 <i class="bar" style="background:linear-gradient(to right,${stops})"></i> 1</span>`;
+}
+
+const STYLE = `body{font:14px system-ui,sans-serif;margin:0;background:#f6f6f4;color:#222}header{background:#2d2346;color:#fff;padding:10px 20px}header a{color:#fff;text-decoration:none;font-weight:600}main{padding:16px 20px}table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:4px 10px;text-align:left}figure{display:inline-block;margin:6px;width:150px;text-align:center;vertical-align:top}figure img{width:140px;height:140px;object-fit:contain;background:#000}figcaption{font-size:11px;word-break:break-all}.bad{color:#b00}#osd{width:100%;height:72vh;background:#111}.panel{display:flex;gap:18px;align-items:center;margin:8px 0}#info{min-height:1.5em}.bar{display:inline-block;width:140px;height:10px;vertical-align:middle;margin:0 4px;border:1px solid #999}`;
 
 function page(title: string, body: string, head = ''): string {
   return `<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${esc(title)} — camflow</title><link rel="icon" href="data:,"><style>${STYLE}</style>${head}<header><a href="/viewer">camflow</a> · ${esc(title)}</header><main>${body}</main></html>`;
 }
+
+/** A viewer page's error as a page (a browser was showing a page, not reading JSON), with the way back. */
+export function viewerErrorPage(status: number, message: string): string {
+  return page(status === 404 ? 'not found' : 'error', `<p class="bad">${esc(message)}</p><p><a href="/viewer">← the batches</a></p>`);
+}
+
+/** Whether a request is for a viewer page (HTML), not one of its assets. */
+export const isViewerPage = (url: string) => /^\/viewer(\/(?!assets\/)|$|\?)/.test(url);
 
 /** Cells shown in a batch page's gallery. */
 export const GALLERY_LIMIT = 1000;
@@ -169,7 +184,7 @@ if (cls) { cls.addEventListener('change', filter); minp.addEventListener('input'
     const body = `
 <p><a href="/viewer/batches/${esc(id)}">← batch ${esc(id)}</a> · <b>${esc(line.name)}</b>: ${s.cells} cells found, ${s.counted} counted (not cut by an edge), <b id="parasitemia">${s.counted ? `parasitemia ${pct(s.parasitemia)}</b> (${s.infected} ${esc(s.positiveClass)}; 95 % ${pct(s.interval[0])}–${pct(s.interval[1])})` : 'parasitemia not measured</b> (no cell counted)'}</p>${s.warning ? `<p class="bad" id="warning">warning: ${esc(s.warning)}</p>` : ''}
 ${data.field ? '' : `<p id="nopyramid" class="note">No Deep Zoom pyramid was written for this field (submitted with outputs that leave it out, e.g. <code>--outputs none</code>): the cells and parasite boxes are drawn on a blank field of its size.</p>`}
-<div class="panel">${data.heatmap ? '<label><input type="checkbox" id="heat" checked> CAM heatmap</label><label>opacity <input id="opacity" type="range" min="0" max="1" step="0.05" value="0.5"></label>' : ''}<label><input type="checkbox" id="outlines" checked> cells and parasite boxes</label><span id="info">Click a cell.</span></div>
+<div class="panel">${data.heatmap ? `<label><input type="checkbox" id="heat" checked> CAM heatmap</label><label>opacity <input id="opacity" type="range" min="0" max="1" step="0.05" value="0.5"></label>${heatLegend(s.positiveClass)}` : ''}<label><input type="checkbox" id="outlines" checked> cells and parasite boxes</label><span id="info">Click a cell.</span></div>
 <div id="osd"></div>
 <script src="/viewer/assets/openseadragon.min.js"></script>
 <script>
