@@ -1,16 +1,13 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import {
   compileGroupPattern,
   defaultPositiveClass,
   InvalidParameterError,
-  ROC_SPECIFICITY,
-  esc,
   evaluateForModel,
   stainPointingForBatch,
   withStainAudit,
-  groupOf,
   getDatasetManifest,
   getModelManifest,
   getProduction,
@@ -19,7 +16,6 @@ import {
   truthBoxesSchema,
   type EvaluationReport,
   type ModelManifest,
-  type OkResult,
   isCellResult,
   NotFoundError,
   manifestLineSchema,
@@ -27,6 +23,7 @@ import {
 } from '@camflow/common/core';
 import { batchStatus, listFolder, submitBatch, noModelError, type SourceFile } from '@camflow/ingest';
 import type { Context } from './context.js';
+import { writeEvalReport, type Subset } from './report.js';
 import { readResults, waitForBatch } from './wait.js';
 
 export interface EvalOptions {
@@ -75,14 +72,6 @@ function batchOfSource(batchId: string, results: readonly { name: string }[], na
   }
 }
 
-/** Which images of the source are scored, and how many of them the model trained on (when known). */
-interface Subset {
-  subset: 'folder' | 'validation' | 'all';
-  /** Images of the scored set that were the model's training images: known for its own snapshot only. */
-  trainingImages?: number;
-  /** Images in the snapshot (the scored set is a part of it for `validation`). */
-  of?: number;
-}
 
 /**
  * The labelled images of a folder or a dataset snapshot, each named `<class>/<file>`: for the model's own snapshot,
@@ -239,7 +228,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   const ok = results.filter(isCellResult);
   const stain = !boxes && (truth === 'auto' || truth === 'stain') ? await stainPointingForBatch(ctx.store, batch.batchId, ok, positiveClass) : undefined;
   const report: EvaluationReport = stain ? withStainAudit(scores, results, model, stain, { groupPattern: group }) : scores;
-  const html = await writeEvalReport(options.out, ctx, model, ok, report, positiveClass, group, subset);
+  const html = await writeEvalReport(options.out, ctx.store, model, ok, report, positiveClass, group, subset);
   const c = report.classification;
   // Null stays null: a folder of one class has no specificity (or recall) and no ROC AUC.
   const round = <T extends number | null>(v: T): T => (v === null ? v : (Math.round(v * 10_000) / 10_000) as T);
@@ -275,63 +264,4 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
     },
   };
   return { line, report, html };
-}
-
-const pct = (v: number | null | undefined) => (v === null || v === undefined ? '—' : `${(v * 100).toFixed(1)} %`);
-
-/** The HTML report: scores, confusion matrix, per-patient table, and the most confident errors with their overlays. */
-async function writeEvalReport(dir: string, ctx: Context, model: ModelManifest, ok: OkResult[], report: EvaluationReport, positiveClass: string, group: RegExp, subset: Subset, worst = 24): Promise<string> {
-  await mkdir(join(dir, 'overlays'), { recursive: true });
-  const c = report.classification;
-  const errors = ok.filter((r) => r.name.split('/')[0] !== r.predicted.label).sort((a, b) => b.predicted.probability - a.predicted.probability).slice(0, worst);
-  const doubtful = new Set(report.stainPointing?.noStainNames ?? []);
-  const tiles: string[] = [];
-  for (const r of errors) {
-    if (!r.outputs.overlay) continue;
-    const file = `overlays/${r.imageId}.png`;
-    await writeFile(join(dir, file), await ctx.store.get(r.outputs.overlay));
-    tiles.push(`<figure><img src="${file}" width="140"><figcaption>${esc(r.name)}<br>truth ${esc(r.name.split('/')[0]!)} → <b>${esc(r.predicted.label)}</b> ${pct(r.predicted.probability)}${doubtful.has(r.name) ? '<br><i>no parasite stain in its pixels: check the label</i>' : ''}</figcaption></figure>`);
-  }
-  const classes = model.classNames;
-  const matrix = `<table class="m"><tr><th>truth \\ predicted</th>${classes.map((p) => `<th>${esc(p)}</th>`).join('')}</tr>${classes
-    .map((t) => `<tr><th>${esc(t)}</th>${classes.map((p) => `<td>${c.confusion[t]?.[p] ?? 0}</td>`).join('')}</tr>`)
-    .join('')}</table>`;
-  // Per group, the positive labels whose pixels show no stain (the audit): where the doubtful labels come from.
-  const noStainByGroup = new Map<string, number>();
-  for (const name of report.stainPointing?.noStainNames ?? []) {
-    const g = groupOf(name, group);
-    if (g !== undefined) noStainByGroup.set(g, (noStainByGroup.get(g) ?? 0) + 1);
-  }
-  const audit = report.stainPointing !== undefined;
-  const groups = c.groups
-    ? `<h2>Per patient / slide</h2><table class="m"><tr><th>group</th><th>images</th><th>${esc(positiveClass)}</th>${audit ? '<th>… without stain</th>' : ''}<th>accuracy</th><th>recall</th><th>specificity</th></tr>${Object.entries(c.groups)
-        .map(([g, s]) => `<tr><td>${esc(g)}</td><td>${s.images}</td><td>${s.positives}</td>${audit ? `<td>${noStainByGroup.get(g) ?? 0}</td>` : ''}<td>${pct(s.accuracy)}</td><td>${pct(s.recall)}</td><td>${pct(s.specificity)}</td></tr>`)
-        .join('')}</table>`
-    : '';
-  const loc = report.localization;
-  const html = `<!doctype html><meta charset="utf-8"><title>camflow eval — ${esc(model.version)}</title>
-<style>body{font:14px system-ui,sans-serif;margin:24px;background:#fafafa}figure{display:inline-block;margin:6px;text-align:center;width:150px}figcaption{font-size:11px;word-break:break-all}table.m td,table.m th{border:1px solid #ccc;padding:2px 8px}</style>
-<h1>camflow evaluation</h1>
-<p>Model <b>${esc(model.version)}</b> (${esc(model.preset)}, ${model.inputSize}², trained on ${esc(model.dataset.name)}@${esc(model.dataset.version)}). ${c.images} labelled images scored, ${report.skipped.length} skipped.</p>
-${subset.subset === 'validation' ? `<p>The model's validation images of its own snapshot (${c.images + report.skipped.length} of ${subset.of}): it never trained on them.</p>` : ''}${subset.trainingImages ? `<p style="color:#b00"><b>${subset.trainingImages} of these images trained the model</b>: these scores are not those of unseen images (${subset.subset === 'folder' ? `the same content as its training images in ${esc(`${model.dataset.name}@${model.dataset.version}`)}; <code>camflow eval ${esc(model.dataset.name)}</code> scores its validation images` : '<code>--subset validation</code> scores the others'}).</p>` : ''}
-<h2>Classification (positive class: ${esc(positiveClass)})</h2>
-<table class="m"><tr><th></th><th>argmax</th>${c.screening ? `<th>screening (P ≥ ${c.screening.threshold.toFixed(3)})</th>` : ''}</tr>
-<tr><td>accuracy</td><td>${pct(c.accuracy)}</td>${c.screening ? `<td>${pct(c.screening.accuracy)}</td>` : ''}</tr>
-<tr><td>recall</td><td>${pct(c.recall)}</td>${c.screening ? `<td>${pct(c.screening.recall)}</td>` : ''}</tr>
-<tr><td>specificity</td><td>${pct(c.specificity)}</td>${c.screening ? `<td>${pct(c.screening.specificity)}</td>` : ''}</tr>
-<tr><td>precision</td><td>${pct(c.precision)}</td>${c.screening ? `<td>${pct(c.screening.precision)}</td>` : ''}</tr>
-<tr><td>ROC AUC</td><td colspan="2">${c.rocAuc === null ? '— (needs images of both classes)' : c.rocAuc.toFixed(4)}</td></tr>
-${c.recallAtSpecificity ? `<tr><td>recall at specificity ≥ ${pct(ROC_SPECIFICITY)} (the best threshold on these images: P &gt; ${c.recallAtSpecificity.threshold.toFixed(3)})</td><td colspan="2">${pct(c.recallAtSpecificity.recall)} (specificity ${pct(c.recallAtSpecificity.specificity)})</td></tr>` : ''}
-<tr><td>ECE (10 bins)</td><td colspan="2">${c.ece.toFixed(4)}</td></tr></table>
-<h3>Confusion matrix (argmax)</h3>${matrix}
-${groups}
-${loc ? `<h2>Localization (${loc.images} ${esc(positiveClass)} images with truth boxes)</h2><table class="m"><tr><td>pointing (served CAM peak in a truth box)</td><td>${pct(loc.pointing)}</td></tr><tr><td>served box IoU ≥ 0.5</td><td>${pct(loc.locIou50)}</td></tr><tr><td>MaxBoxAccV2, threshold chosen on the other half</td><td>${loc.maxBoxAccV2.toFixed(4)}</td></tr><tr><td>MaxBoxAccV2, in-sample threshold (optimistic)</td><td>${loc.maxBoxAccV2InSample.toFixed(4)}</td></tr></table>` : ''}
-${report.stainPointing ? `<h2>Localization against the parasite stain (${report.stainPointing.images} ${esc(positiveClass)} images)</h2><p>Truth: the dark purple chromatin found in each cell's pixels (${report.stainPointing.noStain} ${esc(positiveClass)} images showed none and are left out). A hit: the served CAM peak within 15/224 of the image's longer side of a stain pixel (the pointing game's tolerance).</p><table class="m"><tr><td>pointing (CAM peak on the stain)</td><td>${pct(report.stainPointing.pointing)}</td></tr><tr><td>chance (a random point in the cell)</td><td>${pct(report.stainPointing.chance)}</td></tr></table>` : ''}
-${report.stainSupported && report.stainPointing ? `<h2>Labels the pixels do not support</h2><p>${report.stainPointing.noStain} ${esc(positiveClass)} images show no parasite stain in their pixels (no dark purple chromatin found: an uninfected-looking cell under an infected label, or a parasite too faint for the stain finder). Without them:</p><table class="m"><tr><td>images</td><td>${report.stainSupported.images}</td></tr><tr><td>accuracy</td><td>${pct(report.stainSupported.accuracy)}</td></tr><tr><td>recall</td><td>${pct(report.stainSupported.recall)}</td></tr><tr><td>specificity</td><td>${pct(report.stainSupported.specificity)}</td></tr></table>${report.stainPointing.noStain ? `<details><summary>the ${report.stainPointing.noStain} images</summary><ul>${report.stainPointing.noStainNames.slice(0, 500).map((n) => `<li>${esc(n)}</li>`).join('')}</ul></details>` : ''}` : ''}
-<h2>Most confident errors</h2>${tiles.join('\n') || '<p>none</p>'}
-${report.skipped.length ? `<h2>Skipped</h2><ul>${report.skipped.slice(0, 200).map((s) => `<li>${esc(s.name)}: ${esc(s.why)}</li>`).join('')}</ul>` : ''}
-`;
-  const path = resolve(dir, 'index.html');
-  await writeFile(path, html);
-  return path;
 }
