@@ -278,6 +278,7 @@ test('the viewer, in a real browser: sign in with the token, the batch list and 
     await page.goto(`${base}/viewer`);
     // Batch list → batch page.
     assert.ok(await page.$(`a[href="/viewer/batches/${batchId}"]`), 'the batch is listed');
+    assert.equal(await page.$eval(`a[href="/viewer/batches/${batchId}"]`, (a) => a.closest('tr')!.querySelector('td.source')!.textContent), 'smears', 'with the name of the folder submitted');
     await Promise.all([page.waitForNavigation(), page.click(`a[href="/viewer/batches/${batchId}"]`)]);
     assert.equal(await page.$$eval('figure.cell', (f) => f.length), 2, 'two cell overlays in the gallery');
     await page.waitForFunction(() => [...document.querySelectorAll('figure.cell img')].every((i) => (i as any).complete && (i as any).naturalWidth > 0));

@@ -139,6 +139,9 @@ test('a batch remembers its QUEUE_PREFIX: status and repair under another prefix
     const other = JSON.parse((await camflow(c, ['submit', join(c.dir, 'batch-49'), '--json'], lab)).stdout) as { batchId: string };
     const cancelled = await camflow(c, ['batches', 'cancel', other.batchId, '--json']);
     assert.equal(JSON.parse(cancelled.stdout).action, 'cancelled', cancelled.stderr);
+    // The list under the default prefix shows it, with where it was queued and what was submitted.
+    const listed = JSON.parse((await camflow(c, ['batches', 'list', '--json'])).stdout) as { batches: { batchId: string; state: string; queuePrefix?: string; source?: string }[] };
+    assert.deepEqual(listed.batches.find((b) => b.batchId === batchId), { ...listed.batches.find((b) => b.batchId === batchId), state: 'elsewhere', queuePrefix: 'lab-a', source: 'batch-48' });
     const here = await camflow(c, ['status', batchId, '--json'], lab);
     assert.equal(JSON.parse(here.stdout).state, 'running', here.stderr);
     c.spawnWorker('cam', lab);

@@ -154,7 +154,11 @@ export async function listBatches(store: ObjectStore, limit = 50): Promise<Batch
 export interface BatchListing {
   batchId: string;
   createdAt: string;
-  state: BatchState;
+  /** `elsewhere`: queued under another QUEUE_PREFIX (`queuePrefix`), whose Redis keys say how it goes. */
+  state: BatchState | 'elsewhere';
+  /** What was submitted (a folder's or archive's name, an upload, an s3:// URL), for batches that recorded it. */
+  source?: string;
+  queuePrefix?: string;
   modelVersion: string;
   items: number;
   accepted: number;
@@ -171,11 +175,16 @@ export async function batchListing(store: ObjectStore, batchQueue: Queue, limit 
   const infos = await listBatches(store, limit);
   return Promise.all(
     infos.map(async (info) => {
-      const status = await batchStatus(store, batchQueue, info.batchId);
+      const status: Pick<BatchStatus, 'images' | 'cancelled'> & { state: BatchListing['state'] } = await batchStatus(store, batchQueue, info.batchId).catch((error: unknown) => {
+        if (error instanceof OtherQueuePrefixError) return { state: 'elsewhere' as const };
+        throw error;
+      });
       return {
         batchId: info.batchId,
         createdAt: info.createdAt,
         state: status.state,
+        ...(info.source ? { source: info.source } : {}),
+        ...(info.queuePrefix ? { queuePrefix: info.queuePrefix } : {}),
         modelVersion: info.modelVersion,
         items: info.items,
         accepted: info.accepted,

@@ -1,3 +1,4 @@
+import { basename, resolve } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { FlowProducer, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -126,6 +127,10 @@ class Fingerprint {
 
 const sourceName = (source: string | SourceFile[]) => (typeof source === 'string' ? source : 'upload');
 
+/** What a batch list shows of a source: a path's last name (not the submitting machine's folders), the s3:// URL, or the upload's size. */
+export const sourceLabel = (source: string | SourceFile[]) =>
+  typeof source !== 'string' ? `upload of ${source.length} file${source.length === 1 ? '' : 's'}` : source.startsWith('s3://') ? source : basename(resolve(source));
+
 async function open(source: string | SourceFile[], limits: SourceLimits, s3?: S3SourceOptions): Promise<OpenedSource> {
   return typeof source === 'string' ? openSource(source, limits, s3) : uploadSource(source);
 }
@@ -231,6 +236,7 @@ async function submitInSpan(opts: SubmitOptions): Promise<SubmitResult> {
     fingerprint: fingerprint.digest(),
     ...(digest ? { keyDigest: digest } : {}),
     queuePrefix: opts.prefix,
+    source: sourceLabel(opts.source),
     priority: opts.priority ?? 'normal',
     ...(opts.webhook ? { webhook: opts.webhook } : {}),
   }, 'batch info');
@@ -289,6 +295,7 @@ async function submitListed(
       fingerprint: p.fingerprint,
       ...(p.digest ? { keyDigest: p.digest } : {}),
       queuePrefix: opts.prefix,
+      source: url,
       priority: opts.priority ?? 'normal',
       ...(opts.webhook ? { webhook: opts.webhook } : {}),
       listing: { source: url, pageSize, state: 'listing', pages: 0 },

@@ -11,7 +11,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
     await withContext(async (ctx) => {
       const list = await batchListing(ctx.store, ctx.queues.batch, limit);
       const human = list.length
-        ? list.map((b) => `${b.batchId}  ${b.createdAt}  ${(b.cancelled ? `${b.state}, cancelled` : b.state).padEnd(9)}  ${b.images ? `${b.images.done}/${b.images.total} images` : `${b.accepted} images`}, ${b.rejected} refused  model ${b.modelVersion}${b.listing?.state === 'listing' ? `  (listing: ${b.listing.pages} pages so far)` : ''}`).join('\n')
+        ? list.map((b) => `${b.batchId}  ${b.createdAt}  ${(b.cancelled ? `${b.state}, cancelled` : b.state === 'elsewhere' ? `queued under QUEUE_PREFIX=${b.queuePrefix}` : b.state).padEnd(9)}  ${b.images ? `${b.images.done}/${b.images.total} images` : `${b.accepted} images`}, ${b.rejected} refused  model ${b.modelVersion}${b.listing?.state === 'listing' ? `  (listing: ${b.listing.pages} pages so far)` : ''}${b.source ? `  ${b.source}` : ''}`).join('\n')
         : 'no batches yet: camflow submit FOLDER';
       print(v.json, { batches: list }, human);
     });

@@ -259,6 +259,11 @@ export const batchInfoSchema = z.object({
    * under another prefix say so rather than call the batch stalled and re-create its jobs there.
    */
   queuePrefix: z.string().optional(),
+  /**
+   * What was submitted, to pick a batch out of a list: the folder's or archive's name, `upload of N files`, or the
+   * s3:// URL (absent on batches submitted before 2026-11-29).
+   */
+  source: z.string().optional(),
   /** Scheduling between batches: a `high` batch's chunks are taken before any `normal` one's, `low` after. */
   priority: batchPrioritySchema.default('normal'),
   /** Told (HTTP POST, signed with WEBHOOK_SECRET) when the batch completes. */

@@ -118,10 +118,10 @@ export function registerViewer(app: FastifyInstance, store: ObjectStore): void {
         const summary = raw === undefined ? undefined : batchSummarySchema.safeParse(raw).data;
         const cancelled = (await store.getJsonIfExists(keys.batchCancel(b.batchId))) !== undefined;
         const state = `${summary ? `completed: ${summary.ok} ok, ${summary.failed} failed` : 'not finished'}${cancelled ? ' (cancelled)' : ''}`;
-        return `<tr><td><a href="/viewer/batches/${esc(b.batchId)}">${esc(b.batchId)}</a></td><td>${esc(b.createdAt)}</td><td>${b.items}</td><td>${esc(b.modelVersion)}</td><td>${esc(state)}</td></tr>`;
+        return `<tr><td><a href="/viewer/batches/${esc(b.batchId)}">${esc(b.batchId)}</a></td><td class="source">${esc(b.source ?? '')}</td><td>${esc(b.createdAt)}</td><td>${b.items}</td><td>${esc(b.modelVersion)}</td><td>${esc(state)}</td></tr>`;
       }),
     );
-    return html(reply, page('batches', rows.length ? `<table id="batches"><tr><th>batch</th><th>submitted</th><th>items</th><th>model</th><th>state</th></tr>${rows.join('')}</table>` : '<p>No batches yet: <code>camflow submit FOLDER</code>.</p>'));
+    return html(reply, page('batches', rows.length ? `<table id="batches"><tr><th>batch</th><th>source</th><th>submitted</th><th>items</th><th>model</th><th>state</th></tr>${rows.join('')}</table>` : '<p>No batches yet: <code>camflow submit FOLDER</code>.</p>'));
   });
 
   app.get('/viewer/batches/:id', async (req, reply) => {
