@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { localPath, parseDownloadKinds, resultFileKind } from '../../packages/ingest/src/download.ts';
-import { formatForAccept, imageResultSchema, resultLineJsonSchema, resultsCsv, resultsGeoJson, type ImageResult } from '@camflow/common';
+import { classColour, formatForAccept, imageResultSchema, resultLineJsonSchema, resultsCsv, resultsGeoJson, type ImageResult } from '@camflow/common';
 
 const cell = imageResultSchema.parse({
   batchId: 'b1', imageId: 'i0000000', name: 'Parasitized/a,"b".png', status: 'ok', kind: 'cell', sha256: 'a'.repeat(64), width: 120, height: 110,
@@ -40,6 +40,11 @@ test('CSV: one row per line in order, a probability column per class, quoted per
   assert.deepEqual([c.overlay_file, c.heatmap_file, c.json_file, c.geojson_file], ['i0000000.overlay.png', 'i0000000.heatmap.png', 'i0000000.json', '']);
   assert.deepEqual(header.slice(-5), ['warning', 'overlay_file', 'heatmap_file', 'json_file', 'geojson_file'], 'new columns come last: older readers keep their positions');
   assert.ok(lines[3]!.includes(`"'=HYPERLINK(""x"")"`), 'a name starting with = cannot run as a formula');
+  // Probabilities and proportions to 6 significant digits, as a spreadsheet shows them (not 0.2727272727272727).
+  const thin = imageResultSchema.parse({ ...cell, name: 'thin.png', predicted: { index: 0, label: 'Parasitized', probability: 1 - 8.245479103526981e-6 }, probabilities: { Parasitized: 1 - 8.245479103526981e-6, Uninfected: 8.245479103526981e-6 } });
+  const t = Object.fromEntries(header.map((h, i) => [h, resultsCsv([thin]).trimEnd().split('\r\n')[1]!.split(',')[i]]));
+  assert.deepEqual([t.probability, t['P(Parasitized)'], t['P(Uninfected)']], ['0.999992', '0.999992', '0.00000824548']);
+  assert.equal(Object.fromEntries(header.map((h, i) => [h, lines[2]!.split(',')[i]])).parasitemia, '0.0451977', '8 / 177');
   assert.ok(lines[3]!.includes('not-an-image'));
 });
 
@@ -58,6 +63,8 @@ test('GeoJSON: CAM boxes and peaks of cells in their image pixels, the fields’
   assert.deepEqual(features.map((f) => f.id), ['i0000000-box', 'i0000000-peak', 'i0000001-cell-0', 'i0000003-cell-0']);
   assert.deepEqual(features[0]!.geometry.coordinates, [[[10, 20], [40, 20], [40, 60], [10, 60], [10, 20]]]);
   assert.equal(features[0]!.properties.image, 'Parasitized/a,"b".png');
+  // QuPath's classification: a name and a colour, as in a field's cells.geojson.
+  assert.deepEqual(features[0]!.properties.classification, { name: 'Parasitized', color: classColour('Parasitized') });
   assert.deepEqual(features[1]!.geometry, { type: 'Point', coordinates: [25, 35] });
   assert.equal(features[2]!.properties.image, 'smear.jpg');
   assert.equal(features[2]!.properties.name, 'cell 0');

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { keys } from '../storage/keys.js';
+import { classColour } from '../fields/summary.js';
 import { imageResultSchema, type FieldResult, type ImageResult, type OkResult } from '../queues/contracts.js';
 
 /** The formats a batch's results can be read in: `camflow results --format`, HTTP `Accept` / `?format=`. */
@@ -57,6 +58,9 @@ export function batchFilePath(batchId: string, key: string | undefined): string 
   return key === undefined ? undefined : key.startsWith(prefix) ? key.slice(prefix.length) : key;
 }
 
+/** A probability or proportion in a CSV cell: 6 significant digits (0.272727, 8.24548e-6), not 17. */
+const sig6 = (x: number | undefined) => (x === undefined ? undefined : Number(x.toPrecision(6)));
+
 /** The predicted class's localization (its box and CAM peak), in the image's pixels. */
 function predictedCam(r: OkResult) {
   return r.cams.find((c) => c.classIndex === r.predicted.index) ?? r.cams[0];
@@ -80,18 +84,18 @@ export function csvRow(r: ImageResult, classes: readonly string[]): string {
     const f = (r as FieldResult).field;
     const o = (r as FieldResult).outputs;
     Object.assign(row, {
-      kind: 'field', precision: r.precision, engine: r.engine, cells: f.cells, counted: f.counted, infected: f.infected, parasitemia: f.parasitemia, parasitemia_low: f.interval[0], parasitemia_high: f.interval[1],
+      kind: 'field', precision: r.precision, engine: r.engine, cells: f.cells, counted: f.counted, infected: f.infected, parasitemia: sig6(f.parasitemia), parasitemia_low: sig6(f.interval[0]), parasitemia_high: sig6(f.interval[1]),
       warning: f.warning, overlay_file: batchFilePath(r.batchId, o.overlay), json_file: batchFilePath(r.batchId, o.field), geojson_file: batchFilePath(r.batchId, o.geojson),
     });
   } else {
     const cam = predictedCam(r);
     Object.assign(row, {
-      kind: 'cell', precision: r.precision, engine: r.engine, predicted: r.predicted.label, probability: r.predicted.probability,
+      kind: 'cell', precision: r.precision, engine: r.engine, predicted: r.predicted.label, probability: sig6(r.predicted.probability),
       screen_positive: r.screen ? (r.screen.positive ? 1 : 0) : undefined,
       box_x: cam?.box?.x, box_y: cam?.box?.y, box_width: cam?.box?.width, box_height: cam?.box?.height, peak_x: cam?.peak.x, peak_y: cam?.peak.y,
       overlay_file: batchFilePath(r.batchId, r.outputs.overlay), heatmap_file: batchFilePath(r.batchId, r.outputs.heatmap), json_file: batchFilePath(r.batchId, r.outputs.json),
     });
-    for (const c of classes) row[`P(${c})`] = r.probabilities[c];
+    for (const c of classes) row[`P(${c})`] = sig6(r.probabilities[c]);
   }
   return `${header.map((h) => csvCell(row[h], h === 'name' || h === 'error' || h === 'warning')).join(',')}\r\n`;
 }
@@ -124,7 +128,7 @@ export async function featuresOf(r: ImageResult, fieldFeatures: (r: FieldResult)
     image: r.name,
     imageId: r.imageId,
     objectType: 'detection',
-    classification: { name: r.predicted.label },
+    classification: { name: r.predicted.label, color: classColour(r.predicted.label) },
     measurements: { probability: r.predicted.probability, ...(r.screen ? { 'screen positive': r.screen.positive ? 1 : 0 } : {}) },
   };
   const out: unknown[] = [];
