@@ -7,15 +7,17 @@
 #   fault-injection files, which spend most of their time waiting out outages, kills and backoffs — so the shader
 #   compiles have a core — then the rest (node sorts the files of one run by name, hence two runs).
 # When the WebGPU files are done, the same background stream runs the unit files and the integration files that assert
-# no timing (object store, bad input, pipeline, slides, fields, eval, training, dev, tracing), so both cores stay busy
-# to the end.
+# no timing (object store, bad input, pipeline, slides, fields, eval, training, dev, tracing) or only a generous one
+# (sources: a refused listing ends within 30 s), so both cores stay busy to the end. Measured on the 2-core machine
+# (2026-11-29): the files in front took 700–815 s and those beside them 510–610 s with sources in front; sources
+# (100–130 s) moved beside to even them.
 # The background stream's report is printed after the others'. Exits non-zero if either stream failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 node_test=(node --import tsx --test --test-concurrency=1 --test-timeout=600000)
 gpu=(test/unit/webgpu.test.ts test/integration/webgpu-serving.test.ts)
-waiting=(test/integration/faults.test.ts test/integration/nothing-lost.test.ts test/integration/sources.test.ts)
-beside=(test/integration/object-store.test.ts test/integration/bad-input.test.ts test/integration/pipeline.test.ts test/integration/slides.test.ts test/integration/fields.test.ts test/integration/eval.test.ts test/integration/training.test.ts test/integration/dev.test.ts test/integration/tracing.test.ts)
+waiting=(test/integration/faults.test.ts test/integration/nothing-lost.test.ts)
+beside=(test/integration/object-store.test.ts test/integration/bad-input.test.ts test/integration/pipeline.test.ts test/integration/slides.test.ts test/integration/fields.test.ts test/integration/eval.test.ts test/integration/training.test.ts test/integration/dev.test.ts test/integration/tracing.test.ts test/integration/sources.test.ts)
 for f in test/unit/*.test.ts; do
   case " ${gpu[*]} " in *" $f "*) ;; *) beside+=("$f") ;; esac
 done
