@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ const freePort = () => new Promise<number>((resolve) => { const srv = createServ
 import { buildModel, connectProducer, isCellResult, writeSyntheticDataset } from '@camflow/common';
 import { buildApi } from '@camflow/ingest';
 import { readResults } from '../../packages/cli/src/wait.ts';
-import { publishAsIs, publishUntrained, runCli, startCluster } from '../helpers/cluster.ts';
+import { publishAsIs, publishUntrained, runCli, startCluster, type Cluster } from '../helpers/cluster.ts';
 
 test('`camflow eval` scores a labelled folder through the queues: one JSON line, an HTML report, and the HTTP view of the same batch', async () => {
   const c = await startCluster();
@@ -246,4 +246,87 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
   } finally {
     await c.close();
   }
+});
+
+describe('eval on one cluster: what it claims, what it shows, what it says', () => {
+  let c: Cluster;
+  /** 24 synthetic cells, `<class>/<file>`, with their truth boxes. */
+  let cells: string;
+  /** The Uninfected cells of `cells` alone. */
+  let negatives: string;
+  /** Run `camflow eval` with `--json`; the parsed line, and stderr (warnings). */
+  const evalJson = async (args: string[], out: string) => {
+    const r = await runCli(c, ['eval', ...args, '--out', out, '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    assert.equal(lines.length, 1, `one JSON line on stdout: ${r.stdout}`);
+    return { line: JSON.parse(lines[0]!).eval as Record<string, unknown>, stderr: r.stderr };
+  };
+
+  before(async () => {
+    c = await startCluster();
+    await publishUntrained(c.ctx);
+    cells = join(c.dir, 'cells');
+    await writeSyntheticDataset(cells, { count: 24, seed: 72 });
+    negatives = join(c.dir, 'negatives');
+    await mkdir(join(negatives, 'Uninfected'), { recursive: true });
+    for (const f of await readdir(join(cells, 'Uninfected'))) await copyFile(join(cells, 'Uninfected', f), join(negatives, 'Uninfected', f));
+    c.spawnWorker('cam');
+  });
+  after(async () => {
+    await c?.close();
+  });
+
+  test('a dataset snapshot other than the model\'s own is checked for its training images by content, as a folder is: training_images, a plain warning, the red line', async () => {
+    const added = await runCli(c, ['dataset', 'add', 'cells', cells, '--json']);
+    assert.equal(added.code, 0, added.stderr);
+    const own = JSON.parse(added.stdout) as { version: string; items: number };
+    const validation = [1, 7, 12, 18];
+    const model = buildModel('fast', 2, 5);
+    await publishAsIs(c.ctx.store, model, 'fast', 'm-cells', { name: 'cells', version: own.version, trainItems: own.items - validation.length, validationItems: validation.length, splitBy: 'item', validation });
+    model.dispose();
+    const manifest = async (name: string, version: string) => (await c.ctx.store.getJson<{ items: { sha256: string }[] }>(`datasets/${name}/${version}/manifest.json`)).items;
+    const ownItems = await manifest('cells', own.version);
+    const training = new Set(ownItems.filter((_, i) => !validation.includes(i)).map((item) => item.sha256));
+
+    // The same cells registered under another name (a colleague's copy of them).
+    const copy = await runCli(c, ['dataset', 'add', 'copied', cells, '--json']);
+    assert.equal(copy.code, 0, copy.stderr);
+    const copied = JSON.parse(copy.stdout) as { version: string; items: number };
+    const seen = (await manifest('copied', copied.version)).filter((item) => training.has(item.sha256)).length;
+    assert.ok(seen >= own.items - validation.length, `${seen} of the copy's images are training images`);
+    const asDataset = await evalJson(['copied', '--model', 'm-cells'], join(c.dir, 'eval-copied'));
+    assert.deepEqual([asDataset.line.images, asDataset.line.subset, asDataset.line.training_images], [copied.items, 'all', seen]);
+    // The same images as a folder: the same count, the same warning, the same red line.
+    const asFolder = await evalJson([cells, '--model', 'm-cells'], join(c.dir, 'eval-cells-folder'));
+    assert.deepEqual([asFolder.line.subset, asFolder.line.training_images], ['folder', seen]);
+    const warning = `warning: ${seen} of these ${copied.items} images trained model m-cells (the same content as its training images in cells@${own.version}): these scores are not those of unseen images (\`camflow eval cells@${own.version}\` scores its validation images)`;
+    for (const { stderr } of [asDataset, asFolder]) {
+      assert.ok(stderr.split('\n').includes(warning), `a plain warning line, not a log record:\n${stderr}`);
+      assert.doesNotMatch(stderr, /"msg":"[^"]*trained/, 'not as a JSON log record');
+    }
+    for (const { line } of [asDataset, asFolder]) {
+      assert.match(await readFile(String(line.report), 'utf8'), new RegExp(`${seen} of these images trained the model</b>: these scores are not those of unseen images \\(the same content as its training images in cells@${own.version}; <code>camflow eval cells@${own.version}</code> scores its validation images\\)`));
+    }
+
+    // Another version of the model's own dataset: a part of the same cells, checked the same way.
+    const part = join(c.dir, 'cells-part');
+    for (const cls of ['Parasitized', 'Uninfected']) {
+      await mkdir(join(part, cls), { recursive: true });
+      for (const f of (await readdir(join(cells, cls))).slice(0, 4)) await copyFile(join(cells, cls, f), join(part, cls, f));
+    }
+    const v2 = await runCli(c, ['dataset', 'add', 'cells', part, '--json']);
+    assert.equal(v2.code, 0, v2.stderr);
+    const second = JSON.parse(v2.stdout) as { version: string; items: number };
+    assert.notEqual(second.version, own.version);
+    const seenInPart = (await manifest('cells', second.version)).filter((item) => training.has(item.sha256)).length;
+    assert.ok(seenInPart > 0);
+    const otherVersion = await evalJson([`cells@${second.version}`, '--model', 'm-cells'], join(c.dir, 'eval-cells-v2'));
+    assert.deepEqual([otherVersion.line.images, otherVersion.line.subset, otherVersion.line.training_images], [8, 'all', seenInPart]);
+    assert.match(otherVersion.stderr, new RegExp(`^warning: ${seenInPart} of these 8 images trained model m-cells \\(the same content as its training images in cells@${own.version}\\)`, 'm'));
+    // The model's own snapshot still defaults to its validation images, none of them a training image by the split.
+    const onValidation = await evalJson([`cells@${own.version}`, '--model', 'm-cells'], join(c.dir, 'eval-cells-own'));
+    assert.deepEqual([onValidation.line.images, onValidation.line.subset, onValidation.line.training_images], [validation.length, 'validation', 0]);
+    assert.doesNotMatch(onValidation.stderr, /^warning:/m);
+  });
 });

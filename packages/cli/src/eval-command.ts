@@ -53,6 +53,8 @@ export interface EvalOptions {
    */
   batch?: string;
   onProgress?: (done: number, total: number) => void;
+  /** A warning for the user, in words (default: a `warning: …` line on stderr, never on stdout). */
+  onWarning?: (message: string) => void;
   /** Called once the batch is known, before the wait; returns what to call when the wait ends. */
   onBatch?: (batchId: string) => () => void;
 }
@@ -104,16 +106,21 @@ async function labelledSource(ctx: Context, source: string, model: ModelManifest
       name: `${manifest.classNames[item.label]}/${basename(item.name)}`,
       read: () => ctx.store.get(keys.original(item.sha256, item.ext)),
     }));
-  if (validation) return { files, subset: 'validation', trainingImages: 0, of: manifest.items.length };
+  const of = manifest.items.length;
+  if (validation) return { files, subset: 'validation', trainingImages: 0, trainingBy: 'split', of };
   // The model's own snapshot, whole: all but its validation images were training images.
-  return { files, subset: 'all', ...(own ? { trainingImages: model.dataset.trainItems } : {}), of: manifest.items.length };
+  if (own) return { files, subset: 'all', trainingImages: model.dataset.trainItems, trainingBy: 'split', of };
+  // Another snapshot (another name, or another version of the model's own) may hold its training images: by content.
+  const seen = await trainingImagesAmong(ctx, model, manifest.items.map((item) => item.sha256));
+  return { files, subset: 'all', ...(seen !== undefined ? { trainingImages: seen, trainingBy: 'content' as const } : {}), of };
 }
 
 /**
- * How many of a batch's images are, by content, training images of the model (its snapshot's items outside the
- * validation split it recorded); undefined when that cannot be known (no split recorded, the snapshot removed).
+ * How many of these images, by their content hashes (a folder's batch results, another snapshot's items), are training
+ * images of the model (its snapshot's items outside the validation split it recorded); undefined when that cannot be
+ * known (no split recorded, the snapshot removed).
  */
-async function trainingImagesAmong(ctx: Context, model: ModelManifest, results: readonly { status: string; sha256?: string }[]): Promise<number | undefined> {
+async function trainingImagesAmong(ctx: Context, model: ModelManifest, sha256s: readonly (string | undefined)[]): Promise<number | undefined> {
   if (!model.dataset.validation) return undefined;
   const snapshot = await getDatasetManifest(ctx.store, model.dataset.name, model.dataset.version).catch((error: unknown) => {
     if (error instanceof NotFoundError) return undefined;
@@ -122,8 +129,19 @@ async function trainingImagesAmong(ctx: Context, model: ModelManifest, results: 
   if (!snapshot) return undefined;
   const validation = new Set(model.dataset.validation);
   const training = new Set(snapshot.items.filter((_, i) => !validation.has(i)).map((item) => item.sha256));
-  return results.filter((r) => r.sha256 !== undefined && training.has(r.sha256)).length;
+  return sha256s.filter((sha256) => sha256 !== undefined && training.has(sha256)).length;
 }
+
+/** The warning when some of the scored images trained the model, in words; undefined when none did (or unknown). */
+function trainingImagesWarning(subset: Subset, images: number, model: ModelManifest): string | undefined {
+  if (!subset.trainingImages) return undefined;
+  const snapshot = `${model.dataset.name}@${model.dataset.version}`;
+  return subset.trainingBy === 'content'
+    ? `${subset.trainingImages} of these ${images} images trained model ${model.version} (the same content as its training images in ${snapshot}): these scores are not those of unseen images (\`camflow eval ${snapshot}\` scores its validation images)`
+    : `${subset.trainingImages} of these ${images} images trained model ${model.version} (its training images in ${snapshot}): these scores are not those of unseen images (--subset validation scores the others)`;
+}
+
+const warnOnStderr = (message: string) => process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}warning: ${message}\n`);
 
 const BOXES_EXPECTED = 'a JSON file of truth boxes: {"<class>/<file>": [{"x", "y", "width", "height"}, …]} (or that object under "boxes")';
 
@@ -167,7 +185,9 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   if (unknown.length) {
     throw new InvalidParameterError('source', `class folders named as model ${model.version}'s classes (${model.classNames.join(', ')})`, `folder${unknown.length === 1 ? '' : 's'} ${unknown.slice(0, 5).join(', ')} in ${options.source}`);
   }
-  if (subset.trainingImages) ctx.log.warn({ trainingImages: subset.trainingImages, images: files.length, model: version }, 'most of these images trained the model: its scores on them are not those of unseen images (--subset validation scores the rest)');
+  const warn = options.onWarning ?? warnOnStderr;
+  const before = trainingImagesWarning(subset, files.length, model);
+  if (before) warn(before);
   const group = compileGroupPattern(options.groupPattern, '--group-pattern');
   const truth = options.truth ?? 'auto';
   if (!['auto', 'boxes', 'stain', 'none'].includes(truth)) throw new InvalidParameterError('--truth', 'one of auto, boxes, stain, none', truth);
@@ -220,9 +240,10 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   if (given) batchOfSource(options.batch!, results, files.map((f) => f.name), options.source);
   if (subset.subset === 'folder') {
     // A folder may hold the model's own training images (dev cells copied aside): found by content, said plainly.
-    const seen = await trainingImagesAmong(ctx, model, results);
-    if (seen !== undefined) subset.trainingImages = seen;
-    if (seen) ctx.log.warn({ trainingImages: seen, images: results.length, model: version, dataset: `${model.dataset.name}@${model.dataset.version}` }, 'some of these images trained the model (same content as its training images): its scores on them are not those of unseen images');
+    const seen = await trainingImagesAmong(ctx, model, results.map((r) => ('sha256' in r ? r.sha256 : undefined)));
+    if (seen !== undefined) Object.assign(subset, { trainingImages: seen, trainingBy: 'content' });
+    const after = trainingImagesWarning(subset, results.length, model);
+    if (after) warn(after);
   }
   const { positiveClass, ...scores } = evaluateForModel(results, model, { groupPattern: group, ...(boxes ? { boxes } : {}) });
   const ok = results.filter(isCellResult);

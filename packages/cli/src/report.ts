@@ -79,8 +79,10 @@ ${tiles.join('\n')}
 /** Which images of the source are scored, and how many of them the model trained on (when known). */
 export interface Subset {
   subset: 'folder' | 'validation' | 'all';
-  /** Images of the scored set that were the model's training images: known for its own snapshot only. */
+  /** Images of the scored set that were the model's training images; absent when that cannot be known. */
   trainingImages?: number;
+  /** How they were counted: by the split the model recorded for its own snapshot, or by content (a folder, another snapshot). */
+  trainingBy?: 'split' | 'content';
   /** Images in the snapshot (the scored set is a part of it for `validation`). */
   of?: number;
 }
@@ -91,6 +93,7 @@ const pct = (v: number | null | undefined) => (v === null || v === undefined ? '
 export async function writeEvalReport(dir: string, store: ObjectStore, model: ModelManifest, ok: OkResult[], report: EvaluationReport, positiveClass: string, group: RegExp, subset: Subset, worst = 24): Promise<string> {
   await mkdir(join(dir, 'overlays'), { recursive: true });
   const c = report.classification;
+  const snapshot = `${model.dataset.name}@${model.dataset.version}`;
   const errors = ok.filter((r) => r.name.split('/')[0] !== r.predicted.label).sort((a, b) => b.predicted.probability - a.predicted.probability).slice(0, worst);
   const doubtful = new Set(report.stainPointing?.noStainNames ?? []);
   const tiles: string[] = [];
@@ -121,7 +124,7 @@ export async function writeEvalReport(dir: string, store: ObjectStore, model: Mo
 <style>body{font:14px system-ui,sans-serif;margin:24px;background:#fafafa}figure{display:inline-block;margin:6px;text-align:center;width:150px}figcaption{font-size:11px;word-break:break-all}table.m td,table.m th{border:1px solid #ccc;padding:2px 8px}</style>
 <h1>camflow evaluation</h1>
 <p>Model <b>${esc(model.version)}</b> (${esc(model.preset)}, ${model.inputSize}², trained on ${esc(model.dataset.name)}@${esc(model.dataset.version)}). ${c.images} labelled images scored, ${report.skipped.length} skipped.</p>
-${subset.subset === 'validation' ? `<p>The model's validation images of its own snapshot (${c.images + report.skipped.length} of ${subset.of}): it never trained on them.</p>` : ''}${subset.trainingImages ? `<p style="color:#b00"><b>${subset.trainingImages} of these images trained the model</b>: these scores are not those of unseen images (${subset.subset === 'folder' ? `the same content as its training images in ${esc(`${model.dataset.name}@${model.dataset.version}`)}; <code>camflow eval ${esc(model.dataset.name)}</code> scores its validation images` : '<code>--subset validation</code> scores the others'}).</p>` : ''}
+${subset.subset === 'validation' ? `<p>The model's validation images of its own snapshot (${c.images + report.skipped.length} of ${subset.of}): it never trained on them.</p>` : ''}${subset.trainingImages ? `<p style="color:#b00"><b>${subset.trainingImages} of these images trained the model</b>: these scores are not those of unseen images (${subset.trainingBy === 'content' ? `the same content as its training images in ${esc(snapshot)}; <code>camflow eval ${esc(snapshot)}</code> scores its validation images` : '<code>--subset validation</code> scores the others'}).</p>` : ''}
 <h2>Classification (positive class: ${esc(positiveClass)})</h2>
 <table class="m"><tr><th></th><th>argmax</th>${c.screening ? `<th>screening (P ≥ ${c.screening.threshold.toFixed(3)})</th>` : ''}</tr>
 <tr><td>accuracy</td><td>${pct(c.accuracy)}</td>${c.screening ? `<td>${pct(c.screening.accuracy)}</td>` : ''}</tr>
