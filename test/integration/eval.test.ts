@@ -329,4 +329,17 @@ describe('eval on one cluster: what it claims, what it shows, what it says', () 
     assert.deepEqual([onValidation.line.images, onValidation.line.subset, onValidation.line.training_images], [validation.length, 'validation', 0]);
     assert.doesNotMatch(onValidation.stderr, /^warning:/m);
   });
+
+  test('a folder without positive images has no pointing score: null in the line, "—" with the reason in the report, and no table of labels to doubt', async () => {
+    const out = join(c.dir, 'eval-negatives');
+    const { line } = await evalJson([negatives], out);
+    assert.deepEqual([line.positiveClass, line.stain_images, line.no_stain_images], ['Parasitized', 0, 0]);
+    assert.deepEqual([line.pointing_stain, line.pointing_chance], [null, null], 'no image to point at: not a pointing score of 0');
+    const html = await readFile(join(out, 'index.html'), 'utf8');
+    assert.match(html, /<td>pointing \(CAM peak on the stain\)<\/td><td>— \(no Parasitized images with stain\)<\/td>/);
+    assert.match(html, /<td>chance \(a random point in the cell\)<\/td><td>— \(no Parasitized images with stain\)<\/td>/);
+    // No label lacks stain: nothing to leave out, so no "without them" table repeating the scores.
+    assert.doesNotMatch(html, /Without them/);
+    assert.match(html, /<h2>Labels the pixels do not support<\/h2><p>None: no Parasitized image here lacks parasite stain/);
+  });
 });

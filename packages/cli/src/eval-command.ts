@@ -251,6 +251,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   const report: EvaluationReport = stain ? withStainAudit(scores, results, model, stain, { groupPattern: group }) : scores;
   const html = await writeEvalReport(options.out, ctx.store, model, ok, report, positiveClass, group, subset);
   const c = report.classification;
+  const sp = report.stainPointing;
   // Null stays null: a folder of one class has no specificity (or recall) and no ROC AUC.
   const round = <T extends number | null>(v: T): T => (v === null ? v : (Math.round(v * 10_000) / 10_000) as T);
   const line = {
@@ -271,7 +272,8 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
       ...(c.screening ? { screen_threshold: round(c.screening.threshold), screen_recall: round(c.screening.recall), screen_specificity: round(c.screening.specificity) } : {}),
       ...(c.groups ? { groups: Object.keys(c.groups).length } : {}),
       ...(report.localization ? { pointing: round(report.localization.pointing), loc_iou50: round(report.localization.locIou50), max_box_acc_v2: round(report.localization.maxBoxAccV2), localized_images: report.localization.images } : {}),
-      ...(report.stainPointing ? { pointing_stain: round(report.stainPointing.pointing), pointing_chance: round(report.stainPointing.chance), stain_images: report.stainPointing.images, no_stain_images: report.stainPointing.noStain } : {}),
+      // No positive image with stain (a folder of negatives): nothing was pointed at — no score, not a score of 0.
+      ...(sp ? { pointing_stain: sp.images ? round(sp.pointing) : null, pointing_chance: sp.images ? round(sp.chance) : null, stain_images: sp.images, no_stain_images: sp.noStain } : {}),
       ...(report.stainSupported
         ? {
             accuracy_stain_supported: round(report.stainSupported.accuracy),

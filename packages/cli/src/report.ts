@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ROC_SPECIFICITY, esc, groupOf, isCellResult, type Box, type EvaluationReport, type ModelManifest, type ObjectStore, type OkResult } from '@camflow/common/core';
+import { ROC_SPECIFICITY, esc, groupOf, isCellResult, type Box, type EvaluationReport, type ModelManifest, type ObjectStore, type OkResult, type StainPointing } from '@camflow/common/core';
 import type { ImageResult } from '@camflow/cam-worker';
 import type { LocalizationReport } from './evaluate.js';
 
@@ -89,6 +89,21 @@ export interface Subset {
 
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '—' : `${(v * 100).toFixed(1)} %`);
 
+/** Pointing against the stain; "—" with the reason when no positive image showed stain (nothing was pointed at). */
+function stainPointingSection(sp: StainPointing, positiveClass: string): string {
+  const cls = esc(positiveClass);
+  const score = (v: number) => (sp.images ? pct(v) : `— (no ${cls} images with stain)`);
+  return `<h2>Localization against the parasite stain (${sp.images} ${cls} images)</h2><p>Truth: the dark purple chromatin found in each cell's pixels (${sp.noStain} ${cls} images showed none and are left out). A hit: the served CAM peak within 15/224 of the image's longer side of a stain pixel (the pointing game's tolerance).</p><table class="m"><tr><td>pointing (CAM peak on the stain)</td><td>${score(sp.pointing)}</td></tr><tr><td>chance (a random point in the cell)</td><td>${score(sp.chance)}</td></tr></table>`;
+}
+
+/** The label audit: the positive images whose pixels show no stain, and the scores without them — when there are any. */
+function labelAuditSection(sp: StainPointing, supported: NonNullable<EvaluationReport['stainSupported']>, positiveClass: string): string {
+  const cls = esc(positiveClass);
+  const head = '<h2>Labels the pixels do not support</h2>';
+  if (sp.noStain === 0) return `${head}<p>None: no ${cls} image here lacks parasite stain in its pixels${sp.images ? '' : ` (there is no ${cls} image)`}.</p>`;
+  return `${head}<p>${sp.noStain} ${cls} images show no parasite stain in their pixels (no dark purple chromatin found: an uninfected-looking cell under an infected label, or a parasite too faint for the stain finder). Without them:</p><table class="m"><tr><td>images</td><td>${supported.images}</td></tr><tr><td>accuracy</td><td>${pct(supported.accuracy)}</td></tr><tr><td>recall</td><td>${pct(supported.recall)}</td></tr><tr><td>specificity</td><td>${pct(supported.specificity)}</td></tr></table><details><summary>the ${sp.noStain} images</summary><ul>${sp.noStainNames.slice(0, 500).map((n) => `<li>${esc(n)}</li>`).join('')}</ul></details>`;
+}
+
 /** The HTML report: scores, confusion matrix, per-patient table, and the most confident errors with their overlays. */
 export async function writeEvalReport(dir: string, store: ObjectStore, model: ModelManifest, ok: OkResult[], report: EvaluationReport, positiveClass: string, group: RegExp, subset: Subset, worst = 24): Promise<string> {
   await mkdir(join(dir, 'overlays'), { recursive: true });
@@ -137,8 +152,8 @@ ${c.recallAtSpecificity ? `<tr><td>recall at specificity ≥ ${pct(ROC_SPECIFICI
 <h3>Confusion matrix (argmax)</h3>${matrix}
 ${groups}
 ${loc ? `<h2>Localization (${loc.images} ${esc(positiveClass)} images with truth boxes)</h2><table class="m"><tr><td>pointing (served CAM peak in a truth box)</td><td>${pct(loc.pointing)}</td></tr><tr><td>served box IoU ≥ 0.5</td><td>${pct(loc.locIou50)}</td></tr><tr><td>MaxBoxAccV2, threshold chosen on the other half</td><td>${loc.maxBoxAccV2.toFixed(4)}</td></tr><tr><td>MaxBoxAccV2, in-sample threshold (optimistic)</td><td>${loc.maxBoxAccV2InSample.toFixed(4)}</td></tr></table>` : ''}
-${report.stainPointing ? `<h2>Localization against the parasite stain (${report.stainPointing.images} ${esc(positiveClass)} images)</h2><p>Truth: the dark purple chromatin found in each cell's pixels (${report.stainPointing.noStain} ${esc(positiveClass)} images showed none and are left out). A hit: the served CAM peak within 15/224 of the image's longer side of a stain pixel (the pointing game's tolerance).</p><table class="m"><tr><td>pointing (CAM peak on the stain)</td><td>${pct(report.stainPointing.pointing)}</td></tr><tr><td>chance (a random point in the cell)</td><td>${pct(report.stainPointing.chance)}</td></tr></table>` : ''}
-${report.stainSupported && report.stainPointing ? `<h2>Labels the pixels do not support</h2><p>${report.stainPointing.noStain} ${esc(positiveClass)} images show no parasite stain in their pixels (no dark purple chromatin found: an uninfected-looking cell under an infected label, or a parasite too faint for the stain finder). Without them:</p><table class="m"><tr><td>images</td><td>${report.stainSupported.images}</td></tr><tr><td>accuracy</td><td>${pct(report.stainSupported.accuracy)}</td></tr><tr><td>recall</td><td>${pct(report.stainSupported.recall)}</td></tr><tr><td>specificity</td><td>${pct(report.stainSupported.specificity)}</td></tr></table>${report.stainPointing.noStain ? `<details><summary>the ${report.stainPointing.noStain} images</summary><ul>${report.stainPointing.noStainNames.slice(0, 500).map((n) => `<li>${esc(n)}</li>`).join('')}</ul></details>` : ''}` : ''}
+${report.stainPointing ? stainPointingSection(report.stainPointing, positiveClass) : ''}
+${report.stainSupported && report.stainPointing ? labelAuditSection(report.stainPointing, report.stainSupported, positiveClass) : ''}
 <h2>Most confident errors</h2>${tiles.join('\n') || '<p>none</p>'}
 ${report.skipped.length ? `<h2>Skipped</h2><ul>${report.skipped.slice(0, 200).map((s) => `<li>${esc(s.name)}: ${esc(s.why)}</li>`).join('')}</ul>` : ''}
 `;
