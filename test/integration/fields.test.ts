@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import sharp from 'sharp';
 import { createRng, encodePng, manifestLineSchema, parseJsonLines, fieldDocumentSchema, generateCell, generateField, iou, isCellResult, keys, scoreDetections, smallFieldWarning, type FieldResult } from '@camflow/common';
 import { readResults } from '../../packages/cli/src/wait.ts';
-import { buildApi } from '@camflow/ingest';
+import { batchStatus, buildApi, submitBatch } from '@camflow/ingest';
 import { connectProducer } from '@camflow/common';
 import { publishUntrained, runCli, startCluster, type Cluster } from '../helpers/cluster.ts';
 import { launchChromium } from '../helpers/browser.ts';
@@ -242,6 +242,23 @@ test("a field's cells go over the worker pool as `field-cells` jobs of the cam q
   for (const j of parts) assert.match(j.parentKey ?? '', /:cam:.*-c0$/);
   assert.deepEqual(await c.ctx.store.list(`batches/${batchId}/fields/`), [], 'plans, part inputs and part results removed');
   assert.deepEqual(await c.ctx.store.list(`batches/${batchId}/pending/`), [], 'the chunk\'s kept cell lines removed');
+});
+
+test("while a field's cells are out, `status` counts their groups: a whole-slide scan is one image for minutes, its groups move", async () => {
+  const folder = join(c.dir, 'one-field');
+  await mkdir(folder, { recursive: true });
+  await writeFile(join(folder, 'field.png'), await encodePng(field.rgb, field.width, field.height));
+  const info = await submitBatch({ store: c.ctx.store, flow: c.ctx.flow, redis: c.ctx.redis, prefix: c.ctx.config.QUEUE_PREFIX, source: folder, options: { outputs: ['json'] } });
+  const seen: { done: number; total: number }[] = [];
+  for (let status = await batchStatus(c.ctx.store, c.ctx.queues.batch, info.batchId, c.ctx.queues); status.state === 'running'; status = await batchStatus(c.ctx.store, c.ctx.queues.batch, info.batchId, c.ctx.queues)) {
+    if (status.fieldParts) seen.push(status.fieldParts);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const doc = fieldDocumentSchema.parse(await c.ctx.store.getJson(((await readResults(c.ctx.store, info.batchId))[0] as FieldResult).outputs.field));
+  const groups = Math.ceil(doc.cells.length / 8);
+  assert.ok(seen.length > 0, 'the groups were seen while the field ran');
+  assert.ok(seen.every((p) => p.total === groups && p.done <= p.total), `${groups} groups of 8 cells: ${JSON.stringify(seen)}`);
+  assert.ok(seen.some((p) => p.done < p.total), JSON.stringify(seen));
 });
 
 test('the viewer, in a real browser: sign in with the token, the batch list and page, and the field over Deep Zoom with its cells, parasite boxes and heatmap', async () => {

@@ -1,5 +1,5 @@
 import { Job, type Queue } from 'bullmq';
-import { CamflowError, batchCancelSchema, batchInfoSchema, batchSummarySchema, connectedWorkers, finalizeJobId, keys, listingPageJobId, noWorkerText, parseWith, publicReason, queueNames, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common/core';
+import { CamflowError, batchCancelSchema, chunkJobId, batchInfoSchema, batchSummarySchema, connectedWorkers, finalizeJobId, keys, listingPageJobId, noWorkerText, parseWith, publicReason, queueNames, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common/core';
 
 /**
  * - `running`: its jobs are queued or running.
@@ -32,6 +32,11 @@ export interface BatchStatus {
   waiting?: string;
   /** An S3-prefix batch whose current listing page failed and will be tried again: which attempt, and why. */
   listingRetry?: string;
+  /**
+   * Smear fields under way (when asked for: `serving`): the groups of cells (`FIELD_CELLS_PER_JOB` each) their chunks
+   * sent over the pool, and how many are done — a whole-slide scan is one image for minutes, its groups move.
+   */
+  fieldParts?: { done: number; total: number };
 }
 
 /**
@@ -93,7 +98,9 @@ export async function batchStatus(store: ObjectStore, batchQueue: Queue, batchId
     return { batchId, state: 'failed', ...cancelled, info, chunks: { total: info.chunks, done }, images, reason: `finalization failed after ${final.attemptsMade} attempts: ${publicReason(new Error(final.failedReason))}; ${repair}` };
   }
   const running: BatchStatus = { batchId, state: 'running', ...cancelled, info, chunks: { total: info.chunks, done }, images };
-  return serving ? withWorkers(running, batchQueue, serving) : running;
+  if (!serving) return running;
+  const fieldParts = left <= EXACT_PENDING_LIMIT ? await fieldPartsOf(serving.cam, batchId, unprocessed) : undefined;
+  return withWorkers(fieldParts ? { ...running, fieldParts } : running, batchQueue, serving);
 }
 
 /** A running batch's workers, and what it waits for when a queue it needs has none. */
@@ -116,6 +123,24 @@ async function withWorkers(status: BatchStatus, batchQueue: Queue, serving: Serv
   // Nothing moves: a rate since submission would promise a time it cannot keep.
   const images = status.images ? { total: status.images.total, done: status.images.done } : undefined;
   return { ...status, ...(images ? { images } : {}), workers, waiting };
+}
+
+/** Pending chunks whose field parts `batchStatus` counts (the first ones: chunks run in order, fields are the slow ones). */
+const FIELD_PART_CHUNKS = 16;
+
+/** The field parts (children of pending chunk jobs) out and done; undefined when no pending chunk has any. */
+async function fieldPartsOf(cam: Queue, batchId: string, pending: number[]): Promise<BatchStatus['fieldParts']> {
+  let done = 0;
+  let total = 0;
+  for (const c of pending.slice(0, FIELD_PART_CHUNKS)) {
+    const job = await Job.fromId(cam, chunkJobId(batchId, c));
+    if (!job) continue;
+    const n = await job.getDependenciesCount({ processed: true, unprocessed: true, ignored: true, failed: true });
+    const finished = (n.processed ?? 0) + (n.ignored ?? 0) + (n.failed ?? 0);
+    done += finished;
+    total += finished + (n.unprocessed ?? 0);
+  }
+  return total > 0 ? { done, total } : undefined;
 }
 
 /** Pending chunks whose ids `batchStatus` reads for an exact image count; more are estimated. */

@@ -13,7 +13,8 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
     const im = status.images;
     // `images` counts what the workers take; entries refused at submission already have their lines, said beside.
     const refused = status.info?.rejected ? ` + ${status.info.rejected} refused at submission` : '';
-    const progress = im ? `images ${im.done}/${im.total}${im.perSecond !== undefined && im.etaSeconds !== undefined && status.state === 'running' ? ` (${im.perSecond}/s, about ${formatDuration(im.etaSeconds)} left)` : ''}${refused}, ` : '';
+    const parts = status.fieldParts ? `, field cells in groups ${status.fieldParts.done}/${status.fieldParts.total}` : '';
+    const progress = im ? `images ${im.done}/${im.total}${im.perSecond !== undefined && im.etaSeconds !== undefined && status.state === 'running' ? ` (${im.perSecond}/s, about ${formatDuration(im.etaSeconds)} left)` : ''}${refused}${parts}, ` : '';
     const listing = status.info?.listing;
     const listed = listing ? `listing ${listing.state === 'listing' ? `under way (${counted(listing.pages, 'page')} so far)` : `${listing.state} (${counted(listing.pages, 'page')})`}${listing.reason ? `: ${listing.reason}` : ''}, ` : '';
     print(v.json, status, `${status.batchId}: ${status.state}${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}, ${listed}${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.listingRetry ? `\n${status.listingRetry}` : ''}${status.waiting ? `\n${status.waiting}` : ''}${status.summary ? `\n${summaryText(status.summary)}` : ''}`);
