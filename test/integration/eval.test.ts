@@ -215,7 +215,7 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
     await copyFile(join(c.dir, 'labelled', 'Uninfected', 'S0_cell_000000.png'), join(c.dir, 'lower', 'Uninfected', 'b.png'));
     const wrongClasses = await runCli(c, ['eval', join(c.dir, 'lower')]);
     assert.equal(wrongClasses.code, 2, wrongClasses.stdout);
-    assert.match(wrongClasses.stderr, /class folders named as model m-untrained's classes \(Parasitized, Uninfected\) for source but received "folder parasitized in /);
+    assert.match(wrongClasses.stderr, /class folders named as model m-untrained's classes \(Parasitized, Uninfected\) for source but received "folder parasitized \(class names are case-sensitive: Parasitized\) in /);
     // A --boxes file that is missing or not boxes: refused naming the flag, the file and what is wrong.
     const noBoxes = await runCli(c, ['eval', join(c.dir, 'labelled'), '--boxes', join(c.dir, 'no-such-boxes.json')]);
     assert.equal(noBoxes.code, 2, noBoxes.stderr);
@@ -341,5 +341,32 @@ describe('eval on one cluster: what it claims, what it shows, what it says', () 
     // No label lacks stain: nothing to leave out, so no "without them" table repeating the scores.
     assert.doesNotMatch(html, /Without them/);
     assert.match(html, /<h2>Labels the pixels do not support<\/h2><p>None: no Parasitized image here lacks parasite stain/);
+  });
+
+  test('mistakes are named with the way out: the nearest class for a misspelled class folder, case-sensitivity for a case slip, `camflow models` for an unknown model', async () => {
+    const wrong = join(c.dir, 'misspelled');
+    for (const [from, to] of [['Parasitized', 'Parasitised'], ['Uninfected', 'uninfected']] as const) {
+      await mkdir(join(wrong, to), { recursive: true });
+      const first = (await readdir(join(cells, from)))[0]!;
+      await copyFile(join(cells, from, first), join(wrong, to, first));
+    }
+    const misspelled = await runCli(c, ['eval', wrong]);
+    assert.equal(misspelled.code, 2, misspelled.stderr);
+    const expected = `Expected class folders named as model m-untrained's classes (Parasitized, Uninfected) for source but received "folders Parasitised (did you mean Parasitized?), uninfected (class names are case-sensitive: Uninfected) in ${wrong}"`;
+    assert.ok(misspelled.stderr.split('\n').includes(expected), misspelled.stderr);
+    // A folder named like no class gets no guess.
+    const unlike = join(c.dir, 'unlike');
+    await mkdir(join(unlike, 'Parasitized'), { recursive: true });
+    await mkdir(join(unlike, 'cells'), { recursive: true });
+    const one = (await readdir(join(cells, 'Parasitized')))[0]!;
+    await copyFile(join(cells, 'Parasitized', one), join(unlike, 'Parasitized', one));
+    await copyFile(join(cells, 'Parasitized', one), join(unlike, 'cells', one));
+    const noGuess = await runCli(c, ['eval', unlike]);
+    assert.equal(noGuess.code, 2, noGuess.stderr);
+    assert.ok(noGuess.stderr.includes(`but received "folder cells in ${unlike}"`), noGuess.stderr);
+
+    const noModel = await runCli(c, ['eval', cells, '--model', 'nosuch']);
+    assert.equal(noModel.code, 1, noModel.stderr);
+    assert.match(noModel.stderr, /^model version not found: nosuch \(`camflow models` lists them\)$/m);
   });
 });

@@ -20,6 +20,7 @@ import {
   NotFoundError,
   manifestLineSchema,
   parseJsonLines,
+  suggest,
 } from '@camflow/common/core';
 import { batchStatus, listFolder, submitBatch, noModelError, type SourceFile } from '@camflow/ingest';
 import type { Context } from './context.js';
@@ -143,6 +144,13 @@ function trainingImagesWarning(subset: Subset, images: number, model: ModelManif
 
 const warnOnStderr = (message: string) => process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}warning: ${message}\n`);
 
+/** What a class folder the model does not know may have meant: the nearest class, or the case slip said as such. */
+function classHint(folder: string, classNames: readonly string[]): string {
+  const near = suggest(folder, classNames);
+  if (!near) return '';
+  return near.toLowerCase() === folder.toLowerCase() ? ` (class names are case-sensitive: ${near})` : ` (did you mean ${near}?)`;
+}
+
 const BOXES_EXPECTED = 'a JSON file of truth boxes: {"<class>/<file>": [{"x", "y", "width", "height"}, …]} (or that object under "boxes")';
 
 /** The truth boxes of `--boxes`: a missing, unreadable or malformed file is refused naming it, before anything is submitted. */
@@ -173,7 +181,9 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   if (given && given.state === 'unknown') throw new NotFoundError('batch', options.batch!);
   const version = options.model ?? given?.info?.modelVersion ?? (await getProduction(ctx.store))?.version;
   if (!version) throw await noModelError(ctx.store);
-  const model = await getModelManifest(ctx.store, version);
+  const model = await getModelManifest(ctx.store, version).catch((error: unknown) => {
+    throw error instanceof NotFoundError ? new NotFoundError('model version', `${version} (\`camflow models\` lists them)`) : error;
+  });
   const want = options.subset ?? 'auto';
   if (!['auto', 'validation', 'all'].includes(want)) throw new InvalidParameterError('--subset', 'one of auto, validation, all', want);
   const { files, folder, ...subset } = await labelledSource(ctx, options.source, model, want);
@@ -183,7 +193,8 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   // Every folder: one the model does not know would be submitted, then skipped when scored.
   const unknown = folders.filter((f) => !model.classNames.includes(f));
   if (unknown.length) {
-    throw new InvalidParameterError('source', `class folders named as model ${model.version}'s classes (${model.classNames.join(', ')})`, `folder${unknown.length === 1 ? '' : 's'} ${unknown.slice(0, 5).join(', ')} in ${options.source}`);
+    const named = unknown.slice(0, 5).map((f) => `${f}${classHint(f, model.classNames)}`);
+    throw new InvalidParameterError('source', `class folders named as model ${model.version}'s classes (${model.classNames.join(', ')})`, `folder${unknown.length === 1 ? '' : 's'} ${named.join(', ')} in ${options.source}`);
   }
   const warn = options.onWarning ?? warnOnStderr;
   const before = trainingImagesWarning(subset, files.length, model);
