@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 
 /** A TCP port free right now (the worker binds it a moment later). */
 const freePort = () => new Promise<number>((resolve) => { const srv = createServer().listen(0, '127.0.0.1', () => { const { port } = srv.address() as { port: number }; srv.close(() => resolve(port)); }); });
-import { buildModel, connectProducer, isCellResult, writeSyntheticDataset } from '@camflow/common';
+import { blend, buildModel, connectProducer, decodeRgb, isCellResult, writeSyntheticDataset } from '@camflow/common';
 import { buildApi } from '@camflow/ingest';
 import { readResults } from '../../packages/cli/src/wait.ts';
 import { publishAsIs, publishUntrained, runCli, startCluster, type Cluster } from '../helpers/cluster.ts';
@@ -341,6 +341,67 @@ describe('eval on one cluster: what it claims, what it shows, what it says', () 
     // No label lacks stain: nothing to leave out, so no "without them" table repeating the scores.
     assert.doesNotMatch(html, /Without them/);
     assert.match(html, /<h2>Labels the pixels do not support<\/h2><p>None: no Parasitized image here lacks parasite stain/);
+  });
+
+  test("the error gallery shows each error's positive-class CAM and says so, with a legend, the box inside the image, and class names never broken mid-word", async () => {
+    const out = join(c.dir, 'eval-gallery');
+    const { line } = await evalJson([cells, '--truth', 'none'], out);
+    const html = await readFile(join(out, 'index.html'), 'utf8');
+    const results = (await readResults(c.ctx.store, String(line.batchId))).filter(isCellResult);
+    const byId = new Map(results.map((r) => [r.imageId, r]));
+    const tiles = [...html.matchAll(/<figure>(.*?)<\/figure>/g)].map((m) => m[1]!);
+    const errors = results.filter((r) => r.name.split('/')[0] !== r.predicted.label);
+    assert.equal(tiles.length, errors.length, 'every error shown (fewer than 24)');
+    const misses = errors.filter((r) => r.name.startsWith('Parasitized/'));
+    assert.ok(misses.length > 0, `the untrained model misses parasitized cells: ${JSON.stringify(results.map((r) => [r.name, r.predicted.label]))}`);
+    // Each tile: the file name (which may wrap anywhere), the truth → the prediction, and whose CAM the overlay is.
+    for (const tile of tiles) {
+      const id = /(?:href|src)="overlays\/([^"]+)\.png"/.exec(tile)?.[1];
+      const r = byId.get(id ?? '');
+      assert.ok(r, tile);
+      assert.ok(tile.includes(`<span class="id">${r.name}</span>`), tile);
+      assert.ok(tile.includes(`truth ${r.name.split('/')[0]} → <b>${r.predicted.label}</b>`), tile);
+      assert.ok(tile.includes('CAM of Parasitized'), tile);
+      // The served box of that CAM, drawn inside the image (a box of the whole cell is not lost on its border).
+      const box = r.cams.find((cam) => cam.class === 'Parasitized')!.box;
+      const rect = /<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"/.exec(tile);
+      assert.equal(!!rect, !!box, tile);
+      if (rect && box) {
+        const [x, y, w, h] = rect.slice(1).map(Number) as [number, number, number, number];
+        assert.ok(x > box.x && y > box.y && x + w < box.x + box.width && y + h < box.y + box.height, `${tile} inside ${JSON.stringify(box)}`);
+        assert.ok(x > 0 && y > 0 && x + w < r.width && y + h < r.height, tile);
+      }
+    }
+    // A missed parasite's overlay is the positive class's CAM as the worker maps it for `--target Parasitized`, over
+    // the cell at alpha 0.3 — not the predicted class's (a cold spot where the parasite is).
+    const miss = misses[0]!;
+    const alone = join(c.dir, 'the-miss');
+    await mkdir(alone, { recursive: true });
+    await copyFile(join(cells, miss.name), join(alone, 'miss.png'));
+    const submitted = await runCli(c, ['submit', alone, '--target', 'Parasitized', '--outputs', 'heatmap', '--wait', '--json']);
+    assert.equal(submitted.code, 0, submitted.stderr);
+    const [byWorker] = await readResults(c.ctx.store, JSON.parse(submitted.stdout.trim().split('\n').pop()!).batchId);
+    assert.ok(byWorker && isCellResult(byWorker) && byWorker.outputs.heatmap);
+    const original = await decodeRgb(await readFile(join(cells, miss.name)));
+    const heat = await decodeRgb(await c.ctx.store.get(byWorker.outputs.heatmap));
+    const expected = blend(original.data, heat.data, 0.3);
+    const shown = await decodeRgb(await readFile(join(out, 'overlays', `${miss.imageId}.png`)));
+    assert.deepEqual([shown.width, shown.height], [original.width, original.height]);
+    let worst = 0;
+    for (let i = 0; i < expected.length; i++) worst = Math.max(worst, Math.abs(expected[i]! - shown.data[i]!));
+    // (The stored CAM is rounded to 1e-5: a pixel may fall one step of the 256-colour map apart.)
+    assert.ok(worst <= 2, `largest difference from the positive class's overlay: ${worst}`);
+    const predictedOverlay = await decodeRgb(await c.ctx.store.get(miss.outputs.overlay!));
+    assert.notDeepEqual(shown.data, predictedOverlay.data, "not the worker's overlay of the predicted class");
+    // A legend: the colour map's ends, the box, and what a box along the whole cell means.
+    const legend = /<div class="legend">(.*?)<\/div>/.exec(html)?.[1] ?? '';
+    assert.match(legend, /^Overlays: the CAM of Parasitized \(where the model sees Parasitized — on a missed one, where it would have\)/);
+    assert.match(legend, /low <span class="bar" style="background:linear-gradient\(to right, #00007f, .*, #7f0000\)"><\/span> high/);
+    assert.match(legend, /White box: the served box, the largest region above 20 % of that CAM's maximum, .*; a box along the image's edge covers the whole cell/);
+    // Captions break between words; only a file name may break anywhere.
+    assert.doesNotMatch(html, /break-all/);
+    assert.match(html, /\.id\{overflow-wrap:anywhere\}/);
+    assert.doesNotMatch(/figcaption\{[^}]*\}/.exec(html)![0], /overflow-wrap|word-break/);
   });
 
   test('mistakes are named with the way out: the nearest class for a misspelled class folder, case-sensitivity for a case slip, `camflow models` for an unknown model', async () => {

@@ -20,6 +20,8 @@ import {
   NotFoundError,
   manifestLineSchema,
   parseJsonLines,
+  parseWith,
+  batchInfoSchema,
   suggest,
 } from '@camflow/common/core';
 import { batchStatus, listFolder, submitBatch, noModelError, type SourceFile } from '@camflow/ingest';
@@ -260,7 +262,10 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   const ok = results.filter(isCellResult);
   const stain = !boxes && (truth === 'auto' || truth === 'stain') ? await stainPointingForBatch(ctx.store, batch.batchId, ok, positiveClass) : undefined;
   const report: EvaluationReport = stain ? withStainAudit(scores, results, model, stain, { groupPattern: group }) : scores;
-  const html = await writeEvalReport(options.out, ctx.store, model, ok, report, positiveClass, group, subset);
+  // The options the batch's images were localized with (a --batch's may differ from eval's own): the report's
+  // overlays are drawn with them.
+  const { options: camOptions } = parseWith(batchInfoSchema, await ctx.store.getJson(keys.batchInfo(batch.batchId)), 'batch info');
+  const html = await writeEvalReport(options.out, { store: ctx.store, model, batchId: batch.batchId, options: camOptions, ok, report, positiveClass, group, subset });
   const c = report.classification;
   const sp = report.stainPointing;
   // Null stays null: a folder of one class has no specificity (or recall) and no ROC AUC.

@@ -1,6 +1,28 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { ROC_SPECIFICITY, esc, groupOf, isCellResult, type Box, type EvaluationReport, type ModelManifest, type ObjectStore, type OkResult, type StainPointing } from '@camflow/common/core';
+import {
+  ROC_SPECIFICITY,
+  blend,
+  camAtSize,
+  cellForeground,
+  encodePng,
+  esc,
+  groupOf,
+  heatmapRgb,
+  isCellResult,
+  isRefused,
+  keys,
+  manifestLineSchema,
+  parseJsonLines,
+  preprocess,
+  type Box,
+  type CamOptions,
+  type EvaluationReport,
+  type ModelManifest,
+  type ObjectStore,
+  type OkResult,
+  type StainPointing,
+} from '@camflow/common/core';
 import type { ImageResult } from '@camflow/cam-worker';
 import type { LocalizationReport } from './evaluate.js';
 
@@ -104,20 +126,86 @@ function labelAuditSection(sp: StainPointing, supported: NonNullable<EvaluationR
   return `${head}<p>${sp.noStain} ${cls} images show no parasite stain in their pixels (no dark purple chromatin found: an uninfected-looking cell under an infected label, or a parasite too faint for the stain finder). Without them:</p><table class="m"><tr><td>images</td><td>${supported.images}</td></tr><tr><td>accuracy</td><td>${pct(supported.accuracy)}</td></tr><tr><td>recall</td><td>${pct(supported.recall)}</td></tr><tr><td>specificity</td><td>${pct(supported.specificity)}</td></tr></table><details><summary>the ${sp.noStain} images</summary><ul>${sp.noStainNames.slice(0, 500).map((n) => `<li>${esc(n)}</li>`).join('')}</ul></details>`;
 }
 
-/** The HTML report: scores, confusion matrix, per-patient table, and the most confident errors with their overlays. */
-export async function writeEvalReport(dir: string, store: ObjectStore, model: ModelManifest, ok: OkResult[], report: EvaluationReport, positiveClass: string, group: RegExp, subset: Subset, worst = 24): Promise<string> {
-  await mkdir(join(dir, 'overlays'), { recursive: true });
-  const c = report.classification;
-  const snapshot = `${model.dataset.name}@${model.dataset.version}`;
-  const errors = ok.filter((r) => r.name.split('/')[0] !== r.predicted.label).sort((a, b) => b.predicted.probability - a.predicted.probability).slice(0, worst);
+/** What the eval report is drawn from. */
+export interface EvalReportInput {
+  store: ObjectStore;
+  model: ModelManifest;
+  /** The scored batch, and the options its images were localized with (the overlays are drawn with the same). */
+  batchId: string;
+  options: CamOptions;
+  ok: OkResult[];
+  report: EvaluationReport;
+  positiveClass: string;
+  group: RegExp;
+  subset: Subset;
+}
+
+/** The stored original's extension of each image of a batch (its manifest). */
+async function originalExtensions(store: ObjectStore, batchId: string): Promise<Map<string, string>> {
+  const key = keys.batchManifest(batchId);
+  const ext = new Map<string, string>();
+  for (const line of parseJsonLines((await store.get(key)).toString('utf8'), manifestLineSchema, key)) if (!isRefused(line)) ext.set(line.imageId, line.ext);
+  return ext;
+}
+
+/** One class's CAM over the cell as the worker draws it (restricted to the cell, min-max normalised, jet, alpha); no box. */
+async function camOverlay(store: ObjectStore, r: OkResult, ext: string, cam: OkResult['cams'][number], inputSize: number, options: CamOptions): Promise<Buffer> {
+  const { input, original, width, height } = await preprocess(await store.get(keys.original(r.sha256, ext)), inputSize);
+  const foreground = options.restrictToCell ? cellForeground(input, inputSize, width, height) : undefined;
+  const { map } = camAtSize(Float32Array.from(cam.featureCam), r.featureSize.height, r.featureSize.width, height, width, foreground);
+  return encodePng(blend(original!.data, heatmapRgb(map), options.alpha), width, height);
+}
+
+const JET_GRADIENT = 'linear-gradient(to right, #00007f, #0000ff 12.5%, #00ffff 37.5%, #ffff00 62.5%, #ff0000 87.5%, #7f0000)';
+const round2 = (v: number) => Math.round(v * 100) / 100;
+
+/**
+ * The most confident errors, each shown with the positive class's CAM: on a missed parasite, where the model would
+ * have seen it (the predicted class's CAM there is a cold spot that says nothing). The served box is drawn over the
+ * image just inside its edges, so a box of the whole cell is not taken for the image's border.
+ */
+async function errorGallery(dir: string, input: EvalReportInput, worst: number): Promise<{ tiles: string[]; legend: string }> {
+  const { store, model, options, positiveClass, report } = input;
+  const errors = input.ok.filter((r) => r.name.split('/')[0] !== r.predicted.label).sort((a, b) => b.predicted.probability - a.predicted.probability).slice(0, worst);
+  const ext = errors.length ? await originalExtensions(store, input.batchId) : new Map<string, string>();
   const doubtful = new Set(report.stainPointing?.noStainNames ?? []);
   const tiles: string[] = [];
   for (const r of errors) {
-    if (!r.outputs.overlay) continue;
+    const cam = r.cams.find((x) => x.class === positiveClass);
+    const e = ext.get(r.imageId);
     const file = `overlays/${r.imageId}.png`;
-    await writeFile(join(dir, file), await store.get(r.outputs.overlay));
-    tiles.push(`<figure><img src="${file}" width="140"><figcaption>${esc(r.name)}<br>truth ${esc(r.name.split('/')[0]!)} → <b>${esc(r.predicted.label)}</b> ${pct(r.predicted.probability)}${doubtful.has(r.name) ? '<br><i>no parasite stain in its pixels: check the label</i>' : ''}</figcaption></figure>`);
+    let shown: string;
+    let box: Box | null = null;
+    if (cam && e) {
+      await writeFile(join(dir, file), await camOverlay(store, r, e, cam, model.inputSize, options));
+      shown = `CAM of ${esc(positiveClass)}`;
+      box = cam.box;
+    } else if (r.outputs.overlay) {
+      // No CAM of the positive class in the results (a batch localized with --target predicted, scored with --truth
+      // none): the worker's overlay, its box drawn in, of the class it mapped.
+      await writeFile(join(dir, file), await store.get(r.outputs.overlay));
+      shown = `CAM of ${esc(r.cams[0]?.class ?? r.predicted.label)} (this batch has no ${esc(positiveClass)} CAM)`;
+    } else continue;
+    const stroke = Math.max(r.width, r.height) / 70;
+    const inset = box ? Math.min(stroke / 2, box.width / 3, box.height / 3) : 0;
+    const rect = box ? `<rect x="${round2(box.x + inset)}" y="${round2(box.y + inset)}" width="${round2(box.width - 2 * inset)}" height="${round2(box.height - 2 * inset)}" fill="none" stroke="#fff" stroke-width="${round2(stroke)}"/>` : '';
+    tiles.push(
+      `<figure><svg viewBox="0 0 ${r.width} ${r.height}" width="140" height="${Math.round((140 * r.height) / r.width)}"><image href="${file}" width="${r.width}" height="${r.height}"/>${rect}</svg>` +
+        `<figcaption><span class="id">${esc(r.name)}</span><br>truth ${esc(r.name.split('/')[0]!)} → <b>${esc(r.predicted.label)}</b> ${pct(r.predicted.probability)}<br>${shown}${doubtful.has(r.name) ? '<br><i>no parasite stain in its pixels: check the label</i>' : ''}</figcaption></figure>`,
+    );
   }
+  const cls = esc(positiveClass);
+  const legend = `<div class="legend">Overlays: the CAM of ${cls} (where the model sees ${cls} — on a missed one, where it would have), scaled to its own range within each cell and laid over it at alpha ${options.alpha}: low <span class="bar" style="background:${JET_GRADIENT}"></span> high. White box: the served box, the largest region above ${Math.round(options.fraction * 100)} % of that CAM's maximum, drawn just inside its edges; a box along the image's edge covers the whole cell (the CAM is above ${Math.round(options.fraction * 100)} % of its maximum all over it: no one spot).</div>`;
+  return { tiles, legend };
+}
+
+/** The HTML report: scores, confusion matrix, per-patient table, and the most confident errors with their overlays. */
+export async function writeEvalReport(dir: string, input: EvalReportInput, worst = 24): Promise<string> {
+  const { model, report, positiveClass, group, subset } = input;
+  await mkdir(join(dir, 'overlays'), { recursive: true });
+  const c = report.classification;
+  const snapshot = `${model.dataset.name}@${model.dataset.version}`;
+  const { tiles, legend } = await errorGallery(dir, input, worst);
   const classes = model.classNames;
   const matrix = `<table class="m"><tr><th>truth \\ predicted</th>${classes.map((p) => `<th>${esc(p)}</th>`).join('')}</tr>${classes
     .map((t) => `<tr><th>${esc(t)}</th>${classes.map((p) => `<td>${c.confusion[t]?.[p] ?? 0}</td>`).join('')}</tr>`)
@@ -136,7 +224,7 @@ export async function writeEvalReport(dir: string, store: ObjectStore, model: Mo
     : '';
   const loc = report.localization;
   const html = `<!doctype html><meta charset="utf-8"><title>camflow eval — ${esc(model.version)}</title>
-<style>body{font:14px system-ui,sans-serif;margin:24px;background:#fafafa}figure{display:inline-block;margin:6px;text-align:center;width:150px}figcaption{font-size:11px;word-break:break-all}table.m td,table.m th{border:1px solid #ccc;padding:2px 8px}</style>
+<style>body{font:14px system-ui,sans-serif;margin:24px;background:#fafafa}figure{display:inline-block;margin:6px;text-align:center;width:150px;vertical-align:top}figcaption{font-size:11px}.id{overflow-wrap:anywhere}.legend{max-width:60em;margin:0 0 8px}.bar{display:inline-block;width:120px;height:10px;vertical-align:middle;border:1px solid #999}table.m td,table.m th{border:1px solid #ccc;padding:2px 8px}</style>
 <h1>camflow evaluation</h1>
 <p>Model <b>${esc(model.version)}</b> (${esc(model.preset)}, ${model.inputSize}², trained on ${esc(model.dataset.name)}@${esc(model.dataset.version)}). ${c.images} labelled images scored, ${report.skipped.length} skipped.</p>
 ${subset.subset === 'validation' ? `<p>The model's validation images of its own snapshot (${c.images + report.skipped.length} of ${subset.of}): it never trained on them.</p>` : ''}${subset.trainingImages ? `<p style="color:#b00"><b>${subset.trainingImages} of these images trained the model</b>: these scores are not those of unseen images (${subset.trainingBy === 'content' ? `the same content as its training images in ${esc(snapshot)}; <code>camflow eval ${esc(snapshot)}</code> scores its validation images` : '<code>--subset validation</code> scores the others'}).</p>` : ''}
@@ -154,7 +242,7 @@ ${groups}
 ${loc ? `<h2>Localization (${loc.images} ${esc(positiveClass)} images with truth boxes)</h2><table class="m"><tr><td>pointing (served CAM peak in a truth box)</td><td>${pct(loc.pointing)}</td></tr><tr><td>served box IoU ≥ 0.5</td><td>${pct(loc.locIou50)}</td></tr><tr><td>MaxBoxAccV2, threshold chosen on the other half</td><td>${loc.maxBoxAccV2.toFixed(4)}</td></tr><tr><td>MaxBoxAccV2, in-sample threshold (optimistic)</td><td>${loc.maxBoxAccV2InSample.toFixed(4)}</td></tr></table>` : ''}
 ${report.stainPointing ? stainPointingSection(report.stainPointing, positiveClass) : ''}
 ${report.stainSupported && report.stainPointing ? labelAuditSection(report.stainPointing, report.stainSupported, positiveClass) : ''}
-<h2>Most confident errors</h2>${tiles.join('\n') || '<p>none</p>'}
+<h2>Most confident errors</h2>${tiles.length ? `${legend}\n${tiles.join('\n')}` : '<p>none</p>'}
 ${report.skipped.length ? `<h2>Skipped</h2><ul>${report.skipped.slice(0, 200).map((s) => `<li>${esc(s.name)}: ${esc(s.why)}</li>`).join('')}</ul>` : ''}
 `;
   const path = resolve(dir, 'index.html');
