@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 
@@ -402,6 +402,23 @@ describe('eval on one cluster: what it claims, what it shows, what it says', () 
     assert.doesNotMatch(html, /break-all/);
     assert.match(html, /\.id\{overflow-wrap:anywhere\}/);
     assert.doesNotMatch(/figcaption\{[^}]*\}/.exec(html)![0], /overflow-wrap|word-break/);
+  });
+
+  test("a second eval into the same --out replaces the first report's overlays, and leaves everything else in the folder alone", async () => {
+    const out = join(c.dir, 'eval-twice');
+    await evalJson([cells, '--truth', 'none'], out);
+    const first = await readdir(join(out, 'overlays'));
+    assert.ok(first.length > 0, 'the first report shows errors');
+    // What a person keeps beside the report: not the report's to remove.
+    await writeFile(join(out, 'notes.txt'), 'mine');
+    await writeFile(join(out, 'overlays', 'mine.png'), 'mine');
+    // The negatives: the untrained model errs on none of them, so the new report shows no overlay at all.
+    await evalJson([negatives, '--truth', 'none'], out);
+    const html = await readFile(join(out, 'index.html'), 'utf8');
+    const shown = [...html.matchAll(/href="overlays\/([^"]+)"/g)].map((m) => m[1]!);
+    assert.deepEqual((await readdir(join(out, 'overlays'))).sort(), [...shown, 'mine.png'].sort(), 'only the new report\'s overlays, and the file it did not write');
+    assert.equal(await readFile(join(out, 'notes.txt'), 'utf8'), 'mine');
+    assert.ok((await stat(join(out, 'index.html'))).isFile());
   });
 
   test('mistakes are named with the way out: the nearest class for a misspelled class folder, case-sensitivity for a case slip, `camflow models` for an unknown model', async () => {

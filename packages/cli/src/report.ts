@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
   ROC_SPECIFICITY,
@@ -199,9 +199,22 @@ async function errorGallery(dir: string, input: EvalReportInput, worst: number):
   return { tiles, legend };
 }
 
+/**
+ * Remove what an earlier eval report in `dir` wrote — its overlays, as named in its own index.html — so a re-run into
+ * the same folder shows no stale overlay beside the new report (image ids restart at i0000000 in every batch). Nothing
+ * else in `dir` is touched, in `overlays/` or beside it.
+ */
+async function removePreviousReport(dir: string): Promise<void> {
+  const previous = await readFile(join(dir, 'index.html'), 'utf8').catch(() => undefined);
+  if (!previous?.includes('<title>camflow eval')) return;
+  const written = new Set(Array.from(previous.matchAll(/(?:href|src)="overlays\/([A-Za-z0-9][A-Za-z0-9_.-]*\.png)"/g), (m) => m[1]!));
+  await Promise.all([...written].map((file) => rm(join(dir, 'overlays', file), { force: true })));
+}
+
 /** The HTML report: scores, confusion matrix, per-patient table, and the most confident errors with their overlays. */
 export async function writeEvalReport(dir: string, input: EvalReportInput, worst = 24): Promise<string> {
   const { model, report, positiveClass, group, subset } = input;
+  await removePreviousReport(dir);
   await mkdir(join(dir, 'overlays'), { recursive: true });
   const c = report.classification;
   const snapshot = `${model.dataset.name}@${model.dataset.version}`;
