@@ -83,4 +83,6 @@ test('pointing: a peak within the tolerance hits; chance is the share of the cel
   // The dot (r 4) grown by 8 is ≈ a 25-pixel square around it: ≈ 625 of ≈ 9,500 cell pixels.
   assert.ok(chance > 0.04 && chance < 0.1, String(chance));
   assert.deepEqual(summariseStainPointing([{ hit: true, chance: 0.1 }, { hit: false, chance: 0.3 }], ['Parasitized/clean.png']), { truth: 'stain', images: 2, noStain: 1, noStainNames: ['Parasitized/clean.png'], pointing: 0.5, chance: 0.2 });
+  // No positive image with stain (a folder of negatives, over HTTP too): no score, never a 0 read as "always wrong".
+  assert.deepEqual(summariseStainPointing([], []), { truth: 'stain', images: 0, noStain: 0, noStainNames: [], pointing: null, chance: null });
 });

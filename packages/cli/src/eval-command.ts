@@ -289,7 +289,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
       ...(c.groups ? { groups: Object.keys(c.groups).length } : {}),
       ...(report.localization ? { pointing: round(report.localization.pointing), loc_iou50: round(report.localization.locIou50), max_box_acc_v2: round(report.localization.maxBoxAccV2), localized_images: report.localization.images } : {}),
       // No positive image with stain (a folder of negatives): nothing was pointed at — no score, not a score of 0.
-      ...(sp ? { pointing_stain: sp.images ? round(sp.pointing) : null, pointing_chance: sp.images ? round(sp.chance) : null, stain_images: sp.images, no_stain_images: sp.noStain } : {}),
+      ...(sp ? { pointing_stain: sp.pointing === null ? null : round(sp.pointing), pointing_chance: sp.chance === null ? null : round(sp.chance), stain_images: sp.images, no_stain_images: sp.noStain } : {}),
       ...(report.stainSupported
         ? {
             accuracy_stain_supported: round(report.stainSupported.accuracy),

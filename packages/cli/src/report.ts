@@ -114,7 +114,7 @@ const pct = (v: number | null | undefined) => (v === null || v === undefined ? '
 /** Pointing against the stain; "—" with the reason when no positive image showed stain (nothing was pointed at). */
 function stainPointingSection(sp: StainPointing, positiveClass: string): string {
   const cls = esc(positiveClass);
-  const score = (v: number) => (sp.images ? pct(v) : `— (no ${cls} images with stain)`);
+  const score = (v: number | null) => (v !== null ? pct(v) : `— (no ${cls} images with stain)`);
   return `<h2>Localization against the parasite stain (${sp.images} ${cls} images)</h2><p>Truth: the dark purple chromatin found in each cell's pixels (${sp.noStain} ${cls} images showed none and are left out). A hit: the served CAM peak within 15/224 of the image's longer side of a stain pixel (the pointing game's tolerance).</p><table class="m"><tr><td>pointing (CAM peak on the stain)</td><td>${score(sp.pointing)}</td></tr><tr><td>chance (a random point in the cell)</td><td>${score(sp.chance)}</td></tr></table>`;
 }
 

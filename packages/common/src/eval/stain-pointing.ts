@@ -16,10 +16,10 @@ export interface StainPointing {
    * most of the model's misses; or a faint parasite the stain finder missed). A list for a person to check.
    */
   noStainNames: string[];
-  /** Served CAM peak within the tolerance (15/224 of the longer side) of a stain pixel. */
-  pointing: number;
-  /** What a point drawn uniformly in the cell scores on the same images (the game's chance level). */
-  chance: number;
+  /** Served CAM peak within the tolerance (15/224 of the longer side) of a stain pixel; null with no image to score. */
+  pointing: number | null;
+  /** What a point drawn uniformly in the cell scores on the same images (the game's chance level); null likewise. */
+  chance: number | null;
 }
 
 /** Pure: the scores from per-image outcomes. */
@@ -30,8 +30,9 @@ export function summariseStainPointing(samples: { hit: boolean; chance: number }
     images: n,
     noStain: noStainNames.length,
     noStainNames,
-    pointing: n === 0 ? 0 : samples.filter((s) => s.hit).length / n,
-    chance: n === 0 ? 0 : samples.reduce((a, s) => a + s.chance, 0) / n,
+    // No positive image with stain is no measurement: never a 0 that reads as a CAM always wrong.
+    pointing: n === 0 ? null : samples.filter((s) => s.hit).length / n,
+    chance: n === 0 ? null : samples.reduce((a, s) => a + s.chance, 0) / n,
   };
 }
 
