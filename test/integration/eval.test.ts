@@ -234,8 +234,10 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
     // One class only: scored, with no specificity and no ROC AUC to report (null), never a 0 read as a failure.
     await mkdir(join(c.dir, 'only-positive', 'Parasitized'), { recursive: true });
     for (const f of (await readdir(join(c.dir, 'labelled', 'Parasitized'))).slice(0, 3)) await copyFile(join(c.dir, 'labelled', 'Parasitized', f), join(c.dir, 'only-positive', 'Parasitized', f));
-    const onlyPositive = await runCli(c, ['eval', join(c.dir, 'only-positive'), '--truth', 'none', '--out', join(c.dir, 'eval-only-positive'), '--json']);
+    // (Its boxes from the whole labelled set: those of images not in this folder are said to be unused, in plain words.)
+    const onlyPositive = await runCli(c, ['eval', join(c.dir, 'only-positive'), '--boxes', join(c.dir, 'labelled', 'boxes.json'), '--out', join(c.dir, 'eval-only-positive'), '--json']);
     assert.equal(onlyPositive.code, 0, onlyPositive.stderr);
+    assert.match(onlyPositive.stderr, /^warning: \d+ of the \d+ names in .*labelled\/boxes\.json are no image of the source \(e\.g\. "(Parasitized|Uninfected)\/S\d+_cell_\d+\.png"\): their boxes are not used$/m);
     const op = JSON.parse(onlyPositive.stdout).eval;
     assert.deepEqual([op.images, op.specificity, op.roc_auc, 'recall_at_spec_097' in op], [3, null, null, false]);
     assert.equal(typeof op.recall, 'number');

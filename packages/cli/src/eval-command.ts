@@ -215,7 +215,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
     if (matched === 0) {
       throw new InvalidParameterError('--boxes', `boxes keyed by the source's image names, <class>/<file> (e.g. "${files[0]!.name}")`, `${boxesPath}: ${boxNames.length ? `none of its ${boxNames.length} names is one (e.g. "${boxNames[0]}")` : 'no boxes'}`);
     }
-    if (matched < boxNames.length) ctx.log.warn({ boxes: boxesPath, matched, unmatched: boxNames.length - matched, example: boxNames.find((n) => !names.has(n)) }, 'some names in the boxes file are no image of the source: their boxes are not used');
+    if (matched < boxNames.length) warn(`${boxNames.length - matched} of the ${boxNames.length} names in ${boxesPath} are no image of the source (e.g. "${boxNames.find((n) => !names.has(n))}"): their boxes are not used`);
   }
   // A batch of other images, or of another model, is refused before any wait (names are checked once results are in).
   if (given?.info && given.info.modelVersion !== version) throw new InvalidParameterError('--batch', `a batch localized by model ${version} (--model)`, `${options.batch}, localized by ${given.info.modelVersion}`);
