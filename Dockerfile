@@ -29,8 +29,10 @@ FROM ${NODE_IMAGE} AS cpu
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=deps /app /app
+# Where the CLI writes (download, eval reports): the compose file mounts ./out here.
+RUN mkdir -p /out && chown node:node /out
 USER node
-ENTRYPOINT ["node", "--import", "tsx", "packages/cli/src/main.ts"]
+ENTRYPOINT ["node", "--import", "/app/node_modules/tsx/dist/loader.mjs", "/app/packages/cli/src/main.ts"]
 CMD ["worker", "all"]
 
 FROM ${NODE_IMAGE} AS node-binary
@@ -48,6 +50,7 @@ ENV NODE_ENV=production \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics
 COPY --from=deps /app /app
 RUN id -u node >/dev/null 2>&1 || useradd --create-home --uid 1000 node || useradd --create-home node
+RUN mkdir -p /out && chown node:node /out
 USER node
-ENTRYPOINT ["node", "--import", "tsx", "packages/cli/src/main.ts"]
+ENTRYPOINT ["node", "--import", "/app/node_modules/tsx/dist/loader.mjs", "/app/packages/cli/src/main.ts"]
 CMD ["worker", "all"]

@@ -9,10 +9,14 @@ type Service = {
   profiles?: string[];
   build?: { target?: string };
   environment?: Record<string, string>;
+  healthcheck?: { test: string[] };
+  volumes?: string[];
+  working_dir?: string;
   deploy?: { replicas?: number; resources?: { reservations?: { devices?: { driver: string; capabilities: string[] }[] } } };
 };
 
-const compose = parse(await readFile(new URL('../../docker-compose.yml', import.meta.url), 'utf8'), { merge: true }) as { services: Record<string, Service>; configs: Record<string, { content: string }> };
+const raw = await readFile(new URL('../../docker-compose.yml', import.meta.url), 'utf8');
+const compose = parse(raw, { merge: true }) as { services: Record<string, Service>; configs: Record<string, { content: string }> };
 const dockerfile = await readFile(new URL('../../Dockerfile', import.meta.url), 'utf8');
 const s = compose.services;
 
@@ -27,7 +31,21 @@ test('docker-compose.yml: redis (AOF, noeviction), SeaweedFS pinned as the S3 st
   assert.equal(identities.identities[0].credentials[0].accessKey, 'camflow');
   assert.equal(s['cam-worker'].environment!.S3_ENDPOINT, 'http://seaweedfs:8333');
   assert.deepEqual(s.api.command, ['serve']);
-  assert.match(s.api.environment!.API_TOKEN!, /\$\{API_TOKEN:\?/, 'the API refuses to start without a token');
+  // The API refuses to start without a token itself (exit 78); a `${API_TOKEN:?}` here would stop every `docker compose
+  // run --rm cli …` too, since Compose interpolates the whole file for any command.
+  assert.equal(s.api.environment!.API_TOKEN, '${API_TOKEN:-}');
+  assert.ok(!raw.includes(':?'), 'no variable is required to interpolate the file');
+  assert.match(s.api.healthcheck!.test.join(' '), /\/readyz/, 'the API is healthy when Redis and S3 answer it');
+  // The S3 gateway camflow uses (8333), not only SeaweedFS's master, gates the services that depend on it.
+  assert.match(s.seaweedfs.healthcheck!.test.join(' '), /8333/);
+  // Webhooks are signed and each worker's metrics served: the variables the README says to set are set.
+  assert.equal(s['cam-worker'].environment!.WEBHOOK_SECRET, '${WEBHOOK_SECRET:-}');
+  for (const name of ['cam-worker', 'cam-worker-gpu']) assert.match(s[name]!.environment!.METRICS_PORT ?? '', /^\d+$/, name);
+  // The CLI can write what it makes (download, eval reports) somewhere the host sees, and runs from there.
+  assert.ok(s.cli!.volumes!.includes('./out:/out') && s.cli!.volumes!.includes('./data:/data:ro'));
+  assert.equal(s.cli!.working_dir, '/out');
+  assert.match(dockerfile, /mkdir -p \/out && chown node:node \/out/);
+  assert.match(dockerfile, /ENTRYPOINT \["node", "--import", "\/app\/node_modules\/tsx\/dist\/loader\.mjs", "\/app\/packages\/cli\/src\/main\.ts"\]/, 'absolute: the CLI runs from any working directory');
   assert.deepEqual(s.trainer.command, ['worker', 'trainer']);
   assert.deepEqual(s['cam-worker'].command, ['worker', 'cam']);
   assert.ok((s['cam-worker'].deploy?.replicas ?? 0) >= 2);
