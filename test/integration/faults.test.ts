@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Job } from 'bullmq';
 import { checkRedis, createRedis, encodePng, generateField, keys, listModels, startRedis, writeSyntheticDataset } from '@camflow/common';
-import { writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { addDataset, batchStatus, submitBatch } from '@camflow/ingest';
 import { jobKey } from '@camflow/trainer';
 import { enqueueTraining } from '@camflow/common';
@@ -151,6 +151,11 @@ test('a Redis restart (AOF) while a batch runs: no job lost, workers reconnect b
     await c.redis.restart();
     await waitForBatch(c.ctx, info.batchId, 120_000);
     assertExactlyOnce(await readResults(c.ctx.store, info.batchId), names);
+    // The worker's log says the outage once when it starts and once when it ends — not an error record per retry,
+    // and no "[ioredis] Unhandled error event" block outside the JSON lines.
+    const log = await readFile(join(c.dir, (await readdir(c.dir)).find((f) => f.startsWith('worker-cam-'))!), 'utf8');
+    const said = (text: string) => log.split('\n').filter((l) => l.includes(text)).length;
+    assert.deepEqual([said('Redis stopped answering'), said('Redis answers again after'), said('Unhandled error event'), said('"msg":"worker error"')], [1, 1, 0, 0], log.slice(0, 4000));
   } finally {
     await c.close();
   }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { z } from 'zod';
-import { ConfigError, InvalidParameterError, createLogger, decimal, parseDecimal, keys, loadConfig, parseWith, camJobSchema, camOptionsSchema, trainJobSchema } from '@camflow/common';
+import { ConfigError, InvalidParameterError, createLogger, decimal, parseDecimal, keys, loadConfig, parseWith, camJobSchema, camOptionsSchema, trainJobSchema, isConnectionError, redisOutageLog } from '@camflow/common';
 import { safeMemberName, sourceProblem } from '@camflow/ingest';
 import { resolveSplitBy, splitIndices } from '@camflow/trainer';
 import { collapseEpoch, collapseReason } from '@camflow/trainer';
@@ -166,4 +166,26 @@ test('a source store that cannot be listed is named with the setting that decide
   assert.equal(sourceProblem(named('NoSuchBucket', 'The specified bucket does not exist'), 'S3 at http://lab:9000'), "no such bucket (asked S3 at http://lab:9000; the bucket is the URL's first part, SOURCE_S3_ENDPOINT names the store)");
   assert.match(sourceProblem(named('Error', 'getaddrinfo ENOTFOUND s3.us-east-1.amazonaws.com', 'ENOTFOUND'), 'AWS S3 (us-east-1)'), /^AWS S3 \(us-east-1\) does not answer \(ENOTFOUND\): check SOURCE_S3_ENDPOINT/);
   assert.equal(sourceProblem(named('SlowDown', 'Please reduce your request rate'), 'AWS S3 (eu-west-1)'), 'AWS S3 (eu-west-1): Please reduce your request rate');
+});
+
+test('a Redis outage is one line when it starts and one when it ends, for a whole process; other errors each get theirs', () => {
+  const lines: { level: number; msg: string; downSeconds?: number; repeatedErrors?: number }[] = [];
+  const sink = new Writable({ write: (chunk, _enc, cb) => (lines.push(JSON.parse(String(chunk))), cb()) });
+  let clock = 1000;
+  const outage = redisOutageLog(createLogger({ level: 'info', destination: sink }), () => clock);
+  const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6391'), { code: 'ECONNREFUSED' });
+  outage.ready(); // the first connection: nothing to say
+  for (let i = 0; i < 72; i++) outage.error(i % 2 ? refused : new Error('Connection is closed.'), { queue: 'cam' });
+  clock += 18_000;
+  outage.ready();
+  outage.ready(); // a second client reconnecting: said once
+  outage.error(new Error('ERR unknown command'), { queue: 'cam' });
+  assert.deepEqual(lines.map((l) => [l.level, l.msg]), [
+    [50, 'Redis stopped answering (Connection is closed.): jobs wait; every connection is retried until it answers'],
+    [40, 'Redis answers again after 18 s: work goes on'],
+    [50, 'worker error'],
+  ]);
+  assert.deepEqual([lines[1]!.downSeconds, lines[1]!.repeatedErrors], [18, 71]);
+  assert.equal(isConnectionError(refused), true);
+  assert.equal(isConnectionError(new Error('ERR unknown command')), false);
 });

@@ -2,6 +2,9 @@ import { Queue, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   batchJobSchema,
+  redisOutageLog,
+  watchRedis,
+  type OutageLog,
   bullConnection,
   camJobSchema,
   fieldCellsJobId,
@@ -41,6 +44,8 @@ export interface CamWorkerDeps {
   queues?: { chunks: boolean; finalize: boolean };
   /** Prometheus instruments of this process (job durations, failures, stalls, images, models loaded). */
   metrics?: ProcessMetrics;
+  /** The process's Redis outage log (one line when Redis stops answering, one when it answers again). */
+  outage?: OutageLog;
 }
 
 export interface CamWorkers {
@@ -62,11 +67,13 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
   const models = new ModelCache(store, log, { kind: config.CAM_ENGINE, threads: config.CAM_THREADS, providers: config.CAM_EXECUTION_PROVIDERS }, 3, (version, engine) => metrics?.modelLoaded.set({ version, engine }, 1));
   const connection = bullConnection(config.REDIS_URL);
   const serve = deps.queues ?? { chunks: true, finalize: true };
+  const outage = deps.outage ?? redisOutageLog(log);
   // A killed worker's job is 'stalled' and handed to another worker. Stalls and attempts are one budget: a job may
   // stall as often as it may fail (CAM_ATTEMPTS), so a chunk whose workers keep dying gets every configured try.
   const limits = { lockDuration: config.JOB_LOCK_MS, stalledInterval: config.STALLED_INTERVAL_MS, maxStalledCount: config.CAM_ATTEMPTS };
   // A chunk's smear fields fan out as `field-cells` children in the same queue; the chunk's job waits for them.
   const camQueue = serve.chunks ? new Queue(queueNames.cam, { connection, prefix: config.QUEUE_PREFIX }) : undefined;
+  if (camQueue) watchRedis(outage, camQueue, { queue: 'cam', client: 'fan-out' });
   const fanOutOf = (job: Job, token: string | undefined): FanOut | undefined =>
     camQueue && token && job.id
       ? {
@@ -162,13 +169,16 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
   }
   for (const [name, w] of [['cam', cam], ['batch', batch]] as const) {
     w?.on('failed', (job, err) => log.warn({ queue: name, jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'job failed'));
-    w?.on('error', (err) => log.error({ queue: name, err }, 'worker error'));
+    if (w) watchRedis(outage, w, { queue: name });
+    // A chunk whose worker stopped answering (killed, frozen) is handed to another one when its lock expires.
+    w?.on('stalled', (jobId) => log.warn({ queue: name, jobId }, 'a job whose worker stopped answering (its lock expired) goes back to the queue for another worker'));
   }
   // The production model is what most batches pin: load it now, not on the first chunk.
   getProduction(store)
     .then((production) => production && models.get(production.version))
     .catch((err: Error) => log.warn({ err: err.message }, 'could not preload the production model'));
   if (deps.subscriber) {
+    watchRedis(outage, deps.subscriber, { client: 'model announcements' });
     await deps.subscriber.subscribe(modelChannel(config.QUEUE_PREFIX));
     deps.subscriber.on('message', (_channel, message) => {
       try {

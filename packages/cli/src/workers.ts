@@ -1,4 +1,4 @@
-import { useOneImageThread, createProcessMetrics, createRedis, serveMetrics, type Config, type Logger, type ObjectStore } from '@camflow/common/core';
+import { useOneImageThread, createProcessMetrics, createRedis, redisOutageLog, serveMetrics, type Config, type Logger, type ObjectStore } from '@camflow/common/core';
 import { startTrainer } from '@camflow/trainer';
 import { startCamWorkers } from '@camflow/cam-worker';
 import { startIngestWorker } from '@camflow/ingest';
@@ -14,6 +14,8 @@ export async function startWorkers(role: WorkerRole, config: Config, store: Obje
   useOneImageThread();
   const closers: (() => Promise<void>)[] = [];
   const metrics = createProcessMetrics(role);
+  // One outage log for the process: an outage is said once, not once per client and retry.
+  const outage = redisOutageLog(log);
   if (config.METRICS_PORT !== undefined) {
     const server = await serveMetrics(metrics.registry, config.METRICS_PORT);
     const address = server.address();
@@ -22,19 +24,19 @@ export async function startWorkers(role: WorkerRole, config: Config, store: Obje
   }
   if (role === 'trainer' || role === 'all') {
     const publisher = createRedis(config.REDIS_URL);
-    const trainer: Worker = await startTrainer({ config, store, publisher, metrics, log: log.child({ role: 'trainer' }) });
+    const trainer: Worker = await startTrainer({ config, store, publisher, metrics, outage, log: log.child({ role: 'trainer' }) });
     closers.push(async () => {
       await trainer.close();
       await publisher.quit().catch(() => undefined);
     });
   }
   if (role === 'ingest' || role === 'cam' || role === 'all') {
-    const ingest = startIngestWorker({ config, store, metrics, log: log.child({ role: 'ingest' }) });
+    const ingest = startIngestWorker({ config, store, metrics, outage, log: log.child({ role: 'ingest' }) });
     closers.push(() => ingest.close());
   }
   if (role !== 'trainer' && role !== 'ingest') {
     const queues = { chunks: role !== 'finalizer', finalize: role !== 'chunks' };
-    const cam = await startCamWorkers({ config, store, queues, metrics, subscriber: createRedis(config.REDIS_URL), log: log.child({ role: role === 'finalizer' ? 'finalizer' : 'cam-worker' }) });
+    const cam = await startCamWorkers({ config, store, queues, metrics, outage, subscriber: createRedis(config.REDIS_URL), log: log.child({ role: role === 'finalizer' ? 'finalizer' : 'cam-worker' }) });
     closers.push(() => cam.close());
   }
   log.info({ role }, 'workers started');

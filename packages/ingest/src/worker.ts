@@ -1,5 +1,5 @@
 import { DelayedError, FlowProducer, Job, Queue, Worker } from 'bullmq';
-import { finalizeJobId, bullTelemetry, bullConnection, instrumentWorker, queueNames, s3SourceOptions, type Config, type Logger, type ObjectStore, type ProcessMetrics } from '@camflow/common/core';
+import { finalizeJobId, bullTelemetry, redisOutageLog, watchRedis, type OutageLog, bullConnection, instrumentWorker, queueNames, s3SourceOptions, type Config, type Logger, type ObjectStore, type ProcessMetrics } from '@camflow/common/core';
 import { isFinalAttempt, processListingPage } from './listing.js';
 
 const LISTING_WAIT_MS = 5000;
@@ -23,7 +23,7 @@ async function unfinishedChunks(batches: Queue, batchId: string): Promise<number
  * process's own (SOURCE_S3_*, SOURCE_AWS_*): no secret travels in a job. Pages of one batch run one after the other
  * (each adds the next); pages of different batches run side by side (`INGEST_CONCURRENCY`).
  */
-export function startIngestWorker(deps: { config: Config; store: ObjectStore; log: Logger; metrics?: ProcessMetrics }): { worker: Worker; close(): Promise<void> } {
+export function startIngestWorker(deps: { config: Config; store: ObjectStore; log: Logger; metrics?: ProcessMetrics; outage?: OutageLog }): { worker: Worker; close(): Promise<void> } {
   const { config, store, log } = deps;
   const connection = bullConnection(config.REDIS_URL);
   const flow = new FlowProducer({ connection, prefix: config.QUEUE_PREFIX, ...bullTelemetry() });
@@ -66,7 +66,7 @@ export function startIngestWorker(deps: { config: Config; store: ObjectStore; lo
   );
   if (deps.metrics) instrumentWorker(deps.metrics, worker, 'ingest');
   worker.on('failed', (job, err) => log.warn({ queue: 'ingest', jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'job failed'));
-  worker.on('error', (err) => log.error({ queue: 'ingest', err }, 'worker error'));
+  watchRedis(deps.outage ?? redisOutageLog(log), worker, { queue: 'ingest' });
   log.info({ concurrency: config.INGEST_CONCURRENCY }, 'ingest worker started: S3-prefix batches are listed here');
   return {
     worker,

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { bullTelemetry, initBackend, instrumentWorker, trainCancelKey, type ProcessMetrics, queueNames, bullConnection, type Config, type Logger, type ObjectStore } from '@camflow/common';
+import { bullTelemetry, initBackend, instrumentWorker, redisOutageLog, trainCancelKey, watchRedis, type OutageLog, type ProcessMetrics, queueNames, bullConnection, type Config, type Logger, type ObjectStore } from '@camflow/common';
 import { runTraining, type TrainOutcome } from './train-job.js';
 
 /** A training job's return value: the outcome without the (stored) manifest. */
@@ -15,6 +15,8 @@ export interface TrainerDeps {
   log: Logger;
   /** Prometheus instruments of this process (training job durations, failures, stalls). */
   metrics?: ProcessMetrics;
+  /** The process's Redis outage log (one line when Redis stops answering, one when it answers again). */
+  outage?: OutageLog;
 }
 
 /** The `train` worker: concurrency 1 (a training run uses every core the backend can). */
@@ -45,7 +47,9 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
   );
   if (deps.metrics) instrumentWorker(deps.metrics, worker, 'train');
   worker.on('failed', (job, err) => log.error({ jobId: job?.id, err: err.message }, 'training job failed'));
-  worker.on('error', (err) => log.error({ err: err.message }, 'trainer worker error'));
+  const outage = deps.outage ?? redisOutageLog(log);
+  watchRedis(outage, worker, { queue: 'train' });
+  watchRedis(outage, deps.publisher, { client: 'model announcements' });
   return worker;
 }
 

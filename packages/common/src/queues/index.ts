@@ -6,3 +6,4 @@ export * from './train-cancel.js';
 export * from './listing.js';
 export * from './workers.js';
 export * from './train-jobs.js';
+export * from './outage-log.js';
