@@ -125,6 +125,10 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   // Prometheus metrics (open, like the probes) and the queues' dashboard (behind the token).
   const prom = await (await fetch(`${base}/metrics`)).text();
   assert.match(prom, /camflow_production_model\{version="m-untrained",role="api"\} 1/);
+  // Node's process metrics under the names stock dashboards use (not camflow_process_process_…).
+  assert.match(prom, /^process_cpu_seconds_total\{role="api"\} \d/m);
+  assert.match(prom, /^nodejs_eventloop_lag_seconds\{role="api"\} /m);
+  assert.doesNotMatch(prom, /camflow_process_/);
   assert.equal((await fetch(`${base}/admin/queues`, { redirect: 'manual' })).status, 303, 'a browser without the cookie goes to the login form');
   assert.equal((await fetch(`${base}/admin/queues/api/queues`)).status, 401);
   const board = await fetch(`${base}/admin/queues`, { headers: auth });

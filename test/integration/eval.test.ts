@@ -31,6 +31,9 @@ test('`camflow eval` scores a labelled folder through the queues: one JSON line,
     assert.equal(sample('camflow_images_total', { status: 'ok', role: 'cam' }), '41');
     assert.ok(Number(sample('camflow_job_duration_seconds_count', { queue: 'cam' })) >= 1);
     assert.equal(sample('camflow_model_loaded', { version: 'm-untrained', engine: 'onnxruntime/cpu' }), '1');
+    // Counters with no event yet are there at 0, so an alert tells "none" from "not scraped".
+    assert.equal(sample('camflow_job_stalls_total', { queue: 'cam', role: 'cam' }), '0');
+    assert.equal(sample('camflow_job_failures_total', { queue: 'cam', final: 'true' }), '0');
     const lines = run.stdout.trim().split('\n');
     assert.equal(lines.length, 1, 'one JSON line');
     const line = JSON.parse(lines[0]!).eval;

@@ -24,8 +24,10 @@ export interface ProcessMetrics {
 export function createProcessMetrics(role: string): ProcessMetrics {
   const registry = new Registry();
   registry.setDefaultLabels({ role });
-  collectDefaultMetrics({ register: registry, prefix: 'camflow_process_' });
-  return {
+  // Node's process metrics under their standard names (process_cpu_seconds_total, nodejs_eventloop_lag_seconds…), which
+  // stock dashboards and alerts look for; `role` tells camflow's processes apart.
+  collectDefaultMetrics({ register: registry });
+  const metrics: ProcessMetrics = {
     registry,
     jobSeconds: new Histogram({ name: 'camflow_job_duration_seconds', help: 'Wall time of finished jobs', labelNames: ['queue'], buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600], registers: [registry] }),
     jobFailures: new Counter({ name: 'camflow_job_failures_total', help: 'Failed job attempts (final="true": no attempts left)', labelNames: ['queue', 'final'], registers: [registry] }),
@@ -33,10 +35,15 @@ export function createProcessMetrics(role: string): ProcessMetrics {
     images: new Counter({ name: 'camflow_images_total', help: 'Images processed by this process, by outcome', labelNames: ['status'], registers: [registry] }),
     modelLoaded: new Gauge({ name: 'camflow_model_loaded', help: 'Model versions loaded, with the engine serving them', labelNames: ['version', 'engine'], registers: [registry] }),
   };
+  // A counter is there at 0 before its first event: an alert on rate() tells "none" from "not scraped".
+  for (const status of ['ok', 'failed']) metrics.images.inc({ status }, 0);
+  return metrics;
 }
 
 /** Count a BullMQ worker's finished, failed and stalled jobs under `queue`. */
 export function instrumentWorker(metrics: ProcessMetrics, worker: Worker, queue: string): void {
+  for (const final of ['false', 'true']) metrics.jobFailures.inc({ queue, final }, 0);
+  metrics.jobStalls.inc({ queue }, 0);
   worker.on('completed', (job) => {
     if (job.processedOn && job.finishedOn) metrics.jobSeconds.observe({ queue }, (job.finishedOn - job.processedOn) / 1000);
   });
