@@ -170,7 +170,12 @@ test('a source store that cannot be listed is named with the setting that decide
 
 test('a Redis outage is one line when it starts and one when it ends, for a whole process; other errors each get theirs', () => {
   const lines: { level: number; msg: string; downSeconds?: number; repeatedErrors?: number }[] = [];
-  const sink = new Writable({ write: (chunk, _enc, cb) => (lines.push(JSON.parse(String(chunk))), cb()) });
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(JSON.parse(String(chunk)));
+      cb();
+    },
+  });
   let clock = 1000;
   const outage = redisOutageLog(createLogger({ level: 'info', destination: sink }), () => clock);
   const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6391'), { code: 'ECONNREFUSED' });

@@ -19,6 +19,8 @@ const raw = await readFile(new URL('../../docker-compose.yml', import.meta.url),
 const compose = parse(raw, { merge: true }) as { services: Record<string, Service>; configs: Record<string, { content: string }> };
 const dockerfile = await readFile(new URL('../../Dockerfile', import.meta.url), 'utf8');
 const s = compose.services;
+/** Compose's interpolation of a variable that may be unset (empty then). */
+const optional = (name: string) => `\${${name}:-}`;
 
 test('docker-compose.yml: redis (AOF, noeviction), SeaweedFS pinned as the S3 store (not MinIO), API, CPU trainer and workers by default', () => {
   assert.ok(s.redis && s.seaweedfs && s.api && s.trainer && s['cam-worker']);
@@ -33,13 +35,13 @@ test('docker-compose.yml: redis (AOF, noeviction), SeaweedFS pinned as the S3 st
   assert.deepEqual(s.api.command, ['serve']);
   // The API refuses to start without a token itself (exit 78); a `${API_TOKEN:?}` here would stop every `docker compose
   // run --rm cli …` too, since Compose interpolates the whole file for any command.
-  assert.equal(s.api.environment!.API_TOKEN, '${API_TOKEN:-}');
+  assert.equal(s.api.environment!.API_TOKEN, optional('API_TOKEN'));
   assert.ok(!raw.includes(':?'), 'no variable is required to interpolate the file');
   assert.match(s.api.healthcheck!.test.join(' '), /\/readyz/, 'the API is healthy when Redis and S3 answer it');
   // The S3 gateway camflow uses (8333), not only SeaweedFS's master, gates the services that depend on it.
   assert.match(s.seaweedfs.healthcheck!.test.join(' '), /8333/);
   // Webhooks are signed and each worker's metrics served: the variables the README says to set are set.
-  assert.equal(s['cam-worker'].environment!.WEBHOOK_SECRET, '${WEBHOOK_SECRET:-}');
+  assert.equal(s['cam-worker'].environment!.WEBHOOK_SECRET, optional('WEBHOOK_SECRET'));
   for (const name of ['cam-worker', 'cam-worker-gpu']) assert.match(s[name]!.environment!.METRICS_PORT ?? '', /^\d+$/, name);
   // The CLI can write what it makes (download, eval reports) somewhere the host sees, and runs from there.
   assert.ok(s.cli!.volumes!.includes('./out:/out') && s.cli!.volumes!.includes('./data:/data:ro'));
