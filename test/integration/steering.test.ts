@@ -7,7 +7,7 @@ import { Job } from 'bullmq';
 import { chunkJobId, webhookSignature } from '@camflow/common';
 import { submitBatch } from '@camflow/ingest';
 import { waitForBatch } from '../../packages/cli/src/wait.ts';
-import { publishUntrained, runCli, startCluster, syntheticFolder } from '../helpers/cluster.ts';
+import { eventually, publishUntrained, runCli, startCluster, syntheticFolder } from '../helpers/cluster.ts';
 
 test('a high-priority batch submitted after a low-priority one is localized first; its webhook arrives signed', { timeout: 300_000 }, async () => {
   const secret = 'webhook-secret-0123456789';
@@ -46,8 +46,24 @@ test('a high-priority batch submitted after a low-priority one is localized firs
     assert.equal(received.length, 1);
     const { headers, body } = received[0]!;
     assert.equal(headers['x-camflow-signature'], webhookSignature(secret, String(headers['x-camflow-timestamp']), body));
-    const payload = JSON.parse(body) as { event: string; batchId: string; summary: { items: number } };
+    const payload = JSON.parse(body) as { event: string; batchId: string; summary: { items: number }; resultsPath: string };
     assert.deepEqual([payload.event, payload.batchId, payload.summary.items], ['batch.completed', high.batchId, 8]);
+    assert.equal(payload.resultsPath, `/v1/batches/${high.batchId}/results`, 'where the API serves the results');
+    const told = await runCli(c, ['status', high.batchId]);
+    assert.match(told.stdout, new RegExp(`^webhook: delivered to http://127\\.0\\.0\\.1:\\d+ \\(1 attempt\\)$`, 'm'), told.stdout);
+    // A receiver that is down: tried 3 times, then said — in `status`, with the cause — not only in a worker's log.
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', () => r()));
+    const deadPort = (closed.address() as { port: number }).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    const unheard = await runCli(c, ['submit', join(c.dir, 'batch-62'), '--webhook', `http://127.0.0.1:${deadPort}/hook?token=abc`, '--key', 'unheard', '--json']);
+    const unheardId = JSON.parse(unheard.stdout.trim().split('\n').pop()!).batchId as string;
+    const said = await eventually('the webhook to be given up', async () => {
+      const st = await runCli(c, ['status', unheardId]);
+      return /^webhook: NOT delivered/m.test(st.stdout) ? st.stdout : undefined;
+    }, 60_000, 500);
+    assert.match(said, new RegExp(`^webhook: NOT delivered to http://127\\.0\\.0\\.1:${deadPort} after 3 attempts \\(fetch failed \\(ECONNREFUSED\\)\\): the batch is complete, its receiver was not told$`, 'm'));
+    assert.doesNotMatch(said, /token=abc/, 'the hook\'s query (a token, perhaps) is never shown');
     // Bad values are refused before anything is read.
     const bad = await runCli(c, ['submit', join(c.dir, 'batch-62'), '--priority', 'urgent']);
     assert.equal(bad.code, 2);

@@ -14,6 +14,7 @@ import {
   type ObjectStore,
   isCellResult,
   deliverWebhook,
+  type WebhookDelivery,
   finishListing,
   totalsOf,
   wilsonInterval,
@@ -173,7 +174,10 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
   log.info({ batchId, items: summary.items, ok, failed: summary.failed }, 'batch completed');
   if (info.webhook) {
     if (!webhookSecret) log.warn({ batchId }, 'WEBHOOK_SECRET is not set on this worker: the completion webhook goes unsigned');
-    await deliverWebhook(info.webhook, { event: 'batch.completed', batchId, summary, results: keys.resultsJsonl(batchId) }, webhookSecret, log.child({ batchId }));
+    // `results` is the object's key in camflow's store; `resultsPath` where the API serves it.
+    const delivery = await deliverWebhook(info.webhook, { event: 'batch.completed', batchId, summary, results: keys.resultsJsonl(batchId), resultsPath: `/v1/batches/${batchId}/results` }, webhookSecret, log.child({ batchId }));
+    const record: WebhookDelivery = { origin: new URL(info.webhook).origin, ...delivery, at: new Date().toISOString() };
+    await store.putJson(keys.batchWebhook(batchId), record).catch((error: Error) => log.warn({ batchId, err: error.message }, 'could not record how the webhook went'));
   }
   return summary;
 }

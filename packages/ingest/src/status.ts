@@ -1,5 +1,5 @@
 import { Job, type Queue } from 'bullmq';
-import { CamflowError, batchCancelSchema, chunkJobId, batchInfoSchema, batchSummarySchema, connectedWorkers, finalizeJobId, keys, listingPageJobId, noWorkerText, parseWith, publicReason, queueNames, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common/core';
+import { CamflowError, batchCancelSchema, chunkJobId, webhookDeliverySchema, type WebhookDelivery, batchInfoSchema, batchSummarySchema, connectedWorkers, finalizeJobId, keys, listingPageJobId, noWorkerText, parseWith, publicReason, queueNames, type BatchInfo, type BatchSummary, type ObjectStore } from '@camflow/common/core';
 
 /**
  * - `running`: its jobs are queued or running.
@@ -37,6 +37,11 @@ export interface BatchStatus {
    * sent over the pool, and how many are done — a whole-slide scan is one image for minutes, its groups move.
    */
   fieldParts?: { done: number; total: number };
+  /**
+   * A completed batch submitted with a webhook: how its delivery went (`delivered`, `attempts`, `error`), or
+   * `pending: true` while the finalizer is still trying.
+   */
+  webhook?: WebhookDelivery | { origin: string; pending: true };
 }
 
 /**
@@ -74,7 +79,10 @@ export async function batchStatus(store: ObjectStore, batchQueue: Queue, batchId
   const cancelRaw = await store.getJsonIfExists(keys.batchCancel(batchId));
   const cancelled = cancelRaw ? (({ cancelledAt, reason }) => ({ cancelled: { at: cancelledAt, reason } }))(parseWith(batchCancelSchema, cancelRaw, 'batch cancellation')) : {};
   const summary = await store.getJsonIfExists(keys.resultsSummary(batchId));
-  if (summary) return { batchId, state: 'completed', ...cancelled, info, chunks: { total: info.chunks, done: info.chunks }, images: { total: info.accepted, done: info.accepted }, summary: parseWith(batchSummarySchema, summary, 'batch summary') };
+  if (summary) {
+    const webhook = info.webhook ? await webhookDelivery(store, batchId, info.webhook) : undefined;
+    return { batchId, state: 'completed', ...cancelled, info, chunks: { total: info.chunks, done: info.chunks }, images: { total: info.accepted, done: info.accepted }, summary: parseWith(batchSummarySchema, summary, 'batch summary'), ...(webhook ? { webhook } : {}) };
+  }
   assertSameQueuePrefix(info, batchQueue);
   const job = await Job.fromId(batchQueue, finalizeJobId(batchId));
   const repair = `run \`camflow batches repair ${batchId}\` (HTTP: POST /v1/batches/${batchId}/repair)`;
@@ -123,6 +131,12 @@ async function withWorkers(status: BatchStatus, batchQueue: Queue, serving: Serv
   // Nothing moves: a rate since submission would promise a time it cannot keep.
   const images = status.images ? { total: status.images.total, done: status.images.done } : undefined;
   return { ...status, ...(images ? { images } : {}), workers, waiting };
+}
+
+/** How a completed batch's webhook went, from the finalizer's record; pending until it is written. */
+async function webhookDelivery(store: ObjectStore, batchId: string, url: string): Promise<NonNullable<BatchStatus['webhook']>> {
+  const raw = await store.getJsonIfExists(keys.batchWebhook(batchId));
+  return raw === undefined ? { origin: new URL(url).origin, pending: true } : parseWith(webhookDeliverySchema, raw, 'webhook delivery');
 }
 
 /** Pending chunks whose field parts `batchStatus` counts (the first ones: chunks run in order, fields are the slow ones). */

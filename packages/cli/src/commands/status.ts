@@ -1,5 +1,5 @@
 import { CamflowError, NotFoundError } from '@camflow/common/core';
-import { batchStatus } from '@camflow/ingest';
+import { batchStatus, type BatchStatus } from '@camflow/ingest';
 import { counted, print, formatDuration, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 import { summaryText } from '../summary-text.js';
@@ -17,6 +17,13 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
     const progress = im ? `images ${im.done}/${im.total}${im.perSecond !== undefined && im.etaSeconds !== undefined && status.state === 'running' ? ` (${im.perSecond}/s, about ${formatDuration(im.etaSeconds)} left)` : ''}${refused}${parts}, ` : '';
     const listing = status.info?.listing;
     const listed = listing ? `listing ${listing.state === 'listing' ? `under way (${counted(listing.pages, 'page')} so far)` : `${listing.state} (${counted(listing.pages, 'page')})`}${listing.reason ? `: ${listing.reason}` : ''}, ` : '';
-    print(v.json, status, `${status.batchId}: ${status.state}${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}, ${listed}${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.listingRetry ? `\n${status.listingRetry}` : ''}${status.waiting ? `\n${status.waiting}` : ''}${status.summary ? `\n${summaryText(status.summary)}` : ''}`);
+    print(v.json, status, `${status.batchId}: ${status.state}${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}, ${listed}${progress}chunks ${status.chunks.done}/${status.chunks.total}${status.reason ? `\n${status.reason}` : ''}${status.listingRetry ? `\n${status.listingRetry}` : ''}${status.waiting ? `\n${status.waiting}` : ''}${status.summary ? `\n${summaryText(status.summary)}` : ''}${status.webhook ? `\n${webhookText(status.webhook)}` : ''}`);
   });
+}
+
+/** A completed batch's webhook in a sentence: delivered, still being tried, or not delivered and why. */
+export function webhookText(w: NonNullable<BatchStatus['webhook']>): string {
+  if ('pending' in w) return `webhook: being delivered to ${w.origin}`;
+  if (w.delivered) return `webhook: delivered to ${w.origin} (${counted(w.attempts, 'attempt')})`;
+  return `webhook: NOT delivered to ${w.origin} after ${counted(w.attempts, 'attempt')} (${w.error ?? 'no reason recorded'}): the batch is complete, its receiver was not told`;
 }

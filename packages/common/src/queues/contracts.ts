@@ -361,6 +361,17 @@ export const keyClaimSchema = z.object({ batchId: idSchema, fingerprint: z.strin
 /** The cancellation of a batch (S3, the truth): when, and why. */
 export const batchCancelSchema = z.object({ batchId: idSchema, cancelledAt: z.string(), reason: z.string().max(500) });
 export type BatchCancel = z.infer<typeof batchCancelSchema>;
+/** The completion webhook's delivery, written by the finalizer once it has tried (`batches/<id>/webhook.json`). */
+export const webhookDeliverySchema = z.object({
+  /** The receiver's origin (scheme, host, port): never its path or query, which may carry a token. */
+  origin: z.string(),
+  delivered: z.boolean(),
+  attempts: z.number().int().positive(),
+  /** The last failure (an HTTP status, or the network error and its code), when not delivered. */
+  error: z.string().optional(),
+  at: z.string(),
+});
+export type WebhookDelivery = z.infer<typeof webhookDeliverySchema>;
 export type KeyClaim = z.infer<typeof keyClaimSchema>;
 
 /** A stored line that does not match its contract. */

@@ -31,6 +31,8 @@ export const keys = {
   batchInfo: (batchId: string) => `batches/${id('batchId', batchId)}/batch.json`,
   /** Written by `camflow batches cancel`: chunks not yet committed then give every item a `cancelled` line. */
   batchCancel: (batchId: string) => `batches/${id('batchId', batchId)}/cancelled.json`,
+  /** How the completion webhook went (delivered or not, after how many tries, why not): `status` shows it. */
+  batchWebhook: (batchId: string) => `batches/${id('batchId', batchId)}/webhook.json`,
   /** An S3-prefix batch's listing: the keys page `page` listed, and the manifest lines of that page. */
   batchListingPage: (batchId: string, page: number) => `batches/${id('batchId', batchId)}/listing/${String(page).padStart(6, '0')}.json`,
   batchManifestPart: (batchId: string, page: number) => `batches/${id('batchId', batchId)}/listing/${String(page).padStart(6, '0')}.manifest.jsonl`,
