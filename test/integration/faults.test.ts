@@ -156,6 +156,10 @@ test('a Redis restart (AOF) while a batch runs: no job lost, workers reconnect b
     const log = await readFile(join(c.dir, (await readdir(c.dir)).find((f) => f.startsWith('worker-cam-'))!), 'utf8');
     const said = (text: string) => log.split('\n').filter((l) => l.includes(text)).length;
     assert.deepEqual([said('Redis stopped answering'), said('Redis answers again after'), said('Unhandled error event'), said('"msg":"worker error"')], [1, 1, 0, 0], log.slice(0, 4000));
+    // Its start line: where it works, without credentials.
+    const started = JSON.parse(log.split('\n').find((l) => l.includes('"workers started"'))!) as Record<string, string>;
+    assert.deepEqual([started.redis, started.s3, started.bucket, started.queuePrefix], [c.env.REDIS_URL, c.env.S3_ENDPOINT, c.env.S3_BUCKET, 'camflow']);
+    assert.ok(!log.includes(c.env.AWS_SECRET_ACCESS_KEY!));
   } finally {
     await c.close();
   }

@@ -374,6 +374,12 @@ test('secrets never reach a log, at trace level: the bearer token of an upload a
     assert.ok(busboy, `the trace line of the multipart plugin was written: ${out.slice(0, 3000)}`);
     assert.match(busboy, /"authorization":"\[redacted\]"/);
     for (const secret of [token, 'cookie-secret', c.env.AWS_SECRET_ACCESS_KEY!]) assert.ok(!out.includes(secret), `${secret} leaked`);
+    // Its start line says where it works (Redis without credentials, the store and bucket, the queue prefix); the
+    // probes polled above are not logged, even at trace level; the shutdown says what an API finishes.
+    const started = JSON.parse(out.split('\n').find((l) => l.includes('"camflow API started"'))!) as Record<string, string>;
+    assert.deepEqual([started.redis, started.s3, started.bucket, started.queuePrefix], [c.env.REDIS_URL!.replace(/\/\d*$/, ''), c.env.S3_ENDPOINT, c.env.S3_BUCKET, 'camflow']);
+    assert.deepEqual(out.split('\n').filter((l) => l.includes('/healthz')), [], 'no log line per probe');
+    assert.match(out, /"shutting down: finishing the requests in flight"/);
   } finally {
     await c.close();
   }

@@ -134,3 +134,10 @@ test('train says when it stopped early and which epoch it published', async () =
   assert.equal(epochsText({ epochs: 20, epochsAsked: 20, bestEpoch: 17 }), '20 epochs (the best, epoch 17, is published)');
   assert.equal(epochsText({ epochs: 1 }), '1 epoch', 'an outcome stored before epochsAsked was kept');
 });
+
+test('the backend ladder says an optional package is not installed, not a resolver error with the paths of this machine', () => {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', '-e', "import('@camflow/common').then(async (m) => console.log(JSON.stringify((await m.initBackend('auto')).skipped)))"], { cwd: fileURLToPath(new URL('../..', import.meta.url)), encoding: 'utf8', env: { ...process.env, TF_BACKEND: '' } });
+  const skipped = JSON.parse(out.trim().split('\n').pop()!) as string[];
+  assert.ok(skipped.includes('@tensorflow/tfjs-node: not installed'), skipped.join('; '));
+  assert.ok(!skipped.some((s) => /Cannot find package|imported from/.test(s)), skipped.join('; '));
+});

@@ -16,7 +16,7 @@ import {
   type Config,
   type Logger,
 } from '@camflow/common/core';
-import { bullTelemetry, startTracing, stopTracing } from '@camflow/common/core';
+import { bullTelemetry, safeRedisAddress, startTracing, stopTracing } from '@camflow/common/core';
 
 /** Everything a command needs, built once from the environment (the composition root). */
 export interface Context {
@@ -92,6 +92,14 @@ export function storeProblem(error: unknown, config: Config): Error {
  * long-running process (worker, API, dev), which reports the Redis server's settings (eviction, persistence) at its
  * start; a one-shot command (or the demo, whose Redis is its own and thrown away) does not repeat them on every run.
  */
+/**
+ * Where a long-running process works, for its start line: the Redis and the S3 store and bucket it reaches (without
+ * credentials) and its queue prefix — so its log confirms which store and queues a worker or API is on.
+ */
+export function whereTo(config: Config): { redis: string; s3: string; bucket: string; queuePrefix: string } {
+  return { redis: safeRedisAddress(config.REDIS_URL), s3: config.S3_ENDPOINT ? withoutUserInfo(config.S3_ENDPOINT) : `AWS S3 (${config.S3_REGION})`, bucket: config.S3_BUCKET, queuePrefix: config.QUEUE_PREFIX };
+}
+
 export async function createContext(env: Record<string, string | undefined> = process.env, name = 'camflow', service = true): Promise<Context> {
   const config = loadConfig(env);
   // A one-shot command prints its own report: its log says only what went wrong, unless LOG_LEVEL asks for more.

@@ -7,7 +7,7 @@ import type { Logger } from '@camflow/common/core';
  * the process goes on (every job's own errors are handled by its processor); an uncaught exception is logged and
  * the process shuts down through the same path as SIGTERM, so its jobs are handed back, not left locked.
  */
-export function closeOnSignals(close: () => Promise<void>, log: Logger, graceMs = 30_000): void {
+export function closeOnSignals(close: () => Promise<void>, log: Logger, graceMs = 30_000, what = 'finishing or handing back active jobs'): void {
   let closing = false;
   process.on('unhandledRejection', (reason) => {
     log.error({ err: reason instanceof Error ? reason : new Error(String(reason)) }, 'unhandled rejection (a bug: please report it); the process goes on');
@@ -19,7 +19,7 @@ export function closeOnSignals(close: () => Promise<void>, log: Logger, graceMs 
   const handler = (signal: string) => {
     if (closing) process.exit(1);
     closing = true;
-    log.info({ signal }, 'shutting down: finishing or handing back active jobs');
+    log.info({ signal }, `shutting down: ${what}`);
     const timer = setTimeout(() => {
       log.error({ graceMs }, 'shutdown grace period exceeded; exiting (active jobs will be recovered as stalled)');
       process.exit(1);

@@ -2,6 +2,7 @@ import { useOneImageThread, createProcessMetrics, createRedis, redisOutageLog, s
 import { startTrainer } from '@camflow/trainer';
 import { startCamWorkers } from '@camflow/cam-worker';
 import { startIngestWorker } from '@camflow/ingest';
+import { whereTo } from './context.js';
 import type { Worker } from 'bullmq';
 
 /** `cam`: chunks, finalization and S3 listing; `chunks` / `finalizer` / `ingest`: one of the three; `trainer`; `all`: everything. */
@@ -39,7 +40,7 @@ export async function startWorkers(role: WorkerRole, config: Config, store: Obje
     const cam = await startCamWorkers({ config, store, queues, metrics, outage, subscriber: createRedis(config.REDIS_URL), log: log.child({ role: role === 'finalizer' ? 'finalizer' : 'cam-worker' }) });
     closers.push(() => cam.close());
   }
-  log.info({ role }, 'workers started');
+  log.info({ role, ...whereTo(config) }, 'workers started');
   return { close: async () => void (await Promise.all(closers.map((c) => c()))) };
 }
 

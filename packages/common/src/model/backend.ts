@@ -36,6 +36,8 @@ async function tryImport(name: string): Promise<string | undefined> {
     await (bundledBackends[name] ?? (() => import(name)))();
     return undefined;
   } catch (error) {
+    // Not installed is the common case (an optional package): said so, without the resolver's paths.
+    if ((error as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && (error as Error).message.includes(`'${name}'`)) return `${name}: not installed`;
     return `${name}: ${(error as Error).message.split('\n')[0]}`;
   }
 }

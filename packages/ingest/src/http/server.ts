@@ -249,8 +249,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   // Fastify's own 404 body has another shape ({message, error: "Not Found", statusCode}): one shape for every error.
   app.setNotFoundHandler(async (req, reply) => reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]} (the API is under /v1: see the README's HTTP API table)` }));
 
-  app.get('/healthz', async () => ({ ok: true }));
-  app.get('/readyz', async (_req, reply) => {
+  // Probes and scrapes come every few seconds: their requests are not logged at info (failures still are, at warn).
+  const probe = { logLevel: 'warn' as const };
+  app.get('/healthz', probe, async () => ({ ok: true }));
+  app.get('/readyz', probe, async (_req, reply) => {
     // Each probe answers within 2 s, whatever the client's own retry settings.
     const check = async (probe: () => Promise<unknown>) => {
       let timer: NodeJS.Timeout | undefined;
@@ -308,7 +310,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       if (production) this.set({ version: production.version }, 1);
     },
   });
-  app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  app.get('/metrics', probe, async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
 
   // The queues' dashboard (bull-board), behind the same token as everything else (bearer, or the viewer's cookie).
   const board = new FastifyAdapter();
