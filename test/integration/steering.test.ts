@@ -50,7 +50,7 @@ test('a high-priority batch submitted after a low-priority one is localized firs
     assert.deepEqual([payload.event, payload.batchId, payload.summary.items], ['batch.completed', high.batchId, 8]);
     assert.equal(payload.resultsPath, `/v1/batches/${high.batchId}/results`, 'where the API serves the results');
     const told = await runCli(c, ['status', high.batchId]);
-    assert.match(told.stdout, new RegExp(`^webhook: delivered to http://127\\.0\\.0\\.1:\\d+ \\(1 attempt\\)$`, 'm'), told.stdout);
+    assert.match(told.stdout, /^webhook: delivered to http:\/\/127\.0\.0\.1:\d+ \(1 attempt\)$/m, told.stdout);
     // A receiver that is down: tried 3 times, then said — in `status`, with the cause — not only in a worker's log.
     const closed = createServer();
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', () => r()));
