@@ -145,6 +145,8 @@ test('a Redis restart (AOF) while a batch runs: no job lost, workers reconnect b
     const names = await syntheticFolder(c.dir, 200, 12);
     const info = await submit(c, join(c.dir, 'batch-12'), 20);
     c.spawnWorker('cam');
+    // An ingest-only worker has no subscriber connection: its BullMQ connections alone must say that Redis is back.
+    c.spawnWorker('ingest');
     await eventually('a first chunk to complete', async () => ((await c.ctx.queues.cam.getCompletedCount()) > 0 ? true : undefined));
     await c.redis.stop();
     await sleep(2000);
@@ -153,9 +155,13 @@ test('a Redis restart (AOF) while a batch runs: no job lost, workers reconnect b
     assertExactlyOnce(await readResults(c.ctx.store, info.batchId), names);
     // The worker's log says the outage once when it starts and once when it ends — not an error record per retry,
     // and no "[ioredis] Unhandled error event" block outside the JSON lines.
-    const log = await readFile(join(c.dir, (await readdir(c.dir)).find((f) => f.startsWith('worker-cam-'))!), 'utf8');
-    const said = (text: string) => log.split('\n').filter((l) => l.includes(text)).length;
-    assert.deepEqual([said('Redis stopped answering'), said('Redis answers again after'), said('Unhandled error event'), said('"msg":"worker error"')], [1, 1, 0, 0], log.slice(0, 4000));
+    const logOf = async (role: string) => readFile(join(c.dir, (await readdir(c.dir)).find((f) => f.startsWith(`worker-${role}-`))!), 'utf8');
+    const said = (log: string, text: string) => log.split('\n').filter((l) => l.includes(text)).length;
+    const outageLines = (log: string) => [said(log, 'Redis stopped answering'), said(log, 'Redis answers again after'), said(log, 'Unhandled error event'), said(log, '"msg":"worker error"')];
+    const log = await logOf('cam');
+    assert.deepEqual(outageLines(log), [1, 1, 0, 0], log.slice(0, 4000));
+    const ingestLog = await eventually('the ingest worker to say Redis is back', async () => ((l) => (said(l, 'Redis answers again after') ? l : undefined))(await logOf('ingest')), 30_000, 200);
+    assert.deepEqual(outageLines(ingestLog), [1, 1, 0, 0], ingestLog.slice(0, 4000));
     // Its start line: where it works, without credentials.
     const started = JSON.parse(log.split('\n').find((l) => l.includes('"workers started"'))!) as Record<string, string>;
     assert.deepEqual([started.redis, started.s3, started.bucket, started.queuePrefix], [c.env.REDIS_URL, c.env.S3_ENDPOINT, c.env.S3_BUCKET, 'camflow']);

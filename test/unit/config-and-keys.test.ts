@@ -168,7 +168,7 @@ test('a source store that cannot be listed is named with the setting that decide
   assert.equal(sourceProblem(named('SlowDown', 'Please reduce your request rate'), 'AWS S3 (eu-west-1)'), 'AWS S3 (eu-west-1): Please reduce your request rate');
 });
 
-test('a Redis outage is one line when it starts and one when it ends, for a whole process; other errors each get theirs', () => {
+test('a Redis outage is one line when it starts and one when every client that lost it is back; other errors each get theirs', () => {
   const lines: { level: number; msg: string; downSeconds?: number; repeatedErrors?: number }[] = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {
@@ -179,18 +179,25 @@ test('a Redis outage is one line when it starts and one when it ends, for a whol
   let clock = 1000;
   const outage = redisOutageLog(createLogger({ level: 'info', destination: sink }), () => clock);
   const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6391'), { code: 'ECONNREFUSED' });
-  outage.ready(); // the first connection: nothing to say
-  for (let i = 0; i < 72; i++) outage.error(i % 2 ? refused : new Error('Connection is closed.'), { queue: 'cam' });
+  const [worker, subscriber] = [{}, {}];
+  outage.ready(worker); // the first connection: nothing to say
+  for (let i = 0; i < 72; i++) outage.error(i % 2 ? refused : new Error('Connection is closed.'), { queue: 'cam' }, i % 3 ? worker : subscriber);
   clock += 18_000;
-  outage.ready();
-  outage.ready(); // a second client reconnecting: said once
-  outage.error(new Error('ERR unknown command'), { queue: 'cam' });
+  outage.ready(subscriber); // one client back, the other not yet: not over
+  assert.equal(lines.length, 1);
+  outage.ready(worker);
+  outage.ready(worker); // its second connection: said once
+  outage.error(new Error('ERR unknown command'), { queue: 'cam' }, worker);
   assert.deepEqual(lines.map((l) => [l.level, l.msg]), [
     [50, 'Redis stopped answering (Connection is closed.): jobs wait; every connection is retried until it answers'],
     [40, 'Redis answers again after 18 s: work goes on'],
     [50, 'worker error'],
   ]);
   assert.deepEqual([lines[1]!.downSeconds, lines[1]!.repeatedErrors], [18, 71]);
+  // A second outage is said again.
+  outage.error(refused, {}, subscriber);
+  outage.ready(subscriber);
+  assert.deepEqual(lines.slice(3).map((l) => l.level), [50, 40]);
   assert.equal(isConnectionError(refused), true);
   assert.equal(isConnectionError(new Error('ERR unknown command')), false);
 });

@@ -3,7 +3,8 @@ import type { Redis } from 'ioredis';
 import {
   batchJobSchema,
   redisOutageLog,
-  watchRedis,
+  watchBull,
+  watchRedisClient,
   type OutageLog,
   bullConnection,
   camJobSchema,
@@ -73,7 +74,7 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
   const limits = { lockDuration: config.JOB_LOCK_MS, stalledInterval: config.STALLED_INTERVAL_MS, maxStalledCount: config.CAM_ATTEMPTS };
   // A chunk's smear fields fan out as `field-cells` children in the same queue; the chunk's job waits for them.
   const camQueue = serve.chunks ? new Queue(queueNames.cam, { connection, prefix: config.QUEUE_PREFIX }) : undefined;
-  if (camQueue) watchRedis(outage, camQueue, { queue: 'cam', client: 'fan-out' });
+  if (camQueue) watchBull(outage, camQueue, { queue: 'cam', client: 'fan-out' });
   const fanOutOf = (job: Job, token: string | undefined): FanOut | undefined =>
     camQueue && token && job.id
       ? {
@@ -169,16 +170,16 @@ export async function startCamWorkers(deps: CamWorkerDeps): Promise<CamWorkers> 
   }
   for (const [name, w] of [['cam', cam], ['batch', batch]] as const) {
     w?.on('failed', (job, err) => log.warn({ queue: name, jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'job failed'));
-    if (w) watchRedis(outage, w, { queue: name });
+    if (w) watchBull(outage, w, { queue: name });
     // A chunk whose worker stopped answering (killed, frozen) is handed to another one when its lock expires.
-    w?.on('stalled', (jobId) => log.warn({ queue: name, jobId }, 'a job whose worker stopped answering (its lock expired) goes back to the queue for another worker'));
+    w?.on('stalled', (jobId) => log.warn({ queue: name, jobId, maxStalledCount: config.CAM_ATTEMPTS }, 'a job whose worker stopped answering (its lock expired) goes back to the queue for another worker, or fails once it has stalled CAM_ATTEMPTS times'));
   }
   // The production model is what most batches pin: load it now, not on the first chunk.
   getProduction(store)
     .then((production) => production && models.get(production.version))
     .catch((err: Error) => log.warn({ err: err.message }, 'could not preload the production model'));
   if (deps.subscriber) {
-    watchRedis(outage, deps.subscriber, { client: 'model announcements' });
+    watchRedisClient(outage, deps.subscriber, { client: 'model announcements' });
     await deps.subscriber.subscribe(modelChannel(config.QUEUE_PREFIX));
     deps.subscriber.on('message', (_channel, message) => {
       try {

@@ -1,5 +1,5 @@
 import { DelayedError, FlowProducer, Job, Queue, Worker } from 'bullmq';
-import { finalizeJobId, bullTelemetry, redisOutageLog, watchRedis, type OutageLog, bullConnection, instrumentWorker, queueNames, s3SourceOptions, type Config, type Logger, type ObjectStore, type ProcessMetrics } from '@camflow/common/core';
+import { finalizeJobId, bullTelemetry, redisOutageLog, watchBull, type OutageLog, bullConnection, instrumentWorker, queueNames, s3SourceOptions, type Config, type Logger, type ObjectStore, type ProcessMetrics } from '@camflow/common/core';
 import { isFinalAttempt, processListingPage } from './listing.js';
 
 const LISTING_WAIT_MS = 5000;
@@ -66,7 +66,7 @@ export function startIngestWorker(deps: { config: Config; store: ObjectStore; lo
   );
   if (deps.metrics) instrumentWorker(deps.metrics, worker, 'ingest');
   worker.on('failed', (job, err) => log.warn({ queue: 'ingest', jobId: job?.id, attemptsMade: job?.attemptsMade, err: err.message }, 'job failed'));
-  watchRedis(deps.outage ?? redisOutageLog(log), worker, { queue: 'ingest' });
+  watchBull(deps.outage ?? redisOutageLog(log), worker, { queue: 'ingest' });
   log.info({ concurrency: config.INGEST_CONCURRENCY }, 'ingest worker started: S3-prefix batches are listed here');
   return {
     worker,

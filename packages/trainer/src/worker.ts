@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { bullTelemetry, initBackend, instrumentWorker, redisOutageLog, trainCancelKey, watchRedis, type OutageLog, type ProcessMetrics, queueNames, bullConnection, type Config, type Logger, type ObjectStore } from '@camflow/common';
+import { bullTelemetry, initBackend, instrumentWorker, redisOutageLog, trainCancelKey, watchBull, watchRedisClient, type OutageLog, type ProcessMetrics, queueNames, bullConnection, type Config, type Logger, type ObjectStore } from '@camflow/common';
 import { runTraining, type TrainOutcome } from './train-job.js';
 
 /** A training job's return value: the outcome without the (stored) manifest. */
@@ -48,8 +48,8 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
   if (deps.metrics) instrumentWorker(deps.metrics, worker, 'train');
   worker.on('failed', (job, err) => log.error({ jobId: job?.id, err: err.message }, 'training job failed'));
   const outage = deps.outage ?? redisOutageLog(log);
-  watchRedis(outage, worker, { queue: 'train' });
-  watchRedis(outage, deps.publisher, { client: 'model announcements' });
+  watchBull(outage, worker, { queue: 'train' });
+  watchRedisClient(outage, deps.publisher, { client: 'model announcements' });
   return worker;
 }
 

@@ -13,27 +13,32 @@ export function isConnectionError(error: unknown): boolean {
   return typeof e?.message === 'string' && /Connection is closed|Stream isn't writeable|connect (ECONNREFUSED|ETIMEDOUT)|read ECONNRESET|write EPIPE/.test(e.message);
 }
 
-/** What a process says about its Redis connections: `error` for each error event, `ready` for each (re)connection. */
+/**
+ * What a process says about its Redis connections: `error` for each error event of a client, `ready` for each
+ * (re)connection of one (`client`: which one, any value that tells them apart).
+ */
 export interface OutageLog {
-  error(error: unknown, context?: Record<string, unknown>): void;
-  ready(): void;
+  error(error: unknown, context?: Record<string, unknown>, client?: unknown): void;
+  ready(client?: unknown): void;
 }
 
 /**
- * One line when Redis stops answering and one when it answers again, for a whole process, instead of one per retry
- * of each client (a cam worker wrote 72 error records with stacks, and its ioredis clients 8 "Unhandled error event"
- * blocks, in an 18 s outage, and never said it had recovered). Errors that are not about the connection are logged
- * each time, as before.
+ * One line when Redis stops answering and one when every client that lost it is connected again, for a whole
+ * process, instead of one per retry of each client (a cam worker wrote 72 error records with stacks, and its ioredis
+ * clients 8 "Unhandled error event" blocks, in an 18 s outage, and never said it had recovered). Errors that are not
+ * about the connection are logged each time, as before.
  */
 export function redisOutageLog(log: Logger, now: () => number = Date.now): OutageLog {
   let since: number | undefined;
   let repeats = 0;
+  const down = new Set<unknown>();
   return {
-    error(error, context = {}) {
+    error(error, context = {}, client) {
       if (!isConnectionError(error)) {
         log.error({ ...context, err: error }, 'worker error');
         return;
       }
+      down.add(client);
       if (since !== undefined) {
         repeats++;
         return;
@@ -41,8 +46,8 @@ export function redisOutageLog(log: Logger, now: () => number = Date.now): Outag
       since = now();
       log.error({ ...context, err: errorMessage(error) }, `Redis stopped answering (${errorMessage(error)}): jobs wait; every connection is retried until it answers`);
     },
-    ready() {
-      if (since === undefined) return;
+    ready(client) {
+      if (!down.delete(client) || down.size > 0 || since === undefined) return;
       const seconds = Math.round((now() - since) / 100) / 10;
       log.warn({ downSeconds: seconds, repeatedErrors: repeats }, `Redis answers again after ${seconds} s: work goes on`);
       since = undefined;
@@ -51,17 +56,26 @@ export function redisOutageLog(log: Logger, now: () => number = Date.now): Outag
   };
 }
 
-/** A BullMQ worker or queue (its Redis client behind a promise) or an ioredis client: what `watchRedis` listens to. */
-type RedisUser = { on(event: 'error', listener: (error: Error) => void): unknown; client?: Promise<{ on(event: 'ready', listener: () => void): unknown }> } | { on(event: 'error' | 'ready', listener: (error?: Error) => void): unknown };
+/** A BullMQ worker, queue or flow producer: errors on the object, every (re)connection on its backend. */
+interface BullObject {
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  getBackend(): { on(event: 'ready', listener: () => void): unknown };
+}
 
 /**
- * Route a client's connection errors and reconnections to the process's outage log (and so never leave an ioredis
- * client without an `error` listener, which prints "[ioredis] Unhandled error event" blocks outside the JSON logs).
+ * Route a BullMQ object's connection errors and reconnections to the process's outage log. (A Worker emits its own
+ * 'ready' once, at start; its backend repeats each connection's.)
  */
-export function watchRedis(outage: OutageLog, target: RedisUser, context: Record<string, unknown> = {}): void {
-  (target as { on(event: 'error', listener: (error: Error) => void): unknown }).on('error', (error) => outage.error(error, context));
-  const client = (target as { client?: unknown }).client;
-  if (client instanceof Promise) {
-    (client as Promise<{ on(event: 'ready', listener: () => void): unknown }>).then((c) => c.on('ready', () => outage.ready())).catch(() => undefined);
-  } else (target as { on(event: 'ready', listener: () => void): unknown }).on('ready', () => outage.ready());
+export function watchBull(outage: OutageLog, target: BullObject, context: Record<string, unknown> = {}): void {
+  target.on('error', (error) => outage.error(error, context, target));
+  target.getBackend().on('ready', () => outage.ready(target));
+}
+
+/**
+ * The same for a plain ioredis client (a subscriber, a publisher) — and so never a client without an `error`
+ * listener, which prints "[ioredis] Unhandled error event" blocks outside the JSON logs.
+ */
+export function watchRedisClient(outage: OutageLog, client: { on(event: 'error' | 'ready', listener: (error?: Error) => void): unknown }, context: Record<string, unknown> = {}): void {
+  client.on('error', (error) => outage.error(error, context, client));
+  client.on('ready', () => outage.ready(client));
 }
