@@ -134,6 +134,14 @@ test('a batch remembers its QUEUE_PREFIX: status and repair under another prefix
       assert.deepEqual([out.code, out.stderr.trim().split('\n').pop()], [1, elsewhere], `${args.join(' ')}: ${out.stderr}`);
     }
     assert.equal(await c.ctx.queues.cam.count(), 0, 'nothing enqueued under the default prefix');
+    // What needs only the object store works from here: its page exists (open), its results are not there yet, and
+    // the same submission with its key is the same batch (nothing enqueued here, nothing repaired).
+    assert.equal((await camflow(c, ['open', batchId, '--json'])).code, 0);
+    const early = await camflow(c, ['results', batchId]);
+    assert.deepEqual([early.code, early.stderr.trim().split('\n').pop()], [1, `batch ${batchId} is running under QUEUE_PREFIX=lab-a: no results yet`]);
+    const again = await camflow(c, ['submit', join(c.dir, 'batch-48'), '--key', 'k-48', '--json']);
+    assert.deepEqual([again.code, JSON.parse(again.stdout).batchId, JSON.parse(again.stdout).existing], [0, batchId, true], again.stderr);
+    assert.equal(await c.ctx.queues.cam.count(), 0, 'still nothing enqueued under the default prefix');
     // A cancellation is a marker in the object store: it works from any prefix, and the prefix's workers honour it.
     await syntheticFolder(c.dir, 2, 49);
     const other = JSON.parse((await camflow(c, ['submit', join(c.dir, 'batch-49'), '--json'], lab)).stdout) as { batchId: string };

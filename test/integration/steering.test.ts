@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { Job } from 'bullmq';
-import { chunkJobId, webhookSignature } from '@camflow/common';
+import { chunkJobId, keys, webhookSignature } from '@camflow/common';
 import { submitBatch } from '@camflow/ingest';
 import { waitForBatch } from '../../packages/cli/src/wait.ts';
 import { eventually, publishUntrained, runCli, startCluster, syntheticFolder } from '../helpers/cluster.ts';
@@ -64,6 +64,14 @@ test('a high-priority batch submitted after a low-priority one is localized firs
     }, 60_000, 500);
     assert.match(said, new RegExp(`^webhook: NOT delivered to http://127\\.0\\.0\\.1:${deadPort} after 3 attempts \\(fetch failed \\(ECONNREFUSED\\)\\): the batch is complete, its receiver was not told$`, 'm'));
     assert.doesNotMatch(said, /token=abc/, 'the hook\'s query (a token, perhaps) is never shown');
+    const asJson = await runCli(c, ['status', unheardId, '--json']);
+    assert.equal(JSON.parse(asJson.stdout).info.webhook, `http://127.0.0.1:${deadPort}/hook`, 'nor in the JSON status');
+    // A completed batch with a webhook but no delivery record (completed before deliveries were recorded): said so,
+    // not "being delivered" for ever.
+    await c.ctx.store.deleteMany([keys.batchWebhook(high.batchId)]);
+    const summary = await c.ctx.store.getJson<Record<string, unknown>>(keys.resultsSummary(high.batchId));
+    await c.ctx.store.putJson(keys.resultsSummary(high.batchId), { ...summary, completedAt: new Date(Date.now() - 3600_000).toISOString() });
+    assert.match((await runCli(c, ['status', high.batchId])).stdout, /^webhook to http:\/\/127\.0\.0\.1:\d+: no delivery record \(the batch completed before deliveries were recorded, or its finalizer stopped while trying\)$/m);
     // Bad values are refused before anything is read.
     const bad = await runCli(c, ['submit', join(c.dir, 'batch-62'), '--priority', 'urgent']);
     assert.equal(bad.code, 2);

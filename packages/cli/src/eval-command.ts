@@ -24,7 +24,7 @@ import {
   batchInfoSchema,
   suggest,
 } from '@camflow/common/core';
-import { batchStatus, listFolder, submitBatch, noModelError, type SourceFile } from '@camflow/ingest';
+import { batchProgress, listFolder, submitBatch, noModelError, type SourceFile } from '@camflow/ingest';
 import type { Context } from './context.js';
 import { writeEvalReport, type Subset } from './report.js';
 import { readResults, waitForBatch } from './wait.js';
@@ -179,7 +179,7 @@ async function readBoxes(path: string): Promise<Record<string, Box[]>> {
  * per patient), localization where truth boxes exist, an HTML report with the worst errors, and one JSON line.
  */
 export async function runEval(ctx: Context, options: EvalOptions): Promise<{ line: Record<string, unknown>; report: EvaluationReport; html: string }> {
-  const given = options.batch ? await batchStatus(ctx.store, ctx.queues.batch, options.batch) : undefined;
+  const given = options.batch ? await batchProgress(ctx.store, ctx.queues.batch, options.batch) : undefined;
   if (given && given.state === 'unknown') throw new NotFoundError('batch', options.batch!);
   const version = options.model ?? given?.info?.modelVersion ?? (await getProduction(ctx.store))?.version;
   if (!version) throw await noModelError(ctx.store);

@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import { NotFoundError, batchCancelSchema, keys, parseWith, type ObjectStore } from '@camflow/common/core';
-import { OtherQueuePrefixError, batchStatus } from './status.js';
+import { batchProgress } from './status.js';
 
 export interface CancelReport {
   batchId: string;
@@ -18,10 +18,7 @@ export interface CancelReport {
  */
 export async function cancelBatch(store: ObjectStore, batchQueue: Queue, batchId: string, reason = 'cancelled by the operator'): Promise<CancelReport> {
   // A marker in the object store, read by whichever workers run the batch: it works from any QUEUE_PREFIX.
-  const status = await batchStatus(store, batchQueue, batchId).catch((error: unknown) => {
-    if (error instanceof OtherQueuePrefixError) return { state: 'running' as const };
-    throw error;
-  });
+  const status = await batchProgress(store, batchQueue, batchId);
   if (status.state === 'unknown') throw new NotFoundError('batch', batchId);
   const existing = await store.getJsonIfExists(keys.batchCancel(batchId));
   if (existing) return { batchId, action: 'none', state: status.state, cancelledAt: parseWith(batchCancelSchema, existing, 'batch cancellation').cancelledAt };

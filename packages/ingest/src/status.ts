@@ -41,7 +41,9 @@ export interface BatchStatus {
    * A completed batch submitted with a webhook: how its delivery went (`delivered`, `attempts`, `error`), or
    * `pending: true` while the finalizer is still trying.
    */
-  webhook?: WebhookDelivery | { origin: string; pending: true };
+  webhook?: WebhookDelivery | { origin: string; pending: true } | { origin: string; unrecorded: true };
+  /** Set by `batchProgress` for a batch queued under another QUEUE_PREFIX: that prefix (its progress is known there). */
+  queuedUnder?: string;
 }
 
 /**
@@ -50,7 +52,11 @@ export interface BatchStatus {
  */
 export class OtherQueuePrefixError extends CamflowError {
   readonly statusCode = 409;
-  constructor(batchId: string, queuedUnder: string, here: string) {
+  constructor(
+    batchId: string,
+    readonly queuedUnder: string,
+    here: string,
+  ) {
     super('OTHER_QUEUE_PREFIX', `batch ${batchId} was queued under QUEUE_PREFIX=${queuedUnder}, not ${here}: its jobs and workers are there; set QUEUE_PREFIX=${queuedUnder} to follow or repair it`);
   }
 }
@@ -75,13 +81,14 @@ export interface ServingQueues {
 export async function batchStatus(store: ObjectStore, batchQueue: Queue, batchId: string, serving?: ServingQueues): Promise<BatchStatus> {
   const raw = await store.getJsonIfExists(keys.batchInfo(batchId));
   if (!raw) return { batchId, state: 'unknown', chunks: { total: 0, done: 0 } };
-  const info = parseWith(batchInfoSchema, raw, 'batch info');
+  const info = shownInfo(parseWith(batchInfoSchema, raw, 'batch info'));
   const cancelRaw = await store.getJsonIfExists(keys.batchCancel(batchId));
   const cancelled = cancelRaw ? (({ cancelledAt, reason }) => ({ cancelled: { at: cancelledAt, reason } }))(parseWith(batchCancelSchema, cancelRaw, 'batch cancellation')) : {};
   const summary = await store.getJsonIfExists(keys.resultsSummary(batchId));
   if (summary) {
-    const webhook = info.webhook ? await webhookDelivery(store, batchId, info.webhook) : undefined;
-    return { batchId, state: 'completed', ...cancelled, info, chunks: { total: info.chunks, done: info.chunks }, images: { total: info.accepted, done: info.accepted }, summary: parseWith(batchSummarySchema, summary, 'batch summary'), ...(webhook ? { webhook } : {}) };
+    const done = parseWith(batchSummarySchema, summary, 'batch summary');
+    const webhook = info.webhook ? await webhookDelivery(store, batchId, info.webhook, done.completedAt) : undefined;
+    return { batchId, state: 'completed', ...cancelled, info, chunks: { total: info.chunks, done: info.chunks }, images: { total: info.accepted, done: info.accepted }, summary: done, ...(webhook ? { webhook } : {}) };
   }
   assertSameQueuePrefix(info, batchQueue);
   const job = await Job.fromId(batchQueue, finalizeJobId(batchId));
@@ -133,11 +140,47 @@ async function withWorkers(status: BatchStatus, batchQueue: Queue, serving: Serv
   return { ...status, ...(images ? { images } : {}), workers, waiting };
 }
 
-/** How a completed batch's webhook went, from the finalizer's record; pending until it is written. */
-async function webhookDelivery(store: ObjectStore, batchId: string, url: string): Promise<NonNullable<BatchStatus['webhook']>> {
+/** A delivery takes at most ~25 s (3 tries of 5 s, 1 s and 4 s apart): a record missing for longer will not come. */
+const WEBHOOK_PENDING_MS = 120_000;
+
+/**
+ * How a completed batch's webhook went, from the finalizer's record: pending for a while after completion, then
+ * `unrecorded` (a batch completed before deliveries were recorded, or a finalizer that stopped while trying).
+ */
+async function webhookDelivery(store: ObjectStore, batchId: string, url: string, completedAt: string): Promise<NonNullable<BatchStatus['webhook']>> {
   const raw = await store.getJsonIfExists(keys.batchWebhook(batchId));
-  return raw === undefined ? { origin: new URL(url).origin, pending: true } : parseWith(webhookDeliverySchema, raw, 'webhook delivery');
+  if (raw !== undefined) return parseWith(webhookDeliverySchema, raw, 'webhook delivery');
+  const origin = new URL(url).origin;
+  return Date.now() - Date.parse(completedAt) < WEBHOOK_PENDING_MS ? { origin, pending: true } : { origin, unrecorded: true };
 }
+
+/**
+ * A batch's info as status shows it: the webhook without its query or fragment (a receiver's token often rides
+ * there); the finalizer reads the stored batch.json, not this.
+ */
+function shownInfo(info: BatchInfo): BatchInfo {
+  if (!info.webhook) return info;
+  const u = new URL(info.webhook);
+  return { ...info, webhook: `${u.origin}${u.pathname}` };
+}
+
+/**
+ * `batchStatus` for callers that only ask whether a batch exists or is done (results, download, eval, cancel, the
+ * lists, a resubmission): a batch queued under another QUEUE_PREFIX reads as running there (`queuedUnder`), not as
+ * an error — its results are in the object store whichever prefix ran it.
+ */
+export async function batchProgress(store: ObjectStore, batchQueue: Queue, batchId: string): Promise<BatchStatus> {
+  try {
+    return await batchStatus(store, batchQueue, batchId);
+  } catch (error) {
+    if (!(error instanceof OtherQueuePrefixError)) throw error;
+    const info = shownInfo(parseWith(batchInfoSchema, await store.getJson(keys.batchInfo(batchId)), 'batch info'));
+    return { batchId, state: 'running', info, chunks: { total: info.chunks, done: 0 }, queuedUnder: error.queuedUnder, reason: error.message };
+  }
+}
+
+/** Pure: "running (3/5 chunks)", or "running under QUEUE_PREFIX=lab-a" (whose progress this prefix cannot see). */
+export const stateText = (s: BatchStatus): string => (s.queuedUnder ? `${s.state} under QUEUE_PREFIX=${s.queuedUnder}` : `${s.state} (${s.chunks.done}/${s.chunks.total} chunks)`);
 
 /** Pending chunks whose field parts `batchStatus` counts (the first ones: chunks run in order, fields are the slow ones). */
 const FIELD_PART_CHUNKS = 16;
@@ -146,7 +189,8 @@ const FIELD_PART_CHUNKS = 16;
 async function fieldPartsOf(cam: Queue, batchId: string, pending: number[]): Promise<BatchStatus['fieldParts']> {
   let done = 0;
   let total = 0;
-  for (const c of pending.slice(0, FIELD_PART_CHUNKS)) {
+  // The lowest pending chunks: they run first (the ids come from a Redis set, in no order).
+  for (const c of [...pending].sort((a, b) => a - b).slice(0, FIELD_PART_CHUNKS)) {
     const job = await Job.fromId(cam, chunkJobId(batchId, c));
     if (!job) continue;
     const n = await job.getDependenciesCount({ processed: true, unprocessed: true, ignored: true, failed: true });
@@ -214,14 +258,11 @@ export async function batchListing(store: ObjectStore, batchQueue: Queue, limit 
   const infos = await listBatches(store, limit);
   return Promise.all(
     infos.map(async (info) => {
-      const status: Pick<BatchStatus, 'images' | 'cancelled'> & { state: BatchListing['state'] } = await batchStatus(store, batchQueue, info.batchId).catch((error: unknown) => {
-        if (error instanceof OtherQueuePrefixError) return { state: 'elsewhere' as const };
-        throw error;
-      });
+      const status = await batchProgress(store, batchQueue, info.batchId);
       return {
         batchId: info.batchId,
         createdAt: info.createdAt,
-        state: status.state,
+        state: status.queuedUnder ? 'elsewhere' : status.state,
         ...(info.source ? { source: info.source } : {}),
         ...(info.queuePrefix ? { queuePrefix: info.queuePrefix } : {}),
         modelVersion: info.modelVersion,

@@ -31,7 +31,7 @@ import { forEachEntry, ingestEntries } from './ingest-entries.js';
 import { DEFAULT_LISTING_PAGE, enqueueListing } from './listing.js';
 import { claimKey, readClaim, type KeyClaims } from './key-claims.js';
 import { enqueueBatch } from './enqueue.js';
-import { batchStatus } from './status.js';
+import { batchProgress } from './status.js';
 import { repairBatch } from './repair.js';
 
 export interface SubmitOptions {
@@ -325,7 +325,7 @@ async function existingOrConflict(opts: SubmitOptions, claim: { batchId: string;
   if (claim.fingerprint !== fingerprint) throw new KeyConflictError(opts.idempotencyKey!, claim.batchId);
   const info = parseWith(batchInfoSchema, await store.getJson(keys.batchInfo(claim.batchId)), 'batch info');
   log?.info({ batchId: claim.batchId }, 'batch already submitted with this idempotency key');
-  if (opts.queues && Date.now() - Date.parse(info.createdAt) > 5000 && (await batchStatus(store, opts.queues.batch, info.batchId)).state === 'stalled') {
+  if (opts.queues && Date.now() - Date.parse(info.createdAt) > 5000 && (await batchProgress(store, opts.queues.batch, info.batchId)).state === 'stalled') {
     await repairBatch({ store, flow: opts.flow, queues: opts.queues, batchId: info.batchId, ...(log ? { log } : {}) });
   }
   return { ...info, existing: true };

@@ -1,5 +1,5 @@
 import { CamflowError, NotFoundError } from '@camflow/common/core';
-import { batchStatus, downloadBatchFiles, parseDownloadKinds, type DownloadReport } from '@camflow/ingest';
+import { batchProgress, downloadBatchFiles, stateText, parseDownloadKinds, type DownloadReport } from '@camflow/ingest';
 import { shellWord, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
@@ -30,9 +30,9 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
     process.once('SIGINT', stop);
     const report = await downloadBatchFiles(ctx.store, batchId, out, { only, onProgress, onSkip }).finally(() => process.off('SIGINT', stop));
     if (!report) {
-      const status = await batchStatus(ctx.store, ctx.queues.batch, batchId);
+      const status = await batchProgress(ctx.store, ctx.queues.batch, batchId);
       if (status.state === 'unknown') throw new NotFoundError('batch', batchId);
-      throw new CamflowError('NOT_READY', `batch ${batchId} is ${status.state} (${status.chunks.done}/${status.chunks.total} chunks): nothing to download yet${status.reason ? `; ${status.reason}` : ''}`);
+      throw new CamflowError('NOT_READY', `batch ${batchId} is ${stateText(status)}: nothing to download yet${status.reason && !status.queuedUnder ? `; ${status.reason}` : ''}`);
     }
     if (v.json) process.stdout.write(`${JSON.stringify(report)}\n`);
     else process.stdout.write(`downloaded ${line(report)} to ${report.out}\n`);

@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
-import { NotFoundError, loadConfig } from '@camflow/common/core';
-import { batchStatus } from '@camflow/ingest';
+import { NotFoundError, keys, loadConfig } from '@camflow/common/core';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
@@ -13,7 +12,7 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
   // A batch that does not exist gets no page: say so instead of opening one.
   if (rest[0]) {
     await withContext(async (ctx) => {
-      if ((await batchStatus(ctx.store, ctx.queues.batch, rest[0]!)).state === 'unknown') throw new NotFoundError('batch', rest[0]!);
+      if (!(await ctx.store.exists(keys.batchInfo(rest[0]!)))) throw new NotFoundError('batch', rest[0]!);
     });
   }
   print(v.json, { url }, url);

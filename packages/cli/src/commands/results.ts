@@ -2,7 +2,7 @@ import { createWriteStream } from 'node:fs';
 import { resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { CamflowError, InvalidParameterError, NotFoundError, RESULT_FORMATS, type ResultFormat } from '@camflow/common/core';
-import { batchStatus, exportBatchResults } from '@camflow/ingest';
+import { batchProgress, exportBatchResults, stateText } from '@camflow/ingest';
 import { withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
@@ -16,9 +16,9 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
   await withContext(async (ctx) => {
     const out = await exportBatchResults(ctx.store, rest[0]!, format as ResultFormat);
     if (!out) {
-      const status = await batchStatus(ctx.store, ctx.queues.batch, rest[0]!);
+      const status = await batchProgress(ctx.store, ctx.queues.batch, rest[0]!);
       if (status.state === 'unknown') throw new NotFoundError('batch', rest[0]!);
-      throw new CamflowError('NOT_READY', `batch ${rest[0]} is ${status.state} (${status.chunks.done}/${status.chunks.total} chunks): no results yet${status.reason ? `; ${status.reason}` : ''}`);
+      throw new CamflowError('NOT_READY', `batch ${rest[0]} is ${stateText(status)}: no results yet${status.reason && !status.queuedUnder ? `; ${status.reason}` : ''}`);
     }
     if (v.out) {
       const file = createWriteStream(v.out);

@@ -24,6 +24,7 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
 /** A completed batch's webhook in a sentence: delivered, still being tried, or not delivered and why. */
 export function webhookText(w: NonNullable<BatchStatus['webhook']>): string {
   if ('pending' in w) return `webhook: being delivered to ${w.origin}`;
+  if ('unrecorded' in w) return `webhook to ${w.origin}: no delivery record (the batch completed before deliveries were recorded, or its finalizer stopped while trying)`;
   if (w.delivered) return `webhook: delivered to ${w.origin} (${counted(w.attempts, 'attempt')})`;
   return `webhook: NOT delivered to ${w.origin} after ${counted(w.attempts, 'attempt')} (${w.error ?? 'no reason recorded'}): the batch is complete, its receiver was not told`;
 }

@@ -58,7 +58,7 @@ import {
   connectedWorkers,
 } from '@camflow/common/core';
 import { submitBatch, KeyConflictError, NoModelError } from '../submit.js';
-import { batchListing, batchStatus } from '../status.js';
+import { batchListing, batchProgress, batchStatus, stateText } from '../status.js';
 import { repairBatch } from '../repair.js';
 import { exportBatchResults } from '../results.js';
 import { cancelBatch } from '../cancel.js';
@@ -249,10 +249,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   // Fastify's own 404 body has another shape ({message, error: "Not Found", statusCode}): one shape for every error.
   app.setNotFoundHandler(async (req, reply) => reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]} (the API is under /v1: see the README's HTTP API table)` }));
 
-  // Probes and scrapes come every few seconds: their requests are not logged at info (failures still are, at warn).
+  // Probes and scrapes come every few seconds: their requests are not logged at info (a failed readiness check is, at warn).
   const probe = { logLevel: 'warn' as const };
   app.get('/healthz', probe, async () => ({ ok: true }));
-  app.get('/readyz', probe, async (_req, reply) => {
+  app.get('/readyz', probe, async (req, reply) => {
     // Each probe answers within 2 s, whatever the client's own retry settings.
     const check = async (probe: () => Promise<unknown>) => {
       let timer: NodeJS.Timeout | undefined;
@@ -268,6 +268,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     };
     const [redis, storage] = await Promise.all([check(() => deps.redis.ping()), check(() => store.head(keys.productionChannel()))]);
     const ok = redis === 'ok' && storage === 'ok';
+    if (!ok) req.log.warn({ redis, storage }, 'not ready: a service this API needs does not answer');
     return reply.code(ok ? 200 : 503).send({ ok, redis, storage });
   });
   // Prometheus: queue depth per state and the production model, read from Redis and S3 at each scrape, plus this
@@ -402,9 +403,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     // Truth boxes are not uploaded here: localization is scored against the parasite stain in the originals' pixels
     // (`truth=stain`, the default) or not at all (`truth=none`).
     const query = parseWith(z.object({ groupPattern: z.string().max(200).optional(), truth: z.enum(['auto', 'stain', 'none']).default('auto') }).strict(), req.query ?? {}, 'query');
-    const status = await batchStatus(store, deps.queues.batch, id);
+    const status = await batchProgress(store, deps.queues.batch, id);
     if (status.state === 'unknown') throw new NotFoundError('batch', id);
-    if (status.state !== 'completed') return reply.code(409).send({ error: 'not_ready', message: `batch ${id} is ${status.state}` });
+    if (status.state !== 'completed') return reply.code(409).send({ error: 'not_ready', message: `batch ${id} is ${stateText(status)}` });
     const model = await getModelManifest(store, status.info!.modelVersion);
     // The same default patient pattern as the CLI's eval and `dataset add`.
     const group = compileGroupPattern(query.groupPattern, 'query.groupPattern');
@@ -446,9 +447,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const format = parseWith(resultsQuery, req.query ?? {}, 'query').format ?? formatForAccept(req.headers.accept);
     const out = await exportBatchResults(store, id, format);
     if (!out) {
-      const status = await batchStatus(store, deps.queues.batch, id);
+      const status = await batchProgress(store, deps.queues.batch, id);
       if (status.state === 'unknown') throw new NotFoundError('batch', id);
-      return reply.code(409).send({ error: 'not_ready', message: `batch ${id} is ${status.state}: ${status.chunks.done}/${status.chunks.total} chunks`, chunks: status.chunks });
+      return reply.code(409).send({ error: 'not_ready', message: `batch ${id} is ${stateText(status)}`, chunks: status.chunks });
     }
     // `?format=` wins over `Accept`; JSONL by default. Streamed from S3, a line at a time.
     return reply.type(out.type).header('content-disposition', `inline; filename="${id}.${format}"`).send(out.body);
