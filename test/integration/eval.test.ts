@@ -421,6 +421,7 @@ describe('eval on one cluster: what it claims, what it shows, what it says', () 
     await evalJson([negatives, '--truth', 'none'], out);
     const html = await readFile(join(out, 'index.html'), 'utf8');
     const shown = [...html.matchAll(/href="overlays\/([^"]+)"/g)].map((m) => m[1]!);
+    assert.ok(first.some((f) => !shown.includes(f)), 'an overlay of the first report is not one of the second\'s: its removal is what is tested');
     assert.deepEqual((await readdir(join(out, 'overlays'))).sort(), [...shown, 'mine.png'].sort(), 'only the new report\'s overlays, and the file it did not write');
     assert.equal(await readFile(join(out, 'notes.txt'), 'utf8'), 'mine');
     assert.ok((await stat(join(out, 'index.html'))).isFile());
