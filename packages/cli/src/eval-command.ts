@@ -55,6 +55,7 @@ export interface EvalOptions {
    * scored (by default the batch's own).
    */
   batch?: string;
+  /** Images localized so far of those submitted (chunks while the images are not counted yet). */
   onProgress?: (done: number, total: number) => void;
   /** A warning for the user, in words (default: a `warning: …` line on stderr, never on stdout). */
   onWarning?: (message: string) => void;
@@ -248,7 +249,8 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
     log: ctx.log,
   });
   const release = options.onBatch?.(batch.batchId);
-  await waitForBatch(ctx, batch.batchId, 24 * 3600_000, (s) => options.onProgress?.(s.chunks.done, s.chunks.total)).finally(release);
+  // Images, as `submit --wait` counts them (a chunk holds 256: a small evaluation is one chunk for its whole run).
+  await waitForBatch(ctx, batch.batchId, 24 * 3600_000, (s) => (s.images ? options.onProgress?.(s.images.done, s.images.total) : options.onProgress?.(s.chunks.done, s.chunks.total))).finally(release);
   const results = await readResults(ctx.store, batch.batchId);
   if (given) batchOfSource(options.batch!, results, files.map((f) => f.name), options.source);
   if (subset.subset === 'folder') {
