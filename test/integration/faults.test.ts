@@ -343,6 +343,27 @@ test('a Redis whose eviction policy is not noeviction is reported at start-up', 
   }
 });
 
+test("a worker on such a Redis says so in JSON lines only: BullMQ's own console warning once, not once per connection in plain text", async () => {
+  const c = await startCluster();
+  try {
+    const admin = createRedis(c.env.REDIS_URL!);
+    await admin.config('SET', 'maxmemory-policy', 'allkeys-lru');
+    await admin.quit();
+    const w = c.spawnWorker('cam');
+    const logFile = async () => join(c.dir, (await readdir(c.dir)).find((f) => f.startsWith('worker-cam-')) ?? 'not yet');
+    const log = await eventually('the worker to start', async () => ((l) => (l.includes('"workers started"') ? l : undefined))(await readFile(await logFile(), 'utf8').catch(() => '')), 60_000, 200);
+    await sleep(1000);
+    w.kill('SIGTERM');
+    await w.exited;
+    const lines = (await readFile(await logFile(), 'utf8')).split('\n').filter((l) => l.trim());
+    assert.deepEqual(lines.filter((l) => !l.startsWith('{')), [], `every line is JSON: ${log.slice(0, 2000)}`);
+    assert.equal(lines.filter((l) => l.includes('IMPORTANT! Eviction policy is allkeys-lru')).length, 1);
+    assert.ok(lines.some((l) => l.includes('maxmemory-policy is \\"allkeys-lru\\"')), 'camflow\'s own warning too');
+  } finally {
+    await c.close();
+  }
+});
+
 test('a malformed variable stops the CLI with one line naming it', () => {
   const cli = fileURLToPath(new URL('../../packages/cli/src/main.ts', import.meta.url));
   const out = spawnSync(process.execPath, ['--import', 'tsx', cli, 'status', 'b1'], { env: { ...process.env, CAM_CHUNK_SIZE: 'lots' }, encoding: 'utf8' });

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { z } from 'zod';
-import { ConfigError, InvalidParameterError, createLogger, decimal, parseDecimal, keys, loadConfig, parseWith, camJobSchema, camOptionsSchema, trainJobSchema, isConnectionError, redisOutageLog } from '@camflow/common';
+import { ConfigError, InvalidParameterError, createLogger, decimal, parseDecimal, keys, loadConfig, parseWith, camJobSchema, camOptionsSchema, trainJobSchema, isConnectionError, redisOutageLog, routeConsoleWarnings } from '@camflow/common';
 import { safeMemberName, sourceProblem } from '@camflow/ingest';
 import { resolveSplitBy, splitIndices } from '@camflow/trainer';
 import { collapseEpoch, collapseReason } from '@camflow/trainer';
@@ -200,4 +200,25 @@ test('a Redis outage is one line when it starts and one when every client that l
   assert.deepEqual(lines.slice(3).map((l) => l.level), [50, 40]);
   assert.equal(isConnectionError(refused), true);
   assert.equal(isConnectionError(new Error('ERR unknown command')), false);
+});
+
+test("a library's console warning reaches the log once, as JSON (BullMQ warns about the eviction policy per connection)", () => {
+  const lines: { level: number; msg: string; from?: string }[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(JSON.parse(String(chunk)));
+      cb();
+    },
+  });
+  const restore = routeConsoleWarnings(createLogger({ level: 'info', destination: sink }), { json: true });
+  try {
+    for (let i = 0; i < 7; i++) console.warn('IMPORTANT! Eviction policy is %s. It should be "noeviction"', 'allkeys-lru');
+    console.warn('another warning');
+  } finally {
+    restore();
+  }
+  assert.deepEqual(lines.map((l) => [l.level, l.from, l.msg]), [
+    [40, 'console', 'IMPORTANT! Eviction policy is allkeys-lru. It should be "noeviction"'],
+    [40, 'console', 'another warning'],
+  ]);
 });

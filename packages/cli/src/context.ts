@@ -16,7 +16,7 @@ import {
   type Config,
   type Logger,
 } from '@camflow/common/core';
-import { bullTelemetry, safeRedisAddress, startTracing, stopTracing } from '@camflow/common/core';
+import { bullTelemetry, routeConsoleWarnings, safeRedisAddress, startTracing, stopTracing } from '@camflow/common/core';
 
 /** Everything a command needs, built once from the environment (the composition root). */
 export interface Context {
@@ -104,6 +104,7 @@ export async function createContext(env: Record<string, string | undefined> = pr
   const config = loadConfig(env);
   // A one-shot command prints its own report: its log says only what went wrong, unless LOG_LEVEL asks for more.
   const log = createLogger({ level: service || env.LOG_LEVEL ? config.LOG_LEVEL : 'warn', name });
+  const restoreConsole = routeConsoleWarnings(log, { json: service });
   const store = storeFromConfig(config, env);
   await probeRedis(config.REDIS_URL, 5000, service ? log : undefined);
   await startTracing(config.OTEL_EXPORTER_OTLP_ENDPOINT, `camflow-${name}`, log);
@@ -126,6 +127,7 @@ export async function createContext(env: Record<string, string | undefined> = pr
       await Promise.all([...Object.values(queues).map((q) => q.close().catch(() => undefined)), flow.close().catch(() => undefined), redis.quit().catch(() => redis.disconnect())]);
       store.destroy();
       await stopTracing();
+      restoreConsole();
     },
   };
 }

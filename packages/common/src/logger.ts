@@ -1,3 +1,4 @@
+import { format } from 'node:util';
 import { pino, type Logger, type LoggerOptions } from 'pino';
 
 export type { Logger };
@@ -61,4 +62,26 @@ export function withoutUserInfo(url: string): string {
   } catch {
     return '[unparseable url]';
   }
+}
+
+/**
+ * Send `console.warn` (libraries print there: BullMQ's "IMPORTANT! Eviction policy is …", once per connection) through
+ * `log` at warn level, each distinct message once per process — a long-running process's output stays JSON lines, and
+ * a one-shot command (`json: false`) prints such a warning once, plainly, instead of once per queue it opens.
+ * Returns the function that puts `console.warn` back.
+ * @example const restore = routeConsoleWarnings(log, { json: true });
+ */
+export function routeConsoleWarnings(log: Logger, options: { json: boolean }): () => void {
+  const original = console.warn;
+  const seen = new Set<string>();
+  console.warn = (...args: unknown[]) => {
+    const message = format(...args).trim();
+    if (seen.has(message) || seen.size >= 1000) return;
+    seen.add(message);
+    if (options.json) log.warn({ from: 'console' }, message);
+    else process.stderr.write(`${message}\n`);
+  };
+  return () => {
+    console.warn = original;
+  };
 }
