@@ -194,6 +194,9 @@ test('a Redis outage is one line when it starts and one when every client that l
     [50, 'worker error'],
   ]);
   assert.deepEqual([lines[1]!.downSeconds, lines[1]!.repeatedErrors], [18, 71]);
+  // A job whose lock expired meanwhile, finished here: said in words (BullMQ's text is "Missing lock for job …").
+  outage.error(new Error('Missing lock for job b1-c1. moveToFinished'), { queue: 'cam' }, worker);
+  assert.equal(lines.pop()!.msg, 'job b1-c1 finished here after its lock had expired (Redis away or this process blocked longer than JOB_LOCK_MS): another worker runs it again; its results are written idempotently');
   // A second outage is said again.
   outage.error(refused, {}, subscriber);
   outage.ready(subscriber);

@@ -34,6 +34,13 @@ export function redisOutageLog(log: Logger, now: () => number = Date.now): Outag
   const down = new Set<unknown>();
   return {
     error(error, context = {}, client) {
+      // A job finished here after its lock had expired (Redis away, or the event loop blocked, longer than
+      // JOB_LOCK_MS): BullMQ has handed it to another worker, which runs it again — camflow's writes are idempotent.
+      const lost = /^Missing lock for job (\S+?)\.? /.exec(errorMessage(error));
+      if (lost) {
+        log.warn({ ...context, jobId: lost[1] }, `job ${lost[1]} finished here after its lock had expired (Redis away or this process blocked longer than JOB_LOCK_MS): another worker runs it again; its results are written idempotently`);
+        return;
+      }
       if (!isConnectionError(error)) {
         log.error({ ...context, err: error }, 'worker error');
         return;
