@@ -176,7 +176,7 @@ export async function finalizeBatch(payload: unknown, store: ObjectStore, chunkE
     if (!webhookSecret) log.warn({ batchId }, 'WEBHOOK_SECRET is not set on this worker: the completion webhook goes unsigned');
     // `results` is the object's key in camflow's store; `resultsPath` where the API serves it.
     const delivery = await deliverWebhook(info.webhook, { event: 'batch.completed', batchId, summary, results: keys.resultsJsonl(batchId), resultsPath: `/v1/batches/${batchId}/results` }, webhookSecret, log.child({ batchId }));
-    const record: WebhookDelivery = { origin: new URL(info.webhook).origin, ...delivery, at: new Date().toISOString() };
+    const record: WebhookDelivery = { ...delivery, at: new Date().toISOString() };
     await store.putJson(keys.batchWebhook(batchId), record).catch((error: Error) => log.warn({ batchId, err: error.message }, 'could not record how the webhook went'));
   }
   return summary;

@@ -15,7 +15,7 @@ export function webhookSignature(secret: string, timestamp: string, body: string
  * Never throws: a receiver that is down must not fail the batch (its results are already written). Delivery is at
  * least once (a finalization that runs again calls again): receivers deduplicate by `batchId`.
  */
-export async function deliverWebhook(url: string, payload: unknown, secret: string | undefined, log: Logger, attempts = 3): Promise<{ delivered: boolean; attempts: number; error?: string }> {
+export async function deliverWebhook(url: string, payload: unknown, secret: string | undefined, log: Logger, attempts = 3): Promise<{ origin: string; delivered: boolean; attempts: number; error?: string }> {
   const body = JSON.stringify(payload);
   const origin = new URL(url).origin;
   let error = '';
@@ -28,7 +28,7 @@ export async function deliverWebhook(url: string, payload: unknown, secret: stri
         body,
         signal: AbortSignal.timeout(5000),
       });
-      if (res.ok) return { delivered: true, attempts: i + 1 };
+      if (res.ok) return { origin, delivered: true, attempts: i + 1 };
       error = `HTTP ${res.status}`;
       log.warn({ url: origin, status: res.status, attempt: i + 1 }, 'webhook answered with an error');
     } catch (e) {
@@ -39,7 +39,7 @@ export async function deliverWebhook(url: string, payload: unknown, secret: stri
     if (i + 1 < attempts) await new Promise((r) => setTimeout(r, 1000 * 4 ** i));
   }
   log.error({ url: origin, attempts, err: error }, `webhook not delivered after ${attempts} attempts (${error}): the batch is complete, its receiver was not told`);
-  return { delivered: false, attempts, error };
+  return { origin, delivered: false, attempts, error };
 }
 
 /** Pure: a failed fetch in words, with the cause's code: "fetch failed (ECONNREFUSED)". */

@@ -52,19 +52,21 @@ export interface BatchStatus {
  */
 export class OtherQueuePrefixError extends CamflowError {
   readonly statusCode = 409;
+  readonly queuedUnder: string;
   constructor(
-    batchId: string,
-    readonly queuedUnder: string,
+    /** The batch's info as read (so a caller that can go on, `batchProgress`, need not read it again). */
+    readonly info: BatchInfo & { queuePrefix: string },
     here: string,
   ) {
-    super('OTHER_QUEUE_PREFIX', `batch ${batchId} was queued under QUEUE_PREFIX=${queuedUnder}, not ${here}: its jobs and workers are there; set QUEUE_PREFIX=${queuedUnder} to follow or repair it`);
+    super('OTHER_QUEUE_PREFIX', `batch ${info.batchId} was queued under QUEUE_PREFIX=${info.queuePrefix}, not ${here}: its jobs and workers are there; set QUEUE_PREFIX=${info.queuePrefix} to follow or repair it`);
+    this.queuedUnder = info.queuePrefix;
   }
 }
 
 /** Throws OtherQueuePrefixError when a batch's jobs were queued under another prefix than `queue`'s. */
 export function assertSameQueuePrefix(info: BatchInfo, queue: Queue): void {
   const here = queue.opts.prefix ?? 'bull';
-  if (info.queuePrefix !== undefined && info.queuePrefix !== here) throw new OtherQueuePrefixError(info.batchId, info.queuePrefix, here);
+  if (info.queuePrefix !== undefined && info.queuePrefix !== here) throw new OtherQueuePrefixError({ ...info, queuePrefix: info.queuePrefix }, here);
 }
 
 /** The queues whose workers `batchStatus` counts for a running batch (the chunks', and the listing's for S3 prefixes). */
@@ -174,7 +176,7 @@ export async function batchProgress(store: ObjectStore, batchQueue: Queue, batch
     return await batchStatus(store, batchQueue, batchId);
   } catch (error) {
     if (!(error instanceof OtherQueuePrefixError)) throw error;
-    const info = shownInfo(parseWith(batchInfoSchema, await store.getJson(keys.batchInfo(batchId)), 'batch info'));
+    const { info } = error;
     return { batchId, state: 'running', info, chunks: { total: info.chunks, done: 0 }, queuedUnder: error.queuedUnder, reason: error.message };
   }
 }
