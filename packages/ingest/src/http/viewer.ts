@@ -44,7 +44,7 @@ function heatLegend(positiveClass: string): string {
   return `<span id="legend" title="Each cell's CAM of ${esc(positiveClass)}, normalised to its own peak, times the cell's probability of ${esc(positiveClass)}: a cell the model calls negative stays cold">P(${esc(positiveClass)}) × CAM: 0 <i class="bar" style="background:linear-gradient(to right,${stops})"></i> 1</span>`;
 }
 
-const STYLE = `body{font:14px system-ui,sans-serif;margin:0;background:#f6f6f4;color:#222}header{background:#2d2346;color:#fff;padding:10px 20px}header a{color:#fff;text-decoration:none;font-weight:600}main{padding:16px 20px}table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:4px 10px;text-align:left}figure{display:inline-block;margin:6px;width:150px;text-align:center;vertical-align:top}figure img{width:140px;height:140px;object-fit:contain;background:#000}figcaption{font-size:11px;word-break:break-all}.bad{color:#b00}#osd{width:100%;height:72vh;background:#111}.panel{display:flex;gap:18px;align-items:center;margin:8px 0}#info{min-height:1.5em}.bar{display:inline-block;width:140px;height:10px;vertical-align:middle;margin:0 4px;border:1px solid #999}.panel label,#legend{white-space:nowrap}.panel{flex-wrap:wrap}`;
+const STYLE = `body{font:14px system-ui,sans-serif;margin:0;background:#f6f6f4;color:#222}header{background:#2d2346;color:#fff;padding:10px 20px}header a{color:#fff;text-decoration:none;font-weight:600}main{padding:16px 20px}table{border-collapse:collapse;background:#fff}td,th{border:1px solid #ddd;padding:4px 10px;text-align:left}figure{display:inline-block;margin:6px;width:150px;text-align:center;vertical-align:top}figure img{width:140px;height:140px;object-fit:contain;background:#000}figcaption{font-size:11px;word-break:break-all}.bad{color:#b00}#view{display:grid;grid-template-columns:minmax(0,1fr) 180px;gap:8px;align-items:start}#osd{height:72vh;background:#111}#nav{width:180px;height:135px;box-sizing:border-box;background:#111;border:1px solid #999}.panel{display:flex;gap:18px;align-items:center;margin:8px 0}#info{min-height:1.5em}.bar{display:inline-block;width:140px;height:10px;vertical-align:middle;margin:0 4px;border:1px solid #999}.panel label,#legend{white-space:nowrap}.panel{flex-wrap:wrap}`;
 
 function page(title: string, body: string, head = ''): string {
   return `<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>${esc(title)} — camflow</title><link rel="icon" href="data:,"><style>${STYLE}</style>${head}<header><a href="/viewer">camflow</a> · ${esc(title)}</header><main>${body}</main></html>`;
@@ -185,7 +185,7 @@ if (cls) { cls.addEventListener('change', filter); minp.addEventListener('input'
 <p><a href="/viewer/batches/${esc(id)}">← batch ${esc(id)}</a> · <b>${esc(line.name)}</b>: ${s.cells} cells found, ${s.counted} counted (not cut by an edge), <b id="parasitemia">${s.counted ? `parasitemia ${pct(s.parasitemia)}</b> (${s.infected} ${esc(s.positiveClass)}; 95 % ${pct(s.interval[0])}–${pct(s.interval[1])})` : 'parasitemia not measured</b> (no cell counted)'}</p>${s.warning ? `<p class="bad" id="warning">warning: ${esc(s.warning)}</p>` : ''}
 ${data.field ? '' : `<p id="nopyramid" class="note">No Deep Zoom pyramid was written for this field (submitted with outputs that leave it out, e.g. <code>--outputs none</code>): the cells and parasite boxes are drawn on a blank field of its size.</p>`}
 <div class="panel">${data.heatmap ? `<label><input type="checkbox" id="heat" checked> CAM heatmap</label><label>opacity <input id="opacity" type="range" min="0" max="1" step="0.05" value="0.5"></label>${heatLegend(s.positiveClass)}` : ''}<label><input type="checkbox" id="outlines" checked> cells and parasite boxes</label><span id="info">Click a cell.</span></div>
-<div id="osd"></div>
+<div id="view"><div id="osd"></div><div id="nav" title="the whole field; the frame is what the view shows"></div></div>
 <script src="/viewer/assets/openseadragon.min.js"></script>
 <script>
 const data = ${JSON.stringify(data).replace(/</g, '\\u003c')};
@@ -193,7 +193,7 @@ const ns = 'http://www.w3.org/2000/svg';
 // Without a pyramid: a blank image of the field's shape (at most 1,024 px a side; the outlines are vectors).
 const k = Math.min(1, 1024 / Math.max(data.width, data.height));
 const blank = { type: 'image', url: 'data:image/svg+xml,' + encodeURIComponent('<svg xmlns="' + ns + '" width="' + Math.max(1, Math.round(data.width * k)) + '" height="' + Math.max(1, Math.round(data.height * k)) + '"><rect width="100%" height="100%" fill="#202020"/></svg>') };
-const viewer = OpenSeadragon({ id: 'osd', prefixUrl: '/viewer/assets/images/', tileSources: data.field || blank, showNavigator: true, gestureSettingsMouse: { clickToZoom: false } });
+const viewer = OpenSeadragon({ id: 'osd', prefixUrl: '/viewer/assets/images/', tileSources: data.field || blank, showNavigator: true, navigatorId: 'nav', gestureSettingsMouse: { clickToZoom: false } });
 window.camflow = { viewer, ready: false, heat: null };
 viewer.addOnceHandler('open', () => {
   const svg = document.createElementNS(ns, 'svg');
