@@ -34,3 +34,30 @@ test('the CLI progress bar (not a terminal) writes a finished bar once, however 
   }
   assert.deepEqual(written, [`evaluate [${'#'.repeat(30)}] 8/8\n`]);
 });
+
+test("a progress line says a field's cell groups while a whole-slide scan is the one image under way, and the time left", async () => {
+  const { progressLine } = await import('../../packages/cli/src/cli-io.ts');
+  assert.equal(progressLine('localize', 0, 1, 190, 'field cells in groups 12/40'), `localize [${'.'.repeat(30)}] 0/1, field cells in groups 12/40, about 3 min 10 s left`);
+  assert.equal(progressLine('localize', 1, 1, 0, 'field cells in groups 40/40'), `localize [${'#'.repeat(30)}] 1/1`, 'a finished bar says no more');
+});
+
+test('on a terminal the bar is rewritten in place and clears what a longer line before it left', async () => {
+  const { progressBar } = await import('../../packages/cli/src/cli-io.ts');
+  const written: string[] = [];
+  const write = process.stderr.write;
+  const tty = process.stderr.isTTY;
+  Object.defineProperty(process.stderr, 'isTTY', { value: true, configurable: true });
+  process.stderr.write = ((chunk: string) => {
+    written.push(chunk);
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    const bar = progressBar('localize');
+    bar(0, 1, undefined, 'field cells in groups 1/40');
+    bar(1, 1);
+  } finally {
+    process.stderr.write = write;
+    Object.defineProperty(process.stderr, 'isTTY', { value: tty, configurable: true });
+  }
+  assert.deepEqual(written, [`\rlocalize [${'.'.repeat(30)}] 0/1, field cells in groups 1/40\x1b[K`, `\rlocalize [${'#'.repeat(30)}] 1/1\x1b[K\n`]);
+});

@@ -32,12 +32,20 @@ export const counted = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' 
 
 export const print = (json: boolean, value: unknown, human: string) => process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human}\n`);
 
+/** One progress line: `label [####....] done/total, detail, about 3 min left` (the detail: e.g. a field's cell groups). */
+export function progressLine(label: string, done: number, total: number, etaSeconds?: number, detail?: string): string {
+  const width = 30;
+  const filled = total ? Math.round((done / total) * width) : width;
+  const left = etaSeconds !== undefined && done !== total ? `, about ${formatDuration(etaSeconds)} left` : '';
+  return `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}${detail && done !== total ? `, ${detail}` : ''}${left}`;
+}
+
 export function progressBar(label: string) {
   const tty = process.stderr.isTTY;
   let last = 0;
   // A finished bar is written once: polls that find it finished again (the batch still finalizing) say nothing.
   let finished = '';
-  return (done: number, total: number | undefined, etaSeconds?: number) => {
+  return (done: number, total: number | undefined, etaSeconds?: number, detail?: string) => {
     const now = Date.now();
     if (done !== total && now - last < 200) return;
     if (done === total) {
@@ -45,14 +53,13 @@ export function progressBar(label: string) {
       finished = `${done}/${total}`;
     }
     last = now;
+    // On a terminal the line is rewritten in place; ESC[K clears what a longer line before it left.
     if (total === undefined) {
-      if (tty) process.stderr.write(`\r${label} ${done} entries`);
+      if (tty) process.stderr.write(`\r${label} ${done} entries\x1b[K`);
       return;
     }
-    const width = 30;
-    const filled = total ? Math.round((done / total) * width) : width;
-    const line = `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}${etaSeconds !== undefined && done !== total ? `, about ${formatDuration(etaSeconds)} left` : ''}`;
-    if (tty) process.stderr.write(`\r${line}${done === total ? '\n' : ''}`);
+    const line = progressLine(label, done, total, etaSeconds, detail);
+    if (tty) process.stderr.write(`\r${line}\x1b[K${done === total ? '\n' : ''}`);
     else if (done === total) process.stderr.write(`${line}\n`);
   };
 }

@@ -56,7 +56,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
     }
     const bar = v.json ? undefined : progressBar('localize');
     const release = interruptibleWait({ what: `batch ${info.batchId}${info.existing ? ' (already submitted)' : ''}`, where: 'the cam-workers', follow: `camflow status ${info.batchId}`, stop: `camflow batches cancel ${info.batchId}` });
-    const status = await waitForBatch(ctx, info.batchId, 24 * 3600_000, (s) => (s.images ? bar?.(s.images.done, s.images.total, s.state === 'running' ? s.images.etaSeconds : undefined) : bar?.(s.chunks.done, s.chunks.total))).finally(release);
+    const status = await waitForBatch(ctx, info.batchId, 24 * 3600_000, (s) => (s.images ? bar?.(s.images.done, s.images.total, s.state === 'running' ? s.images.etaSeconds : undefined, s.fieldParts ? `field cells in groups ${s.fieldParts.done}/${s.fieldParts.total}` : undefined) : bar?.(s.chunks.done, s.chunks.total))).finally(release);
     const listing = status.summary?.listing;
     const listingFailed = listing?.state === 'failed' ? `the listing of ${listing.source} failed at page ${listing.pages + 1} (${status.summary!.items} objects listed before it): ${listing.reason ?? 'no reason recorded'}` : undefined;
     print(v.json, status, `batch ${info.batchId} completed${status.cancelled ? ` (cancelled at ${status.cancelled.at})` : ''}${status.summary ? `\n${summaryText(status.summary)}` : ''}\n(\`camflow results ${info.batchId}\` has every image's line)`);
