@@ -76,6 +76,21 @@ test('a grey crop in a labelled folder is reported, not learned from (the cam-wo
   assert.equal(await store.exists(keys.original(await digest(join(root, 'Uninfected', 'img0.png')), 'png')), true);
 });
 
+test('identical images in a labelled folder: a copy in the same class is learned once, copies under two classes not at all — each listed with why', async () => {
+  const root = await labelled('copies', { Parasitized: 4, Uninfected: 4 });
+  await copyFile(join(root, 'Parasitized', 'img0.png'), join(root, 'Parasitized', 'zz-copy-of-img0.png'));
+  await copyFile(join(root, 'Parasitized', 'img1.png'), join(root, 'Uninfected', 'img1-relabelled.png'));
+  const { manifest } = await addDataset({ store, name: 'copies', folder: root, size: 32 });
+  assert.deepEqual(manifest.items.map((i) => i.name).sort(), ['Parasitized/img0.png', 'Parasitized/img2.png', 'Parasitized/img3.png', 'Uninfected/img0.png', 'Uninfected/img1.png', 'Uninfected/img2.png', 'Uninfected/img3.png']);
+  assert.equal(new Set(manifest.items.map((i) => i.sha256)).size, manifest.items.length, 'no content twice');
+  const why = new Map(manifest.rejected.map((r) => [r.name, r.error]));
+  assert.equal(why.get('Parasitized/zz-copy-of-img0.png'), 'duplicate: the same image (identical content) as Parasitized/img0.png, learned once');
+  for (const name of ['Parasitized/img1.png', 'Uninfected/img1-relabelled.png']) {
+    assert.equal(why.get(name), 'conflicting-labels: the same image (identical content) is in 2 classes: Parasitized/img1.png (Parasitized), Uninfected/img1-relabelled.png (Uninfected); which label is right cannot be told, so none is learned');
+  }
+  assert.equal(manifest.rejected.length, 3);
+});
+
 test('an empty class folder, a class with a single image, a missing folder are refused, naming what is wrong', async () => {
   const empty = await labelled('empty', { Parasitized: 3 });
   await mkdir(join(empty, 'Uninfected'), { recursive: true });

@@ -87,6 +87,30 @@ function sizeWarnings(byClass: Map<string, { name: string }[]>, classNames: read
 }
 
 /**
+ * Pure: images of identical content (same SHA-256) among a snapshot's accepted items. A copy in the same class is kept
+ * once (the first by position: class order, then name) — learned twice it weighs double, and the patient split could
+ * put the two copies on both sides, scoring the model on an image it trained on. Copies under different classes are
+ * all refused: which label is right cannot be told. Returns the positions to drop, each with its reason.
+ */
+export function duplicateContent(items: readonly { name: string; sha256: string; label: number }[], classNames: readonly string[]): Map<number, string> {
+  const bySha = new Map<string, number[]>();
+  items.forEach((item, i) => bySha.set(item.sha256, [...(bySha.get(item.sha256) ?? []), i]));
+  const drop = new Map<number, string>();
+  for (const positions of bySha.values()) {
+    if (positions.length < 2) continue;
+    const labels = new Set(positions.map((i) => items[i]!.label));
+    if (labels.size > 1) {
+      const where = positions.map((i) => `${items[i]!.name} (${classNames[items[i]!.label]})`).join(', ');
+      for (const i of positions) drop.set(i, `conflicting-labels: the same image (identical content) is in ${labels.size} classes: ${where}; which label is right cannot be told, so none is learned`);
+      continue;
+    }
+    const [kept, ...copies] = positions;
+    for (const i of copies) drop.set(i, `duplicate: the same image (identical content) as ${items[kept!]!.name}, learned once`);
+  }
+  return drop;
+}
+
+/**
  * Register a labelled folder (`<folder>/<class>/<image>`) as an immutable, content-versioned dataset snapshot:
  * originals stored content-addressed, images preprocessed with sharp into packed shards (O(N/1000) objects to
  * load), and a manifest. Registering the same folder again is a no-op returning the same version.
@@ -164,7 +188,10 @@ export async function addDataset(options: AddDatasetOptions): Promise<AddDataset
       options.onProgress?.(++done, candidates.length);
     }
   });
-  const accepted = prepared.filter((p): p is NonNullable<typeof p> => p !== undefined);
+  const readable = prepared.filter((p): p is NonNullable<typeof p> => p !== undefined);
+  const duplicates = duplicateContent(readable.map((p) => p.item), classNames);
+  for (const [i, error] of duplicates) rejected.push({ name: readable[i]!.item.name, error });
+  const accepted = readable.filter((_, i) => !duplicates.has(i));
   for (const [label, cls] of classNames.entries()) {
     const n = accepted.filter((p) => p.item.label === label).length;
     if (n < 2) throw new InvalidParameterError(`class "${cls}"`, 'at least 2 readable images', n);
