@@ -412,12 +412,12 @@ test('an oversize upload is refused with 413 and the limit named; bad fields wit
   }
   const unknown = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { precision: 'fp8' }) });
   assert.equal(unknown.status, 400);
-  assert.equal((await json(unknown)).field, 'options.precision');
+  assert.equal((await json(unknown)).field, 'fields.precision', 'named as the form field sent');
   // This model was published without training images, so it has no int8 graph.
   const noInt8 = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { precision: 'int8' }) });
   assert.equal(noInt8.status, 400);
   const refused = await json(noInt8);
-  assert.equal(refused.field, 'options.precision');
+  assert.equal(refused.field, 'fields.precision');
   assert.match(refused.message, /no int8 graph/);
   assert.equal((await fetch(`${base}/v1/batches/nope`, { headers: auth })).status, 404);
   const train = await fetch(`${base}/v1/train`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ dataset: 'cells', epochs: -1 }) });
@@ -479,7 +479,7 @@ test('options are checked at the edge against the model: unknown class, huge or 
   const target = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { target: 'NoSuchClass' }) });
   assert.equal(target.status, 400);
   const t = await json(target);
-  assert.equal(t.field, 'options.target');
+  assert.equal(t.field, 'fields.target');
   assert.match(t.message, /Parasitized, Uninfected/);
   const huge = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { target: 'x'.repeat(2 * 1024 * 1024) }) });
   assert.ok(huge.status === 400 || huge.status === 413, String(huge.status));
@@ -513,7 +513,9 @@ test('options are checked at the edge against the model: unknown class, huge or 
   const put = (body: unknown) => fetch(`${base}/v1/schedule`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(body) });
   const set = await put({ dataset: 'tiny', cron: '30 1 * * *', tz: 'Asia/Tokyo', promote: false });
   assert.equal(set.status, 200, await set.clone().text());
-  assert.ok((await json(set)).next > Date.now());
+  const when = await json(set);
+  assert.ok(when.next > Date.now());
+  assert.equal(when.nextAt, new Date(when.next).toISOString(), 'the next run also as ISO 8601, as every other time');
   const sched = await json(fetch(`${base}/v1/schedule`, { headers: auth }));
   assert.deepEqual([sched.schedule.pattern, sched.schedule.tz, sched.schedule.data.dataset, sched.schedule.data.promote], ['30 1 * * *', 'Asia/Tokyo', 'tiny', false]);
   assert.deepEqual(JSON.parse((await runCli(c, ['schedule', 'show', '--json'])).stdout), sched);
@@ -557,22 +559,77 @@ test('options are checked at the edge against the model: unknown class, huge or 
   // Upload names keep their folder (never above the root), so a labelled upload can be scored over HTTP; a batch with
   // no name to read a class from is a 400 naming what eval needs, not scores of 0.
   const cellBytes = await readFile(join(c.dir, 'batch-31', names[0]!));
-  const labelled = await json(fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([{ name: 'Parasitized/a.png', bytes: cellBytes }, { name: '../Uninfected/b.png', bytes: cellBytes }, { name: 'flat.png', bytes: cellBytes }]) }));
+  const labelled = await json(fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([{ name: 'Parasitized/a.png', bytes: cellBytes }, { name: '../Uninfected/b.png', bytes: cellBytes }, { name: 'Parasitized/../Uninfected/c.png', bytes: cellBytes }, { name: 'flat.png', bytes: cellBytes }]) }));
   await eventually('the labelled upload to complete', async () => ((await json(fetch(`${base}/v1/batches/${labelled.batchId}`, { headers: auth }))).state === 'completed' ? true : undefined), 60_000, 200);
   const lines = (await (await fetch(`${base}/v1/batches/${labelled.batchId}/results`, { headers: auth })).text()).trim().split('\n').map((l) => JSON.parse(l) as { name: string });
-  assert.deepEqual(lines.map((l) => l.name), ['Parasitized/a.png', 'Uninfected/b.png', 'flat.png']);
+  assert.deepEqual(lines.map((l) => l.name), ['Parasitized/a.png', 'Uninfected/b.png', 'Uninfected/c.png', 'flat.png'], 'a name\'s .. resolved as a path: its last folder is its class');
   const scored = await json(fetch(`${base}/v1/batches/${labelled.batchId}/eval?truth=none`, { headers: auth }));
-  assert.equal(scored.classification.images, 2);
+  assert.equal(scored.classification.images, 3);
+  assert.equal(scored.classification.confusion.Uninfected.Parasitized + scored.classification.confusion.Uninfected.Uninfected, 2, 'c.png scored as the Uninfected cell it is');
   // Uploaded with the default target (predicted): the stain audit would lose exactly the model's misses (no positive-
   // class CAM where it said negative), so it is skipped, saying why — or refused when asked for by name.
   const audited = await json(fetch(`${base}/v1/batches/${labelled.batchId}/eval`, { headers: auth }));
-  assert.deepEqual([audited.classification.images, audited.stainPointing, audited.stainSkipped], [2, undefined, "the stain audit needs every image's Parasitized CAM: this batch was localized with target predicted, which computes it only where the model said Parasitized; submit with target=all"]);
+  assert.deepEqual([audited.classification.images, audited.stainPointing, audited.stainSkipped], [3, undefined, "the stain audit needs every image's Parasitized CAM: this batch was localized with target predicted, which computes it only where the model said Parasitized; submit with target=all"]);
   const stainAsked = await fetch(`${base}/v1/batches/${labelled.batchId}/eval?truth=stain`, { headers: auth });
   assert.equal(stainAsked.status, 400);
   assert.match((await json(stainAsked)).message, /^Expected none for a batch not localized with target=all \(the stain audit needs .*\) for query\.truth but received "stain"$/);
   const flat = await fetch(`${base}/v1/batches/${none.batchId}/eval`, { headers: auth });
   assert.equal(flat.status, 400);
   assert.match((await json(flat)).message, /results named <class>\/<file> with the model's classes \(Parasitized, Uninfected\)/);
+});
+
+test("an integrator's requests: HTTP's case rules, JSON's own types, one name per file, a retry that changes a setting, a webhook that could never arrive", async () => {
+  const small = { name: 'a.png', bytes: await readFile(join(c.dir, 'batch-31', names[0]!)) };
+  // The auth scheme and media types are case-insensitive; a 401 says which scheme to use.
+  assert.equal((await fetch(`${base}/v1/models`, { headers: { authorization: `bearer ${TOKEN}` } })).status, 200);
+  const denied = await fetch(`${base}/v1/models`);
+  assert.equal(denied.headers.get('www-authenticate'), 'Bearer realm="camflow"');
+  // JSON bodies take JSON's types (a boolean, an array of outputs); the S3 check is what answers, not the fields'.
+  const s3 = await fetch(`${base}/v1/batches`, { method: 'POST', headers: { ...auth, 'content-type': 'Application/JSON' }, body: JSON.stringify({ source: 's3://nobucket/x', restrictToCell: false, outputs: ['json'], fraction: 0.3 }) });
+  assert.equal(s3.status, 400);
+  assert.match((await json(s3)).message, /cannot list s3:\/\/nobucket\/x/);
+  // Image bytes sent as a text value, two files under one name, a webhook on a port fetch refuses: 400, named.
+  const text = new FormData();
+  text.append('files', small.bytes.toString('latin1'));
+  const asText = await json(fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: text }));
+  assert.deepEqual([asText.field, asText.message], ['files', 'Expected file parts (each with a filename: `-F files=@cell.png`, `FormData.append("files", blob, "cell.png")`) for files but received "a text value"']);
+  const twice = await json(fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small, { ...small, name: 'b.png' }, small]) }));
+  assert.deepEqual([twice.field, twice.message], ['files', 'Expected each file name once (results are matched by name; put same-named files in folders: `filename=slide-1/cell.png`) for files but received "a.png twice"']);
+  const blocked = await json(fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { webhook: 'http://127.0.0.1:10080/lims' }) }));
+  assert.equal(blocked.field, 'fields.webhook');
+  assert.match(blocked.message, /port 10080 is on fetch's blocked list/);
+  // A retry under a key: the same request is the same batch (naming the model it already uses included); one that
+  // changes its priority or adds a webhook is a conflict saying which, never taken silently.
+  await c.ctx.queues.cam.pause();
+  try {
+    const first = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { key: 'lims-k1', priority: 'high' }) });
+    assert.equal(first.status, 202);
+    const info = await json(first);
+    assert.equal(first.headers.get('location'), `/v1/batches/${info.batchId}`);
+    const same = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { key: 'lims-k1', priority: 'high', model: info.modelVersion }) });
+    assert.deepEqual([same.status, (await json(same)).batchId, same.headers.get('location')], [200, info.batchId, `/v1/batches/${info.batchId}`]);
+    const lower = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { key: 'lims-k1', priority: 'low' }) });
+    assert.equal(lower.status, 409);
+    assert.equal((await json(lower)).message, `idempotency key "lims-k1" belongs to batch ${info.batchId}, submitted with priority high (this request: low): use a new key`);
+    const hooked = await json(fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form([small], { key: 'lims-k1', webhook: 'https://lims.example/done?token=secret' }) }));
+    assert.equal(hooked.message, `idempotency key "lims-k1" belongs to batch ${info.batchId}, submitted with no webhook (this request: one to https://lims.example): use a new key`);
+    // While it runs, its results are not ready: 409 with when to ask again.
+    const early = await fetch(`${base}/v1/batches/${info.batchId}/results`, { headers: auth });
+    assert.deepEqual([early.status, early.headers.get('retry-after')], [409, '5']);
+  } finally {
+    await c.ctx.queues.cam.resume();
+  }
+  // A mistyped query parameter is refused as a mistyped field is; ids as long as the id pattern allows answer in the
+  // API's shape; one model's manifest; a promotion takes no options.
+  const typo = await json(fetch(`${base}/v1/batches?limt=5`, { headers: auth }));
+  assert.deepEqual([typo.field, typo.message], ['query', 'Expected known fields only (limit); did you mean "limit"? for query but received "limt"']);
+  const long = await fetch(`${base}/v1/batches/b${'0'.repeat(120)}`, { headers: auth });
+  assert.deepEqual([long.status, (await json(long)).error], [404, 'not_found']);
+  const model = await json(fetch(`${base}/v1/models/m-untrained`, { headers: auth }));
+  assert.equal(model.version, 'm-untrained');
+  assert.equal((await fetch(`${base}/v1/models/nosuchmodel`, { headers: auth })).status, 404);
+  const promote = await json(fetch(`${base}/v1/models/m-untrained/promote`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ channel: 'staging' }) }));
+  assert.equal(promote.field, 'body');
 });
 
 test('while Redis is down the API answers 503 at once and its probes name no internal address', async () => {

@@ -347,7 +347,7 @@ test('a cam job that can never succeed is not retried: an unknown class fails at
     // The CLI refuses the same target before anything is stored: exit 2, field named.
     const cliRefusal = await camflow(c, ['submit', join(c.dir, 'batch-45'), '--target', 'foo']);
     assert.equal(cliRefusal.code, 2);
-    assert.match(cliRefusal.stderr, /options\.target/);
+    assert.match(cliRefusal.stderr, /for --target but received "foo"/, 'named as the flag typed');
     assert.match((await Job.fromId(c.ctx.queues.cam, job.id!))!.failedReason, /NoSuchClass/);
   } finally {
     await c.close();

@@ -227,6 +227,10 @@ test('an S3 prefix of another S3-compatible store, with its own credentials: eve
       assert.equal(done.info?.accepted, 2);
       assert.equal(done.summary?.listing?.state, 'done');
       assert.deepEqual((await readResults(c.ctx.store, httpInfo.batchId)).map((r) => [r.name, r.status]), [['a.png', 'ok'], ['b.png', 'ok']]);
+      // The same prefix with its trailing slash, and options as JSON's own types: the same batch (a prefix is a folder).
+      const again = await post({ source: 's3://lab-archive/slides/2026/Parasitized/', key: 'http-s3', restrictToCell: true, outputs: ['json', 'overlay', 'heatmap'] });
+      assert.equal(again.statusCode, 200, again.body);
+      assert.deepEqual([(again.json() as { batchId: string }).batchId, again.headers.location], [httpInfo.batchId, `/v1/batches/${httpInfo.batchId}`]);
       const local = await post({ source: '/etc' });
       assert.equal(local.statusCode, 400);
       assert.match(local.body, /body\.source|source/);

@@ -73,10 +73,14 @@ test('object keys derive from hashes and ids and refuse path tricks', () => {
   assert.throws(() => keys.datasetManifest('a/b', 'v1'), /dataset/);
 });
 
-test('archive member names lose ../ and absolute prefixes (metadata only)', () => {
+test('archive member and upload names resolve ../ as a path does, never above the root, and lose absolute prefixes (metadata only)', () => {
   assert.equal(safeMemberName('../../etc/passwd'), 'etc/passwd');
   assert.equal(safeMemberName('/abs/x.png'), 'abs/x.png');
-  assert.equal(safeMemberName('a\\..\\b.png'), 'a/b.png');
+  // The folder a name ends in is the class eval reads: `Parasitized/../Uninfected/x.png` is an Uninfected cell.
+  assert.equal(safeMemberName('Parasitized/../Uninfected/x.png'), 'Uninfected/x.png');
+  assert.equal(safeMemberName('a/b/../c.png'), 'a/c.png');
+  assert.equal(safeMemberName('a\\..\\b.png'), 'b.png');
+  assert.equal(safeMemberName('a/./b/../../../c.png'), 'c.png');
 });
 
 test('job payloads are validated with errors naming the field', () => {

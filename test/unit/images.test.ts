@@ -83,6 +83,10 @@ test('bad files fail with specific reasons', async () => {
   assert.equal(await reason(inspectImage(Buffer.from('hello, I am text'))), 'unsupported-format');
   assert.equal(await reason(decodeRgb(png.subarray(0, png.length >> 1))), 'truncated');
   assert.equal(await reason(decodeRgb(jpg.subarray(0, jpg.length >> 1))), 'truncated');
+  // libvips repeats its warnings on lines of their own: the reason is one line (a result line's error, a CSV cell).
+  const cutJpeg = await decodeRgb(jpg.subarray(0, jpg.length >> 1)).catch((e: Error) => e.message);
+  assert.match(String(cutJpeg), /^image data is truncated: \S/);
+  assert.doesNotMatch(String(cutJpeg), /\n/);
   assert.equal(isTruncated(png), false);
   assert.equal(isTruncated(jpg), false);
   const gif = await solid(4, 4, 3, [1, 2, 3]).gif().toBuffer();

@@ -70,13 +70,18 @@ export function sourceProblem(error: unknown, where: string, sourceKeys = true):
 const refuse = (name: string, reason: string, error: string): SourceFile => ({ name, refused: { reason, error } });
 const tooLarge = (name: string, bytes: number | string, limit: number) => refuse(name, 'file-too-large', `${bytes} bytes, above the limit of ${limit} bytes per file (MAX_FILE_BYTES)`);
 
-/** Normalise an archive member name: forward slashes, no leading `/`, no `..` segments (kept as metadata). */
+/**
+ * Normalise an archive member's or an upload's name: forward slashes, no leading `/`, `.` dropped and `..` resolved as a
+ * path resolves it (`P/../U/x.png` is `U/x.png`: the folder a name ends in is its class), never above the root (kept as
+ * metadata: nothing is written under it).
+ */
 export function safeMemberName(name: string): string {
-  return name
-    .replace(/\\/g, '/')
-    .split('/')
-    .filter((part) => part !== '' && part !== '.' && part !== '..')
-    .join('/');
+  const parts: string[] = [];
+  for (const part of name.replace(/\\/g, '/').split('/')) {
+    if (part === '..') parts.pop();
+    else if (part !== '' && part !== '.') parts.push(part);
+  }
+  return parts.join('/');
 }
 
 /** A path segment as text: UTF-8 when it is, else with U+FFFD for the undecodable bytes (the name is metadata). */

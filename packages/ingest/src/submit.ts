@@ -4,7 +4,8 @@ import type { FlowProducer, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import {
   batchPrioritySchema,
-  webhookUrlSchema,
+  webhookSubmitSchema,
+  outputSchema,
   type BatchPriority,
   CamflowError,
   InvalidParameterError,
@@ -61,7 +62,9 @@ export interface SubmitOptions {
   s3Source?: S3SourceOptions;
   /** Keys per listing page of an `s3://` source (≤ 1,000, S3's most; SOURCE_S3_PAGE_SIZE). */
   listingPageSize?: number;
-  /** Scheduling between batches (default `normal`); not part of the idempotency fingerprint. */
+  /** How the submitter names an option in an error: the CLI's flag (`--target`), the HTTP field (`fields.target`); default `options.<name>`. */
+  optionField?: (name: string) => string;
+  /** Scheduling between batches (default `normal`); compared with the batch's own on a resubmission. */
   priority?: BatchPriority;
   /** Called (POST, signed) when the batch completes. */
   webhook?: string;
@@ -97,8 +100,9 @@ export async function noModelError(store: ObjectStore): Promise<NoModelError> {
 /** The idempotency key is already taken by a batch with other content (HTTP 409). */
 export class KeyConflictError extends CamflowError {
   readonly batchId: string;
-  constructor(key: string, batchId: string) {
-    super('KEY_CONFLICT', `idempotency key ${JSON.stringify(key.length > 80 ? `${key.slice(0, 77)}...` : key)} belongs to batch ${batchId}, submitted with other files or options: use a new key`);
+  /** `what`: the setting that differs, when it is one (`priority high, this request low`). */
+  constructor(key: string, batchId: string, what = 'other files or options') {
+    super('KEY_CONFLICT', `idempotency key ${JSON.stringify(key.length > 80 ? `${key.slice(0, 77)}...` : key)} belongs to batch ${batchId}, submitted with ${what}: use a new key`);
     this.batchId = batchId;
   }
 }
@@ -114,8 +118,12 @@ export const keyDigest = (key: string) => sha256Hex(Buffer.from(key));
 /** Digest of a submission: its entries (name and content, or refusal) in order, and what is asked of them. */
 class Fingerprint {
   private readonly hash = createHash('sha256');
-  constructor(options: CamOptions, chunkSize: number, modelVersion: string | undefined) {
-    this.hash.update(JSON.stringify({ options, chunkSize, modelVersion: modelVersion ?? null }));
+  constructor(options: CamOptions, chunkSize: number) {
+    // The model, priority and webhook are compared with the batch's own (`settingConflict`): a retry naming the model
+    // the batch already uses is the same request. (`modelVersion: null` keeps earlier batches' digests.)
+    // Outputs are a set: `overlay,json` asks what `json,overlay` asks (in the enum's order, which is the default's).
+    const outputs = outputSchema.options.filter((o) => options.outputs.includes(o));
+    this.hash.update(JSON.stringify({ options: { ...options, outputs }, chunkSize, modelVersion: null }));
   }
   add(name: string, content: string) {
     this.hash.update(`\n${name}\0${content}`);
@@ -156,8 +164,9 @@ async function submitInSpan(opts: SubmitOptions): Promise<SubmitResult> {
   const { store, log } = opts;
   const options = parseWith(camOptionsSchema, opts.options ?? {}, 'options');
   const chunkSize = opts.chunkSize ?? 256;
-  if (opts.priority !== undefined) parseWith(batchPrioritySchema, opts.priority, 'priority');
-  if (opts.webhook !== undefined) parseWith(webhookUrlSchema, opts.webhook, 'webhook');
+  const field = opts.optionField ?? ((name: string) => `options.${name}`);
+  if (opts.priority !== undefined) parseWith(batchPrioritySchema, opts.priority, field('priority'));
+  if (opts.webhook !== undefined) parseWith(webhookSubmitSchema, opts.webhook, field('webhook'));
   if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > 10_000) throw new InvalidParameterError('chunkSize', 'an integer in [1, 10000]', chunkSize);
   const limits = { ...defaultSourceLimits, ...opts.limits };
   const maxPixels = opts.maxPixels ?? 16_777_216;
@@ -170,22 +179,29 @@ async function submitInSpan(opts: SubmitOptions): Promise<SubmitResult> {
   if (!modelVersion) throw await noModelError(store);
   const model = await getModelManifest(store, modelVersion); // fails early on an unknown version
   // Everything a worker would refuse is refused here: a class the model does not have, a graph it lacks.
-  checkTarget(options.target, model.classNames, 'options.target');
+  checkTarget(options.target, model.classNames, field('target'));
   if (options.precision === 'int8' && !model.files.includes('model.int8.onnx')) {
-    throw new InvalidParameterError('options.precision', `fp32 (model ${modelVersion} has no int8 graph: it was published without training images or before int8 export)`, 'int8');
+    throw new InvalidParameterError(field('precision'), `fp32 (model ${modelVersion} has no int8 graph: it was published without training images or before int8 export)`, 'int8');
   }
   const digest = opts.idempotencyKey !== undefined ? keyDigest(opts.idempotencyKey) : undefined;
-  const fingerprint = new Fingerprint(options, chunkSize, opts.modelVersion);
-  // An S3 prefix is listed later, page by page: it is identified by its URL (a resubmission reads nothing).
+  const fingerprint = new Fingerprint(options, chunkSize);
+  // An S3 prefix is listed later, page by page: it is identified by its URL (a resubmission reads nothing). A prefix
+  // is a folder: `s3://lab/2026` and `s3://lab/2026/` are one source.
   const s3Url = typeof opts.source === 'string' && opts.source.startsWith('s3://') ? opts.source : undefined;
-  if (s3Url) fingerprint.add('s3-prefix', s3Url);
+  if (s3Url) fingerprint.add('s3-prefix', s3Url.replace(/\/+$/, ''));
 
   if (digest) {
     const claim = await readClaim(claims, digest);
-    if (claim && s3Url) return existingOrConflict(opts, claim, fingerprint.digest());
+    if (claim && s3Url) {
+      // A batch claimed before prefixes were compared without their trailing slash kept the URL as written.
+      const asWritten = new Fingerprint(options, chunkSize);
+      asWritten.add('s3-prefix', s3Url);
+      const digestNow = fingerprint.digest();
+      return existingOrConflict(opts, claim, claim.fingerprint === asWritten.digest() ? claim.fingerprint : digestNow);
+    }
     if (claim) {
       // Resubmission: hash what is submitted now (no storage writes) and compare.
-      const fp = new Fingerprint(options, chunkSize, opts.modelVersion);
+      const fp = new Fingerprint(options, chunkSize);
       const names: string[] = [];
       const contents: string[] = [];
       await forEachEntry(await open(opts.source, limits, opts.s3Source), 4, async (entry, i) => {
@@ -316,6 +332,17 @@ async function submitListed(
 }
 
 /**
+ * Pure: a setting a resubmission names that its batch does not have (the model, the priority, the webhook), in words;
+ * undefined when each is left out or the batch's own. Taken silently, a new webhook would never be called.
+ */
+export function settingConflict(opts: Pick<SubmitOptions, 'modelVersion' | 'priority' | 'webhook'>, info: Pick<BatchInfo, 'modelVersion' | 'priority' | 'webhook'>): string | undefined {
+  if (opts.modelVersion !== undefined && opts.modelVersion !== info.modelVersion) return `model ${info.modelVersion} (this request: ${opts.modelVersion})`;
+  if (opts.priority !== undefined && opts.priority !== info.priority) return `priority ${info.priority} (this request: ${opts.priority})`;
+  if (opts.webhook !== undefined && opts.webhook !== info.webhook) return `${info.webhook ? 'another webhook' : 'no webhook'} (this request: one to ${new URL(opts.webhook).origin})`;
+  return undefined;
+}
+
+/**
  * Same content: the claimed batch. When its jobs are gone (a crash between claim and enqueue, a Redis restart
  * without persistence) and it is not being enqueued right now, the resubmission re-creates them: re-running a
  * submission with its key is how a user recovers. Other content: a conflict.
@@ -324,6 +351,8 @@ async function existingOrConflict(opts: SubmitOptions, claim: { batchId: string;
   const { store, log } = opts;
   if (claim.fingerprint !== fingerprint) throw new KeyConflictError(opts.idempotencyKey!, claim.batchId);
   const info = parseWith(batchInfoSchema, await store.getJson(keys.batchInfo(claim.batchId)), 'batch info');
+  const differs = settingConflict(opts, info);
+  if (differs) throw new KeyConflictError(opts.idempotencyKey!, claim.batchId, differs);
   log?.info({ batchId: claim.batchId }, 'batch already submitted with this idempotency key');
   if (opts.queues && Date.now() - Date.parse(info.createdAt) > 5000 && (await batchProgress(store, opts.queues.batch, info.batchId)).state === 'stalled') {
     await repairBatch({ store, flow: opts.flow, queues: opts.queues, batchId: info.batchId, ...(log ? { log } : {}) });

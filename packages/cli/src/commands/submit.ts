@@ -33,6 +33,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
       prefix: ctx.config.QUEUE_PREFIX,
       source: rest[0]!,
       options,
+      optionField: (name) => SUBMIT_FLAGS[name] ?? `--${name}`,
       chunkSize: chunkSize ?? ctx.config.CAM_CHUNK_SIZE,
       limits: { maxFileBytes: ctx.config.MAX_FILE_BYTES, maxArchiveBytes: ctx.config.MAX_ARCHIVE_BYTES },
       s3Source: s3SourceOptions(ctx.config),

@@ -137,8 +137,17 @@ export function isTruncated(bytes: Uint8Array): boolean {
   return firstTiffDirectory(bytes)?.cut === true;
 }
 
+/**
+ * Pure: a decoder's message on one line — libvips writes each warning on a line of its own and repeats them
+ * (`premature end of JPEG image` three times): each distinct line once, joined by "; ".
+ * @example oneLine('VipsJpeg: premature end\nVipsJpeg: Bogus marker\nVipsJpeg: premature end\n') // 'VipsJpeg: premature end; VipsJpeg: Bogus marker'
+ */
+export function oneLine(message: string): string {
+  return [...new Set(message.split(/\r?\n/).map((l) => l.trim()).filter(Boolean))].join('; ');
+}
+
 function classify(error: unknown, bytes?: Uint8Array): ImageInputError {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = oneLine(error instanceof Error ? error.message : String(error));
   if (bytes && isTruncated(bytes)) {
     // libvips calls a TIFF whose directory is missing "unsupported image format": not the news here.
     const detail = /unsupported image format/i.test(message) ? `the file ends at ${bytes.length} bytes, before the data its header points to` : message;

@@ -236,6 +236,25 @@ export const webhookUrlSchema = z
   .max(2000)
   .regex(/^https?:\/\/[^\s]+$/, 'an http(s) URL');
 
+/** The ports the WHATWG fetch standard blocks: Node's fetch refuses them ("bad port"), so a webhook there never leaves. */
+const FETCH_BAD_PORTS = new Set([1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080]);
+
+/**
+ * A webhook as submitted: an http(s) URL that parses, on a port fetch may call — refused at submission rather than
+ * found "NOT delivered" when the batch completes. (Stored batches keep `webhookUrlSchema`: what was accepted stays readable.)
+ */
+export const webhookSubmitSchema = webhookUrlSchema.superRefine((value, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'an http(s) URL that parses (scheme, host, optional port and path)' });
+    return;
+  }
+  const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+  if (FETCH_BAD_PORTS.has(port)) ctx.addIssue({ code: 'custom', message: `an http(s) URL on a port HTTP clients may call (port ${port} is on fetch's blocked list, as 6000 and 10080 are: the POST would never leave)` });
+});
+
 export const batchInfoSchema = z.object({
   batchId: idSchema,
   createdAt: z.string(),

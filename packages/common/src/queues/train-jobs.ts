@@ -11,6 +11,25 @@ import { retrainingScheduleSchema, trainJobSchema, type TrainJob, type TrainJobI
  */
 export const trainJobOptions = { attempts: 2, backoff: { type: 'exponential', delay: 5000 }, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 30 * 24 * 3600 } } as const;
 
+/** What a finished training job returned (its model manifest left out). */
+const outcomeSchema = z.object({
+  skipped: z.boolean(),
+  reason: z.string().optional(),
+  version: z.string().optional(),
+  valAccuracy: z.number().optional(),
+  /** Epochs run, asked for (fewer run: stopped early), the published (best) one, and where a resumed run took up. */
+  epochs: z.number().optional(),
+  epochsAsked: z.number().optional(),
+  bestEpoch: z.number().optional(),
+  resumedFromEpoch: z.number().optional(),
+  /** Training attempts in this run (1 + the collapsed ones restarted), and why each restart happened. */
+  attempts: z.number().optional(),
+  restarts: z.array(z.string()).optional(),
+  promoted: z.boolean().optional(),
+  promotion: z.string().optional(),
+  warnings: z.array(z.string()).optional(),
+});
+
 /** A training job as `camflow train list | show` and `GET /v1/train[/:jobId]` report it. */
 export const trainingJobStatusSchema = z.object({
   jobId: z.string(),
@@ -32,20 +51,7 @@ export const trainingJobStatusSchema = z.object({
   // `restarts` says which and why (in words, counted from 1).
   progress: z.object({ epoch: z.number(), loss: z.number().nullable(), valAccuracy: z.number().nullable(), attempt: z.number(), restarts: z.array(z.string()) }).partial().optional(),
   /** Completed: the model published (or why it was skipped), whether it was promoted, the trainer's warnings. */
-  outcome: z
-    .object({
-      skipped: z.boolean(),
-      reason: z.string().optional(),
-      version: z.string().optional(),
-      valAccuracy: z.number().optional(),
-      epochs: z.number().optional(),
-      /** Training attempts in this run (1 + the collapsed ones restarted), and why each restart happened. */
-      attempts: z.number().optional(),
-      restarts: z.array(z.string()).optional(),
-      promoted: z.boolean().optional(),
-      promotion: z.string().optional(),
-      warnings: z.array(z.string()).optional(),
-    })
+  outcome: outcomeSchema
     .optional(),
   /** Failed, or delayed for a retry: the trainer's reason (the last attempt's). */
   failedReason: z.string().optional(),
@@ -76,7 +82,7 @@ export function trainingJobStatus(job: Job, state: string): TrainingJobStatus {
     ...(job.processedOn ? { startedAt: iso(job.processedOn) } : {}),
     ...(job.finishedOn ? { finishedAt: iso(job.finishedOn) } : {}),
     ...(p ? { progress: Object.fromEntries(Object.entries(pick(p, ['epoch', 'loss', 'valAccuracy', 'attempt', 'restarts'])).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? null : v])) } : {}),
-    ...(r && typeof r === 'object' && typeof r.skipped === 'boolean' ? { outcome: pick(r, ['skipped', 'reason', 'version', 'valAccuracy', 'epochs', 'attempts', 'restarts', 'promoted', 'promotion', 'warnings']) } : {}),
+    ...(r && typeof r === 'object' && typeof r.skipped === 'boolean' ? { outcome: pick(r, Object.keys(outcomeSchema.shape)) } : {}),
     ...((state === 'failed' || (state === 'delayed' && job.attemptsMade > 0)) && job.failedReason ? { failedReason: job.failedReason } : {}),
     attemptsMade: job.attemptsMade,
   });
@@ -110,10 +116,13 @@ export async function enqueueTraining(queue: Queue, input: TrainJobInput): Promi
 }
 
 /** The retraining schedule, if one is installed: its pattern, zone, next run and the job it enqueues. */
-export async function getRetrainingSchedule(queue: Queue): Promise<{ id: string; pattern?: string; tz?: string; next?: number; data?: unknown } | undefined> {
+/** The next run as BullMQ keeps it (`next`, Unix milliseconds) and as every other time camflow reports (`nextAt`, ISO 8601). */
+const nextRun = (next: number | undefined) => (next !== undefined ? { next, nextAt: new Date(next).toISOString() } : {});
+
+export async function getRetrainingSchedule(queue: Queue): Promise<{ id: string; pattern?: string; tz?: string; next?: number; nextAt?: string; data?: unknown } | undefined> {
   const s = await queue.getJobScheduler(nightlySchedulerId);
   if (!s) return undefined;
-  return { id: nightlySchedulerId, ...(s.pattern ? { pattern: s.pattern } : {}), ...(s.tz ? { tz: s.tz } : {}), ...(s.next !== undefined ? { next: s.next } : {}), ...(s.template?.data !== undefined ? { data: s.template.data } : {}) };
+  return { id: nightlySchedulerId, ...(s.pattern ? { pattern: s.pattern } : {}), ...(s.tz ? { tz: s.tz } : {}), ...nextRun(s.next ?? undefined), ...(s.template?.data !== undefined ? { data: s.template.data } : {}) };
 }
 
 /** Remove the retraining schedule; whether there was one. A run already enqueued or running is left alone. */
@@ -125,10 +134,10 @@ export async function removeRetrainingSchedule(queue: Queue): Promise<boolean> {
  * Install (or update) the nightly retraining as a BullMQ job scheduler. The job skips when the dataset has not
  * changed since the production model.
  */
-export async function scheduleRetraining(queue: Queue, cron: string, tz: string, input: TrainJobInput): Promise<{ id: string; next?: number }> {
+export async function scheduleRetraining(queue: Queue, cron: string, tz: string, input: TrainJobInput): Promise<{ id: string; next?: number; nextAt?: string }> {
   const data = parseWith(trainJobSchema, { ...input, skipIfUnchanged: true }, 'train job');
   const when = parseWith(retrainingScheduleSchema, { cron, tz }, 'schedule');
   const job = await queue.upsertJobScheduler(nightlySchedulerId, { pattern: when.cron, tz: when.tz }, { name: 'retrain', data, opts: trainJobOptions });
   const scheduler = await queue.getJobScheduler(nightlySchedulerId);
-  return { id: nightlySchedulerId, ...(scheduler?.next !== undefined ? { next: scheduler.next } : job?.timestamp ? { next: job.timestamp + (job.delay ?? 0) } : {}) };
+  return { id: nightlySchedulerId, ...nextRun(scheduler?.next ?? (job?.timestamp ? job.timestamp + (job.delay ?? 0) : undefined)) };
 }

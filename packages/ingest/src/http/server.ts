@@ -44,7 +44,7 @@ import {
   createProcessMetrics,
   s3SourceOptions,
   batchPrioritySchema,
-  webhookUrlSchema,
+  webhookSubmitSchema,
   cancelTraining,
   getTrainingJob,
   listTrainingJobs,
@@ -81,20 +81,24 @@ export interface ApiDeps {
 
 const batchIdParams = z.object({ id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/) });
 const versionParams = z.object({ version: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/) });
+/**
+ * A submission's fields: multipart form fields are text (`restrictToCell=false`, `outputs=json,heatmap`, `fraction=0.3`);
+ * a JSON body may give the same values as JSON's own types (`false`, `["json", "heatmap"]`, `0.3`).
+ */
 const submitFields = z
   .object({
     target: z.string().max(128).optional(),
     fraction: decimal(z.number()).optional(),
-    outputs: z.string().max(64).optional(),
+    outputs: z.union([z.string().max(64), z.array(z.string().max(16)).max(8)]).optional(),
     precision: z.string().max(16).optional(),
-    restrictToCell: z.enum(['true', 'false']).optional(),
+    restrictToCell: z.union([z.boolean(), z.enum(['true', 'false'])]).optional(),
     kind: z.string().max(16).optional(),
     cellDiameter: decimal(z.number()).optional(),
     chunkSize: decimal(z.number().int().positive().max(10_000)).optional(),
     key: z.string().min(1).max(200).optional(),
     model: z.string().max(128).optional(),
     priority: batchPrioritySchema.optional(),
-    webhook: webhookUrlSchema.optional(),
+    webhook: webhookSubmitSchema.optional(),
   })
   .strict();
 
@@ -171,6 +175,8 @@ async function receiveUpload(req: FastifyRequest, spool: string, config: Config)
         // The name as sent, folders kept (`Parasitized/cell.png`: eval reads the class from it), never above the root.
         files.push({ name: safeMemberName(part.filename || part.fieldname) || part.fieldname, read: () => readFile(path) });
       } else {
+        // Image bytes appended as a text value (`FormData.append('files', string)`): a file part is what carries them.
+        if (part.fieldname === 'files') throw new InvalidParameterError('files', 'file parts (each with a filename: `-F files=@cell.png`, `FormData.append("files", blob, "cell.png")`)', 'a text value');
         if ((part as { valueTruncated?: boolean }).valueTruncated) throw tooLarge(`field ${JSON.stringify(part.fieldname)} exceeds ${MAX_FIELD_BYTES} bytes`);
         // A field sent twice (`target=a`, `target=b`) has no one meaning: refused, never the last one silently.
         if (Object.hasOwn(fields, part.fieldname)) throw new InvalidParameterError(`fields.${part.fieldname}`, 'one value', `${JSON.stringify(fields[part.fieldname])} and ${JSON.stringify(String(part.value))}`);
@@ -194,12 +200,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   if (!config.API_TOKEN && !config.API_INSECURE) {
     throw new ConfigError('API_TOKEN', 'required for the HTTP API (or set API_INSECURE=true for local use)');
   }
-  const app = Fastify({ loggerInstance: deps.log.child({ component: 'api' }) as unknown as FastifyBaseLogger, bodyLimit: 1024 * 1024, genReqId: () => randomUUID() });
+  // maxParamLength: a batch or model id may be 128 characters (fastify's default, 100, answered 414 in its own shape).
+  const app = Fastify({ loggerInstance: deps.log.child({ component: 'api' }) as unknown as FastifyBaseLogger, bodyLimit: 1024 * 1024, genReqId: () => randomUUID(), routerOptions: { maxParamLength: 256 } });
   await app.register(multipart, { preservePath: true, limits: { fileSize: config.MAX_UPLOAD_FILE_BYTES, files: config.MAX_UPLOAD_FILES, fields: 20, fieldSize: MAX_FIELD_BYTES } });
 
   const expected = config.API_TOKEN ? Buffer.from(`Bearer ${config.API_TOKEN}`) : undefined;
   const matches = (bearer: string) => {
-    const got = Buffer.from(bearer);
+    // The scheme is case-insensitive (RFC 9110: `bearer x` is `Bearer x`); the token is compared in constant time.
+    const got = Buffer.from(bearer.replace(/^bearer(?= )/i, 'Bearer'));
     return expected !== undefined && got.length === expected.length && timingSafeEqual(got, expected);
   };
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
@@ -211,7 +219,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     // Pages send a browser to the login form; the dashboard's JSON API answers 401 like every other API route.
     const page = path === '/viewer' || path.startsWith('/viewer/') || path === '/admin/queues' || (path.startsWith('/admin/queues/') && !path.startsWith('/admin/queues/api/'));
     if (page) return reply.code(303).header('location', `/login?next=${encodeURIComponent(req.url)}`).send();
-    await reply.code(401).send({ error: 'unauthorized', message: 'missing or wrong bearer token' });
+    await reply.code(401).header('www-authenticate', 'Bearer realm="camflow"').send({ error: 'unauthorized', message: 'missing or wrong bearer token' });
   });
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 8192 }, (_req, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))));
   const loginForm = (next: string, wrong: boolean) =>
@@ -326,13 +334,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     return payload.replace(/<link\b[^>]*\bhref\s*=\s*["']?(?:https?:)?\/\/[^>]*>/gi, '');
   });
 
-  const submitOptions = (f: z.infer<typeof submitFields>) =>
+  // `where`: what the client sent (`fields` of a form, the JSON `body`), so an error names the field as sent.
+  const submitOptions = (f: z.infer<typeof submitFields>, where: 'fields' | 'body') =>
     parseWith(
       camOptionsSchema,
-      { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs ? { outputs: parseOutputs(f.outputs, 'outputs') } : {}), ...(f.precision ? { precision: f.precision } : {}), ...(f.restrictToCell ? { restrictToCell: f.restrictToCell === 'true' } : {}), ...(f.kind ? { kind: f.kind } : {}), ...(f.cellDiameter !== undefined ? { cellDiameter: f.cellDiameter } : {}) },
-      'options',
+      { ...(f.target ? { target: f.target } : {}), ...(f.fraction !== undefined ? { fraction: f.fraction } : {}), ...(f.outputs !== undefined ? { outputs: parseOutputs(Array.isArray(f.outputs) ? (f.outputs.length ? f.outputs.join(',') : 'none') : f.outputs, `${where}.outputs`) } : {}), ...(f.precision ? { precision: f.precision } : {}), ...(f.restrictToCell !== undefined ? { restrictToCell: f.restrictToCell === true || f.restrictToCell === 'true' } : {}), ...(f.kind ? { kind: f.kind } : {}), ...(f.cellDiameter !== undefined ? { cellDiameter: f.cellDiameter } : {}) },
+      where,
     );
-  const submitFrom = (source: string | Awaited<ReturnType<typeof receiveUpload>>['files'], f: z.infer<typeof submitFields>) =>
+  const submitFrom = (source: string | Awaited<ReturnType<typeof receiveUpload>>['files'], f: z.infer<typeof submitFields>, where: 'fields' | 'body') =>
     submitBatch({
       store,
       flow: deps.flow,
@@ -340,7 +349,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       queues: deps.queues,
       prefix: config.QUEUE_PREFIX,
       source,
-      options: submitOptions(f),
+      options: submitOptions(f, where),
+      optionField: (name) => `${where}.${name}`,
       chunkSize: f.chunkSize ?? config.CAM_CHUNK_SIZE,
       limits: { maxFileBytes: config.MAX_FILE_BYTES, maxArchiveBytes: config.MAX_ARCHIVE_BYTES },
       s3Source: s3SourceOptions(config),
@@ -361,10 +371,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const s3Submit = submitFields.extend({ source: z.string().regex(/^s3:\/\//, 'an s3://bucket/prefix URL').max(1024) }).strict();
 
   app.post('/v1/batches', async (req, reply) => {
-    if ((req.headers['content-type'] ?? '').startsWith('application/json')) {
+    if ((req.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')) {
       const { source, ...f } = parseWith(s3Submit, req.body ?? {}, 'body');
-      const info = await submitFrom(source, f);
-      return reply.code(info.existing ? 200 : 202).send(info);
+      const info = await submitFrom(source, f, 'body');
+      return reply.code(info.existing ? 200 : 202).header('location', `/v1/batches/${info.batchId}`).send(info);
     }
     // A body fastify parsed as something else (text/plain, a urlencoded form): the same 415 as a type it has no parser for.
     if (!req.isMultipart()) throw unsupportedMediaType(req);
@@ -378,9 +388,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       // taken and answered later with an "unsupported-format" line.
       const archive = files.find((file) => /\.(zip|tar|tgz|tar\.gz)$/i.test(file.name));
       if (archive) throw new InvalidParameterError('files', 'image files (PNG, JPEG, TIFF, WebP); an archive is read by `camflow submit ARCHIVE` or from an S3 prefix, or upload the images in it', archive.name);
+      // Results are told apart by name: two files under one name could not be (a folder cannot hold them either).
+      const seen = new Set<string>();
+      for (const file of files) {
+        if (seen.has(file.name)) throw new InvalidParameterError('files', 'each file name once (results are matched by name; put same-named files in folders: `filename=slide-1/cell.png`)', `${file.name} twice`);
+        seen.add(file.name);
+      }
       const f = parseWith(submitFields, fields, 'fields');
-      const info = await submitFrom(files, f);
-      return reply.code(info.existing ? 200 : 202).send(info);
+      const info = await submitFrom(files, f, 'fields');
+      return reply.code(info.existing ? 200 : 202).header('location', `/v1/batches/${info.batchId}`).send(info);
     } finally {
       await rm(spool, { recursive: true, force: true });
     }
@@ -405,7 +421,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const query = parseWith(z.object({ groupPattern: z.string().max(200).optional(), truth: z.enum(['auto', 'stain', 'none']).default('auto') }).strict(), req.query ?? {}, 'query');
     const status = await batchProgress(store, deps.queues.batch, id);
     if (status.state === 'unknown') throw new NotFoundError('batch', id);
-    if (status.state !== 'completed') return reply.code(409).send({ error: 'not_ready', message: `batch ${id} is ${stateText(status)}` });
+    if (status.state !== 'completed') return reply.code(409).header('retry-after', '5').send({ error: 'not_ready', message: `batch ${id} is ${stateText(status)}` });
     const model = await getModelManifest(store, status.info!.modelVersion);
     // The same default patient pattern as the CLI's eval and `dataset add`.
     const group = compileGroupPattern(query.groupPattern, 'query.groupPattern');
@@ -435,13 +451,13 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     return repairBatch({ store, flow: deps.flow, queues: deps.queues, batchId: id, log: deps.log });
   });
 
-  const listQuery = z.object({ limit: decimal(z.number().int().min(1).max(1000)).default(50) });
+  const listQuery = z.object({ limit: decimal(z.number().int().min(1).max(1000)).default(50) }).strict();
   app.get('/v1/batches', async (req) => {
     const { limit } = parseWith(listQuery, req.query ?? {}, 'query');
     return { batches: await batchListing(store, deps.queues.batch, limit) };
   });
 
-  const resultsQuery = z.object({ format: z.enum(RESULT_FORMATS).optional() });
+  const resultsQuery = z.object({ format: z.enum(RESULT_FORMATS).optional() }).strict();
   app.get('/v1/batches/:id/results', async (req, reply) => {
     const { id } = parseWith(batchIdParams, req.params, 'params');
     const format = parseWith(resultsQuery, req.query ?? {}, 'query').format ?? formatForAccept(req.headers.accept);
@@ -449,7 +465,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     if (!out) {
       const status = await batchProgress(store, deps.queues.batch, id);
       if (status.state === 'unknown') throw new NotFoundError('batch', id);
-      return reply.code(409).send({ error: 'not_ready', message: `batch ${id} is ${stateText(status)}`, chunks: status.chunks });
+      return reply.code(409).header('retry-after', '5').send({ error: 'not_ready', message: `batch ${id} is ${stateText(status)}`, chunks: status.chunks });
     }
     // `?format=` wins over `Accept`; JSONL by default. Streamed from S3, a line at a time.
     return reply.type(out.type).header('content-disposition', `inline; filename="${id}.${format}"`).send(out.body);
@@ -460,8 +476,15 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     return { production: production ?? null, models };
   });
 
+  app.get('/v1/models/:version', async (req) => {
+    const { version } = parseWith(versionParams, req.params, 'params');
+    return getModelManifest(store, version);
+  });
+
   app.post('/v1/models/:version/promote', async (req) => {
     const { version } = parseWith(versionParams, req.params, 'params');
+    // It takes no options: a body that names some (`{"channel": "staging"}`) is refused, never ignored.
+    parseWith(z.object({}).strict(), req.body ?? {}, 'body');
     const { channel, previous, warnings } = await promoteByHand(store, await getModelManifest(store, version));
     return { ...channel, previous, warnings };
   });
@@ -471,7 +494,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const data = parseWith(trainJobSchema.strict(), jsonBody(req), 'body');
     await getDatasetManifest(store, data.dataset, data.datasetVersion); // 404 naming the dataset, before anything is queued
     const job = await enqueueTraining(deps.queues.train, data);
-    return reply.code(202).send({ jobId: job.id });
+    return reply.code(202).header('location', `/v1/train/${job.id}`).send({ jobId: job.id });
   });
 
   app.get('/v1/train', async (req) => {
