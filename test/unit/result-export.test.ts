@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { localPath, parseDownloadKinds, resultFileKind } from '../../packages/ingest/src/download.ts';
-import { classColour, formatForAccept, imageResultSchema, resultLineJsonSchema, resultsCsv, resultsGeoJson, type ImageResult } from '@camflow/common';
+import { classColour, fieldGeoJson, signedArea2, formatForAccept, imageResultSchema, resultLineJsonSchema, resultsCsv, resultsGeoJson, type ImageResult } from '@camflow/common';
 
 const cell = imageResultSchema.parse({
   batchId: 'b1', imageId: 'i0000000', name: 'Parasitized/a,"b".png', status: 'ok', kind: 'cell', sha256: 'a'.repeat(64), width: 120, height: 110,
@@ -68,6 +68,21 @@ test('GeoJSON: CAM boxes and peaks of cells in their image pixels, the fields’
   assert.deepEqual(features[1]!.geometry, { type: 'Point', coordinates: [25, 35] });
   assert.equal(features[2]!.properties.image, 'smear.jpg');
   assert.equal(features[2]!.properties.name, 'cell 0');
+});
+
+test("a field's GeoJSON winds every polygon one way (RFC 7946's counterclockwise exterior rings), closed: cell outlines as parasite boxes", () => {
+  const box = { x: 0, y: 0, width: 10, height: 10 };
+  const cell = { cell: 0, box, clipped: false, predicted: { index: 0, label: 'Parasitized', probability: 0.9 }, probabilities: { Parasitized: 0.9, Uninfected: 0.1 }, peak: { x: 4, y: 4 }, parasiteBox: { x: 2, y: 2, width: 4, height: 4 } };
+  const traced = [[0, 0], [0, 10], [10, 10], [10, 0]] as [number, number][]; // as a contour tracer may give it
+  assert.ok(signedArea2([...traced, traced[0]!]) < 0, 'the outline starts the other way round');
+  const fc = fieldGeoJson([{ ...cell, polygon: traced }], 'Parasitized');
+  const rings = (fc.features as { geometry: { coordinates: [number, number][][] } }[]).map((f) => f.geometry.coordinates[0]!);
+  assert.equal(rings.length, 2, 'the cell and its parasite box');
+  for (const ring of rings) {
+    assert.ok(signedArea2(ring) > 0, JSON.stringify(ring));
+    assert.deepEqual(ring[0], ring[ring.length - 1], 'closed');
+  }
+  assert.deepEqual(new Set(rings[0]!.map(String)), new Set(traced.map(String)), 'the same outline');
 });
 
 test('HTTP Accept picks the format; JSONL otherwise', () => {

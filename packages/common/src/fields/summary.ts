@@ -38,7 +38,7 @@ export function classColour(name: string): [number, number, number] {
 export function fieldGeoJson(cells: FieldCell[], positiveClass: string): { type: 'FeatureCollection'; features: unknown[] } {
   const features: unknown[] = [];
   for (const c of cells) {
-    const ring = c.polygon.length >= 3 ? [...c.polygon, c.polygon[0]!] : rect(c.box);
+    const ring = c.polygon.length >= 3 ? counterClockwise([...c.polygon, c.polygon[0]!]) : rect(c.box);
     features.push({
       type: 'Feature',
       id: `cell-${c.cell}`,
@@ -66,6 +66,21 @@ export function fieldGeoJson(cells: FieldCell[], positiveClass: string): { type:
     }
   }
   return { type: 'FeatureCollection', features };
+}
+
+/** Pure: twice a closed ring's signed area by the shoelace formula, x and y as written (positive: counterclockwise). */
+export function signedArea2(ring: readonly (readonly [number, number])[]): number {
+  let sum = 0;
+  for (let i = 0; i + 1 < ring.length; i++) sum += ring[i]![0] * ring[i + 1]![1] - ring[i + 1]![0] * ring[i]![1];
+  return sum;
+}
+
+/**
+ * Pure: a closed ring wound as RFC 7946 asks of an exterior ring (counterclockwise, the coordinates read as written),
+ * as the parasite boxes' `rect` already is: one winding for every polygon of a file.
+ */
+export function counterClockwise<T extends readonly [number, number]>(ring: T[]): T[] {
+  return signedArea2(ring) < 0 ? [...ring].reverse() : ring;
 }
 
 const round = (v: number) => Math.round(v * 10_000) / 10_000;
