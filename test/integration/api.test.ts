@@ -622,7 +622,19 @@ test("an integrator's requests: HTTP's case rules, JSON's own types, one name pe
   // A mistyped query parameter is refused as a mistyped field is; ids as long as the id pattern allows answer in the
   // API's shape; one model's manifest; a promotion takes no options.
   const typo = await json(fetch(`${base}/v1/batches?limt=5`, { headers: auth }));
-  assert.deepEqual([typo.field, typo.message], ['query', 'Expected known fields only (limit); did you mean "limit"? for query but received "limt"']);
+  assert.deepEqual([typo.field, typo.message], ['query', 'Expected known fields only (limit, before); did you mean "limit"? for query but received "limt"']);
+  // Pages of the batch list: `next` is the cursor for the older ones; every batch once, newest first.
+  const all = (await json(fetch(`${base}/v1/batches?limit=1000`, { headers: auth }))).batches.map((b: { batchId: string }) => b.batchId).sort().reverse();
+  assert.ok(all.length >= 4, String(all.length));
+  const paged: string[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < 100 && paged.length < all.length; page++) {
+    const body = await json(fetch(`${base}/v1/batches?limit=3${cursor ? `&before=${cursor}` : ''}`, { headers: auth }));
+    paged.push(...body.batches.map((b: { batchId: string }) => b.batchId).sort().reverse());
+    cursor = body.next;
+    if (!cursor) break;
+  }
+  assert.deepEqual(paged, all);
   const long = await fetch(`${base}/v1/batches/b${'0'.repeat(120)}`, { headers: auth });
   assert.deepEqual([long.status, (await json(long)).error], [404, 'not_found']);
   const model = await json(fetch(`${base}/v1/models/m-untrained`, { headers: auth }));

@@ -223,8 +223,10 @@ export function imageProgress(info: Pick<BatchInfo, 'accepted' | 'chunkSize' | '
  * The newest batches first (ids are time-sortable), at most `limit`, from their stored `batch.json`. Listing reads
  * every batch prefix (1,000 per S3 request) and then only the `limit` newest objects.
  */
-export async function listBatches(store: ObjectStore, limit = 50): Promise<BatchInfo[]> {
-  const prefixes = (await store.listPrefixes('batches/', 10_000_000)).filter((p) => p !== 'batches/keys/').sort().reverse().slice(0, limit);
+export async function listBatches(store: ObjectStore, limit = 50, before?: string): Promise<BatchInfo[]> {
+  // Batch ids sort by their submission time: `before` (a batch id) pages back through older batches.
+  const older = (p: string) => before === undefined || p < `batches/${before}/`;
+  const prefixes = (await store.listPrefixes('batches/', 10_000_000)).filter((p) => p !== 'batches/keys/' && older(p)).sort().reverse().slice(0, limit);
   const infos = await Promise.all(
     prefixes.map(async (p) => {
       const raw = await store.getJsonIfExists(`${p}batch.json`);
@@ -256,8 +258,8 @@ export interface BatchListing {
 }
 
 /** The newest batches with their state and progress. */
-export async function batchListing(store: ObjectStore, batchQueue: Queue, limit = 50): Promise<BatchListing[]> {
-  const infos = await listBatches(store, limit);
+export async function batchListing(store: ObjectStore, batchQueue: Queue, limit = 50, before?: string): Promise<BatchListing[]> {
+  const infos = await listBatches(store, limit, before);
   return Promise.all(
     infos.map(async (info) => {
       const status = await batchProgress(store, batchQueue, info.batchId);

@@ -451,10 +451,13 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     return repairBatch({ store, flow: deps.flow, queues: deps.queues, batchId: id, log: deps.log });
   });
 
-  const listQuery = z.object({ limit: decimal(z.number().int().min(1).max(1000)).default(50) }).strict();
+  const listQuery = z.object({ limit: decimal(z.number().int().min(1).max(1000)).default(50), before: idSchema.optional() }).strict();
   app.get('/v1/batches', async (req) => {
-    const { limit } = parseWith(listQuery, req.query ?? {}, 'query');
-    return { batches: await batchListing(store, deps.queues.batch, limit) };
+    const { limit, before } = parseWith(listQuery, req.query ?? {}, 'query');
+    const batches = await batchListing(store, deps.queues.batch, limit, before);
+    // A full page may have older batches after it: `next` (its smallest id; ids sort by submission) is the cursor for
+    // them, `?before=<next>`.
+    return { batches, ...(batches.length === limit ? { next: batches.map((b) => b.batchId).sort()[0] } : {}) };
   });
 
   const resultsQuery = z.object({ format: z.enum(RESULT_FORMATS).optional() }).strict();
