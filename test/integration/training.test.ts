@@ -169,11 +169,22 @@ test('the promotion gate runs production and candidate on the same validation im
   const majority = majorityClass(second.manifest.dataset.validation!.map((i) => fit.items[i]!.label), 2);
   assert.equal(second.valAccuracy <= majority.share + 0.01, (second.warnings ?? []).some((w) => /is no better than always answering (Parasitized|Uninfected)/.test(w)), `${second.valAccuracy} vs ${majority.share}: ${second.warnings}`);
   assert.deepEqual(second.manifest.warnings, second.warnings);
-  // Another split: production is measured again, on the candidate's images.
+  // Another split: production is measured again, on the candidate's images — those it did not train on. A larger
+  // validation share holds the same patients and more, which trained production: left out, and said.
   const third = await runTraining({ ...base, epochs: 1, seed: 1, validationFraction: 0.4 }, ctx('gate-3'));
   assert.ok(!third.skipped && third.comparison);
-  assert.equal(third.comparison.images, third.manifest.dataset.validationItems);
+  const heldBefore = new Set(first.manifest.dataset.validation);
+  const learnt = third.manifest.dataset.validation!.filter((i) => !heldBefore.has(i));
+  assert.ok(learnt.length > 0, 'the larger share holds images production trained on');
+  assert.deepEqual([third.comparison.images, third.comparison.trainedProduction], [third.manifest.dataset.validationItems - learnt.length, learnt.length]);
+  assert.equal(third.comparison.productionAccuracy, (await getModelManifest(store, third.comparison.production)).metrics.valAccuracy, 'production scored on its own validation images, as it recorded');
   assert.equal(third.promoted, !noBetter(third) && third.comparison.candidateAccuracy >= third.comparison.productionAccuracy);
+  if (!noBetter(third)) assert.match(third.promotion, new RegExp(`on the same ${third.comparison.images} validation images; ${learnt.length} more left out: production trained on them: `));
+  // A candidate whose every validation image trained production has nothing to be compared on: not promoted, said.
+  const current = (await getProduction(store))!;
+  const none = await promoteIfBetter(store, third.manifest, log, { production: current.version, images: 0, trainedProduction: 12, candidateAccuracy: 0, productionAccuracy: 0 });
+  assert.equal(none.promoted, false);
+  assert.match(none.reason, new RegExp(`^production ${current.version} trained on all 12 of its validation images: no image is new to both models`));
 });
 
 test('the learning rate halves when the validation loss stops improving, and training stops after the patience', async () => {

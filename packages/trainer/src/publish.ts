@@ -52,7 +52,12 @@ export async function publishModel(store: ObjectStore, model: tf.LayersModel, ma
 /** Candidate and production accuracy measured on the same validation images. */
 export interface SameImagesComparison {
   production: string;
+  /** The candidate's validation images both models are scored on: those production did not train on. */
   images: number;
+  /** Validation images left out because production trained on them (the same content in its training snapshot). */
+  trainedProduction?: number;
+  /** Production's training images cannot be told (its snapshot removed, or published before it recorded them). */
+  productionTrainingUnknown?: true;
   candidateAccuracy: number;
   productionAccuracy: number;
 }
@@ -78,7 +83,13 @@ export async function promoteIfBetter(
     return { promoted: false, ...(current ? { production: current } : {}), reason };
   }
   if (current && comparison && comparison.production === current.version) {
-    const same = `on the same ${comparison.images} validation images: ${comparison.candidateAccuracy.toFixed(4)} vs production ${current.version} ${comparison.productionAccuracy.toFixed(4)}`;
+    if (comparison.images === 0) {
+      const reason = `production ${current.version} trained on all ${comparison.trainedProduction} of its validation images: no image is new to both models to compare them on (\`camflow models promote ${manifest.version}\` to serve it)`;
+      log?.info({ version: manifest.version, ...comparison }, `not promoted: ${reason}`);
+      return { promoted: false, production: current, reason };
+    }
+    const out = comparison.trainedProduction ? `; ${comparison.trainedProduction} more left out: production trained on them` : comparison.productionTrainingUnknown ? `; which of them production trained on cannot be told: its training snapshot is gone` : '';
+    const same = `on the same ${comparison.images} validation images${out}: ${comparison.candidateAccuracy.toFixed(4)} vs production ${current.version} ${comparison.productionAccuracy.toFixed(4)}`;
     if (comparison.candidateAccuracy < comparison.productionAccuracy) {
       log?.info({ version: manifest.version, ...comparison }, `not promoted: ${same}`);
       return { promoted: false, production: current, reason: `worse ${same}` };

@@ -4,6 +4,7 @@ import {
   buildModel,
   defaultPositiveClass,
   deserializeModel,
+  datasetManifestSchema,
   getDatasetManifest,
   getModelManifest,
   getProduction,
@@ -223,7 +224,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   result.model.dispose();
   await checkpoints.clear();
   log.info({ version, valAccuracy: last.valAccuracy, resumedFromEpoch: resume?.epoch }, 'model published');
-  const comparison = params.promote ? await compareWithProduction(ctx.store, manifest, split.validation, published, validation, log) : undefined;
+  const comparison = params.promote ? await compareWithProduction(ctx.store, manifest, split.validation, published, validation, argmax, log) : undefined;
   const gate = params.promote ? await promoteIfBetter(ctx.store, published, log, comparison, notLearnt) : { promoted: false, reason: 'promotion not requested' };
   return {
     skipped: false,
@@ -244,11 +245,25 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
 }
 
 /**
- * Run the production model and the candidate on the candidate's validation images (each at its own input size,
- * made by the serving preprocess), so the promotion gate compares them on the same cells. Undefined when there is
- * no production model or it has other classes.
+ * The contents (SHA-256) of the images a model trained on, from its snapshot's manifest and recorded validation
+ * images; undefined when that cannot be told (the snapshot removed, or a model published before it recorded them).
  */
-async function compareWithProduction(store: ObjectStore, dataset: DatasetManifest, validationIndices: number[], candidate: ModelManifest, candidateData: TensorData, log: Logger): Promise<SameImagesComparison | undefined> {
+export async function trainingContent(store: ObjectStore, model: ModelManifest): Promise<Set<string> | undefined> {
+  const held = model.dataset.validation;
+  if (!held) return undefined;
+  const raw = await store.getJsonIfExists(keys.datasetManifest(model.dataset.name, model.dataset.version));
+  if (!raw) return undefined;
+  const validation = new Set(held);
+  return new Set(parseWith(datasetManifestSchema, raw, 'dataset manifest').items.filter((_, i) => !validation.has(i)).map((item) => item.sha256));
+}
+
+/**
+ * Run the production model and the candidate on the candidate's validation images (each at its own input size,
+ * made by the serving preprocess), so the promotion gate compares them on the same cells — leaving out the ones
+ * production trained on (a snapshot that grew, or another one holding the same cells, puts them there: production
+ * would be scored on what it has learnt by heart). Undefined when there is no production model or it has other classes.
+ */
+async function compareWithProduction(store: ObjectStore, dataset: DatasetManifest, validationIndices: number[], candidate: ModelManifest, candidateData: TensorData, candidatePredicted: number[], log: Logger): Promise<SameImagesComparison | undefined> {
   const channel = await getProduction(store);
   if (!channel) return undefined;
   const production = await getModelManifest(store, channel.version);
@@ -256,13 +271,24 @@ async function compareWithProduction(store: ObjectStore, dataset: DatasetManifes
     log.warn({ production: production.version }, 'production model has other classes: promotion compares each model\'s own validation accuracy');
     return undefined;
   }
+  const seen = await trainingContent(store, production);
+  const keep = validationIndices.map((_, p) => p).filter((p) => !seen?.has(dataset.items[validationIndices[p]!]!.sha256));
+  const left = { production: production.version, ...(seen ? { trainedProduction: validationIndices.length - keep.length } : { productionTrainingUnknown: true as const }) };
+  if (keep.length === 0) return { ...left, images: 0, candidateAccuracy: 0, productionAccuracy: 0 };
   const labels = dataset.items.map((i) => i.label);
-  const productionData = production.inputSize === candidate.inputSize ? candidateData : gather(await trainingInputs(store, dataset, production.inputSize), labels, validationIndices, production.inputSize);
+  const indices = keep.map((p) => validationIndices[p]!);
+  const candidateAccuracy = keep.filter((p) => candidatePredicted[p] === candidateData.labels[p]).length / keep.length;
+  const productionData =
+    production.inputSize === candidate.inputSize
+      ? keep.length === validationIndices.length
+        ? candidateData
+        : gather(candidateData.images, candidateData.labels, keep, candidate.inputSize)
+      : gather(await trainingInputs(store, dataset, production.inputSize), labels, indices, production.inputSize);
   const [json, weights] = await Promise.all([store.getJson<ModelFiles['modelJson']>(keys.modelFile(production.version, 'model.json')), store.get(keys.modelFile(production.version, 'weights.bin'))]);
   const model = await deserializeModel({ modelJson: json, weights });
   try {
     const productionAccuracy = (await evaluate(model, productionData, production.classNames.length)).valAccuracy;
-    return { production: production.version, images: validationIndices.length, candidateAccuracy: candidate.metrics.valAccuracy, productionAccuracy };
+    return { ...left, images: keep.length, candidateAccuracy, productionAccuracy };
   } finally {
     model.dispose();
   }
