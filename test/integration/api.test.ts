@@ -289,7 +289,7 @@ test('`dataset remove`: refused while the production model, the schedule or a tr
   // The schedule trains the dataset: the whole of it is refused (one version may go: the schedule takes the latest).
   assert.equal((await runCli(c, ['schedule', '--dataset', 'rm', '--cron', '0 2 * * *'])).code, 0);
   const scheduled = await runCli(c, ['dataset', 'remove', 'rm']);
-  assert.deepEqual([scheduled.code, scheduled.stderr.trim()], [1, 'dataset rm is not removed: the retraining schedule trains it (0 2 * * *); `camflow schedule remove` first']);
+  assert.deepEqual([scheduled.code, scheduled.stderr.trim()], [1, 'dataset rm is not removed: the retraining schedule trains rm (0 2 * * *); `camflow schedule remove` first']);
   assert.equal((await runCli(c, ['schedule', 'remove'])).code, 0);
   // A training job queued on its latest (no trainer runs here, so it waits).
   const queued = JSON.parse((await runCli(c, ['train', '--dataset', 'rm', '--json'])).stdout).jobId as string;
@@ -304,11 +304,17 @@ test('`dataset remove`: refused while the production model, the schedule or a tr
   assert.deepEqual(await c.ctx.store.list(`datasets/rm/${b}/`), []);
   const listed = JSON.parse((await runCli(c, ['dataset', 'list', '--json'])).stdout).datasets.find((d: { name: string }) => d.name === 'rm');
   assert.deepEqual([listed.latest, listed.versions], [a, [a]]);
-  // The whole dataset, over HTTP: every version, and the pointer.
+  // Its last version, while the schedule trains it: refused as the whole dataset is (every run would fail on it).
+  assert.equal((await runCli(c, ['schedule', '--dataset', 'rm', '--cron', '0 2 * * *'])).code, 0);
+  const lastOne = await runCli(c, ['dataset', 'remove', `rm@${a}`]);
+  assert.deepEqual([lastOne.code, lastOne.stderr.trim()], [1, `rm@${a} (rm's last version) is not removed: the retraining schedule trains rm (0 2 * * *); \`camflow schedule remove\` first`]);
+  assert.equal((await runCli(c, ['schedule', 'remove'])).code, 0);
+  // The whole dataset, over HTTP: every version, and the pointer; the model trained on it is named (eval can no
+  // longer tell its training images).
   const whole = await fetch(`${base}/v1/datasets/rm`, { method: 'DELETE', headers: auth });
   assert.equal(whole.status, 200);
-  const body = (await whole.json()) as { dataset: string; removed: string[]; latest: string | null };
-  assert.deepEqual([body.dataset, body.removed, body.latest], ['rm', [a], null]);
+  const body = (await whole.json()) as { dataset: string; removed: string[]; latest: string | null; models?: string[] };
+  assert.deepEqual([body.dataset, body.removed, body.latest, body.models], ['rm', [a], null, ['m-on-rm']]);
   assert.deepEqual(await c.ctx.store.list('datasets/rm/'), []);
   assert.match((await runCli(c, ['train', '--dataset', 'rm'])).stderr, /dataset not found: rm/);
   // A pointer to a version no longer there (a removal that raced an add) hides that dataset only, and a removal of

@@ -334,6 +334,15 @@ describe('eval on one cluster: what it claims, what it shows, what it says', () 
     const onValidation = await evalJson([`cells@${own.version}`, '--model', 'm-cells'], join(c.dir, 'eval-cells-own'));
     assert.deepEqual([onValidation.line.images, onValidation.line.subset, onValidation.line.training_images], [validation.length, 'validation', 0]);
     assert.doesNotMatch(onValidation.stderr, /^warning:/m);
+
+    // Its snapshot removed (not production's, so it may go): the removal names the model trained on it, and eval then
+    // says it cannot tell the training images apart — not silence, as if none were.
+    const removed = await runCli(c, ['dataset', 'remove', `cells@${own.version}`]);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.match(removed.stderr, /^warning: model m-cells was trained on it: `camflow eval` can no longer tell which images trained it/m);
+    const blind = await evalJson(['copied', '--model', 'm-cells'], join(c.dir, 'eval-copied-blind'));
+    assert.equal(blind.line.training_images, undefined);
+    assert.ok(blind.stderr.split('\n').includes(`warning: which of these ${copied.items} images trained model m-cells cannot be told (its training snapshot cells@${own.version} was removed): if some did, these scores are not those of unseen images`), blind.stderr);
   });
 
   test('a folder without positive images has no pointing score: null in the line, "—" with the reason in the report, and no table of labels to doubt', async () => {

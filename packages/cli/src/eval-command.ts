@@ -9,6 +9,8 @@ import {
   stainPointingForBatch,
   withStainAudit,
   getDatasetManifest,
+  trainingContent,
+  unknownTrainingText,
   getModelManifest,
   getProduction,
   keys,
@@ -116,28 +118,22 @@ async function labelledSource(ctx: Context, source: string, model: ModelManifest
   if (own) return { files, subset: 'all', trainingImages: model.dataset.trainItems, trainingBy: 'split', of };
   // Another snapshot (another name, or another version of the model's own) may hold its training images: by content.
   const seen = await trainingImagesAmong(ctx, model, manifest.items.map((item) => item.sha256));
-  return { files, subset: 'all', ...(seen !== undefined ? { trainingImages: seen, trainingBy: 'content' as const } : {}), of };
+  return { files, subset: 'all', ...(typeof seen === 'number' ? { trainingImages: seen, trainingBy: 'content' as const } : { trainingUnknown: seen.unknown }), of };
 }
 
 /**
  * How many of these images, by their content hashes (a folder's batch results, another snapshot's items), are training
- * images of the model (its snapshot's items outside the validation split it recorded); undefined when that cannot be
- * known (no split recorded, the snapshot removed).
+ * images of the model; when that cannot be known (no split recorded, the snapshot removed), why, in words.
  */
-async function trainingImagesAmong(ctx: Context, model: ModelManifest, sha256s: readonly (string | undefined)[]): Promise<number | undefined> {
-  if (!model.dataset.validation) return undefined;
-  const snapshot = await getDatasetManifest(ctx.store, model.dataset.name, model.dataset.version).catch((error: unknown) => {
-    if (error instanceof NotFoundError) return undefined;
-    throw error;
-  });
-  if (!snapshot) return undefined;
-  const validation = new Set(model.dataset.validation);
-  const training = new Set(snapshot.items.filter((_, i) => !validation.has(i)).map((item) => item.sha256));
-  return sha256s.filter((sha256) => sha256 !== undefined && training.has(sha256)).length;
+async function trainingImagesAmong(ctx: Context, model: ModelManifest, sha256s: readonly (string | undefined)[]): Promise<number | { unknown: string }> {
+  const seen = await trainingContent(ctx.store, model);
+  if (!seen.known) return { unknown: unknownTrainingText(model, seen.why) };
+  return sha256s.filter((sha256) => sha256 !== undefined && seen.sha256s.has(sha256)).length;
 }
 
 /** The warning when some of the scored images trained the model, in words; undefined when none did (or unknown). */
 function trainingImagesWarning(subset: Subset, images: number, model: ModelManifest): string | undefined {
+  if (subset.trainingUnknown) return `which of these ${images} images trained model ${model.version} cannot be told (${subset.trainingUnknown}): if some did, these scores are not those of unseen images`;
   if (!subset.trainingImages) return undefined;
   const snapshot = `${model.dataset.name}@${model.dataset.version}`;
   return subset.trainingBy === 'content'
@@ -256,7 +252,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   if (subset.subset === 'folder') {
     // A folder may hold the model's own training images (dev cells copied aside): found by content, said plainly.
     const seen = await trainingImagesAmong(ctx, model, results.map((r) => ('sha256' in r ? r.sha256 : undefined)));
-    if (seen !== undefined) Object.assign(subset, { trainingImages: seen, trainingBy: 'content' });
+    Object.assign(subset, typeof seen === 'number' ? { trainingImages: seen, trainingBy: 'content' } : { trainingUnknown: seen.unknown });
     const after = trainingImagesWarning(subset, results.length, model);
     if (after) warn(after);
   }

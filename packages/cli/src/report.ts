@@ -105,6 +105,8 @@ export interface Subset {
   trainingImages?: number;
   /** How they were counted: by the split the model recorded for its own snapshot, or by content (a folder, another snapshot). */
   trainingBy?: 'split' | 'content';
+  /** Why the training images among these cannot be told (the model's snapshot removed, no split recorded). */
+  trainingUnknown?: string;
   /** Images in the snapshot (the scored set is a part of it for `validation`). */
   of?: number;
 }

@@ -14,6 +14,7 @@ export * from './queues/index.js';
 export * from './dataset/manifest.js';
 export * from './dataset/store.js';
 export * from './models/registry.js';
+export * from './models/training-content.js';
 export * from './dev/index.js';
 export * from './screening/operating-point.js';
 export * from './eval/classification.js';

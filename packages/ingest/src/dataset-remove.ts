@@ -7,6 +7,7 @@ import {
   datasetManifestSchema,
   getProduction,
   getRetrainingSchedule,
+  listModels,
   keys,
   listTrainingJobs,
   NotFoundError,
@@ -31,6 +32,8 @@ export interface DatasetRemoval {
   objects: number;
   /** The latest version now: unchanged, the newest one left when the latest was removed, or null when none is left. */
   latest: string | null;
+  /** Published models trained on a removed version: their training images can no longer be told apart by `eval`. */
+  models?: string[];
 }
 
 /** How many training jobs to look through for ones on the dataset (queued or running ones are the newest). */
@@ -66,10 +69,17 @@ async function removeHeld(store: ObjectStore, trainQueue: Queue, held: () => Pro
   if (production && production.dataset.name === name && doomed.includes(production.dataset.version)) {
     throw new DatasetInUseError(`${what} is not removed: the production model ${production.version} was trained on ${name}@${production.dataset.version}, and \`camflow eval ${name}\` scores it on that version's validation images; promote another model first (\`camflow models promote VERSION\`)`);
   }
+  // The schedule trains the name's latest version: removing a version hands `latest` on, removing the last one (or the
+  // whole dataset) leaves the schedule nothing to train — every run would fail, and it could not be edited.
   const schedule = await getRetrainingSchedule(trainQueue);
-  if (version === undefined && schedule && (schedule.data as { dataset?: string } | undefined)?.dataset === name) {
-    throw new DatasetInUseError(`${what} is not removed: the retraining schedule trains it (${schedule.pattern ?? 'a schedule'}); \`camflow schedule remove\` first`);
+  const leavesNone = versions.every((v) => doomed.includes(v));
+  if (leavesNone && schedule && (schedule.data as { dataset?: string } | undefined)?.dataset === name) {
+    const last = version === undefined ? '' : ` (${name}'s last version)`;
+    throw new DatasetInUseError(`${what}${last} is not removed: the retraining schedule trains ${name} (${schedule.pattern ?? 'a schedule'}); \`camflow schedule remove\` first`);
   }
+  // Published models trained on a removed version stay servable, but which images trained them can no longer be told
+  // (`camflow eval` then says so): named in the answer.
+  const models = (await listModels(store)).filter((m) => m.dataset.name === name && doomed.includes(m.dataset.version)).map((m) => m.version);
   // A job on `latest` resolves it when it starts: a running one may be loading any version it found then, a queued
   // one will take the latest. The schedule's next run resolves it when it fires (nothing to wait for now).
   const onIt = (await listTrainingJobs(trainQueue, JOBS_LOOKED_AT)).filter(
@@ -110,7 +120,7 @@ async function removeHeld(store: ObjectStore, trainQueue: Queue, held: () => Pro
     const late = await store.listPrefixes(prefix);
     if (late.length) throw new DatasetInUseError(`dataset ${name} was removed, but \`dataset add ${name}\` wrote ${late.map((p) => p.slice(prefix.length, -1)).join(', ')} meanwhile: run \`camflow dataset remove ${name}\` again once it is done`);
   }
-  return { dataset: name, removed: doomed, objects, latest: version === undefined ? null : now };
+  return { dataset: name, removed: doomed, objects, latest: version === undefined ? null : now, ...(models.length ? { models } : {}) };
 }
 
 /** The most recently created of these versions (by their manifests), or null when none has a manifest. */

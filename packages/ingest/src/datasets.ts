@@ -94,7 +94,9 @@ function sizeWarnings(byClass: Map<string, { name: string }[]>, classNames: read
  */
 export function duplicateContent(items: readonly { name: string; sha256: string; label: number }[], classNames: readonly string[]): Map<number, string> {
   const bySha = new Map<string, number[]>();
-  items.forEach((item, i) => bySha.set(item.sha256, [...(bySha.get(item.sha256) ?? []), i]));
+  items.forEach((item, i) => {
+    bySha.set(item.sha256, [...(bySha.get(item.sha256) ?? []), i]);
+  });
   const drop = new Map<number, string>();
   for (const positions of bySha.values()) {
     if (positions.length < 2) continue;

@@ -56,8 +56,8 @@ export interface SameImagesComparison {
   images: number;
   /** Validation images left out because production trained on them (the same content in its training snapshot). */
   trainedProduction?: number;
-  /** Production's training images cannot be told (its snapshot removed, or published before it recorded them). */
-  productionTrainingUnknown?: true;
+  /** Why production's training images cannot be told (its snapshot removed, or published before it recorded them). */
+  productionTraining?: string;
   candidateAccuracy: number;
   productionAccuracy: number;
 }
@@ -88,7 +88,7 @@ export async function promoteIfBetter(
       log?.info({ version: manifest.version, ...comparison }, `not promoted: ${reason}`);
       return { promoted: false, production: current, reason };
     }
-    const out = comparison.trainedProduction ? `; ${comparison.trainedProduction} more left out: production trained on them` : comparison.productionTrainingUnknown ? `; which of them production trained on cannot be told: its training snapshot is gone` : '';
+    const out = comparison.trainedProduction ? `; ${comparison.trainedProduction} more left out: production trained on them` : comparison.productionTraining ? `; which of them production trained on cannot be told: ${comparison.productionTraining}` : '';
     const same = `on the same ${comparison.images} validation images${out}: ${comparison.candidateAccuracy.toFixed(4)} vs production ${current.version} ${comparison.productionAccuracy.toFixed(4)}`;
     if (comparison.candidateAccuracy < comparison.productionAccuracy) {
       log?.info({ version: manifest.version, ...comparison }, `not promoted: ${same}`);

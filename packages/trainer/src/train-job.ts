@@ -4,8 +4,9 @@ import {
   buildModel,
   defaultPositiveClass,
   deserializeModel,
-  datasetManifestSchema,
   getDatasetManifest,
+  trainingContent,
+  unknownTrainingText,
   getModelManifest,
   getProduction,
   keys,
@@ -245,19 +246,6 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
 }
 
 /**
- * The contents (SHA-256) of the images a model trained on, from its snapshot's manifest and recorded validation
- * images; undefined when that cannot be told (the snapshot removed, or a model published before it recorded them).
- */
-export async function trainingContent(store: ObjectStore, model: ModelManifest): Promise<Set<string> | undefined> {
-  const held = model.dataset.validation;
-  if (!held) return undefined;
-  const raw = await store.getJsonIfExists(keys.datasetManifest(model.dataset.name, model.dataset.version));
-  if (!raw) return undefined;
-  const validation = new Set(held);
-  return new Set(parseWith(datasetManifestSchema, raw, 'dataset manifest').items.filter((_, i) => !validation.has(i)).map((item) => item.sha256));
-}
-
-/**
  * Run the production model and the candidate on the candidate's validation images (each at its own input size,
  * made by the serving preprocess), so the promotion gate compares them on the same cells — leaving out the ones
  * production trained on (a snapshot that grew, or another one holding the same cells, puts them there: production
@@ -272,8 +260,8 @@ async function compareWithProduction(store: ObjectStore, dataset: DatasetManifes
     return undefined;
   }
   const seen = await trainingContent(store, production);
-  const keep = validationIndices.map((_, p) => p).filter((p) => !seen?.has(dataset.items[validationIndices[p]!]!.sha256));
-  const left = { production: production.version, ...(seen ? { trainedProduction: validationIndices.length - keep.length } : { productionTrainingUnknown: true as const }) };
+  const keep = validationIndices.map((_, p) => p).filter((p) => !(seen.known && seen.sha256s.has(dataset.items[validationIndices[p]!]!.sha256)));
+  const left = { production: production.version, ...(seen.known ? { trainedProduction: validationIndices.length - keep.length } : { productionTraining: unknownTrainingText(production, seen.why) }) };
   if (keep.length === 0) return { ...left, images: 0, candidateAccuracy: 0, productionAccuracy: 0 };
   const labels = dataset.items.map((i) => i.label);
   const indices = keep.map((p) => validationIndices[p]!);

@@ -21,6 +21,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
       const what = version === undefined ? `dataset ${name} (${r.removed.length} version${r.removed.length === 1 ? '' : 's'})` : `${name}@${version}`;
       const latest = version === undefined ? '' : r.latest === null ? `; ${name} has no version left` : `; the latest ${name} is ${name}@${r.latest}`;
       print(v.json, r, `removed ${what}, ${r.objects} objects${latest}; the images' originals are kept (batches may share them)`);
+      if (r.models) process.stderr.write(`warning: model${r.models.length === 1 ? '' : 's'} ${r.models.join(', ')} ${r.models.length === 1 ? 'was' : 'were'} trained on it: \`camflow eval\` can no longer tell which images trained ${r.models.length === 1 ? 'it' : 'them'} (it says so), and a retrain's promotion gate cannot leave them out\n`);
     });
     return;
   }
