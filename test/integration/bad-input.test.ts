@@ -48,6 +48,17 @@ test('a folder given one level too high (a class folder holding the class folder
   const named = await addDataset({ store, name: 'high', folder: root, size: 32, classes: ['cells', 'mixed'] });
   assert.deepEqual([named.manifest.classNames, named.manifest.items.length], [['cells', 'mixed'], 9]);
   assert.match(named.warnings[0]!, /all its 6 images sit in sub-folders/, 'still said');
+  // A folder of labelled folders, every one nested the same way (train/ and test/, each with the classes): refused too.
+  const split = await labelled('split', { 'train/Parasitized': 3, 'train/Uninfected': 3, 'test/Parasitized': 2, 'test/Uninfected': 2 });
+  await assert.rejects(addDataset({ store, name: 'split', folder: split, size: 32 }), (e: unknown) => {
+    assert.ok(e instanceof InvalidParameterError && e.field === 'folder', String(e));
+    assert.match(e.message, /class \\"test\\": all its 4 images sit in sub-folders \(Parasitized, Uninfected\), the same ones as \\"train\\", and are all labelled \\"test\\"; if those sub-folders are the classes, give \\"test\\" as the folder/);
+    return true;
+  });
+  // Classes holding patients' folders (class/patient/image), patients in both classes: a layout, taken as it is.
+  const patients = Object.fromEntries(['Parasitized', 'Uninfected'].flatMap((cls) => ['C1', 'C2', 'C3', 'C4', 'C5', 'C6'].map((p) => [`${cls}/${p}`, 1])));
+  const byPatient = await addDataset({ store, name: 'bypatient', folder: await labelled('bypatient', patients), size: 32 });
+  assert.deepEqual([byPatient.manifest.classNames, byPatient.manifest.items.length, byPatient.warnings], [['Parasitized', 'Uninfected'], 12, []]);
 });
 
 test('a labelled folder with a third, unknown class: its files are reported, the dataset keeps the named classes', async () => {

@@ -74,6 +74,24 @@ export function misplacedClasses(byClass: Map<string, { name: string }[]>, class
       warnings.push(`class "${cls}": all its ${list.length} images sit in sub-folders (${shown.join(', ')}${subfolders.size > 4 ? ', …' : ''}) and are all labelled "${cls}"; if those sub-folders are the classes, give "${cls}" as the folder`);
     }
   }
+  // Every class nested the same way (`split/{train,test}/{Parasitized,Uninfected}`): a folder holding labelled folders,
+  // each a split or a version. A few sub-folders shared by two classes are classes; patients or slides are many.
+  if (!someFlat) {
+    const byLayout = new Map<string, string[]>();
+    for (const cls of classNames) {
+      const list = byClass.get(cls) ?? [];
+      if (list.length === 0 || !nested(cls)) continue;
+      const subs = [...new Set(list.map((f) => f.name.split('/')[1]!))].sort();
+      if (subs.length < 2 || subs.length > 5) continue;
+      byLayout.set(subs.join('/'), [...(byLayout.get(subs.join('/')) ?? []), cls]);
+    }
+    for (const [layout, classes] of byLayout) {
+      if (classes.length < 2) continue;
+      for (const cls of classes) {
+        warnings.push(`class "${cls}": all its ${(byClass.get(cls) ?? []).length} images sit in sub-folders (${layout.split('/').join(', ')}), the same ones as ${classes.filter((c) => c !== cls).map((c) => `"${c}"`).join(', ')}, and are all labelled "${cls}"; if those sub-folders are the classes, give "${cls}" as the folder`);
+      }
+    }
+  }
   return warnings;
 }
 
