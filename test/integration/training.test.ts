@@ -180,6 +180,14 @@ test('the promotion gate runs production and candidate on the same validation im
   assert.equal(third.comparison.productionAccuracy, (await getModelManifest(store, third.comparison.production)).metrics.valAccuracy, 'production scored on its own validation images, as it recorded');
   assert.equal(third.promoted, !noBetter(third) && third.comparison.candidateAccuracy >= third.comparison.productionAccuracy);
   if (!noBetter(third)) assert.match(third.promotion, new RegExp(`on the same ${third.comparison.images} validation images; ${learnt.length} more left out: production trained on them: `));
+  // A production model promoted by hand (a rollback) stays: a scheduled run publishes beside it; a requested one may replace it.
+  const { promoteByHand } = await import('@camflow/common');
+  const rolledBack = await promoteByHand(store, first.manifest);
+  assert.equal(rolledBack.channel.by, 'hand');
+  const nightly = await promoteIfBetter(store, third.manifest, log, undefined, undefined, true);
+  assert.equal(nightly.promoted, false);
+  assert.match(nightly.reason, new RegExp(`^production ${first.version} was promoted by hand \\(.*\\): a scheduled run does not replace it \\(\`camflow models promote ${third.version}\` to serve this one\\)$`));
+  assert.equal((await getProduction(store))!.version, first.version);
   // A candidate whose every validation image trained production has nothing to be compared on: not promoted, said.
   const current = (await getProduction(store))!;
   const none = await promoteIfBetter(store, third.manifest, log, { production: current.version, images: 0, trainedProduction: 12, candidateAccuracy: 0, productionAccuracy: 0 });

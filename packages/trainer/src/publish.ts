@@ -75,12 +75,19 @@ export async function promoteIfBetter(
   log?: Logger,
   comparison?: SameImagesComparison,
   notLearnt?: string,
+  scheduled = false,
 ): Promise<{ promoted: boolean; production?: ProductionChannel; reason: string }> {
   const current = await getProduction(store);
   if (notLearnt) {
     const reason = `${notLearnt} (\`camflow models promote ${manifest.version}\` to serve it anyway)`;
     log?.warn({ version: manifest.version, production: current?.version ?? null }, `not promoted: ${reason}`);
     return { promoted: false, ...(current ? { production: current } : {}), reason };
+  }
+  // A rollback stays rolled back: the schedule publishes beside a model an operator chose, it does not replace it.
+  if (scheduled && current?.by === 'hand') {
+    const reason = `production ${current.version} was promoted by hand (${current.promotedAt}): a scheduled run does not replace it (\`camflow models promote ${manifest.version}\` to serve this one)`;
+    log?.info({ version: manifest.version, production: current.version }, `not promoted: ${reason}`);
+    return { promoted: false, production: current, reason };
   }
   if (current && comparison && comparison.production === current.version) {
     if (comparison.images === 0) {

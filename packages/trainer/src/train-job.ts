@@ -47,6 +47,8 @@ export interface TrainContext {
   gradients?: Config['TRAIN_GRADIENTS'];
   /** Whether the operator asked to stop this run (`camflow train --cancel`). */
   cancelled?: () => Promise<boolean>;
+  /** A run the retraining schedule queued: it does not replace a production model an operator promoted by hand. */
+  scheduled?: boolean;
   /** Job identity: makes the published version deterministic for a retried job. */
   jobId: string;
   jobTimestamp: number;
@@ -226,7 +228,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   await checkpoints.clear();
   log.info({ version, valAccuracy: last.valAccuracy, resumedFromEpoch: resume?.epoch }, 'model published');
   const comparison = params.promote ? await compareWithProduction(ctx.store, manifest, split.validation, published, validation, argmax, log) : undefined;
-  const gate = params.promote ? await promoteIfBetter(ctx.store, published, log, comparison, notLearnt) : { promoted: false, reason: 'promotion not requested' };
+  const gate = params.promote ? await promoteIfBetter(ctx.store, published, log, comparison, notLearnt, ctx.scheduled) : { promoted: false, reason: 'promotion not requested' };
   return {
     skipped: false,
     version,

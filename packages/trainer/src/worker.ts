@@ -33,6 +33,7 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
         threads: config.TRAIN_THREADS || availableParallelism(),
         gradients: config.TRAIN_GRADIENTS,
         cancelled: async () => (await deps.publisher.exists(trainCancelKey(config.QUEUE_PREFIX, String(job.id)))) > 0,
+        scheduled: Boolean(job.repeatJobKey) || job.name === 'retrain',
         jobId: job.id ?? job.name,
         jobTimestamp: job.timestamp,
         progress: (p) => job.updateProgress(p),

@@ -1,4 +1,4 @@
-import { CamflowError, getProduction, listModels, getModelManifest, promoteByHand, type ModelManifest } from '@camflow/common/core';
+import { CamflowError, NotFoundError, getProduction, listModels, getModelManifest, promoteByHand, scheduleAfterManualPromotion, suggest, type ModelManifest } from '@camflow/common/core';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
@@ -10,9 +10,15 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
   await withContext(async (ctx) => {
     if (rest[0] === 'promote') {
       if (!rest[1]) throw new CamflowError('USAGE', 'usage: camflow models promote VERSION');
-      const promotion = await promoteByHand(ctx.store, await getModelManifest(ctx.store, rest[1]));
+      const wanted = await getModelManifest(ctx.store, rest[1]).catch(async (error: unknown) => {
+        if (!(error instanceof NotFoundError)) throw error;
+        const near = suggest(rest[1]!, (await listModels(ctx.store)).map((m) => m.version));
+        throw new NotFoundError('model version', `${rest[1]} (\`camflow models\` lists them${near ? `; did you mean ${near}?` : ''})`);
+      });
+      const promotion = await promoteByHand(ctx.store, wanted);
       const { channel, previous } = promotion;
-      print(v.json, { ...channel, previous, warnings: promotion.warnings }, `production → ${channel.version}${previous && previous.version !== channel.version ? ` (was ${previous.version})` : previous ? ' (already production)' : ''}${promotion.warnings.map((w) => `\nwarning: ${w}`).join('')}`);
+      const schedule = await scheduleAfterManualPromotion(ctx.queues.train);
+      print(v.json, { ...channel, previous, warnings: promotion.warnings, ...(schedule ? { schedule } : {}) }, `production → ${channel.version}${previous && previous.version !== channel.version ? ` (was ${previous.version})` : previous ? ' (already production)' : ''}${schedule ? `; ${schedule}` : ''}${promotion.warnings.map((w) => `\nwarning: ${w}`).join('')}`);
       return;
     }
     if (rest[0] !== undefined && rest[0] !== 'list') throw new CamflowError('USAGE', `unknown models subcommand "${rest[0]}": camflow models [list] | camflow models promote VERSION`);
@@ -20,7 +26,7 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
     print(
       v.json,
       { production: production?.version ?? null, models: models.map((m) => ({ version: m.version, preset: m.preset, valAccuracy: m.metrics.valAccuracy, dataset: withoutSplit(m.dataset), int8: m.int8 ? { classAgreement: m.int8.classAgreement, boxIou: m.int8.boxIou } : null, screening: m.screening ?? null, warnings: m.warnings ?? [] })) },
-      models.map((m) => `${m.version === production?.version ? '*' : ' '} ${m.version}  ${m.preset}  val ${m.metrics.valAccuracy.toFixed(4)}  ${m.dataset.name}@${m.dataset.version}${m.int8 ? `  int8: agree ${m.int8.classAgreement.toFixed(3)} box IoU median ${m.int8.boxIou.median.toFixed(2)}` : ''}${m.screening ? `  screen: ${m.screening.positiveClass} ≥ ${m.screening.threshold.toFixed(3)} (val recall ${m.screening.validation.recall.toFixed(3)}, specificity ${m.screening.validation.specificity.toFixed(3)})` : ''}${m.warnings?.length ? `  (published with ${m.warnings.length === 1 ? 'a warning' : `${m.warnings.length} warnings`}: camflow models --json)` : ''}`).join('\n') || 'no models yet',
+      models.map((m) => `${m.version === production?.version ? '*' : ' '} ${m.version}${m.version === production?.version && production.by === 'hand' ? ' (promoted by hand)' : ''}  ${m.preset}  val ${m.metrics.valAccuracy.toFixed(4)}  ${m.dataset.name}@${m.dataset.version}${m.int8 ? `  int8: agree ${m.int8.classAgreement.toFixed(3)} box IoU median ${m.int8.boxIou.median.toFixed(2)}` : ''}${m.screening ? `  screen: ${m.screening.positiveClass} ≥ ${m.screening.threshold.toFixed(3)} (val recall ${m.screening.validation.recall.toFixed(3)}, specificity ${m.screening.validation.specificity.toFixed(3)})` : ''}${m.warnings?.length ? `  (published with ${m.warnings.length === 1 ? 'a warning' : `${m.warnings.length} warnings`}: camflow models --json)` : ''}`).join('\n') || 'no models yet',
     );
   });
 }

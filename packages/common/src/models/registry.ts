@@ -47,7 +47,15 @@ export const modelManifestSchema = z.object({
 });
 export type ModelManifest = z.infer<typeof modelManifestSchema>;
 
-export const productionChannelSchema = z.object({ version: idSchema, valAccuracy: z.number(), promotedAt: z.string(), dataset: z.object({ name: z.string(), version: z.string() }) });
+export const productionChannelSchema = z.object({
+  version: idSchema,
+  valAccuracy: z.number(),
+  promotedAt: z.string(),
+  dataset: z.object({ name: z.string(), version: z.string() }),
+  /** Who promoted it: the trainer's gate, or an operator (`camflow models promote`, e.g. a rollback) — which the
+   * retraining schedule then leaves in place. Absent in channels written before it was recorded: the trainer. */
+  by: z.enum(['trainer', 'hand']).optional(),
+});
 export type ProductionChannel = z.infer<typeof productionChannelSchema>;
 
 export async function getModelManifest(store: ObjectStore, version: string): Promise<ModelManifest> {
@@ -69,13 +77,14 @@ export async function listModels(store: ObjectStore): Promise<ModelManifest[]> {
   return manifests.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
 }
 
-/** Point the production channel at a version. */
-export async function promote(store: ObjectStore, manifest: ModelManifest): Promise<ProductionChannel> {
+/** Point the production channel at a version (`by`: who did; default the trainer's gate). */
+export async function promote(store: ObjectStore, manifest: ModelManifest, by: 'trainer' | 'hand' = 'trainer'): Promise<ProductionChannel> {
   const channel: ProductionChannel = {
     version: manifest.version,
     valAccuracy: manifest.metrics.valAccuracy,
     promotedAt: new Date().toISOString(),
     dataset: { name: manifest.dataset.name, version: manifest.dataset.version },
+    by,
   };
   await store.putJson(keys.productionChannel(), channel);
   return channel;
@@ -116,6 +125,6 @@ export async function promoteByHand(store: ObjectStore, manifest: ModelManifest)
   }
   for (const w of manifest.warnings ?? []) warnings.push(`${manifest.version} was published with a warning: ${w}`);
   // Already production: nothing to write (its promotedAt stays the time it was promoted).
-  if (previous && previous.version === manifest.version) return { channel: previous, previous, warnings };
-  return { channel: await promote(store, manifest), previous, warnings };
+  if (previous && previous.version === manifest.version && previous.by === 'hand') return { channel: previous, previous, warnings };
+  return { channel: await promote(store, manifest, 'hand'), previous, warnings };
 }

@@ -125,6 +125,17 @@ export async function getRetrainingSchedule(queue: Queue): Promise<{ id: string;
   return { id: nightlySchedulerId, ...(s.pattern ? { pattern: s.pattern } : {}), ...(s.tz ? { tz: s.tz } : {}), ...nextRun(s.next ?? undefined), ...(s.template?.data !== undefined ? { data: s.template.data } : {}) };
 }
 
+/**
+ * What the retraining schedule will do about a production model an operator just promoted by hand, in words; undefined
+ * without a schedule (or one that does not promote).
+ */
+export async function scheduleAfterManualPromotion(queue: Queue): Promise<string | undefined> {
+  const s = await getRetrainingSchedule(queue);
+  const data = s?.data as { dataset?: string; promote?: boolean } | undefined;
+  if (!s || data?.promote === false) return undefined;
+  return `the retraining schedule (${s.pattern ?? '?'}${s.tz ? `, ${s.tz}` : ''}, dataset ${data?.dataset ?? '?'}) keeps it: its runs publish without promoting while production is a model promoted by hand (a \`camflow train\` that scores at least as well still replaces it)`;
+}
+
 /** Remove the retraining schedule; whether there was one. A run already enqueued or running is left alone. */
 export async function removeRetrainingSchedule(queue: Queue): Promise<boolean> {
   return queue.removeJobScheduler(nightlySchedulerId);

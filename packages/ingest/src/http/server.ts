@@ -34,6 +34,7 @@ import {
   publicReason,
   decimal,
   promoteByHand,
+  scheduleAfterManualPromotion,
   trainJobSchema,
   type Config,
   type Logger,
@@ -489,7 +490,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     // It takes no options: a body that names some (`{"channel": "staging"}`) is refused, never ignored.
     parseWith(z.object({}).strict(), req.body ?? {}, 'body');
     const { channel, previous, warnings } = await promoteByHand(store, await getModelManifest(store, version));
-    return { ...channel, previous, warnings };
+    const schedule = await scheduleAfterManualPromotion(deps.queues.train);
+    return { ...channel, previous, warnings, ...(schedule ? { schedule } : {}) };
   });
 
   app.post('/v1/train', async (req, reply) => {
