@@ -251,8 +251,8 @@ test('`camflow train --cancel`: a running job stops within ten steps and publish
     assert.deepEqual(jobs.map((j) => [j.jobId, j.state, j.dataset, j.origin]), [[waiting.id, 'waiting', 'cells', 'request'], [running.id, 'active', 'cells', 'request']]);
     assert.ok(jobs[1]!.progress!.epoch! >= 1, JSON.stringify(jobs[1]));
     const human = await runCli(c, ['train', 'list']);
-    assert.match(human.stdout, new RegExp(`^${running.id}  active  cells@latest  fast  queued \\S+ \\S+  epoch \\d+: loss \\d\\.\\d{4}, val accuracy \\d\\.\\d{4}$`, 'm'));
-    assert.match(human.stdout, new RegExp(`^${waiting.id}  waiting  cells@latest  fast  queued \\S+ \\S+  waiting for a trainer$`, 'm'));
+    assert.match(human.stdout, new RegExp(`^${running.id}  active  cells@latest  fast  queued \\S+ \\S+  epoch \\d+: loss \\d\\.\\d{4}, val loss \\d\\.\\d{4}, val accuracy \\d\\.\\d{4}$`, 'm'));
+    assert.match(human.stdout, new RegExp(`^${waiting.id}  waiting  cells@latest  fast  queued \\S+ \\S+  waiting for a free trainer$`, 'm'));
     const interrupted = await runCli(c, ['train', 'show', running.id!, '--wait'], {}, { when: /Ctrl-C ends the wait, not the work/, signal: 'SIGINT' });
     assert.equal(interrupted.code, 130, interrupted.stderr);
     assert.match(interrupted.stderr, new RegExp(`stopped waiting; training job ${running.id} goes on in the trainer: \`camflow train show ${running.id} --wait\` follows it, \`camflow train --cancel ${running.id}\` stops it`));

@@ -126,11 +126,13 @@ test('a training job whose loss diverged (NaN, stored by BullMQ as JSON null) li
   assert.deepEqual(live.progress, { epoch: 1, loss: null, valAccuracy: null, attempt: 0 });
   // A run that restarted after a collapse: its attempts and why, in the progress and the outcome.
   const restarts = ['attempt 1 collapsed (constant predictions); restarted with a new initialisation'];
-  const done = trainingJobStatus({ ...job, progress: { epoch: 3, loss: 0.2, valAccuracy: 0.9, attempt: 2, restarts }, returnvalue: { skipped: false, version: 'm1', valAccuracy: 0.9, epochs: 3, epochsAsked: 30, bestEpoch: 2, attempts: 2, restarts, promoted: true, promotion: 'first model', manifest: {} } } as unknown as Parameters<typeof trainingJobStatus>[0], 'completed');
+  const done = trainingJobStatus({ ...job, progress: { epoch: 3, loss: 0.2, valAccuracy: 0.9, attempt: 2, restarts }, returnvalue: { skipped: false, version: 'm1', datasetVersion: 'd0123456789ab', valAccuracy: 0.9, epochs: 3, epochsAsked: 30, bestEpoch: 2, attempts: 2, restarts, promoted: true, promotion: 'first model', manifest: {} } } as unknown as Parameters<typeof trainingJobStatus>[0], 'completed');
   assert.deepEqual([done.progress?.restarts, done.outcome?.attempts, done.outcome?.restarts], [restarts, 2, restarts]);
   // What `train --wait` says (3 of 30 epochs, the best one published) is in `train show` and GET /v1/train/:job too;
   // the model manifest the trainer returned is not.
-  assert.deepEqual(done.outcome, { skipped: false, version: 'm1', valAccuracy: 0.9, epochs: 3, epochsAsked: 30, bestEpoch: 2, attempts: 2, restarts, promoted: true, promotion: 'first model' });
+  assert.deepEqual(done.outcome, { skipped: false, version: 'm1', datasetVersion: 'd0123456789ab', valAccuracy: 0.9, epochs: 3, epochsAsked: 30, bestEpoch: 2, attempts: 2, restarts, promoted: true, promotion: 'first model' });
+  // The line names the version `latest` was when it ran.
+  assert.match(trainingJobLine(done), /^7 {2}completed {2}cells@d0123456789ab {2}fast /);
 });
 
 test("a training job waiting out its retry backoff is listed as retrying with the failed attempt's reason, never as scheduled for a time already past", () => {

@@ -58,7 +58,7 @@ export interface TrainContext {
 
 export type TrainOutcome =
   | { skipped: true; reason: string }
-  | { skipped: false; version: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; restarts?: string[]; epochs: number; epochsAsked: number; bestEpoch: number; resumedFromEpoch?: number; comparison?: SameImagesComparison; warnings?: string[]; manifest: ModelManifest };
+  | { skipped: false; version: string; datasetVersion: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; restarts?: string[]; epochs: number; epochsAsked: number; bestEpoch: number; resumedFromEpoch?: number; comparison?: SameImagesComparison; warnings?: string[]; manifest: ModelManifest };
 
 /**
  * The training inputs of a preset, made exactly as serving makes them. The snapshot's shards hold the images at
@@ -232,6 +232,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   return {
     skipped: false,
     version,
+    datasetVersion: manifest.version,
     valAccuracy: last.valAccuracy,
     promoted: gate.promoted,
     promotion: gate.reason,

@@ -18,15 +18,17 @@ export function trainingJobLine(j: TrainingJobStatus): string {
           ? `skipped: ${j.outcome.reason ?? 'nothing to do'}`
           : `model ${j.outcome.version} (val accuracy ${j.outcome.valAccuracy?.toFixed(4)}, ${j.outcome.epochs} epochs${(j.outcome.attempts ?? 1) > 1 ? `, attempt ${j.outcome.attempts}` : ''}; ${j.outcome.promoted ? 'promoted' : 'not promoted'})${j.outcome.warnings?.length ? ` with ${j.outcome.warnings.length === 1 ? 'a warning' : `${j.outcome.warnings.length} warnings`}` : ''}`
         : p?.epoch !== undefined
-          ? `epoch ${p.epoch}${(p.attempt ?? 0) > 0 ? ` of attempt ${(p.attempt ?? 0) + 1}` : ''}: loss ${num4(p.loss)}, val accuracy ${num4(p.valAccuracy)}`
+          ? `epoch ${p.epoch}${(p.attempt ?? 0) > 0 ? ` of attempt ${(p.attempt ?? 0) + 1}` : ''}: loss ${num4(p.loss)}${p.valLoss !== undefined ? `, val loss ${num4(p.valLoss)}` : ''}, val accuracy ${num4(p.valAccuracy)}`
           : j.state === 'active'
             ? 'loading the dataset'
             : j.state === 'delayed' && j.attemptsMade > 0
               ? `retrying soon: attempt ${j.attemptsMade} failed: ${j.failedReason ?? 'no reason recorded'}`
               : j.dueAt
               ? `scheduled for ${j.dueAt.slice(0, 19).replace('T', ' ')} UTC`
-              : 'waiting for a trainer';
-  return `${j.jobId}  ${j.state}  ${j.dataset}@${j.datasetVersion}  ${j.preset}  queued ${j.queuedAt.slice(0, 19).replace('T', ' ')}${j.origin === 'schedule' ? ' (schedule)' : ''}  ${doing}`;
+              : 'waiting for a free trainer';
+  // A finished run names the version `latest` was when it ran.
+  const version = j.outcome && !j.outcome.skipped && j.outcome.datasetVersion ? j.outcome.datasetVersion : j.datasetVersion;
+  return `${j.jobId}  ${j.state}  ${j.dataset}@${version}  ${j.preset}  queued ${j.queuedAt.slice(0, 19).replace('T', ' ')}${j.origin === 'schedule' ? ' (schedule)' : ''}  ${doing}`;
 }
 
 /** A loss or accuracy to 4 places; one that diverged (NaN: null once stored as JSON) said in words. */
@@ -43,17 +45,19 @@ async function follow(ctx: Context, jobId: string, json: boolean): Promise<void>
       restartsSaid = Math.max(restartsSaid, restarts.length);
     };
     const outcome = await waitForJob(ctx.queues.train, jobId, (p) => {
-      const m = p as { epoch: number; loss: number | null; valAccuracy: number | null; attempt: number; restarts?: string[] };
+      const m = p as { epoch: number; loss: number | null; valLoss?: number | null; valAccuracy: number | null; attempt: number; restarts?: string[] };
       if (json) return;
       sayRestarts(m.restarts);
-      process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${num4(m.loss)} val accuracy ${num4(m.valAccuracy)}\n`);
+      // The validation loss is what early stopping and the published (best) epoch follow: shown beside the rest.
+      process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${num4(m.loss)}${m.valLoss !== undefined ? ` val loss ${num4(m.valLoss)}` : ''} val accuracy ${num4(m.valAccuracy)}\n`);
     });
-    const o = outcome as { skipped: boolean; reason?: string; version?: string; valAccuracy?: number; epochs?: number; epochsAsked?: number; bestEpoch?: number; attempts?: number; restarts?: string[]; promoted?: boolean; promotion?: string; warnings?: string[] };
+    const o = outcome as { skipped: boolean; reason?: string; version?: string; datasetVersion?: string; valAccuracy?: number; epochs?: number; epochsAsked?: number; bestEpoch?: number; attempts?: number; restarts?: string[]; promoted?: boolean; promotion?: string; warnings?: string[] };
+    const trainedName = (outcome as { manifest?: { dataset?: { name?: string } } }).manifest?.dataset?.name ?? 'dataset';
     // Restarts not yet said by an epoch line (a collapse after the last one reported): said now.
     if (!json) sayRestarts(o.restarts);
     const human = o.skipped
       ? `training skipped: ${o.reason ?? 'nothing to do'}`
-      : `model ${o.version} published: validation accuracy ${o.valAccuracy?.toFixed(4)} after ${epochsText(o)} (${o.attempts} attempt${o.attempts === 1 ? '' : 's'}); ${o.promoted ? 'promoted to production' : 'not promoted'}${o.promotion ? ` (${o.promotion})` : ''}${(o.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`;
+      : `model ${o.version} published${o.datasetVersion ? ` (trained on ${trainedName}@${o.datasetVersion})` : ''}: validation accuracy ${o.valAccuracy?.toFixed(4)} after ${epochsText(o)} (${o.attempts} attempt${o.attempts === 1 ? '' : 's'}); ${o.promoted ? 'promoted to production' : 'not promoted'}${o.promotion ? ` (${o.promotion})` : ''}${(o.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`;
     print(json, outcome, human);
   } finally {
     release();

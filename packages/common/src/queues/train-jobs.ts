@@ -16,6 +16,8 @@ const outcomeSchema = z.object({
   skipped: z.boolean(),
   reason: z.string().optional(),
   version: z.string().optional(),
+  /** The dataset version it trained on (a job asks for `latest`: this is what that was). */
+  datasetVersion: z.string().optional(),
   valAccuracy: z.number().optional(),
   /** Epochs run, asked for (fewer run: stopped early), the published (best) one, and where a resumed run took up. */
   epochs: z.number().optional(),
@@ -49,7 +51,7 @@ export const trainingJobStatusSchema = z.object({
   // A loss that diverged (NaN, infinite) is stored by BullMQ's JSON as null: said as such, never a broken list.
   // `attempt` counts from 0 (the CLI prints it from 1): a collapsed attempt is restarted with a new initialisation,
   // `restarts` says which and why (in words, counted from 1).
-  progress: z.object({ epoch: z.number(), loss: z.number().nullable(), valAccuracy: z.number().nullable(), attempt: z.number(), restarts: z.array(z.string()) }).partial().optional(),
+  progress: z.object({ epoch: z.number(), loss: z.number().nullable(), valLoss: z.number().nullable(), valAccuracy: z.number().nullable(), attempt: z.number(), restarts: z.array(z.string()) }).partial().optional(),
   /** Completed: the model published (or why it was skipped), whether it was promoted, the trainer's warnings. */
   outcome: outcomeSchema
     .optional(),
@@ -81,7 +83,7 @@ export function trainingJobStatus(job: Job, state: string): TrainingJobStatus {
     ...(state === 'delayed' && job.delay && !job.attemptsMade ? { dueAt: iso(job.timestamp + job.delay) } : {}),
     ...(job.processedOn ? { startedAt: iso(job.processedOn) } : {}),
     ...(job.finishedOn ? { finishedAt: iso(job.finishedOn) } : {}),
-    ...(p ? { progress: Object.fromEntries(Object.entries(pick(p, ['epoch', 'loss', 'valAccuracy', 'attempt', 'restarts'])).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? null : v])) } : {}),
+    ...(p ? { progress: Object.fromEntries(Object.entries(pick(p, ['epoch', 'loss', 'valLoss', 'valAccuracy', 'attempt', 'restarts'])).map(([k, v]) => [k, typeof v === 'number' && !Number.isFinite(v) ? null : v])) } : {}),
     ...(r && typeof r === 'object' && typeof r.skipped === 'boolean' ? { outcome: pick(r, Object.keys(outcomeSchema.shape)) } : {}),
     ...((state === 'failed' || (state === 'delayed' && job.attemptsMade > 0)) && job.failedReason ? { failedReason: job.failedReason } : {}),
     attemptsMade: job.attemptsMade,
