@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildModel, connectProducer, keys, writeSyntheticDataset, type createRedis } from '@camflow/common';
@@ -339,6 +339,37 @@ test('`dataset remove`: refused while the production model, the schedule or a tr
   assert.match(noVersion.stderr, /^dataset version not found: tiny@dzzz \(tiny has d[0-9a-f]{12}, d[0-9a-f]{12}\)$/m);
   assert.equal((await runCli(c, ['dataset', 'remove', 'tiny@'])).code, 2);
   assert.equal((await fetch(`${base}/v1/datasets/tiny?version=..`, { method: 'DELETE', headers: auth })).status, 400);
+});
+
+test('a labelled upload becomes a dataset over HTTP, the snapshot `camflow dataset add` makes of the same folder; mistakes are named without a server path', async () => {
+  const folder = join(c.dir, 'up-set');
+  await writeSyntheticDataset(folder, { count: 6, seed: 14 });
+  const labelledFiles: { name: string; bytes: Buffer }[] = [];
+  for (const cls of ['Parasitized', 'Uninfected']) {
+    for (const f of (await readdir(join(folder, cls))).sort()) labelledFiles.push({ name: `${cls}/${f}`, bytes: await readFile(join(folder, cls, f)) });
+  }
+  const post = async (name: string, files: { name: string; bytes: Buffer }[], fields: Record<string, string> = {}) => fetch(`${base}/v1/datasets/${name}`, { method: 'POST', headers: auth, body: await form(files, fields) });
+  const first = await post('upcells', [...labelledFiles, { name: 'loose.png', bytes: labelledFiles[0]!.bytes }]);
+  assert.equal(first.status, 201, await first.clone().text());
+  const made = await json(first);
+  const cli = JSON.parse((await runCli(c, ['dataset', 'add', 'clicells', folder, '--json'])).stdout);
+  assert.deepEqual({ ...made, dataset: 'x', rejected: [] }, { ...cli, dataset: 'x', rejected: [] }, 'the same snapshot as the folder makes (its boxes.json and our loose.png aside), in the CLI\'s shape');
+  assert.deepEqual(made.rejected, [{ name: 'loose.png', error: 'not inside a class folder (<folder>/<class>/<image>)' }]);
+  const again = await post('upcells', labelledFiles);
+  assert.deepEqual([again.status, (await json(again)).created], [200, false]);
+  // Mistakes: an option out of range, an unknown field, one class, a JSON body — each named, no temporary path shown.
+  const tiny = await json(post('upcells', labelledFiles, { size: '0' }));
+  assert.deepEqual([tiny.field, tiny.message], ['fields.size', 'Expected number to be >=16 for fields.size but received 0']);
+  assert.equal((await json(post('upcells', labelledFiles, { sise: '64' }))).field, 'fields');
+  const oneClass = await json(post('upcells', labelledFiles.filter((f) => f.name.startsWith('Parasitized/'))));
+  assert.equal(oneClass.field, 'files');
+  assert.match(oneClass.message, /at least two class folders .* but received "one class folder \(Parasitized\) in the upload"$/);
+  assert.doesNotMatch(JSON.stringify(oneClass), /camflow-dataset-|\/tmp\//);
+  const asJson = await fetch(`${base}/v1/datasets/upcells`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' });
+  assert.equal(asJson.status, 415);
+  // The CLI checks the same options the same way.
+  const cliTiny = await runCli(c, ['dataset', 'add', 'clicells', folder, '--size', '0']);
+  assert.deepEqual([cliTiny.code, cliTiny.stderr.trim()], [2, 'Expected number to be >=16 for --size but received 0']);
 });
 
 test('one add or remove of a dataset at a time: while one runs, another `dataset add`, `dataset remove` or DELETE of the name is refused at once, naming the holder; a holder killed outright frees the name when its lease runs out', async () => {

@@ -15,3 +15,4 @@ export * from './worker.js';
 export * from './download.js';
 export * from './dataset-remove.js';
 export * from './dataset-lock.js';
+export * from './dataset-register.js';

@@ -1,5 +1,5 @@
 import { CamflowError, InvalidParameterError, listDatasets } from '@camflow/common/core';
-import { addDataset, removeDataset, withDatasetLock } from '@camflow/ingest';
+import { registerDataset, removeDataset } from '@camflow/ingest';
 import { print, progressBar, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
@@ -27,25 +27,24 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
   }
   if (rest[0] !== 'add' || !rest[1] || !rest[2]) throw new CamflowError('USAGE', 'usage: camflow dataset add NAME FOLDER | camflow dataset list | camflow dataset remove NAME[@VERSION]');
   await withContext(async (ctx) => {
-    const lease = { redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX, name: rest[1]!, command: 'camflow dataset add', log: ctx.log };
-    const { manifest, created, warnings, replaced } = await withDatasetLock(lease, (held) => addDataset({
-      beforeCommit: held,
+    const r = await registerDataset({
       store: ctx.store,
+      redis: ctx.redis,
+      prefix: ctx.config.QUEUE_PREFIX,
       name: rest[1]!,
       folder: rest[2]!,
-      size: num('size', 128)!,
-      ...(v.classes ? { classes: v.classes.split(',') } : {}),
-      ...(v['group-pattern'] ? { groupPattern: v['group-pattern'] } : {}),
+      options: { ...(v.size !== undefined ? { size: num('size') } : {}), ...(v.classes ? { classes: v.classes.split(',') } : {}), ...(v['group-pattern'] ? { groupPattern: v['group-pattern'] } : {}) },
+      names: { size: '--size', classes: '--classes', groupPattern: '--group-pattern' },
       maxPixels: ctx.config.MAX_IMAGE_PIXELS,
+      command: 'camflow dataset add',
       // No log: every warning and the outcome are printed below (once, in words).
-      onProgress: v.json ? undefined : progressBar('preprocess'),
-    }));
-    const counts = Object.fromEntries(manifest.classNames.map((c, i) => [c, manifest.items.filter((it) => it.label === i).length]));
-    const replacing = replaced ? `\nnow the latest ${manifest.name}, in place of ${manifest.name}@${replaced.version} (${replaced.items} images; still there as ${manifest.name}@${replaced.version})` : '';
+      ...(v.json ? {} : { onProgress: progressBar('preprocess') }),
+    });
+    const replacing = r.replaced ? `\nnow the latest ${r.dataset}, in place of ${r.dataset}@${r.replaced.version} (${r.replaced.items} images; still there as ${r.dataset}@${r.replaced.version})` : '';
     print(
       v.json,
-      { dataset: manifest.name, version: manifest.version, created, items: manifest.items.length, counts, rejected: manifest.rejected, warnings, ...(replaced ? { replaced } : {}) },
-      `dataset ${manifest.name}@${manifest.version} ${created ? 'registered' : 'already registered'}: ${JSON.stringify(counts)}, ${manifest.rejected.length} refused${manifest.rejected.map((r) => `\n  ${r.name}: ${r.error}`).join('')}${warnings.map((w) => `\nwarning: ${w}`).join('')}${replacing}`,
+      r,
+      `dataset ${r.dataset}@${r.version} ${r.created ? 'registered' : 'already registered'}: ${JSON.stringify(r.counts)}, ${r.rejected.length} refused${r.rejected.map((x) => `\n  ${x.name}: ${x.error}`).join('')}${r.warnings.map((w) => `\nwarning: ${w}`).join('')}${replacing}`,
     );
   });
 }

@@ -18,6 +18,20 @@ export const datasetItemSchema = z.object({
 });
 export type DatasetItem = z.infer<typeof datasetItemSchema>;
 
+/**
+ * How a labelled folder becomes a snapshot: the side of its square images (the presets' inputs are made from the
+ * stored originals, so this is a storage size, not a limit on them), the classes to take (default: every class
+ * folder), the patient / slide pattern of file names. One schema for `camflow dataset add` and `POST /v1/datasets/:name`.
+ */
+export const datasetAddOptionsSchema = z
+  .object({
+    size: z.number().int().min(16).max(1024).default(128),
+    classes: z.array(z.string().min(1).max(128)).min(2).max(100).optional(),
+    groupPattern: z.string().min(1).max(200).optional(),
+  })
+  .strict();
+export type DatasetAddOptions = z.input<typeof datasetAddOptionsSchema>;
+
 /** An immutable dataset snapshot. Shards hold the preprocessed `size × size × 3` bytes of the items, in order. */
 export const datasetManifestSchema = z.object({
   name: idSchema,

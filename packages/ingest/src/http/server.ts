@@ -1,8 +1,8 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
@@ -64,6 +64,7 @@ import { repairBatch } from '../repair.js';
 import { exportBatchResults } from '../results.js';
 import { cancelBatch } from '../cancel.js';
 import { removeDataset } from '../dataset-remove.js';
+import { registerDataset } from '../dataset-register.js';
 import { isViewerPage, registerViewer, viewerErrorPage } from './viewer.js';
 import { Gauge } from 'prom-client';
 import { createBullBoard } from '@bull-board/api';
@@ -133,9 +134,9 @@ function jsonBody(req: FastifyRequest): unknown {
 }
 
 /** A body of a type the route does not take (415), said with the route and what to send. */
-function unsupportedMediaType(req: FastifyRequest): CamflowError {
+function unsupportedMediaType(req: FastifyRequest, send = 'multipart/form-data (files) or application/json'): CamflowError {
   const type = String(req.headers['content-type'] ?? 'none').split(';')[0];
-  const message = `content-type ${type} is not taken by ${req.method} ${req.url.split('?')[0]}: send multipart/form-data (files) or application/json`;
+  const message = `content-type ${type} is not taken by ${req.method} ${req.url.split('?')[0]}: send ${send}`;
   return Object.assign(new CamflowError('UNSUPPORTED_MEDIA_TYPE', message), { statusCode: 415 });
 }
 
@@ -160,8 +161,9 @@ function httpStatus(error: unknown): number {
 const errorName = (status: number) => ({ 400: 'bad_request', 404: 'not_found', 409: 'conflict', 413: 'payload_too_large', 415: 'unsupported_media_type', 503: 'unavailable' })[status] ?? 'error';
 
 /** Read a multipart submission: files spooled into `spool` (bounded by the upload limits), fields by name. */
-async function receiveUpload(req: FastifyRequest, spool: string, config: Config): Promise<{ files: SourceFile[]; fields: Record<string, string> }> {
+async function receiveUpload(req: FastifyRequest, spool: string, config: Config): Promise<{ files: SourceFile[]; paths: string[]; fields: Record<string, string> }> {
   const files: SourceFile[] = [];
+  const paths: string[] = [];
   const fields: Record<string, string> = {};
   let total = 0;
   const tooLarge = (message: string) => Object.assign(new Error(message), { statusCode: 413, code: 'FST_REQ_FILE_TOO_LARGE' });
@@ -175,6 +177,7 @@ async function receiveUpload(req: FastifyRequest, spool: string, config: Config)
         if (total > config.MAX_UPLOAD_BYTES) throw tooLarge(`request exceeds ${config.MAX_UPLOAD_BYTES} bytes`);
         // The name as sent, folders kept (`Parasitized/cell.png`: eval reads the class from it), never above the root.
         files.push({ name: safeMemberName(part.filename || part.fieldname) || part.fieldname, read: () => readFile(path) });
+        paths.push(path);
       } else {
         // Image bytes appended as a text value (`FormData.append('files', string)`): a file part is what carries them.
         if (part.fieldname === 'files') throw new InvalidParameterError('files', 'file parts (each with a filename: `-F files=@cell.png`, `FormData.append("files", blob, "cell.png")`)', 'a text value');
@@ -189,7 +192,13 @@ async function receiveUpload(req: FastifyRequest, spool: string, config: Config)
     // busboy's parse errors (a cut body, a broken boundary or part header) are the client's.
     throw new InvalidParameterError('body', 'well-formed multipart/form-data', (error as Error).message);
   }
-  return { files, fields };
+  // Results (and a dataset's images) are told apart by name: two files under one name could not be (nor can a folder hold them).
+  const seen = new Set<string>();
+  for (const file of files) {
+    if (seen.has(file.name)) throw new InvalidParameterError('files', 'each file name once (results are matched by name; put same-named files in folders: `filename=slide-1/cell.png`)', `${file.name} twice`);
+    seen.add(file.name);
+  }
+  return { files, paths, fields };
 }
 
 /**
@@ -389,12 +398,6 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       // taken and answered later with an "unsupported-format" line.
       const archive = files.find((file) => /\.(zip|tar|tgz|tar\.gz)$/i.test(file.name));
       if (archive) throw new InvalidParameterError('files', 'image files (PNG, JPEG, TIFF, WebP); an archive is read by `camflow submit ARCHIVE` or from an S3 prefix, or upload the images in it', archive.name);
-      // Results are told apart by name: two files under one name could not be (a folder cannot hold them either).
-      const seen = new Set<string>();
-      for (const file of files) {
-        if (seen.has(file.name)) throw new InvalidParameterError('files', 'each file name once (results are matched by name; put same-named files in folders: `filename=slide-1/cell.png`)', `${file.name} twice`);
-        seen.add(file.name);
-      }
       const f = parseWith(submitFields, fields, 'fields');
       const info = await submitFrom(files, f, 'fields');
       return reply.code(info.existing ? 200 : 202).header('location', `/v1/batches/${info.batchId}`).send(info);
@@ -513,6 +516,49 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   app.get('/v1/datasets', async () => ({ datasets: await listDatasets(store) }));
+  // `camflow dataset add` over HTTP: a multipart upload of labelled images, each named `<class>/<image>` (deeper folders
+  // kept: `<class>/<patient>/<image>`), fields `size`, `classes` (a comma list), `groupPattern`. 201 with the snapshot
+  // (200 when the same images were registered before), in the CLI's `--json` shape.
+  const datasetFields = z.object({ size: decimal(z.number()).optional(), classes: z.string().max(4096).optional(), groupPattern: z.string().max(200).optional() }).strict();
+  app.post('/v1/datasets/:name', async (req, reply) => {
+    const { name } = parseWith(z.object({ name: idSchema }), req.params, 'params');
+    if (!req.isMultipart()) throw unsupportedMediaType(req, 'multipart/form-data: the images, each named <class>/<image>');
+    const spool = await mkdtemp(join(tmpdir(), 'camflow-dataset-'));
+    const tree = join(spool, 'labelled');
+    try {
+      const { files, paths, fields } = await receiveUpload(req, spool, config);
+      if (files.length === 0) throw new InvalidParameterError('files', 'the labelled images, each named <class>/<image> (`-F files=@a.png;filename=Parasitized/a.png`)', 0);
+      const f = parseWith(datasetFields, fields, 'fields');
+      // The spooled files laid out as the folder they name (names are already inside the upload: no `..`, no root).
+      for (const [i, file] of files.entries()) {
+        const to = join(tree, file.name);
+        await mkdir(dirname(to), { recursive: true });
+        await rename(paths[i]!, to).catch(() => {
+          throw new InvalidParameterError('files', 'names that are files, never also a folder of other files', file.name);
+        });
+      }
+      const registration = await registerDataset({
+        store,
+        redis: deps.redis,
+        prefix: config.QUEUE_PREFIX,
+        name,
+        folder: tree,
+        options: { ...(f.size !== undefined ? { size: f.size } : {}), ...(f.classes ? { classes: f.classes.split(',').map((c) => c.trim()) } : {}), ...(f.groupPattern ? { groupPattern: f.groupPattern } : {}) },
+        names: { size: 'fields.size', classes: 'fields.classes', groupPattern: 'fields.groupPattern' },
+        maxPixels: config.MAX_IMAGE_PIXELS,
+        command: 'POST /v1/datasets',
+        log: deps.log,
+      }).catch((error: unknown) => {
+        // What addDataset says of "the folder" is the upload here; the server's temporary path never leaves.
+        if (!(error instanceof InvalidParameterError)) throw error;
+        const plain = (text: string) => text.split(tree).join('the upload');
+        throw new InvalidParameterError(error.field === 'folder' ? 'files' : error.field, plain(error.expected), typeof error.actual === 'string' ? plain(error.actual) : error.actual);
+      });
+      return reply.code(registration.created ? 201 : 200).send(registration);
+    } finally {
+      await rm(spool, { recursive: true, force: true });
+    }
+  });
   // A dataset, or one version (`?version=`): 409 naming what still needs it (the production model, the schedule, a job).
   app.delete('/v1/datasets/:name', async (req) => {
     const { name } = parseWith(z.object({ name: idSchema }), req.params, 'params');
