@@ -2,7 +2,7 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
@@ -176,7 +176,8 @@ async function receiveUpload(req: FastifyRequest, spool: string, config: Config)
         total += (await stat(path)).size;
         if (total > config.MAX_UPLOAD_BYTES) throw tooLarge(`request exceeds ${config.MAX_UPLOAD_BYTES} bytes`);
         // The name as sent, folders kept (`Parasitized/cell.png`: eval reads the class from it), never above the root.
-        files.push({ name: safeMemberName(part.filename || part.fieldname) || part.fieldname, read: () => readFile(path) });
+        // Every name is cleaned, the part's own name as much as its filename: it becomes a path under a spool folder.
+        files.push({ name: safeMemberName(part.filename ?? '') || safeMemberName(part.fieldname) || `file-${files.length + 1}`, read: () => readFile(path) });
         paths.push(path);
       } else {
         // Image bytes appended as a text value (`FormData.append('files', string)`): a file part is what carries them.
@@ -529,13 +530,16 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       const { files, paths, fields } = await receiveUpload(req, spool, config);
       if (files.length === 0) throw new InvalidParameterError('files', 'the labelled images, each named <class>/<image> (`-F files=@a.png;filename=Parasitized/a.png`)', 0);
       const f = parseWith(datasetFields, fields, 'fields');
-      // The spooled files laid out as the folder they name (names are already inside the upload: no `..`, no root).
+      // The spooled files laid out as the folder they name. Names are cleaned (`safeMemberName`: no `..`, no root), and
+      // each path is checked to lie under the folder all the same: a request never writes elsewhere.
       for (const [i, file] of files.entries()) {
-        const to = join(tree, file.name);
-        await mkdir(dirname(to), { recursive: true });
-        await rename(paths[i]!, to).catch(() => {
+        const to = resolve(tree, file.name);
+        if (!to.startsWith(tree + sep)) throw new InvalidParameterError('files', 'names inside the upload (<class>/<image>)', file.name);
+        const clash = () => {
           throw new InvalidParameterError('files', 'names that are files, never also a folder of other files', file.name);
-        });
+        };
+        await mkdir(dirname(to), { recursive: true }).catch(clash);
+        await rename(paths[i]!, to).catch(clash);
       }
       const registration = await registerDataset({
         store,
