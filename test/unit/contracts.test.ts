@@ -163,3 +163,25 @@ test('a REDIS_URL that reaches some other server (an HTTP port) is said to be no
     server.close();
   }
 });
+
+test("a keyed submission's digest: outputs as a set, the model and a prefix's trailing slash aside — and the digest batches keyed before 2026-11-29 recorded still accepted", async () => {
+  const { createHash } = await import('node:crypto');
+  const { Fingerprint } = await import('../../packages/ingest/src/submit.ts');
+  const { camOptionsSchema } = await import('@camflow/common');
+  const digests = (outputs: string[], model: string | undefined, add: (f: InstanceType<typeof Fingerprint>) => void) => {
+    const f = new Fingerprint(camOptionsSchema.parse({ outputs }), 64, model);
+    add(f);
+    return f.digests();
+  };
+  const files = (f: InstanceType<typeof Fingerprint>) => f.add('Parasitized/a.png', 'ab'.repeat(32));
+  const a = digests(['json', 'overlay'], undefined, files);
+  assert.equal(digests(['overlay', 'json'], 'm1', files).current, a.current, 'the same request: outputs in another order, the model named');
+  assert.notEqual(digests(['json'], undefined, files).current, a.current);
+  assert.equal(digests(['json'], undefined, (f) => f.addPrefix('s3://lab/2026/')).current, digests(['json'], undefined, (f) => f.addPrefix('s3://lab/2026')).current);
+  // What a batch keyed before recorded: the options as given, the model as named, the URL as written.
+  const old = (options: unknown, model: string | null, entry: string) => createHash('sha256').update(JSON.stringify({ options, chunkSize: 64, modelVersion: model })).update(entry).digest('hex');
+  const pinned = digests(['overlay', 'json'], 'm1', files);
+  assert.ok(pinned.accepted.includes(old(camOptionsSchema.parse({ outputs: ['overlay', 'json'] }), 'm1', `\nParasitized/a.png\0${'ab'.repeat(32)}`)));
+  const prefix = digests(['json'], undefined, (f) => f.addPrefix('s3://lab/2026/'));
+  assert.ok(prefix.accepted.includes(old(camOptionsSchema.parse({ outputs: ['json'] }), null, '\ns3-prefix\0s3://lab/2026/')));
+});

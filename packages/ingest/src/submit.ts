@@ -115,21 +115,39 @@ export function newBatchId(): string {
 
 export const keyDigest = (key: string) => sha256Hex(Buffer.from(key));
 
-/** Digest of a submission: its entries (name and content, or refusal) in order, and what is asked of them. */
-class Fingerprint {
+/**
+ * Digest of a submission: its entries (name and content, or refusal) in order, and what is asked of them — with the
+ * digest the same submission had before 2026-11-29 (`legacy`), so a batch keyed then is still the same batch on a retry.
+ */
+export class Fingerprint {
   private readonly hash = createHash('sha256');
-  constructor(options: CamOptions, chunkSize: number) {
+  private readonly legacyHash = createHash('sha256');
+  private done?: { current: string; accepted: string[] };
+  constructor(options: CamOptions, chunkSize: number, modelVersion: string | undefined) {
     // The model, priority and webhook are compared with the batch's own (`settingConflict`): a retry naming the model
-    // the batch already uses is the same request. (`modelVersion: null` keeps earlier batches' digests.)
-    // Outputs are a set: `overlay,json` asks what `json,overlay` asks (in the enum's order, which is the default's).
+    // the batch already uses is the same request. Outputs are a set: `overlay,json` asks what `json,overlay` asks
+    // (in the enum's order, which is the default's).
     const outputs = outputSchema.options.filter((o) => options.outputs.includes(o));
     this.hash.update(JSON.stringify({ options: { ...options, outputs }, chunkSize, modelVersion: null }));
+    // Before: the outputs as given, the model as named.
+    this.legacyHash.update(JSON.stringify({ options, chunkSize, modelVersion: modelVersion ?? null }));
   }
   add(name: string, content: string) {
     this.hash.update(`\n${name}\0${content}`);
+    this.legacyHash.update(`\n${name}\0${content}`);
   }
-  digest() {
-    return this.hash.digest('hex');
+  /** An S3 prefix is a folder: `s3://lab/2026` and `s3://lab/2026/` are one source (before: the URL as written). */
+  addPrefix(url: string) {
+    this.hash.update(`\ns3-prefix\0${url.replace(/\/+$/, '')}`);
+    this.legacyHash.update(`\ns3-prefix\0${url}`);
+  }
+  /** The digest recorded for a new batch, and every digest that identifies this submission. */
+  digests(): { current: string; accepted: string[] } {
+    if (!this.done) {
+      const current = this.hash.digest('hex');
+      this.done = { current, accepted: [current, this.legacyHash.digest('hex')] };
+    }
+    return this.done;
   }
 }
 
@@ -184,24 +202,17 @@ async function submitInSpan(opts: SubmitOptions): Promise<SubmitResult> {
     throw new InvalidParameterError(field('precision'), `fp32 (model ${modelVersion} has no int8 graph: it was published without training images or before int8 export)`, 'int8');
   }
   const digest = opts.idempotencyKey !== undefined ? keyDigest(opts.idempotencyKey) : undefined;
-  const fingerprint = new Fingerprint(options, chunkSize);
-  // An S3 prefix is listed later, page by page: it is identified by its URL (a resubmission reads nothing). A prefix
-  // is a folder: `s3://lab/2026` and `s3://lab/2026/` are one source.
+  const fingerprint = new Fingerprint(options, chunkSize, opts.modelVersion);
+  // An S3 prefix is listed later, page by page: it is identified by its URL (a resubmission reads nothing).
   const s3Url = typeof opts.source === 'string' && opts.source.startsWith('s3://') ? opts.source : undefined;
-  if (s3Url) fingerprint.add('s3-prefix', s3Url.replace(/\/+$/, ''));
+  if (s3Url) fingerprint.addPrefix(s3Url);
 
   if (digest) {
     const claim = await readClaim(claims, digest);
-    if (claim && s3Url) {
-      // A batch claimed before prefixes were compared without their trailing slash kept the URL as written.
-      const asWritten = new Fingerprint(options, chunkSize);
-      asWritten.add('s3-prefix', s3Url);
-      const digestNow = fingerprint.digest();
-      return existingOrConflict(opts, claim, claim.fingerprint === asWritten.digest() ? claim.fingerprint : digestNow);
-    }
+    if (claim && s3Url) return existingOrConflict(opts, claim, fingerprint.digests().accepted);
     if (claim) {
       // Resubmission: hash what is submitted now (no storage writes) and compare.
-      const fp = new Fingerprint(options, chunkSize);
+      const fp = new Fingerprint(options, chunkSize, opts.modelVersion);
       const names: string[] = [];
       const contents: string[] = [];
       await forEachEntry(await open(opts.source, limits, opts.s3Source), 4, async (entry, i) => {
@@ -211,11 +222,11 @@ async function submitInSpan(opts: SubmitOptions): Promise<SubmitResult> {
       names.forEach((n, i) => {
         fp.add(n, contents[i]!);
       });
-      return existingOrConflict(opts, claim, fp.digest());
+      return existingOrConflict(opts, claim, fp.digests().accepted);
     }
   }
 
-  if (s3Url) return submitListed(opts, s3Url, { options, chunkSize, attempts, backoffMs, modelVersion, fingerprint: fingerprint.digest(), ...(digest ? { digest } : {}), claims });
+  if (s3Url) return submitListed(opts, s3Url, { options, chunkSize, attempts, backoffMs, modelVersion, fingerprint: fingerprint.digests().current, ...(digest ? { digest } : {}), claims });
 
   const batchId = newBatchId();
   const total = Array.isArray(opts.source) ? opts.source.length : undefined;
@@ -249,7 +260,7 @@ async function submitInSpan(opts: SubmitOptions): Promise<SubmitResult> {
     options,
     attempts,
     backoffMs,
-    fingerprint: fingerprint.digest(),
+    fingerprint: fingerprint.digests().current,
     ...(digest ? { keyDigest: digest } : {}),
     queuePrefix: opts.prefix,
     source: sourceLabel(opts.source),
@@ -264,7 +275,7 @@ async function submitInSpan(opts: SubmitOptions): Promise<SubmitResult> {
     if (winner.batchId !== batchId) {
       // Another submission with the same key got there first: ours is dropped, nothing of it is enqueued.
       await store.deleteMany([keys.batchInfo(batchId), keys.batchManifest(batchId), ...Array.from({ length: ingested.chunks }, (_, c) => keys.batchInputs(batchId, c))]).catch(() => undefined);
-      return existingOrConflict(opts, winner, info.fingerprint);
+      return existingOrConflict(opts, winner, [info.fingerprint]);
     }
   }
   await enqueueBatch(opts.flow, info, lines.filter((l): l is AcceptedLine => !isRefused(l)));
@@ -323,7 +334,7 @@ async function submitListed(
     const winner = await claimKey(p.claims, p.digest, { batchId, fingerprint: info.fingerprint });
     if (winner.batchId !== batchId) {
       await store.deleteMany([keys.batchInfo(batchId)]).catch(() => undefined);
-      return existingOrConflict(opts, winner, info.fingerprint);
+      return existingOrConflict(opts, winner, [info.fingerprint]);
     }
   }
   await enqueueListing(opts.flow, info, { batchId, page: 0, totals: { items: 0, accepted: 0, rejected: 0, uniqueImages: 0, chunks: 0 } });
@@ -347,9 +358,9 @@ export function settingConflict(opts: Pick<SubmitOptions, 'modelVersion' | 'prio
  * without persistence) and it is not being enqueued right now, the resubmission re-creates them: re-running a
  * submission with its key is how a user recovers. Other content: a conflict.
  */
-async function existingOrConflict(opts: SubmitOptions, claim: { batchId: string; fingerprint: string }, fingerprint: string): Promise<SubmitResult> {
+async function existingOrConflict(opts: SubmitOptions, claim: { batchId: string; fingerprint: string }, accepted: readonly string[]): Promise<SubmitResult> {
   const { store, log } = opts;
-  if (claim.fingerprint !== fingerprint) throw new KeyConflictError(opts.idempotencyKey!, claim.batchId);
+  if (!accepted.includes(claim.fingerprint)) throw new KeyConflictError(opts.idempotencyKey!, claim.batchId);
   const info = parseWith(batchInfoSchema, await store.getJson(keys.batchInfo(claim.batchId)), 'batch info');
   const differs = settingConflict(opts, info);
   if (differs) throw new KeyConflictError(opts.idempotencyKey!, claim.batchId, differs);
