@@ -676,7 +676,9 @@ test("an integrator's requests: HTTP's case rules, JSON's own types, one name pe
   // API's shape; one model's manifest; a promotion takes no options.
   const typo = await json(fetch(`${base}/v1/batches?limt=5`, { headers: auth }));
   assert.deepEqual([typo.field, typo.message], ['query', 'Expected known fields only (limit, before); did you mean "limit"? for query but received "limt"']);
-  // Pages of the batch list: `next` is the cursor for the older ones; every batch once, newest first.
+  // Pages of the batch list: `next` is the cursor for the older ones; every batch once, newest first — also past a
+  // batch whose batch.json is not written yet (an upload still being ingested), which a page leaves out.
+  await c.ctx.store.put('batches/b99991231T000000-000000000000/manifest.jsonl', '');
   const all = (await json(fetch(`${base}/v1/batches?limit=1000`, { headers: auth }))).batches.map((b: { batchId: string }) => b.batchId).sort().reverse();
   assert.ok(all.length >= 4, String(all.length));
   const paged: string[] = [];

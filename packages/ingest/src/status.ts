@@ -224,9 +224,19 @@ export function imageProgress(info: Pick<BatchInfo, 'accepted' | 'chunkSize' | '
  * every batch prefix (1,000 per S3 request) and then only the `limit` newest objects.
  */
 export async function listBatches(store: ObjectStore, limit = 50, before?: string): Promise<BatchInfo[]> {
-  // Batch ids sort by their submission time: `before` (a batch id) pages back through older batches.
+  return (await listBatchPage(store, limit, before)).infos;
+}
+
+/**
+ * A page of batches, newest first: the `limit` newest batch ids (before `before`, a batch id: ids sort by submission
+ * time), and `next`, the cursor for the older ones when more may follow. A batch without a readable `batch.json` (an
+ * upload still being ingested) is left out of the page but still moves the cursor past it.
+ */
+export async function listBatchPage(store: ObjectStore, limit = 50, before?: string): Promise<{ infos: BatchInfo[]; next?: string }> {
   const older = (p: string) => before === undefined || p < `batches/${before}/`;
-  const prefixes = (await store.listPrefixes('batches/', 10_000_000)).filter((p) => p !== 'batches/keys/' && older(p)).sort().reverse().slice(0, limit);
+  const all = (await store.listPrefixes('batches/', 10_000_000)).filter((p) => p !== 'batches/keys/' && older(p)).sort().reverse();
+  const prefixes = all.slice(0, limit);
+  const next = all.length > limit ? prefixes[prefixes.length - 1]!.slice('batches/'.length, -1) : undefined;
   const infos = await Promise.all(
     prefixes.map(async (p) => {
       const raw = await store.getJsonIfExists(`${p}batch.json`);
@@ -234,7 +244,8 @@ export async function listBatches(store: ObjectStore, limit = 50, before?: strin
       return parsed?.success ? parsed.data : undefined;
     }),
   );
-  return infos.filter((i): i is BatchInfo => i !== undefined).sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+  const kept = infos.filter((i): i is BatchInfo => i !== undefined).sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0));
+  return { infos: kept, ...(next ? { next } : {}) };
 }
 
 /** One row of `camflow batches list` / `GET /v1/batches`. */
@@ -259,9 +270,14 @@ export interface BatchListing {
 
 /** The newest batches with their state and progress. */
 export async function batchListing(store: ObjectStore, batchQueue: Queue, limit = 50, before?: string): Promise<BatchListing[]> {
-  const infos = await listBatches(store, limit, before);
-  return Promise.all(
-    infos.map(async (info) => {
+  return (await batchListingPage(store, batchQueue, limit, before)).batches;
+}
+
+/** `batchListing` with the cursor for the older batches (`next`, when more may follow). */
+export async function batchListingPage(store: ObjectStore, batchQueue: Queue, limit = 50, before?: string): Promise<{ batches: BatchListing[]; next?: string }> {
+  const { infos, next } = await listBatchPage(store, limit, before);
+  const batches = await Promise.all(
+    infos.map(async (info): Promise<BatchListing> => {
       const status = await batchProgress(store, batchQueue, info.batchId);
       return {
         batchId: info.batchId,
@@ -279,4 +295,5 @@ export async function batchListing(store: ObjectStore, batchQueue: Queue, limit 
       };
     }),
   );
+  return { batches, ...(next ? { next } : {}) };
 }

@@ -59,7 +59,7 @@ import {
   connectedWorkers,
 } from '@camflow/common/core';
 import { submitBatch, KeyConflictError, NoModelError } from '../submit.js';
-import { batchListing, batchProgress, batchStatus, stateText } from '../status.js';
+import { batchListingPage, batchProgress, batchStatus, stateText } from '../status.js';
 import { repairBatch } from '../repair.js';
 import { exportBatchResults } from '../results.js';
 import { cancelBatch } from '../cancel.js';
@@ -459,10 +459,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const listQuery = z.object({ limit: decimal(z.number().int().min(1).max(1000)).default(50), before: idSchema.optional() }).strict();
   app.get('/v1/batches', async (req) => {
     const { limit, before } = parseWith(listQuery, req.query ?? {}, 'query');
-    const batches = await batchListing(store, deps.queues.batch, limit, before);
-    // A full page may have older batches after it: `next` (its smallest id; ids sort by submission) is the cursor for
-    // them, `?before=<next>`.
-    return { batches, ...(batches.length === limit ? { next: batches.map((b) => b.batchId).sort()[0] } : {}) };
+    // `next`: the cursor for the older batches (`?before=<next>`), given while more may follow.
+    return batchListingPage(store, deps.queues.batch, limit, before);
   });
 
   const resultsQuery = z.object({ format: z.enum(RESULT_FORMATS).optional() }).strict();
