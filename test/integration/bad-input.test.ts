@@ -55,10 +55,13 @@ test('a folder given one level too high (a class folder holding the class folder
     assert.match(e.message, /class \\"test\\": all its 4 images sit in sub-folders \(Parasitized, Uninfected\), the same ones as \\"train\\", and are all labelled \\"test\\"; if those sub-folders are the classes, give \\"test\\" as the folder/);
     return true;
   });
-  // Classes holding patients' folders (class/patient/image), patients in both classes: a layout, taken as it is.
+  // Classes holding patients' or slides' folders (class/slide/image), the same slides in both classes (a slide has
+  // cells of both), however few: a layout, taken as it is.
   const patients = Object.fromEntries(['Parasitized', 'Uninfected'].flatMap((cls) => ['C1', 'C2', 'C3', 'C4', 'C5', 'C6'].map((p) => [`${cls}/${p}`, 1])));
   const byPatient = await addDataset({ store, name: 'bypatient', folder: await labelled('bypatient', patients), size: 32 });
   assert.deepEqual([byPatient.manifest.classNames, byPatient.manifest.items.length, byPatient.warnings], [['Parasitized', 'Uninfected'], 12, []]);
+  const slides = await addDataset({ store, name: 'byslide', folder: await labelled('byslide', { 'Parasitized/slide-01': 2, 'Parasitized/slide-02': 2, 'Uninfected/slide-01': 2, 'Uninfected/slide-02': 2 }), size: 32 });
+  assert.deepEqual([slides.manifest.classNames, slides.manifest.items.length, slides.warnings], [['Parasitized', 'Uninfected'], 8, []]);
 });
 
 test('a labelled folder with a third, unknown class: its files are reported, the dataset keeps the named classes', async () => {

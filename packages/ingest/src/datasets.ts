@@ -74,13 +74,14 @@ export function misplacedClasses(byClass: Map<string, { name: string }[]>, class
       warnings.push(`class "${cls}": all its ${list.length} images sit in sub-folders (${shown.join(', ')}${subfolders.size > 4 ? ', …' : ''}) and are all labelled "${cls}"; if those sub-folders are the classes, give "${cls}" as the folder`);
     }
   }
-  // Every class nested the same way (`split/{train,test}/{Parasitized,Uninfected}`): a folder holding labelled folders,
-  // each a split or a version. A few sub-folders shared by two classes are classes; patients or slides are many.
+  // Every "class" a split or a version (`split/{train,test}/{Parasitized,Uninfected}`, `{v1,v2}/…`), each holding the
+  // same few sub-folders: a folder of labelled folders. Classes holding the same slides (`Parasitized/slide-01`,
+  // `Uninfected/slide-01`: a slide has cells of both) are a layout, whatever their number.
   if (!someFlat) {
     const byLayout = new Map<string, string[]>();
     for (const cls of classNames) {
       const list = byClass.get(cls) ?? [];
-      if (list.length === 0 || !nested(cls)) continue;
+      if (list.length === 0 || !nested(cls) || !SPLIT_OR_VERSION.test(cls)) continue;
       const subs = [...new Set(list.map((f) => f.name.split('/')[1]!))].sort();
       if (subs.length < 2 || subs.length > 5) continue;
       byLayout.set(subs.join('/'), [...(byLayout.get(subs.join('/')) ?? []), cls]);
@@ -94,6 +95,9 @@ export function misplacedClasses(byClass: Map<string, { name: string }[]>, class
   }
   return warnings;
 }
+
+/** Folder names that are a dataset's split or version, never a class of cells. */
+const SPLIT_OR_VERSION = /^(train(ing)?|test(ing)?|val(id(ation)?)?|dev|holdout|eval(uation)?|v\d+([._]\d+)*|\d{4}([-_.]?\d{2}){0,2})$/i;
 
 function sizeWarnings(byClass: Map<string, { name: string }[]>, classNames: readonly string[]): string[] {
   const warnings: string[] = [];
