@@ -188,6 +188,13 @@ test('the promotion gate runs production and candidate on the same validation im
   assert.equal(nightly.promoted, false);
   assert.match(nightly.reason, new RegExp(`^production ${first.version} was promoted by hand \\(.*\\): a scheduled run does not replace it \\(\`camflow models promote ${third.version}\` to serve this one\\)$`));
   assert.equal((await getProduction(store))!.version, first.version);
+  // Rolled back to a model of an older snapshot: the schedule finds the latest changed, but once a model of it exists
+  // (published beside the rollback), it does not train it again every night.
+  await promote(store, { ...first.manifest, dataset: { ...first.manifest.dataset, version: 'd000000000000' } }, 'hand');
+  const again = await runTraining({ ...base, epochs: 1, seed: 1, skipIfUnchanged: true }, ctx('gate-nightly'));
+  assert.ok(again.skipped, JSON.stringify(again));
+  assert.match(again.reason, new RegExp(`^dataset fit@${fit.version} already trained \\(model m\\S+\\), and production ${first.version} was promoted by hand: nothing new to train`));
+  await promoteByHand(store, first.manifest);
   // A candidate whose every validation image trained production has nothing to be compared on: not promoted, said.
   const current = (await getProduction(store))!;
   const none = await promoteIfBetter(store, third.manifest, log, { production: current.version, images: 0, trainedProduction: 12, candidateAccuracy: 0, productionAccuracy: 0 });

@@ -9,6 +9,7 @@ import {
   unknownTrainingText,
   getModelManifest,
   getProduction,
+  listModels,
   keys,
   loadDatasetImages,
   mapLimit,
@@ -121,6 +122,16 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
       const reason = `dataset ${manifest.name}@${manifest.version} unchanged since production model ${production.version}`;
       log.info(reason);
       return { skipped: true, reason };
+    }
+    // After a rollback (production promoted by hand), a scheduled run publishes beside it without promoting: once that
+    // model exists for this version and preset, training it again every night would only publish copies.
+    if (production?.by === 'hand') {
+      const done = (await listModels(ctx.store)).find((m) => m.dataset.name === manifest.name && m.dataset.version === manifest.version && m.preset === params.preset && m.version !== production.version);
+      if (done) {
+        const reason = `dataset ${manifest.name}@${manifest.version} already trained (model ${done.version}), and production ${production.version} was promoted by hand: nothing new to train (\`camflow models promote ${done.version}\` serves that one)`;
+        log.info(reason);
+        return { skipped: true, reason };
+      }
     }
   }
   const size = presets[params.preset].inputSize;
