@@ -361,18 +361,19 @@ test('a labelled upload becomes a dataset over HTTP, the snapshot `camflow datas
   const tiny = await json(post('upcells', labelledFiles, { size: '0' }));
   assert.deepEqual([tiny.field, tiny.message], ['fields.size', 'Expected number to be >=16 for fields.size but received 0']);
   assert.equal((await json(post('upcells', labelledFiles, { sise: '64' }))).field, 'fields');
+  assert.equal((await json(post('upcells', labelledFiles, { groupPattern: '((' }))).field, 'fields.groupPattern');
   const oneClass = await json(post('upcells', labelledFiles.filter((f) => f.name.startsWith('Parasitized/'))));
   assert.equal(oneClass.field, 'files');
   assert.match(oneClass.message, /at least two class folders .* but received "one class folder \(Parasitized\) in the upload"$/);
   assert.doesNotMatch(JSON.stringify(oneClass), /camflow-dataset-|\/tmp\//);
   // A part's own name climbing out (with a filename that cleans to nothing) stays a name inside the upload: nothing is
   // written outside the request's folder. A name that is a file and a folder at once is the client's mistake (400).
-  const escape = join(c.dir, `escape-${process.pid}`);
+  const outside = join(c.dir, `escape-${process.pid}`);
   const climbing = await form(labelledFiles);
-  climbing.append(`../../../../../../..${escape}/pwned.png`, new Blob([labelledFiles[0]!.bytes]), '..');
+  climbing.append(`../../../../../../..${outside}/pwned.png`, new Blob([labelledFiles[0]!.bytes]), '..');
   const climbed = await fetch(`${base}/v1/datasets/upclimb`, { method: 'POST', headers: auth, body: climbing });
   assert.ok(climbed.status < 500, await climbed.clone().text());
-  await assert.rejects(readdir(escape), 'nothing written outside the upload');
+  await assert.rejects(readdir(outside), 'nothing written outside the upload');
   const clash = await fetch(`${base}/v1/datasets/upcells`, { method: 'POST', headers: auth, body: await form([...labelledFiles, { name: `${labelledFiles[0]!.name}/inner.png`, bytes: labelledFiles[0]!.bytes }]) });
   assert.deepEqual([clash.status, (await json(clash)).field], [400, 'files']);
   const asJson = await fetch(`${base}/v1/datasets/upcells`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' });

@@ -52,7 +52,7 @@ export async function registerDataset(o: RegisterDatasetOptions): Promise<Datase
       folder: o.folder,
       size: options.size,
       ...(options.classes ? { classes: options.classes } : {}),
-      ...(options.groupPattern ? { groupPattern: options.groupPattern } : {}),
+      ...(options.groupPattern ? { groupPattern: options.groupPattern, groupPatternField: o.names?.groupPattern ?? 'groupPattern' } : {}),
       ...(o.maxPixels ? { maxPixels: o.maxPixels } : {}),
       ...(o.onProgress ? { onProgress: o.onProgress } : {}),
     }),

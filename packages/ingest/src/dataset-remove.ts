@@ -72,7 +72,9 @@ async function removeHeld(store: ObjectStore, trainQueue: Queue, held: () => Pro
   // The schedule trains the name's latest version: removing a version hands `latest` on, removing the last one (or the
   // whole dataset) leaves the schedule nothing to train — every run would fail, and it could not be edited.
   const schedule = await getRetrainingSchedule(trainQueue);
-  const leavesNone = versions.every((v) => doomed.includes(v));
+  // Versions without a manifest (an add cut short) are no snapshot the schedule could train.
+  const complete = (await Promise.all(versions.map(async (v) => ((await store.exists(keys.datasetManifest(name, v))) ? v : undefined)))).filter((v) => v !== undefined);
+  const leavesNone = complete.every((v) => doomed.includes(v));
   if (leavesNone && schedule && (schedule.data as { dataset?: string } | undefined)?.dataset === name) {
     const last = version === undefined ? '' : ` (${name}'s last version)`;
     throw new DatasetInUseError(`${what}${last} is not removed: the retraining schedule trains ${name} (${schedule.pattern ?? 'a schedule'}); \`camflow schedule remove\` first`);

@@ -31,6 +31,8 @@ export interface AddDatasetOptions {
   classes?: string[];
   /** Regex whose first group names the patient/slide in a file name (NIH: `C123`). */
   groupPattern?: string;
+  /** How the caller names that option in an error (`--group-pattern`, `fields.groupPattern`). */
+  groupPatternField?: string;
   maxPixels?: number;
   concurrency?: number;
   log?: Logger;
@@ -143,7 +145,7 @@ export function duplicateContent(items: readonly { name: string; sha256: string;
 export async function addDataset(options: AddDatasetOptions): Promise<AddDatasetResult> {
   const { store, name, folder } = options;
   const size = options.size ?? 128;
-  const group = compileGroupPattern(options.groupPattern, '--group-pattern');
+  const group = compileGroupPattern(options.groupPattern, options.groupPatternField ?? '--group-pattern');
   keys.datasetPrefix(name); // validates the name early
   const entry = await stat(folder).catch(() => undefined);
   if (!entry?.isDirectory()) throw new InvalidParameterError('folder', 'a folder of class folders (<folder>/<class>/<image>)', `${folder} (${entry ? 'a file' : 'no such folder'})`);
@@ -201,7 +203,8 @@ export async function addDataset(options: AddDatasetOptions): Promise<AddDataset
       // The cam-workers refuse a grey crop (no stain to read); a model must not learn from one either.
       const grey = greyCellRefusal(input, stored.width, stored.height);
       if (grey) throw grey;
-      // Only what the snapshot keeps is stored: a refused file leaves nothing under originals/.
+      // Only what the snapshot may keep is stored: a refused file leaves nothing under originals/ (copies refused
+      // later as conflicting labels share one stored original, content-addressed, unreferenced by the snapshot).
       await putOriginal(store, bytes, { ...stored, format }, known);
       const base = file.name.split('/').pop()!;
       return { item: { name: file.name, ...stored, label, group: group.exec(base)?.[1] ?? base }, input };

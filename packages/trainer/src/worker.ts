@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { bullTelemetry, initBackend, instrumentWorker, redisOutageLog, trainCancelKey, watchBull, watchRedisClient, type OutageLog, type ProcessMetrics, queueNames, bullConnection, type Config, type Logger, type ObjectStore } from '@camflow/common';
+import { bullTelemetry, initBackend, isScheduledJob, instrumentWorker, redisOutageLog, trainCancelKey, watchBull, watchRedisClient, type OutageLog, type ProcessMetrics, queueNames, bullConnection, type Config, type Logger, type ObjectStore } from '@camflow/common';
 import { runTraining, type TrainOutcome } from './train-job.js';
 
 /** A training job's return value: the outcome without the (stored) manifest. */
@@ -33,7 +33,7 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
         threads: config.TRAIN_THREADS || availableParallelism(),
         gradients: config.TRAIN_GRADIENTS,
         cancelled: async () => (await deps.publisher.exists(trainCancelKey(config.QUEUE_PREFIX, String(job.id)))) > 0,
-        scheduled: Boolean(job.repeatJobKey) || job.name === 'retrain',
+        scheduled: isScheduledJob(job),
         jobId: job.id ?? job.name,
         jobTimestamp: job.timestamp,
         progress: (p) => job.updateProgress(p),

@@ -33,7 +33,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
       prefix: ctx.config.QUEUE_PREFIX,
       name: rest[1]!,
       folder: rest[2]!,
-      options: { ...(v.size !== undefined ? { size: num('size') } : {}), ...(v.classes ? { classes: v.classes.split(',') } : {}), ...(v['group-pattern'] ? { groupPattern: v['group-pattern'] } : {}) },
+      options: { ...(v.size !== undefined ? { size: num('size') } : {}), ...(v.classes ? { classes: v.classes.split(',').map((c) => c.trim()) } : {}), ...(v['group-pattern'] ? { groupPattern: v['group-pattern'] } : {}) },
       names: { size: '--size', classes: '--classes', groupPattern: '--group-pattern' },
       maxPixels: ctx.config.MAX_IMAGE_PIXELS,
       command: 'camflow dataset add',

@@ -63,6 +63,9 @@ export type TrainingJobStatus = z.infer<typeof trainingJobStatusSchema>;
 
 const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : undefined);
 
+/** Pure: whether the retraining schedule queued this training job (its scheduler's runs are named `retrain`). */
+export const isScheduledJob = (job: Pick<Job, 'repeatJobKey' | 'name'>): boolean => Boolean(job.repeatJobKey) || job.name === 'retrain';
+
 /** Pure: a BullMQ training job and its state as a status (the outcome without the model manifest it carries). */
 export function trainingJobStatus(job: Job, state: string): TrainingJobStatus {
   const data = trainJobSchema.safeParse(job.data);
@@ -73,7 +76,7 @@ export function trainingJobStatus(job: Job, state: string): TrainingJobStatus {
   return trainingJobStatusSchema.parse({
     jobId: job.id ?? job.name,
     state,
-    origin: job.repeatJobKey || job.name === 'retrain' ? 'schedule' : 'request',
+    origin: isScheduledJob(job) ? 'schedule' : 'request',
     dataset: d.dataset ?? '?',
     datasetVersion: d.datasetVersion ?? 'latest',
     preset: d.preset ?? 'fast',
