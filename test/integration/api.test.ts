@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildModel, connectProducer, keys, writeSyntheticDataset, type createRedis } from '@camflow/common';
@@ -62,8 +62,10 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   files.push({ name: "notes.png", bytes: Buffer.from("not an image") });
   const res = await fetch(`${base}/v1/batches`, { method: 'POST', headers: auth, body: await form(files, { target: 'all', chunkSize: '4', key: 'upload-1' }) });
   assert.equal(res.status, 202);
-  const info = (await res.json()) as { batchId: string; items: number; accepted: number; rejected: number; chunks: number };
+  const info = (await res.json()) as { batchId: string; items: number; accepted: number; rejected: number; chunks: number; refused: { name: string; reason: string; error: string }[] };
   assert.deepEqual([info.items, info.accepted, info.rejected, info.chunks], [7, 6, 1, 2]);
+  // The refused file is named in the answer, with why: the client learns of it when it sends it.
+  assert.deepEqual(info.refused, [{ name: 'notes.png', reason: 'unsupported-format', error: 'not a supported image (PNG, JPEG, TIFF or WebP)' }]);
   const early = await fetch(`${base}/v1/batches/${info.batchId}/results`, { headers: auth });
   assert.ok(early.status === 409 || early.status === 200);
   const seen: number[] = [];
@@ -268,6 +270,14 @@ test('an uploaded batch is localized; its results stream as JSONL; refused files
   assert.match(metrics, /camflow_queue_workers\{queue="cam",role="api"\} 1\n/);
   assert.match(metrics, /camflow_queue_workers\{queue="batch",role="api"\} 1\n/);
   assert.match(metrics, /camflow_queue_workers\{queue="train",role="api"\} 0\n/);
+  // The CLI says the same at submission: the refused file and why, under the counts.
+  const bad = join(c.dir, 'with-bad');
+  await mkdir(bad, { recursive: true });
+  await writeFile(join(bad, 'cell.png'), files[0]!.bytes);
+  await writeFile(join(bad, 'notes.txt'), 'not an image');
+  const submitted = await runCli(c, ['submit', bad]);
+  assert.equal(submitted.code, 0, submitted.stderr);
+  assert.match(submitted.stdout, /: 1 image, 1 refused, 1 chunk, model m-untrained\n {2}refused notes\.txt: unsupported-format: not a supported image \(PNG, JPEG, TIFF or WebP\)\n$/);
 });
 
 test('`dataset remove`: refused while the production model, the schedule or a training job needs it; a latest version removed hands "latest" to the newest left; the whole dataset goes with every version', async () => {

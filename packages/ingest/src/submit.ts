@@ -78,7 +78,15 @@ export interface SubmitOptions {
   onProgress?: (done: number, total: number | undefined) => void;
 }
 
-export type SubmitResult = BatchInfo & { existing: boolean };
+/** At most this many refusals are listed in a submission's answer (all of them are lines of its results). */
+export const REFUSALS_LISTED = 100;
+
+/**
+ * A submission's answer: the batch, whether it existed (a retry with its key), and for a new batch the entries refused
+ * at submission with why (`refused`, the first `REFUSALS_LISTED`; `rejected` counts them all) — a client learns of a
+ * bad file when it sends it, not only from the results.
+ */
+export type SubmitResult = BatchInfo & { existing: boolean; refused?: { name: string; reason: string; error: string }[] };
 
 export class NoModelError extends CamflowError {
   /** `newest`: the newest model published but never promoted, with what kept it out when the trainer said. */
@@ -280,7 +288,8 @@ async function submitInSpan(opts: SubmitOptions): Promise<SubmitResult> {
   }
   await enqueueBatch(opts.flow, info, lines.filter((l): l is AcceptedLine => !isRefused(l)));
   log?.info({ batchId, modelVersion, items: info.items, rejected: info.rejected, chunks: info.chunks }, 'batch submitted');
-  return { ...info, existing: false };
+  const refused = lines.filter(isRefused).slice(0, REFUSALS_LISTED).map((l) => ({ name: l.name, reason: l.reason, error: l.error }));
+  return { ...info, existing: false, ...(refused.length ? { refused } : {}) };
 }
 
 /**

@@ -50,11 +50,16 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
       ...(v.key ? { idempotencyKey: v.key } : {}),
       onProgress: v.json ? undefined : progressBar('ingest'),
     });
+    // What was refused at submission, said when it is known (the first ten; every one is a line of the results).
+    const refused = info.refused ?? [];
+    const shown = refused.slice(0, 10).map((r) => `\n  refused ${r.name}: ${r.reason}: ${r.error}`).join('');
+    const more = refused.length && info.rejected > Math.min(10, refused.length) ? `\n  … and ${info.rejected - Math.min(10, refused.length)} more (\`camflow results ${info.batchId}\` lists every one)` : '';
     if (!v.wait) {
       const what = info.listing && info.listing.state === 'listing' ? `${info.listing.source} is being listed by the ingest workers, ${info.listing.pageSize} keys a page (\`camflow status ${info.batchId}\` shows it grow)` : `${counted(info.accepted, 'image')}, ${info.rejected} refused, ${counted(info.chunks, 'chunk')}`;
-      print(v.json, info, `batch ${info.batchId}${info.existing ? ' (already submitted)' : ''}: ${what}, model ${info.modelVersion}`);
+      print(v.json, info, `batch ${info.batchId}${info.existing ? ' (already submitted)' : ''}: ${what}, model ${info.modelVersion}${shown}${more}`);
       return;
     }
+    if (!v.json && shown) process.stderr.write(`${counted(info.rejected, 'file')} refused at submission:${shown}${more}\n`);
     const bar = v.json ? undefined : progressBar('localize');
     const release = interruptibleWait({ what: `batch ${info.batchId}${info.existing ? ' (already submitted)' : ''}`, where: 'the cam-workers', follow: `camflow status ${info.batchId}`, stop: `camflow batches cancel ${info.batchId}` });
     const status = await waitForBatch(ctx, info.batchId, 24 * 3600_000, (s) => (s.images ? bar?.(s.images.done, s.images.total, s.state === 'running' ? s.images.etaSeconds : undefined, s.fieldParts ? `field cells in groups ${s.fieldParts.done}/${s.fieldParts.total}` : undefined) : bar?.(s.chunks.done, s.chunks.total))).finally(release);
