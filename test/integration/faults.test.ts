@@ -275,6 +275,11 @@ test('`camflow train --cancel`: a running job stops within ten steps and publish
     assert.deepEqual([shown.state, shown.failedReason], ['failed', failed.failedReason]);
     assert.ok(shown.finishedAt);
     assert.equal(await Job.fromId(c.ctx.queues.train, waiting.id!), undefined, 'the waiting job is gone');
+    // …from the queue, not from `train show`: what it was, and that the operator removed it before it started.
+    const gone = await runCli(c, ['train', 'show', waiting.id!]);
+    assert.equal(gone.code, 0, gone.stderr);
+    assert.match(gone.stdout, new RegExp(`^${waiting.id}  removed  cells@latest  fast  queued \\S+ \\S+  removed by the operator at \\d{4}-\\d\\d-\\d\\d \\S+ UTC, before it started$`, "m"));
+    assert.equal((await runCli(c, ['train', 'show', waiting.id!, '--wait'])).code, 0, 'nothing to wait for');
     const unknown = await runCli(c, ['train', '--cancel', 'nosuchjob']);
     assert.deepEqual([unknown.code, unknown.stderr.trim()], [1, 'training job not found: nosuchjob']);
   } finally {

@@ -11,7 +11,9 @@ const USAGE = 'usage: camflow train --dataset NAME [--wait] | camflow train list
 export function trainingJobLine(j: TrainingJobStatus): string {
   const p = j.progress;
   const doing =
-    j.state === 'failed'
+    j.state === 'removed'
+      ? `removed by the operator at ${(j.removedAt ?? '?').slice(0, 19).replace('T', ' ')} UTC, before it started`
+      : j.state === 'failed'
       ? `failed: ${j.failedReason ?? 'no reason recorded'}`
       : j.outcome
         ? j.outcome.skipped
@@ -79,8 +81,8 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
         print(v.json, { jobs }, jobs.length ? jobs.map(trainingJobLine).join('\n') : 'no training jobs (finished ones are kept 7 days, failed ones 30)');
         return;
       }
-      const job = await getTrainingJob(ctx.queues.train, id!);
-      if (v.wait && !job.finishedAt) return follow(ctx, id!, v.json);
+      const job = await getTrainingJob(ctx.queues.train, id!, { redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX });
+      if (v.wait && !job.finishedAt && job.state !== 'removed') return follow(ctx, id!, v.json);
       const restarts = job.outcome?.restarts ?? job.progress?.restarts ?? [];
       print(v.json, job, `${trainingJobLine(job)}${restarts.map((r) => `\n${r}`).join('')}${(job.outcome?.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`);
     });

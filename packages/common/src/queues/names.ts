@@ -17,3 +17,5 @@ export const nightlySchedulerId = 'nightly-retrain';
 
 /** Redis key asking the trainer to stop a running training job (`camflow train --cancel`); it expires in a day. */
 export const trainCancelKey = (prefix: string, jobId: string) => `${prefix}:train-cancel:${jobId}`;
+/** What a training job removed before it started was (its status at removal), kept a week for `train show`. */
+export const trainRemovedKey = (prefix: string, jobId: string) => `${prefix}:train-removed:${jobId}`;

@@ -1,7 +1,11 @@
 import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { InvalidParameterError, NotFoundError } from '../errors.js';
-import { trainCancelKey } from './names.js';
+import { trainCancelKey, trainRemovedKey } from './names.js';
+import { trainingJobStatus } from './train-jobs.js';
+
+/** A removed job's record is kept as long as a finished one (`trainJobOptions.removeOnComplete`). */
+const REMOVED_KEPT_S = 7 * 24 * 3600;
 
 export interface TrainCancelReport {
   jobId: string;
@@ -20,7 +24,10 @@ export async function cancelTraining(queue: Queue, redis: Redis, prefix: string,
     throw new InvalidParameterError('jobId', 'a queued or running training job (the retraining schedule\'s next run goes with the schedule: `camflow schedule remove`, DELETE /v1/schedule)', jobId);
   }
   if (state === 'waiting' || state === 'delayed' || state === 'prioritized' || state === 'waiting-children') {
+    // `train show` still knows it afterwards: removed by the operator, when, before it started.
+    const record = { ...trainingJobStatus(job, state), state: 'removed', removedAt: new Date().toISOString() };
     await job.remove();
+    await redis.set(trainRemovedKey(prefix, jobId), JSON.stringify(record), 'EX', REMOVED_KEPT_S);
     return { jobId, action: 'removed', state };
   }
   if (state === 'active') {

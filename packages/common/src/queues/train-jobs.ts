@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { Job, type JobType, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { NotFoundError } from '../errors.js';
 import { parseWith } from '../validate.js';
-import { nightlySchedulerId } from './names.js';
+import { nightlySchedulerId, trainRemovedKey } from './names.js';
 import { retrainingScheduleSchema, trainJobSchema, type TrainJob, type TrainJobInput } from './schemas.js';
 
 /**
@@ -57,6 +58,8 @@ export const trainingJobStatusSchema = z.object({
     .optional(),
   /** Failed, or delayed for a retry: the trainer's reason (the last attempt's). */
   failedReason: z.string().optional(),
+  /** State `removed`: when `camflow train --cancel` removed it, before it started. */
+  removedAt: z.string().optional(),
   attemptsMade: z.number(),
 });
 export type TrainingJobStatus = z.infer<typeof trainingJobStatusSchema>;
@@ -93,11 +96,18 @@ export function trainingJobStatus(job: Job, state: string): TrainingJobStatus {
   });
 }
 
-/** One training job's status; NotFoundError when the queue has no such job (never queued, or past its retention). */
-export async function getTrainingJob(queue: Queue, jobId: string): Promise<TrainingJobStatus> {
+/**
+ * One training job's status; with `removed` (the queues' Redis and prefix), also one `train --cancel` removed before it
+ * started (state `removed`, `removedAt`). NotFoundError when there is no such job (never queued, or past its retention).
+ */
+export async function getTrainingJob(queue: Queue, jobId: string, removed?: { redis: Pick<Redis, 'get'>; prefix: string }): Promise<TrainingJobStatus> {
   const job = await Job.fromId(queue, jobId);
-  if (!job) throw new NotFoundError('training job', `${jobId} (finished jobs are kept 7 days, failed ones 30)`);
-  return trainingJobStatus(job, await job.getState());
+  if (job) return trainingJobStatus(job, await job.getState());
+  // Removed before it started (`train --cancel`): its record, kept a week.
+  const kept = removed ? await removed.redis.get(trainRemovedKey(removed.prefix, jobId)) : null;
+  const record = kept === null ? undefined : trainingJobStatusSchema.safeParse(JSON.parse(kept));
+  if (record?.success) return record.data;
+  throw new NotFoundError('training job', `${jobId} (finished jobs are kept 7 days, failed ones 30)`);
 }
 
 const STATES: JobType[] = ['active', 'waiting', 'prioritized', 'delayed', 'completed', 'failed'];

@@ -511,7 +511,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.get('/v1/train/:jobId', async (req) => {
     const { jobId } = parseWith(z.object({ jobId: z.string().min(1).max(200) }), req.params, 'params');
-    return getTrainingJob(deps.queues.train, jobId);
+    return getTrainingJob(deps.queues.train, jobId, { redis: deps.redis, prefix: config.QUEUE_PREFIX });
   });
 
   app.get('/v1/datasets', async () => ({ datasets: await listDatasets(store) }));
