@@ -701,6 +701,13 @@ test("an integrator's requests: HTTP's case rules, JSON's own types, one name pe
     if (!cursor) break;
   }
   assert.deepEqual(paged, all);
+  // The CLI pages the same way, and says how to see the older ones.
+  const firstPage = await json(fetch(`${base}/v1/batches?limit=2`, { headers: auth }));
+  const cliPage = JSON.parse((await runCli(c, ['batches', 'list', '--limit', '2', '--json'])).stdout);
+  assert.deepEqual([cliPage.batches.map((b: { batchId: string }) => b.batchId), cliPage.next], [firstPage.batches.map((b: { batchId: string }) => b.batchId), firstPage.next]);
+  const older = await runCli(c, ['batches', 'list', '--limit', '2', '--before', firstPage.next]);
+  assert.match(older.stdout, new RegExp(`\\n\\(older batches: camflow batches list --limit 2 --before b\\S+\\)\\n$`));
+  assert.equal((await runCli(c, ['batches', 'list', '--before', '../x'])).code, 2);
   const long = await fetch(`${base}/v1/batches/b${'0'.repeat(120)}`, { headers: auth });
   assert.deepEqual([long.status, (await json(long)).error], [404, 'not_found']);
   const model = await json(fetch(`${base}/v1/models/m-untrained`, { headers: auth }));

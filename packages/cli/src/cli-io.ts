@@ -6,7 +6,7 @@ import { createContext, ensureStore, type Context } from './context.js';
 export type StringOption =
   | 'out' | 'train-images' | 'held-out' | 'epochs' | 'seed' | 'data-dir' | 'size' | 'classes' | 'group-pattern' | 'model' | 'target'
   | 'fraction' | 'outputs' | 'precision' | 'chunk-size' | 'kind' | 'cell-diameter' | 'key' | 'boxes' | 'truth' | 'subset' | 'limit' | 'format'
-  | 'dataset' | 'version' | 'preset' | 'lr' | 'batch-size' | 'split' | 'val-fraction' | 'patience' | 'cron' | 'tz' | 'cancel' | 'priority' | 'webhook' | 'batch' | 'only';
+  | 'dataset' | 'version' | 'preset' | 'lr' | 'batch-size' | 'split' | 'val-fraction' | 'patience' | 'cron' | 'tz' | 'cancel' | 'priority' | 'webhook' | 'batch' | 'only' | 'before';
 export type Values = { [K in StringOption]?: string } & { json: boolean; help: boolean; wait: boolean; 'no-promote': boolean; 'no-cell-mask': boolean };
 
 /** What a command gets: its options, its positional arguments after the command name, and a number reader. */

@@ -90,9 +90,9 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   batches: {
     maxArgs: 2,
-    usage: ['camflow batches list [--limit 50]', 'camflow batches cancel BATCH_ID', 'camflow batches repair BATCH_ID'],
-    summary: 'the newest batches (state, images done, model); cancel one (every image still gets its line); re-create lost jobs from S3 and re-run a failed finalization',
-    options: ['limit'],
+    usage: ['camflow batches list [--limit 50] [--before BATCH_ID]', 'camflow batches cancel BATCH_ID', 'camflow batches repair BATCH_ID'],
+    summary: 'the newest batches (state, images done, model; --before pages back to older ones); cancel one (every image still gets its line); re-create lost jobs from S3 and re-run a failed finalization',
+    options: ['limit', 'before'],
     examples: ['camflow batches list --limit 10', 'camflow batches cancel b20261127T101500-0a1b2c3d4e5f', 'camflow batches repair b20261127T101500-0a1b2c3d4e5f'],
   },
   results: {

@@ -268,12 +268,7 @@ export interface BatchListing {
   cancelled?: { at: string; reason: string };
 }
 
-/** The newest batches with their state and progress. */
-export async function batchListing(store: ObjectStore, batchQueue: Queue, limit = 50, before?: string): Promise<BatchListing[]> {
-  return (await batchListingPage(store, batchQueue, limit, before)).batches;
-}
-
-/** `batchListing` with the cursor for the older batches (`next`, when more may follow). */
+/** The newest batches with their state and progress, and the cursor for the older ones (`next`, when more may follow). */
 export async function batchListingPage(store: ObjectStore, batchQueue: Queue, limit = 50, before?: string): Promise<{ batches: BatchListing[]; next?: string }> {
   const { infos, next } = await listBatchPage(store, limit, before);
   const batches = await Promise.all(

@@ -1,5 +1,5 @@
-import { CamflowError, InvalidParameterError } from '@camflow/common/core';
-import { cancelBatch, batchListing, repairBatch } from '@camflow/ingest';
+import { CamflowError, InvalidParameterError, idSchema, parseWith } from '@camflow/common/core';
+import { cancelBatch, batchListingPage, repairBatch } from '@camflow/ingest';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
@@ -8,12 +8,14 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
   if (rest[0] === 'list') {
     const limit = num('limit', 50)!;
     if (!Number.isInteger(limit) || limit < 1) throw new InvalidParameterError('--limit', 'a positive integer', v.limit);
+    const before = v.before === undefined ? undefined : parseWith(idSchema, v.before, '--before');
     await withContext(async (ctx) => {
-      const list = await batchListing(ctx.store, ctx.queues.batch, limit);
+      const { batches: list, next } = await batchListingPage(ctx.store, ctx.queues.batch, limit, before);
       const human = list.length
         ? list.map((b) => `${b.batchId}  ${b.createdAt}  ${(b.cancelled ? `${b.state}, cancelled` : b.state === 'elsewhere' ? `queued under QUEUE_PREFIX=${b.queuePrefix}` : b.state).padEnd(9)}  ${b.images ? `${b.images.done}/${b.images.total} images` : `${b.accepted} images`}, ${b.rejected} refused  model ${b.modelVersion}${b.listing?.state === 'listing' ? `  (listing: ${b.listing.pages} pages so far)` : ''}${b.source ? `  ${b.source}` : ''}`).join('\n')
-        : 'no batches yet: camflow submit FOLDER';
-      print(v.json, { batches: list }, human);
+        : before === undefined ? 'no batches yet: camflow submit FOLDER' : `no batches before ${before}`;
+      // More may follow: the command that shows them.
+      print(v.json, { batches: list, ...(next ? { next } : {}) }, `${human}${next ? `\n(older batches: camflow batches list --limit ${limit} --before ${next})` : ''}`);
     });
     return;
   }
