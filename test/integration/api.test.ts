@@ -706,7 +706,7 @@ test("an integrator's requests: HTTP's case rules, JSON's own types, one name pe
   const cliPage = JSON.parse((await runCli(c, ['batches', 'list', '--limit', '2', '--json'])).stdout);
   assert.deepEqual([cliPage.batches.map((b: { batchId: string }) => b.batchId), cliPage.next], [firstPage.batches.map((b: { batchId: string }) => b.batchId), firstPage.next]);
   const older = await runCli(c, ['batches', 'list', '--limit', '2', '--before', firstPage.next]);
-  assert.match(older.stdout, new RegExp(`\\n\\(older batches: camflow batches list --limit 2 --before b\\S+\\)\\n$`));
+  assert.match(older.stdout, /\n\(older batches: camflow batches list --limit 2 --before b\S+\)\n$/);
   assert.equal((await runCli(c, ['batches', 'list', '--before', '../x'])).code, 2);
   const long = await fetch(`${base}/v1/batches/b${'0'.repeat(120)}`, { headers: auth });
   assert.deepEqual([long.status, (await json(long)).error], [404, 'not_found']);
