@@ -145,6 +145,9 @@ test("a training job waiting out its retry backoff is listed as retrying with th
   assert.deepEqual([retry.dueAt, retry.failedReason, retry.attemptsMade], [undefined, 'S3 GET datasets/cells failed', 1]);
   assert.match(trainingJobLine(next), / {2}scheduled for 2023-11-14 23:13:20 UTC$/);
   assert.match(trainingJobLine(retry), / {2}retrying soon: attempt 1 failed: S3 GET datasets\/cells failed$/);
+  // Once it ran, it is said queued when it fell due (its id carries that time), not when the schedule was set.
+  const ran = trainingJobStatus({ ...scheduled, id: 'repeat:abc:1700003600000', processedOn: 1_700_003_600_500 } as unknown as Parameters<typeof trainingJobStatus>[0], 'active');
+  assert.deepEqual([ran.queuedAt, ran.origin], [new Date(1_700_003_600_000).toISOString(), 'schedule']);
 });
 
 test('a REDIS_URL that reaches some other server (an HTTP port) is said to be not Redis, within the timeout, never "Please report this"', async () => {

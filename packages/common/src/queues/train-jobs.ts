@@ -69,6 +69,12 @@ const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : undef
 /** Pure: whether the retraining schedule queued this training job (its scheduler's runs are named `retrain`). */
 export const isScheduledJob = (job: Pick<Job, 'repeatJobKey' | 'name'>): boolean => Boolean(job.repeatJobKey) || job.name === 'retrain';
 
+/** Pure: the time a scheduled run fell due, from its id (BullMQ's job schedulers name runs `repeat:<id>:<due ms>`); undefined for others. */
+function scheduledDue(job: Pick<Job, 'id' | 'repeatJobKey' | 'name'>): number | undefined {
+  const due = isScheduledJob(job) ? /^repeat:.+:(\d{12,})$/.exec(job.id ?? '')?.[1] : undefined;
+  return due === undefined ? undefined : Number(due);
+}
+
 /** Pure: a BullMQ training job and its state as a status (the outcome without the model manifest it carries). */
 export function trainingJobStatus(job: Job, state: string): TrainingJobStatus {
   const data = trainJobSchema.safeParse(job.data);
@@ -83,7 +89,9 @@ export function trainingJobStatus(job: Job, state: string): TrainingJobStatus {
     dataset: d.dataset ?? '?',
     datasetVersion: d.datasetVersion ?? 'latest',
     preset: d.preset ?? 'fast',
-    queuedAt: iso(job.timestamp) ?? new Date(0).toISOString(),
+    // A scheduled run is created when the one before it is (or when the schedule is set), delayed until due: it was
+    // queued when it fell due, the time its id carries (`repeat:<scheduler>:<due ms>`).
+    queuedAt: iso(scheduledDue(job) ?? job.timestamp) ?? new Date(0).toISOString(),
     // A delayed job not yet tried is the schedule's next run, due at its delay past the queued time; one tried already
     // waits out its retry backoff (BullMQ keeps the first queued time, so that sum would lie in the past).
     ...(state === 'delayed' && job.delay && !job.attemptsMade ? { dueAt: iso(job.timestamp + job.delay) } : {}),
