@@ -325,27 +325,23 @@ test('the viewer, in a real browser: sign in with the token, the batch list and 
     assert.equal(await opacity(), 0.5);
     // Tiles of both pyramids were drawn (requests for the field's and the heatmap's tiles succeeded).
     await page.waitForNetworkIdle({ idleTime: 500, timeout: 20_000 });
-    // A click on a cell names it.
-    const target = doc.cells.find((x) => !x.clipped)!;
-    const point = await page.evaluate((x: number, y: number) => {
-      // The field is the world's first image (the heatmap the second): its own image → element coordinates.
-      const p = window.camflow.viewer.world.getItemAt(0).imageToViewerElementCoordinates(new window.OpenSeadragon.Point(x, y));
-      const r = document.getElementById('osd')!.getBoundingClientRect();
-      return { x: r.left + p.x, y: r.top + p.y };
-    }, target.box.x + target.box.width / 2, target.box.y + target.box.height / 2);
-    await page.mouse.click(point.x, point.y);
-    await page.waitForFunction(() => /^cell \d+:/.test(document.getElementById('info')!.textContent ?? ''), { timeout: 5000 });
+    // A click on a cell names it: the cell `cell`, clicked at its box's centre on the page.
+    const clickCell = async (cell: (typeof doc.cells)[number]) => {
+      const point = await page.evaluate((x: number, y: number) => {
+        // The field is the world's first image (the heatmap the second): its own image → element coordinates.
+        const p = window.camflow.viewer.world.getItemAt(0).imageToViewerElementCoordinates(new window.OpenSeadragon.Point(x, y));
+        const r = document.getElementById('osd')!.getBoundingClientRect();
+        return { x: r.left + p.x, y: r.top + p.y };
+      }, cell.box.x + cell.box.width / 2, cell.box.y + cell.box.height / 2);
+      await page.mouse.click(point.x, point.y);
+      await page.waitForFunction((n: number) => (document.getElementById('info')!.textContent ?? '').startsWith(`cell ${n}:`), { timeout: 5000 }, cell.cell);
+    };
+    await clickCell(doc.cells.find((x) => !x.clipped)!);
     // The minimap sits beside the field, not over it: the top-right cell (where OpenSeadragon puts its navigator) is
     // clickable like any other.
     const [view, minimap] = await page.evaluate(() => [document.getElementById('osd')!, document.querySelector('.navigator')!].map((e) => { const r = e.getBoundingClientRect(); return { left: r.left, right: r.right, top: r.top, bottom: r.bottom }; }));
-    const corner = doc.cells.filter((x) => !x.clipped).reduce((a, b) => (b.box.x + b.box.width / 2 - (b.box.y + b.box.height / 2) > a.box.x + a.box.width / 2 - (a.box.y + a.box.height / 2) ? b : a));
-    const cornerPoint = await page.evaluate((x: number, y: number) => {
-      const p = window.camflow.viewer.world.getItemAt(0).imageToViewerElementCoordinates(new window.OpenSeadragon.Point(x, y));
-      const r = document.getElementById('osd')!.getBoundingClientRect();
-      return { x: r.left + p.x, y: r.top + p.y };
-    }, corner.box.x + corner.box.width / 2, corner.box.y + corner.box.height / 2);
-    await page.mouse.click(cornerPoint.x, cornerPoint.y);
-    await page.waitForFunction((n: number) => (document.getElementById('info')!.textContent ?? '').startsWith(`cell ${n}:`), { timeout: 5000 }, corner.cell);
+    const centre = (x: (typeof doc.cells)[number]) => x.box.x + x.box.width / 2 - (x.box.y + x.box.height / 2);
+    await clickCell(doc.cells.filter((x) => !x.clipped).reduce((a, b) => (centre(b) > centre(a) ? b : a)));
     assert.ok(minimap!.left >= view!.right || minimap!.top >= view!.bottom, `the navigator does not cover the field: ${JSON.stringify({ view, minimap })}`);
     if (process.env.CAMFLOW_SCREENSHOT) await page.screenshot({ path: process.env.CAMFLOW_SCREENSHOT });
     // A field submitted without its pyramid (--outputs none): the page says so and still draws every cell.
