@@ -287,7 +287,7 @@ test('`dataset remove`: refused while the production model, the schedule or a tr
   const b = JSON.parse((await runCli(c, ['dataset', 'add', 'rm', join(c.dir, 'rm-b'), '--json'])).stdout).version as string;
   // The production model's own validation images are rm@a's: removing it would break `camflow eval rm`.
   const model = buildModel('fast', 2, 7);
-  await publishAsIs(c.ctx.store, model, 'fast', 'm-on-rm', { name: 'rm', version: a, trainItems: 4, validationItems: 2, splitBy: 'item' });
+  await publishAsIs(c.ctx.store, model, 'fast', 'm-on-rm', { name: 'rm', version: a, trainItems: 4, validationItems: 2, splitBy: 'item', validation: [0, 1] });
   model.dispose();
   assert.equal((await runCli(c, ['models', 'promote', 'm-on-rm'])).code, 0);
   const inProduction = await runCli(c, ['dataset', 'remove', `rm@${a}`]);
@@ -321,7 +321,9 @@ test('`dataset remove`: refused while the production model, the schedule or a tr
   assert.match(pinned.stdout, /^production → m-untrained \(already production\); the retraining schedule \(0 2 \* \* \*, UTC, dataset rm\) keeps it: its runs publish without promoting while production is a model promoted by hand/);
   assert.match((await runCli(c, ['models'])).stdout, /^\* m-untrained \(promoted by hand\) /m);
   const typo = await runCli(c, ['models', 'promote', 'm-untrainde']);
-  assert.deepEqual([typo.code, typo.stderr.trim()], [1, 'model version not found: m-untrainde (`camflow models` lists them; did you mean m-untrained?)']);
+  assert.deepEqual([typo.code, typo.stderr.trim()], [1, 'model version not found: m-untrainde (`camflow models` or GET /v1/models lists them; did you mean m-untrained?)']);
+  const typoHttp = await fetch(`${base}/v1/models/m-untrainde/promote`, { method: 'POST', headers: auth });
+  assert.deepEqual([typoHttp.status, (await json(typoHttp)).message], [404, typo.stderr.trim()]);
   const lastOne = await runCli(c, ['dataset', 'remove', `rm@${a}`]);
   assert.deepEqual([lastOne.code, lastOne.stderr.trim()], [1, `rm@${a} (rm's last version) is not removed: the retraining schedule trains rm (0 2 * * *); \`camflow schedule remove\` first`]);
   assert.equal((await runCli(c, ['schedule', 'remove'])).code, 0);
@@ -331,6 +333,10 @@ test('`dataset remove`: refused while the production model, the schedule or a tr
   assert.equal(whole.status, 200);
   const body = (await whole.json()) as { dataset: string; removed: string[]; latest: string | null; models?: string[] };
   assert.deepEqual([body.dataset, body.removed, body.latest, body.models], ['rm', [a], null, ['m-on-rm']]);
+  // Promoting a model whose snapshot is gone serves it, and says what is lost.
+  const orphan = await runCli(c, ['models', 'promote', 'm-on-rm']);
+  assert.match(orphan.stdout, new RegExp(`\\nwarning: m-on-rm's training snapshot rm@${a} was removed: which images trained it can no longer be told`));
+  assert.equal((await runCli(c, ['models', 'promote', 'm-untrained'])).code, 0);
   assert.deepEqual(await c.ctx.store.list('datasets/rm/'), []);
   assert.match((await runCli(c, ['train', '--dataset', 'rm'])).stderr, /dataset not found: rm/);
   // A pointer to a version no longer there (a removal that raced an add) hides that dataset only, and a removal of

@@ -461,6 +461,6 @@ describe('eval on one cluster: what it claims, what it shows, what it says', () 
 
     const noModel = await runCli(c, ['eval', cells, '--model', 'nosuch']);
     assert.equal(noModel.code, 1, noModel.stderr);
-    assert.match(noModel.stderr, /^model version not found: nosuch \(`camflow models` lists them\)$/m);
+    assert.match(noModel.stderr, /^model version not found: nosuch \(`camflow models` or GET \/v1\/models lists them\)$/m);
   });
 });

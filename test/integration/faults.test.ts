@@ -280,6 +280,8 @@ test('`camflow train --cancel`: a running job stops within ten steps and publish
     assert.equal(gone.code, 0, gone.stderr);
     assert.match(gone.stdout, new RegExp(`^${waiting.id}  removed  cells@latest  fast  queued \\S+ \\S+  removed by the operator at \\d{4}-\\d\\d-\\d\\d \\S+ UTC, before it started$`, "m"));
     assert.equal((await runCli(c, ['train', 'show', waiting.id!, '--wait'])).code, 0, 'nothing to wait for');
+    const twice = await runCli(c, ['train', '--cancel', waiting.id!]);
+    assert.deepEqual([twice.code, twice.stdout.trim()], [0, `training job ${waiting.id} was removed already (\`camflow train show ${waiting.id}\` says when)`]);
     const unknown = await runCli(c, ['train', '--cancel', 'nosuchjob']);
     assert.deepEqual([unknown.code, unknown.stderr.trim()], [1, 'training job not found: nosuchjob']);
   } finally {

@@ -159,6 +159,7 @@ test('the promotion gate runs production and candidate on the same validation im
   const second = await runTraining({ ...base, epochs: 1, seed: 1, learningRate: 0.0001 }, ctx('gate-2'));
   assert.ok(!second.skipped && second.comparison);
   assert.equal(second.comparison.production, first.version);
+  assert.deepEqual([second.dataset, second.datasetVersion], ['fit', fit.version], 'what `latest` was, named');
   assert.equal(second.comparison.images, second.manifest.dataset.validationItems);
   assert.equal(second.comparison.productionAccuracy, first.valAccuracy);
   const notLearnt = noBetter(second);

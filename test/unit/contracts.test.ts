@@ -133,6 +133,10 @@ test('a training job whose loss diverged (NaN, stored by BullMQ as JSON null) li
   assert.deepEqual(done.outcome, { skipped: false, version: 'm1', datasetVersion: 'd0123456789ab', valAccuracy: 0.9, epochs: 3, epochsAsked: 30, bestEpoch: 2, attempts: 2, restarts, promoted: true, promotion: 'first model' });
   // The line names the version `latest` was when it ran.
   assert.match(trainingJobLine(done), /^7 {2}completed {2}cells@d0123456789ab {2}fast /);
+  // …and, as `train --wait` does, how many epochs ran of how many, which one is published, and why it was (not) promoted.
+  assert.match(trainingJobLine(done), /model m1 \(val accuracy 0\.9000, 3 of 30 epochs \(stopped early: the validation loss stopped improving; the best, epoch 2, is published\), attempt 2; promoted\)$/);
+  const kept = trainingJobStatus({ ...job, returnvalue: { skipped: false, version: 'm2', valAccuracy: 0.9, epochs: 3, promoted: false, promotion: 'production m1 was promoted by hand' } } as unknown as Parameters<typeof trainingJobStatus>[0], 'completed');
+  assert.match(trainingJobLine(kept), /; not promoted: production m1 was promoted by hand\)$/);
 });
 
 test("a training job waiting out its retry backoff is listed as retrying with the failed attempt's reason, never as scheduled for a time already past", () => {

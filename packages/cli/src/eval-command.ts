@@ -9,9 +9,9 @@ import {
   stainPointingForBatch,
   withStainAudit,
   getDatasetManifest,
+  namedModel,
   trainingContent,
   unknownTrainingText,
-  getModelManifest,
   getProduction,
   keys,
   type Box,
@@ -180,9 +180,7 @@ export async function runEval(ctx: Context, options: EvalOptions): Promise<{ lin
   if (given && given.state === 'unknown') throw new NotFoundError('batch', options.batch!);
   const version = options.model ?? given?.info?.modelVersion ?? (await getProduction(ctx.store))?.version;
   if (!version) throw await noModelError(ctx.store);
-  const model = await getModelManifest(ctx.store, version).catch((error: unknown) => {
-    throw error instanceof NotFoundError ? new NotFoundError('model version', `${version} (\`camflow models\` lists them)`) : error;
-  });
+  const model = await namedModel(ctx.store, version);
   const want = options.subset ?? 'auto';
   if (!['auto', 'validation', 'all'].includes(want)) throw new InvalidParameterError('--subset', 'one of auto, validation, all', want);
   const { files, folder, ...subset } = await labelledSource(ctx, options.source, model, want);

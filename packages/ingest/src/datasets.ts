@@ -184,7 +184,7 @@ export async function addDataset(options: AddDatasetOptions): Promise<AddDataset
   // refused before any image is read, unless the classes were named (the layout is then what the user means).
   const misplaced = options.classes ? [] : misplacedClasses(byClass, classNames);
   if (misplaced.length) {
-    throw new InvalidParameterError('folder', `class folders holding their images (<folder>/<class>/<image>), or the classes named (--classes ${classNames.join(',')}) to take this layout as it is`, `${folder}: ${misplaced.join('; ')}`);
+    throw new InvalidParameterError('folder', `class folders holding their images (<folder>/<class>/<image>), or the classes named (--classes ${classNames.join(',')}) to take this layout as it is`, `${folder}: ${misplaced[0]}${misplaced.length > 1 ? ` (and ${misplaced.length - 1} more class${misplaced.length > 2 ? 'es' : ''} so)` : ''}`);
   }
   const warnings = layoutWarnings(byClass, classNames);
   for (const w of warnings) options.log?.warn({ dataset: name }, w);

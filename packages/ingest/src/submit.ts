@@ -12,7 +12,7 @@ import {
   batchInfoSchema,
   camOptionsSchema,
   checkTarget,
-  getModelManifest,
+  namedModel,
   listModels,
   isRefused,
   sha256Hex,
@@ -203,7 +203,7 @@ async function submitInSpan(opts: SubmitOptions): Promise<SubmitResult> {
   await claims.redis.ping();
   const modelVersion = opts.modelVersion ?? (await getProduction(store))?.version;
   if (!modelVersion) throw await noModelError(store);
-  const model = await getModelManifest(store, modelVersion); // fails early on an unknown version
+  const model = await namedModel(store, modelVersion); // fails early on an unknown version, naming the nearest
   // Everything a worker would refuse is refused here: a class the model does not have, a graph it lacks.
   checkTarget(options.target, model.classNames, field('target'));
   if (options.precision === 'int8' && !model.files.includes('model.int8.onnx')) {

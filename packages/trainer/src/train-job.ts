@@ -59,7 +59,7 @@ export interface TrainContext {
 
 export type TrainOutcome =
   | { skipped: true; reason: string }
-  | { skipped: false; version: string; datasetVersion: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; restarts?: string[]; epochs: number; epochsAsked: number; bestEpoch: number; resumedFromEpoch?: number; comparison?: SameImagesComparison; warnings?: string[]; manifest: ModelManifest };
+  | { skipped: false; version: string; dataset: string; datasetVersion: string; valAccuracy: number; promoted: boolean; promotion: string; attempts: number; restarts?: string[]; epochs: number; epochsAsked: number; bestEpoch: number; resumedFromEpoch?: number; comparison?: SameImagesComparison; warnings?: string[]; manifest: ModelManifest };
 
 /**
  * The training inputs of a preset, made exactly as serving makes them. The snapshot's shards hold the images at
@@ -243,6 +243,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
   return {
     skipped: false,
     version,
+    dataset: manifest.name,
     datasetVersion: manifest.version,
     valAccuracy: last.valAccuracy,
     promoted: gate.promoted,

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { bullTelemetry, initBackend, isScheduledJob, instrumentWorker, redisOutageLog, trainCancelKey, watchBull, watchRedisClient, type OutageLog, type ProcessMetrics, queueNames, bullConnection, type Config, type Logger, type ObjectStore } from '@camflow/common';
+import { bullTelemetry, initBackend, isScheduledJob, scheduledDue, instrumentWorker, redisOutageLog, trainCancelKey, watchBull, watchRedisClient, type OutageLog, type ProcessMetrics, queueNames, bullConnection, type Config, type Logger, type ObjectStore } from '@camflow/common';
 import { runTraining, type TrainOutcome } from './train-job.js';
 
 /** A training job's return value: the outcome without the (stored) manifest. */
@@ -35,7 +35,8 @@ export async function startTrainer(deps: TrainerDeps): Promise<Worker> {
         cancelled: async () => (await deps.publisher.exists(trainCancelKey(config.QUEUE_PREFIX, String(job.id)))) > 0,
         scheduled: isScheduledJob(job),
         jobId: job.id ?? job.name,
-        jobTimestamp: job.timestamp,
+        // A scheduled run's version carries the time it fell due, not the time the run before it was queued.
+        jobTimestamp: scheduledDue(job) ?? job.timestamp,
         progress: (p) => job.updateProgress(p),
       });
       if (!outcome.skipped) await announce(deps.publisher, config.QUEUE_PREFIX, { version: outcome.version, promoted: outcome.promoted });

@@ -1,4 +1,4 @@
-import { CamflowError, NotFoundError, getProduction, listModels, getModelManifest, promoteByHand, scheduleAfterManualPromotion, suggest, type ModelManifest } from '@camflow/common/core';
+import { CamflowError, getProduction, listModels, namedModel, promoteByHand, scheduleAfterManualPromotion, type ModelManifest } from '@camflow/common/core';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
 
@@ -10,12 +10,7 @@ export async function run({ v, rest }: CommandInput): Promise<void> {
   await withContext(async (ctx) => {
     if (rest[0] === 'promote') {
       if (!rest[1]) throw new CamflowError('USAGE', 'usage: camflow models promote VERSION');
-      const wanted = await getModelManifest(ctx.store, rest[1]).catch(async (error: unknown) => {
-        if (!(error instanceof NotFoundError)) throw error;
-        const near = suggest(rest[1]!, (await listModels(ctx.store)).map((m) => m.version));
-        throw new NotFoundError('model version', `${rest[1]} (\`camflow models\` lists them${near ? `; did you mean ${near}?` : ''})`);
-      });
-      const promotion = await promoteByHand(ctx.store, wanted);
+      const promotion = await promoteByHand(ctx.store, await namedModel(ctx.store, rest[1]));
       const { channel, previous } = promotion;
       const schedule = await scheduleAfterManualPromotion(ctx.queues.train);
       print(v.json, { ...channel, previous, warnings: promotion.warnings, ...(schedule ? { schedule } : {}) }, `production → ${channel.version}${previous && previous.version !== channel.version ? ` (was ${previous.version})` : previous ? ' (already production)' : ''}${schedule ? `; ${schedule}` : ''}${promotion.warnings.map((w) => `\nwarning: ${w}`).join('')}`);

@@ -18,7 +18,7 @@ export function trainingJobLine(j: TrainingJobStatus): string {
       : j.outcome
         ? j.outcome.skipped
           ? `skipped: ${j.outcome.reason ?? 'nothing to do'}`
-          : `model ${j.outcome.version} (val accuracy ${j.outcome.valAccuracy?.toFixed(4)}, ${j.outcome.epochs} epochs${(j.outcome.attempts ?? 1) > 1 ? `, attempt ${j.outcome.attempts}` : ''}; ${j.outcome.promoted ? 'promoted' : 'not promoted'})${j.outcome.warnings?.length ? ` with ${j.outcome.warnings.length === 1 ? 'a warning' : `${j.outcome.warnings.length} warnings`}` : ''}`
+          : `model ${j.outcome.version} (val accuracy ${j.outcome.valAccuracy?.toFixed(4)}, ${epochsText(j.outcome)}${(j.outcome.attempts ?? 1) > 1 ? `, attempt ${j.outcome.attempts}` : ''}; ${j.outcome.promoted ? 'promoted' : `not promoted${j.outcome.promotion ? `: ${j.outcome.promotion}` : ''}`})${j.outcome.warnings?.length ? ` with ${j.outcome.warnings.length === 1 ? 'a warning' : `${j.outcome.warnings.length} warnings`}` : ''}`
         : p?.epoch !== undefined
           ? `epoch ${p.epoch}${(p.attempt ?? 0) > 0 ? ` of attempt ${(p.attempt ?? 0) + 1}` : ''}: loss ${num4(p.loss)}${p.valLoss !== undefined ? `, val loss ${num4(p.valLoss)}` : ''}, val accuracy ${num4(p.valAccuracy)}`
           : j.state === 'active'
@@ -53,13 +53,12 @@ async function follow(ctx: Context, jobId: string, json: boolean): Promise<void>
       // The validation loss is what early stopping and the published (best) epoch follow: shown beside the rest.
       process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${num4(m.loss)}${m.valLoss !== undefined ? ` val loss ${num4(m.valLoss)}` : ''} val accuracy ${num4(m.valAccuracy)}\n`);
     });
-    const o = outcome as { skipped: boolean; reason?: string; version?: string; datasetVersion?: string; valAccuracy?: number; epochs?: number; epochsAsked?: number; bestEpoch?: number; attempts?: number; restarts?: string[]; promoted?: boolean; promotion?: string; warnings?: string[] };
-    const trainedName = (outcome as { manifest?: { dataset?: { name?: string } } }).manifest?.dataset?.name ?? 'dataset';
+    const o = outcome as { skipped: boolean; reason?: string; version?: string; dataset?: string; datasetVersion?: string; valAccuracy?: number; epochs?: number; epochsAsked?: number; bestEpoch?: number; attempts?: number; restarts?: string[]; promoted?: boolean; promotion?: string; warnings?: string[] };
     // Restarts not yet said by an epoch line (a collapse after the last one reported): said now.
     if (!json) sayRestarts(o.restarts);
     const human = o.skipped
       ? `training skipped: ${o.reason ?? 'nothing to do'}`
-      : `model ${o.version} published${o.datasetVersion ? ` (trained on ${trainedName}@${o.datasetVersion})` : ''}: validation accuracy ${o.valAccuracy?.toFixed(4)} after ${epochsText(o)} (${o.attempts} attempt${o.attempts === 1 ? '' : 's'}); ${o.promoted ? 'promoted to production' : 'not promoted'}${o.promotion ? ` (${o.promotion})` : ''}${(o.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`;
+      : `model ${o.version} published${o.datasetVersion ? ` (trained on ${o.dataset ?? '?'}@${o.datasetVersion})` : ''}: validation accuracy ${o.valAccuracy?.toFixed(4)} after ${epochsText(o)} (${o.attempts} attempt${o.attempts === 1 ? '' : 's'}); ${o.promoted ? 'promoted to production' : 'not promoted'}${o.promotion ? ` (${o.promotion})` : ''}${(o.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`;
     print(json, outcome, human);
   } finally {
     release();
@@ -91,7 +90,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
   if (v.cancel) {
     await withContext(async (ctx) => {
       const report = await cancelTraining(ctx.queues.train, ctx.redis, ctx.config.QUEUE_PREFIX, v.cancel!);
-      const human = { removed: `training job ${report.jobId} removed (it had not started)`, stopping: `training job ${report.jobId} stops within ten steps; nothing is published`, none: `training job ${report.jobId} has already finished (${report.state})` }[report.action];
+      const human = { removed: `training job ${report.jobId} removed (it had not started)`, stopping: `training job ${report.jobId} stops within ten steps; nothing is published`, none: report.state === 'removed' ? `training job ${report.jobId} was removed already (\`camflow train show ${report.jobId}\` says when)` : `training job ${report.jobId} has already finished (${report.state})` }[report.action];
       print(v.json, report, human);
     });
     return;

@@ -4,6 +4,8 @@ import type { ObjectStore } from '../storage/object-store.js';
 import { parseWith } from '../validate.js';
 import { idSchema, presetSchema } from '../queues/schemas.js';
 import { NotFoundError } from '../errors.js';
+import { suggest } from '../suggest.js';
+import { trainingContent } from './training-content.js';
 import { int8ReportSchema } from '../model/int8-report.js';
 import { screeningSchema } from '../screening/operating-point.js';
 
@@ -70,6 +72,18 @@ export async function getProduction(store: ObjectStore): Promise<ProductionChann
 }
 
 /** Published versions (those with a manifest), oldest first. */
+/**
+ * A model a user named (a promotion, a lookup): its manifest, or a NotFoundError that says where the versions are
+ * listed and which one was probably meant.
+ */
+export async function namedModel(store: ObjectStore, version: string): Promise<ModelManifest> {
+  return getModelManifest(store, version).catch(async (error: unknown) => {
+    if (!(error instanceof NotFoundError)) throw error;
+    const near = suggest(version, (await listModels(store)).map((m) => m.version));
+    throw new NotFoundError('model version', `${version} (\`camflow models\` or GET /v1/models lists them${near ? `; did you mean ${near}?` : ''})`);
+  });
+}
+
 export async function listModels(store: ObjectStore): Promise<ModelManifest[]> {
   const objects = await store.list(keys.modelsRoot());
   const versions = objects.filter((o) => o.key.endsWith('/manifest.json') && !o.key.startsWith('models/channels/')).map((o) => o.key.split('/')[1]!);
@@ -124,6 +138,11 @@ export async function promoteByHand(store: ObjectStore, manifest: ModelManifest)
     }
   }
   for (const w of manifest.warnings ?? []) warnings.push(`${manifest.version} was published with a warning: ${w}`);
+  // Servable, but which cells it learnt can no longer be told: eval says so, and a retrain's gate cannot leave them out.
+  const learnt = await trainingContent(store, manifest);
+  if (!learnt.known && learnt.why === 'snapshot-removed') {
+    warnings.push(`${manifest.version}'s training snapshot ${manifest.dataset.name}@${manifest.dataset.version} was removed: which images trained it can no longer be told (\`camflow eval\` says so; a retrain's promotion gate cannot leave them out of production's score)`);
+  }
   // Already production: nothing to write (its promotedAt stays the time it was promoted).
   if (previous && previous.version === manifest.version && previous.by === 'hand') return { channel: previous, previous, warnings };
   return { channel: await promote(store, manifest, 'hand'), previous, warnings };

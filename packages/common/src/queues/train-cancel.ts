@@ -17,7 +17,11 @@ export interface TrainCancelReport {
 /** Cancel a training job: a waiting one is removed; a running one is asked to stop (nothing is published). */
 export async function cancelTraining(queue: Queue, redis: Redis, prefix: string, jobId: string): Promise<TrainCancelReport> {
   const job = await Job.fromId(queue, jobId);
-  if (!job) throw new NotFoundError('training job', jobId);
+  if (!job) {
+    // Removed already (by an earlier cancel): nothing to do, said as such.
+    if ((await redis.exists(trainRemovedKey(prefix, jobId))) > 0) return { jobId, action: 'none', state: 'removed' };
+    throw new NotFoundError('training job', jobId);
+  }
   const state = await job.getState();
   // The schedule's next run belongs to the schedule: BullMQ refuses to remove it alone.
   if (job.repeatJobKey && state === 'delayed') {

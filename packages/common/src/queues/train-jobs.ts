@@ -17,7 +17,8 @@ const outcomeSchema = z.object({
   skipped: z.boolean(),
   reason: z.string().optional(),
   version: z.string().optional(),
-  /** The dataset version it trained on (a job asks for `latest`: this is what that was). */
+  /** The dataset and version it trained on (a job asks for `latest`: this is what that was). */
+  dataset: z.string().optional(),
   datasetVersion: z.string().optional(),
   valAccuracy: z.number().optional(),
   /** Epochs run, asked for (fewer run: stopped early), the published (best) one, and where a resumed run took up. */
@@ -70,7 +71,7 @@ const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : undef
 export const isScheduledJob = (job: Pick<Job, 'repeatJobKey' | 'name'>): boolean => Boolean(job.repeatJobKey) || job.name === 'retrain';
 
 /** Pure: the time a scheduled run fell due, from its id (BullMQ's job schedulers name runs `repeat:<id>:<due ms>`); undefined for others. */
-function scheduledDue(job: Pick<Job, 'id' | 'repeatJobKey' | 'name'>): number | undefined {
+export function scheduledDue(job: Pick<Job, 'id' | 'repeatJobKey' | 'name'>): number | undefined {
   const due = isScheduledJob(job) ? /^repeat:.+:(\d{12,})$/.exec(job.id ?? '')?.[1] : undefined;
   return due === undefined ? undefined : Number(due);
 }

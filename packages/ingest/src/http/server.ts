@@ -34,6 +34,7 @@ import {
   publicReason,
   decimal,
   promoteByHand,
+  namedModel,
   scheduleAfterManualPromotion,
   trainJobSchema,
   type Config,
@@ -484,14 +485,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.get('/v1/models/:version', async (req) => {
     const { version } = parseWith(versionParams, req.params, 'params');
-    return getModelManifest(store, version);
+    return namedModel(store, version);
   });
 
   app.post('/v1/models/:version/promote', async (req) => {
     const { version } = parseWith(versionParams, req.params, 'params');
     // It takes no options: a body that names some (`{"channel": "staging"}`) is refused, never ignored.
     parseWith(z.object({}).strict(), req.body ?? {}, 'body');
-    const { channel, previous, warnings } = await promoteByHand(store, await getModelManifest(store, version));
+    const { channel, previous, warnings } = await promoteByHand(store, await namedModel(store, version));
     const schedule = await scheduleAfterManualPromotion(deps.queues.train);
     return { ...channel, previous, warnings, ...(schedule ? { schedule } : {}) };
   });
