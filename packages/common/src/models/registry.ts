@@ -71,7 +71,6 @@ export async function getProduction(store: ObjectStore): Promise<ProductionChann
   return raw === undefined ? undefined : parseWith(productionChannelSchema, raw, 'production channel');
 }
 
-/** Published versions (those with a manifest), oldest first. */
 /**
  * A model a user named (a promotion, a lookup): its manifest, or a NotFoundError that says where the versions are
  * listed and which one was probably meant.
@@ -84,6 +83,7 @@ export async function namedModel(store: ObjectStore, version: string): Promise<M
   });
 }
 
+/** Published versions (those with a manifest), oldest first. */
 export async function listModels(store: ObjectStore): Promise<ModelManifest[]> {
   const objects = await store.list(keys.modelsRoot());
   const versions = objects.filter((o) => o.key.endsWith('/manifest.json') && !o.key.startsWith('models/channels/')).map((o) => o.key.split('/')[1]!);
