@@ -714,6 +714,8 @@ test("an integrator's requests: HTTP's case rules, JSON's own types, one name pe
   const older = await runCli(c, ['batches', 'list', '--limit', '2', '--before', firstPage.next]);
   assert.match(older.stdout, /\n\(older batches: camflow batches list --limit 2 --before b\S+\)\n$/);
   assert.equal((await runCli(c, ['batches', 'list', '--before', '../x'])).code, 2);
+  const notACursor = await json(fetch(`${base}/v1/batches?before=nosuch`, { headers: auth }));
+  assert.deepEqual([notACursor.field, notACursor.message], ['query.before', 'Expected a batch id (b<yyyymmdd>…, as `next` gives it) for query.before but received "nosuch"']);
   const long = await fetch(`${base}/v1/batches/b${'0'.repeat(120)}`, { headers: auth });
   assert.deepEqual([long.status, (await json(long)).error], [404, 'not_found']);
   const model = await json(fetch(`${base}/v1/models/m-untrained`, { headers: auth }));

@@ -1,4 +1,4 @@
-import { CamflowError, InvalidParameterError, idSchema, parseWith } from '@camflow/common/core';
+import { CamflowError, InvalidParameterError, batchCursorSchema, parseWith } from '@camflow/common/core';
 import { cancelBatch, batchListingPage, repairBatch } from '@camflow/ingest';
 import { print, withContext } from '../cli-io.js';
 import type { CommandInput } from '../cli-io.js';
@@ -8,7 +8,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
   if (rest[0] === 'list') {
     const limit = num('limit', 50)!;
     if (!Number.isInteger(limit) || limit < 1) throw new InvalidParameterError('--limit', 'a positive integer', v.limit);
-    const before = v.before === undefined ? undefined : parseWith(idSchema, v.before, '--before');
+    const before = v.before === undefined ? undefined : parseWith(batchCursorSchema, v.before, '--before');
     await withContext(async (ctx) => {
       const { batches: list, next } = await batchListingPage(ctx.store, ctx.queues.batch, limit, before);
       const human = list.length

@@ -11,6 +11,7 @@ import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import {
   idSchema,
+  batchCursorSchema,
   CamflowError,
   ConfigError,
   InvalidParameterError,
@@ -457,7 +458,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     return repairBatch({ store, flow: deps.flow, queues: deps.queues, batchId: id, log: deps.log });
   });
 
-  const listQuery = z.object({ limit: decimal(z.number().int().min(1).max(1000)).default(50), before: idSchema.optional() }).strict();
+  const listQuery = z.object({ limit: decimal(z.number().int().min(1).max(1000)).default(50), before: batchCursorSchema.optional() }).strict();
   app.get('/v1/batches', async (req) => {
     const { limit, before } = parseWith(listQuery, req.query ?? {}, 'query');
     // `next`: the cursor for the older batches (`?before=<next>`), given while more may follow.
