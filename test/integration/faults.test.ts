@@ -259,7 +259,13 @@ test('`camflow train --cancel`: a running job stops within ten steps and publish
     assert.equal(await (await Job.fromId(c.ctx.queues.train, running.id!))!.getState(), 'active', 'Ctrl-C on the wait left the training running');
     assert.match((await runCli(c, ['train', 'show', 'nosuchjob'])).stderr, /^training job not found: nosuchjob \(finished jobs are kept 7 days, failed ones 30\)$/m);
     assert.match((await runCli(c, ['train', 'list', '--dataset', 'cells'])).stderr, /camflow train list does not take --dataset/);
+    // Someone follows the waiting job while another removes it: the wait ends saying so, not "job not found".
+    const following = runCli(c, ['train', 'show', waiting.id!, '--wait']);
+    await sleep(3000);
     const removed = await runCli(c, ['train', '--cancel', waiting.id!, '--json']);
+    const followed = await following;
+    assert.equal(followed.code, 1, followed.stderr);
+    assert.match(followed.stderr, new RegExp(`^training job ${waiting.id} was removed by the operator at \\S+ \\S+ UTC, before it started: nothing was trained$`, 'm'));
     assert.equal(removed.code, 0, removed.stderr);
     assert.deepEqual(JSON.parse(removed.stdout), { jobId: waiting.id, action: 'removed', state: 'waiting' });
     const stopping = await runCli(c, ['train', '--cancel', running.id!, '--json']);

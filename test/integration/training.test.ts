@@ -4,9 +4,9 @@ import { mkdtemp } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ObjectStore, createLogger, getModelManifest, getProduction, promote, defaultLearningRate, initBackend, keys, preprocess, startS3, tf, trainJobSchema, writeSyntheticDataset, type LocalS3 } from '@camflow/common';
+import { ObjectStore, buildModel, createLogger, getModelManifest, getProduction, promote, defaultLearningRate, initBackend, keys, preprocess, startS3, tf, trainJobSchema, writeSyntheticDataset, type LocalS3 } from '@camflow/common';
 import { addDataset, noModelError } from '@camflow/ingest';
-import { augmentInto, classWeightsFor, promoteIfBetter, drawAugmentation, evaluate, fitWithRestarts, gather, majorityClass, resolveSplitBy, runTraining, splitIndices, trainingInputs } from '@camflow/trainer';
+import { augmentInto, classWeightsFor, promoteIfBetter, publishModel, drawAugmentation, evaluate, fitWithRestarts, gather, majorityClass, resolveSplitBy, runTraining, splitIndices, trainingInputs } from '@camflow/trainer';
 
 let s3: LocalS3;
 let store: ObjectStore;
@@ -192,9 +192,18 @@ test('the promotion gate runs production and candidate on the same validation im
   // Rolled back to a model of an older snapshot: the schedule finds the latest changed, but once a model of it exists
   // (published beside the rollback), it does not train it again every night.
   await promote(store, { ...first.manifest, dataset: { ...first.manifest.dataset, version: 'd000000000000' } }, 'hand');
-  const again = await runTraining({ ...base, epochs: 1, seed: 1, skipIfUnchanged: true }, ctx('gate-nightly'));
+  // The models trained by request above do not count: the first scheduled run trains (and publishes beside the
+  // rollback), the next one skips.
+  const nightly1 = await runTraining({ ...base, epochs: 2, seed: 1, skipIfUnchanged: true }, { ...ctx('gate-nightly-1'), scheduled: true });
+  assert.ok(!nightly1.skipped && !nightly1.promoted && nightly1.manifest.origin === 'schedule', JSON.stringify(!nightly1.skipped && nightly1.promotion));
+  // 120 synthetic cells and 2 epochs rarely learn: a scheduled model that does not tell the classes apart does not
+  // count either; one that does (published here as the schedule would) ends the retraining of this snapshot.
+  const scheduledModel = buildModel('fast', 2, 9);
+  const learntNightly = await publishModel(store, scheduledModel, { ...nightly1.manifest, version: 'm-nightly-learnt', notLearnt: undefined, origin: 'schedule', createdAt: new Date(Date.now() + 1000).toISOString() });
+  scheduledModel.dispose();
+  const again = await runTraining({ ...base, epochs: 2, seed: 1, skipIfUnchanged: true }, { ...ctx('gate-nightly-2'), scheduled: true });
   assert.ok(again.skipped, JSON.stringify(again));
-  assert.match(again.reason, new RegExp(`^dataset fit@${fit.version} already trained \\(model m\\S+\\), and production ${first.version} was promoted by hand: nothing new to train`));
+  assert.equal(again.reason, `dataset fit@${fit.version} already trained (model ${nightly1.manifest.notLearnt ? learntNightly.version : nightly1.version}), and production ${first.version} was promoted by hand: nothing new to train (\`camflow models promote ${nightly1.manifest.notLearnt ? learntNightly.version : nightly1.version}\` serves that one)`);
   await promoteByHand(store, first.manifest);
   // A candidate whose every validation image trained production has nothing to be compared on: not promoted, said.
   const current = (await getProduction(store))!;

@@ -192,3 +192,20 @@ test("a keyed submission's digest: outputs as a set, the model and a prefix's tr
   const prefix = digests(['json'], undefined, (f) => f.addPrefix('s3://lab/2026/'));
   assert.ok(prefix.accepted.includes(old(camOptionsSchema.parse({ outputs: ['json'] }), null, '\ns3-prefix\0s3://lab/2026/')));
 });
+
+test('train list is newest first by when each job joined the queue: a scheduled run when it fell due, not when BullMQ made it a day before', async () => {
+  const { listTrainingJobs } = await import('@camflow/common');
+  const day = 86_400_000;
+  const t0 = Date.parse('2026-11-28T02:00:00Z');
+  const jobs: Record<string, unknown[]> = {
+    // Last night's run: created at t0 (when the run before it started), due and run at t0 + 1 day.
+    completed: [
+      { id: `repeat:nightly:${t0 + day}`, name: 'retrain', repeatJobKey: 'nightly', data: { dataset: 'cells' }, timestamp: t0, processedOn: t0 + day, finishedOn: t0 + day + 60_000, attemptsMade: 1, returnvalue: { skipped: true, reason: 'unchanged' } },
+      // A run asked for at noon the day before.
+      { id: '12', name: 'train', data: { dataset: 'cells' }, timestamp: t0 + day / 2 - 4 * 3_600_000, processedOn: t0 + day / 2, finishedOn: t0 + day / 2 + 60_000, attemptsMade: 1, returnvalue: { skipped: true, reason: 'unchanged' } },
+    ],
+  };
+  const queue = { getJobs: async ([state]: string[]) => jobs[state!] ?? [] };
+  const listed = await listTrainingJobs(queue as unknown as Parameters<typeof listTrainingJobs>[0]);
+  assert.deepEqual(listed.map((j) => [j.jobId, j.queuedAt]), [[`repeat:nightly:${t0 + day}`, new Date(t0 + day).toISOString()], ['12', new Date(t0 + day / 2 - 4 * 3_600_000).toISOString()]]);
+});

@@ -123,10 +123,11 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
       log.info(reason);
       return { skipped: true, reason };
     }
-    // After a rollback (production promoted by hand), a scheduled run publishes beside it without promoting: once that
-    // model exists for this version and preset, training it again every night would only publish copies.
+    // After a rollback (production promoted by hand), a scheduled run publishes beside it without promoting: once the
+    // schedule has published a usable model of this version and preset, training it again every night would only
+    // publish copies. (A model someone trained by hand, with other settings, does not count.)
     if (production?.by === 'hand') {
-      const done = (await listModels(ctx.store)).find((m) => m.dataset.name === manifest.name && m.dataset.version === manifest.version && m.preset === params.preset && m.version !== production.version);
+      const done = (await listModels(ctx.store)).find((m) => m.origin === 'schedule' && !m.notLearnt && m.dataset.name === manifest.name && m.dataset.version === manifest.version && m.preset === params.preset && m.version !== production.version);
       if (done) {
         const reason = `dataset ${manifest.name}@${manifest.version} already trained (model ${done.version}), and production ${production.version} was promoted by hand: nothing new to train (\`camflow models promote ${done.version}\` serves that one)`;
         log.info(reason);
@@ -232,6 +233,7 @@ export async function runTraining(payload: unknown, ctx: TrainContext): Promise<
     createdAt: new Date().toISOString(),
     screening,
     ...(notLearnt ? { notLearnt } : {}),
+    ...(ctx.scheduled ? { origin: 'schedule' as const } : {}),
     cellSide: medianCellSide(manifest.items),
     ...(warnings.length ? { warnings } : {}),
   }, { int8: { calibration: train, evaluation: validation, log } });

@@ -52,6 +52,11 @@ async function follow(ctx: Context, jobId: string, json: boolean): Promise<void>
       sayRestarts(m.restarts);
       // The validation loss is what early stopping and the published (best) epoch follow: shown beside the rest.
       process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${num4(m.loss)}${m.valLoss !== undefined ? ` val loss ${num4(m.valLoss)}` : ''} val accuracy ${num4(m.valAccuracy)}\n`);
+    }).catch(async (error: unknown) => {
+      // Removed while followed (`train --cancel` from elsewhere, or over HTTP): said as such, not as an unknown job.
+      const job = await getTrainingJob(ctx.queues.train, jobId, { redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX }).catch(() => undefined);
+      if (job?.state === 'removed') throw new CamflowError('REMOVED', `training job ${jobId} was ${trainingJobLine(job).split('  ').pop()}: nothing was trained`);
+      throw error;
     });
     const o = outcome as { skipped: boolean; reason?: string; version?: string; dataset?: string; datasetVersion?: string; valAccuracy?: number; epochs?: number; epochsAsked?: number; bestEpoch?: number; attempts?: number; restarts?: string[]; promoted?: boolean; promotion?: string; warnings?: string[] };
     // Restarts not yet said by an epoch line (a collapse after the last one reported): said now.

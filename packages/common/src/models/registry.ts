@@ -46,6 +46,8 @@ export const modelManifestSchema = z.object({
   warnings: z.array(z.string()).optional(),
   /** Why the trainer does not promote it: it does not yet tell the classes apart (`camflow models promote` still can). */
   notLearnt: z.string().optional(),
+  /** `schedule`: published by a run of the retraining schedule (absent: a requested run, or published before it was recorded). */
+  origin: z.enum(['request', 'schedule']).optional(),
 });
 export type ModelManifest = z.infer<typeof modelManifestSchema>;
 

@@ -76,6 +76,14 @@ export function scheduledDue(job: Pick<Job, 'id' | 'repeatJobKey' | 'name'>): nu
   return due === undefined ? undefined : Number(due);
 }
 
+/**
+ * Pure: when a job joined the queue: a scheduled run once it fell due (BullMQ creates it a whole period before,
+ * delayed); any other job, or a scheduled run still waiting for its time, when it was added. Lists sort by it.
+ */
+function queuedTime(job: Pick<Job, 'id' | 'repeatJobKey' | 'name' | 'timestamp'>, state: string): number {
+  return (state !== 'delayed' ? scheduledDue(job) : undefined) ?? job.timestamp;
+}
+
 /** Pure: a BullMQ training job and its state as a status (the outcome without the model manifest it carries). */
 export function trainingJobStatus(job: Job, state: string): TrainingJobStatus {
   const data = trainJobSchema.safeParse(job.data);
@@ -92,7 +100,7 @@ export function trainingJobStatus(job: Job, state: string): TrainingJobStatus {
     preset: d.preset ?? 'fast',
     // A scheduled run is created when the one before it is (or when the schedule is set), delayed until due: it was
     // queued when it fell due, the time its id carries (`repeat:<scheduler>:<due ms>`).
-    queuedAt: iso(scheduledDue(job) ?? job.timestamp) ?? new Date(0).toISOString(),
+    queuedAt: iso(queuedTime(job, state)) ?? new Date(0).toISOString(),
     // A delayed job not yet tried is the schedule's next run, due at its delay past the queued time; one tried already
     // waits out its retry backoff (BullMQ keeps the first queued time, so that sum would lie in the past).
     ...(state === 'delayed' && job.delay && !job.attemptsMade ? { dueAt: iso(job.timestamp + job.delay) } : {}),
@@ -121,14 +129,17 @@ export async function getTrainingJob(queue: Queue, jobId: string, removed?: { re
 
 const STATES: JobType[] = ['active', 'waiting', 'prioritized', 'delayed', 'completed', 'failed'];
 
-/** The most recent training jobs, newest first: what runs, what waits, and what finished or failed lately. */
+/**
+ * The most recent training jobs, newest first (by the time each joined the queue): what runs, what waits, and what
+ * finished or failed lately. Jobs removed before they started are not listed (`getTrainingJob` still finds them).
+ */
 export async function listTrainingJobs(queue: Queue, limit = 20): Promise<TrainingJobStatus[]> {
   const found: { job: Job; state: string }[] = [];
   for (const state of STATES) {
     for (const job of await queue.getJobs([state], 0, limit - 1)) if (job) found.push({ job, state });
   }
   return found
-    .sort((a, b) => b.job.timestamp - a.job.timestamp)
+    .sort((a, b) => queuedTime(b.job, b.state) - queuedTime(a.job, a.state))
     .slice(0, limit)
     .map(({ job, state }) => trainingJobStatus(job, state));
 }

@@ -525,7 +525,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     const { name } = parseWith(z.object({ name: idSchema }), req.params, 'params');
     if (!req.isMultipart()) throw unsupportedMediaType(req, 'multipart/form-data: the images, each named <class>/<image>');
     const spool = await mkdtemp(join(tmpdir(), 'camflow-dataset-'));
-    const tree = join(spool, 'labelled');
+    const tree = resolve(spool, 'labelled');
     try {
       const { files, paths, fields } = await receiveUpload(req, spool, config);
       if (files.length === 0) throw new InvalidParameterError('files', 'the labelled images, each named <class>/<image> (`-F files=@a.png;filename=Parasitized/a.png`)', 0);
@@ -535,8 +535,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       for (const [i, file] of files.entries()) {
         const to = resolve(tree, file.name);
         if (!to.startsWith(tree + sep)) throw new InvalidParameterError('files', 'names inside the upload (<class>/<image>)', file.name);
-        const clash = () => {
-          throw new InvalidParameterError('files', 'names that are files, never also a folder of other files', file.name);
+        // A name that is a file and a folder at once is the client's; anything else (a full disk) is the server's.
+        const clash = (error: NodeJS.ErrnoException) => {
+          if (error.code === 'EEXIST' || error.code === 'ENOTDIR' || error.code === 'EISDIR') throw new InvalidParameterError('files', 'names that are files, never also a folder of other files', file.name);
+          throw error;
         };
         await mkdir(dirname(to), { recursive: true }).catch(clash);
         await rename(paths[i]!, to).catch(clash);
