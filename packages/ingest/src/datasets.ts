@@ -86,7 +86,8 @@ export function misplacedClasses(byClass: Map<string, { name: string }[]>, class
       if (list.length === 0 || !nested(cls) || !SPLIT_OR_VERSION.test(cls)) continue;
       const subs = [...new Set(list.map((f) => f.name.split('/')[1]!))].sort();
       if (subs.length < 2 || subs.length > 5) continue;
-      byLayout.set(subs.join('/'), [...(byLayout.get(subs.join('/')) ?? []), cls]);
+      const layout = subs.join('/');
+      byLayout.set(layout, [...(byLayout.get(layout) ?? []), cls]);
     }
     for (const [layout, classes] of byLayout) {
       if (classes.length < 2) continue;

@@ -280,15 +280,14 @@ async function compareWithProduction(store: ObjectStore, dataset: DatasetManifes
   const keep = validationIndices.map((_, p) => p).filter((p) => !(seen.known && seen.sha256s.has(dataset.items[validationIndices[p]!]!.sha256)));
   const left = { production: production.version, ...(seen.known ? { trainedProduction: validationIndices.length - keep.length } : { productionTraining: unknownTrainingText(production, seen.why) }) };
   if (keep.length === 0) return { ...left, images: 0, candidateAccuracy: 0, productionAccuracy: 0 };
-  const labels = dataset.items.map((i) => i.label);
-  const indices = keep.map((p) => validationIndices[p]!);
   const candidateAccuracy = keep.filter((p) => candidatePredicted[p] === candidateData.labels[p]).length / keep.length;
+  // Production's inputs: the candidate's own when the sizes agree, else made from the originals at production's size.
   const productionData =
-    production.inputSize === candidate.inputSize
-      ? keep.length === validationIndices.length
+    production.inputSize !== candidate.inputSize
+      ? gather(await trainingInputs(store, dataset, production.inputSize), dataset.items.map((i) => i.label), keep.map((p) => validationIndices[p]!), production.inputSize)
+      : keep.length === validationIndices.length
         ? candidateData
-        : gather(candidateData.images, candidateData.labels, keep, candidate.inputSize)
-      : gather(await trainingInputs(store, dataset, production.inputSize), labels, indices, production.inputSize);
+        : gather(candidateData.images, candidateData.labels, keep, candidate.inputSize);
   const [json, weights] = await Promise.all([store.getJson<ModelFiles['modelJson']>(keys.modelFile(production.version, 'model.json')), store.get(keys.modelFile(production.version, 'weights.bin'))]);
   const model = await deserializeModel({ modelJson: json, weights });
   try {

@@ -12,7 +12,7 @@ export function trainingJobLine(j: TrainingJobStatus): string {
   const p = j.progress;
   const doing =
     j.state === 'removed'
-      ? `removed by the operator at ${(j.removedAt ?? '?').slice(0, 19).replace('T', ' ')} UTC, before it started`
+      ? removedText(j)
       : j.state === 'failed'
       ? `failed: ${j.failedReason ?? 'no reason recorded'}`
       : j.outcome
@@ -32,6 +32,12 @@ export function trainingJobLine(j: TrainingJobStatus): string {
   const version = j.outcome && !j.outcome.skipped && j.outcome.datasetVersion ? j.outcome.datasetVersion : j.datasetVersion;
   return `${j.jobId}  ${j.state}  ${j.dataset}@${version}  ${j.preset}  queued ${j.queuedAt.slice(0, 19).replace('T', ' ')}${j.origin === 'schedule' ? ' (schedule)' : ''}  ${doing}`;
 }
+
+/** Pure: what became of a job removed before it started. */
+const removedText = (j: TrainingJobStatus) => `removed by the operator at ${(j.removedAt ?? '?').slice(0, 19).replace('T', ' ')} UTC, before it started`;
+
+/** One training job, also one removed before it started (its record is kept beside the queues). */
+const trainingJob = (ctx: Context, jobId: string) => getTrainingJob(ctx.queues.train, jobId, { redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX });
 
 /** A loss or accuracy to 4 places; one that diverged (NaN: null once stored as JSON) said in words. */
 const num4 = (v: number | null | undefined) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(4) : 'not a number (diverged)');
@@ -54,8 +60,8 @@ async function follow(ctx: Context, jobId: string, json: boolean): Promise<void>
       process.stderr.write(`epoch ${m.epoch} (attempt ${m.attempt + 1}): loss ${num4(m.loss)}${m.valLoss !== undefined ? ` val loss ${num4(m.valLoss)}` : ''} val accuracy ${num4(m.valAccuracy)}\n`);
     }).catch(async (error: unknown) => {
       // Removed while followed (`train --cancel` from elsewhere, or over HTTP): said as such, not as an unknown job.
-      const job = await getTrainingJob(ctx.queues.train, jobId, { redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX }).catch(() => undefined);
-      if (job?.state === 'removed') throw new CamflowError('REMOVED', `training job ${jobId} was ${trainingJobLine(job).split('  ').pop()}: nothing was trained`);
+      const job = await trainingJob(ctx, jobId).catch(() => undefined);
+      if (job?.state === 'removed') throw new CamflowError('REMOVED', `training job ${jobId} was ${removedText(job)}: nothing was trained`);
       throw error;
     });
     const o = outcome as { skipped: boolean; reason?: string; version?: string; dataset?: string; datasetVersion?: string; valAccuracy?: number; epochs?: number; epochsAsked?: number; bestEpoch?: number; attempts?: number; restarts?: string[]; promoted?: boolean; promotion?: string; warnings?: string[] };
@@ -85,7 +91,7 @@ export async function run({ v, rest, num }: CommandInput): Promise<void> {
         print(v.json, { jobs }, jobs.length ? jobs.map(trainingJobLine).join('\n') : 'no training jobs (finished ones are kept 7 days, failed ones 30)');
         return;
       }
-      const job = await getTrainingJob(ctx.queues.train, id!, { redis: ctx.redis, prefix: ctx.config.QUEUE_PREFIX });
+      const job = await trainingJob(ctx, id!);
       if (v.wait && !job.finishedAt && job.state !== 'removed') return follow(ctx, id!, v.json);
       const restarts = job.outcome?.restarts ?? job.progress?.restarts ?? [];
       print(v.json, job, `${trainingJobLine(job)}${restarts.map((r) => `\n${r}`).join('')}${(job.outcome?.warnings ?? []).map((w) => `\nwarning: ${w}`).join('')}`);

@@ -376,6 +376,7 @@ export type BatchSummary = z.infer<typeof batchSummarySchema>;
 
 /** An idempotency key's claim: which batch owns it, and what was submitted under it. */
 export const keyClaimSchema = z.object({ batchId: idSchema, fingerprint: z.string() });
+export type KeyClaim = z.infer<typeof keyClaimSchema>;
 
 /** The cancellation of a batch (S3, the truth): when, and why. */
 export const batchCancelSchema = z.object({ batchId: idSchema, cancelledAt: z.string(), reason: z.string().max(500) });
@@ -391,7 +392,6 @@ export const webhookDeliverySchema = z.object({
   at: z.string(),
 });
 export type WebhookDelivery = z.infer<typeof webhookDeliverySchema>;
-export type KeyClaim = z.infer<typeof keyClaimSchema>;
 
 /** A stored line that does not match its contract. */
 export class ContractError extends CamflowError {

@@ -2,10 +2,10 @@ import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import { parseWith } from '../validate.js';
 
-/** Ids used in object keys: letters, digits, `_ . -`. */
 /** A batch id as a cursor (`before`): the shape batch ids have (`b` and the date they were submitted, then more). */
 export const batchCursorSchema = z.string().regex(/^b\d{8}[-T][A-Za-z0-9_.-]{1,100}$/, 'a batch id (b<yyyymmdd>…, as `next` gives it)');
 
+/** Ids used in object keys: letters, digits, `_ . -`. */
 export const idSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, 'an id of letters, digits, _ . -').refine((v) => !v.includes('..'), 'no ".."');
 export const sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex characters');
 

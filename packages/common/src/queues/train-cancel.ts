@@ -2,10 +2,7 @@ import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { InvalidParameterError, NotFoundError } from '../errors.js';
 import { trainCancelKey, trainRemovedKey } from './names.js';
-import { trainingJobStatus } from './train-jobs.js';
-
-/** A removed job's record is kept as long as a finished one (`trainJobOptions.removeOnComplete`). */
-const REMOVED_KEPT_S = 7 * 24 * 3600;
+import { trainJobOptions, trainingJobStatus } from './train-jobs.js';
 
 export interface TrainCancelReport {
   jobId: string;
@@ -31,7 +28,8 @@ export async function cancelTraining(queue: Queue, redis: Redis, prefix: string,
     // `train show` still knows it afterwards: removed by the operator, when, before it started.
     const record = { ...trainingJobStatus(job, state), state: 'removed', removedAt: new Date().toISOString() };
     await job.remove();
-    await redis.set(trainRemovedKey(prefix, jobId), JSON.stringify(record), 'EX', REMOVED_KEPT_S);
+    // Kept as long as a finished job is.
+    await redis.set(trainRemovedKey(prefix, jobId), JSON.stringify(record), 'EX', trainJobOptions.removeOnComplete.age);
     return { jobId, action: 'removed', state };
   }
   if (state === 'active') {

@@ -55,8 +55,7 @@ export const trainingJobStatusSchema = z.object({
   // `restarts` says which and why (in words, counted from 1).
   progress: z.object({ epoch: z.number(), loss: z.number().nullable(), valLoss: z.number().nullable(), valAccuracy: z.number().nullable(), attempt: z.number(), restarts: z.array(z.string()) }).partial().optional(),
   /** Completed: the model published (or why it was skipped), whether it was promoted, the trainer's warnings. */
-  outcome: outcomeSchema
-    .optional(),
+  outcome: outcomeSchema.optional(),
   /** Failed, or delayed for a retry: the trainer's reason (the last attempt's). */
   failedReason: z.string().optional(),
   /** State `removed`: when `camflow train --cancel` removed it, before it started. */
